@@ -1,0 +1,136 @@
+//! Bonded terms: harmonic bonds, harmonic angles and periodic torsions, with gradients.
+//! Positions nm, energies kJ/mol, gradients kJ/mol/nm.
+
+use crate::forcefield::{Angle, Bond, Torsion};
+
+#[inline(always)]
+fn get(x: &[f64], i: usize) -> [f64; 3] {
+    [x[3 * i], x[3 * i + 1], x[3 * i + 2]]
+}
+#[inline(always)]
+fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+#[inline(always)]
+fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+#[inline(always)]
+fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+#[inline(always)]
+fn add_to(g: &mut [f64], i: usize, v: [f64; 3], s: f64) {
+    g[3 * i] += s * v[0];
+    g[3 * i + 1] += s * v[1];
+    g[3 * i + 2] += s * v[2];
+}
+
+/// Sum of k/2 (r - r0)^2; adds dE/dx to `grad` when given.
+pub fn bonds(x: &[f64], bonds: &[Bond], mut grad: Option<&mut [f64]>) -> f64 {
+    let mut e = 0.0;
+    for b in bonds {
+        let d = sub(get(x, b.i), get(x, b.j));
+        let r = dot(d, d).sqrt();
+        let dr = r - b.length;
+        e += 0.5 * b.k * dr * dr;
+        if let Some(g) = grad.as_deref_mut() {
+            let s = b.k * dr / r;
+            add_to(g, b.i, d, s);
+            add_to(g, b.j, d, -s);
+        }
+    }
+    e
+}
+
+/// Angle at the apex `atoms[1]` in rad (robust near 0 and pi).
+pub fn angle(x: &[f64], atoms: [usize; 3]) -> f64 {
+    let u = sub(get(x, atoms[0]), get(x, atoms[1]));
+    let v = sub(get(x, atoms[2]), get(x, atoms[1]));
+    let p = cross(u, v);
+    dot(p, p).sqrt().atan2(dot(u, v))
+}
+
+/// Sum of k/2 (theta - theta0)^2; adds dE/dx to `grad` when given.
+pub fn angles(x: &[f64], angles: &[Angle], mut grad: Option<&mut [f64]>) -> f64 {
+    let mut e = 0.0;
+    for a in angles {
+        let [i, j, k] = a.atoms;
+        let u = sub(get(x, i), get(x, j));
+        let v = sub(get(x, k), get(x, j));
+        let p = cross(u, v);
+        let pn = dot(p, p).sqrt();
+        let theta = pn.atan2(dot(u, v));
+        let d = theta - a.angle;
+        e += 0.5 * a.k * d * d;
+        if let Some(g) = grad.as_deref_mut() {
+            // dtheta/du = u x p / (|u|^2 |p|), dtheta/dv = p x v / (|v|^2 |p|).
+            let pn = pn.max(1e-30);
+            let de = a.k * d;
+            let gu = cross(u, p);
+            let gv = cross(p, v);
+            let su = de / (dot(u, u) * pn);
+            let sv = de / (dot(v, v) * pn);
+            add_to(g, i, gu, su);
+            add_to(g, k, gv, sv);
+            add_to(g, j, gu, -su);
+            add_to(g, j, gv, -sv);
+        }
+    }
+    e
+}
+
+/// Dihedral angle p0-p1-p2-p3 in rad, in (-pi, pi], with OpenMM's (IUPAC) sign convention.
+pub fn dihedral(x: &[f64], atoms: [usize; 4]) -> f64 {
+    let [p0, p1, p2, p3] = atoms.map(|a| get(x, a));
+    let f = sub(p0, p1);
+    let gv = sub(p1, p2);
+    let h = sub(p3, p2);
+    let a = cross(f, gv);
+    let b = cross(h, gv);
+    let gn = dot(gv, gv).sqrt();
+    // sin(phi) |A||B| = -(B x A).G / |G|, cos(phi) |A||B| = A.B
+    (-dot(cross(b, a), gv) / gn).atan2(dot(a, b))
+}
+
+/// Sum of k (1 + cos(n phi - phase)); adds dE/dx to `grad` when given.
+pub fn torsions(x: &[f64], torsions: &[Torsion], mut grad: Option<&mut [f64]>) -> f64 {
+    let mut e = 0.0;
+    for t in torsions {
+        let [i0, i1, i2, i3] = t.atoms;
+        let [p0, p1, p2, p3] = t.atoms.map(|a| get(x, a));
+        let f = sub(p0, p1);
+        let gv = sub(p1, p2);
+        let h = sub(p3, p2);
+        let a = cross(f, gv);
+        let b = cross(h, gv);
+        let gn = dot(gv, gv).sqrt();
+        let phi = (-dot(cross(b, a), gv) / gn).atan2(dot(a, b));
+        let n = t.periodicity as f64;
+        let arg = n * phi - t.phase;
+        e += t.k * (1.0 + arg.cos());
+        if let Some(g) = grad.as_deref_mut() {
+            let de = -t.k * n * arg.sin(); // dE/dphi
+            let a2 = dot(a, a).max(1e-300);
+            let b2 = dot(b, b).max(1e-300);
+            // Gradient of phi (Blondel & Karplus 1996, with this sign convention).
+            let s0 = gn / a2;
+            let s3 = -gn / b2;
+            let fg = dot(f, gv) / (a2 * gn);
+            let hg = dot(h, gv) / (b2 * gn);
+            add_to(g, i0, a, de * s0);
+            add_to(g, i3, b, de * s3);
+            // The inner atoms take the rest: dphi/dp1 = -(s0 + fg) A + hg B,
+            // dphi/dp2 = fg A - (s3 + hg) B (the four sum to zero).
+            add_to(g, i1, a, de * (-s0 - fg));
+            add_to(g, i1, b, de * hg);
+            add_to(g, i2, b, de * (-s3 - hg));
+            add_to(g, i2, a, de * fg);
+        }
+    }
+    e
+}

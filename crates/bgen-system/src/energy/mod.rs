@@ -1,0 +1,415 @@
+//! The potential energy U(x) and its gradient: a sum of small terms (bonded, nonbonded pairs and
+//! scaled 1-4 exceptions, GBSA-OBC). Positions nm, energies kJ/mol, gradients kJ/mol/nm.
+//!
+//! [`EnergyModel`] holds the parameters in evaluation-friendly arrays; a [`Workspace`] holds the
+//! scratch memory of one evaluation, so repeated evaluations allocate nothing.
+
+pub mod bonded;
+pub mod gbsa;
+
+use crate::forcefield::{Angle, Bond, GbModel, NonbondedMethod, Parameters, Torsion};
+use crate::units::COULOMB;
+
+/// Energy of one conformation by term, kJ/mol. The groups are those of the OpenMM reference:
+/// nonbonded = coulomb_pair + lj_pair + coulomb_14 + lj_14, gb = gb_polar + gb_sa.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Energies {
+    pub bond: f64,
+    pub angle: f64,
+    pub torsion: f64,
+    pub coulomb_pair: f64,
+    pub lj_pair: f64,
+    pub coulomb_14: f64,
+    pub lj_14: f64,
+    pub gb_polar: f64,
+    pub gb_sa: f64,
+}
+
+impl Energies {
+    /// Nonbonded group (Coulomb + LJ, pairs and 1-4), kJ/mol.
+    pub fn nonbonded(&self) -> f64 {
+        self.coulomb_pair + self.lj_pair + self.coulomb_14 + self.lj_14
+    }
+    /// Implicit-solvent group (polar GB + surface area), kJ/mol.
+    pub fn gb(&self) -> f64 {
+        self.gb_polar + self.gb_sa
+    }
+    /// Total potential energy, kJ/mol.
+    pub fn total(&self) -> f64 {
+        self.bond + self.angle + self.torsion + self.nonbonded() + self.gb()
+    }
+    /// The terms as (name, kJ/mol) pairs, groups first.
+    pub fn named(&self) -> [(&'static str, f64); 14] {
+        [
+            ("total", self.total()),
+            ("bond", self.bond),
+            ("angle", self.angle),
+            ("torsion", self.torsion),
+            ("nonbonded", self.nonbonded()),
+            ("gb", self.gb()),
+            ("nb_coulomb_pair", self.coulomb_pair),
+            ("nb_lj_pair", self.lj_pair),
+            ("nb_coulomb_14", self.coulomb_14),
+            ("nb_lj_14", self.lj_14),
+            ("gb_polar", self.gb_polar),
+            ("gb_sa", self.gb_sa),
+            ("bonded", self.bond + self.angle + self.torsion),
+            ("pair", self.coulomb_pair + self.lj_pair + self.gb_polar),
+        ]
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pair14 {
+    i: usize,
+    j: usize,
+    /// COULOMB * q_i q_j * scale, kJ nm/mol
+    qq: f64,
+    sigma: f64,
+    /// 4 epsilon, kJ/mol
+    eps4: f64,
+}
+
+/// Parameters laid out for fast evaluation.
+#[derive(Clone, Debug)]
+pub struct EnergyModel {
+    n: usize,
+    bonds: Vec<Bond>,
+    angles: Vec<Angle>,
+    torsions: Vec<Torsion>,
+    pairs14: Vec<Pair14>,
+    /// Per pair (i < j, row-major over i): true when it interacts through the plain nonbonded terms.
+    pair_nb: Vec<bool>,
+    q: Vec<f64>,
+    sigma_half: Vec<f64>,
+    sqrt_eps4: Vec<f64>,
+    nb_cut2: f64,
+    krf: f64,
+    crf: f64,
+    // GBSA-OBC
+    gb_q: Vec<f64>,
+    gb_or: Vec<f64>,
+    gb_sr: Vec<f64>,
+    gb_radius: Vec<f64>,
+    /// Per atom: factor (R + 0.14)^2 R^6, so that E_sa,i = sa_i / B_i^6.
+    gb_sa: Vec<f64>,
+    gb_pref: f64,
+    gb_cut2: f64,
+    gb_shift: f64,
+    gb_engulf: bool,
+    alpha: f64,
+    beta: f64,
+    gamma: f64,
+}
+
+/// Scratch memory of one evaluation (one per thread).
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    isum: Vec<f64>,
+    born: Vec<f64>,
+    dbdi: Vec<f64>,
+    dedb: Vec<f64>,
+    /// Per pair: unit vector i -> j, r (infinite beyond the GB cutoff), dI_i/dr, dI_j/dr.
+    pair: Vec<[f64; 6]>,
+}
+
+impl EnergyModel {
+    /// Lays out `p` for evaluation.
+    pub fn new(p: &Parameters) -> EnergyModel {
+        let n = p.charge.len();
+        let npair = n * n.saturating_sub(1) / 2;
+        let idx = |i: usize, j: usize| i * n - i * (i + 1) / 2 + (j - i - 1);
+        let mut pair_nb = vec![true; npair];
+        let mut pairs14 = Vec::new();
+        for e in &p.exceptions {
+            let (i, j) = (e.i.min(e.j), e.i.max(e.j));
+            pair_nb[idx(i, j)] = false;
+            if e.charge_prod != 0.0 || e.epsilon != 0.0 {
+                pairs14.push(Pair14 {
+                    i,
+                    j,
+                    qq: COULOMB * e.charge_prod,
+                    sigma: e.sigma,
+                    eps4: 4.0 * e.epsilon,
+                });
+            }
+        }
+        let (nb_cut2, krf, crf) = match p.nonbonded {
+            NonbondedMethod::NoCutoff => (f64::INFINITY, 0.0, 0.0),
+            NonbondedMethod::CutoffNonPeriodic {
+                cutoff,
+                rf_dielectric,
+            } => {
+                let krf = (rf_dielectric - 1.0) / ((2.0 * rf_dielectric + 1.0) * cutoff.powi(3));
+                (cutoff * cutoff, krf, 1.0 / cutoff + krf * cutoff * cutoff)
+            }
+        };
+        let g = &p.gbsa;
+        let shift = match (g.model, g.cutoff) {
+            (GbModel::CustomObc1, Some(c)) => 1.0 / c,
+            _ => 0.0,
+        };
+        EnergyModel {
+            n,
+            bonds: p.bonds.clone(),
+            angles: p.angles.clone(),
+            torsions: p.torsions.clone(),
+            pairs14,
+            pair_nb,
+            q: p.charge.clone(),
+            sigma_half: p.sigma.iter().map(|s| 0.5 * s).collect(),
+            sqrt_eps4: p.epsilon.iter().map(|e| (4.0 * e).sqrt()).collect(),
+            nb_cut2,
+            krf,
+            crf,
+            gb_q: g.charge.clone(),
+            gb_or: g.offset_radius.clone(),
+            gb_sr: g.scaled_radius.clone(),
+            gb_radius: g.radius.clone(),
+            gb_sa: g
+                .radius
+                .iter()
+                .map(|&r| g.surface_factor * (r + 0.14).powi(2) * r.powi(6))
+                .collect(),
+            gb_pref: -g.coulomb * (1.0 / g.solute_dielectric - 1.0 / g.solvent_dielectric),
+            gb_cut2: g.cutoff.map_or(f64::INFINITY, |c| c * c),
+            gb_shift: shift,
+            gb_engulf: g.model == GbModel::NativeObc2,
+            alpha: g.alpha,
+            beta: g.beta,
+            gamma: g.gamma,
+        }
+    }
+
+    /// Number of atoms.
+    pub fn n_atoms(&self) -> usize {
+        self.n
+    }
+
+    /// Scratch memory for [`EnergyModel::energy`] and [`EnergyModel::energy_grad`].
+    pub fn workspace(&self) -> Workspace {
+        let n = self.n;
+        Workspace {
+            isum: vec![0.0; n],
+            born: vec![0.0; n],
+            dbdi: vec![0.0; n],
+            dedb: vec![0.0; n],
+            pair: vec![[0.0; 6]; self.pair_nb.len()],
+        }
+    }
+
+    /// Energy by term (kJ/mol) of positions `x` (atoms x 3, nm).
+    pub fn energy(&self, x: &[f64], ws: &mut Workspace) -> Energies {
+        self.eval::<false>(x, &mut [], ws)
+    }
+
+    /// Energy by term (kJ/mol) and its gradient dU/dx (kJ/mol/nm, overwritten) at `x` (nm).
+    pub fn energy_grad(&self, x: &[f64], grad: &mut [f64], ws: &mut Workspace) -> Energies {
+        grad.fill(0.0);
+        self.eval::<true>(x, grad, ws)
+    }
+
+    fn eval<const GRAD: bool>(&self, x: &[f64], grad: &mut [f64], ws: &mut Workspace) -> Energies {
+        let n = self.n;
+        assert_eq!(x.len(), 3 * n, "positions must have 3 x {n} entries");
+        let mut e = Energies {
+            bond: bonded::bonds(x, &self.bonds, GRAD.then_some(&mut *grad)),
+            angle: bonded::angles(x, &self.angles, GRAD.then_some(&mut *grad)),
+            torsion: bonded::torsions(x, &self.torsions, GRAD.then_some(&mut *grad)),
+            ..Energies::default()
+        };
+        self.exceptions::<GRAD>(x, grad, &mut e);
+        self.pairs::<GRAD>(x, grad, ws, &mut e);
+        e
+    }
+
+    fn exceptions<const GRAD: bool>(&self, x: &[f64], grad: &mut [f64], e: &mut Energies) {
+        for p in &self.pairs14 {
+            let d = [
+                x[3 * p.j] - x[3 * p.i],
+                x[3 * p.j + 1] - x[3 * p.i + 1],
+                x[3 * p.j + 2] - x[3 * p.i + 2],
+            ];
+            let r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+            let inv_r2 = 1.0 / r2;
+            let inv_r = inv_r2.sqrt();
+            let s2 = p.sigma * p.sigma * inv_r2;
+            let s6 = s2 * s2 * s2;
+            let ec = p.qq * inv_r;
+            let elj = p.eps4 * (s6 * s6 - s6);
+            e.coulomb_14 += ec;
+            e.lj_14 += elj;
+            if GRAD {
+                // (dE/dr) / r
+                let s = (-ec - p.eps4 * (12.0 * s6 * s6 - 6.0 * s6)) * inv_r2;
+                for k in 0..3 {
+                    grad[3 * p.j + k] += s * d[k];
+                    grad[3 * p.i + k] -= s * d[k];
+                }
+            }
+        }
+    }
+
+    /// All i < j pairs: plain nonbonded terms and the three GBSA-OBC passes.
+    fn pairs<const GRAD: bool>(
+        &self,
+        x: &[f64],
+        grad: &mut [f64],
+        ws: &mut Workspace,
+        e: &mut Energies,
+    ) {
+        let n = self.n;
+        ws.isum.fill(0.0);
+        let (mut ec, mut elj) = (0.0, 0.0);
+        // Pass 1: distances, Coulomb + LJ, Born integrals.
+        let mut p = 0;
+        for i in 0..n {
+            let xi = [x[3 * i], x[3 * i + 1], x[3 * i + 2]];
+            let (qi, shi, sei) = (self.q[i], self.sigma_half[i], self.sqrt_eps4[i]);
+            let (ori, sri) = (self.gb_or[i], self.gb_sr[i]);
+            let mut isum_i = 0.0;
+            let mut gi = [0.0; 3];
+            for j in i + 1..n {
+                let d = [x[3 * j] - xi[0], x[3 * j + 1] - xi[1], x[3 * j + 2] - xi[2]];
+                let r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+                let r = r2.sqrt();
+                let inv_r = 1.0 / r;
+                if self.pair_nb[p] && r2 < self.nb_cut2 {
+                    let inv_r2 = inv_r * inv_r;
+                    let s = shi + self.sigma_half[j];
+                    let s2 = s * s * inv_r2;
+                    let s6 = s2 * s2 * s2;
+                    let eps4 = sei * self.sqrt_eps4[j];
+                    let qq = COULOMB * qi * self.q[j];
+                    let c = qq * (inv_r + self.krf * r2 - self.crf);
+                    let l = eps4 * (s6 * s6 - s6);
+                    ec += c;
+                    elj += l;
+                    if GRAD {
+                        let s = (qq * (-inv_r + 2.0 * self.krf * r2)
+                            - eps4 * (12.0 * s6 * s6 - 6.0 * s6))
+                            * inv_r2;
+                        for k in 0..3 {
+                            grad[3 * j + k] += s * d[k];
+                            gi[k] -= s * d[k];
+                        }
+                    }
+                }
+                let slot = &mut ws.pair[p];
+                if r2 < self.gb_cut2 {
+                    let (ti, dti) = gbsa::born_pair(r, inv_r, ori, self.gb_sr[j], self.gb_engulf);
+                    let (tj, dtj) = gbsa::born_pair(r, inv_r, self.gb_or[j], sri, self.gb_engulf);
+                    isum_i += ti;
+                    ws.isum[j] += tj;
+                    *slot = [d[0] * inv_r, d[1] * inv_r, d[2] * inv_r, r, dti, dtj];
+                } else {
+                    slot[3] = f64::INFINITY;
+                }
+                p += 1;
+            }
+            ws.isum[i] += isum_i;
+            if GRAD {
+                for k in 0..3 {
+                    grad[3 * i + k] += gi[k];
+                }
+            }
+        }
+        e.coulomb_pair = ec;
+        e.lj_pair = elj;
+
+        // Pass 2: Born radii, self and surface terms.
+        let pref = self.gb_pref;
+        let (mut polar, mut sa) = (0.0, 0.0);
+        for i in 0..n {
+            let (b, db) = gbsa::born_radius(
+                ws.isum[i],
+                self.gb_or[i],
+                self.gb_radius[i],
+                self.alpha,
+                self.beta,
+                self.gamma,
+            );
+            ws.born[i] = b;
+            ws.dbdi[i] = db;
+            let q2 = self.gb_q[i] * self.gb_q[i];
+            let inv_b = 1.0 / b;
+            let inv_b2 = inv_b * inv_b;
+            let esa = self.gb_sa[i] * inv_b2 * inv_b2 * inv_b2;
+            polar += 0.5 * pref * q2 * inv_b;
+            sa += esa;
+            ws.dedb[i] = -0.5 * pref * q2 * inv_b2 - 6.0 * esa * inv_b;
+        }
+
+        // Pass 3: pair GB terms.
+        let mut p = 0;
+        for i in 0..n {
+            let (bi, qi) = (ws.born[i], pref * self.gb_q[i]);
+            let mut dedb_i = 0.0;
+            let mut gi = [0.0; 3];
+            for j in i + 1..n {
+                let s = ws.pair[p];
+                p += 1;
+                let r = s[3];
+                if r == f64::INFINITY {
+                    continue;
+                }
+                let bj = ws.born[j];
+                let bb = bi * bj;
+                let dd = r * r / (4.0 * bb);
+                let ex = (-dd).exp();
+                let f2 = r * r + bb * ex;
+                let f = f2.sqrt();
+                let inv_f = 1.0 / f;
+                let qq = qi * self.gb_q[j];
+                polar += qq * (inv_f - self.gb_shift);
+                if GRAD {
+                    let de_df = -qq * inv_f * inv_f;
+                    let de_dr = de_df * r * (1.0 - 0.25 * ex) * inv_f;
+                    let common = de_df * ex * (1.0 + dd) * 0.5 * inv_f;
+                    dedb_i += common * bj;
+                    ws.dedb[j] += common * bi;
+                    for k in 0..3 {
+                        grad[3 * j + k] += de_dr * s[k];
+                        gi[k] -= de_dr * s[k];
+                    }
+                }
+            }
+            if GRAD {
+                ws.dedb[i] += dedb_i;
+                for k in 0..3 {
+                    grad[3 * i + k] += gi[k];
+                }
+            }
+        }
+        e.gb_polar = polar;
+        e.gb_sa = sa;
+        if !GRAD {
+            return;
+        }
+
+        // Pass 4: chain rule through the Born radii, dE/dI_i = dE/dB_i dB_i/dI_i.
+        for i in 0..n {
+            ws.dedb[i] *= ws.dbdi[i];
+        }
+        let mut p = 0;
+        for i in 0..n {
+            let dei = ws.dedb[i];
+            let mut gi = [0.0; 3];
+            for j in i + 1..n {
+                let s = ws.pair[p];
+                p += 1;
+                if s[3] == f64::INFINITY {
+                    continue;
+                }
+                let de_dr = dei * s[4] + ws.dedb[j] * s[5];
+                for k in 0..3 {
+                    grad[3 * j + k] += de_dr * s[k];
+                    gi[k] -= de_dr * s[k];
+                }
+            }
+            for k in 0..3 {
+                grad[3 * i + k] += gi[k];
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! A molecular system: topology, force-field parameters, temperature and the energy model.
+
+use crate::energy::{Energies, EnergyModel, Workspace};
+use crate::error::{Error, Result};
+use crate::forcefield::{name_tables, Parameters, Setup};
+use crate::pdb::PdbFile;
+use crate::systems::NAMED;
+use crate::target::Target;
+use crate::topology::Topology;
+use crate::units::kt;
+use rayon::prelude::*;
+use std::path::Path;
+
+/// A molecule under a force-field setup at a temperature.
+#[derive(Clone, Debug)]
+pub struct System {
+    /// Embedded name (e.g. "aldp") or the PDB file name.
+    pub name: String,
+    pub topology: Topology,
+    pub params: Parameters,
+    /// Temperature in K (sets kT for energies in kT).
+    pub temperature: f64,
+    /// Positions of the PDB file, nm (atoms x 3).
+    pub positions: Vec<f64>,
+    model: EnergyModel,
+}
+
+impl System {
+    /// Builds a system from parsed PDB content; `temperature` None takes the setup's default.
+    pub fn from_pdb(pdb: &PdbFile, setup: Setup, temperature: Option<f64>) -> Result<System> {
+        let topology = Topology::from_pdb(pdb, name_tables())?;
+        let params = Parameters::assign(&topology, setup)?;
+        let model = EnergyModel::new(&params);
+        Ok(System {
+            name: pdb.source.clone(),
+            topology,
+            params,
+            temperature: temperature.unwrap_or(setup.default_temperature()),
+            positions: pdb.positions(),
+            model,
+        })
+    }
+
+    /// Reads a PDB file (with hydrogens) and assigns `setup`.
+    pub fn from_pdb_file(path: &Path, setup: Setup, temperature: Option<f64>) -> Result<System> {
+        System::from_pdb(&PdbFile::read(path)?, setup, temperature)
+    }
+
+    /// An embedded system ("aldp", "ala3", "ala4", "ala6", "chignolin"); `setup` None takes its default.
+    pub fn named(name: &str, setup: Option<Setup>, temperature: Option<f64>) -> Result<System> {
+        let (n, _, pdb, default) = NAMED.iter().find(|s| s.0 == name).ok_or_else(|| {
+            Error::Other(format!(
+                "unknown system '{name}' (embedded: {})",
+                NAMED.iter().map(|s| s.0).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let pdb = PdbFile::parse(pdb, &format!("<embedded {n}>"))?;
+        let mut s = System::from_pdb(
+            &pdb,
+            setup.unwrap_or(Setup::from_name(default)?),
+            temperature,
+        )?;
+        s.name = n.to_string();
+        Ok(s)
+    }
+
+    /// Number of atoms.
+    pub fn n_atoms(&self) -> usize {
+        self.topology.n_atoms()
+    }
+
+    /// kT in kJ/mol at the system's temperature.
+    pub fn kt(&self) -> f64 {
+        kt(self.temperature)
+    }
+
+    /// The evaluation model (for callers that manage their own [`Workspace`]).
+    pub fn model(&self) -> &EnergyModel {
+        &self.model
+    }
+
+    /// Checks that a batch of positions (n x atoms x 3) is finite; `source` names it in errors.
+    pub fn check_positions(&self, x: &[f64], source: &str) -> Result<()> {
+        let d = 3 * self.n_atoms();
+        if x.len() % d != 0 {
+            return Err(Error::Coordinates {
+                file: source.into(),
+                msg: format!(
+                    "{} values are not a whole number of conformations of {} atoms",
+                    x.len(),
+                    self.n_atoms()
+                ),
+            });
+        }
+        if let Some(k) = x.iter().position(|v| !v.is_finite()) {
+            let (c, a) = (k / d, (k % d) / 3);
+            let atom = &self.topology.atoms[a];
+            return Err(Error::Coordinates {
+                file: source.into(),
+                msg: format!(
+                    "conformation {c}: non-finite coordinate of atom {a} ({}:{})",
+                    self.topology.residue_label(atom.residue),
+                    atom.name
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Energy by term (kJ/mol) of one conformation (atoms x 3, nm).
+    pub fn energy(&self, x: &[f64]) -> Energies {
+        self.model.energy(x, &mut self.model.workspace())
+    }
+
+    /// Energy by term (kJ/mol) and forces -dU/dx (kJ/mol/nm) of one conformation.
+    pub fn energy_and_forces(&self, x: &[f64], forces: &mut [f64]) -> Energies {
+        let e = self
+            .model
+            .energy_grad(x, forces, &mut self.model.workspace());
+        forces.iter_mut().for_each(|f| *f = -*f);
+        e
+    }
+
+    /// Energies by term (kJ/mol) of a batch (n x atoms x 3, nm), in parallel; with `forces`
+    /// (same shape) also the forces in kJ/mol/nm.
+    pub fn energies_batch(&self, x: &[f64], forces: Option<&mut [f64]>) -> Vec<Energies> {
+        let d = 3 * self.n_atoms();
+        let n = x.len() / d;
+        let mut out = vec![Energies::default(); n];
+        match forces {
+            Some(f) => out
+                .par_iter_mut()
+                .zip(x.par_chunks(d))
+                .zip(f.par_chunks_mut(d))
+                .for_each_init(
+                    || self.model.workspace(),
+                    |ws, ((e, xi), fi)| {
+                        *e = self.model.energy_grad(xi, fi, ws);
+                        fi.iter_mut().for_each(|v| *v = -*v);
+                    },
+                ),
+            None => out.par_iter_mut().zip(x.par_chunks(d)).for_each_init(
+                || self.model.workspace(),
+                |ws, (e, xi)| *e = self.model.energy(xi, ws),
+            ),
+        }
+        out
+    }
+}
+
+impl Target for System {
+    fn dim(&self) -> usize {
+        3 * self.n_atoms()
+    }
+
+    /// Energies in kT and gradients in kT/nm.
+    fn energy_and_grad(&self, x: &[f64], energy: &mut [f64], grad: Option<&mut [f64]>) {
+        let d = self.dim();
+        let beta = 1.0 / self.kt();
+        let one = |ws: &mut Workspace, xi: &[f64], e: &mut f64, g: Option<&mut [f64]>| {
+            if xi.iter().any(|v| !v.is_finite()) {
+                *e = f64::INFINITY;
+                if let Some(g) = g {
+                    g.fill(0.0);
+                }
+                return;
+            }
+            match g {
+                Some(g) => {
+                    *e = self.model.energy_grad(xi, g, ws).total() * beta;
+                    g.iter_mut().for_each(|v| *v *= beta);
+                }
+                None => *e = self.model.energy(xi, ws).total() * beta,
+            }
+        };
+        match grad {
+            Some(g) => energy
+                .par_iter_mut()
+                .zip(x.par_chunks(d))
+                .zip(g.par_chunks_mut(d))
+                .for_each_init(
+                    || self.model.workspace(),
+                    |ws, ((e, xi), gi)| one(ws, xi, e, Some(gi)),
+                ),
+            None => energy.par_iter_mut().zip(x.par_chunks(d)).for_each_init(
+                || self.model.workspace(),
+                |ws, (e, xi)| one(ws, xi, e, None),
+            ),
+        }
+    }
+}

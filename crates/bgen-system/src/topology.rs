@@ -1,0 +1,259 @@
+//! Molecular topology: chains, residues, atoms and bonds, built from a PDB file the way OpenMM's
+//! `PDBFile` does (canonical names from `pdbNames.xml`, standard bonds from `residues.xml`,
+//! disulfides by proximity, CONECT records).
+
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::ffxml::NameTables;
+use crate::pdb::PdbFile;
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+
+/// One atom.
+#[derive(Clone, Debug)]
+pub struct Atom {
+    pub name: String,
+    pub element: Element,
+    /// Index into [`Topology::residues`].
+    pub residue: usize,
+}
+
+/// One residue: a contiguous range of atoms.
+#[derive(Clone, Debug)]
+pub struct Residue {
+    /// Canonical residue name (after `pdbNames.xml`), e.g. "HIS" for a file's "HID".
+    pub name: String,
+    /// Residue number as in the file.
+    pub number: i32,
+    /// Index into [`Topology::chains`].
+    pub chain: usize,
+    pub atoms: Range<usize>,
+}
+
+/// One chain: residues in order.
+#[derive(Clone, Debug)]
+pub struct Chain {
+    pub id: String,
+    pub residues: Vec<usize>,
+}
+
+/// Atoms, residues, chains and bonds (pairs of atom indices, i < j).
+#[derive(Clone, Debug)]
+pub struct Topology {
+    pub atoms: Vec<Atom>,
+    pub residues: Vec<Residue>,
+    pub chains: Vec<Chain>,
+    pub bonds: Vec<(usize, usize)>,
+    /// Where it came from (file name or `<embedded NAME>`), used in error messages.
+    pub source: String,
+}
+
+const AMINO_ACIDS: [&str; 28] = [
+    "ALA", "ARG", "ASN", "ASP", "ASH", "CYS", "CYX", "CYM", "GLN", "GLU", "GLH", "GLY", "HIS",
+    "HID", "HIE", "HIP", "ILE", "LEU", "LYS", "LYN", "MET", "PHE", "PRO", "SER", "THR", "TRP",
+    "TYR", "VAL",
+];
+
+/// True for the standard amino acids (and their protonation variants).
+pub fn is_standard_amino_acid(name: &str) -> bool {
+    AMINO_ACIDS.contains(&name)
+}
+
+impl Topology {
+    /// Builds the topology of a PDB file. Fails on atoms without a known element and on duplicate
+    /// atom names within a residue.
+    pub fn from_pdb(pdb: &PdbFile, names: &NameTables) -> Result<Topology> {
+        let mut top = Topology {
+            atoms: vec![],
+            residues: vec![],
+            chains: vec![],
+            bonds: vec![],
+            source: pdb.source.clone(),
+        };
+        let mut prev_key: Option<(String, i32, char, String)> = None;
+        let mut new_chain = true;
+        for (i, a) in pdb.atoms.iter().enumerate() {
+            if new_chain || prev_key.as_ref().is_some_and(|k| k.0 != a.chain) {
+                top.chains.push(Chain {
+                    id: a.chain.clone(),
+                    residues: vec![],
+                });
+                prev_key = None;
+            }
+            new_chain = a.ter_after;
+            let key = (a.chain.clone(), a.res_seq, a.insertion, a.res_name.clone());
+            if prev_key.as_ref() != Some(&key) {
+                let name = names
+                    .residue_alias
+                    .get(&a.res_name)
+                    .cloned()
+                    .unwrap_or_else(|| a.res_name.clone());
+                let chain = top.chains.len() - 1;
+                top.chains[chain].residues.push(top.residues.len());
+                top.residues.push(Residue {
+                    name,
+                    number: a.res_seq,
+                    chain,
+                    atoms: i..i,
+                });
+                prev_key = Some(key);
+            }
+            let ri = top.residues.len() - 1;
+            let res = &mut top.residues[ri];
+            res.atoms.end = i + 1;
+            let name = names
+                .atom_alias
+                .get(&res.name)
+                .and_then(|m| m.get(&a.name))
+                .cloned()
+                .unwrap_or_else(|| a.name.clone());
+            let element = a.element.ok_or_else(|| Error::Residue {
+                file: pdb.source.clone(),
+                residue: format!("{} {}", a.res_name, a.res_seq),
+                msg: format!(
+                    "atom '{}' has no element (columns 77-78 empty and not guessable)",
+                    a.name
+                ),
+            })?;
+            top.atoms.push(Atom {
+                name,
+                element,
+                residue: ri,
+            });
+        }
+        for ri in 0..top.residues.len() {
+            let mut seen = HashSet::new();
+            for ai in top.residues[ri].atoms.clone() {
+                if !seen.insert(top.atoms[ai].name.as_str()) {
+                    return Err(top.residue_error(
+                        ri,
+                        format!("atom name '{}' occurs twice", top.atoms[ai].name),
+                    ));
+                }
+            }
+        }
+        let mut bonds: HashSet<(usize, usize)> = HashSet::new();
+        top.standard_bonds(names, &mut bonds);
+        top.disulfide_bonds(&pdb.positions(), &mut bonds);
+        bonds.extend(pdb.conect.iter().copied());
+        let mut bonds: Vec<_> = bonds.into_iter().collect();
+        bonds.sort_unstable();
+        top.bonds = bonds;
+        Ok(top)
+    }
+
+    /// An error about residue `ri`, naming the file and the residue.
+    pub fn residue_error(&self, ri: usize, msg: String) -> Error {
+        Error::Residue {
+            file: self.source.clone(),
+            residue: self.residue_label(ri),
+            msg,
+        }
+    }
+
+    /// "ALA 2" or "ALA 2 (chain B)" for messages.
+    pub fn residue_label(&self, ri: usize) -> String {
+        let r = &self.residues[ri];
+        let chain = &self.chains[r.chain].id;
+        if self.chains.len() > 1 && !chain.is_empty() {
+            format!("{} {} (chain {chain})", r.name, r.number)
+        } else {
+            format!("{} {}", r.name, r.number)
+        }
+    }
+
+    fn atom_by_name(&self, ri: usize, name: &str) -> Option<usize> {
+        self.residues[ri]
+            .atoms
+            .clone()
+            .find(|&a| self.atoms[a].name == name)
+    }
+
+    fn standard_bonds(&self, names: &NameTables, bonds: &mut HashSet<(usize, usize)>) {
+        for chain in &self.chains {
+            for (k, &ri) in chain.residues.iter().enumerate() {
+                let Some(defs) = names.bonds.get(&self.residues[ri].name) else {
+                    continue;
+                };
+                let resolve = |n: &str| -> Option<usize> {
+                    if let Some(n) = n.strip_prefix('-') {
+                        (k > 0)
+                            .then(|| self.atom_by_name(chain.residues[k - 1], n))
+                            .flatten()
+                    } else if let Some(n) = n.strip_prefix('+') {
+                        chain
+                            .residues
+                            .get(k + 1)
+                            .and_then(|&r| self.atom_by_name(r, n))
+                    } else {
+                        self.atom_by_name(ri, n)
+                    }
+                };
+                for (a, b) in defs {
+                    if let (Some(i), Some(j)) = (resolve(a), resolve(b)) {
+                        bonds.insert((i.min(j), i.max(j)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// SG-SG bonds between CYS residues without HG closer than 0.3 nm (as OpenMM).
+    fn disulfide_bonds(&self, pos: &[f64], bonds: &mut HashSet<(usize, usize)>) {
+        let sg: Vec<usize> = (0..self.residues.len())
+            .filter(|&r| self.residues[r].name == "CYS" && self.atom_by_name(r, "HG").is_none())
+            .filter_map(|r| self.atom_by_name(r, "SG"))
+            .collect();
+        let mut bonded: HashSet<usize> = HashSet::new();
+        for (k, &a) in sg.iter().enumerate() {
+            let mut best: Option<(f64, usize)> = None;
+            for &b in &sg[..k] {
+                let d = (0..3)
+                    .map(|x| (pos[3 * a + x] - pos[3 * b + x]).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                if d < best.map_or(0.3, |x| x.0) && !bonded.contains(&b) {
+                    best = Some((d, b));
+                }
+            }
+            if let Some((_, b)) = best {
+                bonded.insert(a);
+                bonded.insert(b);
+                bonds.insert((a.min(b), a.max(b)));
+            }
+        }
+    }
+
+    /// Neighbour lists, each sorted ascending.
+    pub fn bonded_to(&self) -> Vec<Vec<usize>> {
+        let mut nb = vec![Vec::new(); self.atoms.len()];
+        for &(i, j) in &self.bonds {
+            nb[i].push(j);
+            nb[j].push(i);
+        }
+        for v in &mut nb {
+            v.sort_unstable();
+            v.dedup();
+        }
+        nb
+    }
+
+    /// Number of atoms.
+    pub fn n_atoms(&self) -> usize {
+        self.atoms.len()
+    }
+
+    /// Residue names in order, e.g. ["ACE", "ALA", "NME"].
+    pub fn sequence(&self) -> Vec<&str> {
+        self.residues.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    /// Map from atom name to index within residue `ri`.
+    pub fn residue_atoms(&self, ri: usize) -> HashMap<&str, usize> {
+        self.residues[ri]
+            .atoms
+            .clone()
+            .map(|a| (self.atoms[a].name.as_str(), a))
+            .collect()
+    }
+}
