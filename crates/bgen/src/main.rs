@@ -1,1 +1,50 @@
-fn main() {}
+//! `bgen`: Boltzmann generators for molecules, from the command line.
+
+mod bench;
+mod energy;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bgen",
+    version,
+    about = "Boltzmann generators for molecules: AMBER + GBSA-OBC energies exact to OpenMM, samplers and metrics"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Potential energy (by term) and forces of conformations.
+    Energy(energy::EnergyArgs),
+    /// List the embedded molecular systems.
+    Systems,
+    /// Benchmarks that print bgen's speed beside its peer measured in the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Energy(a) => energy::run(a),
+        Command::Systems => {
+            for (name, what, _, setup) in bgen_system::systems::NAMED {
+                let s = bgen_system::Setup::from_name(setup).expect("embedded setup");
+                println!(
+                    "{name:<10} {what:<45} {setup} at {} K",
+                    s.default_temperature()
+                );
+            }
+            Ok(())
+        }
+        Command::Bench(b) => bench::run(b),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

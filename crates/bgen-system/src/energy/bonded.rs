@@ -98,6 +98,8 @@ pub fn dihedral(x: &[f64], atoms: [usize; 4]) -> f64 {
 }
 
 /// Sum of k (1 + cos(n phi - phase)); adds dE/dx to `grad` when given.
+/// cos(n phi) and sin(n phi) come from cos(phi), sin(phi) by the Chebyshev recurrence, so no
+/// trigonometric function is called.
 pub fn torsions(x: &[f64], torsions: &[Torsion], mut grad: Option<&mut [f64]>) -> f64 {
     let mut e = 0.0;
     for t in torsions {
@@ -109,15 +111,23 @@ pub fn torsions(x: &[f64], torsions: &[Torsion], mut grad: Option<&mut [f64]>) -
         let a = cross(f, gv);
         let b = cross(h, gv);
         let gn = dot(gv, gv).sqrt();
-        let phi = (-dot(cross(b, a), gv) / gn).atan2(dot(a, b));
-        let n = t.periodicity as f64;
-        let arg = n * phi - t.phase;
-        e += t.k * (1.0 + arg.cos());
+        let a2 = dot(a, a).max(1e-300);
+        let b2 = dot(b, b).max(1e-300);
+        let inv_ab = 1.0 / (a2 * b2).sqrt();
+        let (c1, s1) = (dot(a, b) * inv_ab, -dot(cross(b, a), gv) / gn * inv_ab);
+        // (cos n phi, sin n phi)
+        let (mut cn, mut sn) = (c1, s1);
+        for _ in 1..t.periodicity {
+            (cn, sn) = (cn * c1 - sn * s1, sn * c1 + cn * s1);
+        }
+        let (cp, sp) = (t.phase.cos(), t.phase.sin());
+        // cos(n phi - phase), sin(n phi - phase)
+        let cos_arg = cn * cp + sn * sp;
+        e += t.k * (1.0 + cos_arg);
         if let Some(g) = grad.as_deref_mut() {
-            let de = -t.k * n * arg.sin(); // dE/dphi
-            let a2 = dot(a, a).max(1e-300);
-            let b2 = dot(b, b).max(1e-300);
-            // Gradient of phi (Blondel & Karplus 1996, with this sign convention).
+            let sin_arg = sn * cp - cn * sp;
+            let de = -t.k * t.periodicity as f64 * sin_arg; // dE/dphi
+                                                            // Gradient of phi (Blondel & Karplus 1996, with this sign convention).
             let s0 = gn / a2;
             let s3 = -gn / b2;
             let fg = dot(f, gv) / (a2 * gn);

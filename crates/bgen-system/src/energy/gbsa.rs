@@ -19,8 +19,9 @@ pub fn born_pair(r: f64, inv_r: f64, or_i: f64, sr_j: f64, engulf: bool) -> (f64
     } else {
         (d.abs(), d.signum())
     };
-    let inv_l = 1.0 / l;
-    let inv_u = 1.0 / u;
+    let inv_lu = 1.0 / (l * u);
+    let inv_l = u * inv_lu;
+    let inv_u = l * inv_lu;
     let inv_l2 = inv_l * inv_l;
     let inv_u2 = inv_u * inv_u;
     let s2 = sr_j * sr_j;

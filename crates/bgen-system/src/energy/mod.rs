@@ -355,11 +355,10 @@ impl EnergyModel {
                 }
                 let bj = ws.born[j];
                 let bb = bi * bj;
-                let dd = r * r / (4.0 * bb);
+                let dd = 0.25 * r * r / bb;
                 let ex = (-dd).exp();
                 let f2 = r * r + bb * ex;
-                let f = f2.sqrt();
-                let inv_f = 1.0 / f;
+                let inv_f = 1.0 / f2.sqrt();
                 let qq = qi * self.gb_q[j];
                 polar += qq * (inv_f - self.gb_shift);
                 if GRAD {

@@ -1,0 +1,126 @@
+//! `bgen energy`: energies by term (kJ/mol, and the total in kT) and optionally forces.
+
+use anyhow::{bail, Context, Result};
+use bgen_system::npy::{read_npy, write_npy};
+use bgen_system::{Setup, System};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct EnergyArgs {
+    /// PDB file with hydrogens.
+    #[arg(long, conflicts_with = "system", required_unless_present = "system")]
+    pdb: Option<PathBuf>,
+    /// Embedded system (aldp, ala3, ala4, ala6, chignolin).
+    #[arg(long)]
+    system: Option<String>,
+    /// Force field: amber99sbildn-obc2 or amber14-obc1 (default: the system's own; amber14-obc1 for a PDB).
+    #[arg(long)]
+    forcefield: Option<String>,
+    /// Temperature in K for energies in kT (default: the force field's, 300 or 310 K).
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Conformations: .npy of shape (n, atoms, 3) or (atoms, 3), float32/float64, nm.
+    /// Default: the positions of the structure.
+    #[arg(long)]
+    positions: Option<PathBuf>,
+    /// Write forces (n, atoms, 3) float64 kJ/mol/nm to this .npy file.
+    #[arg(long)]
+    forces: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Loads the system of `--pdb`/`--system` with `--forcefield` and `--temperature`.
+pub fn load_system(
+    pdb: &Option<PathBuf>,
+    system: &Option<String>,
+    forcefield: &Option<String>,
+    temperature: Option<f64>,
+) -> Result<System> {
+    let setup = forcefield.as_deref().map(Setup::from_name).transpose()?;
+    Ok(match (pdb, system) {
+        (Some(p), _) => System::from_pdb_file(p, setup.unwrap_or(Setup::Amber14Obc1), temperature)?,
+        (None, Some(name)) => System::named(name, setup, temperature)?,
+        (None, None) => bail!("give --pdb FILE or --system NAME"),
+    })
+}
+
+pub fn run(a: EnergyArgs) -> Result<()> {
+    let sys = load_system(&a.pdb, &a.system, &a.forcefield, a.temperature)?;
+    let n_atoms = sys.n_atoms();
+    let (x, source) = match &a.positions {
+        Some(p) => {
+            let arr = read_npy(p)?;
+            let src = p.display().to_string();
+            let ok = match arr.shape.as_slice() {
+                [_, at, 3] => *at == n_atoms,
+                [at, 3] => *at == n_atoms,
+                _ => false,
+            };
+            if !ok {
+                bail!("{src}: shape {:?} is not (n, {n_atoms}, 3) or ({n_atoms}, 3): system {} has {n_atoms} atoms", arr.shape, sys.name);
+            }
+            (arr.data, src)
+        }
+        None => (sys.positions.clone(), sys.name.clone()),
+    };
+    sys.check_positions(&x, &source)?;
+    let n = x.len() / (3 * n_atoms);
+    let mut f = a.forces.as_ref().map(|_| vec![0.0; x.len()]);
+    let energies = sys.energies_batch(&x, f.as_deref_mut());
+    if let (Some(path), Some(f)) = (&a.forces, &f) {
+        write_npy(path, &[n, n_atoms, 3], f, false)
+            .with_context(|| format!("writing forces to {}", path.display()))?;
+    }
+    let kt = sys.kt();
+    if a.json {
+        let list: Vec<serde_json::Value> = energies
+            .iter()
+            .map(|e| {
+                let mut m = serde_json::Map::new();
+                for (k, v) in e.named().into_iter().take(12) {
+                    m.insert(k.to_string(), v.into());
+                }
+                m.insert("kT".into(), (e.total() / kt).into());
+                serde_json::Value::Object(m)
+            })
+            .collect();
+        let out = serde_json::json!({
+            "unit": "kJ/mol",
+            "system": sys.name,
+            "forcefield": sys.params.setup.name(),
+            "temperature_K": sys.temperature,
+            "kT_kJ_per_mol": kt,
+            "energies": list,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{} ({} atoms), {} at {} K (kT = {:.6} kJ/mol); energies in kJ/mol",
+            sys.name,
+            n_atoms,
+            sys.params.setup.name(),
+            sys.temperature,
+            kt
+        );
+        println!(
+            "{:>6} {:>14} {:>12} {:>12} {:>12} {:>14} {:>14} {:>12}",
+            "conf", "total", "bond", "angle", "torsion", "nonbonded", "gb", "total/kT"
+        );
+        for (c, e) in energies.iter().enumerate() {
+            println!(
+                "{c:>6} {:>14.6} {:>12.6} {:>12.6} {:>12.6} {:>14.6} {:>14.6} {:>12.6}",
+                e.total(),
+                e.bond,
+                e.angle,
+                e.torsion,
+                e.nonbonded(),
+                e.gb(),
+                e.total() / kt
+            );
+        }
+    }
+    Ok(())
+}
