@@ -144,3 +144,67 @@ pub fn torsions(x: &[f64], torsions: &[Torsion], mut grad: Option<&mut [f64]>) -
     }
     e
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// OpenMM's (IUPAC) sign: p0 on +x, axis p1 -> p2 along +z, p3 rotated by +theta about z
+    /// gives phi = -theta (the formula of the reference spec sheet).
+    #[test]
+    fn dihedral_sign_convention() {
+        for deg in [-150.0f64, -60.0, 30.0, 90.0, 179.0] {
+            let t = deg.to_radians();
+            let x = [
+                1.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                1.0,
+                t.cos(),
+                t.sin(),
+                1.0,
+            ];
+            let phi = dihedral(&x, [0, 1, 2, 3]);
+            assert!(
+                (phi + t).abs() < 1e-12,
+                "theta {deg}: phi {}",
+                phi.to_degrees()
+            );
+        }
+    }
+
+    #[test]
+    fn torsion_gradient_matches_finite_difference() {
+        let x = [
+            0.1, 0.02, -0.03, 0.0, 0.0, 0.0, 0.01, 0.0, 0.15, 0.12, 0.08, 0.2,
+        ];
+        for (n, phase) in [(1, 0.0), (2, std::f64::consts::PI), (3, 0.7), (6, -1.3)] {
+            let t = [Torsion {
+                atoms: [0, 1, 2, 3],
+                periodicity: n,
+                phase,
+                k: 2.5,
+            }];
+            let mut g = [0.0; 12];
+            let e = torsions(&x, &t, Some(&mut g));
+            let phi = dihedral(&x, [0, 1, 2, 3]);
+            assert!((e - 2.5 * (1.0 + (n as f64 * phi - phase).cos())).abs() < 1e-12);
+            for k in 0..12 {
+                let (mut xp, mut xm) = (x, x);
+                xp[k] += 1e-6;
+                xm[k] -= 1e-6;
+                let fd = (torsions(&xp, &t, None) - torsions(&xm, &t, None)) / 2e-6;
+                assert!(
+                    (fd - g[k]).abs() < 1e-6 * g[k].abs().max(1.0),
+                    "n={n} coord {k}: {fd} vs {}",
+                    g[k]
+                );
+            }
+        }
+    }
+}
