@@ -163,6 +163,17 @@ pub fn match_templates(top: &Topology, ff: &FfData, setup: &str) -> Result<Vec<T
     let mut out = Vec::with_capacity(top.residues.len());
     for ri in 0..top.residues.len() {
         let g = Graph::of_residue(top, &bonded, ri);
+        let name = &top.residues[ri].name;
+        if related_templates(ff, name).is_empty()
+            && !signatures
+                .iter()
+                .any(|t| t.as_ref() == Some(&g.signature()))
+        {
+            return Err(top.residue_error(
+                ri,
+                format!("unknown residue '{name}': force field {setup} has no template for it"),
+            ));
+        }
         // An atom without any bond in a multi-atom residue has a name the bond tables do not know.
         if g.element.len() > 1 {
             if let Some(k) =
@@ -210,16 +221,7 @@ fn no_template_error(
     g: &Graph,
 ) -> crate::error::Error {
     let name = &top.residues[ri].name;
-    let related: Vec<&ResidueTemplate> = ff
-        .templates
-        .iter()
-        .filter(|t| {
-            t.name == *name
-                || (t.name.len() == name.len() + 1 && t.name.ends_with(name.as_str()))
-                || (name == "HIS" && t.name.starts_with("HI"))
-                || (name == "CYS" && t.name.starts_with("CY"))
-        })
-        .collect();
+    let related = related_templates(ff, name);
     if related.is_empty() {
         return top.residue_error(
             ri,
@@ -261,4 +263,18 @@ fn no_template_error(
         msg += ". Missing hydrogens?";
     }
     top.residue_error(ri, msg)
+}
+
+/// Templates whose name fits a residue name: itself, its terminal variants (NALA, CALA) and the
+/// protonation variants of HIS and CYS.
+fn related_templates<'a>(ff: &'a FfData, name: &str) -> Vec<&'a ResidueTemplate> {
+    ff.templates
+        .iter()
+        .filter(|t| {
+            t.name == name
+                || (t.name.len() == name.len() + 1 && t.name.ends_with(name))
+                || (name == "HIS" && t.name.starts_with("HI"))
+                || (name == "CYS" && t.name.starts_with("CY"))
+        })
+        .collect()
 }

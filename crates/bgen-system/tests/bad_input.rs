@@ -1,0 +1,154 @@
+//! Bad input gives a clear error naming the file, residue and atom; never a panic.
+
+use bgen_system::npy::parse_npy;
+use bgen_system::pdb::PdbFile;
+use bgen_system::{Setup, System};
+
+const ALDP: &str = include_str!("../data/systems/aldp.pdb");
+
+fn build(text: &str) -> String {
+    let pdb = match PdbFile::parse(text, "input.pdb") {
+        Ok(p) => p,
+        Err(e) => return e.to_string(),
+    };
+    match System::from_pdb(&pdb, Setup::Amber99sbildnObc2, None) {
+        Ok(_) => "ok".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_embedded_aldp_builds() {
+    assert_eq!(build(ALDP), "ok");
+}
+
+#[test]
+fn unknown_residue_is_named() {
+    let msg = build(&ALDP.replace("ALA A   2", "XYZ A   2"));
+    assert!(
+        msg.contains("input.pdb") && msg.contains("XYZ 2") && msg.contains("unknown residue 'XYZ'"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_atom_name_is_named() {
+    let msg = build(&ALDP.replace(" HB1 ALA", " HB9 ALA"));
+    assert!(
+        msg.contains("input.pdb") && msg.contains("ALA 2") && msg.contains("'HB9'"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn missing_hydrogens_are_reported() {
+    let no_h: String = ALDP
+        .lines()
+        .filter(|l| !(l.starts_with("ATOM") && l.ends_with("H  ") && l.contains(" ALA ")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let msg = build(&no_h);
+    assert!(
+        msg.contains("input.pdb") && msg.contains("ALA 2") && msg.contains("no hydrogens"),
+        "{msg}"
+    );
+    let one_missing: String = ALDP
+        .lines()
+        .filter(|l| !l.contains(" HB3 ALA"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let msg = build(&one_missing);
+    assert!(
+        msg.contains("ALA 2")
+            && msg.contains("missing atoms: HB3")
+            && msg.contains("Missing hydrogens?"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn malformed_coordinates_name_the_line() {
+    let msg = build(&ALDP.replace("   3.573   1.323", "   3.5x3   1.323"));
+    assert!(
+        msg.starts_with("input.pdb:10:") && msg.contains("bad coordinate"),
+        "{msg}"
+    );
+    let msg = build("HEADER nothing\nEND\n");
+    assert!(msg.contains("no ATOM or HETATM"), "{msg}");
+}
+
+#[test]
+fn duplicate_atom_names_are_rejected() {
+    let msg = build(&ALDP.replace(" HB2 ALA", " HB1 ALA"));
+    assert!(
+        msg.contains("ALA 2") && msg.contains("'HB1' occurs twice"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn non_finite_positions_are_named() {
+    let sys = System::named("aldp", None, None).unwrap();
+    let mut x = sys.positions.clone();
+    x[3 * 10 + 1] = f64::NAN;
+    let msg = sys.check_positions(&x, "x.npy").unwrap_err().to_string();
+    assert!(
+        msg.contains("x.npy") && msg.contains("atom 10") && msg.contains("ALA 2:CB"),
+        "{msg}"
+    );
+    let msg = sys
+        .check_positions(&x[..10], "x.npy")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("not a whole number of conformations"), "{msg}");
+    // the Target seam maps a non-finite sample to +inf energy instead of NaN
+    use bgen_system::Target;
+    let mut e = [0.0; 2];
+    let batch: Vec<f64> = sys.positions.iter().chain(x.iter()).copied().collect();
+    sys.energy_and_grad(&batch, &mut e, None);
+    assert!(e[0].is_finite() && e[1] == f64::INFINITY);
+}
+
+#[test]
+fn malformed_npy_is_reported() {
+    for (bytes, want) in [
+        (b"not numpy at all".to_vec(), "bad magic"),
+        (b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f8'".to_vec(), "truncated header"),
+        (b"\x93NUMPY\x01\x00\x46\x00{'descr': '<c16', 'fortran_order': False, 'shape': (2, 3), }          \n".to_vec(), "unsupported dtype"),
+        (b"\x93NUMPY\x01\x00\x46\x00{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }          \n\x00\x00".to_vec(), "truncated data"),
+    ] {
+        let msg = parse_npy(&bytes, "bad.npy").unwrap_err().to_string();
+        assert!(msg.starts_with("bad.npy") && msg.contains(want), "{msg}");
+    }
+}
+
+#[test]
+fn npy_round_trip() {
+    let dir = std::env::temp_dir().join(format!("bgen-npy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data: Vec<f64> = (0..24).map(|i| i as f64 * 0.25 - 3.0).collect();
+    for f32_ in [false, true] {
+        let p = dir.join(format!("a{f32_}.npy"));
+        bgen_system::npy::write_npy(&p, &[2, 4, 3], &data, f32_).unwrap();
+        let a = bgen_system::npy::read_npy(&p).unwrap();
+        assert_eq!(a.shape, vec![2, 4, 3]);
+        assert_eq!(a.data, data);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn write_pdb_reads_back_to_the_same_energy() {
+    let sys = System::named("ala4", None, None).unwrap();
+    let text = bgen_system::pdb::write_pdb(&sys.topology, &sys.positions);
+    let again = System::from_pdb(
+        &PdbFile::parse(&text, "roundtrip.pdb").unwrap(),
+        Setup::Amber99sbildnObc2,
+        None,
+    )
+    .unwrap();
+    assert_eq!(again.params.residue_template, sys.params.residue_template);
+    assert!(
+        (again.energy(&again.positions).total() - sys.energy(&sys.positions).total()).abs() < 1e-2
+    );
+}
