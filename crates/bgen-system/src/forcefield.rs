@@ -648,9 +648,13 @@ fn match_improper(
             match ordering {
                 ImproperOrdering::Default => {
                     let (e2, e3) = (top.atoms[a2].element, top.atoms[a3].element);
-                    if e2 == e3 && a2 > a3 {
-                        std::mem::swap(&mut a2, &mut a3);
-                    } else if e2 != Element::C && (e3 == Element::C || e2.mass() < e3.mass()) {
+                    // same element: lower index first; else carbon, then the heavier element first
+                    let swap = if e2 == e3 {
+                        a2 > a3
+                    } else {
+                        e2 != Element::C && (e3 == Element::C || e2.mass() < e3.mass())
+                    };
+                    if swap {
                         std::mem::swap(&mut a2, &mut a3);
                     }
                 }

@@ -82,7 +82,7 @@ impl System {
     /// Checks that a batch of positions (n x atoms x 3) is finite; `source` names it in errors.
     pub fn check_positions(&self, x: &[f64], source: &str) -> Result<()> {
         let d = 3 * self.n_atoms();
-        if x.len() % d != 0 {
+        if !x.len().is_multiple_of(d) {
             return Err(Error::Coordinates {
                 file: source.into(),
                 msg: format!(

@@ -1,0 +1,155 @@
+//! The `bgen energy` command-line contract.
+
+use bgen_system::npy::{read_npy, write_npy};
+use std::process::Command;
+
+fn bgen(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_bgen"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("bgen-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[test]
+fn energy_json_contract_and_forces() {
+    let sys = bgen_system::System::named("aldp", None, None).unwrap();
+    let n = sys.n_atoms();
+    // two conformations, float32 input
+    let x: Vec<f64> = sys
+        .positions
+        .iter()
+        .chain(
+            sys.positions
+                .iter()
+                .map(|v| v + 0.001)
+                .collect::<Vec<_>>()
+                .iter(),
+        )
+        .copied()
+        .collect();
+    let xp = tmp("x.npy");
+    write_npy(&xp, &[2, n, 3], &x, true).unwrap();
+    let fp = tmp("f.npy");
+    let (ok, out, err) = bgen(&[
+        "energy",
+        "--system",
+        "aldp",
+        "--forcefield",
+        "amber99sbildn-obc2",
+        "--positions",
+        xp.to_str().unwrap(),
+        "--forces",
+        fp.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["unit"], "kJ/mol");
+    let es = v["energies"].as_array().unwrap();
+    assert_eq!(es.len(), 2);
+    let x32: Vec<f64> = x.iter().map(|&v| v as f32 as f64).collect();
+    for (c, e) in es.iter().enumerate() {
+        let want = sys.energy(&x32[c * 3 * n..(c + 1) * 3 * n]);
+        for k in ["total", "bond", "angle", "torsion", "nonbonded", "gb", "kT"] {
+            assert!(e[k].is_number(), "missing {k}");
+        }
+        assert!((e["total"].as_f64().unwrap() - want.total()).abs() < 1e-9);
+        assert!((e["kT"].as_f64().unwrap() - want.total() / sys.kt()).abs() < 1e-9);
+        assert!((e["gb"].as_f64().unwrap() - want.gb()).abs() < 1e-9);
+    }
+    let f = read_npy(&fp).unwrap();
+    assert_eq!(f.shape, vec![2, n, 3]);
+    let mut want = vec![0.0; 3 * n];
+    sys.energy_and_forces(&x32[..3 * n], &mut want);
+    assert!(f.data[..3 * n]
+        .iter()
+        .zip(&want)
+        .all(|(a, b)| (a - b).abs() < 1e-9));
+}
+
+#[test]
+fn energy_of_a_pdb_file_and_the_table_output() {
+    let p = tmp("aldp.pdb");
+    std::fs::write(&p, include_str!("../../bgen-system/data/systems/aldp.pdb")).unwrap();
+    let (ok, out, err) = bgen(&[
+        "energy",
+        "--pdb",
+        p.to_str().unwrap(),
+        "--forcefield",
+        "amber14-obc1",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("amber14-obc1 at 310 K") && out.contains("total/kT"),
+        "{out}"
+    );
+}
+
+#[test]
+fn wrong_atom_count_is_a_clear_error() {
+    let xp = tmp("wrong.npy");
+    write_npy(&xp, &[1, 23, 3], &[0.1; 69], false).unwrap();
+    let (ok, _, err) = bgen(&[
+        "energy",
+        "--system",
+        "aldp",
+        "--positions",
+        xp.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("wrong.npy") && err.contains("22 atoms") && !err.contains("panicked"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nan_positions_and_bad_files_are_clear_errors() {
+    let sys = bgen_system::System::named("aldp", None, None).unwrap();
+    let mut x = sys.positions.clone();
+    x[5] = f64::NAN;
+    let xp = tmp("nan.npy");
+    write_npy(&xp, &[22, 3], &x, false).unwrap();
+    let (ok, _, err) = bgen(&[
+        "energy",
+        "--system",
+        "aldp",
+        "--positions",
+        xp.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("nan.npy") && err.contains("non-finite") && err.contains("ACE 1:CH3"),
+        "{err}"
+    );
+    let bad = tmp("bad.npy");
+    std::fs::write(&bad, b"garbage").unwrap();
+    let (ok, _, err) = bgen(&[
+        "energy",
+        "--system",
+        "aldp",
+        "--positions",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("bad.npy") && err.contains("not a .npy"),
+        "{err}"
+    );
+    let (ok, _, err) = bgen(&["energy", "--pdb", "/nonexistent/x.pdb"]);
+    assert!(!ok && err.contains("/nonexistent/x.pdb"), "{err}");
+    let (ok, _, err) = bgen(&["energy", "--system", "nope"]);
+    assert!(!ok && err.contains("unknown system 'nope'"), "{err}");
+    let (ok, _, err) = bgen(&["energy", "--system", "aldp", "--forcefield", "charmm"]);
+    assert!(!ok && err.contains("unknown force field 'charmm'"), "{err}");
+}
