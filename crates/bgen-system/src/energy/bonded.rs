@@ -84,17 +84,49 @@ pub fn angles(x: &[f64], angles: &[Angle], mut grad: Option<&mut [f64]>) -> f64 
     e
 }
 
+/// Vectors of the dihedral p0-p1-p2-p3: F = p0 - p1, G = p1 - p2, H = p3 - p2, A = F x G,
+/// B = H x G, |G|, and (cos phi, sin phi) with OpenMM's (IUPAC) sign convention.
+struct TorsionFrame {
+    f: [f64; 3],
+    g: [f64; 3],
+    h: [f64; 3],
+    a: [f64; 3],
+    b: [f64; 3],
+    gn: f64,
+    a2: f64,
+    b2: f64,
+    cos: f64,
+    sin: f64,
+}
+
+#[inline(always)]
+fn torsion_frame(x: &[f64], atoms: [usize; 4]) -> TorsionFrame {
+    let [p0, p1, p2, p3] = atoms.map(|a| get(x, a));
+    let (f, g, h) = (sub(p0, p1), sub(p1, p2), sub(p3, p2));
+    let (a, b) = (cross(f, g), cross(h, g));
+    let gn = dot(g, g).sqrt();
+    let a2 = dot(a, a).max(1e-300);
+    let b2 = dot(b, b).max(1e-300);
+    let inv_ab = 1.0 / (a2 * b2).sqrt();
+    // sin(phi) |A||B| = -(B x A).G / |G|, cos(phi) |A||B| = A.B
+    TorsionFrame {
+        f,
+        g,
+        h,
+        a,
+        b,
+        gn,
+        a2,
+        b2,
+        cos: dot(a, b) * inv_ab,
+        sin: -dot(cross(b, a), g) / gn * inv_ab,
+    }
+}
+
 /// Dihedral angle p0-p1-p2-p3 in rad, in (-pi, pi], with OpenMM's (IUPAC) sign convention.
 pub fn dihedral(x: &[f64], atoms: [usize; 4]) -> f64 {
-    let [p0, p1, p2, p3] = atoms.map(|a| get(x, a));
-    let f = sub(p0, p1);
-    let gv = sub(p1, p2);
-    let h = sub(p3, p2);
-    let a = cross(f, gv);
-    let b = cross(h, gv);
-    let gn = dot(gv, gv).sqrt();
-    // sin(phi) |A||B| = -(B x A).G / |G|, cos(phi) |A||B| = A.B
-    (-dot(cross(b, a), gv) / gn).atan2(dot(a, b))
+    let t = torsion_frame(x, atoms);
+    t.sin.atan2(t.cos)
 }
 
 /// Sum of k (1 + cos(n phi - phase)); adds dE/dx to `grad` when given.
@@ -104,17 +136,18 @@ pub fn torsions(x: &[f64], torsions: &[Torsion], mut grad: Option<&mut [f64]>) -
     let mut e = 0.0;
     for t in torsions {
         let [i0, i1, i2, i3] = t.atoms;
-        let [p0, p1, p2, p3] = t.atoms.map(|a| get(x, a));
-        let f = sub(p0, p1);
-        let gv = sub(p1, p2);
-        let h = sub(p3, p2);
-        let a = cross(f, gv);
-        let b = cross(h, gv);
-        let gn = dot(gv, gv).sqrt();
-        let a2 = dot(a, a).max(1e-300);
-        let b2 = dot(b, b).max(1e-300);
-        let inv_ab = 1.0 / (a2 * b2).sqrt();
-        let (c1, s1) = (dot(a, b) * inv_ab, -dot(cross(b, a), gv) / gn * inv_ab);
+        let TorsionFrame {
+            f,
+            g: gv,
+            h,
+            a,
+            b,
+            gn,
+            a2,
+            b2,
+            cos: c1,
+            sin: s1,
+        } = torsion_frame(x, t.atoms);
         // (cos n phi, sin n phi)
         let (mut cn, mut sn) = (c1, s1);
         for _ in 1..t.periodicity {
