@@ -179,7 +179,7 @@ impl PdbFile {
 pub fn write_pdb(topology: &Topology, positions: &[f64]) -> String {
     let mut s = String::from("REMARK   1 CREATED WITH BGEN\n");
     let mut serial = 0;
-    for (ci, chain) in topology.chains.iter().enumerate() {
+    for chain in &topology.chains {
         let chain_id = if chain.id.is_empty() {
             "A".to_string()
         } else {
@@ -223,7 +223,6 @@ pub fn write_pdb(topology: &Topology, positions: &[f64]) -> String {
                 r.name, chain_id, r.number
             );
         }
-        let _ = ci;
     }
     s.push_str("END\n");
     s

@@ -163,11 +163,10 @@ pub fn match_templates(top: &Topology, ff: &FfData, setup: &str) -> Result<Vec<T
     let mut out = Vec::with_capacity(top.residues.len());
     for ri in 0..top.residues.len() {
         let g = Graph::of_residue(top, &bonded, ri);
+        let sig = g.signature();
         let name = &top.residues[ri].name;
         if related_templates(ff, name).is_empty()
-            && !signatures
-                .iter()
-                .any(|t| t.as_ref() == Some(&g.signature()))
+            && !signatures.iter().any(|t| t.as_ref() == Some(&sig))
         {
             return Err(top.residue_error(
                 ri,
@@ -185,7 +184,6 @@ pub fn match_templates(top: &Topology, ff: &FfData, setup: &str) -> Result<Vec<T
                 ));
             }
         }
-        let sig = g.signature();
         let mut found: Option<TemplateMatch> = None;
         for (t, tg) in graphs.iter().enumerate() {
             let Some(tg) = tg else { continue };

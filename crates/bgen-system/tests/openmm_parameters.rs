@@ -22,6 +22,15 @@ fn num(n: roxmltree::Node, a: &str) -> f64 {
 fn idx(n: roxmltree::Node, a: &str) -> usize {
     n.attribute(a).unwrap().parse().unwrap()
 }
+/// The <Particle> elements of a node's <Particles> child.
+fn particles_of<'a, 'i>(node: roxmltree::Node<'a, 'i>) -> Vec<roxmltree::Node<'a, 'i>> {
+    node.children()
+        .find(|n| n.has_tag_name("Particles"))
+        .unwrap()
+        .children()
+        .filter(|n| n.is_element())
+        .collect()
+}
 fn same(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1e-300) || (a - b).abs() < 1e-15
 }
@@ -33,13 +42,7 @@ fn check(system: &str, setup_key: &str) {
     let text = xml(system, setup_key);
     let doc = roxmltree::Document::parse(&text).unwrap();
     let root = doc.root_element();
-    let particles: Vec<_> = root
-        .children()
-        .find(|n| n.has_tag_name("Particles"))
-        .unwrap()
-        .children()
-        .filter(|n| n.is_element())
-        .collect();
+    let particles = particles_of(root);
     assert_eq!(particles.len(), sys.n_atoms());
     for (i, n) in particles.iter().enumerate() {
         assert!(same(num(*n, "mass"), p.mass[i]), "mass {i}");
@@ -153,13 +156,7 @@ fn check(system: &str, setup_key: &str) {
                 assert_eq!(got, want, "{system} {setup_key}: torsions differ");
             }
             "NonbondedForce" => {
-                let parts: Vec<_> = f
-                    .children()
-                    .find(|n| n.has_tag_name("Particles"))
-                    .unwrap()
-                    .children()
-                    .filter(|n| n.is_element())
-                    .collect();
+                let parts = particles_of(f);
                 for (i, n) in parts.iter().enumerate() {
                     assert!(
                         same(num(*n, "q"), p.charge[i]),

@@ -93,8 +93,6 @@ fn check_system(system: &str) {
         let ng = s["forces_groups_num_conformations"].as_u64().unwrap() as usize;
         for c in 0..ng {
             let x = as_vec(&pos[c]);
-            let model = bgen_system::EnergyModel::new(&sys.params);
-            let _ = model;
             for g in ["bond", "angle", "torsion", "nonbonded", "gb"] {
                 let got = group_forces(&sys, &x, g);
                 let w = as_vec(&s["forces_groups"][g][c]);

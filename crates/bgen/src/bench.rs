@@ -50,12 +50,8 @@ fn time_batch(sys: &System, x: &[f64], threads: usize) -> Result<f64> {
         .build()?;
     let mut f = vec![0.0; x.len()];
     let n = x.len() / (3 * sys.n_atoms());
-    let _ = pool.install(|| {
-        sys.energies_batch(
-            &x[..x.len().min(3 * sys.n_atoms() * 100)],
-            Some(&mut f[..x.len().min(3 * sys.n_atoms() * 100)]),
-        )
-    }); // warm-up
+    let warm = x.len().min(3 * sys.n_atoms() * 100); // 100 conformations
+    pool.install(|| sys.energies_batch(&x[..warm], Some(&mut f[..warm])));
     let t0 = Instant::now();
     pool.install(|| sys.energies_batch(x, Some(&mut f)));
     Ok(n as f64 / t0.elapsed().as_secs_f64())
