@@ -158,6 +158,22 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f64], as_f32: bool) -> Re
     write_atomic(path, &buf)
 }
 
+/// Writes integers `data` with `shape` as an int64 .npy file, atomically.
+pub fn write_npy_i64(path: &Path, shape: &[usize], data: &[i64]) -> Result<()> {
+    let n: usize = shape.iter().product();
+    assert_eq!(
+        n,
+        data.len(),
+        "shape {shape:?} does not match {} values",
+        data.len()
+    );
+    let mut buf = header("<i8", shape);
+    for &v in data {
+        buf.extend_from_slice(&v.to_le_bytes());
+    }
+    write_atomic(path, &buf)
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so that
 /// a reader never sees a partial file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

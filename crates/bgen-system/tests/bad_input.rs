@@ -134,6 +134,12 @@ fn npy_round_trip() {
         assert_eq!(a.shape, vec![2, 4, 3]);
         assert_eq!(a.data, data);
     }
+    let ints: Vec<i64> = (-3..9).collect();
+    let p = dir.join("i.npy");
+    bgen_system::npy::write_npy_i64(&p, &[12], &ints).unwrap();
+    let a = bgen_system::npy::read_npy(&p).unwrap();
+    assert_eq!(a.shape, vec![12]);
+    assert_eq!(a.data, ints.iter().map(|&v| v as f64).collect::<Vec<_>>());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

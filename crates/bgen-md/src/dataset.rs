@@ -1,0 +1,337 @@
+//! Frames of trajectories as data sets: reading runs (complete or still running), writing them,
+//! and splitting them into train / validation / test sets by time blocks or by replicas.
+//!
+//! A data-set directory holds `frames.npy` (float32, frames x atoms x 3, nm) and, when known,
+//! `energies.npy` (float64, potential energy, kJ/mol), `kinetic.npy` (kJ/mol), `replica.npy`
+//! (int64) and `time_ps.npy` (float64, production time of each frame, ps), plus `topology.pdb`.
+
+use crate::error::{file_err, io_err, Error, Result};
+use bgen_system::npy::{read_npy, write_npy, write_npy_i64};
+use std::path::Path;
+
+/// Frames with their per-frame data, in the order replica-major then time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Frames {
+    pub n_atoms: usize,
+    /// Positions, nm (frames x atoms x 3).
+    pub x: Vec<f64>,
+    /// Potential energy, kJ/mol (NaN where unknown).
+    pub energy: Vec<f64>,
+    /// Kinetic energy, kJ/mol (NaN where unknown).
+    pub kinetic: Vec<f64>,
+    /// Replica (independent trajectory) of each frame.
+    pub replica: Vec<i64>,
+    /// Production time of each frame within its replica, ps.
+    pub time_ps: Vec<f64>,
+}
+
+impl Frames {
+    /// Empty set of frames of `n_atoms` atoms.
+    pub fn new(n_atoms: usize) -> Frames {
+        Frames {
+            n_atoms,
+            ..Frames::default()
+        }
+    }
+
+    /// Number of frames.
+    pub fn len(&self) -> usize {
+        self.energy.len()
+    }
+
+    /// True when there are no frames.
+    pub fn is_empty(&self) -> bool {
+        self.energy.is_empty()
+    }
+
+    /// Positions of frame `i`, nm (atoms x 3).
+    pub fn frame(&self, i: usize) -> &[f64] {
+        let d = 3 * self.n_atoms;
+        &self.x[i * d..(i + 1) * d]
+    }
+
+    /// Appends one frame.
+    pub fn push(&mut self, x: &[f64], energy: f64, kinetic: f64, replica: i64, time_ps: f64) {
+        debug_assert_eq!(x.len(), 3 * self.n_atoms);
+        self.x.extend_from_slice(x);
+        self.energy.push(energy);
+        self.kinetic.push(kinetic);
+        self.replica.push(replica);
+        self.time_ps.push(time_ps);
+    }
+
+    /// Appends all frames of `other` (same number of atoms).
+    pub fn extend(&mut self, other: &Frames) {
+        assert_eq!(self.n_atoms, other.n_atoms);
+        self.x.extend_from_slice(&other.x);
+        self.energy.extend_from_slice(&other.energy);
+        self.kinetic.extend_from_slice(&other.kinetic);
+        self.replica.extend_from_slice(&other.replica);
+        self.time_ps.extend_from_slice(&other.time_ps);
+    }
+
+    /// The frames at `idx`, in that order.
+    pub fn select(&self, idx: &[usize]) -> Frames {
+        let mut out = Frames::new(self.n_atoms);
+        for &i in idx {
+            out.push(
+                self.frame(i),
+                self.energy[i],
+                self.kinetic[i],
+                self.replica[i],
+                self.time_ps[i],
+            );
+        }
+        out
+    }
+
+    /// Reorders the frames by replica, then time.
+    pub fn sort(&mut self) {
+        let mut idx: Vec<usize> = (0..self.len()).collect();
+        idx.sort_by(|&a, &b| {
+            (self.replica[a], self.time_ps[a])
+                .partial_cmp(&(self.replica[b], self.time_ps[b]))
+                .unwrap()
+        });
+        *self = self.select(&idx);
+    }
+
+    /// Writes the arrays into `dir` with file names `{prefix}frames.npy` etc., each atomically.
+    pub fn write(&self, dir: &Path, prefix: &str) -> Result<()> {
+        let n = self.len();
+        let p = |name: &str| dir.join(format!("{prefix}{name}.npy"));
+        write_npy(&p("frames"), &[n, self.n_atoms, 3], &self.x, true)?;
+        write_npy(&p("energies"), &[n], &self.energy, false)?;
+        write_npy(&p("kinetic"), &[n], &self.kinetic, false)?;
+        write_npy_i64(&p("replica"), &[n], &self.replica)?;
+        write_npy(&p("time_ps"), &[n], &self.time_ps, false)?;
+        Ok(())
+    }
+
+    /// Reads arrays written by [`Frames::write`]; only `{prefix}frames.npy` is required (others
+    /// default to NaN energies, replica 0 and time = frame index).
+    pub fn read(dir: &Path, prefix: &str) -> Result<Frames> {
+        let p = |name: &str| dir.join(format!("{prefix}{name}.npy"));
+        let mut f = read_frames_npy(&p("frames"))?;
+        let n = f.len();
+        let optional = |name: &str| -> Result<Option<Vec<f64>>> {
+            let path = p(name);
+            if !path.exists() {
+                return Ok(None);
+            }
+            let a = read_npy(&path)?;
+            if a.shape != [n] {
+                return Err(file_err(
+                    &path,
+                    format!("shape {:?} does not match {n} frames", a.shape),
+                ));
+            }
+            Ok(Some(a.data))
+        };
+        if let Some(e) = optional("energies")? {
+            f.energy = e;
+        }
+        if let Some(e) = optional("kinetic")? {
+            f.kinetic = e;
+        }
+        if let Some(r) = optional("replica")? {
+            f.replica = r.iter().map(|&v| v as i64).collect();
+        }
+        if let Some(t) = optional("time_ps")? {
+            f.time_ps = t;
+        }
+        Ok(f)
+    }
+}
+
+/// Reads a (frames, atoms, 3) array of positions in nm from a .npy file.
+pub fn read_frames_npy(path: &Path) -> Result<Frames> {
+    let a = read_npy(path)?;
+    if a.shape.len() != 3 || a.shape[2] != 3 {
+        return Err(file_err(
+            path,
+            format!(
+                "expected positions of shape (frames, atoms, 3), found {:?}",
+                a.shape
+            ),
+        ));
+    }
+    if let Some(k) = a.data.iter().position(|v| !v.is_finite()) {
+        return Err(file_err(
+            path,
+            format!(
+                "frame {}, atom {}: non-finite coordinate",
+                k / (3 * a.shape[1]),
+                (k / 3) % a.shape[1]
+            ),
+        ));
+    }
+    let n = a.shape[0];
+    Ok(Frames {
+        n_atoms: a.shape[1],
+        x: a.data,
+        energy: vec![f64::NAN; n],
+        kinetic: vec![f64::NAN; n],
+        replica: vec![0; n],
+        time_ps: (0..n).map(|i| i as f64).collect(),
+    })
+}
+
+/// Loads frames from a data-set or run directory (a run that is still going yields the frames
+/// of its checkpointed chunks) or from a positions `.npy` file.
+pub fn load(path: &Path) -> Result<Frames> {
+    if !path.is_dir() {
+        if !path.exists() {
+            return Err(file_err(path, "no such file or directory"));
+        }
+        return read_frames_npy(path);
+    }
+    if path.join("frames.npy").exists() {
+        return Frames::read(path, "");
+    }
+    let chunks = path.join("chunks");
+    if chunks.is_dir() {
+        let mut names: Vec<String> = std::fs::read_dir(&chunks)
+            .map_err(io_err(&chunks))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| n.strip_suffix(".frames.npy").map(|s| s.to_string()))
+            .collect();
+        names.sort();
+        let mut all: Option<Frames> = None;
+        for c in names {
+            let f = Frames::read(&chunks, &format!("{c}."))?;
+            match &mut all {
+                Some(a) if a.n_atoms != f.n_atoms => {
+                    return Err(file_err(
+                        &chunks,
+                        format!("chunk {c} has {} atoms, expected {}", f.n_atoms, a.n_atoms),
+                    ))
+                }
+                Some(a) => a.extend(&f),
+                None => all = Some(f),
+            }
+        }
+        if let Some(mut a) = all {
+            a.sort();
+            return Ok(a);
+        }
+    }
+    Err(file_err(
+        path,
+        "no frames.npy and no chunks/ with frames: not a run or data-set directory",
+    ))
+}
+
+/// How [`split`] cuts the frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitBy {
+    /// Each replica's trajectory is cut into three consecutive time blocks.
+    Time,
+    /// Whole replicas go to one set each.
+    Replica,
+}
+
+/// Splits `frames` into (train, validation, test) with `fractions` (summing to 1). Frames of one
+/// set are never interleaved in time with those of another: by time, each replica is cut into
+/// consecutive blocks, dropping `gap` frames at each cut to reduce correlation across sets; by
+/// replica, whole replicas go to one set each.
+pub fn split(frames: &Frames, fractions: [f64; 3], by: SplitBy, gap: usize) -> Result<[Frames; 3]> {
+    let total: f64 = fractions.iter().sum();
+    if fractions.iter().any(|&f| !(0.0..=1.0).contains(&f)) || (total - 1.0).abs() > 1e-9 {
+        return Err(Error::Settings(format!(
+            "split fractions {fractions:?} must be in [0, 1] and sum to 1"
+        )));
+    }
+    let mut sorted = frames.clone();
+    sorted.sort();
+    let mut replicas: Vec<i64> = sorted.replica.clone();
+    replicas.dedup();
+    let mut sets: [Vec<usize>; 3] = Default::default();
+    match by {
+        SplitBy::Time => {
+            let mut start = 0;
+            for &r in &replicas {
+                let n = sorted.replica[start..]
+                    .iter()
+                    .take_while(|&&v| v == r)
+                    .count();
+                let c1 = (fractions[0] * n as f64).round() as usize;
+                let c2 = ((fractions[0] + fractions[1]) * n as f64).round() as usize;
+                let bounds = [(0, c1), (c1, c2), (c2, n)];
+                for (k, &(a, b)) in bounds.iter().enumerate() {
+                    let a = if k > 0 && a > 0 { (a + gap).min(b) } else { a };
+                    sets[k].extend(start + a..start + b);
+                }
+                start += n;
+            }
+        }
+        SplitBy::Replica => {
+            let nr = replicas.len();
+            let c1 = (fractions[0] * nr as f64).round() as usize;
+            let c2 = ((fractions[0] + fractions[1]) * nr as f64).round() as usize;
+            for (i, r) in sorted.replica.iter().enumerate() {
+                let k = replicas.iter().position(|v| v == r).unwrap();
+                sets[if k < c1 {
+                    0
+                } else if k < c2 {
+                    1
+                } else {
+                    2
+                }]
+                .push(i);
+            }
+            for (k, f) in fractions.iter().enumerate() {
+                if *f > 0.0 && sets[k].is_empty() {
+                    return Err(Error::Settings(format!(
+                        "{nr} replicas cannot be split by replica with fractions {fractions:?}; split by time or run more replicas"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(sets.map(|idx| sorted.select(&idx)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toy(replicas: i64, per: usize) -> Frames {
+        let mut f = Frames::new(1);
+        for r in 0..replicas {
+            for t in 0..per {
+                f.push(&[r as f64, t as f64, 0.0], 0.0, 0.0, r, (t + 1) as f64);
+            }
+        }
+        f
+    }
+
+    #[test]
+    fn time_split_keeps_blocks_contiguous_and_disjoint() {
+        let f = toy(2, 100);
+        let [tr, va, te] = split(&f, [0.8, 0.1, 0.1], SplitBy::Time, 2).unwrap();
+        assert_eq!((tr.len(), va.len(), te.len()), (160, 16, 16));
+        for r in 0..2 {
+            let t = |s: &Frames| -> Vec<f64> {
+                (0..s.len())
+                    .filter(|&i| s.replica[i] == r)
+                    .map(|i| s.time_ps[i])
+                    .collect()
+            };
+            let (a, b, c) = (t(&tr), t(&va), t(&te));
+            assert!(a.last() < b.first() && b.last() < c.first());
+            assert!(a.windows(2).all(|w| w[1] == w[0] + 1.0));
+        }
+    }
+
+    #[test]
+    fn replica_split_assigns_whole_replicas() {
+        let f = toy(10, 5);
+        let [tr, va, te] = split(&f, [0.8, 0.1, 0.1], SplitBy::Replica, 0).unwrap();
+        assert_eq!((tr.len(), va.len(), te.len()), (40, 5, 5));
+        assert!(tr.replica.iter().all(|&r| r < 8) && va.replica == vec![8; 5]);
+        assert!(split(&toy(2, 5), [0.8, 0.1, 0.1], SplitBy::Replica, 0).is_err());
+        assert!(split(&f, [0.8, 0.3, 0.1], SplitBy::Time, 0).is_err());
+    }
+}

@@ -1,0 +1,520 @@
+//! A resumable MD run: minimise the start structure once, then integrate independent replicas in
+//! parallel (one random stream each), saving a frame every `save_every_ps` after
+//! `equilibrate_ps`. Frames go to `DIR/chunks/` in atomically written chunks, each followed by an
+//! atomic `DIR/checkpoint.json` (positions, velocities, random-stream state and step of every
+//! replica), so a killed run resumes exactly and keeps every frame once. At the end the chunks
+//! are merged into the data-set files of [`crate::dataset`].
+
+use crate::dataset::Frames;
+use crate::error::{file_err, io_err, Error, Result};
+use crate::langevin::{stream, LangevinMiddle, State};
+use crate::minimize::{minimize, MinimizeOptions, MinimizeReport};
+use bgen_system::npy::write_atomic;
+use bgen_system::{Setup, System};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Every setting of a run (stored in `run.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MdSettings {
+    /// Embedded system name, or the PDB file the run started from.
+    pub system: String,
+    /// Force-field setup name (e.g. "amber99sbildn-obc2").
+    pub forcefield: String,
+    /// K.
+    pub temperature_k: f64,
+    /// 1/ps.
+    pub friction_per_ps: f64,
+    /// fs.
+    pub timestep_fs: f64,
+    /// Production length of each replica, ns.
+    pub ns_per_replica: f64,
+    pub replicas: usize,
+    pub seed: u64,
+    /// Interval between saved frames, ps.
+    pub save_every_ps: f64,
+    /// Equilibration of each replica before the first frame, ps (not saved).
+    pub equilibrate_ps: f64,
+    /// RMS force tolerance of the initial minimisation, kJ/mol/nm.
+    pub minimize_tolerance: f64,
+}
+
+impl MdSettings {
+    /// Defaults for `system` with `setup` at its default temperature: 1/ps, 1 fs, 1 ns, one
+    /// replica, seed 1, a frame every 1 ps after 100 ps of equilibration, tolerance 10 kJ/mol/nm.
+    pub fn new(system: &str, setup: Setup) -> MdSettings {
+        MdSettings {
+            system: system.to_string(),
+            forcefield: setup.name().to_string(),
+            temperature_k: setup.default_temperature(),
+            friction_per_ps: 1.0,
+            timestep_fs: 1.0,
+            ns_per_replica: 1.0,
+            replicas: 1,
+            seed: 1,
+            save_every_ps: 1.0,
+            equilibrate_ps: 100.0,
+            minimize_tolerance: 10.0,
+        }
+    }
+
+    fn dt_ps(&self) -> f64 {
+        self.timestep_fs * 1e-3
+    }
+
+    /// Integration steps between saved frames.
+    pub fn steps_per_frame(&self) -> u64 {
+        (self.save_every_ps / self.dt_ps()).round() as u64
+    }
+
+    /// Equilibration steps of each replica.
+    pub fn equilibration_steps(&self) -> u64 {
+        (self.equilibrate_ps / self.dt_ps()).round() as u64
+    }
+
+    /// Frames saved per replica.
+    pub fn frames_per_replica(&self) -> u64 {
+        (self.ns_per_replica * 1e3 / self.save_every_ps).round() as u64
+    }
+
+    /// Checks ranges and that the intervals are whole numbers of steps.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Settings(m));
+        let positive = [
+            ("temperature", self.temperature_k),
+            ("timestep", self.timestep_fs),
+            ("save interval", self.save_every_ps),
+            ("length (ns)", self.ns_per_replica),
+            ("minimisation tolerance", self.minimize_tolerance),
+        ];
+        for (name, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(format!("{name} must be positive, got {v}"));
+            }
+        }
+        if !(self.friction_per_ps.is_finite() && self.friction_per_ps >= 0.0) {
+            return bad(format!(
+                "friction must be >= 0, got {}",
+                self.friction_per_ps
+            ));
+        }
+        if !(self.equilibrate_ps.is_finite() && self.equilibrate_ps >= 0.0) {
+            return bad(format!(
+                "equilibration must be >= 0 ps, got {}",
+                self.equilibrate_ps
+            ));
+        }
+        if self.replicas == 0 {
+            return bad("at least one replica is needed".into());
+        }
+        let steps = self.save_every_ps / self.dt_ps();
+        if steps < 0.5 || (steps - steps.round()).abs() > 1e-6 {
+            return bad(format!(
+                "the save interval {} ps is not a whole number of {} fs steps",
+                self.save_every_ps, self.timestep_fs
+            ));
+        }
+        if self.frames_per_replica() == 0 {
+            return bad(format!(
+                "{} ns is shorter than one save interval ({} ps)",
+                self.ns_per_replica, self.save_every_ps
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds the system: an embedded one by name, else the run's `topology.pdb` in `dir`.
+    pub fn build_system(&self, dir: &Path) -> Result<System> {
+        let setup = Setup::from_name(&self.forcefield)?;
+        if bgen_system::systems::NAMED
+            .iter()
+            .any(|s| s.0 == self.system)
+        {
+            return Ok(System::named(
+                &self.system,
+                Some(setup),
+                Some(self.temperature_k),
+            )?);
+        }
+        Ok(System::from_pdb_file(
+            &dir.join("topology.pdb"),
+            setup,
+            Some(self.temperature_k),
+        )?)
+    }
+}
+
+/// Progress of a run, passed to the caller after every frame interval.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Steps taken by one replica so far, and in all.
+    pub steps: u64,
+    pub total_steps: u64,
+    /// Frames saved per replica so far.
+    pub frames: u64,
+    /// Simulated time of all replicas in this session, ns, and the wall time it took.
+    pub session_ns: f64,
+    pub session_wall: Duration,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    /// Chunks of frames written before this checkpoint.
+    chunks: usize,
+    /// Whether the chunks have been merged into the final files.
+    complete: bool,
+    states: Vec<State>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RunFile {
+    bgen_version: String,
+    settings: MdSettings,
+    n_atoms: usize,
+    /// Frames saved per replica when complete, and the steps between them.
+    frames_per_replica: u64,
+    steps_per_frame: u64,
+    minimization: Option<MinimizeSummary>,
+    files: serde_json::Value,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct MinimizeSummary {
+    initial_energy_kj_mol: f64,
+    final_energy_kj_mol: f64,
+    rms_force_kj_mol_nm: f64,
+    iterations: usize,
+    converged: bool,
+}
+
+impl From<MinimizeReport> for MinimizeSummary {
+    fn from(r: MinimizeReport) -> Self {
+        MinimizeSummary {
+            initial_energy_kj_mol: r.initial_energy,
+            final_energy_kj_mol: r.final_energy,
+            rms_force_kj_mol_nm: r.rms_force,
+            iterations: r.iterations,
+            converged: r.converged,
+        }
+    }
+}
+
+/// A run directory with its system, integrator and the replicas' states.
+pub struct MdRun {
+    pub dir: PathBuf,
+    pub settings: MdSettings,
+    pub system: System,
+    pub integrator: LangevinMiddle,
+    states: Vec<State>,
+    chunks: usize,
+    complete: bool,
+    minimization: Option<MinimizeSummary>,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    serde_json::from_str(&text)
+        .map_err(|e| file_err(path, format!("corrupt or not a bgen file: {e}")))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("serialisable");
+    Ok(write_atomic(path, text.as_bytes())?)
+}
+
+impl MdRun {
+    /// Starts a new run of `system` in `dir` (created; must not hold a run yet): writes
+    /// `run.json` and `topology.pdb`, minimises and draws the initial velocities.
+    pub fn create(dir: &Path, settings: MdSettings, system: System) -> Result<MdRun> {
+        settings.validate()?;
+        if dir.join("run.json").exists() {
+            return Err(file_err(
+                dir,
+                "already holds a run (run.json); resume it or choose another output directory",
+            ));
+        }
+        std::fs::create_dir_all(dir.join("chunks")).map_err(io_err(dir))?;
+        let pdb = bgen_system::pdb::write_pdb(&system.topology, &system.positions);
+        write_atomic(&dir.join("topology.pdb"), pdb.as_bytes())?;
+        let mut run = MdRun::assemble(dir, settings, system);
+        run.write_run_file()?;
+        run.start();
+        run.write_checkpoint()?;
+        Ok(run)
+    }
+
+    /// Opens the run in `dir` to continue it from its last checkpoint (or from the start when
+    /// it was killed before its first checkpoint). Chunks written after that checkpoint are
+    /// discarded, so every frame is kept once.
+    pub fn resume(dir: &Path) -> Result<MdRun> {
+        let rf: RunFile = read_json(&dir.join("run.json"))?;
+        rf.settings.validate()?;
+        let system = rf.settings.build_system(dir)?;
+        if system.n_atoms() != rf.n_atoms {
+            return Err(file_err(
+                &dir.join("run.json"),
+                format!(
+                    "records {} atoms but the system has {}",
+                    rf.n_atoms,
+                    system.n_atoms()
+                ),
+            ));
+        }
+        let mut run = MdRun::assemble(dir, rf.settings, system);
+        let cp_path = dir.join("checkpoint.json");
+        if !cp_path.exists() {
+            run.start();
+            run.clear_chunks_from(0)?;
+            run.write_checkpoint()?;
+            return Ok(run);
+        }
+        let cp: Checkpoint = read_json(&cp_path)?;
+        let d = 3 * run.system.n_atoms();
+        if cp.states.len() != run.settings.replicas {
+            return Err(file_err(
+                &cp_path,
+                format!(
+                    "holds {} replicas, run.json {}",
+                    cp.states.len(),
+                    run.settings.replicas
+                ),
+            ));
+        }
+        for (r, s) in cp.states.iter().enumerate() {
+            if s.x.len() != d || s.v.len() != d || s.x.iter().chain(&s.v).any(|v| !v.is_finite()) {
+                return Err(file_err(
+                    &cp_path,
+                    format!("replica {r}: positions or velocities are malformed or non-finite"),
+                ));
+            }
+        }
+        run.states = cp.states;
+        run.chunks = cp.chunks;
+        run.complete = cp.complete;
+        run.minimization = rf.minimization;
+        let model = run.system.model().clone();
+        run.states.par_iter_mut().for_each_init(
+            || model.workspace(),
+            |ws, s| {
+                run.integrator
+                    .refresh(s, |x, g| model.energy_grad(x, g, ws).total())
+            },
+        );
+        if !run.complete {
+            run.clear_chunks_from(run.chunks)?;
+        }
+        Ok(run)
+    }
+
+    fn assemble(dir: &Path, settings: MdSettings, system: System) -> MdRun {
+        let integrator = LangevinMiddle::new(
+            &system.params.mass,
+            system.kt(),
+            settings.friction_per_ps,
+            settings.dt_ps(),
+            true,
+        );
+        MdRun {
+            dir: dir.to_path_buf(),
+            settings,
+            system,
+            integrator,
+            states: Vec::new(),
+            chunks: 0,
+            complete: false,
+            minimization: None,
+        }
+    }
+
+    /// Minimises the start structure and draws each replica's velocities from its stream.
+    fn start(&mut self) {
+        let model = self.system.model();
+        let mut ws = model.workspace();
+        let mut x = self.system.positions.clone();
+        let opts = MinimizeOptions {
+            tolerance: self.settings.minimize_tolerance,
+            ..Default::default()
+        };
+        let report = minimize(&mut x, opts, |x, g| {
+            model.energy_grad(x, g, &mut ws).total()
+        });
+        self.minimization = Some(report.into());
+        self.states = (0..self.settings.replicas)
+            .map(|r| {
+                self.integrator
+                    .init(x.clone(), stream(self.settings.seed, r as u64), |x, g| {
+                        model.energy_grad(x, g, &mut ws).total()
+                    })
+            })
+            .collect();
+    }
+
+    fn write_run_file(&self) -> Result<()> {
+        let rf = RunFile {
+            bgen_version: env!("CARGO_PKG_VERSION").into(),
+            settings: self.settings.clone(),
+            n_atoms: self.system.n_atoms(),
+            frames_per_replica: self.settings.frames_per_replica(),
+            steps_per_frame: self.settings.steps_per_frame(),
+            minimization: self.minimization,
+            files: serde_json::json!({
+                "frames.npy": "float32 (frames, atoms, 3), nm; replica-major, then time",
+                "energies.npy": "float64 (frames,), potential energy, kJ/mol",
+                "kinetic.npy": "float64 (frames,), kinetic energy of the half-step velocities, kJ/mol",
+                "replica.npy": "int64 (frames,), replica index",
+                "time_ps.npy": "float64 (frames,), production time within the replica, ps",
+                "topology.pdb": "the input structure (before minimisation)",
+            }),
+        };
+        write_json(&self.dir.join("run.json"), &rf)
+    }
+
+    fn write_checkpoint(&self) -> Result<()> {
+        let cp = Checkpoint {
+            chunks: self.chunks,
+            complete: self.complete,
+            states: self.states.clone(),
+        };
+        write_json(&self.dir.join("checkpoint.json"), &cp)
+    }
+
+    fn chunk_dir(&self) -> PathBuf {
+        self.dir.join("chunks")
+    }
+
+    /// Removes chunk files with index >= `first` (written after the last checkpoint).
+    fn clear_chunks_from(&self, first: usize) -> Result<()> {
+        let dir = self.chunk_dir();
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        for e in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let e = e.map_err(io_err(&dir))?;
+            let name = e.file_name().to_string_lossy().to_string();
+            let index = name.split('.').next().and_then(|s| s.parse::<usize>().ok());
+            if index.is_none_or(|i| i >= first) {
+                std::fs::remove_file(e.path()).map_err(io_err(&e.path()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether all frames have been saved and merged.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// The replicas' current states.
+    pub fn states(&self) -> &[State] {
+        &self.states
+    }
+
+    /// Result of the initial minimisation (None when unknown).
+    pub fn minimization_energy(&self) -> Option<(f64, f64)> {
+        self.minimization
+            .map(|m| (m.initial_energy_kj_mol, m.final_energy_kj_mol))
+    }
+
+    /// Steps of one replica from start to finish.
+    pub fn total_steps(&self) -> u64 {
+        self.settings.equilibration_steps()
+            + self.settings.frames_per_replica() * self.settings.steps_per_frame()
+    }
+
+    /// Integrates until all frames are saved, writing a chunk and a checkpoint whenever
+    /// `checkpoint_every` has passed (and at the end), then merges the chunks. `stop_after`
+    /// (for tests and time-limited jobs) returns early after that many chunks in this session.
+    pub fn run(
+        &mut self,
+        checkpoint_every: Duration,
+        stop_after: Option<usize>,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<()> {
+        if self.complete {
+            return Ok(());
+        }
+        let s = &self.settings;
+        let (eq_steps, per_frame, total) = (
+            s.equilibration_steps(),
+            s.steps_per_frame(),
+            self.total_steps(),
+        );
+        let dt_ps = s.dt_ps();
+        let model = self.system.model().clone();
+        let n_rep = self.states.len();
+        let start_steps = self.states[0].step;
+        let t0 = Instant::now();
+        let mut last_cp = Instant::now();
+        let mut pending = Frames::new(self.system.n_atoms());
+        let mut written = 0;
+        while self.states[0].step < total {
+            let step = self.states[0].step;
+            let n = if step < eq_steps {
+                per_frame.min(eq_steps - step)
+            } else {
+                per_frame
+            };
+            let integrator = &self.integrator;
+            self.states.par_iter_mut().for_each_init(
+                || model.workspace(),
+                |ws, st| integrator.run(st, n, |x, g| model.energy_grad(x, g, ws).total()),
+            );
+            for (r, st) in self.states.iter().enumerate() {
+                if !st.energy.is_finite() {
+                    return Err(Error::Unstable {
+                        replica: r,
+                        step: st.step,
+                        time_ps: st.step as f64 * dt_ps,
+                    });
+                }
+            }
+            let step = self.states[0].step;
+            if step > eq_steps {
+                let time_ps = (step - eq_steps) as f64 * dt_ps;
+                for (r, st) in self.states.iter().enumerate() {
+                    let ke = self.integrator.kinetic_energy(&st.v);
+                    pending.push(&st.x, st.energy, ke, r as i64, time_ps);
+                }
+            }
+            progress(Progress {
+                steps: step,
+                total_steps: total,
+                frames: step.saturating_sub(eq_steps) / per_frame,
+                session_ns: (step - start_steps) as f64 * dt_ps * 1e-3 * n_rep as f64,
+                session_wall: t0.elapsed(),
+            });
+            if last_cp.elapsed() >= checkpoint_every || step >= total {
+                if !pending.is_empty() {
+                    pending.sort();
+                    pending.write(&self.chunk_dir(), &format!("{:05}.", self.chunks))?;
+                    self.chunks += 1;
+                    pending = Frames::new(self.system.n_atoms());
+                }
+                self.write_checkpoint()?;
+                last_cp = Instant::now();
+                written += 1;
+                if stop_after.is_some_and(|m| written >= m) && step < total {
+                    return Ok(());
+                }
+            }
+        }
+        self.finish()
+    }
+
+    /// Merges the chunks into the final files, marks the run complete, removes the chunks.
+    fn finish(&mut self) -> Result<()> {
+        let frames = crate::dataset::load(&self.dir)?;
+        let expected = self.settings.frames_per_replica() as usize * self.settings.replicas;
+        if frames.len() != expected {
+            return Err(file_err(
+                &self.chunk_dir(),
+                format!("holds {} frames, expected {expected}", frames.len()),
+            ));
+        }
+        frames.write(&self.dir, "")?;
+        self.complete = true;
+        self.write_run_file()?;
+        self.write_checkpoint()?;
+        self.clear_chunks_from(0)
+    }
+}
