@@ -256,4 +256,59 @@ impl Topology {
             .map(|a| (self.atoms[a].name.as_str(), a))
             .collect()
     }
+
+    /// Backbone dihedrals phi (C(i-1)-N-CA-C) and psi (N-CA-C-N(i+1)) of every residue that has
+    /// N, CA and C and bonded neighbours in its chain (caps such as ACE/NME supply the outer
+    /// atoms), in chain order, phi before psi.
+    pub fn backbone_dihedrals(&self) -> Vec<BackboneDihedral> {
+        let bonded: HashSet<(usize, usize)> = self.bonds.iter().copied().collect();
+        let is_bond = |a: usize, b: usize| bonded.contains(&(a.min(b), a.max(b)));
+        let mut out = Vec::new();
+        for chain in &self.chains {
+            for (k, &ri) in chain.residues.iter().enumerate() {
+                let at = self.residue_atoms(ri);
+                let (Some(&n), Some(&ca), Some(&c)) = (at.get("N"), at.get("CA"), at.get("C"))
+                else {
+                    continue;
+                };
+                let label = self.residue_label(ri);
+                if let Some(&prev) = k.checked_sub(1).map(|p| &chain.residues[p]) {
+                    if let Some(&cp) = self.residue_atoms(prev).get("C") {
+                        if is_bond(cp, n) {
+                            out.push(BackboneDihedral {
+                                name: format!("phi {label}"),
+                                residue: ri,
+                                is_phi: true,
+                                atoms: [cp, n, ca, c],
+                            });
+                        }
+                    }
+                }
+                if let Some(&next) = chain.residues.get(k + 1) {
+                    if let Some(&nn) = self.residue_atoms(next).get("N") {
+                        if is_bond(c, nn) {
+                            out.push(BackboneDihedral {
+                                name: format!("psi {label}"),
+                                residue: ri,
+                                is_phi: false,
+                                atoms: [n, ca, c, nn],
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A backbone dihedral angle defined by four atoms (see [`Topology::backbone_dihedrals`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackboneDihedral {
+    /// e.g. "phi ALA2".
+    pub name: String,
+    pub residue: usize,
+    /// phi (true) or psi (false).
+    pub is_phi: bool,
+    pub atoms: [usize; 4],
 }

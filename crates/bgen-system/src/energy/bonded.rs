@@ -85,7 +85,8 @@ pub fn angles(x: &[f64], angles: &[Angle], mut grad: Option<&mut [f64]>) -> f64 
 }
 
 /// Vectors of the dihedral p0-p1-p2-p3: F = p0 - p1, G = p1 - p2, H = p3 - p2, A = F x G,
-/// B = H x G, |G|, and (cos phi, sin phi) with OpenMM's (IUPAC) sign convention.
+/// B = H x G, |G|, and (cos phi, sin phi) with the IUPAC sign convention (as OpenMM's
+/// `theta` and mdtraj: positive when p0 must turn clockwise, seen along p1 -> p2, to eclipse p3).
 struct TorsionFrame {
     f: [f64; 3],
     g: [f64; 3],
@@ -108,7 +109,7 @@ fn torsion_frame(x: &[f64], atoms: [usize; 4]) -> TorsionFrame {
     let a2 = dot(a, a).max(1e-300);
     let b2 = dot(b, b).max(1e-300);
     let inv_ab = 1.0 / (a2 * b2).sqrt();
-    // sin(phi) |A||B| = -(B x A).G / |G|, cos(phi) |A||B| = A.B
+    // sin(phi) |A||B| = (B x A).G / |G|, cos(phi) |A||B| = A.B
     TorsionFrame {
         f,
         g,
@@ -119,7 +120,7 @@ fn torsion_frame(x: &[f64], atoms: [usize; 4]) -> TorsionFrame {
         a2,
         b2,
         cos: dot(a, b) * inv_ab,
-        sin: -dot(cross(b, a), g) / gn * inv_ab,
+        sin: dot(cross(b, a), g) / gn * inv_ab,
     }
 }
 
@@ -159,8 +160,9 @@ pub fn torsions(x: &[f64], torsions: &[Torsion], mut grad: Option<&mut [f64]>) -
         e += t.k * (1.0 + cos_arg);
         if let Some(g) = grad.as_deref_mut() {
             let sin_arg = sn * cp - cn * sp;
-            let de = -t.k * t.periodicity as f64 * sin_arg; // dE/dphi
-                                                            // Gradient of phi (Blondel & Karplus 1996, with this sign convention).
+            // The geometric factors below are the gradient of -phi (Blondel & Karplus 1996 with
+            // the opposite sign convention), so they take -dE/dphi.
+            let de = t.k * t.periodicity as f64 * sin_arg;
             let s0 = gn / a2;
             let s3 = -gn / b2;
             let fg = dot(f, gv) / (a2 * gn);
@@ -182,8 +184,10 @@ pub fn torsions(x: &[f64], torsions: &[Torsion], mut grad: Option<&mut [f64]>) -
 mod tests {
     use super::*;
 
-    /// OpenMM's (IUPAC) sign: p0 on +x, axis p1 -> p2 along +z, p3 rotated by +theta about z
-    /// gives phi = -theta (the formula of the reference spec sheet).
+    /// IUPAC sign: p0 on +x, axis p1 -> p2 along +z, p3 rotated by +theta about z gives
+    /// phi = +theta. Checked against OpenMM 8.6.1 (CustomTorsionForce "theta" gives +60 deg for
+    /// theta = 60 deg); the shared spec sheet's `dihedral()` has the opposite sign, which its
+    /// energies cannot see because every AMBER phase here is 0 or 180 deg.
     #[test]
     fn dihedral_sign_convention() {
         for deg in [-150.0f64, -60.0, 30.0, 90.0, 179.0] {
@@ -204,7 +208,7 @@ mod tests {
             ];
             let phi = dihedral(&x, [0, 1, 2, 3]);
             assert!(
-                (phi + t).abs() < 1e-12,
+                (phi - t).abs() < 1e-12,
                 "theta {deg}: phi {}",
                 phi.to_degrees()
             );

@@ -1,0 +1,187 @@
+//! MD of alanine dipeptide against physics and against OpenMM's reference trajectory
+//! (`tests/data/aldp_md_observables.json`: 5 ns, LangevinMiddle 300 K, 1/ps, 1 fs, amber99sbildn-obc2).
+
+use bgen_md::langevin::stream;
+use bgen_md::{minimize, LangevinMiddle, MinimizeOptions};
+use bgen_system::energy::bonded::dihedral;
+use bgen_system::System;
+use rayon::prelude::*;
+
+/// Per-replica samples of (potential energy kJ/mol, kinetic T K, phi deg, psi deg).
+fn simulate(
+    sys: &System,
+    replicas: usize,
+    seed: u64,
+    friction: f64,
+    dt_fs: f64,
+    equilibrate_ps: f64,
+    production_ps: f64,
+    sample_every: u64,
+) -> Vec<Vec<[f64; 4]>> {
+    let model = sys.model();
+    let mut x = sys.positions.clone();
+    let mut ws = model.workspace();
+    minimize(&mut x, MinimizeOptions::default(), |x, g| {
+        model.energy_grad(x, g, &mut ws).total()
+    });
+    let lm = LangevinMiddle::new(&sys.params.mass, sys.kt(), friction, dt_fs * 1e-3, true);
+    let bb = sys.topology.backbone_dihedrals();
+    let (phi, psi) = (bb[0].atoms, bb[1].atoms);
+    (0..replicas)
+        .into_par_iter()
+        .map(|r| {
+            let mut ws = model.workspace();
+            let mut f = |x: &[f64], g: &mut [f64]| model.energy_grad(x, g, &mut ws).total();
+            let mut s = lm.init(x.clone(), stream(seed, r as u64), &mut f);
+            lm.run(
+                &mut s,
+                (equilibrate_ps / (dt_fs * 1e-3)).round() as u64,
+                &mut f,
+            );
+            let n = (production_ps / (dt_fs * 1e-3)).round() as u64 / sample_every;
+            (0..n)
+                .map(|_| {
+                    lm.run(&mut s, sample_every, &mut f);
+                    [
+                        s.energy,
+                        lm.temperature(&s.v),
+                        dihedral(&s.x, phi).to_degrees(),
+                        dihedral(&s.x, psi).to_degrees(),
+                    ]
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Mean over replicas of per-replica means of `f`, and its standard error between replicas.
+fn mean_se(runs: &[Vec<[f64; 4]>], f: impl Fn(&[f64; 4]) -> f64) -> (f64, f64) {
+    let means: Vec<f64> = runs
+        .iter()
+        .map(|r| r.iter().map(&f).sum::<f64>() / r.len() as f64)
+        .collect();
+    let n = means.len() as f64;
+    let m = means.iter().sum::<f64>() / n;
+    let var = means.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0);
+    (m, (var / n).sqrt())
+}
+
+fn basin(phi: f64, psi: f64) -> usize {
+    if phi >= 0.0 {
+        2 // alphaL / C7ax
+    } else if !(-150.0..50.0).contains(&psi) {
+        0 // beta / C5 / C7eq
+    } else {
+        1 // alphaR
+    }
+}
+
+fn reference() -> serde_json::Value {
+    serde_json::from_str(include_str!("data/aldp_md_observables.json")).unwrap()
+}
+
+#[test]
+fn kinetic_temperature_within_one_percent() {
+    let sys = System::named("aldp", None, None).unwrap();
+    // Friction 10/ps decorrelates the kinetic energy ten times faster than 1/ps, so that 480 ps
+    // give a standard error of about 0.3%.
+    let runs = simulate(&sys, 8, 11, 10.0, 1.0, 5.0, 60.0, 10);
+    let (t, se) = mean_se(&runs, |s| s[1]);
+    eprintln!("kinetic T = {t:.2} +- {se:.2} K (target 300 K)");
+    assert!((t / 300.0 - 1.0).abs() < 0.01, "T = {t} +- {se}");
+}
+
+/// With no friction the middle scheme is velocity Verlet: the total energy (with on-step
+/// velocities, the mean of the two half-step ones) fluctuates at O(dt^2) and does not drift.
+#[test]
+fn energy_is_conserved_without_friction() {
+    let sys = System::named("aldp", None, None).unwrap();
+    let model = sys.model();
+    let mut ws = model.workspace();
+    let mut f = |x: &[f64], g: &mut [f64]| model.energy_grad(x, g, &mut ws).total();
+    let mut x = sys.positions.clone();
+    minimize(&mut x, MinimizeOptions::default(), &mut f);
+    // Thermalise with friction, then switch it off.
+    let warm = LangevinMiddle::new(&sys.params.mass, sys.kt(), 5.0, 1e-3, true);
+    let mut s = warm.init(x, stream(5, 0), &mut f);
+    warm.run(&mut s, 5000, &mut f);
+    let dt = 0.25e-3;
+    let nve = LangevinMiddle::new(&sys.params.mass, sys.kt(), 0.0, dt, true);
+    let mut totals = Vec::new();
+    for _ in 0..40_000 {
+        let (u, v_before) = (s.energy, s.v.clone());
+        nve.run(&mut s, 1, &mut f);
+        let v_mid: Vec<f64> = v_before
+            .iter()
+            .zip(&s.v)
+            .map(|(a, b)| 0.5 * (a + b))
+            .collect();
+        totals.push(u + nve.kinetic_energy(&v_mid));
+    }
+    let n = totals.len();
+    let first = totals[..n / 10].iter().sum::<f64>() / (n / 10) as f64;
+    let last = totals[n - n / 10..].iter().sum::<f64>() / (n / 10) as f64;
+    let (lo, hi) = totals
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    eprintln!(
+        "NVE 10 ps at 0.25 fs: drift {:.2e} kJ/mol, fluctuation range {:.2e} kJ/mol (kT = {:.3})",
+        last - first,
+        hi - lo,
+        sys.kt()
+    );
+    assert!(
+        (last - first).abs() < 0.01 * sys.kt(),
+        "drift {}",
+        last - first
+    );
+    assert!(hi - lo < 0.1 * sys.kt(), "range {}", hi - lo);
+}
+
+/// Compares the potential-energy mean and the basin populations with OpenMM's reference
+/// trajectory; `tolerance` is in units of the combined standard error.
+fn compare_with_openmm(replicas: usize, production_ps: f64, tolerance: f64) {
+    let sys = System::named("aldp", None, None).unwrap();
+    let runs = simulate(&sys, replicas, 2026, 1.0, 1.0, 20.0, production_ps, 1000);
+    let r = &reference()["pooled"];
+    let (pe, pe_se) = mean_se(&runs, |s| s[0]);
+    let (ref_pe, ref_se) = (
+        r["pe_kJmol"]["mean"].as_f64().unwrap(),
+        r["pe_kJmol"]["se_block"].as_f64().unwrap(),
+    );
+    let combined = (pe_se * pe_se + ref_se * ref_se).sqrt();
+    eprintln!(
+        "{replicas} x {production_ps} ps: <U> = {pe:.3} +- {pe_se:.3} kJ/mol; OpenMM {ref_pe:.3} +- {ref_se:.3}; diff {:.2} sigma",
+        (pe - ref_pe) / combined
+    );
+    assert!((pe - ref_pe).abs() < tolerance * combined);
+    for (k, name) in ["beta_C5_C7eq", "alphaR"].iter().enumerate() {
+        let (p, se) = mean_se(&runs, |s| (basin(s[2], s[3]) == k) as u8 as f64);
+        let pop = &r["populations"][name];
+        let (rp, rse) = (
+            pop["mean"].as_f64().unwrap(),
+            pop["se_block"].as_f64().unwrap(),
+        );
+        let combined = (se * se + rse * rse).sqrt();
+        eprintln!(
+            "  {name}: {p:.3} +- {se:.3}; OpenMM {rp:.3} +- {rse:.3}; diff {:.2} sigma",
+            (p - rp) / combined
+        );
+        assert!((p - rp).abs() < tolerance * combined, "{name}");
+    }
+    let (p_l, _) = mean_se(&runs, |s| (basin(s[2], s[3]) == 2) as u8 as f64);
+    eprintln!("  alphaL_C7ax: {p_l:.4} (OpenMM 0 in 5 ns)");
+    assert!(p_l < 0.05);
+}
+
+#[test]
+fn aldp_matches_openmm_short() {
+    compare_with_openmm(8, 200.0, 4.0);
+}
+
+/// 16 replicas x 1 ns = 16 ns (about 4 minutes on 2 cores).
+#[test]
+#[ignore]
+fn aldp_matches_openmm_long() {
+    compare_with_openmm(16, 1000.0, 3.0);
+}
