@@ -7,13 +7,12 @@ use bgen_system::energy::bonded::dihedral;
 use bgen_system::System;
 use rayon::prelude::*;
 
-/// Per-replica samples of (potential energy kJ/mol, kinetic T K, phi deg, psi deg).
+/// Per-replica samples of (potential energy kJ/mol, kinetic T K, phi deg, psi deg) at 1 fs steps.
 fn simulate(
     sys: &System,
     replicas: usize,
     seed: u64,
     friction: f64,
-    dt_fs: f64,
     equilibrate_ps: f64,
     production_ps: f64,
     sample_every: u64,
@@ -24,6 +23,7 @@ fn simulate(
     minimize(&mut x, MinimizeOptions::default(), |x, g| {
         model.energy_grad(x, g, &mut ws).total()
     });
+    let dt_fs = 1.0;
     let lm = LangevinMiddle::new(&sys.params.mass, sys.kt(), friction, dt_fs * 1e-3, true);
     let bb = sys.topology.backbone_dihedrals();
     let (phi, psi) = (bb[0].atoms, bb[1].atoms);
@@ -85,7 +85,7 @@ fn kinetic_temperature_within_one_percent() {
     let sys = System::named("aldp", None, None).unwrap();
     // Friction 10/ps decorrelates the kinetic energy ten times faster than 1/ps, so that 480 ps
     // give a standard error of about 0.3%.
-    let runs = simulate(&sys, 8, 11, 10.0, 1.0, 5.0, 60.0, 10);
+    let runs = simulate(&sys, 8, 11, 10.0, 5.0, 60.0, 10);
     let (t, se) = mean_se(&runs, |s| s[1]);
     eprintln!("kinetic T = {t:.2} +- {se:.2} K (target 300 K)");
     assert!((t / 300.0 - 1.0).abs() < 0.01, "T = {t} +- {se}");
@@ -142,7 +142,7 @@ fn energy_is_conserved_without_friction() {
 /// trajectory; `tolerance` is in units of the combined standard error.
 fn compare_with_openmm(replicas: usize, production_ps: f64, tolerance: f64) {
     let sys = System::named("aldp", None, None).unwrap();
-    let runs = simulate(&sys, replicas, 2026, 1.0, 1.0, 20.0, production_ps, 1000);
+    let runs = simulate(&sys, replicas, 2026, 1.0, 20.0, production_ps, 1000);
     let r = &reference()["pooled"];
     let (pe, pe_se) = mean_se(&runs, |s| s[0]);
     let (ref_pe, ref_se) = (

@@ -2,6 +2,7 @@
 
 mod bench;
 mod energy;
+mod md;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,11 @@ struct Cli {
 enum Command {
     /// Potential energy (by term) and forces of conformations.
     Energy(energy::EnergyArgs),
+    /// Langevin molecular dynamics that writes training data (resumable).
+    Md(md::MdArgs),
+    /// Data sets made from runs.
+    #[command(subcommand)]
+    Dataset(md::DatasetCommand),
     /// List the embedded molecular systems.
     Systems,
     /// Benchmarks that print bgen's speed beside its peer measured in the same run.
@@ -31,6 +37,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Energy(a) => energy::run(a),
+        Command::Md(a) => md::run(a),
+        Command::Dataset(c) => md::dataset(c),
         Command::Systems => {
             for (name, what, _, setup) in bgen_system::systems::NAMED {
                 let s = bgen_system::Setup::from_name(setup).expect("embedded setup");

@@ -1,0 +1,113 @@
+//! Resumable runs: an interrupted and resumed run equals an uninterrupted one frame for frame;
+//! damaged checkpoints give clear errors.
+
+use bgen_md::{dataset, MdRun, MdSettings};
+use bgen_system::{Setup, System};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bgen-md-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn settings() -> MdSettings {
+    let mut s = MdSettings::new("aldp", Setup::Amber99sbildnObc2);
+    s.ns_per_replica = 0.01;
+    s.replicas = 3;
+    s.seed = 42;
+    s.save_every_ps = 0.5;
+    s.equilibrate_ps = 1.0;
+    s
+}
+
+fn aldp() -> System {
+    System::named("aldp", None, None).unwrap()
+}
+
+#[test]
+fn interrupted_run_resumes_exactly() {
+    let (a, b) = (tmp("full"), tmp("cut"));
+    let mut run = MdRun::create(&a, settings(), aldp()).unwrap();
+    run.run(Duration::from_secs(3600), None, |_| {}).unwrap();
+    assert!(run.is_complete());
+    let full = dataset::load(&a).unwrap();
+    assert_eq!(full.len(), 3 * 20);
+    assert!(
+        !a.join("chunks").read_dir().unwrap().any(|_| true),
+        "chunks are merged"
+    );
+
+    // Checkpoint after every frame interval, stop after 7 (2 of equilibration, 5 with frames).
+    let mut run = MdRun::create(&b, settings(), aldp()).unwrap();
+    run.run(Duration::ZERO, Some(7), |_| {}).unwrap();
+    assert!(!run.is_complete());
+    drop(run);
+    let partial = dataset::load(&b).unwrap();
+    assert_eq!(partial.len(), 3 * 5, "frames of the checkpointed chunks");
+    // A chunk written after the last checkpoint (a kill between the two writes) is dropped.
+    partial.write(&b.join("chunks"), "00005.").unwrap();
+    let mut run = MdRun::resume(&b).unwrap();
+    run.run(Duration::ZERO, None, |_| {}).unwrap();
+    assert!(run.is_complete());
+    let resumed = dataset::load(&b).unwrap();
+    assert_eq!(resumed, full, "every frame once, bit for bit");
+    // Resuming a complete run does nothing.
+    let mut run = MdRun::resume(&b).unwrap();
+    run.run(Duration::ZERO, None, |_| panic!("no steps expected"))
+        .unwrap();
+    for d in [a, b] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
+#[test]
+fn damaged_runs_are_reported() {
+    let d = tmp("bad");
+    let mut run = MdRun::create(&d, settings(), aldp()).unwrap();
+    run.run(Duration::ZERO, Some(1), |_| {}).unwrap();
+    let err = MdRun::create(&d, settings(), aldp())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("already holds a run"), "{err}");
+    let cp = d.join("checkpoint.json");
+    let text = std::fs::read_to_string(&cp).unwrap();
+    std::fs::write(&cp, &text[..text.len() / 2]).unwrap();
+    let err = MdRun::resume(&d).err().unwrap().to_string();
+    assert!(
+        err.contains("checkpoint.json") && err.contains("corrupt"),
+        "{err}"
+    );
+    std::fs::write(&cp, text.replacen("\"x\": [", "\"x\": [1e999, ", 1)).unwrap();
+    let err = MdRun::resume(&d).err().unwrap().to_string();
+    assert!(err.contains("checkpoint.json"), "{err}");
+    let mut s = settings();
+    s.timestep_fs = 0.3;
+    let err = MdRun::create(&tmp("bad2"), s, aldp())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("whole number"), "{err}");
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn an_unstable_run_stops_with_a_clear_error() {
+    let d = tmp("unstable");
+    let mut s = settings();
+    s.timestep_fs = 10.0; // far too long without constraints
+    s.save_every_ps = 1.0;
+    s.ns_per_replica = 0.1;
+    let mut run = MdRun::create(&d, s, aldp()).unwrap();
+    let err = run
+        .run(Duration::ZERO, None, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("non-finite") && err.contains("replica"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(d).unwrap();
+}

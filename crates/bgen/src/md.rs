@@ -1,0 +1,306 @@
+//! `bgen md`: resumable Langevin MD of a molecule, writing training data; `bgen dataset split`.
+
+use crate::energy::load_system;
+use anyhow::{bail, Context, Result};
+use bgen_md::dataset::{self, SplitBy};
+use bgen_md::{MdRun, MdSettings};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct MdArgs {
+    /// Embedded system (aldp, ala3, ala4, ala6, chignolin).
+    #[arg(long, conflicts_with = "pdb")]
+    system: Option<String>,
+    /// PDB file with hydrogens.
+    #[arg(long)]
+    pdb: Option<PathBuf>,
+    /// Force field: amber99sbildn-obc2 or amber14-obc1 (default: the system's own; amber14-obc1 for a PDB).
+    #[arg(long)]
+    forcefield: Option<String>,
+    /// Temperature, K (default: the force field's, 300 or 310 K).
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Production length of each replica, ns.
+    #[arg(long)]
+    ns: Option<f64>,
+    /// Independent replicas, run in parallel (use at least as many as cores).
+    #[arg(long)]
+    replicas: Option<usize>,
+    /// Seed of the random streams (replica r uses stream r of this seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Friction coefficient, 1/ps.
+    #[arg(long)]
+    friction: Option<f64>,
+    /// Time step, fs (no constraints: 1 fs is safe, 2 fs is not).
+    #[arg(long)]
+    timestep_fs: Option<f64>,
+    /// Interval between saved frames, ps.
+    #[arg(long)]
+    save_every_ps: Option<f64>,
+    /// Equilibration before the first saved frame, ps.
+    #[arg(long)]
+    equilibrate_ps: Option<f64>,
+    /// RMS-force tolerance of the initial minimisation, kJ/mol/nm.
+    #[arg(long)]
+    minimize_tol: Option<f64>,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Seconds between checkpoints.
+    #[arg(long, default_value_t = 30.0)]
+    checkpoint_secs: f64,
+    /// Stop after writing this many checkpoints in this session (for time-limited jobs; resume later).
+    #[arg(long, hide = true)]
+    stop_after_checkpoints: Option<usize>,
+    /// Threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl MdArgs {
+    /// Applies the options given on the command line to `s`; returns the names of those that
+    /// differ from `s` (for checking a resume).
+    fn apply(&self, s: &mut MdSettings) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        macro_rules! set {
+            ($opt:expr, $field:ident, $name:literal) => {
+                if let Some(v) = $opt.clone() {
+                    if s.$field != v {
+                        changed.push($name);
+                        s.$field = v;
+                    }
+                }
+            };
+        }
+        set!(self.temperature, temperature_k, "--temperature");
+        set!(self.ns, ns_per_replica, "--ns");
+        set!(self.replicas, replicas, "--replicas");
+        set!(self.seed, seed, "--seed");
+        set!(self.friction, friction_per_ps, "--friction");
+        set!(self.timestep_fs, timestep_fs, "--timestep-fs");
+        set!(self.save_every_ps, save_every_ps, "--save-every-ps");
+        set!(self.equilibrate_ps, equilibrate_ps, "--equilibrate-ps");
+        set!(self.minimize_tol, minimize_tolerance, "--minimize-tol");
+        set!(self.forcefield, forcefield, "--forcefield");
+        changed
+    }
+}
+
+fn open_run(a: &MdArgs) -> Result<MdRun> {
+    let run_json = a.out.join("run.json");
+    if a.resume {
+        if !run_json.exists() {
+            bail!("{}: no run to resume (run.json missing)", a.out.display());
+        }
+        let run = MdRun::resume(&a.out)?;
+        let mut s = run.settings.clone();
+        let changed = a.apply(&mut s);
+        if !changed.is_empty() {
+            bail!(
+                "{}: {} differ from the run being resumed; drop them or start a new run",
+                run_json.display(),
+                changed.join(", ")
+            );
+        }
+        return Ok(run);
+    }
+    if run_json.exists() {
+        bail!(
+            "{} already holds a run; pass --resume to continue it or choose another --out",
+            a.out.display()
+        );
+    }
+    if a.system.is_none() && a.pdb.is_none() {
+        bail!("give --system NAME or --pdb FILE");
+    }
+    let sys = load_system(&a.pdb, &a.system, &a.forcefield, a.temperature)?;
+    let label = match (&a.system, &a.pdb) {
+        (Some(n), _) => n.clone(),
+        (None, Some(p)) => p.display().to_string(),
+        _ => unreachable!(),
+    };
+    let mut s = MdSettings::new(&label, sys.params.setup);
+    s.temperature_k = sys.temperature;
+    a.apply(&mut s);
+    Ok(MdRun::create(&a.out, s, sys)?)
+}
+
+pub fn run(a: MdArgs) -> Result<()> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(t) = a.threads {
+        builder = builder.num_threads(t);
+    }
+    let pool = builder.build()?;
+    let mut run = open_run(&a)?;
+    if run.is_complete() {
+        eprintln!("{}: run already complete", a.out.display());
+        return Ok(());
+    }
+    let s = run.settings.clone();
+    eprintln!(
+        "{}: {} atoms, {} at {} K; {} replica(s) x {} ns, {} fs steps, friction {}/ps, a frame every {} ps after {} ps",
+        s.system,
+        run.system.n_atoms(),
+        s.forcefield,
+        s.temperature_k,
+        s.replicas,
+        s.ns_per_replica,
+        s.timestep_fs,
+        s.friction_per_ps,
+        s.save_every_ps,
+        s.equilibrate_ps
+    );
+    if let Some((e0, e1)) = run.minimization_energy() {
+        eprintln!("minimised: {e0:.3} -> {e1:.3} kJ/mol");
+    }
+    let total = run.total_steps();
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {percent:>3}% {msg} [{elapsed_precise} elapsed, ETA {eta_precise}]",
+        )
+        .expect("template"),
+    );
+    bar.set_position(run.states()[0].step);
+    bar.reset_eta();
+    let dt_ns = s.timestep_fs * 1e-6;
+    let result = pool.install(|| {
+        run.run(
+            Duration::from_secs_f64(a.checkpoint_secs),
+            a.stop_after_checkpoints,
+            |p| {
+                bar.set_position(p.steps);
+                let per_day = p.session_ns / p.session_wall.as_secs_f64().max(1e-9) * 86400.0;
+                bar.set_message(format!(
+                    "{:.3}/{:.3} ns per replica, {} frames, {per_day:.0} ns/day",
+                    p.steps as f64 * dt_ns,
+                    total as f64 * dt_ns,
+                    p.frames
+                ));
+            },
+        )
+    });
+    bar.finish();
+    result?;
+    if run.is_complete() {
+        let frames = dataset::load(&a.out)?;
+        let e_mean = frames.energy.iter().sum::<f64>() / frames.len() as f64;
+        eprintln!(
+            "wrote {} frames ({} replicas) to {}: <U> = {e_mean:.3} kJ/mol",
+            frames.len(),
+            s.replicas,
+            a.out.display()
+        );
+    } else {
+        eprintln!("stopped at a checkpoint; continue with --resume");
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum DatasetCommand {
+    /// Split runs into train / validation / test sets without interleaving frames.
+    Split(SplitArgs),
+}
+
+#[derive(Args)]
+pub struct SplitArgs {
+    /// Run or data-set directories (from `bgen md`), or (frames, atoms, 3) .npy files.
+    #[arg(long = "run", required = true)]
+    runs: Vec<PathBuf>,
+    /// Output directory: train/, val/, test/ and split.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// time: each replica in consecutive blocks; replica: whole replicas per set.
+    #[arg(long, value_enum, default_value = "time")]
+    by: By,
+    /// Fractions of train, validation and test.
+    #[arg(long, value_delimiter = ',', default_value = "0.8,0.1,0.1")]
+    fractions: Vec<f64>,
+    /// Frames dropped at each cut between sets (time split), to lower their correlation.
+    #[arg(long, default_value_t = 0)]
+    gap: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum By {
+    Time,
+    Replica,
+}
+
+pub fn dataset(c: DatasetCommand) -> Result<()> {
+    let DatasetCommand::Split(a) = c;
+    if a.fractions.len() != 3 {
+        bail!("--fractions needs three values (train,val,test)");
+    }
+    let mut all: Option<bgen_md::Frames> = None;
+    let mut topology: Option<PathBuf> = None;
+    for path in &a.runs {
+        let mut f = dataset::load(path)?;
+        let offset = all
+            .as_ref()
+            .and_then(|x| x.replica.iter().max().copied())
+            .map_or(0, |m| m + 1);
+        f.replica.iter_mut().for_each(|r| *r += offset);
+        if topology.is_none() && path.join("topology.pdb").exists() {
+            topology = Some(path.join("topology.pdb"));
+        }
+        match &mut all {
+            Some(x) if x.n_atoms != f.n_atoms => bail!(
+                "{}: {} atoms, but the runs before have {}",
+                path.display(),
+                f.n_atoms,
+                x.n_atoms
+            ),
+            Some(x) => x.extend(&f),
+            None => all = Some(f),
+        }
+    }
+    let all = all.context("no frames")?;
+    let by = match a.by {
+        By::Time => SplitBy::Time,
+        By::Replica => SplitBy::Replica,
+    };
+    let sets = dataset::split(
+        &all,
+        [a.fractions[0], a.fractions[1], a.fractions[2]],
+        by,
+        a.gap,
+    )?;
+    let mut counts = serde_json::Map::new();
+    for (name, set) in ["train", "val", "test"].iter().zip(&sets) {
+        let dir = a.out.join(name);
+        std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+        set.write(&dir, "")?;
+        if let Some(t) = &topology {
+            copy(t, &dir.join("topology.pdb"))?;
+        }
+        counts.insert(name.to_string(), set.len().into());
+        eprintln!("{name}: {} frames -> {}", set.len(), dir.display());
+    }
+    let info = serde_json::json!({
+        "runs": a.runs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "by": match by { SplitBy::Time => "time", SplitBy::Replica => "replica" },
+        "fractions": a.fractions,
+        "gap_frames": a.gap,
+        "frames": counts,
+    });
+    bgen_system::npy::write_atomic(
+        &a.out.join("split.json"),
+        serde_json::to_string_pretty(&info)?.as_bytes(),
+    )?;
+    Ok(())
+}
+
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    std::fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    Ok(())
+}

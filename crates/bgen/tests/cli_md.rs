@@ -1,0 +1,139 @@
+//! `bgen md` and `bgen dataset split` from the command line: a run killed with SIGKILL and
+//! resumed keeps every frame once and equals an uninterrupted run.
+
+use bgen_system::npy::read_npy;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn bgen() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bgen"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bgen-cli-md-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+const MD: [&str; 14] = [
+    "md",
+    "--system",
+    "aldp",
+    "--ns",
+    "0.3",
+    "--replicas",
+    "2",
+    "--seed",
+    "7",
+    "--save-every-ps",
+    "0.5",
+    "--equilibrate-ps",
+    "1",
+    "--checkpoint-secs",
+];
+
+fn run_md(out: &Path, extra: &[&str]) -> std::process::Output {
+    bgen()
+        .args(MD)
+        .arg("0")
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn killed_md_run_resumes_and_keeps_every_frame_once() {
+    let (a, b) = (tmp("full"), tmp("killed"));
+    let o = run_md(&a, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let mut child = bgen()
+        .args(MD)
+        .arg("0")
+        .arg("--out")
+        .arg(&b)
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !b.join("chunks/00003.frames.npy").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no chunk written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!b.join("frames.npy").exists(), "killed before the end");
+
+    // Settings that contradict the run are refused; then it resumes.
+    let o = run_md(&b, &["--resume", "--seed", "8"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--seed"));
+    let o = bgen()
+        .args(["md", "--resume", "--out"])
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    for f in ["frames.npy", "energies.npy", "replica.npy", "time_ps.npy"] {
+        let (x, y) = (
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+        );
+        assert!(x == y, "{f} differs after kill + resume");
+    }
+    let frames = read_npy(&b.join("frames.npy")).unwrap();
+    assert_eq!(frames.shape, vec![2 * 600, 22, 3]);
+    let t = read_npy(&b.join("time_ps.npy")).unwrap().data;
+    assert_eq!(&t[..3], &[0.5, 1.0, 1.5]);
+    assert_eq!(t[599], 300.0);
+
+    // Starting again in a used directory is refused.
+    let o = run_md(&a, &[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--resume"));
+
+    // Split by time: 80/10/10 of each replica, consecutive blocks.
+    let s = tmp("split");
+    let o = bgen()
+        .args(["dataset", "split", "--run"])
+        .arg(&a)
+        .arg("--out")
+        .arg(&s)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let n = |set: &str| read_npy(&s.join(set).join("frames.npy")).unwrap().shape[0];
+    assert_eq!((n("train"), n("val"), n("test")), (960, 120, 120));
+    assert!(s.join("train/topology.pdb").exists() && s.join("split.json").exists());
+    for d in [a, b, s] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
+#[test]
+fn md_bad_input_is_reported() {
+    let out = tmp("bad");
+    let o = bgen()
+        .args(["md", "--system", "nope", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown system 'nope'"));
+    let o = bgen()
+        .args(["md", "--system", "aldp", "--timestep-fs", "0.3", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("whole number"));
+    let o = bgen()
+        .args(["md", "--resume", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no run to resume"));
+    let _ = std::fs::remove_dir_all(out);
+}
