@@ -12,6 +12,25 @@ pub enum BenchCommand {
     /// Energy+forces evaluations/s on batches of conformations, 1 thread and all cores, beside
     /// OpenMM's Python loop (setPositions + getState) when `openmm` is importable.
     Energy(EnergyBench),
+    /// MD ns/day (Langevin middle, 1 fs, no constraints), one replica on one thread and one
+    /// replica per core, beside OpenMM's CPU (1 thread, all threads) and Reference platforms.
+    Md(MdBench),
+}
+
+#[derive(Args)]
+pub struct MdBench {
+    /// Embedded systems to time.
+    #[arg(long, value_delimiter = ',', default_value = "aldp,ala6,chignolin")]
+    systems: Vec<String>,
+    /// Seconds of timing per measurement.
+    #[arg(long, default_value_t = 4.0)]
+    seconds: f64,
+    /// Skip OpenMM.
+    #[arg(long)]
+    no_openmm: bool,
+    /// Python interpreter with `openmm` installed.
+    #[arg(long, default_value = "python3", env = "BGEN_PYTHON")]
+    python: String,
 }
 
 #[derive(Args)]
@@ -65,26 +84,14 @@ fn openmm_rates(
     m: usize,
     python: &str,
 ) -> Result<Vec<(String, f64, f64)>> {
-    if m == 0
-        || Command::new(python)
-            .args(["-c", "import openmm"])
-            .output()
-            .map(|o| !o.status.success())
-            .unwrap_or(true)
-    {
+    if m == 0 || !has_openmm(python) {
         return Ok(vec![]);
     }
-    let dir = std::env::temp_dir().join(format!("bgen-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let pdb = dir.join(format!("{name}.pdb"));
-    let pdb_text = bgen_system::systems::NAMED
-        .iter()
-        .find(|s| s.0 == name)
-        .map(|s| s.2)
-        .context("embedded system")?;
-    std::fs::write(&pdb, pdb_text)?;
-    let script = dir.join("openmm_energy.py");
-    std::fs::write(&script, include_str!("bench/openmm_energy.py"))?;
+    let (dir, pdb, script) = scratch(
+        name,
+        "openmm_energy.py",
+        include_str!("bench/openmm_energy.py"),
+    )?;
     let d = 3 * sys.n_atoms();
     let m = m.min(x.len() / d);
     let pos = dir.join("positions.npy");
@@ -121,7 +128,166 @@ fn openmm_rates(
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
-    let BenchCommand::Energy(a) = cmd;
+    match cmd {
+        BenchCommand::Energy(a) => bench_energy(a),
+        BenchCommand::Md(a) => bench_md(a),
+    }
+}
+
+fn has_openmm(python: &str) -> bool {
+    Command::new(python)
+        .args(["-c", "import openmm"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Writes the embedded PDB of `name` and `script` into a fresh temporary directory.
+fn scratch(
+    name: &str,
+    script_name: &str,
+    script: &str,
+) -> Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("bgen-bench-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let pdb = dir.join(format!("{name}.pdb"));
+    let pdb_text = bgen_system::systems::NAMED
+        .iter()
+        .find(|s| s.0 == name)
+        .map(|s| s.2)
+        .context("embedded system")?;
+    std::fs::write(&pdb, pdb_text)?;
+    let path = dir.join(script_name);
+    std::fs::write(&path, script)?;
+    Ok((dir, pdb, path))
+}
+
+/// bgen MD speed: `replicas` replicas on as many threads for about `seconds`; total steps/s.
+fn md_rate(sys: &System, replicas: usize, seconds: f64) -> Result<f64> {
+    use bgen_md::langevin::{stream, LangevinMiddle};
+    let model = sys.model();
+    let mut x = sys.positions.clone();
+    let mut ws = model.workspace();
+    bgen_md::minimize(&mut x, Default::default(), |x, g| {
+        model.energy_grad(x, g, &mut ws).total()
+    });
+    let lm = LangevinMiddle::new(&sys.params.mass, sys.kt(), 1.0, 1e-3, true);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(replicas)
+        .build()?;
+    let steps: Vec<u64> = pool.install(|| {
+        use rayon::prelude::*;
+        (0..replicas)
+            .into_par_iter()
+            .map(|r| {
+                let mut ws = model.workspace();
+                let mut f = |x: &[f64], g: &mut [f64]| model.energy_grad(x, g, &mut ws).total();
+                let mut s = lm.init(x.clone(), stream(1, r as u64), &mut f);
+                lm.run(&mut s, 500, &mut f);
+                let t0 = Instant::now();
+                let mut n = 0;
+                while t0.elapsed().as_secs_f64() < seconds {
+                    lm.run(&mut s, 500, &mut f);
+                    n += 500;
+                }
+                (n as f64 / t0.elapsed().as_secs_f64()) as u64
+            })
+            .collect()
+    });
+    Ok(steps.iter().sum::<u64>() as f64)
+}
+
+fn bench_md(a: MdBench) -> Result<()> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let openmm = !a.no_openmm && has_openmm(&a.python);
+    let per_day = |steps_per_s: f64| steps_per_s * 1e-6 * 86400.0; // 1 fs steps
+    println!("MD ns/day: Langevin middle 1/ps, 1 fs, no constraints, {cores} cores, ~{} s per measurement", a.seconds);
+    println!(
+        "{:<10} {:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>12} {:>12}",
+        "system",
+        "atoms",
+        "bgen 1 thr",
+        "bgen all",
+        "OMM CPU 1",
+        "OMM CPU all",
+        "OMM Ref",
+        "per core",
+        "all cores"
+    );
+    for name in &a.systems {
+        let sys = System::named(name, None, None)?;
+        let one = per_day(md_rate(&sys, 1, a.seconds)?);
+        let all = per_day(md_rate(&sys, cores, a.seconds)?);
+        let mut peer = std::collections::BTreeMap::new();
+        if openmm {
+            let (dir, pdb, script) =
+                scratch(name, "openmm_md.py", include_str!("bench/openmm_md.py"))?;
+            let out = dir.join("out.json");
+            let status = Command::new(&a.python)
+                .arg(&script)
+                .arg(&pdb)
+                .arg(sys.params.setup.name())
+                .arg(sys.temperature.to_string())
+                .arg(a.seconds.to_string())
+                .arg(cores.to_string())
+                .arg(&out)
+                .status()?;
+            if !status.success() {
+                anyhow::bail!("the OpenMM MD benchmark script failed");
+            }
+            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
+            let _ = std::fs::remove_dir_all(&dir);
+            for (k, r) in v["platforms"].as_object().context("platforms")? {
+                peer.insert(k.clone(), r["ns_per_day"].as_f64().unwrap_or(0.0));
+            }
+        }
+        let get = |k: &str| peer.get(k).copied();
+        let cpu1 = get("CPU 1 thread");
+        let cpu_all = get(&format!("CPU {cores} threads"));
+        let reference = get("Reference");
+        let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+        // Per core: bgen on one thread against the faster OpenMM platform on one thread.
+        let best1 = [cpu1, reference].into_iter().flatten().fold(0.0, f64::max);
+        let best_all = [cpu_all, reference]
+            .into_iter()
+            .flatten()
+            .fold(0.0, f64::max);
+        let ratio = |a: f64, b: f64| {
+            if b > 0.0 {
+                format!("{:.1}x", a / b)
+            } else {
+                "-".into()
+            }
+        };
+        println!(
+            "{:<10} {:>6} {:>11.0} {:>11.0} {:>11} {:>11} {:>11} {:>12} {:>12}",
+            name,
+            sys.n_atoms(),
+            one,
+            all,
+            fmt(cpu1),
+            fmt(cpu_all),
+            fmt(reference),
+            ratio(one, best1),
+            ratio(all, best_all)
+        );
+        if let Some(c) = cpu1 {
+            println!(
+                "{:<10} vs OpenMM CPU platform on 1 thread: {:.1}x",
+                "",
+                one / c
+            );
+        }
+    }
+    if openmm {
+        println!("per core: bgen 1 thread / faster OpenMM 1-thread platform; all cores: bgen one replica per core / faster of OpenMM CPU all threads and Reference");
+    }
+    Ok(())
+}
+
+fn bench_energy(a: EnergyBench) -> Result<()> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
