@@ -130,54 +130,90 @@ pub fn dihedral(x: &[f64], atoms: [usize; 4]) -> f64 {
     t.sin.atan2(t.cos)
 }
 
-/// Sum of k (1 + cos(n phi - phase)); adds dE/dx to `grad` when given.
-/// cos(n phi) and sin(n phi) come from cos(phi), sin(phi) by the Chebyshev recurrence, so no
-/// trigonometric function is called.
-pub fn torsions(x: &[f64], torsions: &[Torsion], mut grad: Option<&mut [f64]>) -> f64 {
-    let mut e = 0.0;
-    for t in torsions {
-        let [i0, i1, i2, i3] = t.atoms;
-        let TorsionFrame {
-            f,
-            g: gv,
-            h,
-            a,
-            b,
-            gn,
-            a2,
-            b2,
-            cos: c1,
-            sin: s1,
-        } = torsion_frame(x, t.atoms);
-        // (cos n phi, sin n phi)
-        let (mut cn, mut sn) = (c1, s1);
-        for _ in 1..t.periodicity {
-            (cn, sn) = (cn * c1 - sn * s1, sn * c1 + cn * s1);
+/// Periodic torsions grouped by their four atoms (a proper dihedral of AMBER carries up to four
+/// terms), so that the geometry and its gradient are computed once per group. Phases are stored
+/// as cos/sin, and cos(n phi), sin(n phi) come from the Chebyshev recurrence: no trigonometric
+/// function is called during evaluation.
+#[derive(Clone, Debug, Default)]
+pub struct Torsions {
+    /// Atoms of each group and the range of its terms.
+    groups: Vec<([usize; 4], u32, u32)>,
+    /// Per term: periodicity, k (kJ/mol), cos(phase), sin(phase).
+    terms: Vec<(u32, f64, f64, f64)>,
+}
+
+impl Torsions {
+    /// Groups `torsions` by atoms (keeping the order of first appearance).
+    pub fn new(torsions: &[Torsion]) -> Torsions {
+        let mut order: Vec<[usize; 4]> = Vec::new();
+        let mut by_atoms: std::collections::HashMap<[usize; 4], Vec<&Torsion>> =
+            std::collections::HashMap::new();
+        for t in torsions {
+            by_atoms.entry(t.atoms).or_insert_with(|| {
+                order.push(t.atoms);
+                Vec::new()
+            });
+            by_atoms.get_mut(&t.atoms).unwrap().push(t);
         }
-        let (cp, sp) = (t.phase.cos(), t.phase.sin());
-        // cos(n phi - phase), sin(n phi - phase)
-        let cos_arg = cn * cp + sn * sp;
-        e += t.k * (1.0 + cos_arg);
-        if let Some(g) = grad.as_deref_mut() {
-            let sin_arg = sn * cp - cn * sp;
-            // The geometric factors below are the gradient of -phi (Blondel & Karplus 1996 with
-            // the opposite sign convention), so they take -dE/dphi.
-            let de = t.k * t.periodicity as f64 * sin_arg;
-            let s0 = gn / a2;
-            let s3 = -gn / b2;
-            let fg = dot(f, gv) / (a2 * gn);
-            let hg = dot(h, gv) / (b2 * gn);
-            add_to(g, i0, a, de * s0);
-            add_to(g, i3, b, de * s3);
-            // The inner atoms take the rest: dphi/dp1 = -(s0 + fg) A + hg B,
-            // dphi/dp2 = fg A - (s3 + hg) B (the four sum to zero).
-            add_to(g, i1, a, de * (-s0 - fg));
-            add_to(g, i1, b, de * hg);
-            add_to(g, i2, b, de * (-s3 - hg));
-            add_to(g, i2, a, de * fg);
+        let mut out = Torsions::default();
+        for atoms in order {
+            let start = out.terms.len() as u32;
+            for t in &by_atoms[&atoms] {
+                let n = t.periodicity.max(0) as u32;
+                out.terms.push((n, t.k, t.phase.cos(), t.phase.sin()));
+            }
+            out.groups.push((atoms, start, out.terms.len() as u32));
         }
+        out
     }
-    e
+
+    /// Sum of k (1 + cos(n phi - phase)) in kJ/mol; adds dE/dx to `grad` when given.
+    pub fn energy(&self, x: &[f64], mut grad: Option<&mut [f64]>) -> f64 {
+        let mut e = 0.0;
+        for &(atoms, t0, t1) in &self.groups {
+            let [i0, i1, i2, i3] = atoms;
+            let TorsionFrame {
+                f,
+                g: gv,
+                h,
+                a,
+                b,
+                gn,
+                a2,
+                b2,
+                cos: c1,
+                sin: s1,
+            } = torsion_frame(x, atoms);
+            let mut de = 0.0; // -dE/dphi (see below)
+            for &(n, k, cp, sp) in &self.terms[t0 as usize..t1 as usize] {
+                // (cos n phi, sin n phi); n = 0 gives (1, 0)
+                let (mut cn, mut sn) = (1.0, 0.0);
+                for _ in 0..n {
+                    (cn, sn) = (cn * c1 - sn * s1, sn * c1 + cn * s1);
+                }
+                // cos(n phi - phase), sin(n phi - phase)
+                e += k * (1.0 + cn * cp + sn * sp);
+                de += k * n as f64 * (sn * cp - cn * sp);
+            }
+            if let Some(g) = grad.as_deref_mut() {
+                // The geometric factors below are the gradient of -phi (Blondel & Karplus 1996
+                // with the opposite sign convention), so they take -dE/dphi.
+                let s0 = gn / a2;
+                let s3 = -gn / b2;
+                let fg = dot(f, gv) / (a2 * gn);
+                let hg = dot(h, gv) / (b2 * gn);
+                add_to(g, i0, a, de * s0);
+                add_to(g, i3, b, de * s3);
+                // The inner atoms take the rest: dphi/dp1 = -(s0 + fg) A + hg B,
+                // dphi/dp2 = fg A - (s3 + hg) B (the four sum to zero).
+                add_to(g, i1, a, de * (-s0 - fg));
+                add_to(g, i1, b, de * hg);
+                add_to(g, i2, b, de * (-s3 - hg));
+                add_to(g, i2, a, de * fg);
+            }
+        }
+        e
+    }
 }
 
 #[cfg(test)]
@@ -228,14 +264,15 @@ mod tests {
                 k: 2.5,
             }];
             let mut g = [0.0; 12];
-            let e = torsions(&x, &t, Some(&mut g));
+            let tors = Torsions::new(&t);
+            let e = tors.energy(&x, Some(&mut g));
             let phi = dihedral(&x, [0, 1, 2, 3]);
             assert!((e - 2.5 * (1.0 + (n as f64 * phi - phase).cos())).abs() < 1e-12);
             for k in 0..12 {
                 let (mut xp, mut xm) = (x, x);
                 xp[k] += 1e-6;
                 xm[k] -= 1e-6;
-                let fd = (torsions(&xp, &t, None) - torsions(&xm, &t, None)) / 2e-6;
+                let fd = (tors.energy(&xp, None) - tors.energy(&xm, None)) / 2e-6;
                 assert!(
                     (fd - g[k]).abs() < 1e-6 * g[k].abs().max(1.0),
                     "n={n} coord {k}: {fd} vs {}",

@@ -7,7 +7,7 @@
 pub mod bonded;
 pub mod gbsa;
 
-use crate::forcefield::{Angle, Bond, GbModel, NonbondedMethod, Parameters, Torsion};
+use crate::forcefield::{Angle, Bond, GbModel, NonbondedMethod, Parameters};
 use crate::units::COULOMB;
 
 /// Energy of one conformation by term, kJ/mol. The groups are those of the OpenMM reference:
@@ -76,7 +76,7 @@ pub struct EnergyModel {
     n: usize,
     bonds: Vec<Bond>,
     angles: Vec<Angle>,
-    torsions: Vec<Torsion>,
+    torsions: bonded::Torsions,
     pairs14: Vec<Pair14>,
     /// Per pair (i < j, row-major over i): true when it interacts through the plain nonbonded terms.
     pair_nb: Vec<bool>,
@@ -153,7 +153,7 @@ impl EnergyModel {
             n,
             bonds: p.bonds.clone(),
             angles: p.angles.clone(),
-            torsions: p.torsions.clone(),
+            torsions: bonded::Torsions::new(&p.torsions),
             pairs14,
             pair_nb,
             q: p.charge.clone(),
@@ -215,7 +215,7 @@ impl EnergyModel {
         let mut e = Energies {
             bond: bonded::bonds(x, &self.bonds, GRAD.then_some(&mut *grad)),
             angle: bonded::angles(x, &self.angles, GRAD.then_some(&mut *grad)),
-            torsion: bonded::torsions(x, &self.torsions, GRAD.then_some(&mut *grad)),
+            torsion: self.torsions.energy(x, GRAD.then_some(&mut *grad)),
             ..Energies::default()
         };
         self.exceptions::<GRAD>(x, grad, &mut e);
@@ -343,7 +343,10 @@ impl EnergyModel {
         // Pass 3: pair GB terms.
         let mut p = 0;
         for i in 0..n {
-            let (bi, qi) = (ws.born[i], pref * self.gb_q[i]);
+            ws.isum[i] = 1.0 / ws.born[i]; // isum is free now: reuse it for 1/B
+        }
+        for i in 0..n {
+            let (bi, qi, inv_bi) = (ws.born[i], pref * self.gb_q[i], ws.isum[i]);
             let mut dedb_i = 0.0;
             let mut gi = [0.0; 3];
             for j in i + 1..n {
@@ -355,7 +358,7 @@ impl EnergyModel {
                 }
                 let bj = ws.born[j];
                 let bb = bi * bj;
-                let dd = 0.25 * r * r / bb;
+                let dd = 0.25 * r * r * inv_bi * ws.isum[j];
                 let ex = (-dd).exp();
                 let f2 = r * r + bb * ex;
                 let inv_f = 1.0 / f2.sqrt();
