@@ -16,6 +16,7 @@
 //! ```
 
 pub mod dataset;
+pub mod dcd;
 pub mod error;
 pub mod langevin;
 pub mod minimize;

@@ -208,6 +208,22 @@ pub fn run(a: MdArgs) -> Result<()> {
 pub enum DatasetCommand {
     /// Split runs into train / validation / test sets without interleaving frames.
     Split(SplitArgs),
+    /// Write a run or data set as DCD trajectories (one per replica) with a topology PDB, for
+    /// VMD, PyMOL, mdtraj or MDAnalysis.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Run or data-set directory (with topology.pdb), or a (frames, atoms, 3) .npy file with --pdb.
+    #[arg(long)]
+    run: PathBuf,
+    /// Topology for a bare .npy (default: the run's topology.pdb).
+    #[arg(long)]
+    pdb: Option<PathBuf>,
+    /// Output directory: replica_NNN.dcd and topology.pdb.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -236,7 +252,50 @@ enum By {
 }
 
 pub fn dataset(c: DatasetCommand) -> Result<()> {
-    let DatasetCommand::Split(a) = c;
+    match c {
+        DatasetCommand::Split(a) => split(a),
+        DatasetCommand::Export(a) => export(a),
+    }
+}
+
+fn export(a: ExportArgs) -> Result<()> {
+    let frames = dataset::load(&a.run)?;
+    let topology = a.pdb.clone().unwrap_or_else(|| a.run.join("topology.pdb"));
+    if !topology.exists() {
+        bail!("{}: no topology.pdb; give --pdb FILE", a.run.display());
+    }
+    let pdb = bgen_system::pdb::PdbFile::read(&topology)?;
+    if pdb.atoms.len() != frames.n_atoms {
+        bail!(
+            "{}: {} atoms, but {} has {}",
+            a.run.display(),
+            frames.n_atoms,
+            topology.display(),
+            pdb.atoms.len()
+        );
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
+    copy(&topology, &a.out.join("topology.pdb"))?;
+    let mut replicas = frames.replica.clone();
+    replicas.dedup();
+    for r in replicas {
+        let idx: Vec<usize> = (0..frames.len())
+            .filter(|&i| frames.replica[i] == r)
+            .collect();
+        let sel = frames.select(&idx);
+        let interval = if sel.len() > 1 {
+            sel.time_ps[1] - sel.time_ps[0]
+        } else {
+            1.0
+        };
+        let path = a.out.join(format!("replica_{r:03}.dcd"));
+        bgen_md::dcd::write_dcd(&path, &sel.x, sel.n_atoms, interval)?;
+        eprintln!("{}: {} frames", path.display(), sel.len());
+    }
+    Ok(())
+}
+
+fn split(a: SplitArgs) -> Result<()> {
     if a.fractions.len() != 3 {
         bail!("--fractions needs three values (train,val,test)");
     }

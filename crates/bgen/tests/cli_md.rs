@@ -108,7 +108,27 @@ fn killed_md_run_resumes_and_keeps_every_frame_once() {
     let n = |set: &str| read_npy(&s.join(set).join("frames.npy")).unwrap().shape[0];
     assert_eq!((n("train"), n("val"), n("test")), (960, 120, 120));
     assert!(s.join("train/topology.pdb").exists() && s.join("split.json").exists());
-    for d in [a, b, s] {
+    // DCD export: one trajectory per replica, positions to float32 precision.
+    let x = tmp("dcd");
+    let o = bgen()
+        .args(["dataset", "export", "--run"])
+        .arg(&a)
+        .arg("--out")
+        .arg(&x)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (n_atoms, dcd) = bgen_md::dcd::read_dcd(&x.join("replica_001.dcd")).unwrap();
+    let npy = read_npy(&a.join("frames.npy")).unwrap().data;
+    assert_eq!((n_atoms, dcd.len()), (22, 600 * 66));
+    let worst = dcd
+        .iter()
+        .zip(&npy[600 * 66..])
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-6, "{worst}");
+    assert!(x.join("topology.pdb").exists());
+    for d in [a, b, s, x] {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
