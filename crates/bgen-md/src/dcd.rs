@@ -18,7 +18,7 @@ fn record(out: &mut Vec<u8>, body: &[u8]) {
 pub fn write_dcd(path: &Path, x: &[f64], n_atoms: usize, interval_ps: f64) -> Result<()> {
     let d = 3 * n_atoms;
     assert!(
-        d > 0 && x.len() % d == 0,
+        d > 0 && x.len().is_multiple_of(d),
         "positions must be frames x atoms x 3"
     );
     let n_frames = x.len() / d;
