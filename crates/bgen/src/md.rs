@@ -179,7 +179,7 @@ pub fn run(a: MdArgs) -> Result<()> {
                 bar.set_position(p.steps);
                 let per_day = p.session_ns / p.session_wall.as_secs_f64().max(1e-9) * 86400.0;
                 bar.set_message(format!(
-                    "{:.3}/{:.3} ns per replica, {} frames, {per_day:.0} ns/day",
+                    "{:.3}/{:.3} ns per replica, {} frames, {per_day:.0} ns/day in all",
                     p.steps as f64 * dt_ns,
                     total as f64 * dt_ns,
                     p.frames
