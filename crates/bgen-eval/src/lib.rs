@@ -2,5 +2,8 @@
 //!
 //! Exact optimal transport for Wasserstein distances on the torus of backbone dihedrals.
 
+pub mod features;
+pub mod metrics;
 pub mod ot;
+pub mod tica;
 pub mod wasserstein;

@@ -70,26 +70,50 @@ pub fn torus_dist2(a: &[f64], b: &[f64]) -> f64 {
 
 /// Exact 2-Wasserstein distance on the torus between weighted sets of angle vectors
 /// (`x`: n x d, `y`: m x d, rad, row-major), with the wrapped squared distance as cost.
-///
-/// The exact solver ([`exact_ot`]) is seeded by a coarse problem: both sets are clustered around
-/// up to 64 centres (farthest-point sampling), the clusters' transport is solved exactly, and
-/// each point gets arcs to its nearest points in the clusters its cluster sends mass to. The
-/// seeds only speed the solver up; optimality is certified over all pairs either way.
 pub fn torus_w2(x: &[f64], wx: Option<&[f64]>, y: &[f64], wy: Option<&[f64]>, d: usize) -> f64 {
-    let (n, m) = (x.len() / d, y.len() / d);
-    let (a, b) = (normalised(wx, n), normalised(wy, m));
     let (x, y): (Vec<f64>, Vec<f64>) = (
         x.iter().map(|&v| wrap(v)).collect(),
         y.iter().map(|&v| wrap(v)).collect(),
     );
+    w2_points(&x, wx, &y, wy, d, torus_dist2)
+}
+
+/// Squared Euclidean distance.
+#[inline]
+pub fn euclidean_dist2(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// Exact 2-Wasserstein distance between weighted point sets in R^d (`x`: n x d, `y`: m x d).
+pub fn euclidean_w2(x: &[f64], wx: Option<&[f64]>, y: &[f64], wy: Option<&[f64]>, d: usize) -> f64 {
+    w2_points(x, wx, y, wy, d, euclidean_dist2)
+}
+
+/// Exact W2 between weighted point sets under the squared distance `dist2`.
+///
+/// The exact solver ([`exact_ot`]) is seeded by a coarse problem: both sets are clustered around
+/// up to 64 centres (farthest-point sampling), the clusters' transport is solved exactly, and
+/// each point gets arcs to members of the clusters its cluster sends mass to. The seeds only
+/// speed the solver up; optimality is certified over all pairs either way.
+pub fn w2_points(
+    x: &[f64],
+    wx: Option<&[f64]>,
+    y: &[f64],
+    wy: Option<&[f64]>,
+    d: usize,
+    dist2: fn(&[f64], &[f64]) -> f64,
+) -> f64 {
+    let (n, m) = (x.len() / d, y.len() / d);
+    let (a, b) = (normalised(wx, n), normalised(wy, m));
     let px = |i: usize| &x[i * d..(i + 1) * d];
     let py = |j: usize| &y[j * d..(j + 1) * d];
-    let seeds = coarse_seeds(&x, &a, &y, &b, d, 64, 8);
-    let t = exact_ot(&a, &b, |i, j| torus_dist2(px(i), py(j)), 8, &seeds);
+    let seeds = coarse_seeds(x, &a, y, &b, d, 64, 8, dist2);
+    let t = exact_ot(&a, &b, |i, j| dist2(px(i), py(j)), 8, &seeds);
     t.cost.max(0.0).sqrt()
 }
 
 /// Seed arcs from a coarse transport between clusters (see [`torus_w2`]).
+#[allow(clippy::too_many_arguments)]
 fn coarse_seeds(
     x: &[f64],
     a: &[f64],
@@ -98,6 +122,7 @@ fn coarse_seeds(
     d: usize,
     clusters: usize,
     per: usize,
+    dist2: fn(&[f64], &[f64]) -> f64,
 ) -> Vec<(u32, u32)> {
     use rayon::prelude::*;
     let (n, m) = (a.len(), b.len());
@@ -111,9 +136,7 @@ fn coarse_seeds(
     // Farthest-point sampling over both sets.
     let c = clusters.min(n + m);
     let mut centres = vec![0usize];
-    let mut dist: Vec<f64> = (0..n + m)
-        .map(|k| torus_dist2(point(k), point(0)))
-        .collect();
+    let mut dist: Vec<f64> = (0..n + m).map(|k| dist2(point(k), point(0))).collect();
     while centres.len() < c {
         let (far, _) =
             dist.iter().enumerate().fold(
@@ -122,14 +145,14 @@ fn coarse_seeds(
             );
         centres.push(far);
         for (k, dk) in dist.iter_mut().enumerate() {
-            *dk = dk.min(torus_dist2(point(k), point(far)));
+            *dk = dk.min(dist2(point(k), point(far)));
         }
     }
     let assign: Vec<usize> = (0..n + m)
         .into_par_iter()
         .map(|k| {
             (0..c)
-                .map(|q| (q, torus_dist2(point(k), point(centres[q]))))
+                .map(|q| (q, dist2(point(k), point(centres[q]))))
                 .fold(
                     (0, f64::INFINITY),
                     |acc, v| if v.1 < acc.1 { v } else { acc },
@@ -150,7 +173,7 @@ fn coarse_seeds(
     let coarse = exact_ot(
         &ca,
         &cb,
-        |p, q| torus_dist2(point(centres[p]), point(centres[q])),
+        |p, q| dist2(point(centres[p]), point(centres[q])),
         c,
         &[],
     );

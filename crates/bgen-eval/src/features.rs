@@ -1,0 +1,84 @@
+//! Molecular features from the topology: backbone dihedrals, Ramachandran basins, and the TICA
+//! features of the seeds (pairwise heavy-atom distances plus sin/cos of backbone dihedrals).
+
+use bgen_system::energy::bonded::dihedral;
+use bgen_system::topology::{BackboneDihedral, Topology};
+
+/// Backbone dihedrals (rad, IUPAC sign) of every frame: frames x n_dihedrals, row-major, in the
+/// order of [`Topology::backbone_dihedrals`].
+pub fn dihedrals(x: &[f64], n_atoms: usize, defs: &[BackboneDihedral]) -> Vec<f64> {
+    x.chunks(3 * n_atoms)
+        .flat_map(|f| defs.iter().map(move |d| dihedral(f, d.atoms)))
+        .collect()
+}
+
+/// Ramachandran basin of (phi, psi) in degrees, with the definitions of the alanine-dipeptide
+/// reference: "beta" (C5/C7eq: phi < 0 and psi >= 50 or psi < -150), "alphaR" (phi < 0 and
+/// -150 <= psi < 50) and "alphaL" (C7ax/alphaL: phi >= 0).
+pub fn basin(phi_deg: f64, psi_deg: f64) -> &'static str {
+    if phi_deg >= 0.0 {
+        "alphaL"
+    } else if !(-150.0..50.0).contains(&psi_deg) {
+        "beta"
+    } else {
+        "alphaR"
+    }
+}
+
+/// The residues with both phi and psi: (label, index of phi, index of psi) into the dihedrals.
+pub fn phi_psi_pairs(
+    topology: &Topology,
+    defs: &[BackboneDihedral],
+) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    for (p, d) in defs.iter().enumerate() {
+        if !d.is_phi {
+            continue;
+        }
+        if let Some(q) = defs
+            .iter()
+            .position(|e| !e.is_phi && e.residue == d.residue)
+        {
+            out.push((topology.residue_label(d.residue), p, q));
+        }
+    }
+    out
+}
+
+/// Heavy-atom pairs (i < j) used as distance features.
+pub fn heavy_pairs(topology: &Topology) -> Vec<(usize, usize)> {
+    let heavy: Vec<usize> = (0..topology.n_atoms())
+        .filter(|&a| topology.atoms[a].element != bgen_system::element::Element::H)
+        .collect();
+    let mut out = Vec::new();
+    for (p, &i) in heavy.iter().enumerate() {
+        for &j in &heavy[p + 1..] {
+            out.push((i, j));
+        }
+    }
+    out
+}
+
+/// TICA features of every frame: heavy-atom distances (nm) then sin and cos of each backbone
+/// dihedral; frames x dim, row-major. Returns (features, dim).
+pub fn tica_features(
+    x: &[f64],
+    n_atoms: usize,
+    pairs: &[(usize, usize)],
+    defs: &[BackboneDihedral],
+) -> (Vec<f64>, usize) {
+    let dim = pairs.len() + 2 * defs.len();
+    let mut out = Vec::with_capacity(x.len() / (3 * n_atoms) * dim);
+    for f in x.chunks(3 * n_atoms) {
+        for &(i, j) in pairs {
+            let d2: f64 = (0..3).map(|k| (f[3 * i + k] - f[3 * j + k]).powi(2)).sum();
+            out.push(d2.sqrt());
+        }
+        for d in defs {
+            let a = dihedral(f, d.atoms);
+            out.push(a.sin());
+            out.push(a.cos());
+        }
+    }
+    (out, dim)
+}
