@@ -2,8 +2,11 @@
 //!
 //! Exact optimal transport for Wasserstein distances on the torus of backbone dihedrals.
 
+pub mod evaluate;
 pub mod features;
 pub mod metrics;
 pub mod ot;
+pub mod plots;
+pub mod report;
 pub mod tica;
 pub mod wasserstein;

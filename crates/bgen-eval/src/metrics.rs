@@ -43,10 +43,10 @@ pub fn populations(
     let blocks = blocks.clamp(1, n.max(1));
     let frac = |lo: usize, hi: usize, name: &str| {
         let tot: f64 = weights[lo..hi].iter().sum();
-        let hit: f64 = (lo..hi)
+        // fold from +0.0: an empty f64 sum is -0.0
+        let hit = (lo..hi)
             .filter(|&i| labels[i] == name)
-            .map(|i| weights[i])
-            .sum();
+            .fold(0.0, |s, i| s + weights[i]);
         if tot > 0.0 {
             hit / tot
         } else {

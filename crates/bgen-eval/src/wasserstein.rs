@@ -26,23 +26,29 @@ pub fn wasserstein_1d(x: &[f64], wx: Option<&[f64]>, y: &[f64], wy: Option<&[f64
         idx.into_iter().map(|i| (v[i], w[i])).collect::<Vec<_>>()
     };
     let (a, b) = (sorted(x, wx), sorted(y, wy));
-    let (mut i, mut j) = (0, 0);
-    let (mut ra, mut rb) = (a[0].1, b[0].1);
+    // Walk the union of the two CDFs' breakpoints (cumulative weights), pairing the quantiles
+    // of each segment; identical inputs give exactly zero.
+    let cum = |v: &[(f64, f64)]| {
+        let mut c = 0.0;
+        v.iter()
+            .map(|&(_, w)| {
+                c += w;
+                c
+            })
+            .collect::<Vec<f64>>()
+    };
+    let (ca, cb) = (cum(&a), cum(&b));
+    let (mut i, mut j, mut t) = (0, 0, 0.0);
     let mut total = 0.0;
-    loop {
-        let m = ra.min(rb);
-        total += m * (a[i].0 - b[j].0).abs().powf(p);
-        ra -= m;
-        rb -= m;
-        if i + 1 == a.len() && j + 1 == b.len() {
-            break;
-        }
-        if (ra <= rb && i + 1 < a.len()) || j + 1 == b.len() {
+    while i < a.len() && j < b.len() {
+        let next = ca[i].min(cb[j]);
+        total += (next - t).max(0.0) * (a[i].0 - b[j].0).abs().powf(p);
+        t = next;
+        if ca[i] <= next {
             i += 1;
-            ra += a[i].1;
-        } else {
+        }
+        if cb[j] <= next {
             j += 1;
-            rb += b[j].1;
         }
     }
     total.max(0.0).powf(1.0 / p)

@@ -2,6 +2,7 @@
 
 mod bench;
 mod energy;
+mod eval;
 mod md;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,9 @@ enum Command {
     /// Data sets made from runs.
     #[command(subcommand)]
     Dataset(md::DatasetCommand),
+    /// Metrics (ESS, energy / torus / TICA Wasserstein, basins), plots and an HTML report of
+    /// samples against reference MD.
+    Eval(eval::EvalArgs),
     /// List the embedded molecular systems.
     Systems,
     /// Benchmarks that print bgen's speed beside its peer measured in the same run.
@@ -38,6 +42,7 @@ fn main() {
     let result = match cli.command {
         Command::Energy(a) => energy::run(a),
         Command::Md(a) => md::run(a),
+        Command::Eval(a) => eval::run(a),
         Command::Dataset(c) => md::dataset(c),
         Command::Systems => {
             for (name, what, _, setup) in bgen_system::systems::NAMED {

@@ -1,0 +1,257 @@
+//! The evaluation of a set of samples against reference MD: every metric of the seeds and the
+//! arrays the plots need.
+
+use crate::features::{basin, dihedrals, heavy_pairs, phi_psi_pairs, tica_features};
+use crate::metrics::{free_energies, kish_ess, populations, weights_from_log, Estimate};
+use crate::tica::Tica;
+use crate::wasserstein::{euclidean_w2, torus_w2, wasserstein_1d};
+use bgen_system::System;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Settings of [`evaluate`].
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct EvalOptions {
+    /// Samples and reference frames used at most (evenly strided), as the seeds' 10,000.
+    pub max_samples: usize,
+    /// TICA lag in reference frames.
+    pub tica_lag: usize,
+    /// Blocks for the error bars of basin populations.
+    pub blocks: usize,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            max_samples: 10_000,
+            tica_lag: 10,
+            blocks: 10,
+        }
+    }
+}
+
+/// The numbers of `metrics.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Metrics {
+    /// Normalised Kish ESS of the samples' weights (1 without weights).
+    pub ess: f64,
+    /// Energy Wasserstein distances (exact, 1-D), kT.
+    pub energy_w1: f64,
+    pub energy_w2: f64,
+    /// Torus W2 over all backbone phi/psi (exact OT), rad.
+    pub torus_w2: f64,
+    /// W2 in the first two TICA components fitted on the reference (exact OT).
+    pub tica_w2: Option<f64>,
+    /// Basin populations of the samples (weighted).
+    pub basins: BTreeMap<String, f64>,
+    pub details: Details,
+}
+
+/// Everything else worth keeping.
+#[derive(Clone, Debug, Serialize)]
+pub struct Details {
+    pub n_samples: usize,
+    pub n_reference: usize,
+    /// Samples with non-finite coordinates or energy (left out of every metric).
+    pub n_nonfinite: usize,
+    pub energy_mean_samples_kt: f64,
+    pub energy_mean_reference_kt: f64,
+    pub basins_samples: BTreeMap<String, Estimate>,
+    pub basins_reference: BTreeMap<String, Estimate>,
+    /// Free energies of the basins relative to the first basin of each residue, kT.
+    pub free_energy_samples_kt: BTreeMap<String, Estimate>,
+    pub free_energy_reference_kt: BTreeMap<String, Estimate>,
+    pub dihedrals: Vec<String>,
+    pub tica_eigenvalues: Vec<f64>,
+    pub options: EvalOptions,
+    pub seconds: f64,
+}
+
+/// (phi, psi) in degrees of one residue: label, samples, reference.
+pub type Ramachandran = (String, Vec<[f64; 2]>, Vec<[f64; 2]>);
+
+/// Arrays for the plots.
+#[derive(Clone, Debug)]
+pub struct EvalData {
+    /// Energies in kT of the samples (with their normalised weights) and of the reference.
+    pub energy_samples: Vec<f64>,
+    pub weights: Vec<f64>,
+    pub has_weights: bool,
+    pub energy_reference: Vec<f64>,
+    /// Per residue with phi and psi, degrees.
+    pub ramachandran: Vec<Ramachandran>,
+    /// First two TICA components of samples and reference.
+    pub tica_samples: Vec<[f64; 2]>,
+    pub tica_reference: Vec<[f64; 2]>,
+}
+
+fn stride(n: usize, max: usize) -> Vec<usize> {
+    if n <= max {
+        (0..n).collect()
+    } else {
+        (0..max).map(|k| k * n / max).collect()
+    }
+}
+
+/// Evaluates `samples` (n x atoms x 3, nm) with optional `log_weights` against `reference`
+/// frames (in time order, nm) of `system`.
+pub fn evaluate(
+    system: &System,
+    samples: &[f64],
+    log_weights: Option<&[f64]>,
+    reference: &[f64],
+    opts: EvalOptions,
+) -> (Metrics, EvalData) {
+    let t0 = Instant::now();
+    let na = system.n_atoms();
+    let d = 3 * na;
+    let beta = 1.0 / system.kt();
+    // Samples: strided, finite ones only.
+    let idx = stride(samples.len() / d, opts.max_samples);
+    let mut energies_all = vec![0.0; idx.len()];
+    let xs: Vec<f64> = idx
+        .iter()
+        .flat_map(|&i| samples[i * d..(i + 1) * d].iter().copied())
+        .collect();
+    use bgen_system::Target;
+    system.energy_and_grad(&xs, &mut energies_all, None);
+    let lw_all: Vec<f64> = match log_weights {
+        Some(lw) => idx.iter().map(|&i| lw[i]).collect(),
+        None => vec![0.0; idx.len()],
+    };
+    let keep: Vec<usize> = (0..idx.len())
+        .filter(|&k| energies_all[k].is_finite() && lw_all[k] > f64::NEG_INFINITY)
+        .collect();
+    let n_nonfinite = idx.len() - keep.len();
+    let x: Vec<f64> = keep
+        .iter()
+        .flat_map(|&k| xs[k * d..(k + 1) * d].iter().copied())
+        .collect();
+    let e_s: Vec<f64> = keep.iter().map(|&k| energies_all[k]).collect();
+    let lw: Vec<f64> = keep.iter().map(|&k| lw_all[k]).collect();
+    let w = weights_from_log(&lw);
+    let ess = if log_weights.is_some() {
+        kish_ess(&lw)
+    } else {
+        1.0
+    };
+    // Unweighted samples go in as such (uniform weights exactly, not normalised round-off).
+    let wopt = log_weights.is_some().then_some(w.as_slice());
+    // Reference: strided in time (keeps the order for the error blocks).
+    let ridx = stride(reference.len() / d, opts.max_samples);
+    let xr: Vec<f64> = ridx
+        .iter()
+        .flat_map(|&i| reference[i * d..(i + 1) * d].iter().copied())
+        .collect();
+    let e_r: Vec<f64> = system
+        .energies_batch(&xr, None)
+        .iter()
+        .map(|e| e.total() * beta)
+        .collect();
+    let energy_w1 = wasserstein_1d(&e_s, wopt, &e_r, None, 1.0);
+    let energy_w2 = wasserstein_1d(&e_s, wopt, &e_r, None, 2.0);
+    // Dihedrals.
+    let defs = system.topology.backbone_dihedrals();
+    let nd = defs.len();
+    let ang_s = dihedrals(&x, na, &defs);
+    let ang_r = dihedrals(&xr, na, &defs);
+    let torus = if nd > 0 {
+        torus_w2(&ang_s, wopt, &ang_r, None, nd)
+    } else {
+        f64::NAN
+    };
+    // Basins per residue.
+    let pairs = phi_psi_pairs(&system.topology, &defs);
+    let names = ["beta", "alphaR", "alphaL"];
+    let (mut basins_s, mut basins_r) = (BTreeMap::new(), BTreeMap::new());
+    let (mut fe_s, mut fe_r) = (BTreeMap::new(), BTreeMap::new());
+    let mut rama = Vec::new();
+    let deg = |a: &[f64], p: usize, q: usize| -> Vec<[f64; 2]> {
+        a.chunks(nd)
+            .map(|r| [r[p].to_degrees(), r[q].to_degrees()])
+            .collect()
+    };
+    for (label, p, q) in &pairs {
+        let (rs, rr) = (deg(&ang_s, *p, *q), deg(&ang_r, *p, *q));
+        let ls: Vec<&str> = rs.iter().map(|v| basin(v[0], v[1])).collect();
+        let lr: Vec<&str> = rr.iter().map(|v| basin(v[0], v[1])).collect();
+        let ps = populations(&ls, &w, &names, opts.blocks);
+        let pr = populations(&lr, &vec![1.0; lr.len()], &names, opts.blocks);
+        let prefix = if pairs.len() > 1 {
+            format!("{label} ")
+        } else {
+            String::new()
+        };
+        for (map, fe, pops) in [
+            (&mut basins_s, &mut fe_s, &ps),
+            (&mut basins_r, &mut fe_r, &pr),
+        ] {
+            for (k, v) in pops {
+                map.insert(format!("{prefix}{k}"), *v);
+            }
+            if pops["beta"].value > 0.0 {
+                for (k, v) in free_energies(pops, "beta") {
+                    fe.insert(format!("{prefix}{k}"), v);
+                }
+            }
+        }
+        rama.push((label.clone(), rs, rr));
+    }
+    // TICA on the reference trajectory (all frames, in order), first two components.
+    let hp = heavy_pairs(&system.topology);
+    let (fr, dim) = tica_features(&xr, na, &hp, &defs);
+    let lag = opts.tica_lag.max(1);
+    let (tica_w2, eig, ts, tr) = if ridx.len() > lag + 2 * dim.min(50) {
+        let tica = Tica::fit(&fr, dim, lag, 2);
+        let (fs, _) = tica_features(&x, na, &hp, &defs);
+        let (ps, pr) = (tica.transform(&fs), tica.transform(&fr));
+        let k = tica.components.ncols();
+        let w2 = euclidean_w2(&ps, wopt, &pr, None, k);
+        let two = |v: &[f64]| -> Vec<[f64; 2]> {
+            v.chunks(k)
+                .map(|c| [c[0], *c.get(1).unwrap_or(&0.0)])
+                .collect()
+        };
+        (Some(w2), tica.eigenvalues.clone(), two(&ps), two(&pr))
+    } else {
+        (None, vec![], vec![], vec![])
+    };
+    let mean = |v: &[f64], w: Option<&[f64]>| match w {
+        Some(w) => v.iter().zip(w).map(|(a, b)| a * b).sum::<f64>(),
+        None => v.iter().sum::<f64>() / v.len() as f64,
+    };
+    let metrics = Metrics {
+        ess,
+        energy_w1,
+        energy_w2,
+        torus_w2: torus,
+        tica_w2,
+        basins: basins_s.iter().map(|(k, v)| (k.clone(), v.value)).collect(),
+        details: Details {
+            n_samples: keep.len(),
+            n_reference: ridx.len(),
+            n_nonfinite,
+            energy_mean_samples_kt: mean(&e_s, Some(&w)),
+            energy_mean_reference_kt: mean(&e_r, None),
+            basins_samples: basins_s,
+            basins_reference: basins_r,
+            free_energy_samples_kt: fe_s,
+            free_energy_reference_kt: fe_r,
+            dihedrals: defs.iter().map(|d| d.name.clone()).collect(),
+            tica_eigenvalues: eig,
+            options: opts,
+            seconds: t0.elapsed().as_secs_f64(),
+        },
+    };
+    let data = EvalData {
+        energy_samples: e_s,
+        weights: w,
+        has_weights: log_weights.is_some(),
+        energy_reference: e_r,
+        ramachandran: rama,
+        tica_samples: ts,
+        tica_reference: tr,
+    };
+    (metrics, data)
+}

@@ -1,0 +1,143 @@
+//! `bgen eval`: metrics, plots and an HTML report of samples against reference MD.
+
+use crate::energy::load_system;
+use anyhow::{bail, Context, Result};
+use bgen_eval::evaluate::{evaluate, EvalOptions};
+use bgen_system::npy::{read_npy, write_atomic};
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Samples: a directory with samples.npy (and log_weights.npy), a run or data-set directory
+    /// (frames.npy), or a (n, atoms, 3) .npy file; nm.
+    #[arg(long)]
+    samples: PathBuf,
+    /// Log importance weights (n,) for the samples (default: DIR/log_weights.npy if present).
+    #[arg(long)]
+    log_weights: Option<PathBuf>,
+    /// Reference MD: a (frames, atoms, 3) .npy in time order, or a run / data-set directory.
+    #[arg(long)]
+    reference: PathBuf,
+    /// Embedded system (aldp, ala3, ala4, ala6, chignolin).
+    #[arg(long, conflicts_with = "pdb", required_unless_present = "pdb")]
+    system: Option<String>,
+    /// PDB file with hydrogens.
+    #[arg(long)]
+    pdb: Option<PathBuf>,
+    /// Force field (default: the system's own).
+    #[arg(long)]
+    forcefield: Option<String>,
+    /// Temperature, K (default: the force field's).
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Output directory: metrics.json, *.png, report.html.
+    #[arg(long)]
+    out: PathBuf,
+    /// Samples and reference frames used at most (evenly strided).
+    #[arg(long, default_value_t = 10_000)]
+    max_samples: usize,
+    /// TICA lag, in reference frames.
+    #[arg(long, default_value_t = 10)]
+    tica_lag: usize,
+}
+
+/// Positions (nm) and optional log-weights from a samples path.
+fn load_samples(
+    path: &Path,
+    log_weights: &Option<PathBuf>,
+) -> Result<(Vec<f64>, usize, Option<Vec<f64>>)> {
+    let (x, n_atoms) = if path.is_dir() && path.join("samples.npy").exists() {
+        let f = bgen_md::dataset::read_frames_npy(&path.join("samples.npy"))?;
+        (f.x, f.n_atoms)
+    } else {
+        let f = bgen_md::dataset::load(path)?;
+        (f.x, f.n_atoms)
+    };
+    let lw_path = log_weights
+        .clone()
+        .or_else(|| Some(path.join("log_weights.npy")).filter(|p| path.is_dir() && p.exists()));
+    let lw = match lw_path {
+        Some(p) => {
+            let a = read_npy(&p)?;
+            let n = x.len() / (3 * n_atoms);
+            if a.shape != [n] {
+                bail!(
+                    "{}: shape {:?}, expected ({n},) for {n} samples",
+                    p.display(),
+                    a.shape
+                );
+            }
+            if a.data.iter().any(|v| v.is_nan()) {
+                bail!("{}: NaN log-weights", p.display());
+            }
+            Some(a.data)
+        }
+        None => None,
+    };
+    Ok((x, n_atoms, lw))
+}
+
+pub fn run(a: EvalArgs) -> Result<()> {
+    let sys = load_system(&a.pdb, &a.system, &a.forcefield, a.temperature)?;
+    let (x, na, lw) = load_samples(&a.samples, &a.log_weights)?;
+    let reference = bgen_md::dataset::load(&a.reference)?;
+    for (what, path, n) in [
+        ("samples", &a.samples, na),
+        ("reference", &a.reference, reference.n_atoms),
+    ] {
+        if n != sys.n_atoms() {
+            bail!(
+                "{}: {what} have {n} atoms, but {} has {}",
+                path.display(),
+                sys.name,
+                sys.n_atoms()
+            );
+        }
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
+    let opts = EvalOptions {
+        max_samples: a.max_samples,
+        tica_lag: a.tica_lag,
+        ..Default::default()
+    };
+    let (metrics, data) = evaluate(&sys, &x, lw.as_deref(), &reference.x, opts);
+    write_atomic(
+        &a.out.join("metrics.json"),
+        serde_json::to_string_pretty(&metrics)?.as_bytes(),
+    )?;
+    let plots = bgen_eval::plots::write_plots(&a.out, &data).map_err(anyhow::Error::msg)?;
+    let title = format!(
+        "{} ({}): samples {} against reference {}",
+        sys.name,
+        sys.params.setup.name(),
+        a.samples.display(),
+        a.reference.display()
+    );
+    let html = bgen_eval::report::html(&title, &metrics, &plots)?;
+    write_atomic(&a.out.join("report.html"), html.as_bytes())?;
+    println!(
+        "ESS {:.4}  E-W1 {:.4}  E-W2 {:.4} kT  T-W2 {:.4}  TICA-W2 {}",
+        metrics.ess,
+        metrics.energy_w1,
+        metrics.energy_w2,
+        metrics.torus_w2,
+        metrics.tica_w2.map_or("-".into(), |v| format!("{v:.4}"))
+    );
+    for (k, v) in &metrics.details.basins_samples {
+        let r = metrics
+            .details
+            .basins_reference
+            .get(k)
+            .map_or(f64::NAN, |r| r.value);
+        println!("  {k:<14} {:.3} +- {:.3}   reference {r:.3}", v.value, v.se);
+    }
+    println!(
+        "{} samples vs {} reference frames in {:.1} s; wrote {}",
+        metrics.details.n_samples,
+        metrics.details.n_reference,
+        metrics.details.seconds,
+        a.out.join("report.html").display()
+    );
+    Ok(())
+}

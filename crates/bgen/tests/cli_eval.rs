@@ -1,0 +1,91 @@
+//! `bgen eval` from the command line: metrics.json with the contract's keys, real PNG plots and a
+//! self-contained report; mismatched input is refused with the file named.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bgen() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bgen"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bgen-cli-eval-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn md(out: &PathBuf, seed: &str) {
+    let o = bgen()
+        .args([
+            "md",
+            "--system",
+            "aldp",
+            "--ns",
+            "0.1",
+            "--save-every-ps",
+            "0.1",
+        ])
+        .args([
+            "--equilibrate-ps",
+            "1",
+            "--replicas",
+            "2",
+            "--seed",
+            seed,
+            "--out",
+        ])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn eval_writes_metrics_plots_and_report() {
+    let (s, r, out) = (tmp("samples"), tmp("reference"), tmp("out"));
+    md(&s, "1");
+    md(&r, "2");
+    let o = bgen()
+        .args(["eval", "--system", "aldp", "--samples"])
+        .arg(&s)
+        .arg("--reference")
+        .arg(r.join("frames.npy"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    for key in ["ess", "energy_w1", "energy_w2", "torus_w2", "tica_w2"] {
+        let v = m[key].as_f64().unwrap_or(f64::NAN);
+        assert!(v.is_finite() && v >= 0.0, "{key} = {}", m[key]);
+    }
+    let basins = m["basins"].as_object().unwrap();
+    let total: f64 = basins.values().map(|v| v.as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-9 && basins.contains_key("beta"));
+    for png in ["ramachandran_0.png", "energy.png", "tica.png"] {
+        let bytes = std::fs::read(out.join(png)).unwrap();
+        assert!(bytes.len() > 5000 && bytes.starts_with(b"\x89PNG"), "{png}");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("data:image/png;base64,").count(), 3);
+    assert!(html.contains("T-W2") && html.contains("beta"));
+
+    // Samples of another molecule are refused.
+    let o = bgen()
+        .args(["eval", "--system", "ala6", "--samples"])
+        .arg(&s)
+        .arg("--reference")
+        .arg(&r)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("22 atoms") && err.contains("63"), "{err}");
+    for d in [s, r, out] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
