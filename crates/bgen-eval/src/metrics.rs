@@ -83,7 +83,7 @@ pub fn free_energies(
     let r = pops[reference];
     pops.iter()
         .map(|(k, p)| {
-            let value = -(p.value / r.value).ln();
+            let value = -(p.value / r.value).ln() + 0.0; // + 0.0: no -0.0
             let se = ((p.se / p.value).powi(2) + (r.se / r.value).powi(2)).sqrt();
             (k.clone(), Estimate { value, se })
         })

@@ -39,13 +39,13 @@ pub fn html(title: &str, m: &Metrics, plots: &[(String, PathBuf)]) -> std::io::R
 <style>body{{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}}\
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}\
 th{{background:#f3f3f3}}td:first-child,th:first-child{{text-align:left}}img{{max-width:100%;border:1px solid #eee}}\
-.note{{color:#666;font-size:90%}}</style></head><body><h1>bgen report</h1><p>{t}</p>",
+.note{{color:#666;font-size:90%}}table.m td:last-child{{text-align:left}}</style></head><body><h1>bgen report</h1><p>{t}</p>",
         t = escape(title)
     );
     let d = &m.details;
     let _ = write!(
         h,
-        "<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th>meaning</th></tr>\
+        "<h2>Metrics</h2><table class=\"m\"><tr><th>metric</th><th>value</th><th>meaning</th></tr>\
 <tr><td>ESS</td><td>{}</td><td>normalised Kish effective sample size of the weights</td></tr>\
 <tr><td>E-W1</td><td>{}</td><td>energy 1-Wasserstein to the reference, kT</td></tr>\
 <tr><td>E-W2</td><td>{}</td><td>energy 2-Wasserstein, kT</td></tr>\
@@ -87,7 +87,7 @@ th{{background:#f3f3f3}}td:first-child,th:first-child{{text-align:left}}img{{max
             fe(&d.free_energy_reference_kt)
         );
     }
-    h.push_str("</table><p class=\"note\">beta: phi &lt; 0 and (psi &ge; 50&deg; or psi &lt; -150&deg;); alphaR: phi &lt; 0 and -150&deg; &le; psi &lt; 50&deg;; alphaL: phi &ge; 0. Errors: block standard errors; &Delta;F relative to beta.</p><h2>Plots</h2>");
+    h.push_str("</table><p class=\"note\">beta: phi &lt; 0 and (psi &ge; 50&deg; or psi &lt; -150&deg;); alphaR: phi &lt; 0 and -150&deg; &le; psi &lt; 50&deg;; alphaL: phi &ge; 0. Errors: block standard errors; &Delta;F relative to beta.</p><h2>Plots</h2><p class=\"note\">Density maps show the free energy -ln p in kT: yellow at the most probable bin (0 kT), dark violet at 8 kT, white where there are no samples.</p>");
     for (caption, path) in plots {
         let png = std::fs::read(path)?;
         let _ = write!(
