@@ -1,0 +1,14 @@
+//! # bgen-sample: from a proposal to equilibrium samples
+//!
+//! Self-normalised importance sampling and sequential Monte Carlo with annealed Langevin moves,
+//! for any [`Proposal`] (a model with log q and its gradient) and any [`bgen_system::Target`]
+//! (energy and gradient in kT).
+
+pub mod proposal;
+pub mod resample;
+pub mod smc;
+pub mod snis;
+
+pub use proposal::{Gaussian, Proposal};
+pub use smc::{smc, SmcOptions, SmcResult};
+pub use snis::{snis, SnisOptions, SnisResult};

@@ -1,0 +1,257 @@
+//! Sequential Monte Carlo from the proposal to the target: the path
+//! E_t = (1 - t) E_src + t E_target for t = 1/K, 2/K, ..., 1 (ending exactly at the target),
+//! Jarzynski weight increments -(E_target - E_src) dt, resampling when the ESS falls below a
+//! threshold and always at the end, and Langevin moves at every level: unadjusted (ULA) or
+//! Metropolis-adjusted (MALA) with the step size adapted toward a target acceptance rate.
+
+use crate::proposal::Proposal;
+use crate::resample::Scheme;
+use crate::snis::{ess, log_sum_exp};
+use bgen_system::Target;
+use rand::{RngExt, SeedableRng};
+use rand_distr::StandardNormal;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// Settings of [`smc`].
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct SmcOptions {
+    /// Annealing levels K (t_k = k / K).
+    pub steps: usize,
+    /// Langevin moves per level.
+    pub moves_per_step: usize,
+    /// Initial Langevin step size h (coordinate units^2 per kT): x' = x - h grad E + sqrt(2h) xi.
+    pub step_size: f64,
+    /// Metropolis-adjust the moves (MALA) and adapt h toward `target_acceptance`.
+    pub mala: bool,
+    pub target_acceptance: f64,
+    /// Resample when ESS / n falls below this.
+    pub ess_threshold: f64,
+    pub scheme: Scheme,
+    pub seed: u64,
+}
+
+impl Default for SmcOptions {
+    fn default() -> Self {
+        SmcOptions {
+            steps: 100,
+            moves_per_step: 1,
+            step_size: 1e-4,
+            mala: true,
+            target_acceptance: 0.6,
+            ess_threshold: 0.5,
+            scheme: Scheme::Systematic,
+            seed: 0,
+        }
+    }
+}
+
+/// Outcome of [`smc`].
+#[derive(Clone, Debug, Serialize)]
+pub struct SmcResult {
+    /// Final particles after the final resampling (equally weighted), n x dim.
+    #[serde(skip)]
+    pub x: Vec<f64>,
+    /// Target energies (kT) of the final particles.
+    #[serde(skip)]
+    pub energies: Vec<f64>,
+    /// Log-weights before the final resampling (with their particles in `x_weighted`).
+    #[serde(skip)]
+    pub log_weights: Vec<f64>,
+    #[serde(skip)]
+    pub x_weighted: Vec<f64>,
+    /// Normalised ESS before the final resampling.
+    pub ess: f64,
+    /// log Z estimate: sum over levels of the log mean weight increment.
+    pub log_z: f64,
+    /// Mean acceptance of the moves (1 for ULA), and per level.
+    pub acceptance: f64,
+    pub acceptance_per_step: Vec<f64>,
+    pub final_step_size: f64,
+    pub resamplings: usize,
+    /// Per-sample evaluations of the target energy (with gradient) and of the model.
+    pub energy_evaluations: usize,
+    pub model_evaluations: usize,
+}
+
+/// Energies and gradients of both ends at a batch.
+struct Ends {
+    src: Vec<f64>,
+    tgt: Vec<f64>,
+    g_src: Vec<f64>,
+    g_tgt: Vec<f64>,
+}
+
+fn evaluate<P: Proposal, T: Target>(p: &P, t: &T, x: &[f64], counts: &mut (usize, usize)) -> Ends {
+    let n = x.len() / t.dim();
+    let mut e = Ends {
+        src: vec![0.0; n],
+        tgt: vec![0.0; n],
+        g_src: vec![0.0; x.len()],
+        g_tgt: vec![0.0; x.len()],
+    };
+    p.log_q(x, &mut e.src, Some(&mut e.g_src));
+    // E_src = -log q
+    e.src.iter_mut().for_each(|v| *v = -*v);
+    e.g_src.iter_mut().for_each(|v| *v = -*v);
+    t.energy_and_grad(x, &mut e.tgt, Some(&mut e.g_tgt));
+    counts.0 += n;
+    counts.1 += n;
+    e
+}
+
+fn particle_rng(seed: u64, level: usize, sub: usize, i: usize) -> Xoshiro256PlusPlus {
+    let mut h = seed ^ 0x9E37_79B9_7F4A_7C15;
+    for v in [level as u64, sub as u64, i as u64] {
+        h = (h ^ v).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^= h >> 31;
+    }
+    Xoshiro256PlusPlus::seed_from_u64(h)
+}
+
+/// Runs SMC with `n` particles drawn from `proposal` toward `target`.
+pub fn smc<P: Proposal, T: Target>(
+    proposal: &P,
+    target: &T,
+    n: usize,
+    opts: SmcOptions,
+) -> SmcResult {
+    let d = target.dim();
+    assert_eq!(proposal.dim(), d, "proposal and target dimensions differ");
+    let k_levels = opts.steps.max(1);
+    let mut counts = (0usize, 0usize);
+    let (mut x, _) = proposal.sample(n, opts.seed);
+    let mut ends = evaluate(proposal, target, &x, &mut counts);
+    let mut log_w = vec![0.0; n];
+    let mut log_z = 0.0;
+    let mut h = opts.step_size;
+    let mut acc_per_step = Vec::with_capacity(k_levels);
+    let mut resamplings = 0;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(opts.seed ^ 0xA5A5_A5A5);
+    for level in 1..=k_levels {
+        let dt = 1.0 / k_levels as f64;
+        let t = level as f64 / k_levels as f64;
+        // Reweight: particles follow E_{t - dt}; the increment takes them to E_t.
+        let before = log_sum_exp(&log_w);
+        for ((lw, tgt), src) in log_w.iter_mut().zip(&ends.tgt).zip(&ends.src) {
+            let inc = -dt * (tgt - src);
+            *lw += if inc.is_nan() { f64::NEG_INFINITY } else { inc };
+        }
+        log_z += log_sum_exp(&log_w) - before;
+        assert!(
+            log_w.iter().any(|v| v.is_finite()),
+            "every particle has zero weight at t = {t}"
+        );
+        // Resample when the weights have degenerated (not at the last level: see below).
+        if level < k_levels && ess(&log_w) < opts.ess_threshold {
+            let lz = log_sum_exp(&log_w);
+            let w: Vec<f64> = log_w.iter().map(|v| (v - lz).exp()).collect();
+            let idx = opts.scheme.draw(&w, n, &mut rng);
+            x = gather(&x, &idx, d);
+            ends = Ends {
+                src: idx.iter().map(|&i| ends.src[i]).collect(),
+                tgt: idx.iter().map(|&i| ends.tgt[i]).collect(),
+                g_src: gather(&ends.g_src, &idx, d),
+                g_tgt: gather(&ends.g_tgt, &idx, d),
+            };
+            log_w.iter_mut().for_each(|v| *v = 0.0);
+            resamplings += 1;
+        }
+        // Move with Langevin dynamics invariant for (MALA) or approximating (ULA) exp(-E_t).
+        let mut accepted = 0usize;
+        let mut tried = 0usize;
+        for sub in 0..opts.moves_per_step {
+            let grad_t = |e: &Ends, k: usize| (1.0 - t) * e.g_src[k] + t * e.g_tgt[k];
+            let noise = (2.0 * h).sqrt();
+            let mut y = vec![0.0; x.len()];
+            let mut xi = vec![0.0; x.len()];
+            y.par_chunks_mut(d)
+                .zip(xi.par_chunks_mut(d))
+                .enumerate()
+                .for_each(|(i, (yi, xii))| {
+                    let mut r = particle_rng(opts.seed, level, sub, i);
+                    for k in 0..d {
+                        let z: f64 = r.sample(StandardNormal);
+                        xii[k] = z;
+                        yi[k] = x[i * d + k] - h * grad_t(&ends, i * d + k) + noise * z;
+                    }
+                });
+            let new = evaluate(proposal, target, &y, &mut counts);
+            let energy_t = |e: &Ends, i: usize| {
+                if t >= 1.0 {
+                    e.tgt[i]
+                } else {
+                    (1.0 - t) * e.src[i] + t * e.tgt[i]
+                }
+            };
+            let mut accept = vec![true; n];
+            if opts.mala {
+                accept.par_iter_mut().enumerate().for_each(|(i, a)| {
+                    let (e0, e1) = (energy_t(&ends, i), energy_t(&new, i));
+                    if !e1.is_finite() {
+                        *a = false;
+                        return;
+                    }
+                    // log q(x | y) - log q(y | x) for the Gaussian Langevin proposals.
+                    let (mut fwd, mut bwd) = (0.0, 0.0);
+                    for k in 0..d {
+                        let q = i * d + k;
+                        fwd += xi[q] * xi[q] * 2.0 * h; // |y - x + h g(x)|^2
+                        let back = x[q] - y[q] + h * grad_t(&new, q);
+                        bwd += back * back;
+                    }
+                    let log_ratio = -e1 + e0 - (bwd - fwd) / (4.0 * h);
+                    let u: f64 = particle_rng(opts.seed, level, sub + (1 << 20), i).random();
+                    *a = u.ln() < log_ratio;
+                });
+            } else {
+                for (i, a) in accept.iter_mut().enumerate() {
+                    *a = energy_t(&new, i).is_finite();
+                }
+            }
+            for (i, &a) in accept.iter().enumerate() {
+                tried += 1;
+                if a {
+                    accepted += 1;
+                    x[i * d..(i + 1) * d].copy_from_slice(&y[i * d..(i + 1) * d]);
+                    ends.src[i] = new.src[i];
+                    ends.tgt[i] = new.tgt[i];
+                    ends.g_src[i * d..(i + 1) * d].copy_from_slice(&new.g_src[i * d..(i + 1) * d]);
+                    ends.g_tgt[i * d..(i + 1) * d].copy_from_slice(&new.g_tgt[i * d..(i + 1) * d]);
+                }
+            }
+        }
+        let acc = accepted as f64 / tried.max(1) as f64;
+        acc_per_step.push(acc);
+        if opts.mala {
+            h *= (acc - opts.target_acceptance).clamp(-0.5, 0.5).exp();
+        }
+    }
+    // The ESS before the final resampling, then the final resampling.
+    let final_ess = ess(&log_w);
+    let lz = log_sum_exp(&log_w);
+    let w: Vec<f64> = log_w.iter().map(|v| (v - lz).exp()).collect();
+    let idx = opts.scheme.draw(&w, n, &mut rng);
+    let mean_acc = acc_per_step.iter().sum::<f64>() / acc_per_step.len() as f64;
+    SmcResult {
+        x: gather(&x, &idx, d),
+        energies: idx.iter().map(|&i| ends.tgt[i]).collect(),
+        x_weighted: x,
+        log_weights: log_w,
+        ess: final_ess,
+        log_z,
+        acceptance: mean_acc,
+        acceptance_per_step: acc_per_step,
+        final_step_size: h,
+        resamplings,
+        energy_evaluations: counts.0,
+        model_evaluations: counts.1,
+    }
+}
+
+fn gather(x: &[f64], idx: &[usize], d: usize) -> Vec<f64> {
+    idx.iter()
+        .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
+        .collect()
+}
