@@ -1,0 +1,17 @@
+# The project's entry points on a fresh machine: they install what they need (libtorch through
+# PyPI's torch wheel into .venv/, once) and set up the environment for cargo.
+.PHONY: test run bench libtorch
+
+libtorch:
+	@scripts/libtorch.sh > /dev/null
+
+# The test suite (what CI runs, plus format and lint in .ci/run).
+test:
+	@eval "$$(scripts/libtorch.sh)" && cargo test --workspace
+
+# The main job on the embedded default (alanine dipeptide).
+run:
+	@eval "$$(scripts/libtorch.sh)" && cargo run --release -p bgen -- energy --system aldp
+
+bench:
+	@eval "$$(scripts/libtorch.sh)" && cargo run --release -p bgen -- bench md && cargo run --release -p bgen -- bench energy
