@@ -2,6 +2,8 @@
 //!
 //! TarFlow (the Sequential Boltzmann Generators' normalizing flow).
 
+pub mod data;
 pub mod tarflow;
+pub mod train;
 
 pub use tarflow::{TarFlow, TarFlowConfig};

@@ -19,6 +19,9 @@ fn tiny() -> TarFlowConfig {
 /// A flow with every weight perturbed by `scale` x N(0, 1) (a fresh flow is the identity, which
 /// proves nothing).
 fn randomised_with(kind: Kind, scale: f64) -> (nn::VarStore, TarFlow) {
+    // libtorch's generator is global: build under a lock so that each test gets the same flow.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(0);
     let mut vs = nn::VarStore::new(Device::Cpu);
     let flow = TarFlow::new(&vs.root(), tiny());

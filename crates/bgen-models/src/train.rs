@@ -1,0 +1,322 @@
+//! Maximum-likelihood training of a TarFlow: NLL per dimension, AdamW, a one-cycle learning
+//! rate, gradient clipping, an exponential moving average of the weights (used for sampling),
+//! and versioned checkpoints (`ckpt-STEP/` written in full, then `latest.json` switched to it
+//! atomically), so that a killed run resumes from its last checkpoint.
+
+use crate::data::{augment, Normalizer};
+use crate::tarflow::{TarFlow, TarFlowConfig};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::{nn, Device, Kind, Tensor};
+
+/// Errors of training and checkpoints; messages name the file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{file}: {msg}")]
+    Checkpoint { file: String, msg: String },
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn ck(path: &Path, msg: impl std::fmt::Display) -> Error {
+    Error::Checkpoint {
+        file: path.display().to_string(),
+        msg: msg.to_string(),
+    }
+}
+
+/// Settings of training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub steps: i64,
+    pub batch_size: i64,
+    /// Peak learning rate of the one-cycle schedule.
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub weight_decay: f64,
+    /// Fraction of the steps spent warming up from lr/500.
+    pub warmup: f64,
+    /// Largest gradient norm.
+    pub clip: f64,
+    /// EMA decay of the weights used for sampling.
+    pub ema: f64,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 10_000,
+            batch_size: 256,
+            lr: 1e-4,
+            beta1: 0.9,
+            beta2: 0.95,
+            weight_decay: 4e-4,
+            warmup: 0.05,
+            clip: 1.0,
+            ema: 0.999,
+            seed: 0,
+        }
+    }
+}
+
+/// One-cycle learning rate at `step` (0-based): linear warm-up from lr/500 to lr over the first
+/// `warmup` fraction, then a cosine back down to lr/500 at the last step.
+pub fn learning_rate(c: &TrainConfig, step: i64) -> f64 {
+    let lo = c.lr / 500.0;
+    let warm = ((c.warmup * c.steps as f64).round() as i64).max(1);
+    if step < warm {
+        lo + (c.lr - lo) * step as f64 / warm as f64
+    } else {
+        let t = (step - warm) as f64 / ((c.steps - warm).max(1)) as f64;
+        lo + (c.lr - lo) * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
+    }
+}
+
+/// Name of an AdamW moment of variable `n` (variable names may not contain dots).
+fn moment_name(which: &str, n: &str) -> String {
+    format!("{which}__{}", n.replace('.', "__"))
+}
+
+/// What a checkpoint holds besides tensors.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct State {
+    pub model: TarFlowConfig,
+    pub train: TrainConfig,
+    pub normalizer: Normalizer,
+    /// Steps done.
+    pub step: i64,
+    /// (step, training loss, validation NLL per dimension) history.
+    pub history: Vec<(i64, f64, Option<f64>)>,
+}
+
+/// A flow being trained: weights, EMA weights and AdamW moments.
+pub struct Trainer {
+    pub state: State,
+    pub vs: nn::VarStore,
+    pub flow: TarFlow,
+    pub ema_vs: nn::VarStore,
+    pub ema_flow: TarFlow,
+    moments: nn::VarStore,
+    names: Vec<String>,
+}
+
+impl Trainer {
+    /// A fresh trainer on `device` (float32).
+    pub fn new(
+        model: TarFlowConfig,
+        train: TrainConfig,
+        normalizer: Normalizer,
+        device: Device,
+    ) -> Trainer {
+        tch::manual_seed(train.seed as i64);
+        let vs = nn::VarStore::new(device);
+        let flow = TarFlow::new(&vs.root(), model.clone());
+        let mut ema_vs = nn::VarStore::new(device);
+        let ema_flow = TarFlow::new(&ema_vs.root(), model.clone());
+        ema_vs.copy(&vs).expect("same structure");
+        ema_vs.freeze();
+        let moments = nn::VarStore::new(device);
+        let mut names: Vec<String> = vs.variables().keys().cloned().collect();
+        names.sort();
+        {
+            let root = moments.root();
+            for n in &names {
+                let shape = vs.variables()[n].size();
+                let _ = root.zeros_no_train(&moment_name("m", n), &shape);
+                let _ = root.zeros_no_train(&moment_name("v", n), &shape);
+            }
+        }
+        Trainer {
+            state: State {
+                model,
+                train,
+                normalizer,
+                step: 0,
+                history: Vec::new(),
+            },
+            vs,
+            flow,
+            ema_vs,
+            ema_flow,
+            moments,
+            names,
+        }
+    }
+
+    /// One optimisation step on a batch of centred, normalised samples (batch, dim); returns the
+    /// training NLL per dimension.
+    pub fn step(&mut self, batch: &Tensor) -> f64 {
+        let c = self.state.train.clone();
+        let t = self.state.step;
+        let x = augment(
+            batch,
+            self.state.normalizer.n_atoms,
+            c.seed.wrapping_mul(1_000_003).wrapping_add(t as u64),
+        );
+        let dim = self.state.model.dim() as f64;
+        let loss = -self.flow.log_prob(&x).mean(Kind::Float) / dim;
+        let vars = self.vs.variables();
+        for v in vars.values() {
+            let mut g = v.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        loss.backward();
+        let loss_v = f64::try_from(&loss).unwrap_or(f64::NAN);
+        let lr = learning_rate(&c, t);
+        let mvars = self.moments.variables();
+        tch::no_grad(|| {
+            // Global gradient-norm clipping.
+            let sq: f64 = self
+                .names
+                .iter()
+                .map(|n| {
+                    let g = vars[n].grad();
+                    if g.defined() {
+                        f64::try_from(g.square().sum(Kind::Double)).unwrap_or(0.0)
+                    } else {
+                        0.0
+                    }
+                })
+                .sum();
+            let scale = if sq.sqrt() > c.clip {
+                c.clip / sq.sqrt()
+            } else {
+                1.0
+            };
+            let step = (t + 1) as f64;
+            let (b1c, b2c) = (1.0 - c.beta1.powf(step), 1.0 - c.beta2.powf(step));
+            for n in &self.names {
+                let mut p = vars[n].shallow_clone();
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let g = g * scale;
+                let mut m = mvars[&moment_name("m", n)].shallow_clone();
+                let mut v = mvars[&moment_name("v", n)].shallow_clone();
+                let _ = m.g_mul_scalar_(c.beta1).g_add_(&(&g * (1.0 - c.beta1)));
+                let _ = v
+                    .g_mul_scalar_(c.beta2)
+                    .g_add_(&(g.square() * (1.0 - c.beta2)));
+                let _ = p.g_mul_scalar_(1.0 - lr * c.weight_decay);
+                let update = (&m / b1c) / ((&v / b2c).sqrt() + 1e-8) * lr;
+                let _ = p.g_sub_(&update);
+            }
+            // EMA of the weights.
+            let evars = self.ema_vs.variables();
+            for n in &self.names {
+                let mut e = evars[n].shallow_clone();
+                let _ = e.g_mul_scalar_(c.ema).g_add_(&(&vars[n] * (1.0 - c.ema)));
+            }
+        });
+        self.state.step += 1;
+        loss_v
+    }
+
+    /// NLL per dimension (normalised units, model density) of centred, normalised data without
+    /// augmentation other than none; `ema` picks the EMA weights.
+    pub fn nll(&self, data: &Tensor, ema: bool) -> f64 {
+        let flow = if ema { &self.ema_flow } else { &self.flow };
+        let n = data.size()[0];
+        let dim = self.state.model.dim() as f64;
+        let mut total = 0.0;
+        tch::no_grad(|| {
+            let mut s = 0;
+            while s < n {
+                let b = (n - s).min(1024);
+                let lq = flow.log_prob(&data.narrow(0, s, b));
+                total += f64::try_from(lq.sum(Kind::Double)).unwrap_or(f64::NAN);
+                s += b;
+            }
+        });
+        -total / (n as f64 * dim)
+    }
+
+    /// Writes `dir/ckpt-STEP/` (weights, EMA weights, optimiser moments, state.json), then
+    /// switches `dir/latest.json` to it and removes older checkpoints.
+    pub fn save(&self, dir: &Path) -> Result<PathBuf, Error> {
+        let io = |p: &Path| {
+            let f = p.display().to_string();
+            move |source| Error::Io {
+                file: f.clone(),
+                source,
+            }
+        };
+        let name = format!("ckpt-{:08}", self.state.step);
+        let tmp = dir.join(format!("{name}.tmp"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        for (vs, file) in [
+            (&self.vs, "weights.safetensors"),
+            (&self.ema_vs, "ema.safetensors"),
+            (&self.moments, "optimizer.safetensors"),
+        ] {
+            vs.save(tmp.join(file))
+                .map_err(|e| ck(&tmp.join(file), e))?;
+        }
+        let state = serde_json::to_string_pretty(&self.state).expect("serialisable");
+        std::fs::write(tmp.join("state.json"), state).map_err(io(&tmp))?;
+        let done = dir.join(&name);
+        let _ = std::fs::remove_dir_all(&done);
+        std::fs::rename(&tmp, &done).map_err(io(&done))?;
+        let latest = dir.join("latest.json");
+        let ltmp = dir.join("latest.json.tmp");
+        std::fs::write(&ltmp, serde_json::json!({ "checkpoint": name }).to_string())
+            .map_err(io(&ltmp))?;
+        std::fs::rename(&ltmp, &latest).map_err(io(&latest))?;
+        for e in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n.starts_with("ckpt-") && n != name {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        Ok(done)
+    }
+
+    /// Loads the checkpoint that `dir/latest.json` names, checking every tensor's presence and
+    /// shape against the configuration.
+    pub fn load(dir: &Path, device: Device) -> Result<Trainer, Error> {
+        let latest = dir.join("latest.json");
+        let text = std::fs::read_to_string(&latest)
+            .map_err(|e| ck(&latest, format!("no checkpoint ({e})")))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ck(&latest, format!("corrupt: {e}")))?;
+        let name = v["checkpoint"]
+            .as_str()
+            .ok_or_else(|| ck(&latest, "corrupt: no checkpoint name"))?;
+        let cdir = dir.join(name);
+        let sp = cdir.join("state.json");
+        let st = std::fs::read_to_string(&sp).map_err(|e| ck(&sp, e))?;
+        let state: State =
+            serde_json::from_str(&st).map_err(|e| ck(&sp, format!("corrupt: {e}")))?;
+        let mut t = Trainer::new(
+            state.model.clone(),
+            state.train.clone(),
+            state.normalizer.clone(),
+            device,
+        );
+        for (vs, file) in [
+            (&mut t.vs, "weights.safetensors"),
+            (&mut t.ema_vs, "ema.safetensors"),
+            (&mut t.moments, "optimizer.safetensors"),
+        ] {
+            let p = cdir.join(file);
+            vs.load(&p).map_err(|e| {
+                ck(
+                    &p,
+                    format!("corrupt or does not match the configuration in state.json: {e}"),
+                )
+            })?;
+        }
+        t.state = state;
+        Ok(t)
+    }
+}
