@@ -3,6 +3,7 @@
 //! TarFlow (the Sequential Boltzmann Generators' normalizing flow).
 
 pub mod data;
+pub mod proposal;
 pub mod tarflow;
 pub mod train;
 

@@ -281,6 +281,11 @@ impl Trainer {
         Ok(done)
     }
 
+    /// The EMA flow (for sampling), consuming the trainer.
+    pub fn into_ema_flow(self) -> TarFlow {
+        self.ema_flow
+    }
+
     /// Loads the checkpoint that `dir/latest.json` names, checking every tensor's presence and
     /// shape against the configuration.
     pub fn load(dir: &Path, device: Device) -> Result<Trainer, Error> {

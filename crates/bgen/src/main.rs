@@ -4,6 +4,8 @@ mod bench;
 mod energy;
 mod eval;
 mod md;
+mod sample;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +29,10 @@ enum Command {
     /// Data sets made from runs.
     #[command(subcommand)]
     Dataset(md::DatasetCommand),
+    /// Train a proposal model (TarFlow) by maximum likelihood on MD frames (resumable).
+    Train(train::TrainArgs),
+    /// Sample a trained model: proposal, SNIS or SMC toward the Boltzmann density.
+    Sample(sample::SampleArgs),
     /// Metrics (ESS, energy / torus / TICA Wasserstein, basins), plots and an HTML report of
     /// samples against reference MD.
     Eval(eval::EvalArgs),
@@ -43,6 +49,8 @@ fn main() {
         Command::Energy(a) => energy::run(a),
         Command::Md(a) => md::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Sample(a) => sample::run(a),
         Command::Dataset(c) => md::dataset(c),
         Command::Systems => {
             for (name, what, _, setup) in bgen_system::systems::NAMED {

@@ -310,6 +310,11 @@ fn split(a: SplitArgs) -> Result<()> {
         f.replica.iter_mut().for_each(|r| *r += offset);
         if topology.is_none() && path.join("topology.pdb").exists() {
             topology = Some(path.join("topology.pdb"));
+            // The run's settings (system, force field, temperature) go along with the sets.
+            if path.join("run.json").exists() {
+                std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
+                copy(&path.join("run.json"), &a.out.join("run.json"))?;
+            }
         }
         match &mut all {
             Some(x) if x.n_atoms != f.n_atoms => bail!(

@@ -1,0 +1,285 @@
+//! `bgen train`: maximum-likelihood training of a TarFlow on MD frames, resumable.
+
+use anyhow::{bail, Context, Result};
+use bgen_models::data::Normalizer;
+use bgen_models::train::{TrainConfig, Trainer};
+use bgen_models::TarFlowConfig;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tch::{Device, Kind, Tensor};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Model family (tarflow; arbg is planned).
+    #[arg(long, default_value = "tarflow")]
+    model: String,
+    /// Training frames: a data-set or run directory (from `bgen md` / `bgen dataset split`) or
+    /// a (frames, atoms, 3) .npy in nm. A sibling `val/` directory is used for validation,
+    /// else the last 10% of the frames.
+    #[arg(long)]
+    data: PathBuf,
+    /// Output run directory (checkpoints, run.json).
+    #[arg(long)]
+    out: PathBuf,
+    /// Size preset: tiny (smoke tests), small (CPU, 64 wide, 4 blocks x 2 layers, 8000 steps:
+    /// about 40 min on one core for aldp), aldp (256 wide, 4x4), peptide (384, 6x6), chignolin (384, 8x8).
+    #[arg(long, default_value = "small")]
+    preset: String,
+    /// Training steps (overrides the preset's).
+    #[arg(long)]
+    steps: Option<i64>,
+    #[arg(long)]
+    batch_size: Option<i64>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Intra-op threads of libtorch (1 is fastest on small shared machines).
+    #[arg(long, default_value_t = 1)]
+    threads: i32,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Seconds between checkpoints (and validation).
+    #[arg(long, default_value_t = 120.0)]
+    checkpoint_secs: f64,
+    /// The system the frames belong to (default: from the data's run.json or topology.pdb).
+    #[arg(long)]
+    system: Option<String>,
+}
+
+/// What `bgen sample` needs to know about a run besides the checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub model: String,
+    pub preset: String,
+    /// Embedded system name, or "pdb" with topology.pdb in the run directory.
+    pub system: String,
+    pub forcefield: String,
+    pub temperature_k: f64,
+    pub data: String,
+    pub n_train: usize,
+    pub n_val: usize,
+}
+
+/// (model, training) configuration of a preset for `tokens` atoms.
+pub fn preset(name: &str, tokens: i64) -> Result<(TarFlowConfig, TrainConfig)> {
+    let (width, blocks, layers, head_dim, steps, batch) = match name {
+        "tiny" => (32, 2, 1, 16, 200, 64),
+        "small" => (64, 4, 2, 32, 8_000, 256),
+        "aldp" => (256, 4, 4, 64, 100_000, 256),
+        "peptide" => (384, 6, 6, 64, 200_000, 256),
+        "chignolin" => (384, 8, 8, 64, 300_000, 256),
+        other => bail!("unknown preset '{other}' (tiny, small, aldp, peptide, chignolin)"),
+    };
+    Ok((
+        TarFlowConfig {
+            tokens,
+            token_dim: 3,
+            width,
+            blocks,
+            layers,
+            head_dim,
+            mlp_ratio: 4,
+        },
+        TrainConfig {
+            steps,
+            batch_size: batch,
+            ..Default::default()
+        },
+    ))
+}
+
+pub fn device(name: &str) -> Result<Device> {
+    Ok(match name {
+        "cpu" => Device::Cpu,
+        "cuda" => {
+            if !tch::Cuda::is_available() {
+                bail!("--device cuda: no CUDA device is available to libtorch");
+            }
+            Device::Cuda(0)
+        }
+        other => bail!("unknown device '{other}' (cpu or cuda)"),
+    })
+}
+
+/// The system label, force field and temperature recorded with the data, if any.
+fn data_system(data: &Path) -> Option<(String, String, f64)> {
+    let rj = [data.join("run.json"), data.join("../run.json")]
+        .into_iter()
+        .find(|p| p.exists())?;
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(rj).ok()?).ok()?;
+    let s = &v["settings"];
+    Some((
+        s["system"].as_str()?.to_string(),
+        s["forcefield"].as_str()?.to_string(),
+        s["temperature_k"].as_f64()?,
+    ))
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    if a.model != "tarflow" {
+        bail!("--model {}: only tarflow is available so far", a.model);
+    }
+    tch::set_num_threads(a.threads);
+    let dev = device(&a.device)?;
+    let frames = bgen_md::dataset::load(&a.data)?;
+    let na = frames.n_atoms;
+    let d = 3 * na;
+    let val_dir = a
+        .data
+        .parent()
+        .map(|p| p.join("val"))
+        .filter(|p| p.join("frames.npy").exists() && a.data.is_dir());
+    let (train_x, val_x): (Vec<f64>, Vec<f64>) = match &val_dir {
+        Some(v) if v != &a.data => (frames.x.clone(), bgen_md::dataset::load(v)?.x),
+        _ => {
+            let n = frames.len();
+            let cut = n - (n / 10).max(1);
+            (frames.x[..cut * d].to_vec(), frames.x[cut * d..].to_vec())
+        }
+    };
+    let (n_train, n_val) = (train_x.len() / d, val_x.len() / d);
+    if n_train < 2 {
+        bail!(
+            "{}: {n_train} training frames are too few",
+            a.data.display()
+        );
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
+    let info_path = a.out.join("run.json");
+    let mut trainer = if a.resume {
+        Trainer::load(&a.out, dev)?
+    } else {
+        if a.out.join("latest.json").exists() {
+            bail!(
+                "{} already holds a training run; pass --resume or choose another --out",
+                a.out.display()
+            );
+        }
+        let (model, mut tc) = preset(&a.preset, na as i64)?;
+        tc.steps = a.steps.unwrap_or(tc.steps);
+        tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
+        tc.lr = a.lr.unwrap_or(tc.lr);
+        tc.seed = a.seed;
+        let norm = Normalizer::fit(&train_x, na);
+        let (system, forcefield, temperature) = match (&a.system, data_system(&a.data)) {
+            (Some(s), _) => {
+                let sys = bgen_system::System::named(s, None, None)?;
+                (
+                    s.clone(),
+                    sys.params.setup.name().to_string(),
+                    sys.temperature,
+                )
+            }
+            (None, Some(t)) => t,
+            (None, None) => bail!(
+                "{}: cannot tell which system the frames are; pass --system",
+                a.data.display()
+            ),
+        };
+        let info = RunInfo {
+            model: a.model.clone(),
+            preset: a.preset.clone(),
+            system,
+            forcefield,
+            temperature_k: temperature,
+            data: a.data.display().to_string(),
+            n_train,
+            n_val,
+        };
+        bgen_system::npy::write_atomic(
+            &info_path,
+            serde_json::to_string_pretty(&info)?.as_bytes(),
+        )?;
+        for t in [a.data.join("topology.pdb"), a.data.join("../topology.pdb")] {
+            if t.exists() {
+                std::fs::copy(&t, a.out.join("topology.pdb"))?;
+                break;
+            }
+        }
+        Trainer::new(model, tc, norm, dev)
+    };
+    let norm = trainer.state.normalizer.clone();
+    if norm.n_atoms as usize != na {
+        bail!(
+            "{}: frames have {na} atoms, the run's model {}",
+            a.data.display(),
+            norm.n_atoms
+        );
+    }
+    let train_t = norm.to_model(&train_x, Kind::Float).to_device(dev);
+    let val_t = norm.to_model(&val_x, Kind::Float).to_device(dev);
+    let tc = trainer.state.train.clone();
+    eprintln!(
+        "TarFlow {} ({} wide, {} blocks x {} layers): {n_train} training / {n_val} validation frames of {na} atoms, std {:.4} nm; {} steps of {}",
+        a.preset, trainer.state.model.width, trainer.state.model.blocks, trainer.state.model.layers, norm.std, tc.steps, tc.batch_size
+    );
+    let bar = ProgressBar::new(tc.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} {msg} [{elapsed_precise}, ETA {eta_precise}]",
+        )
+        .expect("template"),
+    );
+    bar.set_position(trainer.state.step as u64);
+    bar.reset_eta();
+    let t0 = Instant::now();
+    let start = trainer.state.step;
+    let mut last_cp = Instant::now();
+    let mut order: Vec<i64> = Vec::new();
+    let n = n_train as i64;
+    while trainer.state.step < tc.steps {
+        let s = trainer.state.step;
+        // A fresh permutation per epoch, reproducible from the seed and the epoch.
+        let per_epoch = (n / tc.batch_size).max(1);
+        let (epoch, k) = (s / per_epoch, s % per_epoch);
+        if order.is_empty() || k == 0 {
+            let keys = bgen_models::data::normals(
+                n as usize,
+                tc.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9),
+            );
+            let mut idx: Vec<i64> = (0..n).collect();
+            idx.sort_by(|&p, &q| keys[p as usize].total_cmp(&keys[q as usize]));
+            order = idx;
+        }
+        let b: Vec<i64> = (0..tc.batch_size)
+            .map(|j| order[((k * tc.batch_size + j) % n) as usize])
+            .collect();
+        let batch = train_t.index_select(0, &Tensor::from_slice(&b).to_device(dev));
+        let loss = trainer.step(&batch);
+        if !loss.is_finite() {
+            bail!(
+                "training diverged at step {s} (loss {loss}); the last checkpoint in {} is intact",
+                a.out.display()
+            );
+        }
+        let done = trainer.state.step;
+        let rate = (done - start) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        bar.set_position(done as u64);
+        bar.set_message(format!("loss {loss:.3}/dim, {rate:.1} steps/s"));
+        if last_cp.elapsed() >= Duration::from_secs_f64(a.checkpoint_secs) || done == tc.steps {
+            let val = trainer.nll(&val_t, true);
+            trainer.state.history.push((done, loss, Some(val)));
+            trainer.save(&a.out)?;
+            bar.suspend(|| {
+                eprintln!("step {done}: train {loss:.4}, validation NLL {val:.4} per dim (EMA)")
+            });
+            last_cp = Instant::now();
+        }
+    }
+    bar.finish();
+    let val = trainer.nll(&val_t, true);
+    eprintln!(
+        "done: validation NLL {val:.4} per dim in normalised units ({:.4} per dim in nm units); {}",
+        val - norm.log_jacobian() / (3 * na) as f64,
+        a.out.display()
+    );
+    Ok(())
+}
