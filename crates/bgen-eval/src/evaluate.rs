@@ -45,6 +45,10 @@ pub struct Metrics {
     pub tica_w2: Option<f64>,
     /// Basin populations of the samples (weighted).
     pub basins: BTreeMap<String, f64>,
+    /// Held-out NLL of the reference frames under the model, per dimension, when a model is
+    /// given: in the model's normalised units and in nm.
+    pub nll: Option<f64>,
+    pub nll_nm: Option<f64>,
     pub details: Details,
 }
 
@@ -84,6 +88,8 @@ pub struct EvalData {
     /// First two TICA components of samples and reference.
     pub tica_samples: Vec<[f64; 2]>,
     pub tica_reference: Vec<[f64; 2]>,
+    /// Other sample sets to draw in the energy plot: (label, energies kT, normalised weights).
+    pub extra_energies: Vec<(String, Vec<f64>, Option<Vec<f64>>)>,
 }
 
 fn stride(n: usize, max: usize) -> Vec<usize> {
@@ -228,6 +234,8 @@ pub fn evaluate(
         torus_w2: torus,
         tica_w2,
         basins: basins_s.iter().map(|(k, v)| (k.clone(), v.value)).collect(),
+        nll: None,
+        nll_nm: None,
         details: Details {
             n_samples: keep.len(),
             n_reference: ridx.len(),
@@ -252,6 +260,7 @@ pub fn evaluate(
         ramachandran: rama,
         tica_samples: ts,
         tica_reference: tr,
+        extra_energies: Vec::new(),
     };
     (metrics, data)
 }

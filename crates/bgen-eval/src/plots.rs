@@ -139,17 +139,34 @@ fn energy_plot(path: &Path, data: &EvalData) -> PlotResult<()> {
             .map(|(i, c)| (lo + (i as f64 + 0.5) * width, c / (tot * width)))
             .collect()
     };
-    let mut series = vec![("reference MD", hist(&data.energy_reference, None), BLACK)];
+    let mut series = vec![(
+        "reference MD".to_string(),
+        hist(&data.energy_reference, None),
+        BLACK,
+    )];
     series.push((
-        "samples",
+        "samples".to_string(),
         hist(&data.energy_samples, None),
         RGBColor(31, 119, 180),
     ));
     if data.has_weights {
         series.push((
-            "samples reweighted",
+            "samples reweighted".to_string(),
             hist(&data.energy_samples, Some(&data.weights)),
             RGBColor(214, 39, 40),
+        ));
+    }
+    let palette = [
+        RGBColor(44, 160, 44),
+        RGBColor(148, 103, 189),
+        RGBColor(255, 127, 14),
+        RGBColor(140, 86, 75),
+    ];
+    for (k, (label, e, w)) in data.extra_energies.iter().enumerate() {
+        series.push((
+            label.clone(),
+            hist(e, w.as_deref()),
+            palette[k % palette.len()],
         ));
     }
     let ymax = series

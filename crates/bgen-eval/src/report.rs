@@ -51,6 +51,7 @@ th{{background:#f3f3f3}}td:first-child,th:first-child{{text-align:left}}img{{max
 <tr><td>E-W2</td><td>{}</td><td>energy 2-Wasserstein, kT</td></tr>\
 <tr><td>T-W2</td><td>{}</td><td>torus 2-Wasserstein over {} backbone dihedrals, rad (exact OT)</td></tr>\
 <tr><td>TICA-W2</td><td>{}</td><td>2-Wasserstein in the first two TICA components (exact OT)</td></tr>\
+<tr><td>NLL</td><td>{}</td><td>held-out NLL of the reference frames under the model, per dimension (normalised units; nm units: {})</td></tr>\
 <tr><td>mean energy</td><td>{} / {}</td><td>samples / reference, kT</td></tr>\
 <tr><td>samples</td><td>{} / {}</td><td>used samples / reference frames ({} non-finite samples left out)</td></tr></table>",
         f(m.ess),
@@ -59,6 +60,8 @@ th{{background:#f3f3f3}}td:first-child,th:first-child{{text-align:left}}img{{max
         f(m.torus_w2),
         d.dihedrals.len(),
         m.tica_w2.map_or("-".into(), f),
+        m.nll.map_or("-".into(), f),
+        m.nll_nm.map_or("-".into(), f),
         f(d.energy_mean_samples_kt),
         f(d.energy_mean_reference_kt),
         d.n_samples,

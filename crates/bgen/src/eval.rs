@@ -40,6 +40,29 @@ pub struct EvalArgs {
     /// TICA lag, in reference frames.
     #[arg(long, default_value_t = 10)]
     tica_lag: usize,
+    /// A training run (from `bgen train`): report the held-out NLL of the reference frames.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// More sample sets to draw in the energy plot (e.g. the proposal beside SMC); repeatable.
+    #[arg(long)]
+    compare: Vec<PathBuf>,
+}
+
+/// Held-out NLL per dimension of frames (nm) under the EMA flow of a training run: (normalised
+/// units, nm units).
+fn held_out_nll(run: &Path, frames: &[f64], n_atoms: usize) -> Result<(f64, f64)> {
+    let t = bgen_models::train::Trainer::load(run, tch::Device::Cpu)?;
+    let norm = t.state.normalizer.clone();
+    if norm.n_atoms as usize != n_atoms {
+        bail!(
+            "{}: the model has {} atoms, the reference {n_atoms}",
+            run.display(),
+            norm.n_atoms
+        );
+    }
+    let x = norm.to_model(frames, tch::Kind::Float);
+    let nll = t.nll(&x, true);
+    Ok((nll, nll - norm.log_jacobian() / (3 * n_atoms) as f64))
 }
 
 /// Positions (nm) and optional log-weights from a samples path.
@@ -101,7 +124,42 @@ pub fn run(a: EvalArgs) -> Result<()> {
         tica_lag: a.tica_lag,
         ..Default::default()
     };
-    let (metrics, data) = evaluate(&sys, &x, lw.as_deref(), &reference.x, opts);
+    let (mut metrics, mut data) = evaluate(&sys, &x, lw.as_deref(), &reference.x, opts);
+    if let Some(run) = &a.model {
+        let (nll, nll_nm) = held_out_nll(run, &reference.x, sys.n_atoms())?;
+        metrics.nll = Some(nll);
+        metrics.nll_nm = Some(nll_nm);
+    }
+    for c in &a.compare {
+        let (cx, cna, clw) = load_samples(c, &None)?;
+        if cna != sys.n_atoms() {
+            bail!(
+                "{}: {cna} atoms, but {} has {}",
+                c.display(),
+                sys.name,
+                sys.n_atoms()
+            );
+        }
+        let (cm, cd) = evaluate(
+            &sys,
+            &cx,
+            clw.as_deref(),
+            &reference.x,
+            EvalOptions {
+                max_samples: a.max_samples,
+                ..opts
+            },
+        );
+        let label = c
+            .file_name()
+            .map_or("other".into(), |n| n.to_string_lossy().to_string());
+        println!(
+            "  {label}: ESS {:.4}  E-W2 {:.4}  T-W2 {:.4}",
+            cm.ess, cm.energy_w2, cm.torus_w2
+        );
+        let w = cd.has_weights.then_some(cd.weights.clone());
+        data.extra_energies.push((label, cd.energy_samples, w));
+    }
     write_atomic(
         &a.out.join("metrics.json"),
         serde_json::to_string_pretty(&metrics)?.as_bytes(),

@@ -9,8 +9,12 @@ fn bgen() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bgen"))
 }
 
+fn path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("bgen-cli-models-{}-{name}", std::process::id()))
+}
+
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bgen-cli-models-{}-{name}", std::process::id()));
+    let d = path(name);
     let _ = std::fs::remove_dir_all(&d);
     d
 }
@@ -80,7 +84,30 @@ fn train_then_sample_with_every_method() {
         if method == "smc" {
             assert_eq!(s["energy_evaluations"].as_u64().unwrap(), 64 * 5);
         }
-        std::fs::remove_dir_all(out).unwrap();
+    }
+    // Evaluation with the model's held-out NLL and the proposal drawn beside SMC.
+    let ev = tmp("eval");
+    ok(bgen()
+        .args(["eval", "--system", "aldp", "--samples"])
+        .arg(path("smc"))
+        .arg("--compare")
+        .arg(path("proposal"))
+        .arg("--model")
+        .arg(&run)
+        .arg("--reference")
+        .arg(split.join("test"))
+        .arg("--out")
+        .arg(&ev)
+        .output()
+        .unwrap());
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ev.join("metrics.json")).unwrap()).unwrap();
+    assert!(
+        m["nll"].as_f64().unwrap().is_finite()
+            && m["nll_nm"].as_f64().unwrap() < m["nll"].as_f64().unwrap()
+    );
+    for d in [path("proposal"), path("snis"), path("smc"), ev] {
+        std::fs::remove_dir_all(d).unwrap();
     }
     // A damaged checkpoint is reported with its file.
     let latest: serde_json::Value =
