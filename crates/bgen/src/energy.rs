@@ -6,20 +6,45 @@ use bgen_system::{Setup, System};
 use clap::Args;
 use std::path::PathBuf;
 
-#[derive(Args)]
-pub struct EnergyArgs {
-    /// PDB file with hydrogens.
-    #[arg(long, conflicts_with = "system", required_unless_present = "system")]
-    pdb: Option<PathBuf>,
+/// Which molecule, under which force field and temperature (shared by the commands).
+#[derive(Args, Clone, Debug)]
+pub struct SystemArgs {
     /// Embedded system (aldp, ala3, ala4, ala6, chignolin).
+    #[arg(long, conflicts_with = "pdb")]
+    pub system: Option<String>,
+    /// PDB file with hydrogens.
     #[arg(long)]
-    system: Option<String>,
+    pub pdb: Option<PathBuf>,
     /// Force field: amber99sbildn-obc2 or amber14-obc1 (default: the system's own; amber14-obc1 for a PDB).
     #[arg(long)]
-    forcefield: Option<String>,
-    /// Temperature in K for energies in kT (default: the force field's, 300 or 310 K).
+    pub forcefield: Option<String>,
+    /// Temperature, K (default: the force field's, 300 or 310 K; sets kT).
     #[arg(long)]
-    temperature: Option<f64>,
+    pub temperature: Option<f64>,
+}
+
+impl SystemArgs {
+    /// Builds the system of `--pdb`/`--system` with `--forcefield` and `--temperature`.
+    pub fn load(&self) -> Result<System> {
+        let setup = self
+            .forcefield
+            .as_deref()
+            .map(Setup::from_name)
+            .transpose()?;
+        Ok(match (&self.pdb, &self.system) {
+            (Some(p), _) => {
+                System::from_pdb_file(p, setup.unwrap_or(Setup::Amber14Obc1), self.temperature)?
+            }
+            (None, Some(name)) => System::named(name, setup, self.temperature)?,
+            (None, None) => bail!("give --pdb FILE or --system NAME"),
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct EnergyArgs {
+    #[command(flatten)]
+    sys: SystemArgs,
     /// Conformations: .npy of shape (n, atoms, 3) or (atoms, 3), float32/float64, nm.
     /// Default: the positions of the structure.
     #[arg(long)]
@@ -32,23 +57,8 @@ pub struct EnergyArgs {
     json: bool,
 }
 
-/// Loads the system of `--pdb`/`--system` with `--forcefield` and `--temperature`.
-pub fn load_system(
-    pdb: &Option<PathBuf>,
-    system: &Option<String>,
-    forcefield: &Option<String>,
-    temperature: Option<f64>,
-) -> Result<System> {
-    let setup = forcefield.as_deref().map(Setup::from_name).transpose()?;
-    Ok(match (pdb, system) {
-        (Some(p), _) => System::from_pdb_file(p, setup.unwrap_or(Setup::Amber14Obc1), temperature)?,
-        (None, Some(name)) => System::named(name, setup, temperature)?,
-        (None, None) => bail!("give --pdb FILE or --system NAME"),
-    })
-}
-
 pub fn run(a: EnergyArgs) -> Result<()> {
-    let sys = load_system(&a.pdb, &a.system, &a.forcefield, a.temperature)?;
+    let sys = a.sys.load()?;
     let n_atoms = sys.n_atoms();
     let (x, source) = match &a.positions {
         Some(p) => {

@@ -1,6 +1,6 @@
 //! `bgen eval`: metrics, plots and an HTML report of samples against reference MD.
 
-use crate::energy::load_system;
+use crate::energy::SystemArgs;
 use anyhow::{bail, Context, Result};
 use bgen_eval::evaluate::{evaluate, EvalOptions};
 use bgen_system::npy::{read_npy, write_atomic};
@@ -19,18 +19,8 @@ pub struct EvalArgs {
     /// Reference MD: a (frames, atoms, 3) .npy in time order, or a run / data-set directory.
     #[arg(long)]
     reference: PathBuf,
-    /// Embedded system (aldp, ala3, ala4, ala6, chignolin).
-    #[arg(long, conflicts_with = "pdb", required_unless_present = "pdb")]
-    system: Option<String>,
-    /// PDB file with hydrogens.
-    #[arg(long)]
-    pdb: Option<PathBuf>,
-    /// Force field (default: the system's own).
-    #[arg(long)]
-    forcefield: Option<String>,
-    /// Temperature, K (default: the force field's).
-    #[arg(long)]
-    temperature: Option<f64>,
+    #[command(flatten)]
+    sys: SystemArgs,
     /// Output directory: metrics.json, *.png, report.html.
     #[arg(long)]
     out: PathBuf,
@@ -102,7 +92,7 @@ fn load_samples(
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
-    let sys = load_system(&a.pdb, &a.system, &a.forcefield, a.temperature)?;
+    let sys = a.sys.load()?;
     let (x, na, lw) = load_samples(&a.samples, &a.log_weights)?;
     let reference = bgen_md::dataset::load(&a.reference)?;
     for (what, path, n) in [

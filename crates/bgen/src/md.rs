@@ -1,6 +1,6 @@
 //! `bgen md`: resumable Langevin MD of a molecule, writing training data; `bgen dataset split`.
 
-use crate::energy::load_system;
+use crate::energy::SystemArgs;
 use anyhow::{bail, Context, Result};
 use bgen_md::dataset::{self, SplitBy};
 use bgen_md::{MdRun, MdSettings};
@@ -11,18 +11,8 @@ use std::time::Duration;
 
 #[derive(Args)]
 pub struct MdArgs {
-    /// Embedded system (aldp, ala3, ala4, ala6, chignolin).
-    #[arg(long, conflicts_with = "pdb")]
-    system: Option<String>,
-    /// PDB file with hydrogens.
-    #[arg(long)]
-    pdb: Option<PathBuf>,
-    /// Force field: amber99sbildn-obc2 or amber14-obc1 (default: the system's own; amber14-obc1 for a PDB).
-    #[arg(long)]
-    forcefield: Option<String>,
-    /// Temperature, K (default: the force field's, 300 or 310 K).
-    #[arg(long)]
-    temperature: Option<f64>,
+    #[command(flatten)]
+    sys: SystemArgs,
     /// Production length of each replica, ns.
     #[arg(long)]
     ns: Option<f64>,
@@ -79,7 +69,7 @@ impl MdArgs {
                 }
             };
         }
-        set!(self.temperature, temperature_k, "--temperature");
+        set!(self.sys.temperature, temperature_k, "--temperature");
         set!(self.ns, ns_per_replica, "--ns");
         set!(self.replicas, replicas, "--replicas");
         set!(self.seed, seed, "--seed");
@@ -88,7 +78,7 @@ impl MdArgs {
         set!(self.save_every_ps, save_every_ps, "--save-every-ps");
         set!(self.equilibrate_ps, equilibrate_ps, "--equilibrate-ps");
         set!(self.minimize_tol, minimize_tolerance, "--minimize-tol");
-        set!(self.forcefield, forcefield, "--forcefield");
+        set!(self.sys.forcefield, forcefield, "--forcefield");
         changed
     }
 }
@@ -117,11 +107,8 @@ fn open_run(a: &MdArgs) -> Result<MdRun> {
             a.out.display()
         );
     }
-    if a.system.is_none() && a.pdb.is_none() {
-        bail!("give --system NAME or --pdb FILE");
-    }
-    let sys = load_system(&a.pdb, &a.system, &a.forcefield, a.temperature)?;
-    let label = match (&a.system, &a.pdb) {
+    let sys = a.sys.load()?;
+    let label = match (&a.sys.system, &a.sys.pdb) {
         (Some(n), _) => n.clone(),
         (None, Some(p)) => p.display().to_string(),
         _ => unreachable!(),
