@@ -34,6 +34,9 @@ pub struct SampleArgs {
     /// SNIS: fraction of the largest log-weights dropped.
     #[arg(long, default_value_t = 0.002)]
     drop_top: f64,
+    /// SNIS: samples with a target energy above this (kT) get zero weight.
+    #[arg(long)]
+    energy_cutoff: Option<f64>,
     /// SMC: annealing levels.
     #[arg(long, default_value_t = 100)]
     steps: usize,
@@ -151,6 +154,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
             summary.insert("ess".into(), r.ess.into());
             summary.insert("log_z".into(), r.log_z.into());
             summary.insert("dropped_top".into(), r.dropped_top.into());
+            summary.insert("dropped_energy".into(), r.dropped_energy.into());
             summary.insert("energy_evaluations".into(), a.n.into());
             summary.insert("model_evaluations".into(), a.n.into());
             let lw = if a.method == "snis" {
