@@ -15,6 +15,30 @@ pub enum BenchCommand {
     /// MD ns/day (Langevin middle, 1 fs, no constraints), one replica on one thread and one
     /// replica per core, beside OpenMM's CPU (1 thread, all threads) and Reference platforms.
     Md(MdBench),
+    /// TarFlow training step and KV-cache sampling in bgen (tch) beside the same model in
+    /// PyTorch, same CPU threads, same run.
+    Tarflow(TarflowBench),
+}
+
+#[derive(Args)]
+pub struct TarflowBench {
+    /// Model preset (tiny, small, aldp, peptide, chignolin).
+    #[arg(long, default_value = "small")]
+    preset: String,
+    /// Tokens (atoms): 22 is alanine dipeptide.
+    #[arg(long, default_value_t = 22)]
+    tokens: i64,
+    /// Timed training steps.
+    #[arg(long, default_value_t = 20)]
+    steps: i64,
+    /// Samples drawn in the sampling timing.
+    #[arg(long, default_value_t = 1000)]
+    samples: i64,
+    #[arg(long, default_value_t = 1)]
+    threads: i32,
+    /// Python interpreter with torch (make / scripts/libtorch.sh put .venv's first on PATH).
+    #[arg(long, default_value = "python3", env = "BGEN_TORCH_PYTHON")]
+    python: String,
 }
 
 #[derive(Args)]
@@ -131,7 +155,104 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Energy(a) => bench_energy(a),
         BenchCommand::Md(a) => bench_md(a),
+        BenchCommand::Tarflow(a) => bench_tarflow(a),
     }
+}
+
+fn bench_tarflow(a: TarflowBench) -> Result<()> {
+    use bgen_models::data::Normalizer;
+    use bgen_models::train::Trainer;
+    use tch::{Device, Kind, Tensor};
+    tch::set_num_threads(a.threads);
+    let (model, mut tc) = crate::train::preset(&a.preset, a.tokens)?;
+    tc.steps = 1_000_000;
+    let d = model.dim();
+    let mut t = Trainer::new(
+        model.clone(),
+        tc.clone(),
+        Normalizer {
+            n_atoms: a.tokens,
+            std: 1.0,
+        },
+        Device::Cpu,
+    );
+    let data = Tensor::randn([4096, d], (Kind::Float, Device::Cpu));
+    let batch = |i: i64| {
+        let idx = (Tensor::arange(tc.batch_size, (Kind::Int64, Device::Cpu)) * 7
+            + i * tc.batch_size)
+            .remainder(4096);
+        data.index_select(0, &idx)
+    };
+    for i in 0..3 {
+        t.step(&batch(i));
+    }
+    let t0 = Instant::now();
+    for i in 0..a.steps {
+        t.step(&batch(i));
+    }
+    let step_s = t0.elapsed().as_secs_f64() / a.steps as f64;
+    let flow = &t.flow;
+    let _ = flow.sample(8, Kind::Float, Device::Cpu);
+    let t0 = Instant::now();
+    let _ =
+        tch::no_grad(|| flow.inverse(&Tensor::randn([a.samples, d], (Kind::Float, Device::Cpu))));
+    let bgen_sps = a.samples as f64 / t0.elapsed().as_secs_f64();
+    println!(
+        "TarFlow {} ({} wide, {} blocks x {} layers, {} tokens), batch {}, {} thread(s)",
+        a.preset, model.width, model.blocks, model.layers, a.tokens, tc.batch_size, a.threads
+    );
+    println!(
+        "bgen (tch): training step {:.1} ms, sampling {:.0} samples/s (KV cache)",
+        step_s * 1e3,
+        bgen_sps
+    );
+    let dir = std::env::temp_dir().join(format!("bgen-bench-tarflow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let script = dir.join("torch_tarflow.py");
+    std::fs::write(&script, include_str!("bench/torch_tarflow.py"))?;
+    let out = dir.join("out.json");
+    let status = Command::new(&a.python)
+        .arg(&script)
+        .args(
+            [
+                a.tokens,
+                model.width,
+                model.blocks,
+                model.layers,
+                model.head_dim,
+                tc.batch_size,
+                a.steps,
+                a.samples,
+                a.threads as i64,
+            ]
+            .map(|v| v.to_string()),
+        )
+        .arg(&out)
+        .status();
+    match status {
+        Ok(s) if s.success() => {
+            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
+            let ps = v["train_step_s"].as_f64().unwrap_or(f64::NAN);
+            let psps = v["samples_per_s"].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "PyTorch {}: training step {:.1} ms, sampling {:.0} samples/s (KV cache)",
+                v["torch"].as_str().unwrap_or("?"),
+                ps * 1e3,
+                psps
+            );
+            println!(
+                "ratio bgen / PyTorch: training {:.2}x, sampling {:.2}x (higher is faster)",
+                ps / step_s,
+                bgen_sps / psps
+            );
+        }
+        _ => println!(
+            "PyTorch peer not run ({} with torch not found; run under make or scripts/libtorch.sh)",
+            a.python
+        ),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 fn has_openmm(python: &str) -> bool {
