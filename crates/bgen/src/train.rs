@@ -265,11 +265,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         bar.set_position(done as u64);
         bar.set_message(format!("loss {loss:.3}/dim, {rate:.1} steps/s"));
         if last_cp.elapsed() >= Duration::from_secs_f64(a.checkpoint_secs) || done == tc.steps {
-            let val = trainer.nll(&val_t, true);
+            let (val, raw) = (trainer.nll(&val_t, true), trainer.nll(&val_t, false));
             trainer.state.history.push((done, loss, Some(val)));
             trainer.save(&a.out)?;
             bar.suspend(|| {
-                eprintln!("step {done}: train {loss:.4}, validation NLL {val:.4} per dim (EMA)")
+                eprintln!("step {done}: train {loss:.4}, validation NLL {val:.4} per dim (EMA; {raw:.4} without)")
             });
             last_cp = Instant::now();
         }
