@@ -173,48 +173,43 @@ impl Trainer {
         let lr = learning_rate(&c, t);
         let mvars = self.moments.variables();
         tch::no_grad(|| {
-            // Global gradient-norm clipping.
-            let sq: f64 = self
+            // Global gradient-norm clipping (one synchronisation for all parameters).
+            let grads: Vec<Tensor> = self
                 .names
                 .iter()
-                .map(|n| {
-                    let g = vars[n].grad();
-                    if g.defined() {
-                        f64::try_from(g.square().sum(Kind::Double)).unwrap_or(0.0)
-                    } else {
-                        0.0
-                    }
-                })
-                .sum();
-            let scale = if sq.sqrt() > c.clip {
-                c.clip / sq.sqrt()
+                .map(|n| vars[n].grad())
+                .filter(|g| g.defined())
+                .collect();
+            let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
+            let total = if norms.is_empty() {
+                0.0
             } else {
-                1.0
+                f64::try_from(Tensor::stack(&norms, 0).norm()).unwrap_or(0.0)
             };
+            let scale = if total > c.clip { c.clip / total } else { 1.0 };
             let step = (t + 1) as f64;
             let (b1c, b2c) = (1.0 - c.beta1.powf(step), 1.0 - c.beta2.powf(step));
+            let evars = self.ema_vs.variables();
             for n in &self.names {
                 let mut p = vars[n].shallow_clone();
                 let g = p.grad();
                 if !g.defined() {
                     continue;
                 }
-                let g = g * scale;
+                let g = if scale < 1.0 { g * scale } else { g };
                 let mut m = mvars[&moment_name("m", n)].shallow_clone();
                 let mut v = mvars[&moment_name("v", n)].shallow_clone();
-                let _ = m.g_mul_scalar_(c.beta1).g_add_(&(&g * (1.0 - c.beta1)));
+                // m <- beta1 m + (1 - beta1) g; v <- beta2 v + (1 - beta2) g^2
+                let _ = m.lerp_(&g, 1.0 - c.beta1);
                 let _ = v
                     .g_mul_scalar_(c.beta2)
-                    .g_add_(&(g.square() * (1.0 - c.beta2)));
+                    .addcmul_(&g, &(&g * (1.0 - c.beta2)));
+                // decoupled weight decay, then p <- p - lr m_hat / (sqrt(v_hat) + eps)
                 let _ = p.g_mul_scalar_(1.0 - lr * c.weight_decay);
-                let update = (&m / b1c) / ((&v / b2c).sqrt() + 1e-8) * lr;
-                let _ = p.g_sub_(&update);
-            }
-            // EMA of the weights.
-            let evars = self.ema_vs.variables();
-            for n in &self.names {
-                let mut e = evars[n].shallow_clone();
-                let _ = e.g_mul_scalar_(c.ema).g_add_(&(&vars[n] * (1.0 - c.ema)));
+                let denom = v.sqrt() / b2c.sqrt() + 1e-8;
+                let _ = p.addcdiv_(&(&m * (-lr / b1c)), &denom);
+                // EMA of the weights.
+                let _ = evars[n].shallow_clone().lerp_(&p, 1.0 - c.ema);
             }
         });
         self.state.step += 1;
