@@ -43,7 +43,7 @@ pub struct TrainConfig {
     pub warmup: f64,
     /// Largest gradient norm.
     pub clip: f64,
-    /// EMA decay of the weights used for sampling.
+    /// EMA decay of the weights used for sampling (warmed up as min(ema, (1+t)/(10+t))).
     pub ema: f64,
     pub seed: u64,
 }
@@ -190,6 +190,7 @@ impl Trainer {
             let step = (t + 1) as f64;
             let (b1c, b2c) = (1.0 - c.beta1.powf(step), 1.0 - c.beta2.powf(step));
             let evars = self.ema_vs.variables();
+            let ema_decay = c.ema.min((1.0 + t as f64) / (10.0 + t as f64));
             for n in &self.names {
                 let mut p = vars[n].shallow_clone();
                 let g = p.grad();
@@ -208,8 +209,9 @@ impl Trainer {
                 let _ = p.g_mul_scalar_(1.0 - lr * c.weight_decay);
                 let denom = v.sqrt() / b2c.sqrt() + 1e-8;
                 let _ = p.addcdiv_(&(&m * (-lr / b1c)), &denom);
-                // EMA of the weights.
-                let _ = evars[n].shallow_clone().lerp_(&p, 1.0 - c.ema);
+                // EMA of the weights, with the usual warm-up of the decay so that the
+                // initial weights do not linger: decay_t = min(ema, (1 + t) / (10 + t)).
+                let _ = evars[n].shallow_clone().lerp_(&p, 1.0 - ema_decay);
             }
         });
         self.state.step += 1;
