@@ -59,6 +59,8 @@ pub struct Details {
     pub n_reference: usize,
     /// Samples with non-finite coordinates or energy (left out of every metric).
     pub n_nonfinite: usize,
+    /// Mirror-image samples (most chiral centres inverted) reflected before the metrics.
+    pub n_mirrored: usize,
     pub energy_mean_samples_kt: f64,
     pub energy_mean_reference_kt: f64,
     pub basins_samples: BTreeMap<String, Estimate>,
@@ -116,10 +118,14 @@ pub fn evaluate(
     // Samples: strided, finite ones only.
     let idx = stride(samples.len() / d, opts.max_samples);
     let mut energies_all = vec![0.0; idx.len()];
-    let xs: Vec<f64> = idx
+    let mut xs: Vec<f64> = idx
         .iter()
         .flat_map(|&i| samples[i * d..(i + 1) * d].iter().copied())
         .collect();
+    // Mirror images (most chiral centres inverted) are reflected back before any metric.
+    let centres = system.topology.chiral_centres();
+    let n_mirrored =
+        bgen_system::topology::fix_mirror_images(&mut xs, na, &centres, &system.positions);
     use bgen_system::Target;
     system.energy_and_grad(&xs, &mut energies_all, None);
     let lw_all: Vec<f64> = match log_weights {
@@ -240,6 +246,7 @@ pub fn evaluate(
             n_samples: keep.len(),
             n_reference: ridx.len(),
             n_nonfinite,
+            n_mirrored,
             energy_mean_samples_kt: mean(&e_s, Some(&w)),
             energy_mean_reference_kt: mean(&e_r, None),
             basins_samples: basins_s,

@@ -53,7 +53,7 @@ th{{background:#f3f3f3}}td:first-child,th:first-child{{text-align:left}}img{{max
 <tr><td>TICA-W2</td><td>{}</td><td>2-Wasserstein in the first two TICA components (exact OT)</td></tr>\
 <tr><td>NLL</td><td>{}</td><td>held-out NLL of the reference frames under the model, per dimension (normalised units; nm units: {})</td></tr>\
 <tr><td>mean energy</td><td>{} / {}</td><td>samples / reference, kT</td></tr>\
-<tr><td>samples</td><td>{} / {}</td><td>used samples / reference frames ({} non-finite samples left out)</td></tr></table>",
+<tr><td>samples</td><td>{} / {}</td><td>used samples / reference frames ({} non-finite samples left out, {} mirror images reflected)</td></tr></table>",
         f(m.ess),
         f(m.energy_w1),
         f(m.energy_w2),
@@ -66,7 +66,8 @@ th{{background:#f3f3f3}}td:first-child,th:first-child{{text-align:left}}img{{max
         f(d.energy_mean_reference_kt),
         d.n_samples,
         d.n_reference,
-        d.n_nonfinite
+        d.n_nonfinite,
+        d.n_mirrored
     );
     h.push_str("<h2>Basins</h2><table><tr><th>basin</th><th>samples</th><th>reference</th><th>&Delta;F samples (kT)</th><th>&Delta;F reference (kT)</th></tr>");
     for (k, s) in &d.basins_samples {

@@ -78,3 +78,17 @@ fn non_finite_samples_are_left_out_and_counted() {
     assert_eq!((m.details.n_nonfinite, m.details.n_samples), (1, 49));
     assert!(m.energy_w2.is_finite() && m.torus_w2.is_finite());
 }
+
+#[test]
+fn mirror_images_are_reflected_and_counted() {
+    let sys = System::named("aldp", None, None).unwrap();
+    let x = frames(&sys, 6, 100);
+    let mut mixed = x.clone();
+    let d = 3 * sys.n_atoms();
+    for f in mixed.chunks_mut(d).step_by(3) {
+        f.iter_mut().for_each(|v| *v = -*v);
+    }
+    let (m, _) = evaluate(&sys, &mixed, None, &x, opts());
+    assert_eq!(m.details.n_mirrored, 34);
+    assert!(m.torus_w2 < 1e-9 && m.energy_w2 < 1e-12, "{m:?}");
+}

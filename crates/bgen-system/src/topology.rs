@@ -257,6 +257,17 @@ impl Topology {
             .collect()
     }
 
+    /// Alpha-carbon chiral centres: (CA, N, C, CB) of every residue that has all four (all
+    /// standard amino acids but glycine).
+    pub fn chiral_centres(&self) -> Vec<[usize; 4]> {
+        (0..self.residues.len())
+            .filter_map(|ri| {
+                let at = self.residue_atoms(ri);
+                Some([*at.get("CA")?, *at.get("N")?, *at.get("C")?, *at.get("CB")?])
+            })
+            .collect()
+    }
+
     /// Backbone dihedrals phi (C(i-1)-N-CA-C) and psi (N-CA-C-N(i+1)) of every residue that has
     /// N, CA and C and bonded neighbours in its chain (caps such as ACE/NME supply the outer
     /// atoms), in chain order, phi before psi.
@@ -311,4 +322,52 @@ pub struct BackboneDihedral {
     /// phi (true) or psi (false).
     pub is_phi: bool,
     pub atoms: [usize; 4],
+}
+
+/// Signed volume (N - CA) . ((C - CA) x (CB - CA)) of a chiral centre (CA, N, C, CB) in nm^3:
+/// its sign tells the handedness (L-amino acids share one sign).
+pub fn chirality(x: &[f64], centre: [usize; 4]) -> f64 {
+    let [ca, n, c, cb] = centre;
+    let v = |a: usize| {
+        [
+            x[3 * a] - x[3 * ca],
+            x[3 * a + 1] - x[3 * ca + 1],
+            x[3 * a + 2] - x[3 * ca + 2],
+        ]
+    };
+    let (a, b, d) = (v(n), v(c), v(cb));
+    a[0] * (b[1] * d[2] - b[2] * d[1])
+        + a[1] * (b[2] * d[0] - b[0] * d[2])
+        + a[2] * (b[0] * d[1] - b[1] * d[0])
+}
+
+/// Mirror images among samples (n x atoms x 3, nm): a sample whose chiral centres mostly have
+/// the opposite handedness to `reference` (e.g. the input structure) is reflected (x -> -x),
+/// which restores every centre and leaves the energy unchanged. Returns how many were flipped.
+pub fn fix_mirror_images(
+    samples: &mut [f64],
+    n_atoms: usize,
+    centres: &[[usize; 4]],
+    reference: &[f64],
+) -> usize {
+    if centres.is_empty() {
+        return 0;
+    }
+    let want: Vec<f64> = centres
+        .iter()
+        .map(|&c| chirality(reference, c).signum())
+        .collect();
+    let mut flipped = 0;
+    for s in samples.chunks_mut(3 * n_atoms) {
+        let wrong = centres
+            .iter()
+            .zip(&want)
+            .filter(|(&c, &w)| chirality(s, c) * w < 0.0)
+            .count();
+        if 2 * wrong > centres.len() {
+            s.iter_mut().for_each(|v| *v = -*v);
+            flipped += 1;
+        }
+    }
+    flipped
 }

@@ -22,3 +22,32 @@ fn backbone_dihedrals_follow_the_chain() {
         assert!(!d[0].is_phi && d.last().unwrap().is_phi, "{name}");
     }
 }
+
+#[test]
+fn mirror_images_are_found_and_flipped() {
+    use bgen_system::topology::{chirality, fix_mirror_images};
+    let sys = System::named("ala6", None, None).unwrap();
+    let centres = sys.topology.chiral_centres();
+    assert_eq!(centres.len(), 6);
+    let x = sys.positions.clone();
+    // Every L-alanine CA has the same handedness.
+    let signs: Vec<f64> = centres.iter().map(|&c| chirality(&x, c).signum()).collect();
+    assert!(signs.iter().all(|&s| s == signs[0]));
+    let mirrored: Vec<f64> = x.iter().map(|v| -v).collect();
+    let mut batch = [x.clone(), mirrored.clone(), x.clone()].concat();
+    let n = fix_mirror_images(&mut batch, sys.n_atoms(), &centres, &sys.positions);
+    assert_eq!(n, 1);
+    assert_eq!(&batch[x.len()..2 * x.len()], &x[..]);
+    // The energy does not see the mirror.
+    let (e0, e1) = (sys.energy(&x).total(), sys.energy(&mirrored).total());
+    assert!((e0 - e1).abs() < 1e-9 * e0.abs());
+    // Glycine has no centre.
+    assert_eq!(
+        System::named("chignolin", None, None)
+            .unwrap()
+            .topology
+            .chiral_centres()
+            .len(),
+        7
+    );
+}

@@ -187,6 +187,11 @@ pub fn run(a: SampleArgs) -> Result<()> {
         }
         other => bail!("unknown --method '{other}' (proposal, snis, smc)"),
     };
+    // Mirror images (all chiral centres inverted) are reflected back; the energy is unchanged.
+    let mut x = x;
+    let centres = sys.topology.chiral_centres();
+    let mirrored = bgen_system::topology::fix_mirror_images(&mut x, na, &centres, &sys.positions);
+    summary.insert("mirrored".into(), mirrored.into());
     write_npy(&a.out.join("samples.npy"), &[a.n, na, 3], &x, true)?;
     write_npy(&a.out.join("energies.npy"), &[a.n], &energies, false)?;
     if let Some(lw) = &log_w {
