@@ -278,9 +278,13 @@ impl Trainer {
         Ok(done)
     }
 
-    /// The EMA flow (for sampling), consuming the trainer.
-    pub fn into_ema_flow(self) -> TarFlow {
-        self.ema_flow
+    /// The EMA flow (for sampling), or with `ema` false the raw weights, consuming the trainer.
+    pub fn into_flow(self, ema: bool) -> TarFlow {
+        if ema {
+            self.ema_flow
+        } else {
+            self.flow
+        }
     }
 
     /// Loads the checkpoint that `dir/latest.json` names, checking every tensor's presence and

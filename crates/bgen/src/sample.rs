@@ -54,6 +54,9 @@ pub struct SampleArgs {
     device: String,
     #[arg(long, default_value_t = 1)]
     threads: i32,
+    /// Use the raw weights instead of their moving average.
+    #[arg(long)]
+    no_ema: bool,
     /// Samples per network pass.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
@@ -123,7 +126,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
     }
     let d = 3 * sys.n_atoms();
     let flow = FlowProposal {
-        flow: trainer.into_ema_flow(),
+        flow: trainer.into_flow(!a.no_ema),
         normalizer: norm,
         device: dev,
         kind: Kind::Float,
