@@ -70,6 +70,28 @@ fn inverts_to_round_off() {
     }
 }
 
+/// One token per coordinate (15 tokens of dimension 1) inverts as well.
+#[test]
+fn per_coordinate_tokens_invert() {
+    tch::manual_seed(3);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = TarFlowConfig {
+        tokens: 15,
+        token_dim: 1,
+        ..tiny()
+    };
+    let flow = TarFlow::new(&vs.root(), cfg);
+    tch::no_grad(|| {
+        for (_, mut v) in vs.variables() {
+            let noise = v.randn_like() * 0.05;
+            let _ = v.f_add_(&noise).unwrap();
+        }
+    });
+    let x = Tensor::randn([16, 15], (Kind::Float, Device::Cpu));
+    let back = tch::no_grad(|| flow.inverse(&flow.forward(&x).0));
+    assert!(f64::try_from((back - &x).abs().max()).unwrap() < 1e-5);
+}
+
 #[test]
 fn log_determinant_equals_brute_force_jacobian() {
     let (_vs, flow) = randomised(Kind::Double);

@@ -28,6 +28,10 @@ pub struct TrainArgs {
     /// about 40 min on one core for aldp), aldp (256 wide, 4x4), peptide (384, 6x6), chignolin (384, 8x8).
     #[arg(long, default_value = "small")]
     preset: String,
+    /// One token per coordinate (3N tokens of dimension 1) instead of one per atom; for the
+    /// smallest systems.
+    #[arg(long)]
+    per_coordinate: bool,
     /// Training steps (overrides the preset's).
     #[arg(long)]
     steps: Option<i64>,
@@ -163,7 +167,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 a.out.display()
             );
         }
-        let (model, mut tc) = preset(&a.preset, na as i64)?;
+        let (mut model, mut tc) = preset(&a.preset, na as i64)?;
+        if a.per_coordinate {
+            model.tokens = 3 * na as i64;
+            model.token_dim = 1;
+        }
         tc.steps = a.steps.unwrap_or(tc.steps);
         tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
         tc.lr = a.lr.unwrap_or(tc.lr);
