@@ -73,6 +73,11 @@ pub struct SmcResult {
     /// Per-sample evaluations of the target energy (with gradient) and of the model.
     pub energy_evaluations: usize,
     pub model_evaluations: usize,
+    /// Wall time in the model (log q and its gradient, and the initial sampling) and in the
+    /// target energy, seconds; particle-steps (particles x levels x moves) per second overall.
+    pub model_seconds: f64,
+    pub energy_seconds: f64,
+    pub particle_steps_per_s: f64,
 }
 
 /// Energies and gradients of both ends at a batch.
@@ -83,7 +88,16 @@ struct Ends {
     g_tgt: Vec<f64>,
 }
 
-fn evaluate<P: Proposal, T: Target>(p: &P, t: &T, x: &[f64], counts: &mut (usize, usize)) -> Ends {
+/// Evaluation counts and the wall time spent in the model and the target.
+#[derive(Default)]
+struct Counts {
+    energy: usize,
+    model: usize,
+    model_s: f64,
+    energy_s: f64,
+}
+
+fn evaluate<P: Proposal, T: Target>(p: &P, t: &T, x: &[f64], counts: &mut Counts) -> Ends {
     let n = x.len() / t.dim();
     let mut e = Ends {
         src: vec![0.0; n],
@@ -91,13 +105,17 @@ fn evaluate<P: Proposal, T: Target>(p: &P, t: &T, x: &[f64], counts: &mut (usize
         g_src: vec![0.0; x.len()],
         g_tgt: vec![0.0; x.len()],
     };
+    let t0 = std::time::Instant::now();
     p.log_q(x, &mut e.src, Some(&mut e.g_src));
+    counts.model_s += t0.elapsed().as_secs_f64();
     // E_src = -log q
     e.src.iter_mut().for_each(|v| *v = -*v);
     e.g_src.iter_mut().for_each(|v| *v = -*v);
+    let t0 = std::time::Instant::now();
     t.energy_and_grad(x, &mut e.tgt, Some(&mut e.g_tgt));
-    counts.0 += n;
-    counts.1 += n;
+    counts.energy_s += t0.elapsed().as_secs_f64();
+    counts.energy += n;
+    counts.model += n;
     e
 }
 
@@ -120,8 +138,11 @@ pub fn smc<P: Proposal, T: Target>(
     let d = target.dim();
     assert_eq!(proposal.dim(), d, "proposal and target dimensions differ");
     let k_levels = opts.steps.max(1);
-    let mut counts = (0usize, 0usize);
+    let start = std::time::Instant::now();
+    let mut counts = Counts::default();
+    let t0 = std::time::Instant::now();
     let (mut x, _) = proposal.sample(n, opts.seed);
+    counts.model_s += t0.elapsed().as_secs_f64();
     let mut ends = evaluate(proposal, target, &x, &mut counts);
     let mut log_w = vec![0.0; n];
     let mut log_z = 0.0;
@@ -245,8 +266,12 @@ pub fn smc<P: Proposal, T: Target>(
         acceptance_per_step: acc_per_step,
         final_step_size: h,
         resamplings,
-        energy_evaluations: counts.0,
-        model_evaluations: counts.1,
+        energy_evaluations: counts.energy,
+        model_evaluations: counts.model,
+        model_seconds: counts.model_s,
+        energy_seconds: counts.energy_s,
+        particle_steps_per_s: (n * k_levels * opts.moves_per_step) as f64
+            / start.elapsed().as_secs_f64(),
     }
 }
 

@@ -18,6 +18,24 @@ pub enum BenchCommand {
     /// TarFlow training step and KV-cache sampling in bgen (tch) beside the same model in
     /// PyTorch, same CPU threads, same run.
     Tarflow(TarflowBench),
+    /// SMC throughput (particle-steps/s) of a trained run on its system, split into model time
+    /// and energy time.
+    Smc(SmcBench),
+}
+
+#[derive(Args)]
+pub struct SmcBench {
+    /// Training run (from `bgen train`).
+    #[arg(long)]
+    run: std::path::PathBuf,
+    /// Particles.
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
+    /// Annealing levels.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    #[arg(long, default_value_t = 1)]
+    threads: i32,
 }
 
 #[derive(Args)]
@@ -156,7 +174,39 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Energy(a) => bench_energy(a),
         BenchCommand::Md(a) => bench_md(a),
         BenchCommand::Tarflow(a) => bench_tarflow(a),
+        BenchCommand::Smc(a) => bench_smc(a),
     }
+}
+
+fn bench_smc(a: SmcBench) -> Result<()> {
+    tch::set_num_threads(a.threads);
+    let (sys, proposal) = crate::sample::load_proposal(&a.run, tch::Device::Cpu, 1000, true)?;
+    let o = bgen_sample::SmcOptions {
+        steps: a.steps,
+        step_size: 1e-6,
+        mala: true,
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let r = bgen_sample::smc(&proposal, &sys, a.n, o);
+    let wall = t0.elapsed().as_secs_f64();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "SMC (MALA) on {} ({} atoms): {} particles x {} levels in {wall:.2} s = {:.0} particle-steps/s; model {:.2} s ({:.0}%), energy {:.2} s ({:.0}%, rayon on {cores} cores), rest {:.2} s",
+        sys.name,
+        sys.n_atoms(),
+        a.n,
+        a.steps,
+        r.particle_steps_per_s,
+        r.model_seconds,
+        100.0 * r.model_seconds / wall,
+        r.energy_seconds,
+        100.0 * r.energy_seconds / wall,
+        wall - r.model_seconds - r.energy_seconds
+    );
+    Ok(())
 }
 
 fn bench_tarflow(a: TarflowBench) -> Result<()> {

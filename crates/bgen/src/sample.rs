@@ -10,7 +10,7 @@ use bgen_sample::{smc, snis, Proposal, SmcOptions, SnisOptions};
 use bgen_system::npy::{write_atomic, write_npy};
 use bgen_system::{Setup, System, Target};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 use tch::Kind;
@@ -65,7 +65,7 @@ pub struct SampleArgs {
 /// The flow with the centre-of-mass term: log q'(x) = log q(x) - log N(c; 0, std^2/N), so that
 /// E_src = -log q' = -log q + A(x) as in Proposition 1 of the SBG paper. Behind a mutex, since
 /// libtorch tensors are not shared between threads.
-struct ComAdjusted(Mutex<FlowProposal>, usize);
+pub struct ComAdjusted(Mutex<FlowProposal>, usize);
 
 impl Proposal for ComAdjusted {
     fn dim(&self) -> usize {
@@ -95,10 +95,14 @@ impl Proposal for ComAdjusted {
     }
 }
 
-pub fn run(a: SampleArgs) -> Result<()> {
-    tch::set_num_threads(a.threads);
-    let dev = device(&a.device)?;
-    let info_path = a.run.join("run.json");
+/// The system and the CoM-adjusted flow proposal of a training run.
+pub fn load_proposal(
+    run: &Path,
+    dev: tch::Device,
+    batch: usize,
+    ema: bool,
+) -> Result<(System, ComAdjusted)> {
+    let info_path = run.join("run.json");
     let info: RunInfo = serde_json::from_str(
         &std::fs::read_to_string(&info_path)
             .with_context(|| format!("{}: not a training run", info_path.display()))?,
@@ -111,14 +115,14 @@ pub fn run(a: SampleArgs) -> Result<()> {
     {
         System::named(&info.system, Some(setup), Some(info.temperature_k))?
     } else {
-        System::from_pdb_file(&a.run.join("topology.pdb"), setup, Some(info.temperature_k))?
+        System::from_pdb_file(&run.join("topology.pdb"), setup, Some(info.temperature_k))?
     };
-    let trainer = Trainer::load(&a.run, dev)?;
+    let trainer = Trainer::load(run, dev)?;
     let norm = trainer.state.normalizer.clone();
     if norm.n_atoms as usize != sys.n_atoms() {
         bail!(
             "{}: the model has {} atoms, {} has {}",
-            a.run.display(),
+            run.display(),
             norm.n_atoms,
             sys.name,
             sys.n_atoms()
@@ -126,13 +130,19 @@ pub fn run(a: SampleArgs) -> Result<()> {
     }
     let d = 3 * sys.n_atoms();
     let flow = FlowProposal {
-        flow: trainer.into_flow(!a.no_ema),
+        flow: trainer.into_flow(ema),
         normalizer: norm,
         device: dev,
         kind: Kind::Float,
-        batch: a.batch,
+        batch,
     };
-    let proposal = ComAdjusted(Mutex::new(flow), d);
+    Ok((sys, ComAdjusted(Mutex::new(flow), d)))
+}
+
+pub fn run(a: SampleArgs) -> Result<()> {
+    tch::set_num_threads(a.threads);
+    let dev = device(&a.device)?;
+    let (sys, proposal) = load_proposal(&a.run, dev, a.batch, !a.no_ema)?;
     std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
     let t0 = Instant::now();
     let na = sys.n_atoms();
@@ -186,6 +196,9 @@ pub fn run(a: SampleArgs) -> Result<()> {
             summary.insert("final_step_size".into(), r.final_step_size.into());
             summary.insert("energy_evaluations".into(), r.energy_evaluations.into());
             summary.insert("model_evaluations".into(), r.model_evaluations.into());
+            summary.insert("model_seconds".into(), r.model_seconds.into());
+            summary.insert("energy_seconds".into(), r.energy_seconds.into());
+            summary.insert("particle_steps_per_s".into(), r.particle_steps_per_s.into());
             (r.x, r.energies, None)
         }
         other => bail!("unknown --method '{other}' (proposal, snis, smc)"),
