@@ -37,6 +37,11 @@ impl Normalizer {
         -3.0 * self.n_atoms as f64 * self.std.ln()
     }
 
+    /// An NLL per dimension in normalised units converted to nm units.
+    pub fn nll_in_nm(&self, nll: f64) -> f64 {
+        nll - self.log_jacobian() / (3 * self.n_atoms) as f64
+    }
+
     /// Centred, normalised frames as a (n, 3N) tensor of `kind`.
     pub fn to_model(&self, frames: &[f64], kind: Kind) -> Tensor {
         let n = self.n_atoms as usize;

@@ -41,11 +41,7 @@ impl FlowProposal {
             .view([b as i64, d as i64])
             .to_kind(self.kind)
             .to_device(self.device);
-            let (xs, l) = tch::no_grad(|| {
-                let xs = self.flow.inverse(&z);
-                let l = self.flow.log_prob(&xs);
-                (xs, l)
-            });
+            let (xs, l) = self.flow.sample_from(&z);
             let xs: Vec<f64> =
                 Vec::try_from((xs.to_kind(Kind::Double) * self.normalizer.std).view([-1]))
                     .expect("f64");

@@ -180,8 +180,9 @@ impl Block {
         (self.order(&z), logdet)
     }
 
-    /// Noise to data, token by token with a KV cache.
-    fn inverse(&self, z: &Tensor) -> Tensor {
+    /// Noise to data, token by token with a KV cache; also returns the forward log|det| at the
+    /// result (-sum of the a it applied), so that sampling needs no second pass.
+    fn inverse(&self, z: &Tensor) -> (Tensor, Tensor) {
         let zs = self.order(z);
         let (_, t, _) = zs.size3().expect("(batch, tokens, token_dim)");
         let pos = if self.reverse {
@@ -191,6 +192,7 @@ impl Block {
         };
         let mut caches: Vec<Cache> = (0..self.layers.len()).map(|_| None).collect();
         let mut xs = vec![zs.narrow(1, 0, 1)];
+        let mut sum_a = Tensor::zeros([zs.size()[0]], (z.kind(), z.device()));
         for s in 1..t {
             let prev = &xs[(s - 1) as usize];
             let mut h = self.proj_in.forward(prev) + pos.narrow(0, s - 1, 1);
@@ -200,9 +202,10 @@ impl Block {
             let p = self.head(&h);
             let a = p.narrow(2, 0, self.token_dim);
             let bb = p.narrow(2, self.token_dim, self.token_dim);
+            sum_a += a.sum_dim_intlist([1, 2].as_slice(), false, a.kind());
             xs.push(zs.narrow(1, s, 1) * a.exp() + bb);
         }
-        self.order(&Tensor::cat(&xs, 1))
+        (self.order(&Tensor::cat(&xs, 1)), -sum_a)
     }
 }
 
@@ -238,31 +241,48 @@ impl TarFlow {
         (h.view([-1, self.config.dim()]), logdet)
     }
 
+    /// Noise z (batch, dim) to data x (batch, dim), and log|det dz/dx| at x (batch).
+    pub fn inverse_with_logdet(&self, z: &Tensor) -> (Tensor, Tensor) {
+        let mut h = self.tokens(z);
+        let mut logdet = Tensor::zeros([h.size()[0]], (z.kind(), z.device()));
+        for b in self.blocks.iter().rev() {
+            let (x, ld) = b.inverse(&h);
+            h = x;
+            logdet += ld;
+        }
+        (h.view([-1, self.config.dim()]), logdet)
+    }
+
     /// Noise z (batch, dim) to data x (batch, dim).
     pub fn inverse(&self, z: &Tensor) -> Tensor {
-        let mut h = self.tokens(z);
-        for b in self.blocks.iter().rev() {
-            h = b.inverse(&h);
-        }
-        h.view([-1, self.config.dim()])
+        self.inverse_with_logdet(z).0
+    }
+
+    /// log N(z; 0, I) per sample, (batch).
+    fn log_prior(&self, z: &Tensor) -> Tensor {
+        let d = self.config.dim() as f64;
+        z.square().sum_dim_intlist([1].as_slice(), false, z.kind()) * -0.5
+            - 0.5 * d * (2.0 * std::f64::consts::PI).ln()
     }
 
     /// log q(x) under the standard normal prior, (batch).
     pub fn log_prob(&self, x: &Tensor) -> Tensor {
         let (z, logdet) = self.forward(x);
-        let d = self.config.dim() as f64;
-        let prior = z.square().sum_dim_intlist([1].as_slice(), false, z.kind()) * -0.5
-            - 0.5 * d * (2.0 * std::f64::consts::PI).ln();
-        prior + logdet
+        self.log_prior(&z) + logdet
+    }
+
+    /// Samples x = inverse(z) of given noise z (batch, dim) and their log q, in one pass
+    /// (no gradient).
+    pub fn sample_from(&self, z: &Tensor) -> (Tensor, Tensor) {
+        tch::no_grad(|| {
+            let (x, logdet) = self.inverse_with_logdet(z);
+            let lq = self.log_prior(z) + logdet;
+            (x, lq)
+        })
     }
 
     /// `n` samples and their log q: z ~ N(0, I), x = inverse(z) (no gradient).
     pub fn sample(&self, n: i64, kind: Kind, device: tch::Device) -> (Tensor, Tensor) {
-        tch::no_grad(|| {
-            let z = Tensor::randn([n, self.config.dim()], (kind, device));
-            let x = self.inverse(&z);
-            let lq = self.log_prob(&x);
-            (x, lq)
-        })
+        self.sample_from(&Tensor::randn([n, self.config.dim()], (kind, device)))
     }
 }

@@ -52,7 +52,7 @@ fn held_out_nll(run: &Path, frames: &[f64], n_atoms: usize) -> Result<(f64, f64)
     }
     let x = norm.to_model(frames, tch::Kind::Float);
     let nll = t.nll(&x, true);
-    Ok((nll, nll - norm.log_jacobian() / (3 * n_atoms) as f64))
+    Ok((nll, norm.nll_in_nm(nll)))
 }
 
 /// Positions (nm) and optional log-weights from a samples path.

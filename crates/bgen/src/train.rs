@@ -290,7 +290,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let val = trainer.nll(&val_t, true);
     eprintln!(
         "done: validation NLL {val:.4} per dim in normalised units ({:.4} per dim in nm units); {}",
-        val - norm.log_jacobian() / (3 * na) as f64,
+        norm.nll_in_nm(val),
         a.out.display()
     );
     Ok(())
