@@ -128,20 +128,11 @@ impl MdSettings {
     /// Builds the system: an embedded one by name, else the run's `topology.pdb` in `dir`.
     pub fn build_system(&self, dir: &Path) -> Result<System> {
         let setup = Setup::from_name(&self.forcefield)?;
-        if bgen_system::systems::NAMED
-            .iter()
-            .any(|s| s.0 == self.system)
-        {
-            return Ok(System::named(
-                &self.system,
-                Some(setup),
-                Some(self.temperature_k),
-            )?);
-        }
-        Ok(System::from_pdb_file(
+        Ok(System::recorded(
+            &self.system,
             &dir.join("topology.pdb"),
             setup,
-            Some(self.temperature_k),
+            self.temperature_k,
         )?)
     }
 }

@@ -64,6 +64,16 @@ impl System {
         Ok(s)
     }
 
+    /// The system a run recorded: the embedded one called `name` if there is one, else the PDB
+    /// file `pdb` (e.g. the topology.pdb kept beside the run).
+    pub fn recorded(name: &str, pdb: &Path, setup: Setup, temperature: f64) -> Result<System> {
+        if NAMED.iter().any(|s| s.0 == name) {
+            System::named(name, Some(setup), Some(temperature))
+        } else {
+            System::from_pdb_file(pdb, setup, Some(temperature))
+        }
+    }
+
     /// Number of atoms.
     pub fn n_atoms(&self) -> usize {
         self.topology.n_atoms()

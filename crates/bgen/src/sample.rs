@@ -109,14 +109,12 @@ pub fn load_proposal(
     )
     .with_context(|| format!("{}: corrupt", info_path.display()))?;
     let setup = Setup::from_name(&info.forcefield)?;
-    let sys = if bgen_system::systems::NAMED
-        .iter()
-        .any(|s| s.0 == info.system)
-    {
-        System::named(&info.system, Some(setup), Some(info.temperature_k))?
-    } else {
-        System::from_pdb_file(&run.join("topology.pdb"), setup, Some(info.temperature_k))?
-    };
+    let sys = System::recorded(
+        &info.system,
+        &run.join("topology.pdb"),
+        setup,
+        info.temperature_k,
+    )?;
     let trainer = Trainer::load(run, dev)?;
     let norm = trainer.state.normalizer.clone();
     if norm.n_atoms as usize != sys.n_atoms() {
