@@ -67,17 +67,28 @@ pub fn centre(f: &[f64], n_atoms: usize) -> [f64; 3] {
     c
 }
 
-/// `n` standard normal numbers from a seeded stream (independent of libtorch's global generator,
-/// so that training is reproducible whatever else runs).
-pub fn normals(n: usize, seed: u64) -> Vec<f64> {
+/// A seeded stream of uniform numbers in the open interval (0, 1) (splitmix64).
+fn uniform_stream(seed: u64) -> impl FnMut() -> f64 {
     let mut s = seed ^ 0x6A09_E667_F3BC_C909;
-    let mut u = move || {
+    move || {
         s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = s;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 + 0.5 / (1u64 << 53) as f64
-    };
+    }
+}
+
+/// `n` uniform numbers in (0, 1) from a seeded stream.
+pub fn uniforms(n: usize, seed: u64) -> Vec<f64> {
+    let mut u = uniform_stream(seed);
+    (0..n).map(|_| u()).collect()
+}
+
+/// `n` standard normal numbers from a seeded stream (independent of libtorch's global generator,
+/// so that training is reproducible whatever else runs).
+pub fn normals(n: usize, seed: u64) -> Vec<f64> {
+    let mut u = uniform_stream(seed);
     (0..n)
         .map(|_| (-2.0 * u().ln()).sqrt() * (std::f64::consts::TAU * u()).cos())
         .collect()

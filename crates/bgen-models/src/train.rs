@@ -1,10 +1,11 @@
-//! Maximum-likelihood training of a TarFlow: NLL per dimension, AdamW, a one-cycle learning
+//! Maximum-likelihood training of a TarFlow or an ArBG: NLL per dimension, AdamW, a one-cycle learning
 //! rate, gradient clipping, an exponential moving average of the weights (used for sampling),
 //! and versioned checkpoints (`ckpt-STEP/` written in full, then `latest.json` switched to it
 //! atomically), so that a killed run resumes from its last checkpoint.
 
 use crate::data::{augment, Normalizer};
-use crate::tarflow::{TarFlow, TarFlowConfig};
+use crate::model::{Model, ModelConfig};
+use crate::tarflow::TarFlow;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
@@ -86,7 +87,7 @@ fn moment_name(which: &str, n: &str) -> String {
 /// What a checkpoint holds besides tensors.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct State {
-    pub model: TarFlowConfig,
+    pub model: ModelConfig,
     pub train: TrainConfig,
     pub normalizer: Normalizer,
     /// Steps done.
@@ -95,13 +96,13 @@ pub struct State {
     pub history: Vec<(i64, f64, Option<f64>)>,
 }
 
-/// A flow being trained: weights, EMA weights and AdamW moments.
+/// A model being trained: weights, EMA weights and AdamW moments.
 pub struct Trainer {
     pub state: State,
     pub vs: nn::VarStore,
-    pub flow: TarFlow,
+    pub model: Model,
     pub ema_vs: nn::VarStore,
-    pub ema_flow: TarFlow,
+    pub ema_model: Model,
     moments: nn::VarStore,
     names: Vec<String>,
 }
@@ -109,16 +110,17 @@ pub struct Trainer {
 impl Trainer {
     /// A fresh trainer on `device` (float32).
     pub fn new(
-        model: TarFlowConfig,
+        model: impl Into<ModelConfig>,
         train: TrainConfig,
         normalizer: Normalizer,
         device: Device,
     ) -> Trainer {
+        let model: ModelConfig = model.into();
         tch::manual_seed(train.seed as i64);
         let vs = nn::VarStore::new(device);
-        let flow = TarFlow::new(&vs.root(), model.clone());
+        let net = Model::new(&vs.root(), &model);
         let mut ema_vs = nn::VarStore::new(device);
-        let ema_flow = TarFlow::new(&ema_vs.root(), model.clone());
+        let ema_net = Model::new(&ema_vs.root(), &model);
         ema_vs.copy(&vs).expect("same structure");
         ema_vs.freeze();
         let moments = nn::VarStore::new(device);
@@ -141,9 +143,9 @@ impl Trainer {
                 history: Vec::new(),
             },
             vs,
-            flow,
+            model: net,
             ema_vs,
-            ema_flow,
+            ema_model: ema_net,
             moments,
             names,
         }
@@ -160,7 +162,7 @@ impl Trainer {
             c.seed.wrapping_mul(1_000_003).wrapping_add(t as u64),
         );
         let dim = self.state.model.dim() as f64;
-        let loss = -self.flow.log_prob(&x).mean(Kind::Float) / dim;
+        let loss = -self.model.training_log_prob(&x).mean(Kind::Float) / dim;
         let vars = self.vs.variables();
         for v in vars.values() {
             let mut g = v.grad();
@@ -221,7 +223,7 @@ impl Trainer {
     /// NLL per dimension (normalised units, model density) of centred, normalised data without
     /// augmentation other than none; `ema` picks the EMA weights.
     pub fn nll(&self, data: &Tensor, ema: bool) -> f64 {
-        let flow = if ema { &self.ema_flow } else { &self.flow };
+        let model = if ema { &self.ema_model } else { &self.model };
         let n = data.size()[0];
         let dim = self.state.model.dim() as f64;
         let mut total = 0.0;
@@ -229,7 +231,7 @@ impl Trainer {
             let mut s = 0;
             while s < n {
                 let b = (n - s).min(1024);
-                let lq = flow.log_prob(&data.narrow(0, s, b));
+                let lq = model.log_prob(&data.narrow(0, s, b));
                 total += f64::try_from(lq.sum(Kind::Double)).unwrap_or(f64::NAN);
                 s += b;
             }
@@ -278,12 +280,21 @@ impl Trainer {
         Ok(done)
     }
 
-    /// The EMA flow (for sampling), or with `ema` false the raw weights, consuming the trainer.
-    pub fn into_flow(self, ema: bool) -> TarFlow {
+    /// The EMA model (for sampling), or with `ema` false the raw weights, consuming the
+    /// trainer.
+    pub fn into_model(self, ema: bool) -> Model {
         if ema {
-            self.ema_flow
+            self.ema_model
         } else {
-            self.flow
+            self.model
+        }
+    }
+
+    /// The trained TarFlow (EMA weights with `ema`); None for an ArBG.
+    pub fn into_flow(self, ema: bool) -> Option<TarFlow> {
+        match self.into_model(ema) {
+            Model::TarFlow(f) => Some(f),
+            Model::Arbg(_) => None,
         }
     }
 

@@ -241,7 +241,9 @@ fn bench_tarflow(a: TarflowBench) -> Result<()> {
         t.step(&batch(i));
     }
     let step_s = t0.elapsed().as_secs_f64() / a.steps as f64;
-    let flow = &t.flow;
+    let bgen_models::Model::TarFlow(flow) = &t.model else {
+        unreachable!("a TarFlow preset")
+    };
     let _ = flow.sample(8, Kind::Float, Device::Cpu);
     let t0 = Instant::now();
     let _ =

@@ -128,7 +128,9 @@ pub fn load_proposal(
     }
     let d = 3 * sys.n_atoms();
     let flow = FlowProposal {
-        flow: trainer.into_flow(ema),
+        flow: trainer
+            .into_flow(ema)
+            .context("not a TarFlow run")?,
         normalizer: norm,
         device: dev,
         kind: Kind::Float,

@@ -1,9 +1,9 @@
-//! `bgen train`: maximum-likelihood training of a TarFlow on MD frames, resumable.
+//! `bgen train`: maximum-likelihood training of a TarFlow or an ArBG on MD frames, resumable.
 
 use anyhow::{bail, Context, Result};
 use bgen_models::data::Normalizer;
 use bgen_models::train::{TrainConfig, Trainer};
-use bgen_models::TarFlowConfig;
+use bgen_models::{ArbgConfig, ModelConfig, TarFlowConfig};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Model family (tarflow; arbg is planned).
+    /// Model family: tarflow or arbg.
     #[arg(long, default_value = "tarflow")]
     model: String,
     /// Training frames: a data-set or run directory (from `bgen md` / `bgen dataset split`) or
@@ -24,10 +24,18 @@ pub struct TrainArgs {
     /// Output run directory (checkpoints, run.json).
     #[arg(long)]
     out: PathBuf,
-    /// Size preset: tiny (smoke tests), small (CPU, 64 wide, 4 blocks x 2 layers, 8000 steps:
-    /// about 40 min on one core for aldp), aldp (256 wide, 4x4), peptide (384, 6x6), chignolin (384, 8x8).
+    /// Size preset. TarFlow: tiny (smoke tests), small (CPU, 64 wide, 4 blocks x 2 layers, 8000
+    /// steps: about 40 min on one core for aldp), aldp (256 wide, 4x4), peptide (384, 6x6),
+    /// chignolin (384, 8x8). ArBG: tiny, small (CPU), base (256 wide x 8 layers), medium
+    /// (512 x 12).
     #[arg(long, default_value = "small")]
     preset: String,
+    /// ArBG: bins per coordinate (overrides the preset's).
+    #[arg(long)]
+    bins: Option<i64>,
+    /// ArBG: half-width of the binned range in units of the data's std (default 3).
+    #[arg(long)]
+    range: Option<f64>,
     /// One token per coordinate (3N tokens of dimension 1) instead of one per atom; for the
     /// smallest systems.
     #[arg(long)]
@@ -104,6 +112,33 @@ pub fn preset(name: &str, tokens: i64) -> Result<(TarFlowConfig, TrainConfig)> {
     ))
 }
 
+/// (model, training) configuration of an ArBG preset for `atoms` atoms.
+pub fn arbg_preset(name: &str, atoms: i64) -> Result<(ArbgConfig, TrainConfig)> {
+    let (width, layers, head_dim, bins, steps, batch, lr) = match name {
+        "tiny" => (32, 1, 16, 256, 200, 64, 1e-3),
+        "small" => (64, 4, 32, 1024, 8_000, 128, 1e-3),
+        "base" => (256, 8, 64, 4096, 200_000, 256, 3e-4),
+        "medium" => (512, 12, 64, 8192, 300_000, 256, 3e-4),
+        other => bail!("unknown ArBG preset '{other}' (tiny, small, base, medium)"),
+    };
+    Ok((
+        ArbgConfig {
+            atoms,
+            width,
+            layers,
+            head_dim,
+            bins,
+            range: 3.0,
+        },
+        TrainConfig {
+            steps,
+            batch_size: batch,
+            lr,
+            ..Default::default()
+        },
+    ))
+}
+
 pub fn device(name: &str) -> Result<Device> {
     Ok(match name {
         "cpu" => Device::Cpu,
@@ -132,9 +167,6 @@ fn data_system(data: &Path) -> Option<(String, String, f64)> {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
-    if a.model != "tarflow" {
-        bail!("--model {}: only tarflow is available so far", a.model);
-    }
     tch::set_num_threads(a.threads);
     let dev = device(&a.device)?;
     let frames = bgen_md::dataset::load(&a.data)?;
@@ -171,11 +203,26 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 a.out.display()
             );
         }
-        let (mut model, mut tc) = preset(&a.preset, na as i64)?;
-        if a.per_coordinate {
-            model.tokens = 3 * na as i64;
-            model.token_dim = 1;
-        }
+        let (model, mut tc): (ModelConfig, TrainConfig) = match a.model.as_str() {
+            "tarflow" => {
+                let (mut m, tc) = preset(&a.preset, na as i64)?;
+                if a.per_coordinate {
+                    m.tokens = 3 * na as i64;
+                    m.token_dim = 1;
+                }
+                (m.into(), tc)
+            }
+            "arbg" => {
+                let (mut m, tc) = arbg_preset(&a.preset, na as i64)?;
+                m.bins = a.bins.unwrap_or(m.bins);
+                m.range = a.range.unwrap_or(m.range);
+                if m.bins < 2 || m.range <= 0.0 {
+                    bail!("--bins must be at least 2 and --range positive");
+                }
+                (m.into(), tc)
+            }
+            other => bail!("unknown --model '{other}' (tarflow or arbg)"),
+        };
         tc.steps = a.steps.unwrap_or(tc.steps);
         tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
         tc.lr = a.lr.unwrap_or(tc.lr);
@@ -230,9 +277,27 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let val_t = norm.to_model(&val_x, Kind::Float).to_device(dev);
     let tc = trainer.state.train.clone();
     eprintln!(
-        "TarFlow {} ({} wide, {} blocks x {} layers): {n_train} training / {n_val} validation frames of {na} atoms, std {:.4} nm; {} steps of {}",
-        a.preset, trainer.state.model.width, trainer.state.model.blocks, trainer.state.model.layers, norm.std, tc.steps, tc.batch_size
+        "{} ({}): {n_train} training / {n_val} validation frames of {na} atoms, std {:.4} nm; {} steps of {}",
+        trainer.state.model.describe(), a.preset, norm.std, tc.steps, tc.batch_size
     );
+    if let ModelConfig::Arbg(c) = &trainer.state.model {
+        let outside = |t: &Tensor| {
+            f64::try_from(
+                t.abs()
+                    .gt(c.range)
+                    .any_dims([1].as_slice(), false)
+                    .to_kind(Kind::Double)
+                    .mean(Kind::Double),
+            )
+            .unwrap_or(f64::NAN)
+        };
+        eprintln!(
+            "frames with a coordinate outside +-{} std (before augmentation): training {:.2e}, validation {:.2e}",
+            c.range,
+            outside(&train_t),
+            outside(&val_t)
+        );
+    }
     let bar = ProgressBar::new(tc.steps as u64);
     bar.set_style(
         ProgressStyle::with_template(

@@ -1,0 +1,314 @@
+//! ArBG: an autoregressive Boltzmann generator (a decoder-only Transformer over the 3N
+//! Cartesian coordinates, discretised into bins, with uniform dequantisation inside a bin).
+//!
+//! Coordinates (normalised units) are read atom-major, x0 y0 z0 x1 ..., each clipped to
+//! [-R, R] and binned into L equal bins of width w = 2R / L. Token t is predicted from the
+//! embedding of bin t - 1 (a start token for t = 0) plus a sinusoidal position and learned axis
+//! and atom embeddings of token t, through pre-RMSNorm layers (bias-free causal attention,
+//! SwiGLU), a final RMSNorm and an untied head over the L bins. Sampling draws a bin from
+//! softmax(logits / tau) and a uniform offset inside it, so the density of what is drawn is
+//! exact: log q(x) = sum_t log softmax(logits_t / tau)[bin_t] - D ln w (zero outside [-R, R]^D).
+
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+/// Sizes of an ArBG.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArbgConfig {
+    /// Atoms of the molecule (3 tokens each).
+    pub atoms: i64,
+    pub width: i64,
+    pub layers: i64,
+    pub head_dim: i64,
+    /// Bins per coordinate, L.
+    pub bins: i64,
+    /// Half-width R of the binned range, in normalised units (the scalar std of the data).
+    pub range: f64,
+}
+
+impl ArbgConfig {
+    /// Coordinates (tokens) per sample, 3N.
+    pub fn dim(&self) -> i64 {
+        3 * self.atoms
+    }
+    /// Bin width w = 2R / L, normalised units.
+    pub fn bin_width(&self) -> f64 {
+        2.0 * self.range / self.bins as f64
+    }
+    /// SwiGLU hidden size: 8C/3 rounded up to a multiple of 8.
+    fn hidden(&self) -> i64 {
+        (8 * self.width / 3 + 7) / 8 * 8
+    }
+}
+
+/// Cached keys and values of one layer: (batch, heads, tokens so far, head_dim).
+pub type Cache = Option<(Tensor, Tensor)>;
+
+fn rms_norm(h: &Tensor, weight: &Tensor) -> Tensor {
+    h.rms_norm([h.size()[2]].as_slice(), Some(weight), 1e-6)
+}
+
+#[derive(Debug)]
+struct Layer {
+    norm1: Tensor,
+    qkv: nn::Linear,
+    out: nn::Linear,
+    norm2: Tensor,
+    gate_up: nn::Linear,
+    down: nn::Linear,
+    heads: i64,
+    hidden: i64,
+}
+
+impl Layer {
+    fn new(p: nn::Path, c: &ArbgConfig) -> Layer {
+        let (w, h) = (c.width, c.hidden());
+        let nobias = nn::LinearConfig {
+            bias: false,
+            ..Default::default()
+        };
+        Layer {
+            norm1: p.ones("norm1", &[w]),
+            qkv: nn::linear(&p / "qkv", w, 3 * w, nobias),
+            out: nn::linear(&p / "out", w, w, nobias),
+            norm2: p.ones("norm2", &[w]),
+            gate_up: nn::linear(&p / "gate_up", w, 2 * h, nobias),
+            down: nn::linear(&p / "down", h, w, nobias),
+            heads: (w / c.head_dim).max(1),
+            hidden: h,
+        }
+    }
+
+    /// h: (batch, t, width); causal over the t tokens without a cache, or the t new tokens
+    /// attending to the cached ones and themselves with one.
+    fn forward(&self, h: &Tensor, cache: Option<&mut Cache>) -> Tensor {
+        let (b, t, w) = h.size3().expect("(batch, tokens, width)");
+        let hd = w / self.heads;
+        let qkv = self
+            .qkv
+            .forward(&rms_norm(h, &self.norm1))
+            .view([b, t, 3, self.heads, hd])
+            .permute([2, 0, 3, 1, 4]);
+        let (q, mut k, mut v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        let causal = cache.is_none();
+        if let Some(c) = cache {
+            if let Some((k0, v0)) = c.as_ref() {
+                k = Tensor::cat(&[k0, &k], 2);
+                v = Tensor::cat(&[v0, &v], 2);
+            }
+            *c = Some((k.shallow_clone(), v.shallow_clone()));
+        }
+        let o = Tensor::scaled_dot_product_attention::<Tensor>(
+            &q,
+            &k,
+            &v,
+            None,
+            0.0,
+            causal && t > 1,
+            None,
+            false,
+        )
+        .permute([0, 2, 1, 3])
+        .reshape([b, t, w]);
+        let h = h + self.out.forward(&o);
+        let gu = self.gate_up.forward(&rms_norm(&h, &self.norm2));
+        let (g, u) = (gu.narrow(2, 0, self.hidden), gu.narrow(2, self.hidden, self.hidden));
+        h + self.down.forward(&(g.silu() * u))
+    }
+}
+
+/// An ArBG (weights live in the `VarStore` it was built from).
+#[derive(Debug)]
+pub struct Arbg {
+    pub config: ArbgConfig,
+    /// Embeddings of the L bins and of the start token (index L).
+    bin_emb: nn::Embedding,
+    axis_emb: Tensor,
+    atom_emb: Tensor,
+    /// Sinusoidal position code (3N, width), fixed.
+    pos: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    head: nn::Linear,
+}
+
+/// A batch of partly generated samples: the KV caches, the tokens done and their bins.
+pub struct Generation {
+    caches: Vec<Cache>,
+    /// Tokens generated so far.
+    pub done: i64,
+    /// Bin of the last generated token (batch), or None before the first.
+    last: Option<Tensor>,
+}
+
+impl Arbg {
+    /// A new model with variables under `p`.
+    pub fn new(p: &nn::Path, config: ArbgConfig) -> Arbg {
+        let (d, w) = (config.dim(), config.width);
+        let mut pos = vec![0f32; (d * w) as usize];
+        for t in 0..d as usize {
+            for i in 0..(w as usize).div_ceil(2) {
+                let f = (t as f64) / 10_000f64.powf(2.0 * i as f64 / w as f64);
+                pos[t * w as usize + 2 * i] = f.sin() as f32;
+                if 2 * i + 1 < w as usize {
+                    pos[t * w as usize + 2 * i + 1] = f.cos() as f32;
+                }
+            }
+        }
+        let small = nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        Arbg {
+            bin_emb: nn::embedding(p / "bin_emb", config.bins + 1, w, Default::default()),
+            axis_emb: p.var("axis_emb", &[3, w], small),
+            atom_emb: p.var("atom_emb", &[config.atoms, w], small),
+            pos: Tensor::from_slice(&pos)
+                .view([d, w])
+                .to_device(p.device()),
+            layers: (0..config.layers)
+                .map(|l| Layer::new(p / format!("layer{l}"), &config))
+                .collect(),
+            norm: p.ones("norm", &[w]),
+            head: nn::linear(p / "head", w, config.bins, Default::default()),
+            config,
+        }
+    }
+
+    /// Position, axis and atom embedding of tokens [from, from + n): (n, width).
+    fn context(&self, from: i64, n: i64) -> Tensor {
+        let dev = self.pos.device();
+        let t = Tensor::arange_start(from, from + n, (Kind::Int64, dev));
+        self.pos.narrow(0, from, n).to_kind(self.axis_emb.kind())
+            + self.axis_emb.index_select(0, &t.remainder(3))
+            + self.atom_emb.index_select(0, &t.divide_scalar_mode(3, "floor"))
+    }
+
+    /// Bins (batch, 3N, int64) of normalised coordinates, clipped to [-R, R].
+    pub fn bins_of(&self, x: &Tensor) -> Tensor {
+        let c = &self.config;
+        ((x + c.range) / c.bin_width())
+            .floor()
+            .clamp(0, c.bins - 1)
+            .to_kind(Kind::Int64)
+    }
+
+    /// Teacher-forced logits (batch, 3N, L) of target bins (batch, 3N).
+    pub fn logits(&self, bins: &Tensor) -> Tensor {
+        let (b, d) = bins.size2().expect("(batch, tokens)");
+        let start = Tensor::full([b, 1], self.config.bins, (Kind::Int64, bins.device()));
+        let inputs = Tensor::cat(&[start, bins.narrow(1, 0, d - 1)], 1);
+        let mut h = self.bin_emb.forward(&inputs) + self.context(0, d);
+        for l in &self.layers {
+            h = l.forward(&h, None);
+        }
+        self.head.forward(&rms_norm(&h, &self.norm))
+    }
+
+    /// log q(x) (batch) of normalised coordinates x (batch, 3N) at temperature `tau`; -inf
+    /// outside [-R, R]^3N.
+    pub fn log_prob(&self, x: &Tensor, tau: f64) -> Tensor {
+        let outside = x
+            .abs()
+            .gt(self.config.range)
+            .any_dims([1].as_slice(), false);
+        self.log_prob_clipped(x, tau)
+            .masked_fill(&outside, f64::NEG_INFINITY)
+    }
+
+    /// log q of x clipped to [-R, R] (the training objective: every coordinate counts).
+    pub fn log_prob_clipped(&self, x: &Tensor, tau: f64) -> Tensor {
+        let bins = self.bins_of(x);
+        let logits = self.logits(&bins);
+        let logits = if tau == 1.0 { logits } else { logits / tau };
+        let lp = logits
+            .log_softmax(2, logits.kind())
+            .gather(2, &bins.unsqueeze(2), false)
+            .squeeze_dim(2);
+        lp.sum_dim_intlist([1].as_slice(), false, lp.kind()).to_kind(x.kind())
+            - self.config.dim() as f64 * self.config.bin_width().ln()
+    }
+
+    /// Starts generating `batch` samples.
+    pub fn start(&self) -> Generation {
+        Generation {
+            caches: (0..self.layers.len()).map(|_| None).collect(),
+            done: 0,
+            last: None,
+        }
+    }
+
+    /// Logits (batch, L) of the next token of a generation, given its batch size.
+    fn next_logits(&self, g: &mut Generation, batch: i64, device: Device) -> Tensor {
+        let prev = match &g.last {
+            Some(b) => b.view([batch, 1]),
+            None => Tensor::full([batch, 1], self.config.bins, (Kind::Int64, device)),
+        };
+        let mut h = self.bin_emb.forward(&prev) + self.context(g.done, 1);
+        for (l, c) in self.layers.iter().zip(g.caches.iter_mut()) {
+            h = l.forward(&h, Some(c));
+        }
+        self.head.forward(&rms_norm(&h, &self.norm)).squeeze_dim(1)
+    }
+
+    /// Generates the next `n` tokens of every sample of `g` (no gradient): `u_bin`, `u_off`
+    /// (batch, n) are uniform numbers in (0, 1) that pick the bin (inverse CDF of
+    /// softmax(logits / tau)) and the offset inside it. Returns the coordinates (batch, n,
+    /// normalised units) and the log density of the block (batch).
+    pub fn extend(
+        &self,
+        g: &mut Generation,
+        u_bin: &Tensor,
+        u_off: &Tensor,
+        tau: f64,
+    ) -> (Tensor, Tensor) {
+        let (b, n) = u_bin.size2().expect("(batch, tokens)");
+        let dev = u_bin.device();
+        let c = &self.config;
+        tch::no_grad(|| {
+            let mut xs = Vec::with_capacity(n as usize);
+            let mut lq = Tensor::zeros([b], (Kind::Double, dev));
+            for k in 0..n {
+                let logits = self.next_logits(g, b, dev) / tau;
+                let lp = logits.log_softmax(1, logits.kind());
+                let cdf = lp.exp().cumsum(1, lp.kind());
+                let u = u_bin.narrow(1, k, 1).to_kind(lp.kind());
+                let bin = cdf
+                    .lt_tensor(&u)
+                    .sum_dim_intlist([1].as_slice(), false, Kind::Int64)
+                    .clamp_max(c.bins - 1);
+                lq += lp
+                    .gather(1, &bin.unsqueeze(1), false)
+                    .squeeze_dim(1)
+                    .to_kind(Kind::Double);
+                let off = u_off.narrow(1, k, 1).squeeze_dim(1).to_kind(Kind::Double);
+                xs.push((bin.to_kind(Kind::Double) + off) * c.bin_width() - c.range);
+                g.last = Some(bin);
+                g.done += 1;
+            }
+            (
+                Tensor::stack(&xs, 1),
+                lq - n as f64 * c.bin_width().ln(),
+            )
+        })
+    }
+
+    /// Keeps samples `idx` (int64 on the model's device) of a generation, in that order
+    /// (resampling in twisted SMC).
+    pub fn select(&self, g: &mut Generation, idx: &Tensor) {
+        for c in g.caches.iter_mut().flatten() {
+            *c = (c.0.index_select(0, idx), c.1.index_select(0, idx));
+        }
+        if let Some(l) = &g.last {
+            g.last = Some(l.index_select(0, idx));
+        }
+    }
+
+    /// `n` whole samples (batch, 3N, normalised units, f64) and their log q, from the uniform
+    /// numbers `u_bin`, `u_off` (n, 3N).
+    pub fn sample_from(&self, u_bin: &Tensor, u_off: &Tensor, tau: f64) -> (Tensor, Tensor) {
+        let mut g = self.start();
+        self.extend(&mut g, u_bin, u_off, tau)
+    }
+}
