@@ -113,7 +113,10 @@ impl Layer {
         .reshape([b, t, w]);
         let h = h + self.out.forward(&o);
         let gu = self.gate_up.forward(&rms_norm(&h, &self.norm2));
-        let (g, u) = (gu.narrow(2, 0, self.hidden), gu.narrow(2, self.hidden, self.hidden));
+        let (g, u) = (
+            gu.narrow(2, 0, self.hidden),
+            gu.narrow(2, self.hidden, self.hidden),
+        );
         h + self.down.forward(&(g.silu() * u))
     }
 }
@@ -164,9 +167,7 @@ impl Arbg {
             bin_emb: nn::embedding(p / "bin_emb", config.bins + 1, w, Default::default()),
             axis_emb: p.var("axis_emb", &[3, w], small),
             atom_emb: p.var("atom_emb", &[config.atoms, w], small),
-            pos: Tensor::from_slice(&pos)
-                .view([d, w])
-                .to_device(p.device()),
+            pos: Tensor::from_slice(&pos).view([d, w]).to_device(p.device()),
             layers: (0..config.layers)
                 .map(|l| Layer::new(p / format!("layer{l}"), &config))
                 .collect(),
@@ -182,7 +183,9 @@ impl Arbg {
         let t = Tensor::arange_start(from, from + n, (Kind::Int64, dev));
         self.pos.narrow(0, from, n).to_kind(self.axis_emb.kind())
             + self.axis_emb.index_select(0, &t.remainder(3))
-            + self.atom_emb.index_select(0, &t.divide_scalar_mode(3, "floor"))
+            + self
+                .atom_emb
+                .index_select(0, &t.divide_scalar_mode(3, "floor"))
     }
 
     /// Bins (batch, 3N, int64) of normalised coordinates, clipped to [-R, R].
@@ -226,7 +229,8 @@ impl Arbg {
             .log_softmax(2, logits.kind())
             .gather(2, &bins.unsqueeze(2), false)
             .squeeze_dim(2);
-        lp.sum_dim_intlist([1].as_slice(), false, lp.kind()).to_kind(x.kind())
+        lp.sum_dim_intlist([1].as_slice(), false, lp.kind())
+            .to_kind(x.kind())
             - self.config.dim() as f64 * self.config.bin_width().ln()
     }
 
@@ -287,10 +291,7 @@ impl Arbg {
                 g.last = Some(bin);
                 g.done += 1;
             }
-            (
-                Tensor::stack(&xs, 1),
-                lq - n as f64 * c.bin_width().ln(),
-            )
+            (Tensor::stack(&xs, 1), lq - n as f64 * c.bin_width().ln())
         })
     }
 

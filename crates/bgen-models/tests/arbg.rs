@@ -63,7 +63,10 @@ fn density_sums_to_one_over_all_bins() {
     // At a lower temperature too.
     let lq = tch::no_grad(|| m.log_prob(&x, 0.7));
     let total: f64 = f64::try_from((lq + cell).exp().sum(Kind::Double)).unwrap();
-    assert!((total - 1.0).abs() < 1e-12, "tau 0.7: sum over cells {total}");
+    assert!(
+        (total - 1.0).abs() < 1e-12,
+        "tau 0.7: sum over cells {total}"
+    );
     // Outside the range the density is zero.
     let out = Tensor::from_slice(&[0.1, 1.6, 0.0]).view([1, 3]);
     let l: f64 = f64::try_from(tch::no_grad(|| m.log_prob(&out, 1.0)).get(0)).unwrap();
@@ -80,7 +83,10 @@ fn sampled_log_q_equals_recomputed_and_blocks_equal_one_pass() {
         let (x, lq) = m.sample_from(&ub, &uo, tau);
         let re = tch::no_grad(|| m.log_prob(&x, tau));
         let err = f64::try_from((&lq - &re).abs().max()).unwrap();
-        assert!(err < 1e-9, "tau {tau}: sampled vs recomputed log q differ by {err}");
+        assert!(
+            err < 1e-9,
+            "tau {tau}: sampled vs recomputed log q differ by {err}"
+        );
         assert!(f64::try_from(x.abs().max()).unwrap() <= m.config.range);
     }
     // Generating in blocks 5 + 4 + 3 with a KV cache gives the same samples and the same total.
@@ -89,7 +95,12 @@ fn sampled_log_q_equals_recomputed_and_blocks_equal_one_pass() {
     let mut parts = Vec::new();
     let mut total = Tensor::zeros([n], (Kind::Double, Device::Cpu));
     for (from, len) in [(0, 5), (5, 4), (9, 3)] {
-        let (xb, lb) = m.extend(&mut g, &ub.narrow(1, from, len), &uo.narrow(1, from, len), 1.0);
+        let (xb, lb) = m.extend(
+            &mut g,
+            &ub.narrow(1, from, len),
+            &uo.narrow(1, from, len),
+            1.0,
+        );
         parts.push(xb);
         total += lb;
     }
@@ -104,8 +115,20 @@ fn sampled_log_q_equals_recomputed_and_blocks_equal_one_pass() {
     m.select(&mut g, &perm);
     let (x2, _) = m.extend(&mut g, &ub.narrow(1, 6, 6), &uo.narrow(1, 6, 6), 1.0);
     let mixed = Tensor::cat(&[x1.index_select(0, &perm), x2], 1);
-    let ub2 = Tensor::cat(&[ub.index_select(0, &perm).narrow(1, 0, 6), ub.narrow(1, 6, 6)], 1);
-    let uo2 = Tensor::cat(&[uo.index_select(0, &perm).narrow(1, 0, 6), uo.narrow(1, 6, 6)], 1);
+    let ub2 = Tensor::cat(
+        &[
+            ub.index_select(0, &perm).narrow(1, 0, 6),
+            ub.narrow(1, 6, 6),
+        ],
+        1,
+    );
+    let uo2 = Tensor::cat(
+        &[
+            uo.index_select(0, &perm).narrow(1, 0, 6),
+            uo.narrow(1, 6, 6),
+        ],
+        1,
+    );
     let (want, _) = m.sample_from(&ub2, &uo2, 1.0);
     assert!(f64::try_from((&mixed - &want).abs().max()).unwrap() < 1e-12);
 }
@@ -176,5 +199,8 @@ fn training_lowers_held_out_nll() {
     }
     let after = t.nll(&val_t, true);
     eprintln!("held-out NLL per dim: {before:.3} -> {after:.3}");
-    assert!(after.is_finite() && after < before - 0.5, "{before} -> {after}");
+    assert!(
+        after.is_finite() && after < before - 0.5,
+        "{before} -> {after}"
+    );
 }

@@ -4,11 +4,15 @@
 //! for any [`Proposal`] (a model with log q and its gradient) and any [`bgen_system::Target`]
 //! (energy and gradient in kT).
 
+pub mod com;
 pub mod proposal;
 pub mod resample;
 pub mod smc;
 pub mod snis;
+pub mod twisted;
 
+pub use com::{ComAdjusted, ComForm};
 pub use proposal::{Gaussian, Proposal};
 pub use smc::{smc, SmcOptions, SmcResult};
 pub use snis::{snis, SnisOptions, SnisResult};
+pub use twisted::{twisted_smc, Autoregressive, TwistedOptions, TwistedResult};

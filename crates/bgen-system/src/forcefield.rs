@@ -242,6 +242,58 @@ fn obc_screen(e: Element) -> f64 {
 }
 
 impl Parameters {
+    /// The parameters of the partial molecule made of the first `k` atoms: every per-atom array
+    /// cut to `k`, and only the bonded terms and exceptions whose atoms are all among them. Its
+    /// energy is the "partial energy" of twisted SMC; GB Born radii see only the placed atoms.
+    /// `prefix(n_atoms)` is the whole system.
+    pub fn prefix(&self, k: usize) -> Parameters {
+        let k = k.min(self.mass.len());
+        let cut = |v: &Vec<f64>| v[..k].to_vec();
+        let g = &self.gbsa;
+        Parameters {
+            setup: self.setup,
+            mass: cut(&self.mass),
+            charge: cut(&self.charge),
+            sigma: cut(&self.sigma),
+            epsilon: cut(&self.epsilon),
+            atom_type: self.atom_type[..k].to_vec(),
+            atom_class: self.atom_class[..k].to_vec(),
+            residue_template: self.residue_template.clone(),
+            bonds: self
+                .bonds
+                .iter()
+                .filter(|b| b.i.max(b.j) < k)
+                .copied()
+                .collect(),
+            angles: self
+                .angles
+                .iter()
+                .filter(|a| a.atoms.iter().all(|&i| i < k))
+                .copied()
+                .collect(),
+            torsions: self
+                .torsions
+                .iter()
+                .filter(|t| t.atoms.iter().all(|&i| i < k))
+                .copied()
+                .collect(),
+            exceptions: self
+                .exceptions
+                .iter()
+                .filter(|e| e.i.max(e.j) < k)
+                .copied()
+                .collect(),
+            nonbonded: self.nonbonded,
+            gbsa: Gbsa {
+                charge: cut(&g.charge),
+                radius: cut(&g.radius),
+                offset_radius: cut(&g.offset_radius),
+                scaled_radius: cut(&g.scaled_radius),
+                ..g.clone()
+            },
+        }
+    }
+
     /// Assigns all parameters of `setup` to `top` (OpenMM `createSystem` with the seeds' arguments).
     pub fn assign(top: &Topology, setup: Setup) -> Result<Parameters> {
         let ff = setup.data();

@@ -29,5 +29,5 @@ pub use energy::{Energies, EnergyModel, Workspace};
 pub use error::{Error, Result};
 pub use forcefield::{Parameters, Setup};
 pub use system::System;
-pub use target::Target;
+pub use target::{PartialTarget, Target};
 pub use topology::Topology;

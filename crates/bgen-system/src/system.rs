@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::forcefield::{name_tables, Parameters, Setup};
 use crate::pdb::PdbFile;
 use crate::systems::NAMED;
-use crate::target::Target;
+use crate::target::{PartialTarget, Target};
 use crate::topology::Topology;
 use crate::units::kt;
 use rayon::prelude::*;
@@ -197,5 +197,51 @@ impl Target for System {
                 |ws, (e, xi)| one(ws, xi, e, None),
             ),
         }
+    }
+}
+
+impl PartialTarget for System {
+    /// The energy (kT) of the partial molecule made of the first `placed / 3` atoms: the terms
+    /// whose atoms are all placed, with Born radii from the placed atoms only
+    /// ([`Parameters::prefix`]).
+    fn partial_energy(&self, x: &[f64], placed: usize, energy: &mut [f64]) {
+        assert!(
+            placed % 3 == 0 && placed <= self.dim(),
+            "whole atoms of the system"
+        );
+        if placed == self.dim() {
+            return self.energy_and_grad(x, energy, None);
+        }
+        if placed == 0 {
+            return energy.fill(0.0);
+        }
+        let model = EnergyModel::new(&self.params.prefix(placed / 3));
+        let beta = 1.0 / self.kt();
+        energy
+            .par_iter_mut()
+            .zip(x.par_chunks(placed))
+            .for_each_init(
+                || model.workspace(),
+                |ws, (e, xi)| {
+                    *e = if xi.iter().all(|v| v.is_finite()) {
+                        model.energy(xi, ws).total() * beta
+                    } else {
+                        f64::INFINITY
+                    }
+                },
+            );
+    }
+}
+
+impl System {
+    /// Atom counts at the end of each residue (residues are contiguous in topology order):
+    /// the block boundaries of residue-by-residue generation.
+    pub fn residue_ends(&self) -> Vec<usize> {
+        let atoms = &self.topology.atoms;
+        let mut ends: Vec<usize> = (1..atoms.len())
+            .filter(|&a| atoms[a].residue != atoms[a - 1].residue)
+            .collect();
+        ends.push(atoms.len());
+        ends
     }
 }

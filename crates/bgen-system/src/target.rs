@@ -11,3 +11,13 @@ pub trait Target: Sync {
     /// A sample with non-finite coordinates gets energy +inf and a zero gradient.
     fn energy_and_grad(&self, x: &[f64], energy: &mut [f64], grad: Option<&mut [f64]>);
 }
+
+/// A target whose energy is also defined on partial samples: the first `placed` coordinates
+/// (for a molecule, the first atoms in topology order). Twisted SMC weights particles by the
+/// change of partial energy as it builds them; the partial energy of a whole sample is its
+/// energy and that of an empty one is zero.
+pub trait PartialTarget: Target {
+    /// Partial energies (kT) of a batch `x` (n x placed) into `energy` (n); non-finite
+    /// coordinates give +inf.
+    fn partial_energy(&self, x: &[f64], placed: usize, energy: &mut [f64]);
+}

@@ -128,9 +128,7 @@ pub fn load_proposal(
     }
     let d = 3 * sys.n_atoms();
     let flow = FlowProposal {
-        flow: trainer
-            .into_flow(ema)
-            .context("not a TarFlow run")?,
+        flow: trainer.into_flow(ema).context("not a TarFlow run")?,
         normalizer: norm,
         device: dev,
         kind: Kind::Float,
