@@ -206,7 +206,7 @@ impl PartialTarget for System {
     /// ([`Parameters::prefix`]).
     fn partial_energy(&self, x: &[f64], placed: usize, energy: &mut [f64]) {
         assert!(
-            placed % 3 == 0 && placed <= self.dim(),
+            placed.is_multiple_of(3) && placed <= self.dim(),
             "whole atoms of the system"
         );
         if placed == self.dim() {
