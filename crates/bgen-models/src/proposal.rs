@@ -1,7 +1,9 @@
-//! A trained TarFlow as a proposal over molecular coordinates in nm: sampling, exact log q and
-//! its gradient, in f64 at the seam (the network runs in its own precision).
+//! Trained models as proposals over molecular coordinates in nm: sampling, exact log q (and for
+//! a TarFlow its gradient), in f64 at the seam (the networks run in their own precision); for an
+//! ArBG also block-by-block generation of particles for twisted SMC.
 
-use crate::data::Normalizer;
+use crate::arbg::{Arbg, Generation};
+use crate::data::{uniforms, Normalizer};
 use crate::tarflow::TarFlow;
 use tch::{Device, Kind, Tensor};
 
@@ -83,26 +85,122 @@ impl FlowProposal {
             s += b;
         }
     }
+}
 
-    /// The centre-of-mass term of the SBG paper's Proposition 1, Gaussian form: the flow saw CoM
-    /// noise N(0, I/N) in normalised units, so a target that is flat in the CoM is given this
-    /// CoM density: returns log N(c; 0, std^2/N I) (c = mean position, nm) and adds its gradient
-    /// to `grad` when given.
-    pub fn com_log_density(&self, x: &[f64], out: &mut [f64], mut grad: Option<&mut [f64]>) {
-        let na = self.normalizer.n_atoms as usize;
-        let var = self.normalizer.std * self.normalizer.std / na as f64;
-        let d = 3 * na;
-        for (i, o) in out.iter_mut().enumerate() {
-            let c = crate::data::centre(&x[i * d..(i + 1) * d], na);
-            let r2: f64 = c.iter().map(|v| v * v).sum();
-            *o = -0.5 * r2 / var - 1.5 * (2.0 * std::f64::consts::PI * var).ln();
-            if let Some(g) = grad.as_deref_mut() {
-                for a in 0..na {
-                    for k in 0..3 {
-                        g[i * d + 3 * a + k] += -c[k] / var / na as f64;
-                    }
-                }
+/// An ArBG with its normaliser: densities are per nm^(3N). log q is piecewise constant in x,
+/// so its gradient is zero almost everywhere.
+pub struct ArbgProposal {
+    pub model: Arbg,
+    pub normalizer: Normalizer,
+    pub device: Device,
+    /// Sampling temperature tau of the bin distributions (1: the trained model).
+    pub tau: f64,
+    /// Samples per network pass.
+    pub batch: usize,
+}
+
+/// Particles of an ArBG being generated (twisted SMC).
+pub struct ArbgParticles {
+    generation: Generation,
+    n: usize,
+    seed: u64,
+    /// Resamplings so far (new random numbers after each).
+    epoch: u64,
+}
+
+impl ArbgProposal {
+    fn dim(&self) -> usize {
+        3 * self.normalizer.n_atoms as usize
+    }
+
+    fn uniform(&self, rows: usize, cols: usize, seed: u64) -> Tensor {
+        Tensor::from_slice(&uniforms(rows * cols, seed))
+            .view([rows as i64, cols as i64])
+            .to_device(self.device)
+    }
+
+    /// `n` samples (n x 3N, nm) and their log q (1/nm^3N), reproducibly from `seed`.
+    pub fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+        let d = self.dim();
+        let (mut x, mut lq) = (Vec::with_capacity(n * d), Vec::with_capacity(n));
+        let mut chunk = 0u64;
+        while x.len() < n * d {
+            let b = (n - lq.len()).min(self.batch);
+            let s = seed.wrapping_mul(0x1000_0001).wrapping_add(chunk);
+            let (xs, l) = self.model.sample_from(
+                &self.uniform(b, d, s),
+                &self.uniform(b, d, s ^ 0x0FF5_E700),
+                self.tau,
+            );
+            x.extend(Vec::<f64>::try_from((xs * self.normalizer.std).view([-1])).expect("f64"));
+            let l: Vec<f64> = Vec::try_from(l).expect("f64");
+            lq.extend(l.into_iter().map(|v| v + self.normalizer.log_jacobian()));
+            chunk += 1;
+        }
+        (x, lq)
+    }
+
+    /// log q (1/nm^3N) of `x` (n x 3N, nm) at the proposal's tau; -inf outside the binned range.
+    pub fn log_q(&self, x: &[f64], out: &mut [f64]) {
+        let d = self.dim();
+        for (xs, o) in x.chunks(self.batch * d).zip(out.chunks_mut(self.batch)) {
+            let t = (Tensor::from_slice(xs).view([-1, d as i64]) / self.normalizer.std)
+                .to_kind(Kind::Float)
+                .to_device(self.device);
+            let l = tch::no_grad(|| self.model.log_prob(&t, self.tau));
+            let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
+            for (o, v) in o.iter_mut().zip(l) {
+                *o = v + self.normalizer.log_jacobian();
             }
         }
+    }
+
+    /// Starts `n` empty particles.
+    pub fn start(&self, n: usize, seed: u64) -> ArbgParticles {
+        ArbgParticles {
+            generation: self.model.start(),
+            n,
+            seed,
+            epoch: 0,
+        }
+    }
+
+    /// Appends coordinates [from, to) (nm) to every particle; writes them into `x`
+    /// (n x (to - from)) and log q of the block (1/nm^(to - from)) into `log_q`.
+    pub fn extend(
+        &self,
+        p: &mut ArbgParticles,
+        from: usize,
+        to: usize,
+        x: &mut [f64],
+        log_q: &mut [f64],
+    ) {
+        assert_eq!(p.generation.done as usize, from, "blocks in order");
+        let w = to - from;
+        let s = p.seed ^ (p.epoch << 32) ^ (from as u64).wrapping_mul(0x9E37_79B9);
+        let (xs, l) = self.model.extend(
+            &mut p.generation,
+            &self.uniform(p.n, w, s),
+            &self.uniform(p.n, w, s ^ 0x0FF5_E700),
+            self.tau,
+        );
+        let xs: Vec<f64> = Vec::try_from((xs * self.normalizer.std).view([-1])).expect("f64");
+        x.copy_from_slice(&xs);
+        let l: Vec<f64> = Vec::try_from(l).expect("f64");
+        let jac = -(w as f64) * self.normalizer.std.ln();
+        for (o, v) in log_q.iter_mut().zip(l) {
+            *o = v + jac;
+        }
+    }
+
+    /// Keeps particles `idx` in that order (resampling).
+    pub fn select(&self, p: &mut ArbgParticles, idx: &[usize]) {
+        let idx: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+        self.model.select(
+            &mut p.generation,
+            &Tensor::from_slice(&idx).to_device(self.device),
+        );
+        p.n = idx.len();
+        p.epoch += 1;
     }
 }

@@ -16,6 +16,18 @@ pub trait Proposal: Sync {
     fn log_q(&self, x: &[f64], log_q: &mut [f64], grad: Option<&mut [f64]>);
 }
 
+impl<P: Proposal + ?Sized> Proposal for &P {
+    fn dim(&self) -> usize {
+        (**self).dim()
+    }
+    fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+        (**self).sample(n, seed)
+    }
+    fn log_q(&self, x: &[f64], log_q: &mut [f64], grad: Option<&mut [f64]>) {
+        (**self).log_q(x, log_q, grad)
+    }
+}
+
 /// An isotropic Gaussian N(mean, sigma^2 I).
 #[derive(Clone, Debug)]
 pub struct Gaussian {

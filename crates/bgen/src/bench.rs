@@ -180,7 +180,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 
 fn bench_smc(a: SmcBench) -> Result<()> {
     tch::set_num_threads(a.threads);
-    let (sys, proposal) = crate::sample::load_proposal(&a.run, tch::Device::Cpu, 1000, true)?;
+    let run = crate::sample::load_run(&a.run, tch::Device::Cpu, 1000, true, 1.0)?;
+    let (sys, proposal) = (&run.sys, run.adjusted(bgen_sample::ComForm::Gaussian));
     let o = bgen_sample::SmcOptions {
         steps: a.steps,
         step_size: 1e-6,
@@ -188,7 +189,7 @@ fn bench_smc(a: SmcBench) -> Result<()> {
         ..Default::default()
     };
     let t0 = Instant::now();
-    let r = bgen_sample::smc(&proposal, &sys, a.n, o);
+    let r = bgen_sample::smc(&proposal, sys, a.n, o);
     let wall = t0.elapsed().as_secs_f64();
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())

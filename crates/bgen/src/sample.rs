@@ -1,12 +1,16 @@
 //! `bgen sample`: draw from a trained model and correct toward the Boltzmann density
-//! (proposal only, SNIS or SMC).
+//! (proposal only, SNIS, SMC, or for an ArBG twisted SMC over partial molecules).
 
 use crate::train::{device, RunInfo};
 use anyhow::{bail, Context, Result};
-use bgen_models::proposal::FlowProposal;
+use bgen_models::proposal::{ArbgParticles, ArbgProposal, FlowProposal};
 use bgen_models::train::Trainer;
+use bgen_models::Model;
 use bgen_sample::resample::Scheme;
-use bgen_sample::{smc, snis, Proposal, SmcOptions, SnisOptions};
+use bgen_sample::{
+    smc, snis, twisted_smc, Autoregressive, ComAdjusted, ComForm, Proposal, SmcOptions,
+    SnisOptions, TwistedOptions,
+};
 use bgen_system::npy::{write_atomic, write_npy};
 use bgen_system::{Setup, System, Target};
 use clap::Args;
@@ -23,9 +27,19 @@ pub struct SampleArgs {
     /// Number of samples (particles for SMC).
     #[arg(long, default_value_t = 10_000)]
     n: usize,
-    /// proposal, snis or smc.
+    /// proposal, snis, smc (annealed Langevin; TarFlow) or twisted (SMC over partial
+    /// molecules; ArBG).
     #[arg(long, default_value = "snis")]
     method: String,
+    /// Centre-of-mass term of the proposal energy (SBG Proposition 1): gaussian, chi or none.
+    #[arg(long, default_value = "gaussian")]
+    com: String,
+    /// Twisted SMC: blocks of generation, residue or atom.
+    #[arg(long, default_value = "residue")]
+    blocks: String,
+    /// ArBG: sampling temperature of the bin distributions (the density stays exact).
+    #[arg(long, default_value_t = 1.0)]
+    tau: f64,
     /// Output directory: samples.npy, log_q.npy, energies.npy, log_weights.npy, summary.json.
     #[arg(long)]
     out: PathBuf,
@@ -46,7 +60,7 @@ pub struct SampleArgs {
     /// SMC: Metropolis-adjust the moves (MALA) and adapt the step size.
     #[arg(long)]
     mala: bool,
-    /// SMC: resample when the normalised ESS falls below this.
+    /// SMC and twisted SMC: resample when the normalised ESS falls below this.
     #[arg(long, default_value_t = 0.5)]
     ess_threshold: f64,
     /// cpu or cuda.
@@ -62,46 +76,103 @@ pub struct SampleArgs {
     batch: usize,
 }
 
-/// The flow with the centre-of-mass term: log q'(x) = log q(x) - log N(c; 0, std^2/N), so that
-/// E_src = -log q' = -log q + A(x) as in Proposition 1 of the SBG paper. Behind a mutex, since
-/// libtorch tensors are not shared between threads.
-pub struct ComAdjusted(Mutex<FlowProposal>, usize);
+/// A libtorch model behind a mutex: its tensors are not shared between threads, while the
+/// samplers' seams are `Sync`.
+pub struct Locked<T>(pub Mutex<T>);
 
-impl Proposal for ComAdjusted {
-    fn dim(&self) -> usize {
-        self.1
-    }
-    fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
-        let p = self.0.lock().expect("flow");
-        let (x, mut lq) = p.sample(n, seed);
-        let mut a = vec![0.0; n];
-        p.com_log_density(&x, &mut a, None);
-        lq.iter_mut().zip(&a).for_each(|(l, a)| *l -= a);
-        (x, lq)
-    }
-    fn log_q(&self, x: &[f64], out: &mut [f64], mut grad: Option<&mut [f64]>) {
-        let p = self.0.lock().expect("flow");
-        p.log_q(x, out, grad.as_deref_mut());
-        let mut a = vec![0.0; out.len()];
-        // d(-A)/dx: accumulate the CoM gradient with the opposite sign.
-        if let Some(g) = grad {
-            g.iter_mut().for_each(|v| *v = -*v);
-            p.com_log_density(x, &mut a, Some(g));
-            g.iter_mut().for_each(|v| *v = -*v);
-        } else {
-            p.com_log_density(x, &mut a, None);
-        }
-        out.iter_mut().zip(&a).for_each(|(l, a)| *l -= a);
+impl<T> Locked<T> {
+    fn get(&self) -> std::sync::MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// The system and the CoM-adjusted flow proposal of a training run.
-pub fn load_proposal(
+impl Proposal for Locked<FlowProposal> {
+    fn dim(&self) -> usize {
+        3 * self.get().normalizer.n_atoms as usize
+    }
+    fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+        self.get().sample(n, seed)
+    }
+    fn log_q(&self, x: &[f64], out: &mut [f64], grad: Option<&mut [f64]>) {
+        self.get().log_q(x, out, grad)
+    }
+}
+
+impl Proposal for Locked<ArbgProposal> {
+    fn dim(&self) -> usize {
+        3 * self.get().normalizer.n_atoms as usize
+    }
+    fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+        self.get().sample(n, seed)
+    }
+    /// log q is piecewise constant: its gradient is zero almost everywhere.
+    fn log_q(&self, x: &[f64], out: &mut [f64], grad: Option<&mut [f64]>) {
+        self.get().log_q(x, out);
+        if let Some(g) = grad {
+            g.fill(0.0);
+        }
+    }
+}
+
+impl Autoregressive for Locked<ArbgProposal> {
+    type State = ArbgParticles;
+    fn dim(&self) -> usize {
+        Proposal::dim(self)
+    }
+    fn start(&self, n: usize, seed: u64) -> ArbgParticles {
+        self.get().start(n, seed)
+    }
+    fn extend(&self, s: &mut ArbgParticles, from: usize, to: usize, x: &mut [f64], lq: &mut [f64]) {
+        self.get().extend(s, from, to, x, lq)
+    }
+    fn select(&self, s: &mut ArbgParticles, idx: &[usize]) {
+        self.get().select(s, idx)
+    }
+}
+
+/// The proposal of a training run.
+pub enum Loaded {
+    Flow(Locked<FlowProposal>),
+    Arbg(Locked<ArbgProposal>),
+}
+
+/// A training run ready to sample: its system, model and the CoM noise scale.
+pub struct LoadedRun {
+    pub sys: System,
+    pub model: Loaded,
+    /// CoM noise scale of training, std / sqrt(N), nm.
+    pub com_sigma: f64,
+}
+
+impl LoadedRun {
+    /// The model as a plain proposal.
+    pub fn proposal(&self) -> &dyn Proposal {
+        match &self.model {
+            Loaded::Flow(f) => f,
+            Loaded::Arbg(a) => a,
+        }
+    }
+
+    /// The proposal with the CoM term of `form` folded in (E_src = -log q + A).
+    pub fn adjusted(&self, form: ComForm) -> ComAdjusted<&dyn Proposal> {
+        ComAdjusted {
+            inner: self.proposal(),
+            form,
+            sigma: self.com_sigma,
+            n_atoms: self.sys.n_atoms(),
+        }
+    }
+}
+
+/// Loads the system and model of a training run (EMA weights with `ema`; `tau` is the ArBG
+/// sampling temperature).
+pub fn load_run(
     run: &Path,
     dev: tch::Device,
     batch: usize,
     ema: bool,
-) -> Result<(System, ComAdjusted)> {
+    tau: f64,
+) -> Result<LoadedRun> {
     let info_path = run.join("run.json");
     let info: RunInfo = serde_json::from_str(
         &std::fs::read_to_string(&info_path)
@@ -126,27 +197,48 @@ pub fn load_proposal(
             sys.n_atoms()
         );
     }
-    let d = 3 * sys.n_atoms();
-    let flow = FlowProposal {
-        flow: trainer.into_flow(ema).context("not a TarFlow run")?,
-        normalizer: norm,
-        device: dev,
-        kind: Kind::Float,
-        batch,
+    let com_sigma = norm.std / (sys.n_atoms() as f64).sqrt();
+    let model = match trainer.into_model(ema) {
+        Model::TarFlow(flow) => Loaded::Flow(Locked(Mutex::new(FlowProposal {
+            flow,
+            normalizer: norm,
+            device: dev,
+            kind: Kind::Float,
+            batch,
+        }))),
+        Model::Arbg(model) => Loaded::Arbg(Locked(Mutex::new(ArbgProposal {
+            model,
+            normalizer: norm,
+            device: dev,
+            tau,
+            batch,
+        }))),
     };
-    Ok((sys, ComAdjusted(Mutex::new(flow), d)))
+    Ok(LoadedRun {
+        sys,
+        model,
+        com_sigma,
+    })
 }
 
 pub fn run(a: SampleArgs) -> Result<()> {
     tch::set_num_threads(a.threads);
     let dev = device(&a.device)?;
-    let (sys, proposal) = load_proposal(&a.run, dev, a.batch, !a.no_ema)?;
+    let com = ComForm::from_name(&a.com)
+        .with_context(|| format!("--com {}: gaussian, chi or none", a.com))?;
+    if a.tau.is_nan() || a.tau <= 0.0 {
+        bail!("--tau must be positive");
+    }
+    let run = load_run(&a.run, dev, a.batch, !a.no_ema, a.tau)?;
+    let sys = &run.sys;
+    let proposal = run.adjusted(com);
     std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
     let t0 = Instant::now();
     let na = sys.n_atoms();
     let mut summary = serde_json::Map::new();
     summary.insert("method".into(), a.method.clone().into());
     summary.insert("n".into(), a.n.into());
+    summary.insert("com".into(), a.com.clone().into());
     let (x, energies, log_w) = match a.method.as_str() {
         "proposal" | "snis" => {
             let (x, lq) = proposal.sample(a.n, a.seed);
@@ -175,6 +267,38 @@ pub fn run(a: SampleArgs) -> Result<()> {
             };
             (x, e, lw)
         }
+        "smc" if matches!(run.model, Loaded::Arbg(_)) => bail!(
+            "--method smc anneals with Langevin moves along grad log q, which an ArBG (piecewise-constant density) does not have; use snis or twisted"
+        ),
+        "twisted" => {
+            let Loaded::Arbg(model) = &run.model else {
+                bail!("--method twisted needs an autoregressive model (an ArBG run)");
+            };
+            let ends: Vec<usize> = match a.blocks.as_str() {
+                "residue" => sys.residue_ends().iter().map(|k| 3 * k).collect(),
+                "atom" => (1..=na).map(|k| 3 * k).collect(),
+                other => bail!("--blocks {other}: residue or atom"),
+            };
+            let o = TwistedOptions {
+                ess_threshold: a.ess_threshold,
+                scheme: Scheme::Systematic,
+                seed: a.seed,
+                com,
+                com_sigma: run.com_sigma,
+                n_atoms: na,
+            };
+            let r = twisted_smc(model, sys, a.n, &ends, o);
+            summary.insert("ess".into(), r.ess.into());
+            summary.insert("ess_per_block".into(), r.ess_per_block.clone().into());
+            summary.insert("log_z".into(), r.log_z.into());
+            summary.insert("resamplings".into(), r.resamplings.into());
+            summary.insert("blocks".into(), ends.len().into());
+            summary.insert("energy_evaluations".into(), r.energy_evaluations.into());
+            summary.insert("model_evaluations".into(), r.model_evaluations.into());
+            summary.insert("model_seconds".into(), r.model_seconds.into());
+            summary.insert("energy_seconds".into(), r.energy_seconds.into());
+            (r.x, r.energies, None)
+        }
         "smc" => {
             let o = SmcOptions {
                 steps: a.steps,
@@ -186,7 +310,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
                 seed: a.seed,
                 ..Default::default()
             };
-            let r = smc(&proposal, &sys, a.n, o);
+            let r = smc(&proposal, sys, a.n, o);
             summary.insert("ess".into(), r.ess.into());
             summary.insert("log_z".into(), r.log_z.into());
             summary.insert("acceptance".into(), r.acceptance.into());
@@ -199,7 +323,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
             summary.insert("particle_steps_per_s".into(), r.particle_steps_per_s.into());
             (r.x, r.energies, None)
         }
-        other => bail!("unknown --method '{other}' (proposal, snis, smc)"),
+        other => bail!("unknown --method '{other}' (proposal, snis, smc, twisted)"),
     };
     // Mirror images (all chiral centres inverted) are reflected back; the energy is unchanged.
     let mut x = x;

@@ -109,6 +109,7 @@ fn train_then_sample_with_every_method() {
     for d in [path("proposal"), path("snis"), path("smc"), ev] {
         std::fs::remove_dir_all(d).unwrap();
     }
+    arbg_train_then_sample(&split);
     // A damaged checkpoint is reported with its file.
     let latest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("latest.json")).unwrap()).unwrap();
@@ -128,4 +129,63 @@ fn train_then_sample_with_every_method() {
     for d in [md, split, run] {
         std::fs::remove_dir_all(d).unwrap();
     }
+}
+
+/// The ArBG through the same commands: SNIS, twisted SMC by residue and by atom, the chi CoM
+/// form, and a clear refusal of Langevin SMC.
+fn arbg_train_then_sample(split: &std::path::Path) {
+    let run = tmp("arbg");
+    ok(bgen()
+        .args([
+            "train", "--model", "arbg", "--preset", "tiny", "--steps", "20", "--data",
+        ])
+        .arg(split.join("train"))
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap());
+    for (method, extra) in [
+        ("snis", vec!["--com", "chi"]),
+        ("twisted", vec![]),
+        ("twisted", vec!["--blocks", "atom", "--tau", "0.9"]),
+    ] {
+        let out = tmp("arbg-sample");
+        let stdout = ok(bgen()
+            .args(["sample", "--method", method, "--n", "48", "--run"])
+            .arg(&run)
+            .arg("--out")
+            .arg(&out)
+            .args(&extra)
+            .output()
+            .unwrap());
+        let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let ess = s["ess"].as_f64().unwrap();
+        assert!(
+            ess > 0.0 && ess <= 1.0 + 1e-12,
+            "{method} {extra:?}: ess {ess}"
+        );
+        assert_eq!(
+            read_npy(&out.join("samples.npy")).unwrap().shape,
+            vec![48, 22, 3]
+        );
+        if method == "twisted" {
+            let blocks = if extra.is_empty() { 3 } else { 22 };
+            assert_eq!(s["blocks"].as_u64().unwrap(), blocks);
+            assert_eq!(
+                s["ess_per_block"].as_array().unwrap().len(),
+                blocks as usize
+            );
+        }
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+    let o = bgen()
+        .args(["sample", "--method", "smc", "--n", "8", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(tmp("arbg-smc"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("twisted"));
+    std::fs::remove_dir_all(run).unwrap();
 }
