@@ -30,7 +30,7 @@ fn model(atoms: i64, bins: i64, seed: i64) -> (nn::VarStore, Arbg) {
     tch::no_grad(|| {
         for (_, mut v) in vs.variables() {
             let r = Tensor::randn_like(&v) * 0.5;
-            let _ = v.copy_(&r);
+            v.copy_(&r);
         }
     });
     (vs, m)
