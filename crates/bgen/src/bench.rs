@@ -18,6 +18,9 @@ pub enum BenchCommand {
     /// TarFlow training step and KV-cache sampling in bgen (tch) beside the same model in
     /// PyTorch, same CPU threads, same run.
     Tarflow(TarflowBench),
+    /// ArBG training step and KV-cache sampling (tokens/s) in bgen (tch) beside the same model
+    /// in PyTorch, same CPU threads, same run.
+    Arbg(TarflowBench),
     /// SMC throughput (particle-steps/s) of a trained run on its system, split into model time
     /// and energy time.
     Smc(SmcBench),
@@ -40,10 +43,11 @@ pub struct SmcBench {
 
 #[derive(Args)]
 pub struct TarflowBench {
-    /// Model preset (tiny, small, aldp, peptide, chignolin).
+    /// Model preset (TarFlow: tiny, small, aldp, peptide, chignolin; ArBG: tiny, small, base,
+    /// medium).
     #[arg(long, default_value = "small")]
     preset: String,
-    /// Tokens (atoms): 22 is alanine dipeptide.
+    /// Atoms: 22 is alanine dipeptide.
     #[arg(long, default_value_t = 22)]
     tokens: i64,
     /// Timed training steps.
@@ -174,6 +178,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Energy(a) => bench_energy(a),
         BenchCommand::Md(a) => bench_md(a),
         BenchCommand::Tarflow(a) => bench_tarflow(a),
+        BenchCommand::Arbg(a) => bench_arbg(a),
         BenchCommand::Smc(a) => bench_smc(a),
     }
 }
@@ -218,30 +223,12 @@ fn bench_tarflow(a: TarflowBench) -> Result<()> {
     let (model, mut tc) = crate::train::preset(&a.preset, a.tokens)?;
     tc.steps = 1_000_000;
     let d = model.dim();
-    let mut t = Trainer::new(
-        model.clone(),
-        tc.clone(),
-        Normalizer {
-            n_atoms: a.tokens,
-            std: 1.0,
-        },
-        Device::Cpu,
-    );
-    let data = Tensor::randn([4096, d], (Kind::Float, Device::Cpu));
-    let batch = |i: i64| {
-        let idx = (Tensor::arange(tc.batch_size, (Kind::Int64, Device::Cpu)) * 7
-            + i * tc.batch_size)
-            .remainder(4096);
-        data.index_select(0, &idx)
+    let norm = Normalizer {
+        n_atoms: a.tokens,
+        std: 1.0,
     };
-    for i in 0..3 {
-        t.step(&batch(i));
-    }
-    let t0 = Instant::now();
-    for i in 0..a.steps {
-        t.step(&batch(i));
-    }
-    let step_s = t0.elapsed().as_secs_f64() / a.steps as f64;
+    let mut t = Trainer::new(model.clone(), tc.clone(), norm, Device::Cpu);
+    let step_s = time_training(&mut t, a.steps);
     let bgen_models::Model::TarFlow(flow) = &t.model else {
         unreachable!("a TarFlow preset")
     };
@@ -259,53 +246,156 @@ fn bench_tarflow(a: TarflowBench) -> Result<()> {
         step_s * 1e3,
         bgen_sps
     );
-    let dir = std::env::temp_dir().join(format!("bgen-bench-tarflow-{}", std::process::id()));
+    let args = [
+        a.tokens,
+        model.width,
+        model.blocks,
+        model.layers,
+        model.head_dim,
+        tc.batch_size,
+        a.steps,
+        a.samples,
+        a.threads as i64,
+    ];
+    if let Some(v) = torch_peer(
+        &a.python,
+        "torch_tarflow",
+        include_str!("bench/torch_tarflow.py"),
+        &args,
+    )? {
+        let ps = v["train_step_s"].as_f64().unwrap_or(f64::NAN);
+        let psps = v["samples_per_s"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "PyTorch {}: training step {:.1} ms, sampling {:.0} samples/s (KV cache)",
+            v["torch"].as_str().unwrap_or("?"),
+            ps * 1e3,
+            psps
+        );
+        println!(
+            "ratio bgen / PyTorch: training {:.2}x, sampling {:.2}x (higher is faster)",
+            ps / step_s,
+            bgen_sps / psps
+        );
+    }
+    Ok(())
+}
+
+fn bench_arbg(a: TarflowBench) -> Result<()> {
+    use bgen_models::data::{uniforms, Normalizer};
+    use bgen_models::train::Trainer;
+    use tch::{Device, Tensor};
+    tch::set_num_threads(a.threads);
+    let (model, mut tc) = crate::train::arbg_preset(&a.preset, a.tokens)?;
+    tc.steps = 1_000_000;
+    let d = model.dim();
+    let norm = Normalizer {
+        n_atoms: a.tokens,
+        std: 1.0,
+    };
+    let mut t = Trainer::new(model.clone(), tc.clone(), norm, Device::Cpu);
+    let step_s = time_training(&mut t, a.steps);
+    let bgen_models::Model::Arbg(m) = &t.model else {
+        unreachable!("an ArBG preset")
+    };
+    let u = |n: i64, seed: u64| Tensor::from_slice(&uniforms((n * d) as usize, seed)).view([n, d]);
+    let _ = m.sample_from(&u(8, 1), &u(8, 2), 1.0);
+    let (ub, uo) = (u(a.samples, 3), u(a.samples, 4));
+    let t0 = Instant::now();
+    let _ = m.sample_from(&ub, &uo, 1.0);
+    let bgen_tps = (a.samples * d) as f64 / t0.elapsed().as_secs_f64();
+    println!(
+        "ArBG {} ({} wide x {} layers, {} bins, {} tokens), batch {}, {} thread(s)",
+        a.preset, model.width, model.layers, model.bins, d, tc.batch_size, a.threads
+    );
+    println!(
+        "bgen (tch): training step {:.1} ms, sampling {:.0} tokens/s (KV cache, {} samples)",
+        step_s * 1e3,
+        bgen_tps,
+        a.samples
+    );
+    let args = [
+        a.tokens,
+        model.width,
+        model.layers,
+        model.head_dim,
+        model.bins,
+        tc.batch_size,
+        a.steps,
+        a.samples,
+        a.threads as i64,
+    ];
+    if let Some(v) = torch_peer(
+        &a.python,
+        "torch_arbg",
+        include_str!("bench/torch_arbg.py"),
+        &args,
+    )? {
+        let ps = v["train_step_s"].as_f64().unwrap_or(f64::NAN);
+        let ptps = v["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "PyTorch {}: training step {:.1} ms, sampling {:.0} tokens/s (KV cache)",
+            v["torch"].as_str().unwrap_or("?"),
+            ps * 1e3,
+            ptps
+        );
+        println!(
+            "ratio bgen / PyTorch: training {:.2}x, sampling {:.2}x (higher is faster)",
+            ps / step_s,
+            bgen_tps / ptps
+        );
+    }
+    Ok(())
+}
+
+/// Runs a PyTorch peer script with integer arguments and an output path; its JSON result, or
+/// None (with a message) when no Python with torch is at hand.
+fn torch_peer(
+    python: &str,
+    name: &str,
+    script: &str,
+    args: &[i64],
+) -> Result<Option<serde_json::Value>> {
+    let dir = std::env::temp_dir().join(format!("bgen-bench-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let script = dir.join("torch_tarflow.py");
-    std::fs::write(&script, include_str!("bench/torch_tarflow.py"))?;
+    let path = dir.join(format!("{name}.py"));
+    std::fs::write(&path, script)?;
     let out = dir.join("out.json");
-    let status = Command::new(&a.python)
-        .arg(&script)
-        .args(
-            [
-                a.tokens,
-                model.width,
-                model.blocks,
-                model.layers,
-                model.head_dim,
-                tc.batch_size,
-                a.steps,
-                a.samples,
-                a.threads as i64,
-            ]
-            .map(|v| v.to_string()),
-        )
+    let status = Command::new(python)
+        .arg(&path)
+        .args(args.iter().map(|v| v.to_string()))
         .arg(&out)
         .status();
-    match status {
-        Ok(s) if s.success() => {
-            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
-            let ps = v["train_step_s"].as_f64().unwrap_or(f64::NAN);
-            let psps = v["samples_per_s"].as_f64().unwrap_or(f64::NAN);
+    let v = match status {
+        Ok(s) if s.success() => Some(serde_json::from_str(&std::fs::read_to_string(&out)?)?),
+        _ => {
             println!(
-                "PyTorch {}: training step {:.1} ms, sampling {:.0} samples/s (KV cache)",
-                v["torch"].as_str().unwrap_or("?"),
-                ps * 1e3,
-                psps
+                "PyTorch peer not run ({python} with torch not found; run under make or scripts/libtorch.sh)"
             );
-            println!(
-                "ratio bgen / PyTorch: training {:.2}x, sampling {:.2}x (higher is faster)",
-                ps / step_s,
-                bgen_sps / psps
-            );
+            None
         }
-        _ => println!(
-            "PyTorch peer not run ({} with torch not found; run under make or scripts/libtorch.sh)",
-            a.python
-        ),
-    }
+    };
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    Ok(v)
+}
+
+/// Timed training steps of `t` (after 3 warm-up steps) on a fixed random data set: seconds
+/// per step.
+fn time_training(t: &mut bgen_models::train::Trainer, steps: i64) -> f64 {
+    use tch::{Device, Kind, Tensor};
+    let (d, b) = (t.state.model.dim(), t.state.train.batch_size);
+    let data = Tensor::randn([4096, d], (Kind::Float, Device::Cpu));
+    let batch = |i: i64| {
+        let idx = (Tensor::arange(b, (Kind::Int64, Device::Cpu)) * 7 + i * b).remainder(4096);
+        data.index_select(0, &idx)
+    };
+    for i in 0..3 {
+        t.step(&batch(i));
+    }
+    let t0 = Instant::now();
+    for i in 0..steps {
+        t.step(&batch(i));
+    }
+    t0.elapsed().as_secs_f64() / steps as f64
 }
 
 fn has_openmm(python: &str) -> bool {
