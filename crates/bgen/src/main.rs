@@ -4,6 +4,7 @@ mod bench;
 mod energy;
 mod eval;
 mod md;
+mod pipeline;
 mod sample;
 mod train;
 
@@ -15,13 +16,16 @@ use clap::{Parser, Subcommand};
     version,
     about = "Boltzmann generators for molecules: AMBER + GBSA-OBC energies exact to OpenMM, samplers and metrics"
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub(crate) enum Command {
+    /// The main job: MD data, training, sampling (SNIS + SMC), evaluation and a report, from one
+    /// TOML of settings; every stage resumable and skipped when done.
+    Run(pipeline::RunArgs),
     /// Potential energy (by term) and forces of conformations.
     Energy(energy::EnergyArgs),
     /// Langevin molecular dynamics that writes training data (resumable).
@@ -29,9 +33,9 @@ enum Command {
     /// Data sets made from runs.
     #[command(subcommand)]
     Dataset(md::DatasetCommand),
-    /// Train a proposal model (TarFlow) by maximum likelihood on MD frames (resumable).
+    /// Train a proposal model (TarFlow or ArBG) by maximum likelihood on MD frames (resumable).
     Train(train::TrainArgs),
-    /// Sample a trained model: proposal, SNIS or SMC toward the Boltzmann density.
+    /// Sample a trained model: proposal, SNIS, SMC or twisted SMC toward the Boltzmann density.
     Sample(sample::SampleArgs),
     /// Metrics (ESS, energy / torus / TICA Wasserstein, basins), plots and an HTML report of
     /// samples against reference MD.
@@ -43,9 +47,10 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
-fn main() {
-    let cli = Cli::parse();
-    let result = match cli.command {
+/// Runs one command.
+pub(crate) fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(a) => pipeline::run(a),
         Command::Energy(a) => energy::run(a),
         Command::Md(a) => md::run(a),
         Command::Eval(a) => eval::run(a),
@@ -63,8 +68,12 @@ fn main() {
             Ok(())
         }
         Command::Bench(b) => bench::run(b),
-    };
-    if let Err(e) = result {
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = dispatch(cli.command) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

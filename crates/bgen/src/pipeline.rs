@@ -1,0 +1,497 @@
+//! `bgen run`: the main job. From a molecule to reweighted equilibrium samples and a report in
+//! one command: MD data, a data split, training, sampling (SNIS and SMC, or twisted SMC for an
+//! ArBG), evaluation against held-out MD. Every stage is one of the other subcommands, run with
+//! the settings of one TOML file (written as DIR/config.toml, and accepted back by --config), and
+//! is skipped when its outputs exist or resumed when it was interrupted.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Embedded system (default aldp; overrides the config's).
+    #[arg(long, conflicts_with = "pdb")]
+    system: Option<String>,
+    /// Your own molecule: a PDB file with hydrogens (overrides the config's).
+    #[arg(long)]
+    pdb: Option<PathBuf>,
+    /// Settings (TOML); DIR/config.toml of an earlier run reproduces it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Output directory (stages in md/, data/, model/, sample-*/, eval-*/).
+    #[arg(long)]
+    out: PathBuf,
+    /// Model family, tarflow or arbg (overrides the config's).
+    #[arg(long)]
+    model: Option<String>,
+    /// Threads (MD replicas, energies, libtorch); default: all cores.
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// Every setting of a run. Missing keys take the defaults (alanine dipeptide, CPU sizes).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Embedded system name, or empty with `pdb`.
+    pub system: String,
+    pub pdb: Option<PathBuf>,
+    pub forcefield: Option<String>,
+    pub temperature: Option<f64>,
+    pub md: MdConfig,
+    pub train: TrainConfig,
+    pub sample: SampleConfig,
+    pub eval: EvalConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MdConfig {
+    /// Existing data instead of new MD: a `bgen dataset split` directory (train/, val/, test/)
+    /// or an MD run directory.
+    pub data: Option<PathBuf>,
+    /// Production ns per replica.
+    pub ns: f64,
+    pub replicas: usize,
+    pub save_every_ps: f64,
+    pub equilibrate_ps: f64,
+    pub seed: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// tarflow or arbg.
+    pub model: String,
+    pub preset: String,
+    pub steps: Option<i64>,
+    pub batch_size: Option<i64>,
+    pub lr: Option<f64>,
+    pub seed: u64,
+    /// cpu or cuda.
+    pub device: String,
+    /// Seconds between checkpoints.
+    pub checkpoint_secs: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SampleConfig {
+    /// Samples for SNIS.
+    pub n: usize,
+    /// Samplers: snis, smc (TarFlow), twisted (ArBG).
+    pub methods: Vec<String>,
+    /// Particles and annealing levels of SMC, Langevin step (nm^2/kT), MALA.
+    pub smc_particles: usize,
+    pub smc_steps: usize,
+    pub step_size: f64,
+    pub mala: bool,
+    /// Particles of twisted SMC.
+    pub twisted_particles: usize,
+    /// CoM term: gaussian, chi or none.
+    pub com: String,
+    pub seed: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    pub max_samples: usize,
+    pub tica_lag: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            system: "aldp".into(),
+            pdb: None,
+            forcefield: None,
+            temperature: None,
+            md: MdConfig::default(),
+            train: TrainConfig::default(),
+            sample: SampleConfig::default(),
+            eval: EvalConfig::default(),
+        }
+    }
+}
+
+impl Default for MdConfig {
+    fn default() -> Self {
+        MdConfig {
+            data: None,
+            ns: 5.0,
+            replicas: 2,
+            save_every_ps: 1.0,
+            equilibrate_ps: 100.0,
+            seed: 0,
+        }
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            model: "tarflow".into(),
+            preset: "small".into(),
+            steps: Some(4000),
+            batch_size: None,
+            lr: None,
+            seed: 0,
+            device: "cpu".into(),
+            checkpoint_secs: 120.0,
+        }
+    }
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        SampleConfig {
+            n: 10_000,
+            methods: Vec::new(),
+            smc_particles: 1000,
+            smc_steps: 100,
+            step_size: 1e-6,
+            mala: true,
+            twisted_particles: 2000,
+            com: "gaussian".into(),
+            seed: 0,
+        }
+    }
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            max_samples: 10_000,
+            tica_lag: 10,
+        }
+    }
+}
+
+impl RunConfig {
+    /// The samplers to run: the configured ones, else SNIS plus the model's SMC.
+    fn methods(&self) -> Vec<String> {
+        if !self.sample.methods.is_empty() {
+            return self.sample.methods.clone();
+        }
+        let smc = if self.train.model == "arbg" {
+            "twisted"
+        } else {
+            "smc"
+        };
+        vec!["snis".into(), smc.into()]
+    }
+
+    /// The arguments that name the system to a subcommand.
+    fn system_args(&self) -> Vec<String> {
+        let mut v = match &self.pdb {
+            Some(p) => vec!["--pdb".into(), p.display().to_string()],
+            None => vec!["--system".into(), self.system.clone()],
+        };
+        if let Some(f) = &self.forcefield {
+            v.extend(["--forcefield".into(), f.clone()]);
+        }
+        if let Some(t) = self.temperature {
+            v.extend(["--temperature".into(), t.to_string()]);
+        }
+        v
+    }
+}
+
+/// Runs one subcommand of bgen with `args` (as typed after `bgen`).
+fn stage(name: &str, args: Vec<String>) -> Result<()> {
+    eprintln!("\n== {name}: bgen {}", args.join(" "));
+    let cli = <crate::Cli as clap::Parser>::try_parse_from(
+        std::iter::once("bgen".to_string()).chain(args),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::dispatch(cli.command).with_context(|| format!("stage {name}"))
+}
+
+fn s(v: impl ToString) -> String {
+    v.to_string()
+}
+
+fn load_config(a: &RunArgs) -> Result<RunConfig> {
+    let saved = a.out.join("config.toml");
+    let mut c: RunConfig = match (&a.config, saved.exists()) {
+        (Some(p), _) => {
+            let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+            toml::from_str(&text).with_context(|| format!("{}: invalid settings", p.display()))?
+        }
+        // A rerun of an interrupted run continues with the settings it started with.
+        (None, true) => toml::from_str(&std::fs::read_to_string(&saved)?)
+            .with_context(|| format!("{}: invalid settings", saved.display()))?,
+        (None, false) => RunConfig::default(),
+    };
+    if let Some(sys) = &a.system {
+        c.system = sys.clone();
+        c.pdb = None;
+    }
+    if let Some(p) = &a.pdb {
+        c.pdb = Some(std::fs::canonicalize(p).with_context(|| p.display().to_string())?);
+    }
+    if let Some(m) = &a.model {
+        c.train.model = m.clone();
+    }
+    if !matches!(c.train.model.as_str(), "tarflow" | "arbg") {
+        bail!("model '{}': tarflow or arbg", c.train.model);
+    }
+    if c.train.model == "arbg" && c.methods().iter().any(|m| m == "smc") {
+        bail!("sample.methods: smc needs a TarFlow; an ArBG uses snis and twisted");
+    }
+    if c.train.model == "tarflow" && c.methods().iter().any(|m| m == "twisted") {
+        bail!("sample.methods: twisted needs an ArBG");
+    }
+    if saved.exists() {
+        let before: RunConfig = toml::from_str(&std::fs::read_to_string(&saved)?)?;
+        if toml::to_string(&before)? != toml::to_string(&c)? {
+            bail!(
+                "{} holds a run with other settings ({}); use another --out or the same settings",
+                a.out.display(),
+                saved.display()
+            );
+        }
+    }
+    Ok(c)
+}
+
+/// The main job.
+pub fn run(a: RunArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let c = load_config(&a)?;
+    let dir = &a.out;
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    bgen_system::npy::write_atomic(&dir.join("config.toml"), toml::to_string(&c)?.as_bytes())?;
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if let Some(t) = a.threads {
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global();
+    }
+    let p = |sub: &str| dir.join(sub).display().to_string();
+
+    // 1. Data: MD (resumable) and a split in time, or the data given.
+    let data = match &c.md.data {
+        Some(d) if d.join("train").join("frames.npy").exists() => d.clone(),
+        Some(d) => {
+            split_stage(d, &dir.join("data"))?;
+            dir.join("data")
+        }
+        None => {
+            let md = dir.join("md");
+            let mut args = vec![s("md"), s("--out"), p("md")];
+            if md.join("run.json").exists() {
+                args.push(s("--resume"));
+            } else {
+                args.extend(c.system_args());
+                args.extend([
+                    s("--ns"),
+                    s(c.md.ns),
+                    s("--replicas"),
+                    s(c.md.replicas),
+                    s("--save-every-ps"),
+                    s(c.md.save_every_ps),
+                    s("--equilibrate-ps"),
+                    s(c.md.equilibrate_ps),
+                    s("--seed"),
+                    s(c.md.seed),
+                ]);
+            }
+            args.extend([s("--threads"), s(threads)]);
+            stage("molecular dynamics", args)?;
+            split_stage(&md, &dir.join("data"))?;
+            dir.join("data")
+        }
+    };
+
+    // 2. Training (resumed from its last checkpoint after a kill).
+    let model = dir.join("model");
+    let tc = &c.train;
+    let mut args = vec![
+        s("train"),
+        s("--model"),
+        tc.model.clone(),
+        s("--preset"),
+        tc.preset.clone(),
+        s("--data"),
+        data.join("train").display().to_string(),
+        s("--out"),
+        p("model"),
+        s("--seed"),
+        s(tc.seed),
+        s("--device"),
+        tc.device.clone(),
+        s("--threads"),
+        s(threads),
+        s("--checkpoint-secs"),
+        s(tc.checkpoint_secs),
+    ];
+    for (flag, v) in [
+        ("--steps", tc.steps.map(s)),
+        ("--batch-size", tc.batch_size.map(s)),
+        ("--lr", tc.lr.map(s)),
+    ] {
+        if let Some(v) = v {
+            args.extend([s(flag), v]);
+        }
+    }
+    if c.pdb.is_none() {
+        args.extend([s("--system"), c.system.clone()]);
+    }
+    if model.join("latest.json").exists() {
+        args.push(s("--resume"));
+    }
+    stage("training", args)?;
+
+    // 3. Sampling and 4. evaluation, per sampler.
+    let sc = &c.sample;
+    let mut rows = Vec::new();
+    for method in c.methods() {
+        let out = dir.join(format!("sample-{method}"));
+        if !out.join("summary.json").exists() {
+            let n = match method.as_str() {
+                "smc" => sc.smc_particles,
+                "twisted" => sc.twisted_particles,
+                _ => sc.n,
+            };
+            let mut args = vec![
+                s("sample"),
+                s("--run"),
+                p("model"),
+                s("--method"),
+                method.clone(),
+                s("--n"),
+                s(n),
+                s("--com"),
+                sc.com.clone(),
+                s("--seed"),
+                s(sc.seed),
+                s("--out"),
+                out.display().to_string(),
+                s("--device"),
+                tc.device.clone(),
+                s("--threads"),
+                s(threads),
+            ];
+            if method == "smc" {
+                args.extend([
+                    s("--steps"),
+                    s(sc.smc_steps),
+                    s("--step-size"),
+                    s(sc.step_size),
+                ]);
+                if sc.mala {
+                    args.push(s("--mala"));
+                }
+            }
+            stage(&format!("sampling ({method})"), args)?;
+        }
+        let ev = dir.join(format!("eval-{method}"));
+        if !ev.join("metrics.json").exists() {
+            let mut args = vec![
+                s("eval"),
+                s("--samples"),
+                out.display().to_string(),
+                s("--reference"),
+                data.join("test").display().to_string(),
+                s("--model"),
+                p("model"),
+                s("--out"),
+                ev.display().to_string(),
+                s("--max-samples"),
+                s(c.eval.max_samples),
+                s("--tica-lag"),
+                s(c.eval.tica_lag),
+            ];
+            args.extend(c.system_args());
+            stage(&format!("evaluation ({method})"), args)?;
+        }
+        rows.push((
+            method,
+            read_json(&out.join("summary.json"))?,
+            read_json(&ev.join("metrics.json"))?,
+        ));
+    }
+
+    // The report of the last (most corrected) sampler is the run's report.
+    if let Some((m, _, _)) = rows.last() {
+        for f in ["report.html", "metrics.json"] {
+            std::fs::copy(dir.join(format!("eval-{m}")).join(f), dir.join(f))?;
+        }
+    }
+    let summary = serde_json::json!({
+        "system": c.pdb.as_ref().map_or(c.system.clone(), |p| p.display().to_string()),
+        "model": c.train.model,
+        "samplers": rows.iter().map(|(m, s, e)| serde_json::json!({
+            "method": m,
+            "ess": s["ess"],
+            "energy_w2": e["energy_w2"],
+            "torus_w2": e["torus_w2"],
+            "tica_w2": e["tica_w2"],
+            "nll": e["nll"],
+            "samples": format!("sample-{m}/samples.npy"),
+        })).collect::<Vec<_>>(),
+        "wall_seconds": t0.elapsed().as_secs_f64(),
+    });
+    bgen_system::npy::write_atomic(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    println!(
+        "\n{} with {} ({}): held-out NLL {:.3} per dim",
+        summary["system"].as_str().unwrap_or("?"),
+        c.train.model,
+        c.train.preset,
+        rows.first()
+            .and_then(|r| r.2["nll"].as_f64())
+            .unwrap_or(f64::NAN)
+    );
+    println!(
+        "{:<10} {:>8} {:>10} {:>10} {:>10}",
+        "sampler", "ESS", "E-W2 (kT)", "T-W2", "TICA-W2"
+    );
+    for (m, s, e) in &rows {
+        let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{m:<10} {:>8.4} {:>10.3} {:>10.3} {:>10.3}",
+            f(&s["ess"]),
+            f(&e["energy_w2"]),
+            f(&e["torus_w2"]),
+            f(&e["tica_w2"])
+        );
+    }
+    println!(
+        "report: {}  ({:.1} min)",
+        dir.join("report.html").display(),
+        t0.elapsed().as_secs_f64() / 60.0
+    );
+    Ok(())
+}
+
+fn split_stage(run: &Path, out: &Path) -> Result<()> {
+    if out.join("split.json").exists() {
+        return Ok(());
+    }
+    stage(
+        "data split",
+        vec![
+            s("dataset"),
+            s("split"),
+            s("--run"),
+            run.display().to_string(),
+            s("--out"),
+            out.display().to_string(),
+        ],
+    )
+}
+
+fn read_json(p: &Path) -> Result<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(p).with_context(|| p.display().to_string())?)
+        .with_context(|| format!("{}: corrupt", p.display()))
+}

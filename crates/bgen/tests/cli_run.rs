@@ -1,0 +1,120 @@
+//! `bgen run`, the main job, on a tiny configuration: every output, the summary table, a kill
+//! during training that the rerun resumes, skipped stages, and clear errors for bad settings.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn bgen() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bgen"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bgen-cli-run-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+const TINY: &str = r#"
+system = "aldp"
+[md]
+ns = 0.05
+replicas = 2
+save_every_ps = 0.1
+equilibrate_ps = 1
+[train]
+preset = "tiny"
+steps = 400
+checkpoint_secs = 0.2
+[sample]
+n = 64
+smc_particles = 32
+smc_steps = 4
+[eval]
+max_samples = 500
+"#;
+
+#[test]
+fn main_job_runs_resumes_after_a_kill_and_skips_finished_stages() {
+    let dir = tmp("job");
+    let cfg = tmp("cfg.toml");
+    std::fs::write(&cfg, TINY).unwrap();
+    let run = || {
+        let mut c = bgen();
+        c.args(["run", "--threads", "1", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&dir);
+        c
+    };
+    // Killed once training has written a checkpoint.
+    let mut child = run()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !dir.join("model/latest.json").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(300), "no checkpoint written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!dir.join("summary.json").exists(), "killed before the end");
+
+    let o = run().output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("md --out") && err.contains("--resume"), "{err}");
+    assert!(err.contains("run already complete"), "MD is not redone: {err}");
+    for f in [
+        "config.toml",
+        "summary.json",
+        "metrics.json",
+        "report.html",
+        "sample-snis/samples.npy",
+        "sample-smc/samples.npy",
+        "eval-smc/energy.png",
+        "data/test/frames.npy",
+    ] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    assert!(out.contains("sampler") && out.contains("snis") && out.contains("smc"), "{out}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["samplers"].as_array().unwrap().len(), 2);
+    let state = std::fs::read_to_string(dir.join("model/latest.json")).unwrap();
+    assert!(state.contains("ckpt-00000400"), "{state}");
+
+    // A rerun finds everything done; a lost stage output is remade alone.
+    std::fs::remove_dir_all(dir.join("eval-smc")).unwrap();
+    let o = run().output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("evaluation (smc)") && !err.contains("sampling ("), "{err}");
+
+    // The saved config.toml reproduces the run; other settings in the same directory are refused.
+    let o = bgen()
+        .args(["run", "--model", "arbg", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("other settings"));
+    // An unknown setting names the file and the key.
+    std::fs::write(&cfg, format!("{TINY}\n[typo]\nx = 1\n")).unwrap();
+    let o = bgen()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(tmp("other"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && err.contains("cfg.toml") && err.contains("typo"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_file(&cfg).unwrap();
+}
