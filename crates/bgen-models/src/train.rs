@@ -221,22 +221,9 @@ impl Trainer {
     }
 
     /// NLL per dimension (normalised units, model density) of centred, normalised data without
-    /// augmentation other than none; `ema` picks the EMA weights.
+    /// augmentation; `ema` picks the EMA weights.
     pub fn nll(&self, data: &Tensor, ema: bool) -> f64 {
-        let model = if ema { &self.ema_model } else { &self.model };
-        let n = data.size()[0];
-        let dim = self.state.model.dim() as f64;
-        let mut total = 0.0;
-        tch::no_grad(|| {
-            let mut s = 0;
-            while s < n {
-                let b = (n - s).min(1024);
-                let lq = model.log_prob(&data.narrow(0, s, b));
-                total += f64::try_from(lq.sum(Kind::Double)).unwrap_or(f64::NAN);
-                s += b;
-            }
-        });
-        -total / (n as f64 * dim)
+        nll(if ema { &self.ema_model } else { &self.model }, data)
     }
 
     /// Writes `dir/ckpt-STEP/` (weights, EMA weights, optimiser moments, state.json), then
@@ -301,19 +288,7 @@ impl Trainer {
     /// Loads the checkpoint that `dir/latest.json` names, checking every tensor's presence and
     /// shape against the configuration.
     pub fn load(dir: &Path, device: Device) -> Result<Trainer, Error> {
-        let latest = dir.join("latest.json");
-        let text = std::fs::read_to_string(&latest)
-            .map_err(|e| ck(&latest, format!("no checkpoint ({e})")))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ck(&latest, format!("corrupt: {e}")))?;
-        let name = v["checkpoint"]
-            .as_str()
-            .ok_or_else(|| ck(&latest, "corrupt: no checkpoint name"))?;
-        let cdir = dir.join(name);
-        let sp = cdir.join("state.json");
-        let st = std::fs::read_to_string(&sp).map_err(|e| ck(&sp, e))?;
-        let state: State =
-            serde_json::from_str(&st).map_err(|e| ck(&sp, format!("corrupt: {e}")))?;
+        let (cdir, state) = read_state(dir)?;
         let mut t = Trainer::new(
             state.model.clone(),
             state.train.clone(),
@@ -325,15 +300,70 @@ impl Trainer {
             (&mut t.ema_vs, "ema.safetensors"),
             (&mut t.moments, "optimizer.safetensors"),
         ] {
-            let p = cdir.join(file);
-            vs.load(&p).map_err(|e| {
-                ck(
-                    &p,
-                    format!("corrupt or does not match the configuration in state.json: {e}"),
-                )
-            })?;
+            load_vars(vs, &cdir.join(file))?;
         }
         t.state = state;
         Ok(t)
     }
+
+    /// Loads only the model of the last checkpoint for sampling: its EMA weights (`ema`) or its
+    /// raw weights. A checkpoint made for shipping may hold only `ema.safetensors`.
+    pub fn load_model(dir: &Path, device: Device, ema: bool) -> Result<(State, Model), Error> {
+        let (cdir, state) = read_state(dir)?;
+        let mut vs = nn::VarStore::new(device);
+        let model = Model::new(&vs.root(), &state.model);
+        let file = if ema {
+            "ema.safetensors"
+        } else {
+            "weights.safetensors"
+        };
+        load_vars(&mut vs, &cdir.join(file))?;
+        vs.freeze();
+        Ok((state, model))
+    }
+}
+
+fn load_vars(vs: &mut nn::VarStore, p: &Path) -> Result<(), Error> {
+    if !p.exists() {
+        return Err(ck(p, "missing"));
+    }
+    vs.load(p).map_err(|e| {
+        ck(
+            p,
+            format!("corrupt or does not match the configuration in state.json: {e}"),
+        )
+    })
+}
+
+/// NLL per dimension (normalised units) of centred, normalised data (n, 3N) under `model`.
+pub fn nll(model: &Model, data: &Tensor) -> f64 {
+    let (n, dim) = (data.size()[0], data.size()[1] as f64);
+    let mut total = 0.0;
+    tch::no_grad(|| {
+        let mut s = 0;
+        while s < n {
+            let b = (n - s).min(1024);
+            let lq = model.log_prob(&data.narrow(0, s, b));
+            total += f64::try_from(lq.sum(Kind::Double)).unwrap_or(f64::NAN);
+            s += b;
+        }
+    });
+    -total / (n as f64 * dim)
+}
+
+/// The directory and state of the checkpoint that `dir/latest.json` names.
+fn read_state(dir: &Path) -> Result<(PathBuf, State), Error> {
+    let latest = dir.join("latest.json");
+    let text = std::fs::read_to_string(&latest)
+        .map_err(|e| ck(&latest, format!("no checkpoint ({e})")))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ck(&latest, format!("corrupt: {e}")))?;
+    let name = v["checkpoint"]
+        .as_str()
+        .ok_or_else(|| ck(&latest, "corrupt: no checkpoint name"))?;
+    let cdir = dir.join(name);
+    let sp = cdir.join("state.json");
+    let st = std::fs::read_to_string(&sp).map_err(|e| ck(&sp, e))?;
+    let state: State = serde_json::from_str(&st).map_err(|e| ck(&sp, format!("corrupt: {e}")))?;
+    Ok((cdir, state))
 }

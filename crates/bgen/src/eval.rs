@@ -41,8 +41,8 @@ pub struct EvalArgs {
 /// Held-out NLL per dimension of frames (nm) under the EMA flow of a training run: (normalised
 /// units, nm units).
 fn held_out_nll(run: &Path, frames: &[f64], n_atoms: usize) -> Result<(f64, f64)> {
-    let t = bgen_models::train::Trainer::load(run, tch::Device::Cpu)?;
-    let norm = t.state.normalizer.clone();
+    let (state, model) = bgen_models::train::Trainer::load_model(run, tch::Device::Cpu, true)?;
+    let norm = state.normalizer.clone();
     if norm.n_atoms as usize != n_atoms {
         bail!(
             "{}: the model has {} atoms, the reference {n_atoms}",
@@ -51,7 +51,7 @@ fn held_out_nll(run: &Path, frames: &[f64], n_atoms: usize) -> Result<(f64, f64)
         );
     }
     let x = norm.to_model(frames, tch::Kind::Float);
-    let nll = t.nll(&x, true);
+    let nll = bgen_models::train::nll(&model, &x);
     Ok((nll, norm.nll_in_nm(nll)))
 }
 

@@ -22,8 +22,11 @@ use tch::Kind;
 #[derive(Args)]
 pub struct SampleArgs {
     /// Training run directory (from `bgen train`).
-    #[arg(long)]
-    run: PathBuf,
+    #[arg(long, required_unless_present = "system")]
+    run: Option<PathBuf>,
+    /// Use the weights shipped with bgen for this embedded system instead of a run (aldp).
+    #[arg(long, conflicts_with = "run")]
+    system: Option<String>,
     /// Number of samples (particles for SMC).
     #[arg(long, default_value_t = 10_000)]
     n: usize,
@@ -164,6 +167,56 @@ impl LoadedRun {
     }
 }
 
+/// Files of a run directory: (path in it, bytes).
+type RunFiles = &'static [(&'static str, &'static [u8])];
+
+/// Weights shipped in the binary, per embedded system.
+const SHIPPED: &[(&str, RunFiles)] = &[(
+    "aldp",
+    &[
+        (
+            "run.json",
+            include_bytes!("../../../models/aldp-tarflow-small/run.json"),
+        ),
+        (
+            "latest.json",
+            include_bytes!("../../../models/aldp-tarflow-small/latest.json"),
+        ),
+        (
+            "ckpt-00008000/state.json",
+            include_bytes!("../../../models/aldp-tarflow-small/ckpt-00008000/state.json"),
+        ),
+        (
+            "ckpt-00008000/ema.safetensors",
+            include_bytes!("../../../models/aldp-tarflow-small/ckpt-00008000/ema.safetensors"),
+        ),
+    ],
+)];
+
+/// A run directory holding the shipped weights of `system` (written once to the temporary
+/// directory).
+pub fn shipped_run(system: &str) -> Result<PathBuf> {
+    let Some((_, files)) = SHIPPED.iter().find(|s| s.0 == system) else {
+        bail!(
+            "no shipped weights for '{system}' (there are for: {}); train a model with bgen train and pass --run",
+            SHIPPED.iter().map(|s| s.0).collect::<Vec<_>>().join(", ")
+        );
+    };
+    let size: usize = files.iter().map(|f| f.1.len()).sum();
+    let dir = std::env::temp_dir().join(format!(
+        "bgen-{}-shipped-{system}-{size}",
+        env!("CARGO_PKG_VERSION")
+    ));
+    for (name, bytes) in files.iter() {
+        let p = dir.join(name);
+        if std::fs::read(&p).ok().as_deref() != Some(bytes) {
+            std::fs::create_dir_all(p.parent().expect("in a directory"))?;
+            write_atomic(&p, bytes)?;
+        }
+    }
+    Ok(dir)
+}
+
 /// Loads the system and model of a training run (EMA weights with `ema`; `tau` is the ArBG
 /// sampling temperature).
 pub fn load_run(
@@ -186,8 +239,8 @@ pub fn load_run(
         setup,
         info.temperature_k,
     )?;
-    let trainer = Trainer::load(run, dev)?;
-    let norm = trainer.state.normalizer.clone();
+    let (state, model) = Trainer::load_model(run, dev, ema)?;
+    let norm = state.normalizer.clone();
     if norm.n_atoms as usize != sys.n_atoms() {
         bail!(
             "{}: the model has {} atoms, {} has {}",
@@ -198,7 +251,7 @@ pub fn load_run(
         );
     }
     let com_sigma = norm.std / (sys.n_atoms() as f64).sqrt();
-    let model = match trainer.into_model(ema) {
+    let model = match model {
         Model::TarFlow(flow) => Loaded::Flow(Locked(Mutex::new(FlowProposal {
             flow,
             normalizer: norm,
@@ -229,7 +282,12 @@ pub fn run(a: SampleArgs) -> Result<()> {
     if a.tau.is_nan() || a.tau <= 0.0 {
         bail!("--tau must be positive");
     }
-    let run = load_run(&a.run, dev, a.batch, !a.no_ema, a.tau)?;
+    let run_dir = match (&a.run, &a.system) {
+        (Some(r), _) => r.clone(),
+        (None, Some(name)) => shipped_run(name)?,
+        (None, None) => unreachable!("clap requires one"),
+    };
+    let run = load_run(&run_dir, dev, a.batch, !a.no_ema, a.tau)?;
     let sys = &run.sys;
     let proposal = run.adjusted(com);
     std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;

@@ -189,3 +189,33 @@ fn arbg_train_then_sample(split: &std::path::Path) {
     assert!(String::from_utf8_lossy(&o.stderr).contains("twisted"));
     std::fs::remove_dir_all(run).unwrap();
 }
+
+#[test]
+fn shipped_aldp_weights_sample_at_once() {
+    let out = tmp("shipped");
+    let stdout = ok(bgen()
+        .args([
+            "sample", "--system", "aldp", "--method", "snis", "--n", "32", "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap());
+    let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(s["ess"].as_f64().unwrap() > 0.0);
+    let e = read_npy(&out.join("energies.npy")).unwrap().data;
+    // A trained model: most proposals are physical (energies in kT well below a clash).
+    let median = {
+        let mut v = e.clone();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    assert!(median < 1e3, "median energy {median} kT");
+    std::fs::remove_dir_all(&out).unwrap();
+    let o = bgen()
+        .args(["sample", "--system", "chignolin", "--n", "4", "--out"])
+        .arg(tmp("shipped-none"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no shipped weights for 'chignolin'"));
+}

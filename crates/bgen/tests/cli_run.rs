@@ -55,7 +55,10 @@ fn main_job_runs_resumes_after_a_kill_and_skips_finished_stages() {
         .unwrap();
     let t0 = Instant::now();
     while !dir.join("model/latest.json").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(300), "no checkpoint written");
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "no checkpoint written"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap();
@@ -68,8 +71,14 @@ fn main_job_runs_resumes_after_a_kill_and_skips_finished_stages() {
         String::from_utf8_lossy(&o.stderr).to_string(),
     );
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("md --out") && err.contains("--resume"), "{err}");
-    assert!(err.contains("run already complete"), "MD is not redone: {err}");
+    assert!(
+        err.contains("md --out") && err.contains("--resume"),
+        "{err}"
+    );
+    assert!(
+        err.contains("run already complete"),
+        "MD is not redone: {err}"
+    );
     for f in [
         "config.toml",
         "summary.json",
@@ -82,7 +91,10 @@ fn main_job_runs_resumes_after_a_kill_and_skips_finished_stages() {
     ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
-    assert!(out.contains("sampler") && out.contains("snis") && out.contains("smc"), "{out}");
+    assert!(
+        out.contains("sampler") && out.contains("snis") && out.contains("smc"),
+        "{out}"
+    );
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["samplers"].as_array().unwrap().len(), 2);
@@ -94,7 +106,10 @@ fn main_job_runs_resumes_after_a_kill_and_skips_finished_stages() {
     let o = run().output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("evaluation (smc)") && !err.contains("sampling ("), "{err}");
+    assert!(
+        err.contains("evaluation (smc)") && !err.contains("sampling ("),
+        "{err}"
+    );
 
     // The saved config.toml reproduces the run; other settings in the same directory are refused.
     let o = bgen()
@@ -114,7 +129,10 @@ fn main_job_runs_resumes_after_a_kill_and_skips_finished_stages() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(!o.status.success() && err.contains("cfg.toml") && err.contains("typo"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("cfg.toml") && err.contains("typo"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_file(&cfg).unwrap();
 }
