@@ -5,6 +5,8 @@
 use crate::arbg::{Arbg, Generation};
 use crate::data::{uniforms, Normalizer};
 use crate::tarflow::TarFlow;
+use bgen_sample::{Autoregressive, Proposal};
+use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
 /// A flow with its normaliser: densities are per nm^(3N).
@@ -202,5 +204,65 @@ impl ArbgProposal {
         );
         p.n = idx.len();
         p.epoch += 1;
+    }
+}
+
+/// A libtorch model behind a mutex: its tensors are not shared between threads, while the
+/// samplers' seams are `Sync`.
+pub struct Locked<T>(pub Mutex<T>);
+
+impl<T> Locked<T> {
+    /// Wraps a model.
+    pub fn new(model: T) -> Locked<T> {
+        Locked(Mutex::new(model))
+    }
+
+    /// The model, for exclusive use.
+    pub fn get(&self) -> std::sync::MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Proposal for Locked<FlowProposal> {
+    fn dim(&self) -> usize {
+        3 * self.get().normalizer.n_atoms as usize
+    }
+    fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+        self.get().sample(n, seed)
+    }
+    fn log_q(&self, x: &[f64], out: &mut [f64], grad: Option<&mut [f64]>) {
+        self.get().log_q(x, out, grad)
+    }
+}
+
+impl Proposal for Locked<ArbgProposal> {
+    fn dim(&self) -> usize {
+        3 * self.get().normalizer.n_atoms as usize
+    }
+    fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+        self.get().sample(n, seed)
+    }
+    /// log q is piecewise constant: its gradient is zero almost everywhere.
+    fn log_q(&self, x: &[f64], out: &mut [f64], grad: Option<&mut [f64]>) {
+        self.get().log_q(x, out);
+        if let Some(g) = grad {
+            g.fill(0.0);
+        }
+    }
+}
+
+impl Autoregressive for Locked<ArbgProposal> {
+    type State = ArbgParticles;
+    fn dim(&self) -> usize {
+        Proposal::dim(self)
+    }
+    fn start(&self, n: usize, seed: u64) -> ArbgParticles {
+        self.get().start(n, seed)
+    }
+    fn extend(&self, s: &mut ArbgParticles, from: usize, to: usize, x: &mut [f64], lq: &mut [f64]) {
+        self.get().extend(s, from, to, x, lq)
+    }
+    fn select(&self, s: &mut ArbgParticles, idx: &[usize]) {
+        self.get().select(s, idx)
     }
 }

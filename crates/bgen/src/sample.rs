@@ -3,19 +3,17 @@
 
 use crate::train::{device, RunInfo};
 use anyhow::{bail, Context, Result};
-use bgen_models::proposal::{ArbgParticles, ArbgProposal, FlowProposal};
+use bgen_models::proposal::{ArbgProposal, FlowProposal, Locked};
 use bgen_models::train::Trainer;
 use bgen_models::Model;
 use bgen_sample::resample::Scheme;
 use bgen_sample::{
-    smc, snis, twisted_smc, Autoregressive, ComAdjusted, ComForm, Proposal, SmcOptions,
-    SnisOptions, TwistedOptions,
+    smc, snis, twisted_smc, ComAdjusted, ComForm, Proposal, SmcOptions, SnisOptions, TwistedOptions,
 };
 use bgen_system::npy::{write_atomic, write_npy};
 use bgen_system::{Setup, System, Target};
 use clap::Args;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Instant;
 use tch::Kind;
 
@@ -77,60 +75,6 @@ pub struct SampleArgs {
     /// Samples per network pass.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
-}
-
-/// A libtorch model behind a mutex: its tensors are not shared between threads, while the
-/// samplers' seams are `Sync`.
-pub struct Locked<T>(pub Mutex<T>);
-
-impl<T> Locked<T> {
-    fn get(&self) -> std::sync::MutexGuard<'_, T> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Proposal for Locked<FlowProposal> {
-    fn dim(&self) -> usize {
-        3 * self.get().normalizer.n_atoms as usize
-    }
-    fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
-        self.get().sample(n, seed)
-    }
-    fn log_q(&self, x: &[f64], out: &mut [f64], grad: Option<&mut [f64]>) {
-        self.get().log_q(x, out, grad)
-    }
-}
-
-impl Proposal for Locked<ArbgProposal> {
-    fn dim(&self) -> usize {
-        3 * self.get().normalizer.n_atoms as usize
-    }
-    fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
-        self.get().sample(n, seed)
-    }
-    /// log q is piecewise constant: its gradient is zero almost everywhere.
-    fn log_q(&self, x: &[f64], out: &mut [f64], grad: Option<&mut [f64]>) {
-        self.get().log_q(x, out);
-        if let Some(g) = grad {
-            g.fill(0.0);
-        }
-    }
-}
-
-impl Autoregressive for Locked<ArbgProposal> {
-    type State = ArbgParticles;
-    fn dim(&self) -> usize {
-        Proposal::dim(self)
-    }
-    fn start(&self, n: usize, seed: u64) -> ArbgParticles {
-        self.get().start(n, seed)
-    }
-    fn extend(&self, s: &mut ArbgParticles, from: usize, to: usize, x: &mut [f64], lq: &mut [f64]) {
-        self.get().extend(s, from, to, x, lq)
-    }
-    fn select(&self, s: &mut ArbgParticles, idx: &[usize]) {
-        self.get().select(s, idx)
-    }
 }
 
 /// The proposal of a training run.
@@ -252,20 +196,20 @@ pub fn load_run(
     }
     let com_sigma = norm.std / (sys.n_atoms() as f64).sqrt();
     let model = match model {
-        Model::TarFlow(flow) => Loaded::Flow(Locked(Mutex::new(FlowProposal {
+        Model::TarFlow(flow) => Loaded::Flow(Locked::new(FlowProposal {
             flow,
             normalizer: norm,
             device: dev,
             kind: Kind::Float,
             batch,
-        }))),
-        Model::Arbg(model) => Loaded::Arbg(Locked(Mutex::new(ArbgProposal {
+        })),
+        Model::Arbg(model) => Loaded::Arbg(Locked::new(ArbgProposal {
             model,
             normalizer: norm,
             device: dev,
             tau,
             batch,
-        }))),
+        })),
     };
     Ok(LoadedRun {
         sys,
