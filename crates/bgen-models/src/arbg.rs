@@ -9,6 +9,7 @@
 //! softmax(logits / tau) and a uniform offset inside it, so the density of what is drawn is
 //! exact: log q(x) = sum_t log softmax(logits_t / tau)[bin_t] - D ln w (zero outside [-R, R]^D).
 
+use crate::attention::{attend, Cache};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
@@ -41,9 +42,6 @@ impl ArbgConfig {
         (8 * self.width / 3 + 7) / 8 * 8
     }
 }
-
-/// Cached keys and values of one layer: (batch, heads, tokens so far, head_dim).
-pub type Cache = Option<(Tensor, Tensor)>;
 
 fn rms_norm(h: &Tensor, weight: &Tensor) -> Tensor {
     h.rms_norm([h.size()[2]].as_slice(), Some(weight), 1e-6)
@@ -83,34 +81,11 @@ impl Layer {
     /// h: (batch, t, width); causal over the t tokens without a cache, or the t new tokens
     /// attending to the cached ones and themselves with one.
     fn forward(&self, h: &Tensor, cache: Option<&mut Cache>) -> Tensor {
-        let (b, t, w) = h.size3().expect("(batch, tokens, width)");
-        let hd = w / self.heads;
-        let qkv = self
-            .qkv
-            .forward(&rms_norm(h, &self.norm1))
-            .view([b, t, 3, self.heads, hd])
-            .permute([2, 0, 3, 1, 4]);
-        let (q, mut k, mut v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let causal = cache.is_none();
-        if let Some(c) = cache {
-            if let Some((k0, v0)) = c.as_ref() {
-                k = Tensor::cat(&[k0, &k], 2);
-                v = Tensor::cat(&[v0, &v], 2);
-            }
-            *c = Some((k.shallow_clone(), v.shallow_clone()));
-        }
-        let o = Tensor::scaled_dot_product_attention::<Tensor>(
-            &q,
-            &k,
-            &v,
-            None,
-            0.0,
-            causal && t > 1,
-            None,
-            false,
-        )
-        .permute([0, 2, 1, 3])
-        .reshape([b, t, w]);
+        let o = attend(
+            &self.qkv.forward(&rms_norm(h, &self.norm1)),
+            self.heads,
+            cache,
+        );
         let h = h + self.out.forward(&o);
         let gu = self.gate_up.forward(&rms_norm(&h, &self.norm2));
         let (g, u) = (

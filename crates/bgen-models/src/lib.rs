@@ -4,6 +4,7 @@
 //! Autoregressive Boltzmann Generators' discretised Transformer).
 
 pub mod arbg;
+pub mod attention;
 pub mod data;
 pub mod model;
 pub mod proposal;

@@ -8,6 +8,7 @@
 //! predecessor and passes unchanged. The output head starts at zero, so a new flow is the
 //! identity. log q(x) = log N(z; 0, I) - sum a. The inverse runs token by token with a KV cache.
 
+use crate::attention::{attend, Cache};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -33,9 +34,6 @@ impl TarFlowConfig {
         self.tokens * self.token_dim
     }
 }
-
-/// Cached keys and values of one attention layer: (batch, heads, tokens so far, head_dim).
-type Cache = Option<(Tensor, Tensor)>;
 
 #[derive(Debug)]
 struct Layer {
@@ -65,34 +63,7 @@ impl Layer {
     /// h: (batch, t, width). Without a cache: causal attention over the t tokens. With one: the
     /// t new tokens attend to the cached ones and to themselves (t = 1 when sampling).
     fn forward(&self, h: &Tensor, cache: Option<&mut Cache>) -> Tensor {
-        let (b, t, w) = h.size3().expect("(batch, tokens, width)");
-        let hd = w / self.heads;
-        let qkv = self
-            .qkv
-            .forward(&h.apply(&self.ln1))
-            .view([b, t, 3, self.heads, hd])
-            .permute([2, 0, 3, 1, 4]);
-        let (q, mut k, mut v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let causal = cache.is_none();
-        if let Some(c) = cache {
-            if let Some((k0, v0)) = c.as_ref() {
-                k = Tensor::cat(&[k0, &k], 2);
-                v = Tensor::cat(&[v0, &v], 2);
-            }
-            *c = Some((k.shallow_clone(), v.shallow_clone()));
-        }
-        let o = Tensor::scaled_dot_product_attention::<Tensor>(
-            &q,
-            &k,
-            &v,
-            None,
-            0.0,
-            causal && t > 1,
-            None,
-            false,
-        )
-        .permute([0, 2, 1, 3])
-        .reshape([b, t, w]);
+        let o = attend(&self.qkv.forward(&h.apply(&self.ln1)), self.heads, cache);
         let h = h + self.proj.forward(&o);
         let m = self
             .fc2

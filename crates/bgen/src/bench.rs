@@ -263,19 +263,7 @@ fn bench_tarflow(a: TarflowBench) -> Result<()> {
         include_str!("bench/torch_tarflow.py"),
         &args,
     )? {
-        let ps = v["train_step_s"].as_f64().unwrap_or(f64::NAN);
-        let psps = v["samples_per_s"].as_f64().unwrap_or(f64::NAN);
-        println!(
-            "PyTorch {}: training step {:.1} ms, sampling {:.0} samples/s (KV cache)",
-            v["torch"].as_str().unwrap_or("?"),
-            ps * 1e3,
-            psps
-        );
-        println!(
-            "ratio bgen / PyTorch: training {:.2}x, sampling {:.2}x (higher is faster)",
-            ps / step_s,
-            bgen_sps / psps
-        );
+        print_ratios(&v, step_s, bgen_sps, "samples_per_s", "samples/s");
     }
     Ok(())
 }
@@ -330,19 +318,7 @@ fn bench_arbg(a: TarflowBench) -> Result<()> {
         include_str!("bench/torch_arbg.py"),
         &args,
     )? {
-        let ps = v["train_step_s"].as_f64().unwrap_or(f64::NAN);
-        let ptps = v["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
-        println!(
-            "PyTorch {}: training step {:.1} ms, sampling {:.0} tokens/s (KV cache)",
-            v["torch"].as_str().unwrap_or("?"),
-            ps * 1e3,
-            ptps
-        );
-        println!(
-            "ratio bgen / PyTorch: training {:.2}x, sampling {:.2}x (higher is faster)",
-            ps / step_s,
-            bgen_tps / ptps
-        );
+        print_ratios(&v, step_s, bgen_tps, "tokens_per_s", "tokens/s");
     }
     Ok(())
 }
@@ -376,6 +352,22 @@ fn torch_peer(
     };
     let _ = std::fs::remove_dir_all(&dir);
     Ok(v)
+}
+
+/// Prints a PyTorch peer's training step and sampling rate (`key`, in `unit`) and bgen's ratios.
+fn print_ratios(v: &serde_json::Value, step_s: f64, rate: f64, key: &str, unit: &str) {
+    let ps = v["train_step_s"].as_f64().unwrap_or(f64::NAN);
+    let pr = v[key].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "PyTorch {}: training step {:.1} ms, sampling {pr:.0} {unit} (KV cache)",
+        v["torch"].as_str().unwrap_or("?"),
+        ps * 1e3,
+    );
+    println!(
+        "ratio bgen / PyTorch: training {:.2}x, sampling {:.2}x (higher is faster)",
+        ps / step_s,
+        rate / pr
+    );
 }
 
 /// Timed training steps of `t` (after 3 warm-up steps) on a fixed random data set: seconds
