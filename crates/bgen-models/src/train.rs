@@ -164,24 +164,14 @@ impl Trainer {
         let dim = self.state.model.dim() as f64;
         let loss = -self.model.training_log_prob(&x).mean(Kind::Float) / dim;
         let vars = self.vs.variables();
-        for v in vars.values() {
-            let mut g = v.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
-        }
-        loss.backward();
+        // Gradients as fresh tensors (autograd.grad): nothing to zero or accumulate into.
+        let params: Vec<&Tensor> = self.names.iter().map(|n| &vars[n]).collect();
+        let grads = Tensor::run_backward(&[&loss], &params, false, false);
         let loss_v = f64::try_from(&loss).unwrap_or(f64::NAN);
         let lr = learning_rate(&c, t);
         let mvars = self.moments.variables();
         tch::no_grad(|| {
             // Global gradient-norm clipping (one synchronisation for all parameters).
-            let grads: Vec<Tensor> = self
-                .names
-                .iter()
-                .map(|n| vars[n].grad())
-                .filter(|g| g.defined())
-                .collect();
             let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
             let total = if norms.is_empty() {
                 0.0
@@ -193,13 +183,9 @@ impl Trainer {
             let (b1c, b2c) = (1.0 - c.beta1.powf(step), 1.0 - c.beta2.powf(step));
             let evars = self.ema_vs.variables();
             let ema_decay = c.ema.min((1.0 + t as f64) / (10.0 + t as f64));
-            for n in &self.names {
+            for (n, g) in self.names.iter().zip(&grads) {
                 let mut p = vars[n].shallow_clone();
-                let g = p.grad();
-                if !g.defined() {
-                    continue;
-                }
-                let g = if scale < 1.0 { g * scale } else { g };
+                let g = if scale < 1.0 { g * scale } else { g.shallow_clone() };
                 let mut m = mvars[&moment_name("m", n)].shallow_clone();
                 let mut v = mvars[&moment_name("v", n)].shallow_clone();
                 // m <- beta1 m + (1 - beta1) g; v <- beta2 v + (1 - beta2) g^2

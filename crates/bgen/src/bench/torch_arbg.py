@@ -98,8 +98,22 @@ opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_d
 data = torch.randn(4096, D)
 
 
+def augment(x):
+    """Random rotation (normalised Gaussian quaternions) and CoM noise N(0, I/N), as bgen trains."""
+    b, n = x.shape[0], x.shape[1] // 3
+    q = torch.randn(b, 4)
+    q = q / q.norm(dim=1, keepdim=True)
+    w, qx, qy, qz = q.unbind(1)
+    r = torch.stack([
+        1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qz * w), 2 * (qx * qz + qy * w),
+        2 * (qx * qy + qz * w), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qx * w),
+        2 * (qx * qz - qy * w), 2 * (qy * qz + qx * w), 1 - 2 * (qx * qx + qy * qy)], 1).view(b, 3, 3)
+    pts = x.view(b, n, 3) @ r.transpose(1, 2) + torch.randn(b, 1, 3) / math.sqrt(n)
+    return pts.reshape(b, 3 * n)
+
+
 def train_step(i):
-    x = data[(torch.arange(batch) * 7 + i * batch) % data.shape[0]]
+    x = augment(data[(torch.arange(batch) * 7 + i * batch) % data.shape[0]])
     loss = -model.log_prob(x).mean() / D
     opt.zero_grad(set_to_none=True)
     loss.backward()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """PyTorch peer for `bgen bench tarflow`: the same TarFlow (pre-LN causal Transformer blocks,
 alternating token order, zero-initialised shifted affine head, KV-cache inverse), timing one
-training step (NLL, backward, clipping, AdamW, EMA) and sampling, on the same CPU threads.
+training step (augmentation, NLL, backward, clipping, AdamW, EMA) and sampling, on the same CPU threads.
 
 Usage: python torch_tarflow.py TOKENS WIDTH BLOCKS LAYERS HEAD_DIM BATCH STEPS SAMPLES THREADS OUT.json
 """
@@ -105,8 +105,22 @@ opt = torch.optim.AdamW(flow.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_de
 data = torch.randn(4096, tokens * 3)
 
 
+def augment(x):
+    """Random rotation (normalised Gaussian quaternions) and CoM noise N(0, I/N), as bgen trains."""
+    b, n = x.shape[0], x.shape[1] // 3
+    q = torch.randn(b, 4)
+    q = q / q.norm(dim=1, keepdim=True)
+    w, qx, qy, qz = q.unbind(1)
+    r = torch.stack([
+        1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qz * w), 2 * (qx * qz + qy * w),
+        2 * (qx * qy + qz * w), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qx * w),
+        2 * (qx * qz - qy * w), 2 * (qy * qz + qx * w), 1 - 2 * (qx * qx + qy * qy)], 1).view(b, 3, 3)
+    pts = x.view(b, n, 3) @ r.transpose(1, 2) + torch.randn(b, 1, 3) / math.sqrt(n)
+    return pts.reshape(b, 3 * n)
+
+
 def train_step(i):
-    x = data[(torch.arange(batch) * 7 + i * batch) % data.shape[0]]
+    x = augment(data[(torch.arange(batch) * 7 + i * batch) % data.shape[0]])
     loss = -flow.log_prob(x).mean() / x.shape[1]
     opt.zero_grad(set_to_none=True)
     loss.backward()
