@@ -9,9 +9,12 @@ libtorch:
 test:
 	@eval "$$(scripts/libtorch.sh)" && cargo test --workspace
 
-# The main job on the embedded default (alanine dipeptide).
+# The main job on the embedded default (alanine dipeptide): MD data, a TarFlow, SNIS + SMC,
+# evaluation and a report in aldp-run/ (about half an hour on 2 cores; rerun to resume).
+OUT ?= aldp-run
 run:
-	@eval "$$(scripts/libtorch.sh)" && cargo run --release -p bgen -- energy --system aldp
+	@eval "$$(scripts/libtorch.sh)" && cargo run --release -p bgen -- run --system aldp --out $(OUT)
 
 bench:
-	@eval "$$(scripts/libtorch.sh)" && cargo run --release -p bgen -- bench md && cargo run --release -p bgen -- bench energy
+	@eval "$$(scripts/libtorch.sh)" && cargo run --release -p bgen -- bench md && cargo run --release -p bgen -- bench energy \
+	  && cargo run --release -p bgen -- bench tarflow && cargo run --release -p bgen -- bench arbg
