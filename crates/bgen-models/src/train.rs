@@ -185,7 +185,11 @@ impl Trainer {
             let ema_decay = c.ema.min((1.0 + t as f64) / (10.0 + t as f64));
             for (n, g) in self.names.iter().zip(&grads) {
                 let mut p = vars[n].shallow_clone();
-                let g = if scale < 1.0 { g * scale } else { g.shallow_clone() };
+                let g = if scale < 1.0 {
+                    g * scale
+                } else {
+                    g.shallow_clone()
+                };
                 let mut m = mvars[&moment_name("m", n)].shallow_clone();
                 let mut v = mvars[&moment_name("v", n)].shallow_clone();
                 // m <- beta1 m + (1 - beta1) g; v <- beta2 v + (1 - beta2) g^2

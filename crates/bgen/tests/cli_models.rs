@@ -110,22 +110,30 @@ fn train_then_sample_with_every_method() {
         std::fs::remove_dir_all(d).unwrap();
     }
     arbg_train_then_sample(&split);
-    // A damaged checkpoint is reported with its file.
+    // A damaged checkpoint is reported with its file: sampling reads the EMA weights (and with
+    // --no-ema the raw ones), training all three.
     let latest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("latest.json")).unwrap()).unwrap();
-    let w = run
-        .join(latest["checkpoint"].as_str().unwrap())
-        .join("weights.safetensors");
-    std::fs::write(&w, b"not safetensors").unwrap();
-    let o = bgen()
-        .args(["sample", "--n", "4", "--run"])
-        .arg(&run)
-        .arg("--out")
-        .arg(tmp("bad"))
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("weights.safetensors"));
+    let ckpt = run.join(latest["checkpoint"].as_str().unwrap());
+    for (file, extra) in [
+        ("ema.safetensors", None),
+        ("weights.safetensors", Some("--no-ema")),
+    ] {
+        let w = ckpt.join(file);
+        let good = std::fs::read(&w).unwrap();
+        std::fs::write(&w, b"not safetensors").unwrap();
+        let o = bgen()
+            .args(["sample", "--n", "4", "--run"])
+            .arg(&run)
+            .arg("--out")
+            .arg(tmp("bad"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        assert!(String::from_utf8_lossy(&o.stderr).contains(file));
+        std::fs::write(&w, good).unwrap();
+    }
     for d in [md, split, run] {
         std::fs::remove_dir_all(d).unwrap();
     }
