@@ -136,7 +136,7 @@ impl Default for TrainConfig {
         TrainConfig {
             model: "tarflow".into(),
             preset: "small".into(),
-            steps: Some(4000),
+            steps: Some(6000),
             batch_size: None,
             lr: None,
             seed: 0,
