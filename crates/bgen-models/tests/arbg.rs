@@ -28,7 +28,10 @@ fn model(atoms: i64, bins: i64, seed: i64) -> (nn::VarStore, Arbg) {
     vs.double();
     // Random (not zero or unit) values everywhere, so that every path carries signal.
     tch::no_grad(|| {
-        for (_, mut v) in vs.variables() {
+        // In name order, so that the draws (and the test) are reproducible.
+        let mut vars: Vec<_> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, mut v) in vars {
             let r = Tensor::randn_like(&v) * 0.5;
             v.copy_(&r);
         }

@@ -30,7 +30,10 @@ fn twisted_weights_telescope_to_the_plain_weight_on_aldp() {
     );
     // Sharpen the random model so that samples vary but are not all the same bin.
     tch::no_grad(|| {
-        for (_, mut v) in vs.variables() {
+        // In name order, so that the draws (and the test) are reproducible.
+        let mut vars: Vec<_> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, mut v) in vars {
             v.copy_(&(Tensor::randn_like(&v) * 0.3));
         }
     });
@@ -73,8 +76,9 @@ fn twisted_weights_telescope_to_the_plain_weight_on_aldp() {
     for i in 0..n {
         let plain = -u[i] - lq[i] + a[i];
         let tw = r.log_weights[i];
-        // log q is summed in f32 by the network, energies in f64: each to its round-off.
-        let tol = 1e-5 * (lq[i].abs() + 1.0) + 1e-12 * u[i].abs();
+        // log q is a sum of 66 f32 token terms of magnitude ~10 (its round-off is ~1e-4), the
+        // energy an f64 sum: each to its round-off. (A is of order 1-10: its absence shows.)
+        let tol = 1e-3 + 1e-12 * u[i].abs();
         assert!(
             (tw - plain).abs() < tol,
             "{i}: twisted {tw} vs plain {plain} (U {}, log q {}, A {})",
