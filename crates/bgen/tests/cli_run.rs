@@ -111,6 +111,34 @@ fn main_job_runs_resumes_after_a_kill_and_skips_finished_stages() {
         "{err}"
     );
 
+    // An ArBG run on the same data (no new MD): SNIS and twisted SMC by default.
+    let arbg = tmp("arbg");
+    let cfg2 = tmp("arbg.toml");
+    std::fs::write(
+        &cfg2,
+        TINY.replace("[md]\n", &format!("[md]\ndata = {:?}\n", dir.join("data"))),
+    )
+    .unwrap();
+    let o = bgen()
+        .args(["run", "--model", "arbg", "--threads", "1", "--config"])
+        .arg(&cfg2)
+        .arg("--out")
+        .arg(&arbg)
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("molecular dynamics"), "data reused: {err}");
+    assert!(
+        out.contains("twisted") && arbg.join("sample-twisted/samples.npy").exists(),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&arbg).unwrap();
+    std::fs::remove_file(&cfg2).unwrap();
+
     // The saved config.toml reproduces the run; other settings in the same directory are refused.
     let o = bgen()
         .args(["run", "--model", "arbg", "--out"])
