@@ -1,5 +1,6 @@
 //! Resampling: indices of offspring drawn in proportion to normalised weights.
 
+use crate::snis::log_sum_exp;
 use rand::RngExt;
 
 /// Multinomial resampling: `n` independent draws from the weights (normalised, summing to 1).
@@ -52,6 +53,20 @@ impl Scheme {
             Scheme::Systematic => systematic(weights, n, rng),
         }
     }
+
+    /// Offspring indices drawn in proportion to exp(log_w) (at least one finite).
+    pub fn draw_log(self, log_w: &[f64], n: usize, rng: &mut impl rand::Rng) -> Vec<usize> {
+        let lz = log_sum_exp(log_w);
+        let w: Vec<f64> = log_w.iter().map(|v| (v - lz).exp()).collect();
+        self.draw(&w, n, rng)
+    }
+}
+
+/// Rows `idx` (in that order, repeats allowed) of a row-major array with rows of `d` values.
+pub fn gather(x: &[f64], idx: &[usize], d: usize) -> Vec<f64> {
+    idx.iter()
+        .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! Metropolis-adjusted (MALA) with the step size adapted toward a target acceptance rate.
 
 use crate::proposal::Proposal;
-use crate::resample::Scheme;
+use crate::resample::{gather, Scheme};
 use crate::snis::{ess, log_sum_exp};
 use bgen_system::Target;
 use rand::{RngExt, SeedableRng};
@@ -166,9 +166,7 @@ pub fn smc<P: Proposal, T: Target>(
         );
         // Resample when the weights have degenerated (not at the last level: see below).
         if level < k_levels && ess(&log_w) < opts.ess_threshold {
-            let lz = log_sum_exp(&log_w);
-            let w: Vec<f64> = log_w.iter().map(|v| (v - lz).exp()).collect();
-            let idx = opts.scheme.draw(&w, n, &mut rng);
+            let idx = opts.scheme.draw_log(&log_w, n, &mut rng);
             x = gather(&x, &idx, d);
             ends = Ends {
                 src: idx.iter().map(|&i| ends.src[i]).collect(),
@@ -251,9 +249,7 @@ pub fn smc<P: Proposal, T: Target>(
     }
     // The ESS before the final resampling, then the final resampling.
     let final_ess = ess(&log_w);
-    let lz = log_sum_exp(&log_w);
-    let w: Vec<f64> = log_w.iter().map(|v| (v - lz).exp()).collect();
-    let idx = opts.scheme.draw(&w, n, &mut rng);
+    let idx = opts.scheme.draw_log(&log_w, n, &mut rng);
     let mean_acc = acc_per_step.iter().sum::<f64>() / acc_per_step.len() as f64;
     SmcResult {
         x: gather(&x, &idx, d),
@@ -273,10 +269,4 @@ pub fn smc<P: Proposal, T: Target>(
         particle_steps_per_s: (n * k_levels * opts.moves_per_step) as f64
             / start.elapsed().as_secs_f64(),
     }
-}
-
-fn gather(x: &[f64], idx: &[usize], d: usize) -> Vec<f64> {
-    idx.iter()
-        .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
-        .collect()
 }

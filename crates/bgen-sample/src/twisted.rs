@@ -7,7 +7,7 @@
 //! the rest. The CoM term (see [`crate::com`]) joins at the last block.
 
 use crate::com::{com_log_density, ComForm};
-use crate::resample::Scheme;
+use crate::resample::{gather, Scheme};
 use crate::snis::{ess, log_sum_exp};
 use bgen_system::PartialTarget;
 use rand::SeedableRng;
@@ -133,12 +133,8 @@ pub fn twisted_smc<M: Autoregressive, T: PartialTarget>(
                 break; // every particle is dead; reported as ESS 0
             }
             log_z += lz - (n as f64).ln();
-            let wts: Vec<f64> = log_w.iter().map(|l| (l - lz).exp()).collect();
-            let idx = opts.scheme.draw(&wts, n, &mut rng);
-            x = idx
-                .iter()
-                .flat_map(|&i| x[i * d..(i + 1) * d].to_vec())
-                .collect();
+            let idx = opts.scheme.draw_log(&log_w, n, &mut rng);
+            x = gather(&x, &idx, d);
             prev_e = idx.iter().map(|&i| prev_e[i]).collect();
             model.select(&mut state, &idx);
             log_w.fill(0.0);
@@ -150,23 +146,19 @@ pub fn twisted_smc<M: Autoregressive, T: PartialTarget>(
     let final_ess = if complete { ess(&log_w) } else { 0.0 };
     let lz = log_sum_exp(&log_w);
     log_z += lz - (n as f64).ln();
-    let x_weighted = x.clone();
-    let (x, energies) = if complete && lz > f64::NEG_INFINITY {
-        let wts: Vec<f64> = log_w.iter().map(|l| (l - lz).exp()).collect();
-        let idx = opts.scheme.draw(&wts, n, &mut rng);
+    let (x_final, energies) = if complete && lz > f64::NEG_INFINITY {
+        let idx = opts.scheme.draw_log(&log_w, n, &mut rng);
         (
-            idx.iter()
-                .flat_map(|&i| x[i * d..(i + 1) * d].to_vec())
-                .collect(),
+            gather(&x, &idx, d),
             idx.iter().map(|&i| prev_e[i]).collect(),
         )
     } else {
-        (x, prev_e)
+        (x.clone(), prev_e)
     };
     TwistedResult {
-        x,
+        x: x_final,
         energies,
-        x_weighted,
+        x_weighted: x,
         log_weights: log_w,
         ess: final_ess,
         ess_per_block,
