@@ -215,17 +215,23 @@ fn s(v: impl ToString) -> String {
     v.to_string()
 }
 
+/// Settings from a TOML file; errors name the file.
+fn read_config(p: &Path) -> Result<RunConfig> {
+    let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+    toml::from_str(&text).with_context(|| format!("{}: invalid settings", p.display()))
+}
+
 fn load_config(a: &RunArgs) -> Result<RunConfig> {
-    let saved = a.out.join("config.toml");
-    let mut c: RunConfig = match (&a.config, saved.exists()) {
-        (Some(p), _) => {
-            let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
-            toml::from_str(&text).with_context(|| format!("{}: invalid settings", p.display()))?
-        }
+    let saved_path = a.out.join("config.toml");
+    let saved = match saved_path.exists() {
+        true => Some(read_config(&saved_path)?),
+        false => None,
+    };
+    let mut c: RunConfig = match (&a.config, &saved) {
+        (Some(p), _) => read_config(p)?,
         // A rerun of an interrupted run continues with the settings it started with.
-        (None, true) => toml::from_str(&std::fs::read_to_string(&saved)?)
-            .with_context(|| format!("{}: invalid settings", saved.display()))?,
-        (None, false) => RunConfig::default(),
+        (None, Some(s)) => s.clone(),
+        (None, None) => RunConfig::default(),
     };
     if let Some(sys) = &a.system {
         c.system = sys.clone();
@@ -246,13 +252,12 @@ fn load_config(a: &RunArgs) -> Result<RunConfig> {
     if c.train.model == "tarflow" && c.methods().iter().any(|m| m == "twisted") {
         bail!("sample.methods: twisted needs an ArBG");
     }
-    if saved.exists() {
-        let before: RunConfig = toml::from_str(&std::fs::read_to_string(&saved)?)?;
-        if toml::to_string(&before)? != toml::to_string(&c)? {
+    if let Some(before) = &saved {
+        if toml::to_string(before)? != toml::to_string(&c)? {
             bail!(
                 "{} holds a run with other settings ({}); use another --out or the same settings",
                 a.out.display(),
-                saved.display()
+                saved_path.display()
             );
         }
     }
