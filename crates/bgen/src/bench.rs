@@ -216,19 +216,11 @@ fn bench_smc(a: SmcBench) -> Result<()> {
 }
 
 fn bench_tarflow(a: TarflowBench) -> Result<()> {
-    use bgen_models::data::Normalizer;
-    use bgen_models::train::Trainer;
     use tch::{Device, Kind, Tensor};
     tch::set_num_threads(a.threads);
-    let (model, mut tc) = crate::train::preset(&a.preset, a.tokens)?;
-    tc.steps = 1_000_000;
+    let (model, tc) = crate::train::preset(&a.preset, a.tokens)?;
     let d = model.dim();
-    let norm = Normalizer {
-        n_atoms: a.tokens,
-        std: 1.0,
-    };
-    let mut t = Trainer::new(model.clone(), tc.clone(), norm, Device::Cpu);
-    let step_s = time_training(&mut t, a.steps);
+    let (t, step_s) = timed_trainer(model.clone(), tc.clone(), a.tokens, a.steps);
     let bgen_models::Model::TarFlow(flow) = &t.model else {
         unreachable!("a TarFlow preset")
     };
@@ -269,19 +261,12 @@ fn bench_tarflow(a: TarflowBench) -> Result<()> {
 }
 
 fn bench_arbg(a: TarflowBench) -> Result<()> {
-    use bgen_models::data::{uniforms, Normalizer};
-    use bgen_models::train::Trainer;
-    use tch::{Device, Tensor};
+    use bgen_models::data::uniforms;
+    use tch::Tensor;
     tch::set_num_threads(a.threads);
-    let (model, mut tc) = crate::train::arbg_preset(&a.preset, a.tokens)?;
-    tc.steps = 1_000_000;
+    let (model, tc) = crate::train::arbg_preset(&a.preset, a.tokens)?;
     let d = model.dim();
-    let norm = Normalizer {
-        n_atoms: a.tokens,
-        std: 1.0,
-    };
-    let mut t = Trainer::new(model.clone(), tc.clone(), norm, Device::Cpu);
-    let step_s = time_training(&mut t, a.steps);
+    let (t, step_s) = timed_trainer(model.clone(), tc.clone(), a.tokens, a.steps);
     let bgen_models::Model::Arbg(m) = &t.model else {
         unreachable!("an ArBG preset")
     };
@@ -370,10 +355,23 @@ fn print_ratios(v: &serde_json::Value, step_s: f64, rate: f64, key: &str, unit: 
     );
 }
 
-/// Timed training steps of `t` (after 3 warm-up steps) on a fixed random data set: seconds
-/// per step.
-fn time_training(t: &mut bgen_models::train::Trainer, steps: i64) -> f64 {
+/// A fresh CPU trainer of `model` for `atoms` atoms (unit std, a schedule long enough to stay
+/// at its peak), and its seconds per training step: `steps` timed steps on a fixed random data
+/// set after 3 warm-up steps.
+fn timed_trainer(
+    model: impl Into<bgen_models::ModelConfig>,
+    mut tc: bgen_models::train::TrainConfig,
+    atoms: i64,
+    steps: i64,
+) -> (bgen_models::train::Trainer, f64) {
+    use bgen_models::data::Normalizer;
     use tch::{Device, Kind, Tensor};
+    tc.steps = 1_000_000;
+    let norm = Normalizer {
+        n_atoms: atoms,
+        std: 1.0,
+    };
+    let mut t = bgen_models::train::Trainer::new(model, tc, norm, Device::Cpu);
     let (d, b) = (t.state.model.dim(), t.state.train.batch_size);
     let data = Tensor::randn([4096, d], (Kind::Float, Device::Cpu));
     let batch = |i: i64| {
@@ -387,7 +385,8 @@ fn time_training(t: &mut bgen_models::train::Trainer, steps: i64) -> f64 {
     for i in 0..steps {
         t.step(&batch(i));
     }
-    t0.elapsed().as_secs_f64() / steps as f64
+    let step_s = t0.elapsed().as_secs_f64() / steps as f64;
+    (t, step_s)
 }
 
 fn has_openmm(python: &str) -> bool {
