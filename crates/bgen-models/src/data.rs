@@ -32,14 +32,19 @@ impl Normalizer {
         }
     }
 
+    /// Coordinates per sample, 3N.
+    pub fn dim(&self) -> usize {
+        3 * self.n_atoms as usize
+    }
+
     /// log |d x_model / d x_nm| = -3N ln std: add to log q_model to get log q in 1/nm^3N.
     pub fn log_jacobian(&self) -> f64 {
-        -3.0 * self.n_atoms as f64 * self.std.ln()
+        -(self.dim() as f64) * self.std.ln()
     }
 
     /// An NLL per dimension in normalised units converted to nm units.
     pub fn nll_in_nm(&self, nll: f64) -> f64 {
-        nll - self.log_jacobian() / (3 * self.n_atoms) as f64
+        nll - self.log_jacobian() / self.dim() as f64
     }
 
     /// Centred, normalised frames as a (n, 3N) tensor of `kind`.

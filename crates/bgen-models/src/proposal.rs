@@ -20,19 +20,15 @@ pub struct FlowProposal {
 }
 
 impl FlowProposal {
-    fn dim(&self) -> usize {
-        3 * self.normalizer.n_atoms as usize
-    }
-
     fn to_tensor(&self, x: &[f64]) -> Tensor {
-        (Tensor::from_slice(x).view([-1, self.dim() as i64]) / self.normalizer.std)
+        (Tensor::from_slice(x).view([-1, self.normalizer.dim() as i64]) / self.normalizer.std)
             .to_kind(self.kind)
             .to_device(self.device)
     }
 
     /// `n` samples (n x 3N, nm) and their log q (1/nm^3N), reproducibly from `seed`.
     pub fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
-        let d = self.dim();
+        let d = self.normalizer.dim();
         let (mut x, mut lq) = (Vec::with_capacity(n * d), Vec::with_capacity(n));
         let mut done = 0;
         let mut chunk = 0u64;
@@ -60,7 +56,7 @@ impl FlowProposal {
 
     /// log q (1/nm^3N) of `x` (n x 3N, nm) and, with `grad`, d log q / dx (1/nm).
     pub fn log_q(&self, x: &[f64], out: &mut [f64], mut grad: Option<&mut [f64]>) {
-        let d = self.dim();
+        let d = self.normalizer.dim();
         let n = x.len() / d;
         let mut s = 0;
         while s < n {
@@ -111,10 +107,6 @@ pub struct ArbgParticles {
 }
 
 impl ArbgProposal {
-    fn dim(&self) -> usize {
-        3 * self.normalizer.n_atoms as usize
-    }
-
     fn uniform(&self, rows: usize, cols: usize, seed: u64) -> Tensor {
         Tensor::from_slice(&uniforms(rows * cols, seed))
             .view([rows as i64, cols as i64])
@@ -123,7 +115,7 @@ impl ArbgProposal {
 
     /// `n` samples (n x 3N, nm) and their log q (1/nm^3N), reproducibly from `seed`.
     pub fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
-        let d = self.dim();
+        let d = self.normalizer.dim();
         let (mut x, mut lq) = (Vec::with_capacity(n * d), Vec::with_capacity(n));
         let mut chunk = 0u64;
         while x.len() < n * d {
@@ -144,7 +136,7 @@ impl ArbgProposal {
 
     /// log q (1/nm^3N) of `x` (n x 3N, nm) at the proposal's tau; -inf outside the binned range.
     pub fn log_q(&self, x: &[f64], out: &mut [f64]) {
-        let d = self.dim();
+        let d = self.normalizer.dim();
         for (xs, o) in x.chunks(self.batch * d).zip(out.chunks_mut(self.batch)) {
             let t = (Tensor::from_slice(xs).view([-1, d as i64]) / self.normalizer.std)
                 .to_kind(Kind::Float)
@@ -225,7 +217,7 @@ impl<T> Locked<T> {
 
 impl Proposal for Locked<FlowProposal> {
     fn dim(&self) -> usize {
-        3 * self.get().normalizer.n_atoms as usize
+        self.get().normalizer.dim()
     }
     fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
         self.get().sample(n, seed)
@@ -237,7 +229,7 @@ impl Proposal for Locked<FlowProposal> {
 
 impl Proposal for Locked<ArbgProposal> {
     fn dim(&self) -> usize {
-        3 * self.get().normalizer.n_atoms as usize
+        self.get().normalizer.dim()
     }
     fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
         self.get().sample(n, seed)
