@@ -9,7 +9,7 @@
 //! softmax(logits / tau) and a uniform offset inside it, so the density of what is drawn is
 //! exact: log q(x) = sum_t log softmax(logits_t / tau)[bin_t] - D ln w (zero outside [-R, R]^D).
 
-use crate::attention::{attend, Cache};
+use crate::attention::{attend, KvCache};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
@@ -78,14 +78,14 @@ impl Layer {
         }
     }
 
-    /// h: (batch, t, width); causal over the t tokens without a cache, or the t new tokens
-    /// attending to the cached ones and themselves with one.
-    fn forward(&self, h: &Tensor, cache: Option<&mut Cache>) -> Tensor {
-        let o = attend(
-            &self.qkv.forward(&rms_norm(h, &self.norm1)),
-            self.heads,
-            cache,
-        );
+    /// h: (batch, t, width), causal over the t tokens; or, with a cache, one new token
+    /// (batch, 1, width) attending to the cached ones and itself.
+    fn forward(&self, h: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
+        let qkv = self.qkv.forward(&rms_norm(h, &self.norm1));
+        let o = match cache {
+            Some(c) => c.step(&qkv, self.heads),
+            None => attend(&qkv, self.heads),
+        };
         let h = h + self.out.forward(&o);
         let gu = self.gate_up.forward(&rms_norm(&h, &self.norm2));
         let (g, u) = (
@@ -113,7 +113,7 @@ pub struct Arbg {
 
 /// A batch of partly generated samples: the KV caches, the tokens done and their bins.
 pub struct Generation {
-    caches: Vec<Cache>,
+    caches: Vec<KvCache>,
     /// Tokens generated so far.
     pub done: i64,
     /// Bin of the last generated token (batch), or None before the first.
@@ -212,7 +212,11 @@ impl Arbg {
     /// Starts generating `batch` samples.
     pub fn start(&self) -> Generation {
         Generation {
-            caches: (0..self.layers.len()).map(|_| None).collect(),
+            caches: self
+                .layers
+                .iter()
+                .map(|_| KvCache::new(self.config.dim()))
+                .collect(),
             done: 0,
             last: None,
         }
@@ -273,8 +277,8 @@ impl Arbg {
     /// Keeps samples `idx` (int64 on the model's device) of a generation, in that order
     /// (resampling in twisted SMC).
     pub fn select(&self, g: &mut Generation, idx: &Tensor) {
-        for c in g.caches.iter_mut().flatten() {
-            *c = (c.0.index_select(0, idx), c.1.index_select(0, idx));
+        for c in g.caches.iter_mut() {
+            c.select(idx);
         }
         if let Some(l) = &g.last {
             g.last = Some(l.index_select(0, idx));

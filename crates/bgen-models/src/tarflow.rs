@@ -8,7 +8,7 @@
 //! predecessor and passes unchanged. The output head starts at zero, so a new flow is the
 //! identity. log q(x) = log N(z; 0, I) - sum a. The inverse runs token by token with a KV cache.
 
-use crate::attention::{attend, Cache};
+use crate::attention::{attend, KvCache};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -60,10 +60,14 @@ impl Layer {
         }
     }
 
-    /// h: (batch, t, width). Without a cache: causal attention over the t tokens. With one: the
-    /// t new tokens attend to the cached ones and to themselves (t = 1 when sampling).
-    fn forward(&self, h: &Tensor, cache: Option<&mut Cache>) -> Tensor {
-        let o = attend(&self.qkv.forward(&h.apply(&self.ln1)), self.heads, cache);
+    /// h: (batch, t, width), causal over the t tokens; or, with a cache, one new token
+    /// (batch, 1, width) attending to the cached ones and itself.
+    fn forward(&self, h: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
+        let qkv = self.qkv.forward(&h.apply(&self.ln1));
+        let o = match cache {
+            Some(c) => c.step(&qkv, self.heads),
+            None => attend(&qkv, self.heads),
+        };
         let h = h + self.proj.forward(&o);
         let m = self
             .fc2
@@ -161,7 +165,7 @@ impl Block {
         } else {
             self.pos.shallow_clone()
         };
-        let mut caches: Vec<Cache> = (0..self.layers.len()).map(|_| None).collect();
+        let mut caches: Vec<KvCache> = self.layers.iter().map(|_| KvCache::new(t)).collect();
         let mut xs = vec![zs.narrow(1, 0, 1)];
         let mut sum_a = Tensor::zeros([zs.size()[0]], (z.kind(), z.device()));
         for s in 1..t {
@@ -179,6 +183,10 @@ impl Block {
         (self.order(&Tensor::cat(&xs, 1)), -sum_a)
     }
 }
+
+/// Rows decoded together when sampling: a few hundred keep the KV caches (rows x tokens x
+/// width per layer) in the CPU's caches while the matrix products stay efficient.
+pub const DECODE_ROWS: i64 = 384;
 
 /// A TarFlow with its blocks (weights live in the `VarStore` it was built from).
 #[derive(Debug)]
@@ -212,8 +220,18 @@ impl TarFlow {
         (h.view([-1, self.config.dim()]), logdet)
     }
 
-    /// Noise z (batch, dim) to data x (batch, dim), and log|det dz/dx| at x (batch).
+    /// Noise z (batch, dim) to data x (batch, dim), and log|det dz/dx| at x (batch). Decodes
+    /// `DECODE_ROWS` rows at a time, so that their KV caches stay in the CPU's caches.
     pub fn inverse_with_logdet(&self, z: &Tensor) -> (Tensor, Tensor) {
+        if z.size()[0] > DECODE_ROWS {
+            let parts: Vec<(Tensor, Tensor)> = z
+                .split(DECODE_ROWS, 0)
+                .iter()
+                .map(|z| self.inverse_with_logdet(z))
+                .collect();
+            let (x, ld): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().unzip();
+            return (Tensor::cat(&x, 0), Tensor::cat(&ld, 0));
+        }
         let mut h = self.tokens(z);
         let mut logdet = Tensor::zeros([h.size()[0]], (z.kind(), z.device()));
         for b in self.blocks.iter().rev() {

@@ -139,7 +139,9 @@ for i in range(steps):
 step_s = (time.perf_counter() - t0) / steps
 with torch.no_grad():
     flow.sample(8)
-    t0 = time.perf_counter()
-    flow.sample(samples)
-    sample_s = time.perf_counter() - t0
+    sample_s = math.inf
+    for _ in range(3):  # best of 3, as bgen times it
+        t0 = time.perf_counter()
+        flow.sample(samples)
+        sample_s = min(sample_s, time.perf_counter() - t0)
 json.dump({"torch": torch.__version__, "train_step_s": step_s, "samples_per_s": samples / sample_s}, open(out_path, "w"))
