@@ -26,63 +26,49 @@ impl FlowProposal {
             .to_device(self.device)
     }
 
-    /// `n` samples (n x 3N, nm) and their log q (1/nm^3N), reproducibly from `seed`.
-    pub fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    /// Chunk `chunk` of `n` samples drawn reproducibly from `seed`: rows [chunk batch,
+    /// min(n, (chunk + 1) batch)) as (x (rows x 3N, nm), log q (1/nm^3N)).
+    pub fn sample_chunk(&self, n: usize, seed: u64, chunk: usize) -> (Vec<f64>, Vec<f64>) {
         let d = self.normalizer.dim();
-        let (mut x, mut lq) = (Vec::with_capacity(n * d), Vec::with_capacity(n));
-        let mut done = 0;
-        let mut chunk = 0u64;
-        while done < n {
-            let b = (n - done).min(self.batch);
-            let z = Tensor::from_slice(&crate::data::normals(
-                b * d,
-                seed.wrapping_mul(0x1000_0001).wrapping_add(chunk),
-            ))
+        let b = (n - chunk * self.batch).min(self.batch);
+        let z = Tensor::from_slice(&crate::data::normals(b * d, chunk_seed(seed, chunk)))
             .view([b as i64, d as i64])
             .to_kind(self.kind)
             .to_device(self.device);
-            let (xs, l) = self.flow.sample_from(&z);
-            let xs: Vec<f64> =
-                Vec::try_from((xs.to_kind(Kind::Double) * self.normalizer.std).view([-1]))
-                    .expect("f64");
-            let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
-            x.extend(xs);
-            lq.extend(l.into_iter().map(|v| v + self.normalizer.log_jacobian()));
-            done += b;
-            chunk += 1;
-        }
-        (x, lq)
+        let (xs, l) = self.flow.sample_from(&z);
+        let x = Vec::try_from((xs.to_kind(Kind::Double) * self.normalizer.std).view([-1]))
+            .expect("f64");
+        let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
+        let jac = self.normalizer.log_jacobian();
+        (x, l.into_iter().map(|v| v + jac).collect())
     }
 
-    /// log q (1/nm^3N) of `x` (n x 3N, nm) and, with `grad`, d log q / dx (1/nm).
-    pub fn log_q(&self, x: &[f64], out: &mut [f64], mut grad: Option<&mut [f64]>) {
-        let d = self.normalizer.dim();
-        let n = x.len() / d;
-        let mut s = 0;
-        while s < n {
-            let b = (n - s).min(self.batch);
-            let xs = self.to_tensor(&x[s * d..(s + b) * d]);
-            let (l, g) = match grad.is_some() {
-                true => {
-                    let xs = xs.set_requires_grad(true);
-                    let l = self.flow.log_prob(&xs);
-                    let g =
-                        Tensor::run_backward(&[l.sum(l.kind())], &[&xs], false, false).remove(0);
-                    (l.detach(), Some(g / self.normalizer.std))
-                }
-                false => (tch::no_grad(|| self.flow.log_prob(&xs)), None),
-            };
-            let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
-            for (k, v) in l.into_iter().enumerate() {
-                out[s + k] = v + self.normalizer.log_jacobian();
+    /// log q (1/nm^3N) of `x` (rows x 3N, nm, at most `batch` rows: one network pass) into
+    /// `out` and, with `grad`, d log q / dx (1/nm).
+    pub fn log_q_rows(&self, x: &[f64], out: &mut [f64], grad: Option<&mut [f64]>) {
+        let xs = self.to_tensor(x);
+        let (l, g) = match grad.is_some() {
+            true => {
+                let xs = xs.set_requires_grad(true);
+                let l = self.flow.log_prob(&xs);
+                let g = Tensor::run_backward(&[l.sum(l.kind())], &[&xs], false, false).remove(0);
+                (l.detach(), Some(g / self.normalizer.std))
             }
-            if let (Some(g), Some(dst)) = (g, grad.as_deref_mut()) {
-                let g: Vec<f64> = Vec::try_from(g.to_kind(Kind::Double).view([-1])).expect("f64");
-                dst[s * d..(s + b) * d].copy_from_slice(&g);
-            }
-            s += b;
+            false => (tch::no_grad(|| self.flow.log_prob(&xs)), None),
+        };
+        let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
+        for (o, v) in out.iter_mut().zip(l) {
+            *o = v + self.normalizer.log_jacobian();
+        }
+        if let (Some(g), Some(dst)) = (g, grad) {
+            g.to_kind(Kind::Double).view([-1]).copy_data(dst, dst.len());
         }
     }
+}
+
+/// The seed of chunk `chunk` of a draw seeded `seed`.
+fn chunk_seed(seed: u64, chunk: usize) -> u64 {
+    seed.wrapping_mul(0x1000_0001).wrapping_add(chunk as u64)
 }
 
 /// An ArBG with its normaliser: densities are per nm^(3N). log q is piecewise constant in x,
@@ -113,39 +99,34 @@ impl ArbgProposal {
             .to_device(self.device)
     }
 
-    /// `n` samples (n x 3N, nm) and their log q (1/nm^3N), reproducibly from `seed`.
-    pub fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    /// Chunk `chunk` of `n` samples drawn reproducibly from `seed`: rows [chunk batch,
+    /// min(n, (chunk + 1) batch)) as (x (rows x 3N, nm), log q (1/nm^3N)).
+    pub fn sample_chunk(&self, n: usize, seed: u64, chunk: usize) -> (Vec<f64>, Vec<f64>) {
         let d = self.normalizer.dim();
-        let (mut x, mut lq) = (Vec::with_capacity(n * d), Vec::with_capacity(n));
-        let mut chunk = 0u64;
-        while x.len() < n * d {
-            let b = (n - lq.len()).min(self.batch);
-            let s = seed.wrapping_mul(0x1000_0001).wrapping_add(chunk);
-            let (xs, l) = self.model.sample_from(
-                &self.uniform(b, d, s),
-                &self.uniform(b, d, s ^ 0x0FF5_E700),
-                self.tau,
-            );
-            x.extend(Vec::<f64>::try_from((xs * self.normalizer.std).view([-1])).expect("f64"));
-            let l: Vec<f64> = Vec::try_from(l).expect("f64");
-            lq.extend(l.into_iter().map(|v| v + self.normalizer.log_jacobian()));
-            chunk += 1;
-        }
-        (x, lq)
+        let b = (n - chunk * self.batch).min(self.batch);
+        let s = chunk_seed(seed, chunk);
+        let (xs, l) = self.model.sample_from(
+            &self.uniform(b, d, s),
+            &self.uniform(b, d, s ^ 0x0FF5_E700),
+            self.tau,
+        );
+        let x = Vec::<f64>::try_from((xs * self.normalizer.std).view([-1])).expect("f64");
+        let l: Vec<f64> = Vec::try_from(l).expect("f64");
+        let jac = self.normalizer.log_jacobian();
+        (x, l.into_iter().map(|v| v + jac).collect())
     }
 
-    /// log q (1/nm^3N) of `x` (n x 3N, nm) at the proposal's tau; -inf outside the binned range.
-    pub fn log_q(&self, x: &[f64], out: &mut [f64]) {
+    /// log q (1/nm^3N) of `x` (rows x 3N, nm, at most `batch` rows) at the proposal's tau
+    /// into `out`; -inf outside the binned range.
+    pub fn log_q_rows(&self, x: &[f64], out: &mut [f64]) {
         let d = self.normalizer.dim();
-        for (xs, o) in x.chunks(self.batch * d).zip(out.chunks_mut(self.batch)) {
-            let t = (Tensor::from_slice(xs).view([-1, d as i64]) / self.normalizer.std)
-                .to_kind(Kind::Float)
-                .to_device(self.device);
-            let l = tch::no_grad(|| self.model.log_prob(&t, self.tau));
-            let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
-            for (o, v) in o.iter_mut().zip(l) {
-                *o = v + self.normalizer.log_jacobian();
-            }
+        let t = (Tensor::from_slice(x).view([-1, d as i64]) / self.normalizer.std)
+            .to_kind(Kind::Float)
+            .to_device(self.device);
+        let l = tch::no_grad(|| self.model.log_prob(&t, self.tau));
+        let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
+        for (o, v) in out.iter_mut().zip(l) {
+            *o = v + self.normalizer.log_jacobian();
         }
     }
 
@@ -199,51 +180,146 @@ impl ArbgProposal {
     }
 }
 
-/// A libtorch model behind a mutex: its tensors are not shared between threads, while the
-/// samplers' seams are `Sync`.
-pub struct Locked<T>(pub Mutex<T>);
+/// Copies of a libtorch model proposal, one per worker thread: libtorch tensors may not be
+/// shared between threads, while the samplers' seams are `Sync`. Sampling and log q split
+/// their rows, in chunks of the proposal's `batch`, over the copies (each runs libtorch on its
+/// own thread), and the results do not depend on how many there are. Twisted SMC runs on the
+/// first copy.
+pub struct Pool<T>(Vec<Mutex<T>>);
 
-impl<T> Locked<T> {
-    /// Wraps a model.
-    pub fn new(model: T) -> Locked<T> {
-        Locked(Mutex::new(model))
+impl<T: Send> Pool<T> {
+    /// A pool of the given copies (at least one).
+    pub fn new(copies: Vec<T>) -> Pool<T> {
+        assert!(!copies.is_empty(), "a pool needs a model");
+        Pool(copies.into_iter().map(Mutex::new).collect())
     }
 
-    /// The model, for exclusive use.
+    /// A pool of one copy: everything runs on the calling thread.
+    pub fn one(model: T) -> Pool<T> {
+        Pool::new(vec![model])
+    }
+
+    /// Worker threads (copies).
+    pub fn workers(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The first copy, for exclusive use.
     pub fn get(&self) -> std::sync::MutexGuard<'_, T> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.0[0])
+    }
+
+    /// `f(copy, item)` for every item, item i on worker i mod workers; results in item order.
+    pub fn map<I: Send, R: Send>(
+        &self,
+        items: Vec<I>,
+        f: impl Fn(&mut T, I) -> R + Sync,
+    ) -> Vec<R> {
+        let w = self.0.len();
+        if w == 1 || items.len() == 1 {
+            let mut m = self.get();
+            return items.into_iter().map(|i| f(&mut m, i)).collect();
+        }
+        let n = items.len();
+        let mut per: Vec<Vec<(usize, I)>> = (0..w).map(|_| Vec::new()).collect();
+        for (k, i) in items.into_iter().enumerate() {
+            per[k % w].push((k, i));
+        }
+        let f = &f;
+        let mut out: Vec<(usize, R)> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .0
+                .iter()
+                .zip(per)
+                .map(|(m, items)| {
+                    s.spawn(move || {
+                        let mut m = lock(m);
+                        items
+                            .into_iter()
+                            .map(|(k, i)| (k, f(&mut m, i)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("a model worker panicked"))
+                .collect()
+        });
+        out.sort_by_key(|(k, _)| *k);
+        debug_assert_eq!(out.len(), n);
+        out.into_iter().map(|(_, r)| r).collect()
     }
 }
 
-impl Proposal for Locked<FlowProposal> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Draws `n` samples chunk by chunk over a pool and joins them in order.
+fn pooled_sample<T: Send>(
+    pool: &Pool<T>,
+    batch: usize,
+    n: usize,
+    f: impl Fn(&mut T, usize) -> (Vec<f64>, Vec<f64>) + Sync,
+) -> (Vec<f64>, Vec<f64>) {
+    let parts = pool.map((0..n.div_ceil(batch)).collect(), f);
+    let (x, lq): (Vec<Vec<f64>>, Vec<Vec<f64>>) = parts.into_iter().unzip();
+    (x.concat(), lq.concat())
+}
+
+impl Proposal for Pool<FlowProposal> {
     fn dim(&self) -> usize {
         self.get().normalizer.dim()
     }
     fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
-        self.get().sample(n, seed)
+        let batch = self.get().batch;
+        pooled_sample(self, batch, n, |p, c| p.sample_chunk(n, seed, c))
     }
     fn log_q(&self, x: &[f64], out: &mut [f64], grad: Option<&mut [f64]>) {
-        self.get().log_q(x, out, grad)
+        let (d, b) = {
+            let p = self.get();
+            (p.normalizer.dim(), p.batch)
+        };
+        let rows: Vec<_> = match grad {
+            Some(g) => x
+                .chunks(b * d)
+                .zip(out.chunks_mut(b))
+                .zip(g.chunks_mut(b * d).map(Some))
+                .collect(),
+            None => x
+                .chunks(b * d)
+                .zip(out.chunks_mut(b))
+                .map(|r| (r, None))
+                .collect(),
+        };
+        self.map(rows, |p, ((x, o), g)| p.log_q_rows(x, o, g));
     }
 }
 
-impl Proposal for Locked<ArbgProposal> {
+impl Proposal for Pool<ArbgProposal> {
     fn dim(&self) -> usize {
         self.get().normalizer.dim()
     }
     fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
-        self.get().sample(n, seed)
+        let batch = self.get().batch;
+        pooled_sample(self, batch, n, |p, c| p.sample_chunk(n, seed, c))
     }
     /// log q is piecewise constant: its gradient is zero almost everywhere.
     fn log_q(&self, x: &[f64], out: &mut [f64], grad: Option<&mut [f64]>) {
-        self.get().log_q(x, out);
+        let (d, b) = {
+            let p = self.get();
+            (p.normalizer.dim(), p.batch)
+        };
+        let rows: Vec<_> = x.chunks(b * d).zip(out.chunks_mut(b)).collect();
+        self.map(rows, |p, (x, o)| p.log_q_rows(x, o));
         if let Some(g) = grad {
             g.fill(0.0);
         }
     }
 }
 
-impl Autoregressive for Locked<ArbgProposal> {
+impl Autoregressive for Pool<ArbgProposal> {
     type State = ArbgParticles;
     fn dim(&self) -> usize {
         Proposal::dim(self)

@@ -299,6 +299,17 @@ impl Trainer {
     /// Loads only the model of the last checkpoint for sampling: its EMA weights (`ema`) or its
     /// raw weights. A checkpoint made for shipping may hold only `ema.safetensors`.
     pub fn load_model(dir: &Path, device: Device, ema: bool) -> Result<(State, Model), Error> {
+        let (state, mut models) = Trainer::load_models(dir, device, ema, 1)?;
+        Ok((state, models.remove(0)))
+    }
+
+    /// As [`Trainer::load_model`], as `copies` independent copies (one per worker thread).
+    pub fn load_models(
+        dir: &Path,
+        device: Device,
+        ema: bool,
+        copies: usize,
+    ) -> Result<(State, Vec<Model>), Error> {
         let (cdir, state) = read_state(dir)?;
         let mut vs = nn::VarStore::new(device);
         let model = Model::new(&vs.root(), &state.model);
@@ -309,8 +320,33 @@ impl Trainer {
         };
         load_vars(&mut vs, &cdir.join(file))?;
         vs.freeze();
-        Ok((state, model))
+        let mut models = copies_of(&state.model, &vs, copies.max(1) - 1);
+        models.insert(0, model);
+        Ok((state, models))
     }
+
+    /// `n` independent copies of the model being trained (its EMA weights with `ema`), frozen,
+    /// for sampling on worker threads.
+    pub fn copies(&self, n: usize, ema: bool) -> Vec<Model> {
+        copies_of(
+            &self.state.model,
+            if ema { &self.ema_vs } else { &self.vs },
+            n,
+        )
+    }
+}
+
+/// `n` frozen copies of the model `config` whose weights are in `src`, each in its own store.
+fn copies_of(config: &ModelConfig, src: &nn::VarStore, n: usize) -> Vec<Model> {
+    (0..n)
+        .map(|_| {
+            let mut vs = nn::VarStore::new(src.device());
+            let m = Model::new(&vs.root(), config);
+            vs.copy(src).expect("same configuration, same variables");
+            vs.freeze();
+            m
+        })
+        .collect()
 }
 
 fn load_vars(vs: &mut nn::VarStore, p: &Path) -> Result<(), Error> {

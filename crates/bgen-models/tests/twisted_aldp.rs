@@ -4,10 +4,10 @@
 
 use bgen_models::arbg::{Arbg, ArbgConfig};
 use bgen_models::data::Normalizer;
-use bgen_models::proposal::{ArbgProposal, Locked};
+use bgen_models::proposal::{ArbgProposal, Pool};
 use bgen_sample::com::com_log_density;
 use bgen_sample::resample::Scheme;
-use bgen_sample::{twisted_smc, ComForm, TwistedOptions};
+use bgen_sample::{twisted_smc, ComForm, Proposal, TwistedOptions};
 use bgen_system::{System, Target};
 use tch::{nn, Device, Tensor};
 
@@ -38,7 +38,7 @@ fn twisted_weights_telescope_to_the_plain_weight_on_aldp() {
         }
     });
     let std = 0.166;
-    let proposal = Locked::new(ArbgProposal {
+    let proposal = Pool::one(ArbgProposal {
         model,
         normalizer: Normalizer {
             n_atoms: na as i64,
@@ -70,7 +70,7 @@ fn twisted_weights_telescope_to_the_plain_weight_on_aldp() {
     let mut u = vec![0.0; n];
     sys.energy_and_grad(x, &mut u, None);
     let mut lq = vec![0.0; n];
-    proposal.get().log_q(x, &mut lq);
+    Proposal::log_q(&proposal, x, &mut lq, None);
     let mut a = vec![0.0; n];
     com_log_density(ComForm::Gaussian, sigma, na, x, &mut a, None);
     for i in 0..n {

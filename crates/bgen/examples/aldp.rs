@@ -5,7 +5,7 @@
 
 use bgen::md::{dataset, MdRun, MdSettings, SplitBy};
 use bgen::models::data::Normalizer;
-use bgen::models::proposal::{FlowProposal, Locked};
+use bgen::models::proposal::{FlowProposal, Pool};
 use bgen::models::train::{TrainConfig, Trainer};
 use bgen::models::{Model, TarFlowConfig};
 use bgen::sample::{smc, snis, ComAdjusted, ComForm, Proposal, SmcOptions, SnisOptions};
@@ -65,7 +65,7 @@ fn main() -> anyhow::Result<()> {
         unreachable!()
     };
     let proposal = ComAdjusted {
-        inner: Locked::new(FlowProposal {
+        inner: Pool::one(FlowProposal {
             flow,
             normalizer: norm.clone(),
             device: Device::Cpu,

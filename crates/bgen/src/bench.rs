@@ -184,8 +184,16 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 }
 
 fn bench_smc(a: SmcBench) -> Result<()> {
-    tch::set_num_threads(a.threads);
-    let run = crate::sample::load_run(&a.run, tch::Device::Cpu, 1000, true, 1.0)?;
+    // As `bgen sample`: one model copy per thread, libtorch single-threaded in each.
+    tch::set_num_threads(1);
+    let run = crate::sample::load_run(
+        &a.run,
+        tch::Device::Cpu,
+        256,
+        true,
+        1.0,
+        a.threads.max(1) as usize,
+    )?;
     let (sys, proposal) = (&run.sys, run.adjusted(bgen_sample::ComForm::Gaussian));
     let o = bgen_sample::SmcOptions {
         steps: a.steps,
@@ -216,25 +224,40 @@ fn bench_smc(a: SmcBench) -> Result<()> {
 }
 
 fn bench_tarflow(a: TarflowBench) -> Result<()> {
-    use tch::{Device, Kind, Tensor};
+    use bgen_models::proposal::{FlowProposal, Pool};
+    use bgen_sample::Proposal;
     tch::set_num_threads(a.threads);
     let (model, tc) = crate::train::preset(&a.preset, a.tokens)?;
-    let d = model.dim();
     let (t, step_s) = timed_trainer(model.clone(), tc.clone(), a.tokens, a.steps);
-    let bgen_models::Model::TarFlow(flow) = &t.model else {
-        unreachable!("a TarFlow preset")
-    };
-    let _ = flow.sample(8, Kind::Float, Device::Cpu);
-    let z = Tensor::randn([a.samples, d], (Kind::Float, Device::Cpu));
-    let bgen_sps = a.samples as f64 / best_of_3(|| drop(flow.sample_from(&z)));
+    // Sampling as `bgen sample` does it: a model copy per thread, each on its own rows.
+    tch::set_num_threads(1);
+    let pool = Pool::new(
+        t.copies(a.threads.max(1) as usize, true)
+            .into_iter()
+            .filter_map(|m| match m {
+                bgen_models::Model::TarFlow(flow) => Some(FlowProposal {
+                    flow,
+                    normalizer: t.state.normalizer.clone(),
+                    device: tch::Device::Cpu,
+                    kind: tch::Kind::Float,
+                    batch: 256,
+                }),
+                bgen_models::Model::Arbg(_) => None,
+            })
+            .collect(),
+    );
+    let _ = pool.sample(8, 0);
+    let n = a.samples as usize;
+    let bgen_sps = n as f64 / best_of_3(|| drop(pool.sample(n, 1)));
     println!(
         "TarFlow {} ({} wide, {} blocks x {} layers, {} tokens), batch {}, {} thread(s)",
         a.preset, model.width, model.blocks, model.layers, a.tokens, tc.batch_size, a.threads
     );
     println!(
-        "bgen (tch): training step {:.1} ms, sampling {:.0} samples/s (KV cache)",
+        "bgen (tch): training step {:.1} ms, sampling {:.0} samples/s with log q (KV cache, {} worker(s))",
         step_s * 1e3,
-        bgen_sps
+        bgen_sps,
+        pool.workers()
     );
     let args = [
         a.tokens,
@@ -259,28 +282,41 @@ fn bench_tarflow(a: TarflowBench) -> Result<()> {
 }
 
 fn bench_arbg(a: TarflowBench) -> Result<()> {
-    use bgen_models::data::uniforms;
-    use tch::Tensor;
+    use bgen_models::proposal::{ArbgProposal, Pool};
+    use bgen_sample::Proposal;
     tch::set_num_threads(a.threads);
     let (model, tc) = crate::train::arbg_preset(&a.preset, a.tokens)?;
     let d = model.dim();
     let (t, step_s) = timed_trainer(model.clone(), tc.clone(), a.tokens, a.steps);
-    let bgen_models::Model::Arbg(m) = &t.model else {
-        unreachable!("an ArBG preset")
-    };
-    let u = |n: i64, seed: u64| Tensor::from_slice(&uniforms((n * d) as usize, seed)).view([n, d]);
-    let _ = m.sample_from(&u(8, 1), &u(8, 2), 1.0);
-    let (ub, uo) = (u(a.samples, 3), u(a.samples, 4));
-    let bgen_tps = (a.samples * d) as f64 / best_of_3(|| drop(m.sample_from(&ub, &uo, 1.0)));
+    tch::set_num_threads(1);
+    let pool = Pool::new(
+        t.copies(a.threads.max(1) as usize, true)
+            .into_iter()
+            .filter_map(|m| match m {
+                bgen_models::Model::Arbg(model) => Some(ArbgProposal {
+                    model,
+                    normalizer: t.state.normalizer.clone(),
+                    device: tch::Device::Cpu,
+                    tau: 1.0,
+                    batch: 256,
+                }),
+                bgen_models::Model::TarFlow(_) => None,
+            })
+            .collect(),
+    );
+    let _ = pool.sample(8, 0);
+    let n = a.samples as usize;
+    let bgen_tps = (n as i64 * d) as f64 / best_of_3(|| drop(pool.sample(n, 1)));
     println!(
         "ArBG {} ({} wide x {} layers, {} bins, {} tokens), batch {}, {} thread(s)",
         a.preset, model.width, model.layers, model.bins, d, tc.batch_size, a.threads
     );
     println!(
-        "bgen (tch): training step {:.1} ms, sampling {:.0} tokens/s (KV cache, {} samples)",
+        "bgen (tch): training step {:.1} ms, sampling {:.0} tokens/s (KV cache, {} samples, {} worker(s))",
         step_s * 1e3,
         bgen_tps,
-        a.samples
+        a.samples,
+        pool.workers()
     );
     let args = [
         a.tokens,

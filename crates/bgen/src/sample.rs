@@ -3,7 +3,7 @@
 
 use crate::train::{device, RunInfo};
 use anyhow::{bail, Context, Result};
-use bgen_models::proposal::{ArbgProposal, FlowProposal, Locked};
+use bgen_models::proposal::{ArbgProposal, FlowProposal, Pool};
 use bgen_models::train::Trainer;
 use bgen_models::Model;
 use bgen_sample::resample::Scheme;
@@ -67,20 +67,22 @@ pub struct SampleArgs {
     /// cpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Worker threads on the CPU, each with its own copy of the model, splitting the samples
+    /// by batches (libtorch runs single-threaded in each; the samples do not depend on it).
     #[arg(long, default_value_t = 1)]
-    threads: i32,
+    threads: usize,
     /// Use the raw weights instead of their moving average.
     #[arg(long)]
     no_ema: bool,
-    /// Samples per network pass.
-    #[arg(long, default_value_t = 1000)]
+    /// Samples per network pass (and per unit of work of a thread).
+    #[arg(long, default_value_t = 256)]
     batch: usize,
 }
 
 /// The proposal of a training run.
 pub enum Loaded {
-    Flow(Locked<FlowProposal>),
-    Arbg(Locked<ArbgProposal>),
+    Flow(Pool<FlowProposal>),
+    Arbg(Pool<ArbgProposal>),
 }
 
 /// A training run ready to sample: its system, model and the CoM noise scale.
@@ -162,13 +164,14 @@ pub fn shipped_run(system: &str) -> Result<PathBuf> {
 }
 
 /// Loads the system and model of a training run (EMA weights with `ema`; `tau` is the ArBG
-/// sampling temperature).
+/// sampling temperature), with a copy of the model for each of `workers` threads.
 pub fn load_run(
     run: &Path,
     dev: tch::Device,
     batch: usize,
     ema: bool,
     tau: f64,
+    workers: usize,
 ) -> Result<LoadedRun> {
     let info_path = run.join("run.json");
     let info: RunInfo = serde_json::from_str(
@@ -183,7 +186,7 @@ pub fn load_run(
         setup,
         info.temperature_k,
     )?;
-    let (state, model) = Trainer::load_model(run, dev, ema)?;
+    let (state, models) = Trainer::load_models(run, dev, ema, workers)?;
     let norm = state.normalizer.clone();
     if norm.n_atoms as usize != sys.n_atoms() {
         bail!(
@@ -195,21 +198,37 @@ pub fn load_run(
         );
     }
     let com_sigma = norm.std / (sys.n_atoms() as f64).sqrt();
-    let model = match model {
-        Model::TarFlow(flow) => Loaded::Flow(Locked::new(FlowProposal {
-            flow,
-            normalizer: norm,
-            device: dev,
-            kind: Kind::Float,
-            batch,
-        })),
-        Model::Arbg(model) => Loaded::Arbg(Locked::new(ArbgProposal {
-            model,
-            normalizer: norm,
-            device: dev,
-            tau,
-            batch,
-        })),
+    let model = match &models[0] {
+        Model::TarFlow(_) => Loaded::Flow(Pool::new(
+            models
+                .into_iter()
+                .filter_map(|m| match m {
+                    Model::TarFlow(flow) => Some(FlowProposal {
+                        flow,
+                        normalizer: norm.clone(),
+                        device: dev,
+                        kind: Kind::Float,
+                        batch,
+                    }),
+                    Model::Arbg(_) => None,
+                })
+                .collect(),
+        )),
+        Model::Arbg(_) => Loaded::Arbg(Pool::new(
+            models
+                .into_iter()
+                .filter_map(|m| match m {
+                    Model::Arbg(model) => Some(ArbgProposal {
+                        model,
+                        normalizer: norm.clone(),
+                        device: dev,
+                        tau,
+                        batch,
+                    }),
+                    Model::TarFlow(_) => None,
+                })
+                .collect(),
+        )),
     };
     Ok(LoadedRun {
         sys,
@@ -219,8 +238,14 @@ pub fn load_run(
 }
 
 pub fn run(a: SampleArgs) -> Result<()> {
-    tch::set_num_threads(a.threads);
     let dev = device(&a.device)?;
+    // Parallel over samples, not inside libtorch: at these model sizes its intra-op threads
+    // gain little, while each worker on its own rows scales.
+    tch::set_num_threads(1);
+    let workers = match dev {
+        tch::Device::Cpu => a.threads.max(1),
+        _ => 1,
+    };
     let com = ComForm::from_name(&a.com)
         .with_context(|| format!("--com {}: gaussian, chi or none", a.com))?;
     if a.tau.is_nan() || a.tau <= 0.0 {
@@ -231,7 +256,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
         (None, Some(name)) => shipped_run(name)?,
         (None, None) => unreachable!("clap requires one"),
     };
-    let run = load_run(&run_dir, dev, a.batch, !a.no_ema, a.tau)?;
+    let run = load_run(&run_dir, dev, a.batch, !a.no_ema, a.tau, workers)?;
     let sys = &run.sys;
     let proposal = run.adjusted(com);
     std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
