@@ -4,6 +4,7 @@
 
 use crate::arbg::{Arbg, Generation};
 use crate::data::{uniforms, Normalizer};
+use crate::model::Model;
 use crate::tarflow::TarFlow;
 use bgen_sample::{Autoregressive, Proposal};
 use std::sync::Mutex;
@@ -249,6 +250,67 @@ impl<T: Send> Pool<T> {
         out.sort_by_key(|(k, _)| *k);
         debug_assert_eq!(out.len(), n);
         out.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+/// Copies of a trained model of either family, one per worker thread, as a proposal.
+pub enum Pooled {
+    Flow(Pool<FlowProposal>),
+    Arbg(Pool<ArbgProposal>),
+}
+
+impl Pooled {
+    /// Wraps `copies` of one model (from [`crate::train::Trainer::load_models`] or
+    /// [`crate::train::Trainer::copies`]) with their normaliser; TarFlows run in f32, an ArBG
+    /// samples at temperature `tau`; `batch` samples per network pass.
+    pub fn new(
+        copies: Vec<Model>,
+        normalizer: &Normalizer,
+        device: Device,
+        batch: usize,
+        tau: f64,
+    ) -> Pooled {
+        let normalizer = normalizer.clone();
+        match &copies[0] {
+            Model::TarFlow(_) => Pooled::Flow(Pool::new(
+                copies
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        Model::TarFlow(flow) => Some(FlowProposal {
+                            flow,
+                            normalizer: normalizer.clone(),
+                            device,
+                            kind: Kind::Float,
+                            batch,
+                        }),
+                        Model::Arbg(_) => None,
+                    })
+                    .collect(),
+            )),
+            Model::Arbg(_) => Pooled::Arbg(Pool::new(
+                copies
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        Model::Arbg(model) => Some(ArbgProposal {
+                            model,
+                            normalizer: normalizer.clone(),
+                            device,
+                            tau,
+                            batch,
+                        }),
+                        Model::TarFlow(_) => None,
+                    })
+                    .collect(),
+            )),
+        }
+    }
+
+    /// The model as a plain proposal.
+    pub fn proposal(&self) -> &dyn Proposal {
+        match self {
+            Pooled::Flow(f) => f,
+            Pooled::Arbg(a) => a,
+        }
     }
 }
 

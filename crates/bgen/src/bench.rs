@@ -224,28 +224,14 @@ fn bench_smc(a: SmcBench) -> Result<()> {
 }
 
 fn bench_tarflow(a: TarflowBench) -> Result<()> {
-    use bgen_models::proposal::{FlowProposal, Pool};
+    use bgen_models::proposal::Pooled;
     use bgen_sample::Proposal;
     tch::set_num_threads(a.threads);
     let (model, tc) = crate::train::preset(&a.preset, a.tokens)?;
     let (t, step_s) = timed_trainer(model.clone(), tc.clone(), a.tokens, a.steps);
-    // Sampling as `bgen sample` does it: a model copy per thread, each on its own rows.
-    tch::set_num_threads(1);
-    let pool = Pool::new(
-        t.copies(a.threads.max(1) as usize, true)
-            .into_iter()
-            .filter_map(|m| match m {
-                bgen_models::Model::TarFlow(flow) => Some(FlowProposal {
-                    flow,
-                    normalizer: t.state.normalizer.clone(),
-                    device: tch::Device::Cpu,
-                    kind: tch::Kind::Float,
-                    batch: 256,
-                }),
-                bgen_models::Model::Arbg(_) => None,
-            })
-            .collect(),
-    );
+    let Pooled::Flow(pool) = sampling_pool(&t, a.threads) else {
+        unreachable!("a TarFlow preset")
+    };
     let _ = pool.sample(8, 0);
     let n = a.samples as usize;
     let bgen_sps = n as f64 / best_of_3(|| drop(pool.sample(n, 1)));
@@ -282,28 +268,15 @@ fn bench_tarflow(a: TarflowBench) -> Result<()> {
 }
 
 fn bench_arbg(a: TarflowBench) -> Result<()> {
-    use bgen_models::proposal::{ArbgProposal, Pool};
+    use bgen_models::proposal::Pooled;
     use bgen_sample::Proposal;
     tch::set_num_threads(a.threads);
     let (model, tc) = crate::train::arbg_preset(&a.preset, a.tokens)?;
     let d = model.dim();
     let (t, step_s) = timed_trainer(model.clone(), tc.clone(), a.tokens, a.steps);
-    tch::set_num_threads(1);
-    let pool = Pool::new(
-        t.copies(a.threads.max(1) as usize, true)
-            .into_iter()
-            .filter_map(|m| match m {
-                bgen_models::Model::Arbg(model) => Some(ArbgProposal {
-                    model,
-                    normalizer: t.state.normalizer.clone(),
-                    device: tch::Device::Cpu,
-                    tau: 1.0,
-                    batch: 256,
-                }),
-                bgen_models::Model::TarFlow(_) => None,
-            })
-            .collect(),
-    );
+    let Pooled::Arbg(pool) = sampling_pool(&t, a.threads) else {
+        unreachable!("an ArBG preset")
+    };
     let _ = pool.sample(8, 0);
     let n = a.samples as usize;
     let bgen_tps = (n as i64 * d) as f64 / best_of_3(|| drop(pool.sample(n, 1)));
@@ -338,6 +311,19 @@ fn bench_arbg(a: TarflowBench) -> Result<()> {
         print_ratios(&v, step_s, bgen_tps, "tokens_per_s", "tokens/s");
     }
     Ok(())
+}
+
+/// The trained model as `bgen sample --threads` runs it: a copy per thread, each on its own
+/// batches of 256, with libtorch single-threaded.
+fn sampling_pool(t: &bgen_models::train::Trainer, threads: i32) -> bgen_models::proposal::Pooled {
+    tch::set_num_threads(1);
+    bgen_models::proposal::Pooled::new(
+        t.copies(threads.max(1) as usize, true),
+        &t.state.normalizer,
+        tch::Device::Cpu,
+        256,
+        1.0,
+    )
 }
 
 /// Seconds of the fastest of 3 runs of `f` (the PyTorch peers time their sampling the same

@@ -3,9 +3,8 @@
 
 use crate::train::{device, RunInfo};
 use anyhow::{bail, Context, Result};
-use bgen_models::proposal::{ArbgProposal, FlowProposal, Pool};
+use bgen_models::proposal::Pooled;
 use bgen_models::train::Trainer;
-use bgen_models::Model;
 use bgen_sample::resample::Scheme;
 use bgen_sample::{
     smc, snis, twisted_smc, ComAdjusted, ComForm, Proposal, SmcOptions, SnisOptions, TwistedOptions,
@@ -15,7 +14,6 @@ use bgen_system::{Setup, System, Target};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::Kind;
 
 #[derive(Args)]
 pub struct SampleArgs {
@@ -79,16 +77,10 @@ pub struct SampleArgs {
     batch: usize,
 }
 
-/// The proposal of a training run.
-pub enum Loaded {
-    Flow(Pool<FlowProposal>),
-    Arbg(Pool<ArbgProposal>),
-}
-
 /// A training run ready to sample: its system, model and the CoM noise scale.
 pub struct LoadedRun {
     pub sys: System,
-    pub model: Loaded,
+    pub model: Pooled,
     /// CoM noise scale of training, std / sqrt(N), nm.
     pub com_sigma: f64,
 }
@@ -96,10 +88,7 @@ pub struct LoadedRun {
 impl LoadedRun {
     /// The model as a plain proposal.
     pub fn proposal(&self) -> &dyn Proposal {
-        match &self.model {
-            Loaded::Flow(f) => f,
-            Loaded::Arbg(a) => a,
-        }
+        self.model.proposal()
     }
 
     /// The proposal with the CoM term of `form` folded in (E_src = -log q + A).
@@ -198,38 +187,7 @@ pub fn load_run(
         );
     }
     let com_sigma = norm.std / (sys.n_atoms() as f64).sqrt();
-    let model = match &models[0] {
-        Model::TarFlow(_) => Loaded::Flow(Pool::new(
-            models
-                .into_iter()
-                .filter_map(|m| match m {
-                    Model::TarFlow(flow) => Some(FlowProposal {
-                        flow,
-                        normalizer: norm.clone(),
-                        device: dev,
-                        kind: Kind::Float,
-                        batch,
-                    }),
-                    Model::Arbg(_) => None,
-                })
-                .collect(),
-        )),
-        Model::Arbg(_) => Loaded::Arbg(Pool::new(
-            models
-                .into_iter()
-                .filter_map(|m| match m {
-                    Model::Arbg(model) => Some(ArbgProposal {
-                        model,
-                        normalizer: norm.clone(),
-                        device: dev,
-                        tau,
-                        batch,
-                    }),
-                    Model::TarFlow(_) => None,
-                })
-                .collect(),
-        )),
-    };
+    let model = Pooled::new(models, &norm, dev, batch, tau);
     Ok(LoadedRun {
         sys,
         model,
@@ -294,11 +252,11 @@ pub fn run(a: SampleArgs) -> Result<()> {
             };
             (x, e, lw)
         }
-        "smc" if matches!(run.model, Loaded::Arbg(_)) => bail!(
+        "smc" if matches!(run.model, Pooled::Arbg(_)) => bail!(
             "--method smc anneals with Langevin moves along grad log q, which an ArBG (piecewise-constant density) does not have; use snis or twisted"
         ),
         "twisted" => {
-            let Loaded::Arbg(model) = &run.model else {
+            let Pooled::Arbg(model) = &run.model else {
                 bail!("--method twisted needs an autoregressive model (an ArBG run)");
             };
             let ends: Vec<usize> = match a.blocks.as_str() {
