@@ -144,6 +144,23 @@ impl Frames {
     }
 }
 
+/// Frames of an XTC trajectory (one replica, its times; energies unknown).
+pub fn read_frames_xtc(path: &Path) -> Result<Frames> {
+    let t = crate::xtc::read_xtc(path)?;
+    let n = t.time_ps.len();
+    if n == 0 {
+        return Err(file_err(path, "no frames"));
+    }
+    Ok(Frames {
+        n_atoms: t.n_atoms,
+        x: t.x,
+        energy: vec![f64::NAN; n],
+        kinetic: vec![f64::NAN; n],
+        replica: vec![0; n],
+        time_ps: t.time_ps,
+    })
+}
+
 /// Reads a (frames, atoms, 3) array of positions in nm from a .npy file.
 pub fn read_frames_npy(path: &Path) -> Result<Frames> {
     let a = read_npy(path)?;
@@ -178,11 +195,17 @@ pub fn read_frames_npy(path: &Path) -> Result<Frames> {
 }
 
 /// Loads frames from a data-set or run directory (a run that is still going yields the frames
-/// of its checkpointed chunks) or from a positions `.npy` file.
+/// of its checkpointed chunks), a positions `.npy` file or an `.xtc` trajectory.
 pub fn load(path: &Path) -> Result<Frames> {
     if !path.is_dir() {
         if !path.exists() {
             return Err(file_err(path, "no such file or directory"));
+        }
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("xtc"))
+        {
+            return read_frames_xtc(path);
         }
         return read_frames_npy(path);
     }

@@ -21,6 +21,7 @@ pub mod error;
 pub mod langevin;
 pub mod minimize;
 pub mod run;
+pub mod xtc;
 
 pub use dataset::{Frames, SplitBy};
 pub use error::{Error, Result};

@@ -195,27 +195,40 @@ pub fn run(a: MdArgs) -> Result<()> {
 pub enum DatasetCommand {
     /// Split runs into train / validation / test sets without interleaving frames.
     Split(SplitArgs),
-    /// Write a run or data set as DCD trajectories (one per replica) with a topology PDB, for
-    /// VMD, PyMOL, mdtraj or MDAnalysis.
+    /// Write a run or data set as DCD or XTC trajectories (one per replica) with a topology
+    /// PDB, for VMD, PyMOL, GROMACS, mdtraj or MDAnalysis.
     Export(ExportArgs),
 }
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// Run or data-set directory (with topology.pdb), or a (frames, atoms, 3) .npy file with --pdb.
+    /// Run or data-set directory (with topology.pdb), or a (frames, atoms, 3) .npy or an .xtc
+    /// file with --pdb.
     #[arg(long)]
     run: PathBuf,
     /// Topology for a bare .npy (default: the run's topology.pdb).
     #[arg(long)]
     pdb: Option<PathBuf>,
-    /// Output directory: replica_NNN.dcd and topology.pdb.
+    /// Output directory: replica_NNN.dcd (or .xtc) and topology.pdb.
     #[arg(long)]
     out: PathBuf,
+    /// dcd (float32, exact to 1e-7 nm) or xtc (GROMACS' compressed format).
+    #[arg(long, value_enum, default_value = "dcd")]
+    format: TrajFormat,
+    /// XTC: coordinates kept to 1/precision nm (GROMACS' default 1000).
+    #[arg(long, default_value_t = 1000.0)]
+    precision: f32,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TrajFormat {
+    Dcd,
+    Xtc,
 }
 
 #[derive(Args)]
 pub struct SplitArgs {
-    /// Run or data-set directories (from `bgen md`), or (frames, atoms, 3) .npy files.
+    /// Run or data-set directories (from `bgen md`), (frames, atoms, 3) .npy or .xtc files.
     #[arg(long = "run", required = true)]
     runs: Vec<PathBuf>,
     /// Output directory: train/, val/, test/ and split.json.
@@ -275,8 +288,18 @@ fn export(a: ExportArgs) -> Result<()> {
         } else {
             1.0
         };
-        let path = a.out.join(format!("replica_{r:03}.dcd"));
-        bgen_md::dcd::write_dcd(&path, &sel.x, sel.n_atoms, interval)?;
+        let path = match a.format {
+            TrajFormat::Dcd => {
+                let path = a.out.join(format!("replica_{r:03}.dcd"));
+                bgen_md::dcd::write_dcd(&path, &sel.x, sel.n_atoms, interval)?;
+                path
+            }
+            TrajFormat::Xtc => {
+                let path = a.out.join(format!("replica_{r:03}.xtc"));
+                bgen_md::xtc::write_xtc(&path, &sel.x, sel.n_atoms, interval, a.precision)?;
+                path
+            }
+        };
         eprintln!("{}: {} frames", path.display(), sel.len());
     }
     Ok(())

@@ -17,7 +17,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "tarflow")]
     model: String,
     /// Training frames: a data-set or run directory (from `bgen md` / `bgen dataset split`) or
-    /// a (frames, atoms, 3) .npy in nm. A sibling `val/` directory is used for validation,
+    /// a (frames, atoms, 3) .npy in nm or an .xtc. A sibling `val/` directory is used for validation,
     /// else the last 10% of the frames.
     #[arg(long)]
     data: PathBuf,

@@ -128,7 +128,36 @@ fn killed_md_run_resumes_and_keeps_every_frame_once() {
         .fold(0.0, f64::max);
     assert!(worst < 1e-6, "{worst}");
     assert!(x.join("topology.pdb").exists());
-    for d in [a, b, s, x] {
+    // XTC export, and the XTC read back as a data set: positions to 1/1000 nm, times kept.
+    let xt = tmp("xtc");
+    let o = bgen()
+        .args(["dataset", "export", "--format", "xtc", "--run"])
+        .arg(&a)
+        .arg("--out")
+        .arg(&xt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let traj = xt.join("replica_001.xtc");
+    let back = bgen_md::dataset::load(&traj).unwrap();
+    assert_eq!((back.n_atoms, back.len()), (22, 600));
+    let worst = back
+        .x
+        .iter()
+        .zip(&npy[600 * 66..])
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max);
+    assert!(worst <= 5.0e-4 + 1e-6, "{worst}");
+    assert!(back.time_ps[1] > back.time_ps[0]);
+    let o = bgen()
+        .args(["dataset", "split", "--run"])
+        .arg(&traj)
+        .arg("--out")
+        .arg(xt.join("split"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for d in [a, b, s, x, xt] {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
