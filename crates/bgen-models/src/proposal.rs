@@ -18,6 +18,9 @@ pub struct FlowProposal {
     pub kind: Kind,
     /// Samples per network pass.
     pub batch: usize,
+    /// Temperature of the prior, N(0, tau^2 I) (1: the trained model; below 1 trades the
+    /// tails for fewer high-energy samples, with log q exact at that tau).
+    pub tau: f64,
 }
 
 impl FlowProposal {
@@ -36,7 +39,7 @@ impl FlowProposal {
             .view([b as i64, d as i64])
             .to_kind(self.kind)
             .to_device(self.device);
-        let (xs, l) = self.flow.sample_from(&z);
+        let (xs, l) = self.flow.sample_at(&z, self.tau);
         let x = Vec::try_from((xs.to_kind(Kind::Double) * self.normalizer.std).view([-1]))
             .expect("f64");
         let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
@@ -51,11 +54,11 @@ impl FlowProposal {
         let (l, g) = match grad.is_some() {
             true => {
                 let xs = xs.set_requires_grad(true);
-                let l = self.flow.log_prob(&xs);
+                let l = self.flow.log_prob_at(&xs, self.tau);
                 let g = Tensor::run_backward(&[l.sum(l.kind())], &[&xs], false, false).remove(0);
                 (l.detach(), Some(g / self.normalizer.std))
             }
-            false => (tch::no_grad(|| self.flow.log_prob(&xs)), None),
+            false => (tch::no_grad(|| self.flow.log_prob_at(&xs, self.tau)), None),
         };
         let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
         for (o, v) in out.iter_mut().zip(l) {
@@ -261,8 +264,9 @@ pub enum Pooled {
 
 impl Pooled {
     /// Wraps `copies` of one model (from [`crate::train::Trainer::load_models`] or
-    /// [`crate::train::Trainer::copies`]) with their normaliser; TarFlows run in f32, an ArBG
-    /// samples at temperature `tau`; `batch` samples per network pass.
+    /// [`crate::train::Trainer::copies`]) with their normaliser, sampling at temperature `tau`
+    /// (a TarFlow's prior, an ArBG's bin distributions), `batch` samples per network pass;
+    /// TarFlows run in f32.
     pub fn new(
         copies: Vec<Model>,
         normalizer: &Normalizer,
@@ -282,6 +286,7 @@ impl Pooled {
                             device,
                             kind: Kind::Float,
                             batch,
+                            tau,
                         }),
                         Model::Arbg(_) => None,
                     })

@@ -247,25 +247,37 @@ impl TarFlow {
         self.inverse_with_logdet(z).0
     }
 
-    /// log N(z; 0, I) per sample, (batch).
-    fn log_prior(&self, z: &Tensor) -> Tensor {
+    /// log N(z; 0, tau^2 I) per sample, (batch).
+    fn log_prior(&self, z: &Tensor, tau: f64) -> Tensor {
         let d = self.config.dim() as f64;
-        z.square().sum_dim_intlist([1].as_slice(), false, z.kind()) * -0.5
-            - 0.5 * d * (2.0 * std::f64::consts::PI).ln()
+        z.square().sum_dim_intlist([1].as_slice(), false, z.kind()) * (-0.5 / (tau * tau))
+            - d * (tau.ln() + 0.5 * (2.0 * std::f64::consts::PI).ln())
     }
 
     /// log q(x) under the standard normal prior, (batch).
     pub fn log_prob(&self, x: &Tensor) -> Tensor {
+        self.log_prob_at(x, 1.0)
+    }
+
+    /// log q(x) of the flow with its prior at temperature `tau`, N(0, tau^2 I), (batch).
+    pub fn log_prob_at(&self, x: &Tensor, tau: f64) -> Tensor {
         let (z, logdet) = self.forward(x);
-        self.log_prior(&z) + logdet
+        self.log_prior(&z, tau) + logdet
     }
 
     /// Samples x = inverse(z) of given noise z (batch, dim) and their log q, in one pass
     /// (no gradient).
     pub fn sample_from(&self, z: &Tensor) -> (Tensor, Tensor) {
+        self.sample_at(z, 1.0)
+    }
+
+    /// Samples of the flow with its prior at temperature `tau`: x = inverse(tau eps) for
+    /// standard normal `eps` (batch, dim), and their log q at `tau` (no gradient).
+    pub fn sample_at(&self, eps: &Tensor, tau: f64) -> (Tensor, Tensor) {
         tch::no_grad(|| {
-            let (x, logdet) = self.inverse_with_logdet(z);
-            let lq = self.log_prior(z) + logdet;
+            let z = eps * tau;
+            let (x, logdet) = self.inverse_with_logdet(&z);
+            let lq = self.log_prior(&z, tau) + logdet;
             (x, lq)
         })
     }

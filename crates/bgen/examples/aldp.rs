@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             device: Device::Cpu,
             kind: Kind::Float,
             batch: 1000,
+            tau: 1.0,
         }),
         form: ComForm::Gaussian,
         sigma: norm.std / (sys.n_atoms() as f64).sqrt(),

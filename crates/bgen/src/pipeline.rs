@@ -84,11 +84,14 @@ pub struct SampleConfig {
     pub n: usize,
     /// Samplers: snis, smc (TarFlow), twisted (ArBG).
     pub methods: Vec<String>,
-    /// Particles and annealing levels of SMC, Langevin step (nm^2/kT), MALA.
+    /// Particles, annealing levels and moves per level of SMC, Langevin step (nm^2/kT), MALA.
     pub smc_particles: usize,
     pub smc_steps: usize,
+    pub smc_moves: usize,
     pub step_size: f64,
     pub mala: bool,
+    /// Sampling temperature of the proposal (a TarFlow's prior, an ArBG's bins); 1: as trained.
+    pub tau: f64,
     /// Particles of twisted SMC.
     pub twisted_particles: usize,
     /// CoM term: gaussian, chi or none.
@@ -153,8 +156,10 @@ impl Default for SampleConfig {
             methods: Vec::new(),
             smc_particles: 1000,
             smc_steps: 100,
+            smc_moves: 1,
             step_size: 1e-6,
             mala: true,
+            tau: 1.0,
             twisted_particles: 2000,
             com: "gaussian".into(),
             seed: 0,
@@ -377,6 +382,8 @@ pub fn run(a: RunArgs) -> Result<()> {
                 sc.com.clone(),
                 s("--seed"),
                 s(sc.seed),
+                s("--tau"),
+                s(sc.tau),
                 s("--out"),
                 out.display().to_string(),
                 s("--device"),
@@ -388,6 +395,8 @@ pub fn run(a: RunArgs) -> Result<()> {
                 args.extend([
                     s("--steps"),
                     s(sc.smc_steps),
+                    s("--moves"),
+                    s(sc.smc_moves),
                     s("--step-size"),
                     s(sc.step_size),
                 ]);

@@ -36,7 +36,9 @@ pub struct SampleArgs {
     /// Twisted SMC: blocks of generation, residue or atom.
     #[arg(long, default_value = "residue")]
     blocks: String,
-    /// ArBG: sampling temperature of the bin distributions (the density stays exact).
+    /// Sampling temperature, with log q exact at it: a TarFlow's prior becomes N(0, tau^2 I),
+    /// an ArBG's bin distributions softmax(logits / tau). Below 1 trades the tails for fewer
+    /// high-energy proposals.
     #[arg(long, default_value_t = 1.0)]
     tau: f64,
     /// Output directory: samples.npy, log_q.npy, energies.npy, log_weights.npy, summary.json.
@@ -53,6 +55,9 @@ pub struct SampleArgs {
     /// SMC: annealing levels.
     #[arg(long, default_value_t = 100)]
     steps: usize,
+    /// SMC: Langevin moves at each level (more let the particles relax between reweightings).
+    #[arg(long, default_value_t = 1)]
+    moves: usize,
     /// SMC: Langevin step size, nm^2 per kT.
     #[arg(long, default_value_t = 1e-6)]
     step_size: f64,
@@ -152,7 +157,7 @@ pub fn shipped_run(system: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Loads the system and model of a training run (EMA weights with `ema`; `tau` is the ArBG
+/// Loads the system and model of a training run (EMA weights with `ema`; `tau` is the sampling
 /// sampling temperature), with a copy of the model for each of `workers` threads.
 pub fn load_run(
     run: &Path,
@@ -287,7 +292,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
         "smc" => {
             let o = SmcOptions {
                 steps: a.steps,
-                moves_per_step: 1,
+                moves_per_step: a.moves.max(1),
                 step_size: a.step_size,
                 mala: a.mala,
                 ess_threshold: a.ess_threshold,

@@ -68,7 +68,7 @@ fn train_then_sample_with_every_method() {
             .arg("--out")
             .arg(&out);
         if method == "smc" {
-            cmd.args(["--steps", "4", "--mala"]);
+            cmd.args(["--steps", "4", "--moves", "2", "--mala", "--tau", "0.9"]);
         }
         let stdout = ok(cmd.output().unwrap());
         let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -82,7 +82,8 @@ fn train_then_sample_with_every_method() {
         assert_eq!(read_npy(&out.join("energies.npy")).unwrap().shape, vec![64]);
         assert_eq!(out.join("log_weights.npy").exists(), method == "snis");
         if method == "smc" {
-            assert_eq!(s["energy_evaluations"].as_u64().unwrap(), 64 * 5);
+            // The start, then 4 levels of 2 moves.
+            assert_eq!(s["energy_evaluations"].as_u64().unwrap(), 64 * 9);
         }
     }
     // Evaluation with the model's held-out NLL and the proposal drawn beside SMC.

@@ -1,5 +1,6 @@
-//! A pool of model copies on worker threads gives the same samples, log q and gradients as one
-//! copy on the calling thread, for both model families.
+//! Model proposals: a pool of model copies on worker threads gives the same samples, log q and
+//! gradients as one copy on the calling thread, for both model families; a TarFlow's prior
+//! temperature gives the density it claims.
 
 use bgen_models::data::Normalizer;
 use bgen_models::proposal::{ArbgProposal, FlowProposal, Pool};
@@ -52,6 +53,7 @@ fn flow_pool_matches_one_copy() {
             device: Device::Cpu,
             kind: Kind::Float,
             batch: 30,
+            tau: 1.0,
         },
         Model::Arbg(_) => unreachable!(),
     });
@@ -109,4 +111,67 @@ fn arbg_pool_matches_one_copy() {
     one.log_q(&x1, &mut o1, None);
     two.log_q(&x1, &mut o2, None);
     same(&o1, &o2, "log q");
+}
+
+/// A fresh TarFlow is the identity, so at prior temperature tau its proposal is exactly
+/// N(0, (tau std)^2) per coordinate in nm: log q and its gradient match that Gaussian, samples
+/// have its variance, and sampled log q equals recomputed log q.
+#[test]
+fn flow_prior_temperature_is_exact() {
+    let cfg = TarFlowConfig {
+        tokens: ATOMS,
+        token_dim: 3,
+        width: 16,
+        blocks: 2,
+        layers: 1,
+        head_dim: 16,
+        mlp_ratio: 2,
+    };
+    let norm = Normalizer {
+        n_atoms: ATOMS,
+        std: 0.2,
+    };
+    let t = Trainer::new(cfg, TrainConfig::default(), norm.clone(), Device::Cpu);
+    let Some(Model::TarFlow(flow)) = t.copies(1, false).pop() else {
+        unreachable!()
+    };
+    let tau = 0.7;
+    let p = Pool::one(FlowProposal {
+        flow,
+        normalizer: norm,
+        device: Device::Cpu,
+        kind: Kind::Float,
+        batch: 500,
+        tau,
+    });
+    let (n, d) = (4000, 3 * ATOMS as usize);
+    let (x, lq) = p.sample(n, 3);
+    let s = 0.2 * tau;
+    let var = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
+    assert!(
+        (var / (s * s) - 1.0).abs() < 0.03,
+        "variance {var} vs {}",
+        s * s
+    );
+    let (mut out, mut grad) = (vec![0.0; n], vec![0.0; n * d]);
+    p.log_q(&x, &mut out, Some(&mut grad));
+    for i in 0..n {
+        let row = &x[i * d..(i + 1) * d];
+        let exact: f64 = row
+            .iter()
+            .map(|v| -0.5 * (v / s).powi(2) - s.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln())
+            .sum();
+        assert!((out[i] - exact).abs() < 1e-3, "log q {} vs {exact}", out[i]);
+        assert!(
+            (lq[i] - exact).abs() < 1e-3,
+            "sampled log q {} vs {exact}",
+            lq[i]
+        );
+        for (g, v) in grad[i * d..(i + 1) * d].iter().zip(row) {
+            assert!(
+                (g + v / (s * s)).abs() < 1e-2 * (1.0 + (v / (s * s)).abs()),
+                "{g}"
+            );
+        }
+    }
 }
