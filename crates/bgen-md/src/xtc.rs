@@ -28,6 +28,45 @@ const LASTIDX: usize = MAGICINTS.len();
 /// Largest |coordinate| x precision the integers may hold.
 const MAXABS: f32 = (i32::MAX - 2) as f32;
 
+/// The width of the small differences: values below `MAGICINTS[idx]` per axis, offset by
+/// `half`; `smaller` is the half-width one step down (used to decide when to narrow).
+struct Small {
+    idx: usize,
+    half: i32,
+    smaller: i32,
+}
+
+impl Small {
+    fn new(idx: usize) -> Small {
+        Small {
+            idx,
+            half: MAGICINTS[idx] / 2,
+            smaller: MAGICINTS[(idx - 1).max(FIRSTIDX)] / 2,
+        }
+    }
+
+    /// Per-axis sizes of a packed difference triple.
+    fn sizes(&self) -> [u32; 3] {
+        [MAGICINTS[self.idx] as u32; 3]
+    }
+
+    /// Widens (+1) or narrows (-1) by one step; 0 keeps it.
+    fn step(&mut self, by: i32) {
+        self.idx = (self.idx as i32 + by) as usize;
+        if by < 0 {
+            self.half = self.smaller;
+            self.smaller = if self.idx > FIRSTIDX {
+                MAGICINTS[self.idx - 1] / 2
+            } else {
+                0
+            };
+        } else if by > 0 {
+            self.smaller = self.half;
+            self.half = MAGICINTS[self.idx] / 2;
+        }
+    }
+}
+
 /// Bits needed for the values 0..=size.
 fn bits_for(size: u128) -> u32 {
     128 - size.leading_zeros()
@@ -187,9 +226,7 @@ fn compress(frame: &[f64], precision: f32, out: &mut Vec<u8>) -> std::result::Re
     let maxidx = (smallidx + 8).min(LASTIDX - 1);
     let minidx = maxidx - 8;
     let larger = MAGICINTS[maxidx] / 2;
-    let mut smaller = MAGICINTS[(smallidx - 1).max(FIRSTIDX)] / 2;
-    let mut smallnum = MAGICINTS[smallidx] / 2;
-    let mut sizesmall = [MAGICINTS[smallidx] as u32; 3];
+    let mut small = Small::new(smallidx);
     let mut w = BitWriter::default();
     let mut prevrun: i32 = -1;
     let mut prev = [0i32; 3];
@@ -199,15 +236,15 @@ fn compress(frame: &[f64], precision: f32, out: &mut Vec<u8>) -> std::result::Re
     while i < n {
         let at = 3 * i;
         let mut is_smaller: i32 =
-            if smallidx < maxidx && i >= 1 && near(&c[at..at + 3], &prev, larger) {
+            if small.idx < maxidx && i >= 1 && near(&c[at..at + 3], &prev, larger) {
                 1
-            } else if smallidx > minidx {
+            } else if small.idx > minidx {
                 -1
             } else {
                 0
             };
         let mut is_small = false;
-        if i + 1 < n && near(&c[at..at + 3], &c[at + 3..at + 6], smallnum) {
+        if i + 1 < n && near(&c[at..at + 3], &c[at + 3..at + 6], small.half) {
             // The run's first atom trades places with this one.
             for k in 0..3 {
                 c.swap(at + k, at + 3 + k);
@@ -231,16 +268,16 @@ fn compress(frame: &[f64], precision: f32, out: &mut Vec<u8>) -> std::result::Re
         while is_small && run < 24 {
             let a = &c[3 * i..3 * i + 3];
             let d2: i64 = (0..3).map(|k| ((a[k] - prev[k]) as i64).pow(2)).sum();
-            if is_smaller == -1 && d2 >= (smaller as i64).pow(2) {
+            if is_smaller == -1 && d2 >= (small.smaller as i64).pow(2) {
                 is_smaller = 0;
             }
             for k in 0..3 {
-                run_values[run + k] = (a[k] - prev[k] + smallnum) as u32;
+                run_values[run + k] = (a[k] - prev[k] + small.half) as u32;
             }
             run += 3;
             prev.copy_from_slice(a);
             i += 1;
-            is_small = i < n && near(&c[3 * i..3 * i + 3], &prev, smallnum);
+            is_small = i < n && near(&c[3 * i..3 * i + 3], &prev, small.half);
         }
         if run as i32 != prevrun || is_smaller != 0 {
             prevrun = run as i32;
@@ -250,23 +287,9 @@ fn compress(frame: &[f64], precision: f32, out: &mut Vec<u8>) -> std::result::Re
             w.put(1, 0);
         }
         for t in run_values[..run].chunks_exact(3) {
-            w.put_triple(smallidx as u32, sizesmall, [t[0], t[1], t[2]]);
+            w.put_triple(small.idx as u32, small.sizes(), [t[0], t[1], t[2]]);
         }
-        if is_smaller != 0 {
-            smallidx = (smallidx as i32 + is_smaller) as usize;
-            if is_smaller < 0 {
-                smallnum = smaller;
-                smaller = if smallidx > FIRSTIDX {
-                    MAGICINTS[smallidx - 1] / 2
-                } else {
-                    0
-                };
-            } else {
-                smaller = smallnum;
-                smallnum = MAGICINTS[smallidx] / 2;
-            }
-            sizesmall = [MAGICINTS[smallidx] as u32; 3];
-        }
+        small.step(is_smaller);
     }
     let bytes = w.finish();
     out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
@@ -369,13 +392,11 @@ fn decompress(r: &mut Xdr, n: usize, out: &mut Vec<f64>) -> std::result::Result<
     let large = (size[0] | size[1] | size[2]) > 0xff_ffff;
     let bit_sizes = size.map(|s| bits_for(s as u128));
     let bits = if large { 0 } else { bits_for_triple(size) };
-    let mut smallidx = r.int()? as usize;
+    let smallidx = r.int()? as usize;
     if !(FIRSTIDX..LASTIDX).contains(&smallidx) {
         return Err(format!("corrupt small-difference index {smallidx}"));
     }
-    let mut smaller = MAGICINTS[(smallidx - 1).max(FIRSTIDX)] / 2;
-    let mut smallnum = MAGICINTS[smallidx] / 2;
-    let mut sizesmall = [MAGICINTS[smallidx] as u32; 3];
+    let mut small = Small::new(smallidx);
     let nbytes = r.int()?;
     let bytes = r.take(usize::try_from(nbytes).map_err(|_| "corrupt byte count")?)?;
     r.take((4 - bytes.len() % 4) % 4)?;
@@ -417,10 +438,10 @@ fn decompress(r: &mut Xdr, n: usize, out: &mut Vec<f64>) -> std::result::Result<
             }
             for k in 0..(run as usize) / 3 {
                 let d = bits_in
-                    .get_triple(smallidx as u32, sizesmall)
+                    .get_triple(small.idx as u32, small.sizes())
                     .ok_or_else(damaged)?;
                 let this =
-                    [0, 1, 2].map(|j| (d[j] as i64 + prev[j] as i64 - smallnum as i64) as i32);
+                    [0, 1, 2].map(|j| (d[j] as i64 + prev[j] as i64 - small.half as i64) as i32);
                 i += 1;
                 if k == 0 {
                     // The writer put this atom after the whole one: swap them back.
@@ -434,23 +455,11 @@ fn decompress(r: &mut Xdr, n: usize, out: &mut Vec<f64>) -> std::result::Result<
         } else {
             push(out, prev);
         }
-        let next = smallidx as i32 + is_smaller;
+        let next = small.idx as i32 + is_smaller;
         if !(FIRSTIDX as i32..LASTIDX as i32).contains(&next) {
             return Err(format!("corrupt small-difference index {next}"));
         }
-        smallidx = next as usize;
-        if is_smaller < 0 {
-            smallnum = smaller;
-            smaller = if smallidx > FIRSTIDX {
-                MAGICINTS[smallidx - 1] / 2
-            } else {
-                0
-            };
-        } else if is_smaller > 0 {
-            smaller = smallnum;
-            smallnum = MAGICINTS[smallidx] / 2;
-        }
-        sizesmall = [MAGICINTS[smallidx] as u32; 3];
+        small.step(is_smaller);
     }
     Ok(())
 }
