@@ -105,6 +105,8 @@ pub struct Trainer {
     pub ema_model: Model,
     moments: nn::VarStore,
     names: Vec<String>,
+    /// Copies of the model for data-parallel gradients (the main model is worker 0).
+    replicas: Vec<(nn::VarStore, Model)>,
 }
 
 impl Trainer {
@@ -148,7 +150,28 @@ impl Trainer {
             ema_model: ema_net,
             moments,
             names,
+            replicas: Vec::new(),
         }
+    }
+
+    /// Computes each step's gradients on `n` worker threads, each with its own copy of the
+    /// model and a slice of the batch (libtorch should then run single-threaded in each). The
+    /// steps are those of one worker up to float round-off. Not saved in checkpoints.
+    pub fn set_workers(&mut self, n: usize) {
+        self.replicas = (1..n.max(1))
+            .map(|_| {
+                let mut vs = nn::VarStore::new(self.vs.device());
+                let m = Model::new(&vs.root(), &self.state.model);
+                vs.copy(&self.vs)
+                    .expect("same configuration, same variables");
+                (vs, m)
+            })
+            .collect();
+    }
+
+    /// Gradient-computing threads.
+    pub fn workers(&self) -> usize {
+        1 + self.replicas.len()
     }
 
     /// One optimisation step on a batch of centred, normalised samples (batch, dim); returns the
@@ -161,13 +184,8 @@ impl Trainer {
             self.state.normalizer.n_atoms,
             c.seed.wrapping_mul(1_000_003).wrapping_add(t as u64),
         );
-        let dim = self.state.model.dim() as f64;
-        let loss = -self.model.training_log_prob(&x).mean(Kind::Float) / dim;
+        let (loss_v, grads) = self.gradients(&x);
         let vars = self.vs.variables();
-        // Gradients as fresh tensors (autograd.grad): nothing to zero or accumulate into.
-        let params: Vec<&Tensor> = self.names.iter().map(|n| &vars[n]).collect();
-        let grads = Tensor::run_backward(&[&loss], &params, false, false);
-        let loss_v = f64::try_from(&loss).unwrap_or(f64::NAN);
         let lr = learning_rate(&c, t);
         let mvars = self.moments.variables();
         tch::no_grad(|| {
@@ -206,8 +224,60 @@ impl Trainer {
                 let _ = evars[n].shallow_clone().lerp_(&p, 1.0 - ema_decay);
             }
         });
+        for (vs, _) in &mut self.replicas {
+            vs.copy(&self.vs).expect("same variables");
+        }
         self.state.step += 1;
         loss_v
+    }
+
+    /// The training loss per dimension on `x` (augmented batch) and its gradients with respect
+    /// to the variables in name order: on this thread, or summed over the workers' slices.
+    fn gradients(&mut self, x: &Tensor) -> (f64, Vec<Tensor>) {
+        let dim = self.state.model.dim() as f64;
+        let total = x.size()[0];
+        // The slice's share of the batch-mean loss; gradients as fresh tensors (autograd.grad),
+        // so there is nothing to zero or accumulate into.
+        let slice_grads = |model: &Model, vs: &nn::VarStore, x: &Tensor| {
+            let share = x.size()[0] as f64 / total as f64;
+            let loss = -model.training_log_prob(x).mean(Kind::Float) * (share / dim);
+            let vars = vs.variables();
+            let params: Vec<&Tensor> = self.names.iter().map(|n| &vars[n]).collect();
+            let grads = Tensor::run_backward(&[&loss], &params, false, false);
+            (f64::try_from(&loss).unwrap_or(f64::NAN), grads)
+        };
+        if self.replicas.is_empty() {
+            return slice_grads(&self.model, &self.vs, x);
+        }
+        let parts = x.chunk(self.workers() as i64, 0);
+        let (first, rest) = parts.split_first().expect("a non-empty batch");
+        let (model, vs) = (&self.model, &self.vs);
+        let ((mut loss, mut grads), others) = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .replicas
+                .iter_mut()
+                .zip(rest.iter().map(|t| t.shallow_clone()))
+                .map(|((vs, m), x)| {
+                    let f = &slice_grads;
+                    s.spawn(move || f(m, vs, &x))
+                })
+                .collect();
+            let mine = slice_grads(model, vs, first);
+            let others: Vec<(f64, Vec<Tensor>)> = handles
+                .into_iter()
+                .map(|h| h.join().expect("a gradient worker panicked"))
+                .collect();
+            (mine, others)
+        });
+        tch::no_grad(|| {
+            for (l, g) in others {
+                loss += l;
+                for (a, b) in grads.iter_mut().zip(g) {
+                    *a += b;
+                }
+            }
+        });
+        (loss, grads)
     }
 
     /// NLL per dimension (normalised units, model density) of centred, normalised data without

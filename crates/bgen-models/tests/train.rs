@@ -153,3 +153,77 @@ fn checkpoints_resume_exactly_and_bad_ones_are_reported() {
     assert!(err.contains("latest.json"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Data-parallel steps (2 and 3 workers, the batch split unevenly for 3) give the same losses
+/// and weights as one worker, up to float round-off, for both model families.
+#[test]
+fn data_parallel_steps_match_one_worker() {
+    let configs: [bgen_models::ModelConfig; 2] = [
+        TarFlowConfig {
+            tokens: ATOMS as i64,
+            token_dim: 3,
+            width: 32,
+            blocks: 2,
+            layers: 1,
+            head_dim: 16,
+            mlp_ratio: 2,
+        }
+        .into(),
+        bgen_models::ArbgConfig {
+            atoms: ATOMS as i64,
+            width: 32,
+            layers: 1,
+            head_dim: 16,
+            bins: 32,
+            range: 3.0,
+        }
+        .into(),
+    ];
+    let data = frames(64, 5);
+    let norm = Normalizer::fit(&data, ATOMS);
+    let x = norm.to_model(&data, Kind::Float);
+    // A short schedule, so that the three steps run near the peak learning rate.
+    let cfg = TrainConfig {
+        steps: 20,
+        batch_size: 64,
+        lr: 3e-3,
+        ..Default::default()
+    };
+    for config in configs {
+        let fresh = || {
+            let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+            tch::manual_seed(0);
+            Trainer::new(config.clone(), cfg.clone(), norm.clone(), Device::Cpu)
+        };
+        let mut one = fresh();
+        let losses: Vec<f64> = (0..3).map(|_| one.step(&x)).collect();
+        for workers in [2, 3] {
+            let mut many = fresh();
+            many.set_workers(workers);
+            assert_eq!(many.workers(), workers);
+            for (k, &l) in losses.iter().enumerate() {
+                let m = many.step(&x);
+                assert!(
+                    (m - l).abs() < 1e-5 * l.abs().max(1.0),
+                    "step {k}: {m} vs {l}"
+                );
+            }
+            let (a, b) = (one.vs.variables(), many.vs.variables());
+            for (name, v) in &a {
+                let d = f64::try_from((v - &b[name]).abs().max()).unwrap();
+                let s = f64::try_from(v.abs().max()).unwrap().max(1e-3);
+                assert!(
+                    d < 1e-4 * s,
+                    "{} {workers} workers, {name}: {d}",
+                    config.family()
+                );
+            }
+            // And they moved: the steps did something.
+            let fresh_vars = fresh().vs.variables();
+            let moved = a
+                .iter()
+                .any(|(n, v)| f64::try_from((v - &fresh_vars[n]).abs().max()).unwrap() > 3e-3);
+            assert!(moved, "{}: the steps changed nothing", config.family());
+        }
+    }
+}

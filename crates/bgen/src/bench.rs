@@ -226,9 +226,14 @@ fn bench_smc(a: SmcBench) -> Result<()> {
 fn bench_tarflow(a: TarflowBench) -> Result<()> {
     use bgen_models::proposal::Pooled;
     use bgen_sample::Proposal;
-    tch::set_num_threads(a.threads);
     let (model, tc) = crate::train::preset(&a.preset, a.tokens)?;
-    let (t, step_s) = timed_trainer(model.clone(), tc.clone(), a.tokens, a.steps);
+    let (t, step_s) = timed_trainer(
+        model.clone(),
+        tc.clone(),
+        a.tokens,
+        a.steps,
+        a.threads.max(1) as usize,
+    );
     let Pooled::Flow(pool) = sampling_pool(&t, a.threads) else {
         unreachable!("a TarFlow preset")
     };
@@ -270,10 +275,15 @@ fn bench_tarflow(a: TarflowBench) -> Result<()> {
 fn bench_arbg(a: TarflowBench) -> Result<()> {
     use bgen_models::proposal::Pooled;
     use bgen_sample::Proposal;
-    tch::set_num_threads(a.threads);
     let (model, tc) = crate::train::arbg_preset(&a.preset, a.tokens)?;
     let d = model.dim();
-    let (t, step_s) = timed_trainer(model.clone(), tc.clone(), a.tokens, a.steps);
+    let (t, step_s) = timed_trainer(
+        model.clone(),
+        tc.clone(),
+        a.tokens,
+        a.steps,
+        a.threads.max(1) as usize,
+    );
     let Pooled::Arbg(pool) = sampling_pool(&t, a.threads) else {
         unreachable!("an ArBG preset")
     };
@@ -386,13 +396,14 @@ fn print_ratios(v: &serde_json::Value, step_s: f64, rate: f64, key: &str, unit: 
 }
 
 /// A fresh CPU trainer of `model` for `atoms` atoms (unit std, a schedule long enough to stay
-/// at its peak), and its seconds per training step: `steps` timed steps on a fixed random data
-/// set after 3 warm-up steps.
+/// at its peak) with `workers` data-parallel workers, and its seconds per training step:
+/// `steps` timed steps on a fixed random data set after 3 warm-up steps.
 fn timed_trainer(
     model: impl Into<bgen_models::ModelConfig>,
     mut tc: bgen_models::train::TrainConfig,
     atoms: i64,
     steps: i64,
+    workers: usize,
 ) -> (bgen_models::train::Trainer, f64) {
     use bgen_models::data::Normalizer;
     use tch::{Device, Kind, Tensor};
@@ -402,6 +413,9 @@ fn timed_trainer(
         std: 1.0,
     };
     let mut t = bgen_models::train::Trainer::new(model, tc, norm, Device::Cpu);
+    // As `bgen train --threads`: data-parallel workers, libtorch single-threaded in each.
+    tch::set_num_threads(1);
+    t.set_workers(workers);
     let (d, b) = (t.state.model.dim(), t.state.train.batch_size);
     let data = Tensor::randn([4096, d], (Kind::Float, Device::Cpu));
     let batch = |i: i64| {
