@@ -120,6 +120,41 @@ pub struct Generation {
     last: Option<Tensor>,
 }
 
+impl Generation {
+    /// A generation of rows `idx` (int64 on the model's device) of this one, in that order.
+    pub fn rows(&self, idx: &Tensor) -> Generation {
+        Generation {
+            caches: self.caches.iter().map(|c| c.rows(idx)).collect(),
+            done: self.done,
+            last: self.last.as_ref().map(|l| l.index_select(0, idx)),
+        }
+    }
+
+    /// One generation of the rows of `parts` in order (generations of one model, at the same
+    /// token).
+    pub fn concat(parts: Vec<Generation>) -> Generation {
+        let done = parts[0].done;
+        assert!(
+            parts.iter().all(|g| g.done == done),
+            "generations at different tokens"
+        );
+        let layers = parts[0].caches.len();
+        let mut caches: Vec<Vec<KvCache>> = (0..layers).map(|_| Vec::new()).collect();
+        let mut last = Vec::new();
+        for g in parts {
+            for (l, c) in g.caches.into_iter().enumerate() {
+                caches[l].push(c);
+            }
+            last.extend(g.last);
+        }
+        Generation {
+            caches: caches.into_iter().map(KvCache::concat).collect(),
+            done,
+            last: (!last.is_empty()).then(|| Tensor::cat(&last, 0)),
+        }
+    }
+}
+
 impl Arbg {
     /// A new model with variables under `p`.
     pub fn new(p: &nn::Path, config: ArbgConfig) -> Arbg {
@@ -277,12 +312,7 @@ impl Arbg {
     /// Keeps samples `idx` (int64 on the model's device) of a generation, in that order
     /// (resampling in twisted SMC).
     pub fn select(&self, g: &mut Generation, idx: &Tensor) {
-        for c in g.caches.iter_mut() {
-            c.select(idx);
-        }
-        if let Some(l) = &g.last {
-            g.last = Some(l.index_select(0, idx));
-        }
+        *g = g.rows(idx);
     }
 
     /// `n` whole samples (batch, 3N, normalised units, f64) and their log q, from the uniform

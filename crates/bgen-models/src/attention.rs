@@ -96,6 +96,8 @@ impl KvCache {
                 out,
             } => {
                 assert_eq!(*batch, bu, "batch size changed during decoding");
+                buf.resize(bu * 3 * w, 0.0);
+                out.resize(bu * w, 0.0);
                 qkv.copy_data(buf, bu * 3 * w);
                 let shape = HostShape {
                     width: w,
@@ -132,26 +134,84 @@ impl KvCache {
 
     /// Keeps batch rows `idx` (int64), in that order.
     pub fn select(&mut self, idx: &Tensor) {
-        match &mut self.store {
-            Some(Store::Host { batch, k, v, .. }) => {
+        *self = self.rows(idx);
+    }
+
+    /// A cache of batch rows `idx` (int64) of this one, in that order.
+    pub fn rows(&self, idx: &Tensor) -> KvCache {
+        let store = self.store.as_ref().map(|s| match s {
+            Store::Host { batch, k, v, .. } => {
                 let idx = Vec::<i64>::try_from(idx.to_device(Device::Cpu)).expect("int64 rows");
                 let row = k.len() / *batch;
-                for buf in [k, v] {
-                    let old = std::mem::take(buf);
-                    *buf = idx
-                        .iter()
-                        .flat_map(|&i| &old[i as usize * row..(i as usize + 1) * row])
+                let pick = |buf: &[f32]| -> Vec<f32> {
+                    idx.iter()
+                        .flat_map(|&i| &buf[i as usize * row..(i as usize + 1) * row])
                         .copied()
-                        .collect();
+                        .collect()
+                };
+                Store::Host {
+                    batch: idx.len(),
+                    k: pick(k),
+                    v: pick(v),
+                    qkv: Vec::new(),
+                    out: Vec::new(),
                 }
-                *batch = idx.len();
             }
-            Some(Store::Torch(k, v)) => {
-                *k = k.index_select(0, idx);
-                *v = v.index_select(0, idx);
-            }
-            None => {}
+            Store::Torch(k, v) => Store::Torch(k.index_select(0, idx), v.index_select(0, idx)),
+        });
+        KvCache {
+            store,
+            len: self.len,
+            max: self.max,
         }
+    }
+
+    /// One cache of the rows of `parts` in order (caches of the same layer at the same token).
+    pub fn concat(parts: Vec<KvCache>) -> KvCache {
+        let (len, max) = (parts[0].len, parts[0].max);
+        assert!(
+            parts.iter().all(|c| c.len == len),
+            "caches at different tokens"
+        );
+        let stores: Vec<Store> = parts.into_iter().filter_map(|c| c.store).collect();
+        let store = match stores.first() {
+            None => None,
+            Some(Store::Host { .. }) => {
+                let (mut batch, mut k, mut v) = (0, Vec::new(), Vec::new());
+                for s in stores {
+                    let Store::Host {
+                        batch: b,
+                        k: ks,
+                        v: vs,
+                        ..
+                    } = s
+                    else {
+                        unreachable!("one layer's caches share a device")
+                    };
+                    batch += b;
+                    k.extend(ks);
+                    v.extend(vs);
+                }
+                Some(Store::Host {
+                    batch,
+                    k,
+                    v,
+                    qkv: Vec::new(),
+                    out: Vec::new(),
+                })
+            }
+            Some(Store::Torch(..)) => {
+                let (ks, vs): (Vec<Tensor>, Vec<Tensor>) = stores
+                    .into_iter()
+                    .map(|s| match s {
+                        Store::Torch(k, v) => (k, v),
+                        Store::Host { .. } => unreachable!("one layer's caches share a device"),
+                    })
+                    .unzip();
+                Some(Store::Torch(Tensor::cat(&ks, 0), Tensor::cat(&vs, 0)))
+            }
+        };
+        KvCache { store, len, max }
     }
 }
 

@@ -87,13 +87,20 @@ pub struct ArbgProposal {
     pub batch: usize,
 }
 
-/// Particles of an ArBG being generated (twisted SMC).
+/// Particles of an ArBG being generated (twisted SMC), in contiguous slices of rows: one
+/// generation per worker of the pool.
 pub struct ArbgParticles {
-    generation: Generation,
+    parts: Vec<Generation>,
     n: usize,
     seed: u64,
     /// Resamplings so far (new random numbers after each).
     epoch: u64,
+}
+
+/// `n` rows in `parts` contiguous, balanced slices (fewer when there are fewer rows).
+fn row_slices(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let w = parts.clamp(1, n.max(1));
+    (0..w).map(|k| k * n / w..(k + 1) * n / w).collect()
 }
 
 impl ArbgProposal {
@@ -134,53 +141,25 @@ impl ArbgProposal {
         }
     }
 
-    /// Starts `n` empty particles.
-    pub fn start(&self, n: usize, seed: u64) -> ArbgParticles {
-        ArbgParticles {
-            generation: self.model.start(),
-            n,
-            seed,
-            epoch: 0,
-        }
-    }
-
-    /// Appends coordinates [from, to) (nm) to every particle; writes them into `x`
-    /// (n x (to - from)) and log q of the block (1/nm^(to - from)) into `log_q`.
-    pub fn extend(
+    /// Appends the next tokens to generation `g` from uniform numbers `u_bin`, `u_off` (rows x
+    /// tokens): writes their coordinates (nm) into `x` (rows x tokens) and the log q of the
+    /// block (1/nm^tokens) into `log_q`.
+    fn extend_rows(
         &self,
-        p: &mut ArbgParticles,
-        from: usize,
-        to: usize,
+        g: &mut Generation,
+        u_bin: &Tensor,
+        u_off: &Tensor,
         x: &mut [f64],
         log_q: &mut [f64],
     ) {
-        assert_eq!(p.generation.done as usize, from, "blocks in order");
-        let w = to - from;
-        let s = p.seed ^ (p.epoch << 32) ^ (from as u64).wrapping_mul(0x9E37_79B9);
-        let (xs, l) = self.model.extend(
-            &mut p.generation,
-            &self.uniform(p.n, w, s),
-            &self.uniform(p.n, w, s ^ 0x0FF5_E700),
-            self.tau,
-        );
-        let xs: Vec<f64> = Vec::try_from((xs * self.normalizer.std).view([-1])).expect("f64");
-        x.copy_from_slice(&xs);
+        let w = u_bin.size()[1] as f64;
+        let (xs, l) = self.model.extend(g, u_bin, u_off, self.tau);
+        (xs * self.normalizer.std).view([-1]).copy_data(x, x.len());
         let l: Vec<f64> = Vec::try_from(l).expect("f64");
-        let jac = -(w as f64) * self.normalizer.std.ln();
+        let jac = -w * self.normalizer.std.ln();
         for (o, v) in log_q.iter_mut().zip(l) {
             *o = v + jac;
         }
-    }
-
-    /// Keeps particles `idx` in that order (resampling).
-    pub fn select(&self, p: &mut ArbgParticles, idx: &[usize]) {
-        let idx: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
-        self.model.select(
-            &mut p.generation,
-            &Tensor::from_slice(&idx).to_device(self.device),
-        );
-        p.n = idx.len();
-        p.epoch += 1;
     }
 }
 
@@ -386,18 +365,60 @@ impl Proposal for Pool<ArbgProposal> {
     }
 }
 
+/// Twisted SMC over the pool: each worker extends its slice of the particles; resampling
+/// regroups the chosen rows into new slices. The particles do not depend on the number of
+/// workers.
 impl Autoregressive for Pool<ArbgProposal> {
     type State = ArbgParticles;
     fn dim(&self) -> usize {
         Proposal::dim(self)
     }
     fn start(&self, n: usize, seed: u64) -> ArbgParticles {
-        self.get().start(n, seed)
+        let p = self.get();
+        ArbgParticles {
+            parts: row_slices(n, self.workers())
+                .iter()
+                .map(|_| p.model.start())
+                .collect(),
+            n,
+            seed,
+            epoch: 0,
+        }
     }
     fn extend(&self, s: &mut ArbgParticles, from: usize, to: usize, x: &mut [f64], lq: &mut [f64]) {
-        self.get().extend(s, from, to, x, lq)
+        assert_eq!(s.parts[0].done as usize, from, "blocks in order");
+        let w = to - from;
+        let seed = s.seed ^ (s.epoch << 32) ^ (from as u64).wrapping_mul(0x9E37_79B9);
+        let (ub, uo) = {
+            let p = self.get();
+            (
+                p.uniform(s.n, w, seed),
+                p.uniform(s.n, w, seed ^ 0x0FF5_E700),
+            )
+        };
+        let slices = row_slices(s.n, s.parts.len());
+        let (mut xs, mut ls) = (x, lq);
+        let mut items = Vec::with_capacity(slices.len());
+        for (g, r) in s.parts.iter_mut().zip(&slices) {
+            let (xa, xb) = std::mem::take(&mut xs).split_at_mut(r.len() * w);
+            let (la, lb) = std::mem::take(&mut ls).split_at_mut(r.len());
+            let rows = |u: &Tensor| u.narrow(0, r.start as i64, r.len() as i64);
+            items.push((g, rows(&ub), rows(&uo), xa, la));
+            (xs, ls) = (xb, lb);
+        }
+        self.map(items, |p, (g, ub, uo, x, l)| {
+            p.extend_rows(g, &ub, &uo, x, l)
+        });
     }
     fn select(&self, s: &mut ArbgParticles, idx: &[usize]) {
-        self.get().select(s, idx)
+        let all = Generation::concat(std::mem::take(&mut s.parts));
+        let idx: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+        let idx = Tensor::from_slice(&idx).to_device(self.get().device);
+        s.parts = row_slices(idx.size()[0] as usize, self.workers())
+            .into_iter()
+            .map(|r| all.rows(&idx.narrow(0, r.start as i64, r.len() as i64)))
+            .collect();
+        s.n = idx.size()[0] as usize;
+        s.epoch += 1;
     }
 }
