@@ -34,14 +34,8 @@ fn frames(n: usize, seed: u64) -> Vec<f64> {
     out
 }
 
-/// Weight initialisation draws from libtorch's global generator: tests take turns.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn setup(steps: i64) -> (Trainer, Tensor, Tensor) {
-    let train = frames(2000, 1);
-    let val = frames(500, 2);
-    let norm = Normalizer::fit(&train, ATOMS);
-    let model = TarFlowConfig {
+fn tiny_flow() -> TarFlowConfig {
+    TarFlowConfig {
         tokens: ATOMS as i64,
         token_dim: 3,
         width: 32,
@@ -49,7 +43,17 @@ fn setup(steps: i64) -> (Trainer, Tensor, Tensor) {
         layers: 1,
         head_dim: 16,
         mlp_ratio: 2,
-    };
+    }
+}
+
+/// Weight initialisation draws from libtorch's global generator: tests take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn setup(steps: i64) -> (Trainer, Tensor, Tensor) {
+    let train = frames(2000, 1);
+    let val = frames(500, 2);
+    let norm = Normalizer::fit(&train, ATOMS);
+    let model = tiny_flow();
     let cfg = TrainConfig {
         steps,
         batch_size: 64,
@@ -159,16 +163,7 @@ fn checkpoints_resume_exactly_and_bad_ones_are_reported() {
 #[test]
 fn data_parallel_steps_match_one_worker() {
     let configs: [bgen_models::ModelConfig; 2] = [
-        TarFlowConfig {
-            tokens: ATOMS as i64,
-            token_dim: 3,
-            width: 32,
-            blocks: 2,
-            layers: 1,
-            head_dim: 16,
-            mlp_ratio: 2,
-        }
-        .into(),
+        tiny_flow().into(),
         bgen_models::ArbgConfig {
             atoms: ATOMS as i64,
             width: 32,

@@ -227,13 +227,7 @@ fn bench_tarflow(a: TarflowBench) -> Result<()> {
     use bgen_models::proposal::Pooled;
     use bgen_sample::Proposal;
     let (model, tc) = crate::train::preset(&a.preset, a.tokens)?;
-    let (t, step_s) = timed_trainer(
-        model.clone(),
-        tc.clone(),
-        a.tokens,
-        a.steps,
-        a.threads.max(1) as usize,
-    );
+    let (t, step_s) = timed_trainer(model.clone(), tc.clone(), &a);
     let Pooled::Flow(pool) = sampling_pool(&t, a.threads) else {
         unreachable!("a TarFlow preset")
     };
@@ -277,13 +271,7 @@ fn bench_arbg(a: TarflowBench) -> Result<()> {
     use bgen_sample::Proposal;
     let (model, tc) = crate::train::arbg_preset(&a.preset, a.tokens)?;
     let d = model.dim();
-    let (t, step_s) = timed_trainer(
-        model.clone(),
-        tc.clone(),
-        a.tokens,
-        a.steps,
-        a.threads.max(1) as usize,
-    );
+    let (t, step_s) = timed_trainer(model.clone(), tc.clone(), &a);
     let Pooled::Arbg(pool) = sampling_pool(&t, a.threads) else {
         unreachable!("an ArBG preset")
     };
@@ -395,16 +383,15 @@ fn print_ratios(v: &serde_json::Value, step_s: f64, rate: f64, key: &str, unit: 
     );
 }
 
-/// A fresh CPU trainer of `model` for `atoms` atoms (unit std, a schedule long enough to stay
-/// at its peak) with `workers` data-parallel workers, and its seconds per training step:
-/// `steps` timed steps on a fixed random data set after 3 warm-up steps.
+/// A fresh CPU trainer of `model` for `a.tokens` atoms (unit std, a schedule long enough to
+/// stay at its peak) with `a.threads` data-parallel workers, and its seconds per training step:
+/// `a.steps` timed steps on a fixed random data set after 3 warm-up steps.
 fn timed_trainer(
     model: impl Into<bgen_models::ModelConfig>,
     mut tc: bgen_models::train::TrainConfig,
-    atoms: i64,
-    steps: i64,
-    workers: usize,
+    a: &TarflowBench,
 ) -> (bgen_models::train::Trainer, f64) {
+    let (atoms, steps, workers) = (a.tokens, a.steps, a.threads.max(1) as usize);
     use bgen_models::data::Normalizer;
     use tch::{Device, Kind, Tensor};
     tc.steps = 1_000_000;
