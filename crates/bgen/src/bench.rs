@@ -224,16 +224,9 @@ fn bench_smc(a: SmcBench) -> Result<()> {
 }
 
 fn bench_tarflow(a: TarflowBench) -> Result<()> {
-    use bgen_models::proposal::Pooled;
-    use bgen_sample::Proposal;
     let (model, tc) = crate::train::preset(&a.preset, a.tokens)?;
     let (t, step_s) = timed_trainer(model.clone(), tc.clone(), &a);
-    let Pooled::Flow(pool) = sampling_pool(&t, a.threads) else {
-        unreachable!("a TarFlow preset")
-    };
-    let _ = pool.sample(8, 0);
-    let n = a.samples as usize;
-    let bgen_sps = n as f64 / best_of_3(|| drop(pool.sample(n, 1)));
+    let (bgen_sps, workers) = sampling_rate(&t, &a);
     println!(
         "TarFlow {} ({} wide, {} blocks x {} layers, {} tokens), batch {}, {} thread(s)",
         a.preset, model.width, model.blocks, model.layers, a.tokens, tc.batch_size, a.threads
@@ -242,7 +235,7 @@ fn bench_tarflow(a: TarflowBench) -> Result<()> {
         "bgen (tch): training step {:.1} ms, sampling {:.0} samples/s with log q (KV cache, {} worker(s))",
         step_s * 1e3,
         bgen_sps,
-        pool.workers()
+        workers
     );
     let args = [
         a.tokens,
@@ -267,17 +260,11 @@ fn bench_tarflow(a: TarflowBench) -> Result<()> {
 }
 
 fn bench_arbg(a: TarflowBench) -> Result<()> {
-    use bgen_models::proposal::Pooled;
-    use bgen_sample::Proposal;
     let (model, tc) = crate::train::arbg_preset(&a.preset, a.tokens)?;
     let d = model.dim();
     let (t, step_s) = timed_trainer(model.clone(), tc.clone(), &a);
-    let Pooled::Arbg(pool) = sampling_pool(&t, a.threads) else {
-        unreachable!("an ArBG preset")
-    };
-    let _ = pool.sample(8, 0);
-    let n = a.samples as usize;
-    let bgen_tps = (n as i64 * d) as f64 / best_of_3(|| drop(pool.sample(n, 1)));
+    let (samples_per_s, workers) = sampling_rate(&t, &a);
+    let bgen_tps = samples_per_s * d as f64;
     println!(
         "ArBG {} ({} wide x {} layers, {} bins, {} tokens), batch {}, {} thread(s)",
         a.preset, model.width, model.layers, model.bins, d, tc.batch_size, a.threads
@@ -287,7 +274,7 @@ fn bench_arbg(a: TarflowBench) -> Result<()> {
         step_s * 1e3,
         bgen_tps,
         a.samples,
-        pool.workers()
+        workers
     );
     let args = [
         a.tokens,
@@ -311,17 +298,23 @@ fn bench_arbg(a: TarflowBench) -> Result<()> {
     Ok(())
 }
 
-/// The trained model as `bgen sample --threads` runs it: a copy per thread, each on its own
-/// batches of 256, with libtorch single-threaded.
-fn sampling_pool(t: &bgen_models::train::Trainer, threads: i32) -> bgen_models::proposal::Pooled {
+/// Samples per second (log q included) of the trained model as `bgen sample --threads` runs
+/// it: a copy per thread, each on its own batches of 256, libtorch single-threaded; best of 3
+/// draws of `a.samples` after a warm-up. Also returns the number of workers.
+fn sampling_rate(t: &bgen_models::train::Trainer, a: &TarflowBench) -> (f64, usize) {
     tch::set_num_threads(1);
-    bgen_models::proposal::Pooled::new(
-        t.copies(threads.max(1) as usize, true),
+    let workers = a.threads.max(1) as usize;
+    let pooled = bgen_models::proposal::Pooled::new(
+        t.copies(workers, true),
         &t.state.normalizer,
         tch::Device::Cpu,
         256,
         1.0,
-    )
+    );
+    let pool = pooled.proposal();
+    let _ = pool.sample(8, 0);
+    let n = a.samples as usize;
+    (n as f64 / best_of_3(|| drop(pool.sample(n, 1))), workers)
 }
 
 /// Seconds of the fastest of 3 runs of `f` (the PyTorch peers time their sampling the same
