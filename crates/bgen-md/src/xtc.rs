@@ -443,12 +443,10 @@ fn decompress(r: &mut Xdr, n: usize, out: &mut Vec<f64>) -> std::result::Result<
                 let this =
                     [0, 1, 2].map(|j| (d[j] as i64 + prev[j] as i64 - small.half as i64) as i32);
                 i += 1;
+                push(out, this);
                 if k == 0 {
                     // The writer put this atom after the whole one: swap them back.
-                    push(out, this);
                     push(out, prev);
-                } else {
-                    push(out, this);
                 }
                 prev = this;
             }

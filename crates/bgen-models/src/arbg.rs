@@ -309,12 +309,6 @@ impl Arbg {
         })
     }
 
-    /// Keeps samples `idx` (int64 on the model's device) of a generation, in that order
-    /// (resampling in twisted SMC).
-    pub fn select(&self, g: &mut Generation, idx: &Tensor) {
-        *g = g.rows(idx);
-    }
-
     /// `n` whole samples (batch, 3N, normalised units, f64) and their log q, from the uniform
     /// numbers `u_bin`, `u_off` (n, 3N).
     pub fn sample_from(&self, u_bin: &Tensor, u_off: &Tensor, tau: f64) -> (Tensor, Tensor) {

@@ -132,11 +132,6 @@ impl KvCache {
         }
     }
 
-    /// Keeps batch rows `idx` (int64), in that order.
-    pub fn select(&mut self, idx: &Tensor) {
-        *self = self.rows(idx);
-    }
-
     /// A cache of batch rows `idx` (int64) of this one, in that order.
     pub fn rows(&self, idx: &Tensor) -> KvCache {
         let store = self.store.as_ref().map(|s| match s {
@@ -352,9 +347,9 @@ mod tests {
         }
     }
 
-    /// After keeping rows [2, 0, 0] half way, decoding goes on as for those rows' sequences.
+    /// After taking rows [2, 0, 0] half way, decoding goes on as for those rows' sequences.
     #[test]
-    fn select_reorders_rows() {
+    fn rows_reorder_the_cache() {
         tch::manual_seed(4);
         let (heads, d, t) = (2, 16, 6);
         let qkv = Tensor::randn([3, t, 3 * heads * d], (Kind::Double, Device::Cpu));
@@ -366,7 +361,7 @@ mod tests {
             for s in 0..3 {
                 let _ = c.step(&q.narrow(1, s, 1), heads);
             }
-            c.select(&idx);
+            c = c.rows(&idx);
             let q = q.index_select(0, &idx);
             for s in 3..t {
                 let o = c.step(&q.narrow(1, s, 1), heads);

@@ -115,7 +115,7 @@ fn sampled_log_q_equals_recomputed_and_blocks_equal_one_pass() {
     let perm = Tensor::from_slice(&(0..n).map(|k| (k * 7 + 3) % n).collect::<Vec<i64>>());
     let mut g = m.start();
     let (x1, _) = m.extend(&mut g, &ub.narrow(1, 0, 6), &uo.narrow(1, 0, 6), 1.0);
-    m.select(&mut g, &perm);
+    g = g.rows(&perm);
     let (x2, _) = m.extend(&mut g, &ub.narrow(1, 6, 6), &uo.narrow(1, 6, 6), 1.0);
     let mixed = Tensor::cat(&[x1.index_select(0, &perm), x2], 1);
     let ub2 = Tensor::cat(
