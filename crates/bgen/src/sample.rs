@@ -157,7 +157,7 @@ pub fn shipped_run(system: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Loads the system and model of a training run (EMA weights with `ema`; `tau` is the sampling
+/// Loads the system and model of a training run (EMA weights with `ema`; `tau` is the
 /// sampling temperature), with a copy of the model for each of `workers` threads.
 pub fn load_run(
     run: &Path,
