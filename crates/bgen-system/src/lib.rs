@@ -24,6 +24,7 @@ pub mod target;
 pub mod templates;
 pub mod topology;
 pub mod units;
+pub mod zmatrix;
 
 pub use energy::{Energies, EnergyModel, Workspace};
 pub use error::{Error, Result};
@@ -31,3 +32,4 @@ pub use forcefield::{Parameters, Setup};
 pub use system::System;
 pub use target::{PartialTarget, Target};
 pub use topology::Topology;
+pub use zmatrix::{InternalTarget, ZMatrix};
