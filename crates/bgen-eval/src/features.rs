@@ -82,3 +82,30 @@ pub fn tica_features(
     }
     (out, dim)
 }
+
+/// Share of each Ramachandran basin per residue, "LABEL basin" -> fraction, of samples (n x
+/// atoms x 3, nm) with `weights` (normalised, n), or counted equally without: the proposal's
+/// own populations, and where the importance-weight mass sits.
+pub fn basin_shares(
+    topology: &Topology,
+    x: &[f64],
+    weights: Option<&[f64]>,
+) -> std::collections::BTreeMap<String, f64> {
+    let defs = topology.backbone_dihedrals();
+    let na = topology.n_atoms();
+    let dih = dihedrals(x, na, &defs);
+    let n = x.len() / (3 * na);
+    let mut out = std::collections::BTreeMap::new();
+    for (label, p, q) in phi_psi_pairs(topology, &defs) {
+        for b in ["alphaL", "alphaR", "beta"] {
+            out.insert(format!("{label} {b}"), 0.0);
+        }
+        for i in 0..n {
+            let row = &dih[i * defs.len()..(i + 1) * defs.len()];
+            let b = basin(row[p].to_degrees(), row[q].to_degrees());
+            let w = weights.map_or(1.0 / n as f64, |w| w[i]);
+            *out.get_mut(&format!("{label} {b}")).expect("inserted") += w;
+        }
+    }
+    out
+}

@@ -6,6 +6,7 @@
 pub mod arbg;
 pub mod attention;
 pub mod data;
+pub mod internal;
 pub mod model;
 pub mod proposal;
 pub mod tarflow;

@@ -4,16 +4,21 @@
 
 use crate::arbg::{Arbg, Generation};
 use crate::data::{uniforms, Normalizer};
+use crate::internal::Internal;
 use crate::model::Model;
 use crate::tarflow::TarFlow;
 use bgen_sample::{Autoregressive, Proposal};
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
-/// A flow with its normaliser: densities are per nm^(3N).
+/// A flow with its coordinates: Cartesian (densities per nm^(3N), through the normaliser) or,
+/// with `internal`, internal coordinates (densities per nm^(N-1) rad^(2N-5): samples and log q
+/// are on the internal coordinates themselves).
 pub struct FlowProposal {
     pub flow: TarFlow,
     pub normalizer: Normalizer,
+    /// Internal coordinates: the model's features are these, standardised.
+    pub internal: Option<Internal>,
     pub device: Device,
     pub kind: Kind,
     /// Samples per network pass.
@@ -24,48 +29,101 @@ pub struct FlowProposal {
 }
 
 impl FlowProposal {
-    fn to_tensor(&self, x: &[f64]) -> Tensor {
-        (Tensor::from_slice(x).view([-1, self.normalizer.dim() as i64]) / self.normalizer.std)
+    /// Coordinates per sample: 3N Cartesian, or 3N - 6 internal.
+    pub fn dim(&self) -> usize {
+        match &self.internal {
+            Some(t) => t.dim(),
+            None => self.normalizer.dim(),
+        }
+    }
+
+    fn to_tensor(&self, y: &[f64]) -> Tensor {
+        Tensor::from_slice(y)
+            .view([-1, self.dim() as i64])
             .to_kind(self.kind)
             .to_device(self.device)
     }
 
     /// Chunk `chunk` of `n` samples drawn reproducibly from `seed`: rows [chunk batch,
-    /// min(n, (chunk + 1) batch)) as (x (rows x 3N, nm), log q (1/nm^3N)).
+    /// min(n, (chunk + 1) batch)) as (x (rows x dim, nm or internal), log q).
     pub fn sample_chunk(&self, n: usize, seed: u64, chunk: usize) -> (Vec<f64>, Vec<f64>) {
-        let d = self.normalizer.dim();
+        let d = self.dim();
         let b = (n - chunk * self.batch).min(self.batch);
         let z = Tensor::from_slice(&crate::data::normals(b * d, chunk_seed(seed, chunk)))
             .view([b as i64, d as i64])
             .to_kind(self.kind)
             .to_device(self.device);
-        let (xs, l) = self.flow.sample_at(&z, self.tau);
-        let x = Vec::try_from((xs.to_kind(Kind::Double) * self.normalizer.std).view([-1]))
-            .expect("f64");
+        let (ys, l) = self.flow.sample_at(&z, self.tau);
+        let y = Vec::<f64>::try_from(ys.to_kind(Kind::Double).view([-1])).expect("f64");
         let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
-        let jac = self.normalizer.log_jacobian();
-        (x, l.into_iter().map(|v| v + jac).collect())
+        match &self.internal {
+            None => {
+                let jac = self.normalizer.log_jacobian();
+                let std = self.normalizer.std;
+                (
+                    y.into_iter().map(|v| v * std).collect(),
+                    l.into_iter().map(|v| v + jac).collect(),
+                )
+            }
+            Some(t) => {
+                let mut ic = vec![0.0; y.len()];
+                let ld = t.from_model(&y, &mut ic);
+                (ic, l.iter().zip(&ld).map(|(a, b)| a + b).collect())
+            }
+        }
     }
 
-    /// log q (1/nm^3N) of `x` (rows x 3N, nm, at most `batch` rows: one network pass) into
-    /// `out` and, with `grad`, d log q / dx (1/nm).
+    /// log q of `x` (rows x dim, at most `batch` rows: one network pass) into `out` and, with
+    /// `grad`, d log q / dx.
     pub fn log_q_rows(&self, x: &[f64], out: &mut [f64], grad: Option<&mut [f64]>) {
-        let xs = self.to_tensor(x);
-        let (l, g) = match grad.is_some() {
-            true => {
-                let xs = xs.set_requires_grad(true);
-                let l = self.flow.log_prob_at(&xs, self.tau);
-                let g = Tensor::run_backward(&[l.sum(l.kind())], &[&xs], false, false).remove(0);
-                (l.detach(), Some(g / self.normalizer.std))
+        let want_grad = grad.is_some();
+        // Features, log|dy/dx| per row, and (for the gradient) dy/dx and d log|dy/dx| / dx.
+        let (y, ld, deriv) = match &self.internal {
+            None => {
+                let s = self.normalizer.std;
+                let y: Vec<f64> = x.iter().map(|v| v / s).collect();
+                let ld = vec![self.normalizer.log_jacobian(); out.len()];
+                (y, ld, None)
             }
-            false => (tch::no_grad(|| self.flow.log_prob_at(&xs, self.tau)), None),
+            Some(t) => {
+                let mut y = vec![0.0; x.len()];
+                if want_grad {
+                    let (mut dy, mut dl) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+                    let ld = t.to_model(x, &mut y, Some((&mut dy, &mut dl)));
+                    (y, ld, Some((dy, dl)))
+                } else {
+                    let ld = t.to_model(x, &mut y, None);
+                    (y, ld, None)
+                }
+            }
+        };
+        let ys = self.to_tensor(&y);
+        let (l, g) = match want_grad {
+            true => {
+                let ys = ys.set_requires_grad(true);
+                let l = self.flow.log_prob_at(&ys, self.tau);
+                let g = Tensor::run_backward(&[l.sum(l.kind())], &[&ys], false, false).remove(0);
+                (l.detach(), Some(g))
+            }
+            false => (tch::no_grad(|| self.flow.log_prob_at(&ys, self.tau)), None),
         };
         let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
-        for (o, v) in out.iter_mut().zip(l) {
-            *o = v + self.normalizer.log_jacobian();
+        for ((o, v), j) in out.iter_mut().zip(l).zip(&ld) {
+            *o = v + j;
         }
         if let (Some(g), Some(dst)) = (g, grad) {
             g.to_kind(Kind::Double).view([-1]).copy_data(dst, dst.len());
+            match deriv {
+                None => {
+                    let s = self.normalizer.std;
+                    dst.iter_mut().for_each(|v| *v /= s);
+                }
+                Some((dy, dl)) => {
+                    for ((v, a), b) in dst.iter_mut().zip(&dy).zip(&dl) {
+                        *v = *v * a + b;
+                    }
+                }
+            }
         }
     }
 }
@@ -249,6 +307,7 @@ impl Pooled {
     pub fn new(
         copies: Vec<Model>,
         normalizer: &Normalizer,
+        internal: Option<&Internal>,
         device: Device,
         batch: usize,
         tau: f64,
@@ -262,6 +321,7 @@ impl Pooled {
                         Model::TarFlow(flow) => Some(FlowProposal {
                             flow,
                             normalizer: normalizer.clone(),
+                            internal: internal.cloned(),
                             device,
                             kind: Kind::Float,
                             batch,
@@ -316,7 +376,10 @@ fn pooled_sample<T: Send>(
 
 impl Proposal for Pool<FlowProposal> {
     fn dim(&self) -> usize {
-        self.get().normalizer.dim()
+        self.get().dim()
+    }
+    fn scale(&self) -> Option<Vec<f64>> {
+        self.get().internal.as_ref().map(|t| t.spread.clone())
     }
     fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
         let batch = self.get().batch;
@@ -325,7 +388,7 @@ impl Proposal for Pool<FlowProposal> {
     fn log_q(&self, x: &[f64], out: &mut [f64], grad: Option<&mut [f64]>) {
         let (d, b) = {
             let p = self.get();
-            (p.normalizer.dim(), p.batch)
+            (p.dim(), p.batch)
         };
         let rows: Vec<_> = match grad {
             Some(g) => x

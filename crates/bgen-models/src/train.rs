@@ -4,6 +4,7 @@
 //! atomically), so that a killed run resumes from its last checkpoint.
 
 use crate::data::{augment, Normalizer};
+use crate::internal::Internal;
 use crate::model::{Model, ModelConfig};
 use crate::tarflow::TarFlow;
 use serde::{Deserialize, Serialize};
@@ -90,6 +91,10 @@ pub struct State {
     pub model: ModelConfig,
     pub train: TrainConfig,
     pub normalizer: Normalizer,
+    /// Internal coordinates, when the model works in them (else in Cartesian coordinates
+    /// through `normalizer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal: Option<Internal>,
     /// Steps done.
     pub step: i64,
     /// (step, training loss, validation NLL per dimension) history.
@@ -141,6 +146,7 @@ impl Trainer {
                 model,
                 train,
                 normalizer,
+                internal: None,
                 step: 0,
                 history: Vec::new(),
             },
@@ -179,11 +185,16 @@ impl Trainer {
     pub fn step(&mut self, batch: &Tensor) -> f64 {
         let c = self.state.train.clone();
         let t = self.state.step;
-        let x = augment(
-            batch,
-            self.state.normalizer.n_atoms,
-            c.seed.wrapping_mul(1_000_003).wrapping_add(t as u64),
-        );
+        // Cartesian models learn rotations and the CoM from augmentation; internal
+        // coordinates have neither.
+        let x = match self.state.internal {
+            None => augment(
+                batch,
+                self.state.normalizer.n_atoms,
+                c.seed.wrapping_mul(1_000_003).wrapping_add(t as u64),
+            ),
+            Some(_) => batch.shallow_clone(),
+        };
         let (loss_v, grads) = self.gradients(&x);
         let vars = self.vs.variables();
         let lr = learning_rate(&c, t);

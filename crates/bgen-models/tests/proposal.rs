@@ -50,6 +50,7 @@ fn flow_pool_matches_one_copy() {
         Model::TarFlow(flow) => FlowProposal {
             flow,
             normalizer: norm.clone(),
+            internal: None,
             device: Device::Cpu,
             kind: Kind::Float,
             batch: 30,
@@ -139,6 +140,7 @@ fn flow_prior_temperature_is_exact() {
     let p = Pool::one(FlowProposal {
         flow,
         normalizer: norm,
+        internal: None,
         device: Device::Cpu,
         kind: Kind::Float,
         batch: 500,

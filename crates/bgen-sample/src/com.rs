@@ -43,6 +43,10 @@ pub fn com_log_density(
     out: &mut [f64],
     mut grad: Option<&mut [f64]>,
 ) {
+    if form == ComForm::None {
+        // Nothing to add (and `x` need not be Cartesian).
+        return out.fill(0.0);
+    }
     let d = 3 * n_atoms;
     let var = sigma * sigma;
     let ln2pi = (2.0 * std::f64::consts::PI).ln();
@@ -94,6 +98,9 @@ pub struct ComAdjusted<P> {
 impl<P: Proposal> Proposal for ComAdjusted<P> {
     fn dim(&self) -> usize {
         self.inner.dim()
+    }
+    fn scale(&self) -> Option<Vec<f64>> {
+        self.inner.scale()
     }
 
     fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {

@@ -14,6 +14,11 @@ pub trait Proposal: Sync {
     fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>);
     /// log q of a batch (n x dim) into `log_q` (n) and, when given, d log q / dx into `grad`.
     fn log_q(&self, x: &[f64], log_q: &mut [f64], grad: Option<&mut [f64]>);
+    /// Typical spread of each coordinate (its units), when they differ: samplers scale their
+    /// moves by it (a diagonal preconditioner). None: one scale for all.
+    fn scale(&self) -> Option<Vec<f64>> {
+        None
+    }
 }
 
 impl<P: Proposal + ?Sized> Proposal for &P {
@@ -25,6 +30,9 @@ impl<P: Proposal + ?Sized> Proposal for &P {
     }
     fn log_q(&self, x: &[f64], log_q: &mut [f64], grad: Option<&mut [f64]>) {
         (**self).log_q(x, log_q, grad)
+    }
+    fn scale(&self) -> Option<Vec<f64>> {
+        (**self).scale()
     }
 }
 

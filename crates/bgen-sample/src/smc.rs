@@ -70,6 +70,11 @@ pub struct SmcResult {
     pub acceptance_per_step: Vec<f64>,
     pub final_step_size: f64,
     pub resamplings: usize,
+    /// Distinct initial particles (lineages) that the population descends from after each
+    /// intermediate resampling, and after the final one: a population that descends from a
+    /// handful of proposals has collapsed, whatever its ESS says.
+    pub lineages: Vec<usize>,
+    pub final_lineages: usize,
     /// Per-sample evaluations of the target energy (with gradient) and of the model.
     pub energy_evaluations: usize,
     pub model_evaluations: usize,
@@ -119,6 +124,14 @@ fn evaluate<P: Proposal, T: Target>(p: &P, t: &T, x: &[f64], counts: &mut Counts
     e
 }
 
+/// Number of distinct values.
+fn distinct(v: &[usize]) -> usize {
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    s.dedup();
+    s.len()
+}
+
 fn particle_rng(seed: u64, level: usize, sub: usize, i: usize) -> Xoshiro256PlusPlus {
     let mut h = seed ^ 0x9E37_79B9_7F4A_7C15;
     for v in [level as u64, sub as u64, i as u64] {
@@ -150,6 +163,16 @@ pub fn smc<P: Proposal, T: Target>(
     let mut acc_per_step = Vec::with_capacity(k_levels);
     let mut resamplings = 0;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(opts.seed ^ 0xA5A5_A5A5);
+    // Diagonal preconditioner M (the proposal's squared coordinate scales): moves are
+    // x' = x - h M grad E + sqrt(2 h M) xi.
+    let precond: Vec<f64> = match proposal.scale() {
+        Some(s) => s.iter().map(|v| v * v).collect(),
+        None => vec![1.0; d],
+    };
+    let precond = &precond;
+    // Which initial particle each particle descends from.
+    let mut ancestor: Vec<usize> = (0..n).collect();
+    let mut lineages = Vec::new();
     for level in 1..=k_levels {
         let dt = 1.0 / k_levels as f64;
         let t = level as f64 / k_levels as f64;
@@ -167,6 +190,8 @@ pub fn smc<P: Proposal, T: Target>(
         // Resample when the weights have degenerated (not at the last level: see below).
         if level < k_levels && ess(&log_w) < opts.ess_threshold {
             let idx = opts.scheme.draw_log(&log_w, n, &mut rng);
+            ancestor = idx.iter().map(|&i| ancestor[i]).collect();
+            lineages.push(distinct(&ancestor));
             x = gather(&x, &idx, d);
             ends = Ends {
                 src: idx.iter().map(|&i| ends.src[i]).collect(),
@@ -193,7 +218,9 @@ pub fn smc<P: Proposal, T: Target>(
                     for k in 0..d {
                         let z: f64 = r.sample(StandardNormal);
                         xii[k] = z;
-                        yi[k] = x[i * d + k] - h * grad_t(&ends, i * d + k) + noise * z;
+                        let m = precond[k];
+                        yi[k] =
+                            x[i * d + k] - h * m * grad_t(&ends, i * d + k) + noise * m.sqrt() * z;
                     }
                 });
             let new = evaluate(proposal, target, &y, &mut counts);
@@ -217,8 +244,9 @@ pub fn smc<P: Proposal, T: Target>(
                     for k in 0..d {
                         let q = i * d + k;
                         fwd += xi[q] * xi[q] * 2.0 * h; // |y - x + h g(x)|^2
-                        let back = x[q] - y[q] + h * grad_t(&new, q);
-                        bwd += back * back;
+                        let m = precond[k];
+                        let back = x[q] - y[q] + h * m * grad_t(&new, q);
+                        bwd += back * back / m;
                     }
                     let log_ratio = -e1 + e0 - (bwd - fwd) / (4.0 * h);
                     let u: f64 = particle_rng(opts.seed, level, sub + (1 << 20), i).random();
@@ -250,6 +278,8 @@ pub fn smc<P: Proposal, T: Target>(
     // The ESS before the final resampling, then the final resampling.
     let final_ess = ess(&log_w);
     let idx = opts.scheme.draw_log(&log_w, n, &mut rng);
+    ancestor = idx.iter().map(|&i| ancestor[i]).collect();
+    let final_lineages = distinct(&ancestor);
     let mean_acc = acc_per_step.iter().sum::<f64>() / acc_per_step.len() as f64;
     SmcResult {
         x: gather(&x, &idx, d),
@@ -262,6 +292,8 @@ pub fn smc<P: Proposal, T: Target>(
         acceptance_per_step: acc_per_step,
         final_step_size: h,
         resamplings,
+        lineages,
+        final_lineages,
         energy_evaluations: counts.energy,
         model_evaluations: counts.model,
         model_seconds: counts.model_s,

@@ -12,6 +12,15 @@ pub trait Target: Sync {
     fn energy_and_grad(&self, x: &[f64], energy: &mut [f64], grad: Option<&mut [f64]>);
 }
 
+impl<T: Target + ?Sized> Target for &T {
+    fn dim(&self) -> usize {
+        (**self).dim()
+    }
+    fn energy_and_grad(&self, x: &[f64], energy: &mut [f64], grad: Option<&mut [f64]>) {
+        (**self).energy_and_grad(x, energy, grad)
+    }
+}
+
 /// A target whose energy is also defined on partial samples: the first `placed` coordinates
 /// (for a molecule, the first atoms in topology order). Twisted SMC weights particles by the
 /// change of partial energy as it builds them; the partial energy of a whole sample is its

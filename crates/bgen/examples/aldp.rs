@@ -68,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         inner: Pool::one(FlowProposal {
             flow,
             normalizer: norm.clone(),
+            internal: None,
             device: Device::Cpu,
             kind: Kind::Float,
             batch: 1000,

@@ -307,6 +307,7 @@ fn sampling_rate(t: &bgen_models::train::Trainer, a: &TarflowBench) -> (f64, usi
     let pooled = bgen_models::proposal::Pooled::new(
         t.copies(workers, true),
         &t.state.normalizer,
+        t.state.internal.as_ref(),
         tch::Device::Cpu,
         256,
         1.0,

@@ -3,6 +3,7 @@
 
 use crate::train::{device, RunInfo};
 use anyhow::{bail, Context, Result};
+use bgen_models::internal::Internal;
 use bgen_models::proposal::Pooled;
 use bgen_models::train::Trainer;
 use bgen_sample::resample::Scheme;
@@ -10,7 +11,7 @@ use bgen_sample::{
     smc, snis, twisted_smc, ComAdjusted, ComForm, Proposal, SmcOptions, SnisOptions, TwistedOptions,
 };
 use bgen_system::npy::{write_atomic, write_npy};
-use bgen_system::{Setup, System, Target};
+use bgen_system::{InternalTarget, Setup, System, Target};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -88,6 +89,9 @@ pub struct LoadedRun {
     pub model: Pooled,
     /// CoM noise scale of training, std / sqrt(N), nm.
     pub com_sigma: f64,
+    /// The model's internal coordinates, if it works in them (its samples and log q are then
+    /// on them).
+    pub internal: Option<Internal>,
 }
 
 impl LoadedRun {
@@ -192,11 +196,12 @@ pub fn load_run(
         );
     }
     let com_sigma = norm.std / (sys.n_atoms() as f64).sqrt();
-    let model = Pooled::new(models, &norm, dev, batch, tau);
+    let model = Pooled::new(models, &norm, state.internal.as_ref(), dev, batch, tau);
     Ok(LoadedRun {
         sys,
         model,
         com_sigma,
+        internal: state.internal,
     })
 }
 
@@ -221,6 +226,20 @@ pub fn run(a: SampleArgs) -> Result<()> {
     };
     let run = load_run(&run_dir, dev, a.batch, !a.no_ema, a.tau, workers)?;
     let sys = &run.sys;
+    // In internal coordinates the target is U(x(ic)) - log|det J| and there is no CoM.
+    let zmatrix = run.internal.as_ref().map(|t| t.zmatrix());
+    let internal_target = zmatrix.as_ref().map(|z| InternalTarget {
+        target: sys,
+        zmatrix: z,
+    });
+    let target: &dyn Target = match &internal_target {
+        Some(t) => t,
+        None => sys,
+    };
+    let (com, com_name) = match run.internal {
+        Some(_) => (ComForm::None, "none"),
+        None => (com, a.com.as_str()),
+    };
     let proposal = run.adjusted(com);
     std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
     let t0 = Instant::now();
@@ -228,12 +247,21 @@ pub fn run(a: SampleArgs) -> Result<()> {
     let mut summary = serde_json::Map::new();
     summary.insert("method".into(), a.method.clone().into());
     summary.insert("n".into(), a.n.into());
-    summary.insert("com".into(), a.com.clone().into());
+    summary.insert("com".into(), com_name.into());
+    summary.insert(
+        "coords".into(),
+        if run.internal.is_some() {
+            "internal"
+        } else {
+            "cartesian"
+        }
+        .into(),
+    );
     let (x, energies, log_w) = match a.method.as_str() {
         "proposal" | "snis" => {
             let (x, lq) = proposal.sample(a.n, a.seed);
             let mut e = vec![0.0; a.n];
-            sys.energy_and_grad(&x, &mut e, None);
+            target.energy_and_grad(&x, &mut e, None);
             write_npy(&a.out.join("log_q.npy"), &[a.n], &lq, false)?;
             let src: Vec<f64> = lq.iter().map(|v| -v).collect();
             let r = snis(
@@ -261,6 +289,9 @@ pub fn run(a: SampleArgs) -> Result<()> {
             "--method smc anneals with Langevin moves along grad log q, which an ArBG (piecewise-constant density) does not have; use snis or twisted"
         ),
         "twisted" => {
+            if run.internal.is_some() {
+                bail!("--method twisted needs an ArBG in Cartesian coordinates");
+            }
             let Pooled::Arbg(model) = &run.model else {
                 bail!("--method twisted needs an autoregressive model (an ArBG run)");
             };
@@ -300,11 +331,13 @@ pub fn run(a: SampleArgs) -> Result<()> {
                 seed: a.seed,
                 ..Default::default()
             };
-            let r = smc(&proposal, sys, a.n, o);
+            let r = smc(&proposal, &target, a.n, o);
             summary.insert("ess".into(), r.ess.into());
             summary.insert("log_z".into(), r.log_z.into());
             summary.insert("acceptance".into(), r.acceptance.into());
             summary.insert("resamplings".into(), r.resamplings.into());
+            summary.insert("lineages".into(), r.lineages.clone().into());
+            summary.insert("final_lineages".into(), r.final_lineages.into());
             summary.insert("final_step_size".into(), r.final_step_size.into());
             summary.insert("energy_evaluations".into(), r.energy_evaluations.into());
             summary.insert("model_evaluations".into(), r.model_evaluations.into());
@@ -315,8 +348,35 @@ pub fn run(a: SampleArgs) -> Result<()> {
         }
         other => bail!("unknown --method '{other}' (proposal, snis, smc, twisted)"),
     };
+    // Internal coordinates to Cartesian (canonical frame), with the energies U in kT.
+    let (mut x, energies) = match &run.internal {
+        Some(t) => {
+            let x = t.to_cartesian(&x);
+            let mut u = vec![0.0; energies.len()];
+            sys.energy_and_grad(&x, &mut u, None);
+            (x, u)
+        }
+        None => (x, energies),
+    };
+    // Where the proposal puts its samples and where the importance weights put their mass.
+    if a.method == "snis" || a.method == "proposal" {
+        summary.insert(
+            "proposal_basins".into(),
+            serde_json::to_value(bgen_eval::features::basin_shares(&sys.topology, &x, None))?,
+        );
+        if let Some(lw) = &log_w {
+            let w = bgen_eval::metrics::weights_from_log(lw);
+            summary.insert(
+                "weight_basins".into(),
+                serde_json::to_value(bgen_eval::features::basin_shares(
+                    &sys.topology,
+                    &x,
+                    Some(&w),
+                ))?,
+            );
+        }
+    }
     // Mirror images (all chiral centres inverted) are reflected back; the energy is unchanged.
-    let mut x = x;
     let centres = sys.topology.chiral_centres();
     let mirrored = bgen_system::topology::fix_mirror_images(&mut x, na, &centres, &sys.positions);
     summary.insert("mirrored".into(), mirrored.into());

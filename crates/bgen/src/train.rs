@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use bgen_models::data::Normalizer;
+use bgen_models::internal::Internal;
 use bgen_models::train::{TrainConfig, Trainer};
 use bgen_models::{ArbgConfig, ModelConfig, TarFlowConfig};
 use clap::Args;
@@ -40,6 +41,11 @@ pub struct TrainArgs {
     /// smallest systems.
     #[arg(long)]
     per_coordinate: bool,
+    /// Coordinates the model works in: internal (the Z-matrix's bonds, angles and torsions;
+    /// TarFlow only) or cartesian (centred, with rotation and CoM augmentation, as in the SBG
+    /// paper).
+    #[arg(long, default_value = "cartesian", value_parser = ["internal", "cartesian"])]
+    coords: String,
     /// Training steps (overrides the preset's).
     #[arg(long)]
     steps: Option<i64>,
@@ -80,6 +86,13 @@ pub struct RunInfo {
     pub data: String,
     pub n_train: usize,
     pub n_val: usize,
+    /// "cartesian" or "internal".
+    #[serde(default = "cartesian")]
+    pub coords: String,
+}
+
+fn cartesian() -> String {
+    "cartesian".into()
 }
 
 /// (model, training) configuration of a preset for `tokens` atoms.
@@ -227,6 +240,21 @@ pub fn run(a: TrainArgs) -> Result<()> {
             }
             other => bail!("unknown --model '{other}' (tarflow or arbg)"),
         };
+        let internal = a.coords == "internal";
+        let model = match (model, internal) {
+            (m, false) => m,
+            (ModelConfig::TarFlow(mut m), true) => {
+                // N - 2 tokens of (b, theta, phi); the first three atoms' (b1, b2, theta2) together.
+                (m.tokens, m.token_dim) = match a.per_coordinate {
+                    true => (3 * na as i64 - 6, 1),
+                    false => (na as i64 - 2, 3),
+                };
+                m.into()
+            }
+            (ModelConfig::Arbg(_), true) => {
+                bail!("--coords internal is TarFlow-only for now; use --coords cartesian with arbg")
+            }
+        };
         tc.steps = a.steps.unwrap_or(tc.steps);
         tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
         tc.lr = a.lr.unwrap_or(tc.lr);
@@ -256,6 +284,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             data: a.data.display().to_string(),
             n_train,
             n_val,
+            coords: a.coords.clone(),
         };
         bgen_system::npy::write_atomic(
             &info_path,
@@ -267,7 +296,26 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 break;
             }
         }
-        Trainer::new(model, tc, norm, dev)
+        let mut t = Trainer::new(model, tc, norm, dev);
+        if internal {
+            let sys = bgen_system::System::recorded(
+                &info.system,
+                &a.out.join("topology.pdb"),
+                bgen_system::Setup::from_name(&info.forcefield)?,
+                info.temperature_k,
+            )?;
+            if sys.n_atoms() != na {
+                bail!(
+                    "{}: frames have {na} atoms, {} has {}",
+                    a.data.display(),
+                    sys.name,
+                    sys.n_atoms()
+                );
+            }
+            let z = bgen_system::ZMatrix::from_topology(&sys.topology)?;
+            t.state.internal = Some(Internal::fit(&train_x, &z));
+        }
+        t
     };
     if dev == tch::Device::Cpu {
         trainer.set_workers(a.threads);
@@ -280,8 +328,19 @@ pub fn run(a: TrainArgs) -> Result<()> {
             norm.n_atoms
         );
     }
-    let train_t = norm.to_model(&train_x, Kind::Float).to_device(dev);
-    let val_t = norm.to_model(&val_x, Kind::Float).to_device(dev);
+    let features = |x: &[f64]| match &trainer.state.internal {
+        None => norm.to_model(x, Kind::Float),
+        Some(t) => {
+            let ic = t.from_cartesian(x);
+            let mut y = vec![0.0; ic.len()];
+            t.to_model(&ic, &mut y, None);
+            Tensor::from_slice(&y)
+                .view([-1, t.dim() as i64])
+                .to_kind(Kind::Float)
+        }
+    };
+    let train_t = features(&train_x).to_device(dev);
+    let val_t = features(&val_x).to_device(dev);
     let tc = trainer.state.train.clone();
     eprintln!(
         "{} ({}): {n_train} training / {n_val} validation frames of {na} atoms, std {:.4} nm; {} steps of {}",
