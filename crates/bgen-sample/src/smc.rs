@@ -30,6 +30,15 @@ pub struct SmcOptions {
     pub ess_threshold: f64,
     pub scheme: Scheme,
     pub seed: u64,
+    /// Adaptive schedule: each next level is chosen (by bisection) so that the conditional
+    /// ESS of its weight increment is this fraction of the particles (Zhou, Johansen & Aston
+    /// 2016); `steps` is then the most levels (the last one jumps to t = 1). None: the fixed
+    /// schedule t_k = k / steps.
+    pub cess_target: Option<f64>,
+    /// Independence moves per level: fresh draws y from the proposal, accepted with the exact
+    /// Metropolis-Hastings ratio for exp(-E_t), min(1, exp(t (log w(y) - log w(x)))), with
+    /// log w = -E_target + log q. They let particles jump between basins.
+    pub independence: usize,
 }
 
 impl Default for SmcOptions {
@@ -43,6 +52,8 @@ impl Default for SmcOptions {
             ess_threshold: 0.5,
             scheme: Scheme::Systematic,
             seed: 0,
+            cess_target: None,
+            independence: 0,
         }
     }
 }
@@ -68,6 +79,10 @@ pub struct SmcResult {
     /// Mean acceptance of the moves (1 for ULA), and per level.
     pub acceptance: f64,
     pub acceptance_per_step: Vec<f64>,
+    /// The annealing times t of the levels (the last is 1).
+    pub schedule: Vec<f64>,
+    /// Mean acceptance of the independence moves (NaN without them).
+    pub independence_acceptance: f64,
     pub final_step_size: f64,
     pub resamplings: usize,
     /// Distinct initial particles (lineages) that the population descends from after each
@@ -124,6 +139,52 @@ fn evaluate<P: Proposal, T: Target>(p: &P, t: &T, x: &[f64], counts: &mut Counts
     e
 }
 
+/// The largest increment dt in (0, max_dt] of the annealing time whose weight increments
+/// exp(-dt de_i) keep the conditional ESS (sum W u)^2 / sum W u^2 (W the normalised current
+/// weights) at `target` or above; bisection in dt.
+fn next_increment(log_w: &[f64], de: &[f64], max_dt: f64, target: f64) -> f64 {
+    let m = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let cess = |dt: f64| {
+        // In logs, shifted by the largest term, for stability.
+        let terms: Vec<f64> = log_w
+            .iter()
+            .zip(de)
+            .map(|(lw, e)| {
+                let v = lw - m - dt * e;
+                if v.is_nan() {
+                    f64::NEG_INFINITY
+                } else {
+                    v
+                }
+            })
+            .collect();
+        let a = log_sum_exp(&terms);
+        let two: Vec<f64> = log_w
+            .iter()
+            .zip(&terms)
+            .map(|(lw, t)| 2.0 * t - (lw - m))
+            .map(|v| if v.is_nan() { f64::NEG_INFINITY } else { v })
+            .collect();
+        let b = log_sum_exp(&two);
+        let w: Vec<f64> = log_w.iter().map(|lw| lw - m).collect();
+        (2.0 * a - b - log_sum_exp(&w)).exp()
+    };
+    if cess(max_dt) >= target {
+        return max_dt;
+    }
+    let (mut lo, mut hi) = (0.0, max_dt);
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if cess(mid) >= target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    // Never stall: at least a tiny step.
+    lo.max(max_dt * 1e-9)
+}
+
 /// Number of distinct values.
 fn distinct(v: &[usize]) -> usize {
     let mut s = v.to_vec();
@@ -173,9 +234,27 @@ pub fn smc<P: Proposal, T: Target>(
     // Which initial particle each particle descends from.
     let mut ancestor: Vec<usize> = (0..n).collect();
     let mut lineages = Vec::new();
-    for level in 1..=k_levels {
-        let dt = 1.0 / k_levels as f64;
-        let t = level as f64 / k_levels as f64;
+    let mut schedule = Vec::new();
+    let (mut ind_acc, mut ind_tried) = (0usize, 0usize);
+    let mut t_prev = 0.0;
+    let mut level = 0;
+    while t_prev < 1.0 {
+        level += 1;
+        let t = match opts.cess_target {
+            None => level as f64 / k_levels as f64,
+            Some(_) if level >= k_levels => 1.0,
+            Some(target) => {
+                let de: Vec<f64> = ends.tgt.iter().zip(&ends.src).map(|(a, b)| a - b).collect();
+                t_prev + next_increment(&log_w, &de, 1.0 - t_prev, target)
+            }
+        };
+        let dt = match opts.cess_target {
+            None => 1.0 / k_levels as f64,
+            Some(_) => t - t_prev,
+        };
+        t_prev = t;
+        schedule.push(t);
+        let last = t >= 1.0;
         // Reweight: particles follow E_{t - dt}; the increment takes them to E_t.
         let before = log_sum_exp(&log_w);
         for ((lw, tgt), src) in log_w.iter_mut().zip(&ends.tgt).zip(&ends.src) {
@@ -188,7 +267,7 @@ pub fn smc<P: Proposal, T: Target>(
             "every particle has zero weight at t = {t}"
         );
         // Resample when the weights have degenerated (not at the last level: see below).
-        if level < k_levels && ess(&log_w) < opts.ess_threshold {
+        if !last && ess(&log_w) < opts.ess_threshold {
             let idx = opts.scheme.draw_log(&log_w, n, &mut rng);
             ancestor = idx.iter().map(|&i| ancestor[i]).collect();
             lineages.push(distinct(&ancestor));
@@ -269,6 +348,28 @@ pub fn smc<P: Proposal, T: Target>(
                 }
             }
         }
+        // Independence moves: fresh proposals, accepted with the exact ratio for exp(-E_t).
+        for sub in 0..opts.independence {
+            let seed = opts.seed ^ 0x1D_E9E7 ^ ((level as u64) << 24) ^ sub as u64;
+            let t0 = std::time::Instant::now();
+            let (y, _) = proposal.sample(n, seed);
+            counts.model_s += t0.elapsed().as_secs_f64();
+            let new = evaluate(proposal, target, &y, &mut counts);
+            let log_w_of = |e: &Ends, i: usize| -(e.tgt[i] - e.src[i]);
+            for i in 0..n {
+                ind_tried += 1;
+                let ratio = t * (log_w_of(&new, i) - log_w_of(&ends, i));
+                let u: f64 = particle_rng(opts.seed, level, sub + (1 << 21), i).random();
+                if new.tgt[i].is_finite() && u.ln() < ratio {
+                    ind_acc += 1;
+                    x[i * d..(i + 1) * d].copy_from_slice(&y[i * d..(i + 1) * d]);
+                    ends.src[i] = new.src[i];
+                    ends.tgt[i] = new.tgt[i];
+                    ends.g_src[i * d..(i + 1) * d].copy_from_slice(&new.g_src[i * d..(i + 1) * d]);
+                    ends.g_tgt[i * d..(i + 1) * d].copy_from_slice(&new.g_tgt[i * d..(i + 1) * d]);
+                }
+            }
+        }
         let acc = accepted as f64 / tried.max(1) as f64;
         acc_per_step.push(acc);
         if opts.mala {
@@ -290,6 +391,8 @@ pub fn smc<P: Proposal, T: Target>(
         log_z,
         acceptance: mean_acc,
         acceptance_per_step: acc_per_step,
+        schedule,
+        independence_acceptance: ind_acc as f64 / ind_tried as f64,
         final_step_size: h,
         resamplings,
         lineages,
@@ -298,7 +401,7 @@ pub fn smc<P: Proposal, T: Target>(
         model_evaluations: counts.model,
         model_seconds: counts.model_s,
         energy_seconds: counts.energy_s,
-        particle_steps_per_s: (n * k_levels * opts.moves_per_step) as f64
+        particle_steps_per_s: (n * level * opts.moves_per_step) as f64
             / start.elapsed().as_secs_f64(),
     }
 }

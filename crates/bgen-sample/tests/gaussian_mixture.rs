@@ -217,3 +217,50 @@ fn mala_keeps_the_target_invariant() {
     let var_ula = ula.x_weighted.iter().map(|v| v * v).sum::<f64>() / m;
     assert!(var_ula > 1.3, "ULA variance {var_ula}");
 }
+
+/// The adaptive schedule (conditional ESS 0.9) with independence moves from the proposal recovers
+/// log Z and the 0.3 / 0.7 mode weights, spends fewer levels than its cap, and keeps many
+/// lineages.
+#[test]
+fn adaptive_smc_with_independence_moves_recovers_log_z_and_modes() {
+    let n = 2000;
+    let runs: Vec<_> = (0..6)
+        .map(|s| {
+            let o = SmcOptions {
+                steps: 200,
+                cess_target: Some(0.9),
+                independence: 1,
+                ..opts(200 + s)
+            };
+            smc(&proposal(), &Mixture, n, o)
+        })
+        .collect();
+    let lz: Vec<f64> = runs.iter().map(|r| r.log_z).collect();
+    let mean = lz.iter().sum::<f64>() / lz.len() as f64;
+    let sd = (lz.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (lz.len() - 1) as f64).sqrt();
+    let se = sd / (lz.len() as f64).sqrt();
+    let r = &runs[0];
+    eprintln!(
+        "adaptive SMC: log Z {mean:.4} +- {se:.4} (true {:.4}); {} levels, independence acceptance {:.2}, lineages {:?} -> {}",
+        Mixture::log_z(),
+        r.schedule.len(),
+        r.independence_acceptance,
+        r.lineages,
+        r.final_lineages
+    );
+    assert!(
+        (mean - Mixture::log_z()).abs() < 4.0 * se + 0.02,
+        "{mean} vs {}",
+        Mixture::log_z()
+    );
+    assert!(r.schedule.len() < 200 && *r.schedule.last().unwrap() == 1.0);
+    assert!(r.schedule.windows(2).all(|w| w[1] > w[0]));
+    assert!(r.independence_acceptance > 0.05 && r.independence_acceptance < 1.0);
+    assert!(r.final_lineages > n / 10, "{} lineages", r.final_lineages);
+    let pos: f64 = runs
+        .iter()
+        .map(|r| r.x.chunks(D).filter(|p| p[0] > 0.0).count() as f64 / n as f64)
+        .sum::<f64>()
+        / runs.len() as f64;
+    assert!((pos - 0.3).abs() < 0.03, "mode weight {pos}");
+}

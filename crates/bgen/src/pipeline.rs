@@ -73,6 +73,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// cpu or cuda.
     pub device: String,
+    /// internal or cartesian (default: internal for a TarFlow, cartesian for an ArBG).
+    pub coords: Option<String>,
     /// Seconds between checkpoints.
     pub checkpoint_secs: f64,
 }
@@ -84,12 +86,18 @@ pub struct SampleConfig {
     pub n: usize,
     /// Samplers: snis, smc (TarFlow), twisted (ArBG).
     pub methods: Vec<String>,
-    /// Particles, annealing levels and moves per level of SMC, Langevin step (nm^2/kT), MALA.
+    /// Particles, annealing levels (the most levels with `cess`) and Langevin moves per level
+    /// of SMC, initial Langevin step (default by coordinates: see `bgen sample --step-size`),
+    /// MALA.
     pub smc_particles: usize,
     pub smc_steps: usize,
     pub smc_moves: usize,
-    pub step_size: f64,
+    pub step_size: Option<f64>,
     pub mala: bool,
+    /// SMC: adaptive schedule at this conditional ESS (none: `smc_steps` equal levels).
+    pub cess: Option<f64>,
+    /// SMC: independence moves (fresh proposals, exact acceptance) per level.
+    pub independence: usize,
     /// Sampling temperature of the proposal (a TarFlow's prior, an ArBG's bins); 1: as trained.
     pub tau: f64,
     /// Particles of twisted SMC.
@@ -144,6 +152,7 @@ impl Default for TrainConfig {
             lr: None,
             seed: 0,
             device: "cpu".into(),
+            coords: None,
             checkpoint_secs: 120.0,
         }
     }
@@ -157,8 +166,10 @@ impl Default for SampleConfig {
             smc_particles: 1000,
             smc_steps: 100,
             smc_moves: 1,
-            step_size: 1e-6,
+            step_size: None,
             mala: true,
+            cess: None,
+            independence: 0,
             tau: 1.0,
             twisted_particles: 2000,
             com: "gaussian".into(),
@@ -188,6 +199,16 @@ impl RunConfig {
             "smc"
         };
         vec!["snis".into(), smc.into()]
+    }
+
+    /// The model's coordinates: the configured ones, else internal for a TarFlow and cartesian
+    /// for an ArBG.
+    fn coords(&self) -> &str {
+        match (&self.train.coords, self.train.model.as_str()) {
+            (Some(c), _) => c,
+            (None, "arbg") => "cartesian",
+            (None, _) => "internal",
+        }
     }
 
     /// The arguments that name the system to a subcommand.
@@ -253,6 +274,12 @@ fn load_config(a: &RunArgs) -> Result<RunConfig> {
     }
     if c.train.model == "arbg" && c.methods().iter().any(|m| m == "smc") {
         bail!("sample.methods: smc needs a TarFlow; an ArBG uses snis and twisted");
+    }
+    if !matches!(c.coords(), "internal" | "cartesian") {
+        bail!("train.coords '{}': internal or cartesian", c.coords());
+    }
+    if c.train.model == "arbg" && c.coords() == "internal" {
+        bail!("train.coords: internal coordinates are TarFlow-only for now");
     }
     if c.train.model == "tarflow" && c.methods().iter().any(|m| m == "twisted") {
         bail!("sample.methods: twisted needs an ArBG");
@@ -356,6 +383,8 @@ pub fn run(a: RunArgs) -> Result<()> {
     }
     if model.join("latest.json").exists() {
         args.push(s("--resume"));
+    } else {
+        args.extend([s("--coords"), c.coords().into()]);
     }
     stage("training", args)?;
 
@@ -397,9 +426,15 @@ pub fn run(a: RunArgs) -> Result<()> {
                     s(sc.smc_steps),
                     s("--moves"),
                     s(sc.smc_moves),
-                    s("--step-size"),
-                    s(sc.step_size),
+                    s("--independence"),
+                    s(sc.independence),
                 ]);
+                if let Some(h) = sc.step_size {
+                    args.extend([s("--step-size"), s(h)]);
+                }
+                if let Some(c) = sc.cess {
+                    args.extend([s("--cess"), s(c)]);
+                }
                 if sc.mala {
                     args.push(s("--mala"));
                 }

@@ -59,12 +59,22 @@ pub struct SampleArgs {
     /// SMC: Langevin moves at each level (more let the particles relax between reweightings).
     #[arg(long, default_value_t = 1)]
     moves: usize,
-    /// SMC: Langevin step size, nm^2 per kT.
-    #[arg(long, default_value_t = 1e-6)]
-    step_size: f64,
+    /// SMC: initial Langevin step size (MALA adapts it): nm^2 per kT for a Cartesian model
+    /// (default 1e-6); for a model in internal coordinates in units of each coordinate's squared
+    /// spread in the training data (default 0.05).
+    #[arg(long)]
+    step_size: Option<f64>,
     /// SMC: Metropolis-adjust the moves (MALA) and adapt the step size.
     #[arg(long)]
     mala: bool,
+    /// SMC: adaptive schedule that keeps the conditional ESS of each level at this fraction
+    /// (e.g. 0.9; --steps is then the most levels). Default: --steps equal levels.
+    #[arg(long)]
+    cess: Option<f64>,
+    /// SMC: independence moves per level (fresh proposals accepted with the exact ratio), which
+    /// let particles jump between basins.
+    #[arg(long, default_value_t = 0)]
+    independence: usize,
     /// SMC and twisted SMC: resample when the normalised ESS falls below this.
     #[arg(long, default_value_t = 0.5)]
     ess_threshold: f64,
@@ -324,14 +334,27 @@ pub fn run(a: SampleArgs) -> Result<()> {
             let o = SmcOptions {
                 steps: a.steps,
                 moves_per_step: a.moves.max(1),
-                step_size: a.step_size,
+                step_size: a.step_size.unwrap_or(match run.internal {
+                    Some(_) => 0.05,
+                    None => 1e-6,
+                }),
                 mala: a.mala,
                 ess_threshold: a.ess_threshold,
                 scheme: Scheme::Systematic,
                 seed: a.seed,
+                cess_target: a.cess,
+                independence: a.independence,
                 ..Default::default()
             };
+            if let Some(c) = a.cess.filter(|c| !(*c > 0.0 && *c < 1.0)) {
+                bail!("--cess {c}: must lie in (0, 1)");
+            }
             let r = smc(&proposal, &target, a.n, o);
+            summary.insert("levels".into(), r.schedule.len().into());
+            summary.insert(
+                "independence_acceptance".into(),
+                serde_json::to_value(r.independence_acceptance)?,
+            );
             summary.insert("ess".into(), r.ess.into());
             summary.insert("log_z".into(), r.log_z.into());
             summary.insert("acceptance".into(), r.acceptance.into());
