@@ -59,6 +59,10 @@ pub struct MdConfig {
     pub save_every_ps: f64,
     pub equilibrate_ps: f64,
     pub seed: u64,
+    /// Raised temperatures (K) of more MD runs (same length and replicas) whose frames are
+    /// added to the training data: they cross barriers that MD at the target temperature
+    /// rarely does, and the importance weights correct to the target temperature.
+    pub extra_temperatures: Vec<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -112,6 +116,10 @@ pub struct SampleConfig {
 pub struct EvalConfig {
     pub max_samples: usize,
     pub tica_lag: usize,
+    /// Reference MD to evaluate against. Default: the long held-out MD shipped for an embedded
+    /// system at its own force field and temperature (aldp: 2 x 25 ns, never trained on), else
+    /// the test split of the run's own MD.
+    pub reference: Option<PathBuf>,
 }
 
 impl Default for RunConfig {
@@ -138,6 +146,7 @@ impl Default for MdConfig {
             save_every_ps: 1.0,
             equilibrate_ps: 100.0,
             seed: 0,
+            extra_temperatures: vec![450.0],
         }
     }
 }
@@ -183,6 +192,7 @@ impl Default for EvalConfig {
         EvalConfig {
             max_samples: 10_000,
             tica_lag: 10,
+            reference: None,
         }
     }
 }
@@ -347,6 +357,39 @@ pub fn run(a: RunArgs) -> Result<()> {
         }
     };
 
+    // 1b. MD at raised temperatures for more training frames.
+    let mut extra = Vec::new();
+    if c.md.data.is_none() {
+        for (k, &temp) in c.md.extra_temperatures.iter().enumerate() {
+            let name = format!("md-{temp}K");
+            let mut args = vec![s("md"), s("--out"), p(&name)];
+            if dir.join(&name).join("run.json").exists() {
+                args.push(s("--resume"));
+            } else {
+                let hot = RunConfig {
+                    temperature: Some(temp),
+                    ..c.clone()
+                };
+                args.extend(hot.system_args());
+                args.extend([
+                    s("--ns"),
+                    s(c.md.ns),
+                    s("--replicas"),
+                    s(c.md.replicas),
+                    s("--save-every-ps"),
+                    s(c.md.save_every_ps),
+                    s("--equilibrate-ps"),
+                    s(c.md.equilibrate_ps),
+                    s("--seed"),
+                    s(c.md.seed + 1000 * (k as u64 + 1)),
+                ]);
+            }
+            args.extend([s("--threads"), s(threads)]);
+            stage(&format!("molecular dynamics at {temp} K"), args)?;
+            extra.push(dir.join(&name));
+        }
+    }
+
     // 2. Training (resumed from its last checkpoint after a kill).
     let model = dir.join("model");
     let tc = &c.train;
@@ -381,6 +424,9 @@ pub fn run(a: RunArgs) -> Result<()> {
     if c.pdb.is_none() {
         args.extend([s("--system"), c.system.clone()]);
     }
+    for e in &extra {
+        args.extend([s("--extra-data"), e.display().to_string()]);
+    }
     if model.join("latest.json").exists() {
         args.push(s("--resume"));
     } else {
@@ -389,6 +435,11 @@ pub fn run(a: RunArgs) -> Result<()> {
     stage("training", args)?;
 
     // 3. Sampling and 4. evaluation, per sampler.
+    let reference = match (&c.eval.reference, shipped_reference(&c)?) {
+        (Some(r), _) => r.clone(),
+        (None, Some(r)) => r,
+        (None, None) => data.join("test"),
+    };
     let sc = &c.sample;
     let mut rows = Vec::new();
     for method in c.methods() {
@@ -448,7 +499,7 @@ pub fn run(a: RunArgs) -> Result<()> {
                 s("--samples"),
                 out.display().to_string(),
                 s("--reference"),
-                data.join("test").display().to_string(),
+                reference.display().to_string(),
                 s("--model"),
                 p("model"),
                 s("--out"),
@@ -521,6 +572,33 @@ pub fn run(a: RunArgs) -> Result<()> {
         t0.elapsed().as_secs_f64() / 60.0
     );
     Ok(())
+}
+
+/// Long MD of the embedded systems at their own force field and temperature, held out from
+/// training (`models/reference/`, how it was made in its README).
+const REFERENCES: &[(&str, &[u8])] = &[(
+    "aldp",
+    include_bytes!("../../../models/reference/aldp-300K-50ns.npy"),
+)];
+
+/// The shipped reference MD of the run's system (written once to the temporary directory), if
+/// there is one for its settings.
+fn shipped_reference(c: &RunConfig) -> Result<Option<PathBuf>> {
+    if c.pdb.is_some() || c.forcefield.is_some() || c.temperature.is_some() {
+        return Ok(None);
+    }
+    let Some((name, bytes)) = REFERENCES.iter().find(|r| r.0 == c.system) else {
+        return Ok(None);
+    };
+    let p = std::env::temp_dir().join(format!(
+        "bgen-{}-reference-{name}-{}.npy",
+        env!("CARGO_PKG_VERSION"),
+        bytes.len()
+    ));
+    if std::fs::read(&p).ok().as_deref() != Some(*bytes) {
+        bgen_system::npy::write_atomic(&p, bytes)?;
+    }
+    Ok(Some(p))
 }
 
 fn split_stage(run: &Path, out: &Path) -> Result<()> {

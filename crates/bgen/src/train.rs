@@ -22,6 +22,12 @@ pub struct TrainArgs {
     /// else the last 10% of the frames.
     #[arg(long)]
     data: PathBuf,
+    /// More training frames of the same molecule, added to --data's (repeatable): e.g. MD at a
+    /// raised temperature, which crosses barriers that MD at the target temperature rarely
+    /// does; the importance weights correct to the target temperature. The system, force
+    /// field and temperature still come from --data.
+    #[arg(long)]
+    extra_data: Vec<PathBuf>,
     /// Output run directory (checkpoints, run.json).
     #[arg(long)]
     out: PathBuf,
@@ -202,6 +208,19 @@ pub fn run(a: TrainArgs) -> Result<()> {
             (frames.x[..cut * d].to_vec(), frames.x[cut * d..].to_vec())
         }
     };
+    let mut train_x = train_x;
+    for extra in &a.extra_data {
+        let f = bgen_md::dataset::load(extra)?;
+        if f.n_atoms != na {
+            bail!(
+                "{}: frames have {} atoms, {} has {na}",
+                extra.display(),
+                f.n_atoms,
+                a.data.display()
+            );
+        }
+        train_x.extend_from_slice(&f.x);
+    }
     let (n_train, n_val) = (train_x.len() / d, val_x.len() / d);
     if n_train < 2 {
         bail!(
@@ -281,7 +300,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
             system,
             forcefield,
             temperature_k: temperature,
-            data: a.data.display().to_string(),
+            data: std::iter::once(&a.data)
+                .chain(&a.extra_data)
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             n_train,
             n_val,
             coords: a.coords.clone(),
