@@ -320,10 +320,9 @@ pub fn smc<P: Proposal, T: Target>(
                     }
                     // log q(x | y) - log q(y | x) for the Gaussian Langevin proposals.
                     let (mut fwd, mut bwd) = (0.0, 0.0);
-                    for k in 0..d {
+                    for (k, &m) in precond.iter().enumerate() {
                         let q = i * d + k;
-                        fwd += xi[q] * xi[q] * 2.0 * h; // |y - x + h g(x)|^2
-                        let m = precond[k];
+                        fwd += xi[q] * xi[q] * 2.0 * h; // |y - x + h M g(x)|^2 / M
                         let back = x[q] - y[q] + h * m * grad_t(&new, q);
                         bwd += back * back / m;
                     }

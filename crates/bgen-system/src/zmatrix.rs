@@ -85,7 +85,9 @@ impl ZMatrix {
         while order.len() < n {
             // The next atom: bonded to a placed one, by (hydrogen, off-backbone, the parent's
             // placement, index).
-            let mut best: Option<((bool, bool, usize, usize), usize, usize)> = None;
+            // (key, child, parent)
+            type Pick = ((bool, bool, usize, usize), usize, usize);
+            let mut best: Option<Pick> = None;
             for &p in &order {
                 for &c in &nb[p] {
                     if placed_at[c] != NONE {
@@ -497,7 +499,7 @@ mod tests {
         let z = ZMatrix::from_topology(&sys.topology).unwrap();
         assert_eq!(z.n_atoms(), 22);
         assert_eq!(z.dim(), 60);
-        let mut seen = vec![false; 22];
+        let mut seen = [false; 22];
         for (r, row) in z.rows.iter().enumerate() {
             assert!(!seen[row.atom]);
             let refs: &[usize] = match r {
@@ -574,7 +576,7 @@ mod tests {
             }
             v
         };
-        let mut jac = nalgebra_free_matrix(d);
+        let mut jac = vec![vec![0.0; d]; d];
         let h = 1e-6;
         for c in 0..d {
             let (mut p, mut m) = (ic.clone(), ic.clone());
@@ -593,10 +595,6 @@ mod tests {
         assert!((brute - logdet).abs() < 1e-6, "{brute} vs {logdet}");
     }
 
-    fn nalgebra_free_matrix(d: usize) -> Vec<Vec<f64>> {
-        vec![vec![0.0; d]; d]
-    }
-
     /// log|det| by Gaussian elimination with partial pivoting.
     fn log_abs_det(mut a: Vec<Vec<f64>>) -> f64 {
         let n = a.len();
@@ -608,10 +606,11 @@ mod tests {
             a.swap(c, p);
             let piv = a[c][c];
             s += piv.abs().ln();
-            for r in c + 1..n {
-                let f = a[r][c] / piv;
-                for k in c..n {
-                    a[r][k] -= f * a[c][k];
+            let (top, rest) = a.split_at_mut(c + 1);
+            for row in rest {
+                let f = row[c] / piv;
+                for (v, p) in row[c..].iter_mut().zip(&top[c][c..]) {
+                    *v -= f * p;
                 }
             }
         }

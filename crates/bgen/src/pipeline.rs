@@ -141,7 +141,7 @@ impl Default for MdConfig {
     fn default() -> Self {
         MdConfig {
             data: None,
-            ns: 5.0,
+            ns: 10.0,
             replicas: 2,
             save_every_ps: 1.0,
             equilibrate_ps: 100.0,
@@ -156,7 +156,7 @@ impl Default for TrainConfig {
         TrainConfig {
             model: "tarflow".into(),
             preset: "small".into(),
-            steps: Some(6000),
+            steps: Some(3000),
             batch_size: None,
             lr: None,
             seed: 0,
@@ -172,13 +172,13 @@ impl Default for SampleConfig {
         SampleConfig {
             n: 10_000,
             methods: Vec::new(),
-            smc_particles: 1000,
-            smc_steps: 100,
-            smc_moves: 1,
+            smc_particles: 2000,
+            smc_steps: 300,
+            smc_moves: 3,
             step_size: None,
             mala: true,
-            cess: None,
-            independence: 0,
+            cess: Some(0.98),
+            independence: 1,
             tau: 1.0,
             twisted_particles: 2000,
             com: "gaussian".into(),
@@ -483,12 +483,8 @@ pub fn run(a: RunArgs) -> Result<()> {
                 if let Some(h) = sc.step_size {
                     args.extend([s("--step-size"), s(h)]);
                 }
-                if let Some(c) = sc.cess {
-                    args.extend([s("--cess"), s(c)]);
-                }
-                if sc.mala {
-                    args.push(s("--mala"));
-                }
+                args.extend([s("--cess"), s(sc.cess.unwrap_or(0.0))]);
+                args.push(s(if sc.mala { "--mala" } else { "--ula" }));
             }
             stage(&format!("sampling ({method})"), args)?;
         }

@@ -24,13 +24,14 @@ pub struct SampleArgs {
     /// Use the weights shipped with bgen for this embedded system instead of a run (aldp).
     #[arg(long, conflicts_with = "run")]
     system: Option<String>,
-    /// Number of samples (particles for SMC).
-    #[arg(long, default_value_t = 10_000)]
-    n: usize,
+    /// Number of samples (particles for SMC); default 10,000 for proposal and snis, 2,000 for
+    /// smc and twisted.
+    #[arg(long)]
+    n: Option<usize>,
     /// proposal, snis, smc (annealed Langevin; TarFlow) or twisted (SMC over partial
-    /// molecules; ArBG).
-    #[arg(long, default_value = "snis")]
-    method: String,
+    /// molecules; ArBG). Default: smc for a TarFlow, twisted for an ArBG.
+    #[arg(long)]
+    method: Option<String>,
     /// Centre-of-mass term of the proposal energy (SBG Proposition 1): gaussian, chi or none.
     #[arg(long, default_value = "gaussian")]
     com: String,
@@ -53,27 +54,31 @@ pub struct SampleArgs {
     /// SNIS: samples with a target energy above this (kT) get zero weight.
     #[arg(long)]
     energy_cutoff: Option<f64>,
-    /// SMC: annealing levels.
-    #[arg(long, default_value_t = 100)]
+    /// SMC: the most annealing levels of the adaptive schedule, or the levels of the fixed
+    /// one (--cess 0).
+    #[arg(long, default_value_t = 300)]
     steps: usize,
     /// SMC: Langevin moves at each level (more let the particles relax between reweightings).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 3)]
     moves: usize,
     /// SMC: initial Langevin step size (MALA adapts it): nm^2 per kT for a Cartesian model
     /// (default 1e-6); for a model in internal coordinates in units of each coordinate's squared
     /// spread in the training data (default 0.05).
     #[arg(long)]
     step_size: Option<f64>,
-    /// SMC: Metropolis-adjust the moves (MALA) and adapt the step size.
-    #[arg(long)]
+    /// SMC: Metropolis-adjusted moves (MALA, the default) with the step size adapted.
+    #[arg(long, conflicts_with = "ula")]
     mala: bool,
-    /// SMC: adaptive schedule that keeps the conditional ESS of each level at this fraction
-    /// (e.g. 0.9; --steps is then the most levels). Default: --steps equal levels.
+    /// SMC: unadjusted Langevin moves (ULA) instead of MALA.
     #[arg(long)]
-    cess: Option<f64>,
+    ula: bool,
+    /// SMC: adaptive schedule that keeps the conditional ESS of each level at this fraction
+    /// (--steps is then the most levels); 0: --steps equal levels.
+    #[arg(long, default_value_t = 0.98)]
+    cess: f64,
     /// SMC: independence moves per level (fresh proposals accepted with the exact ratio), which
     /// let particles jump between basins.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 1)]
     independence: usize,
     /// SMC and twisted SMC: resample when the normalised ESS falls below this.
     #[arg(long, default_value_t = 0.5)]
@@ -235,6 +240,17 @@ pub fn run(a: SampleArgs) -> Result<()> {
         (None, None) => unreachable!("clap requires one"),
     };
     let run = load_run(&run_dir, dev, a.batch, !a.no_ema, a.tau, workers)?;
+    let method = a.method.clone().unwrap_or_else(|| match run.model {
+        Pooled::Flow(_) => "smc".into(),
+        Pooled::Arbg(_) => "twisted".into(),
+    });
+    let n = a.n.unwrap_or(match method.as_str() {
+        "smc" | "twisted" => 2000,
+        _ => 10_000,
+    });
+    if !(0.0..1.0).contains(&a.cess) {
+        bail!("--cess {}: must lie in [0, 1)", a.cess);
+    }
     let sys = &run.sys;
     // In internal coordinates the target is U(x(ic)) - log|det J| and there is no CoM.
     let zmatrix = run.internal.as_ref().map(|t| t.zmatrix());
@@ -255,8 +271,8 @@ pub fn run(a: SampleArgs) -> Result<()> {
     let t0 = Instant::now();
     let na = sys.n_atoms();
     let mut summary = serde_json::Map::new();
-    summary.insert("method".into(), a.method.clone().into());
-    summary.insert("n".into(), a.n.into());
+    summary.insert("method".into(), method.clone().into());
+    summary.insert("n".into(), n.into());
     summary.insert("com".into(), com_name.into());
     summary.insert(
         "coords".into(),
@@ -267,18 +283,18 @@ pub fn run(a: SampleArgs) -> Result<()> {
         }
         .into(),
     );
-    let (x, energies, log_w) = match a.method.as_str() {
+    let (x, energies, log_w) = match method.as_str() {
         "proposal" | "snis" => {
-            let (x, lq) = proposal.sample(a.n, a.seed);
-            let mut e = vec![0.0; a.n];
+            let (x, lq) = proposal.sample(n, a.seed);
+            let mut e = vec![0.0; n];
             target.energy_and_grad(&x, &mut e, None);
-            write_npy(&a.out.join("log_q.npy"), &[a.n], &lq, false)?;
+            write_npy(&a.out.join("log_q.npy"), &[n], &lq, false)?;
             let src: Vec<f64> = lq.iter().map(|v| -v).collect();
             let r = snis(
                 &src,
                 &e,
                 SnisOptions {
-                    drop_top: if a.method == "snis" { a.drop_top } else { 0.0 },
+                    drop_top: if method == "snis" { a.drop_top } else { 0.0 },
                     energy_cutoff: None,
                 },
             );
@@ -286,9 +302,9 @@ pub fn run(a: SampleArgs) -> Result<()> {
             summary.insert("log_z".into(), r.log_z.into());
             summary.insert("dropped_top".into(), r.dropped_top.into());
             summary.insert("dropped_energy".into(), r.dropped_energy.into());
-            summary.insert("energy_evaluations".into(), a.n.into());
-            summary.insert("model_evaluations".into(), a.n.into());
-            let lw = if a.method == "snis" {
+            summary.insert("energy_evaluations".into(), n.into());
+            summary.insert("model_evaluations".into(), n.into());
+            let lw = if method == "snis" {
                 Some(r.log_weights)
             } else {
                 None
@@ -318,7 +334,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
                 com_sigma: run.com_sigma,
                 n_atoms: na,
             };
-            let r = twisted_smc(model, sys, a.n, &ends, o);
+            let r = twisted_smc(model, sys, n, &ends, o);
             summary.insert("ess".into(), r.ess.into());
             summary.insert("ess_per_block".into(), r.ess_per_block.clone().into());
             summary.insert("log_z".into(), r.log_z.into());
@@ -338,18 +354,15 @@ pub fn run(a: SampleArgs) -> Result<()> {
                     Some(_) => 0.05,
                     None => 1e-6,
                 }),
-                mala: a.mala,
+                mala: !a.ula,
                 ess_threshold: a.ess_threshold,
                 scheme: Scheme::Systematic,
                 seed: a.seed,
-                cess_target: a.cess,
+                cess_target: (a.cess > 0.0).then_some(a.cess),
                 independence: a.independence,
                 ..Default::default()
             };
-            if let Some(c) = a.cess.filter(|c| !(*c > 0.0 && *c < 1.0)) {
-                bail!("--cess {c}: must lie in (0, 1)");
-            }
-            let r = smc(&proposal, &target, a.n, o);
+            let r = smc(&proposal, &target, n, o);
             summary.insert("levels".into(), r.schedule.len().into());
             summary.insert(
                 "independence_acceptance".into(),
@@ -382,7 +395,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
         None => (x, energies),
     };
     // Where the proposal puts its samples and where the importance weights put their mass.
-    if a.method == "snis" || a.method == "proposal" {
+    if method == "snis" || method == "proposal" {
         summary.insert(
             "proposal_basins".into(),
             serde_json::to_value(bgen_eval::features::basin_shares(&sys.topology, &x, None))?,
@@ -403,10 +416,10 @@ pub fn run(a: SampleArgs) -> Result<()> {
     let centres = sys.topology.chiral_centres();
     let mirrored = bgen_system::topology::fix_mirror_images(&mut x, na, &centres, &sys.positions);
     summary.insert("mirrored".into(), mirrored.into());
-    write_npy(&a.out.join("samples.npy"), &[a.n, na, 3], &x, true)?;
-    write_npy(&a.out.join("energies.npy"), &[a.n], &energies, false)?;
+    write_npy(&a.out.join("samples.npy"), &[n, na, 3], &x, true)?;
+    write_npy(&a.out.join("energies.npy"), &[n], &energies, false)?;
     if let Some(lw) = &log_w {
-        write_npy(&a.out.join("log_weights.npy"), &[a.n], lw, false)?;
+        write_npy(&a.out.join("log_weights.npy"), &[n], lw, false)?;
     }
     summary.insert("wall_seconds".into(), t0.elapsed().as_secs_f64().into());
     let text = serde_json::to_string_pretty(&summary)?;
