@@ -101,6 +101,24 @@ pub struct State {
     pub history: Vec<(i64, f64, Option<f64>)>,
 }
 
+impl State {
+    /// The model's features of Cartesian frames (n x N x 3, nm) as an (n, dim) f32 tensor:
+    /// centred and scaled, or internal coordinates standardised.
+    pub fn features(&self, frames: &[f64]) -> Tensor {
+        match &self.internal {
+            None => self.normalizer.to_model(frames, Kind::Float),
+            Some(t) => {
+                let ic = t.from_cartesian(frames);
+                let mut y = vec![0.0; ic.len()];
+                t.to_model(&ic, &mut y, None);
+                Tensor::from_slice(&y)
+                    .view([-1, t.dim() as i64])
+                    .to_kind(Kind::Float)
+            }
+        }
+    }
+}
+
 /// A model being trained: weights, EMA weights and AdamW moments.
 pub struct Trainer {
     pub state: State,

@@ -50,9 +50,14 @@ fn held_out_nll(run: &Path, frames: &[f64], n_atoms: usize) -> Result<(f64, f64)
             norm.n_atoms
         );
     }
-    let x = norm.to_model(frames, tch::Kind::Float);
+    let x = state.features(frames);
     let nll = bgen_models::train::nll(&model, &x);
-    Ok((nll, norm.nll_in_nm(nll)))
+    // In nm units for a Cartesian model; a model on internal coordinates has no such unit.
+    let nll_nm = match state.internal {
+        None => norm.nll_in_nm(nll),
+        Some(_) => f64::NAN,
+    };
+    Ok((nll, nll_nm))
 }
 
 /// Positions (nm) and optional log-weights from a samples path.
@@ -118,7 +123,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     if let Some(run) = &a.model {
         let (nll, nll_nm) = held_out_nll(run, &reference.x, sys.n_atoms())?;
         metrics.nll = Some(nll);
-        metrics.nll_nm = Some(nll_nm);
+        metrics.nll_nm = Some(nll_nm).filter(|v| v.is_finite());
     }
     for c in &a.compare {
         let (cx, cna, clw) = load_samples(c, &None)?;

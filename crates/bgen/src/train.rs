@@ -351,19 +351,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             norm.n_atoms
         );
     }
-    let features = |x: &[f64]| match &trainer.state.internal {
-        None => norm.to_model(x, Kind::Float),
-        Some(t) => {
-            let ic = t.from_cartesian(x);
-            let mut y = vec![0.0; ic.len()];
-            t.to_model(&ic, &mut y, None);
-            Tensor::from_slice(&y)
-                .view([-1, t.dim() as i64])
-                .to_kind(Kind::Float)
-        }
-    };
-    let train_t = features(&train_x).to_device(dev);
-    let val_t = features(&val_x).to_device(dev);
+    let train_t = trainer.state.features(&train_x).to_device(dev);
+    let val_t = trainer.state.features(&val_x).to_device(dev);
     let tc = trainer.state.train.clone();
     eprintln!(
         "{} ({}): {n_train} training / {n_val} validation frames of {na} atoms, std {:.4} nm; {} steps of {}",
@@ -442,10 +431,16 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     bar.finish();
     let val = trainer.nll(&val_t, true);
-    eprintln!(
-        "done: validation NLL {val:.4} per dim in normalised units ({:.4} per dim in nm units); {}",
-        norm.nll_in_nm(val),
-        a.out.display()
-    );
+    match trainer.state.internal {
+        None => eprintln!(
+            "done: validation NLL {val:.4} per dim in normalised units ({:.4} per dim in nm units); {}",
+            norm.nll_in_nm(val),
+            a.out.display()
+        ),
+        Some(_) => eprintln!(
+            "done: validation NLL {val:.4} per dim of the standardised internal coordinates; {}",
+            a.out.display()
+        ),
+    }
     Ok(())
 }
