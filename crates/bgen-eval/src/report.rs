@@ -29,8 +29,15 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// The HTML text of the report; `title` names the samples, `plots` are (caption, PNG path).
-pub fn html(title: &str, m: &Metrics, plots: &[(String, PathBuf)]) -> std::io::Result<String> {
+/// The HTML text of the report; `title` names the samples, `sampler` holds (name, value) rows
+/// of the sampler's own diagnostics (from its summary.json; may be empty), `plots` are
+/// (caption, PNG path).
+pub fn html(
+    title: &str,
+    m: &Metrics,
+    sampler: &[(String, String)],
+    plots: &[(String, PathBuf)],
+) -> std::io::Result<String> {
     let mut h = String::new();
     let f = |v: f64| format!("{v:.4}");
     let _ = write!(
@@ -91,7 +98,17 @@ th{{background:#f3f3f3}}td:first-child,th:first-child{{text-align:left}}img{{max
             fe(&d.free_energy_reference_kt)
         );
     }
-    h.push_str("</table><p class=\"note\">beta: phi &lt; 0 and (psi &ge; 50&deg; or psi &lt; -150&deg;); alphaR: phi &lt; 0 and -150&deg; &le; psi &lt; 50&deg;; alphaL: phi &ge; 0. Errors: block standard errors; &Delta;F relative to beta.</p><h2>Plots</h2><p class=\"note\">Density maps show the free energy -ln p in kT: yellow at the most probable bin (0 kT), dark violet at 8 kT, white where there are no samples.</p>");
+    h.push_str("</table><p class=\"note\">beta: phi &lt; 0 and (psi &ge; 50&deg; or psi &lt; -150&deg;); alphaR: phi &lt; 0 and -150&deg; &le; psi &lt; 50&deg;; alphaL: phi &ge; 0. Errors: block standard errors; &Delta;F relative to beta.</p>");
+    if !sampler.is_empty() {
+        h.push_str(
+            "<h2>Sampler diagnostics</h2><table class=\"m\"><tr><th>item</th><th>value</th></tr>",
+        );
+        for (k, v) in sampler {
+            let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", escape(k), escape(v));
+        }
+        h.push_str("</table><p class=\"note\">proposal basins: where the raw model samples fall; weight basins: where the importance weights put their mass; lineages: distinct initial particles that the SMC population descends from after each resampling (a collapsed run descends from a few).</p>");
+    }
+    h.push_str("<h2>Plots</h2><p class=\"note\">Density maps show the free energy -ln p in kT: yellow at the most probable bin (0 kT), dark violet at 8 kT, white where there are no samples.</p>");
     for (caption, path) in plots {
         let png = std::fs::read(path)?;
         let _ = write!(

@@ -60,6 +60,49 @@ fn held_out_nll(run: &Path, frames: &[f64], n_atoms: usize) -> Result<(f64, f64)
     Ok((nll, nll_nm))
 }
 
+/// The sampler's diagnostics from `DIR/summary.json` beside the samples, as report rows
+/// (none when there is no summary).
+fn sampler_rows(samples: &Path) -> Vec<(String, String)> {
+    let Some(v) = std::fs::read_to_string(samples.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    else {
+        return Vec::new();
+    };
+    let keys = [
+        ("method", "method"),
+        ("coords", "coordinates"),
+        ("n", "samples / particles"),
+        ("ess", "ESS (before the final resampling)"),
+        ("levels", "SMC levels"),
+        ("resamplings", "resamplings"),
+        ("lineages", "lineages after each resampling"),
+        ("final_lineages", "lineages at the end"),
+        ("acceptance", "MALA acceptance"),
+        ("independence_acceptance", "independence-move acceptance"),
+        ("proposal_basins", "proposal basins"),
+        ("weight_basins", "weight basins"),
+        ("energy_evaluations", "energy evaluations"),
+        ("wall_seconds", "wall time, s"),
+    ];
+    let show = |x: &serde_json::Value| match x {
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() => format!("{f:.4}"),
+            _ => n.to_string(),
+        },
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(m) => m
+            .iter()
+            .map(|(k, x)| format!("{k} {:.3}", x.as_f64().unwrap_or(f64::NAN)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    };
+    keys.iter()
+        .filter_map(|(k, label)| v.get(*k).map(|x| (label.to_string(), show(x))))
+        .collect()
+}
+
 /// Positions (nm) and optional log-weights from a samples path.
 fn load_samples(
     path: &Path,
@@ -167,7 +210,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         a.samples.display(),
         a.reference.display()
     );
-    let html = bgen_eval::report::html(&title, &metrics, &plots)?;
+    let html = bgen_eval::report::html(&title, &metrics, &sampler_rows(&a.samples), &plots)?;
     write_atomic(&a.out.join("report.html"), html.as_bytes())?;
     println!(
         "ESS {:.4}  E-W1 {:.4}  E-W2 {:.4} kT  T-W2 {:.4}  TICA-W2 {}",
