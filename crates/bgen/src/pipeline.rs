@@ -574,7 +574,7 @@ pub fn run(a: RunArgs) -> Result<()> {
 /// training (`models/reference/`, how it was made in its README).
 const REFERENCES: &[(&str, &[u8])] = &[(
     "aldp",
-    include_bytes!("../../../models/reference/aldp-300K-50ns.npy"),
+    include_bytes!("../../../models/reference/aldp-300K-250ns.npy"),
 )];
 
 /// The shipped reference MD of the run's system (written once to the temporary directory), if

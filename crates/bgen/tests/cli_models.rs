@@ -68,7 +68,11 @@ fn train_then_sample_with_every_method() {
             .arg("--out")
             .arg(&out);
         if method == "smc" {
-            cmd.args(["--steps", "4", "--moves", "2", "--mala", "--tau", "0.9"]);
+            // The fixed schedule (the default is adaptive, with independence moves).
+            cmd.args([
+                "--steps", "4", "--cess", "0", "--independence", "0", "--moves", "2", "--mala",
+                "--tau", "0.9",
+            ]);
         }
         let stdout = ok(cmd.output().unwrap());
         let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();

@@ -98,6 +98,29 @@ fn main_job_runs_resumes_after_a_kill_and_skips_finished_stages() {
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["samplers"].as_array().unwrap().len(), 2);
+    // The default TarFlow works in internal coordinates, trained also on 450 K frames; SMC
+    // reports its schedule and lineages, SNIS where its weight mass sits.
+    let smc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("sample-smc/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(smc["coords"], "internal", "{smc}");
+    assert!(smc["final_lineages"].as_u64().unwrap() >= 1, "{smc}");
+    assert!(smc["levels"].as_u64().unwrap() >= 1, "{smc}");
+    let snis: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("sample-snis/summary.json")).unwrap(),
+    )
+    .unwrap();
+    let mass: f64 = snis["weight_basins"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert!((mass - 1.0).abs() < 1e-9, "{snis}");
+    assert!(dir.join("md-450K/frames.npy").exists());
+    let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(report.contains("Sampler diagnostics"));
     let state = std::fs::read_to_string(dir.join("model/latest.json")).unwrap();
     assert!(state.contains("ckpt-00000400"), "{state}");
 
