@@ -39,6 +39,9 @@ pub struct SmcOptions {
     /// Metropolis-Hastings ratio for exp(-E_t), min(1, exp(t (log w(y) - log w(x)))), with
     /// log w = -E_target + log q. They let particles jump between basins.
     pub independence: usize,
+    /// After the final resampling, one more round of moves at t = 1 (invariant for the
+    /// target), so that the copies the resampling made part ways.
+    pub final_moves: bool,
 }
 
 impl Default for SmcOptions {
@@ -54,6 +57,7 @@ impl Default for SmcOptions {
             seed: 0,
             cess_target: None,
             independence: 0,
+            final_moves: false,
         }
     }
 }
@@ -137,6 +141,122 @@ fn evaluate<P: Proposal, T: Target>(p: &P, t: &T, x: &[f64], counts: &mut Counts
     counts.energy += n;
     counts.model += n;
     e
+}
+
+/// Acceptance counts of one round of moves.
+#[derive(Default)]
+struct Moved {
+    accepted: usize,
+    tried: usize,
+    ind_accepted: usize,
+    ind_tried: usize,
+}
+
+/// One round of moves of every particle at annealing time `t` (level `level`, for the random
+/// streams), each invariant for exp(-E_t): `opts.moves_per_step` Langevin moves (MALA, or ULA)
+/// with step `h` and preconditioner `precond`, then `opts.independence` independence moves.
+#[allow(clippy::too_many_arguments)]
+fn move_particles<P: Proposal, T: Target>(
+    proposal: &P,
+    target: &T,
+    x: &mut [f64],
+    ends: &mut Ends,
+    t: f64,
+    level: usize,
+    h: f64,
+    precond: &[f64],
+    opts: &SmcOptions,
+    counts: &mut Counts,
+) -> Moved {
+    let d = target.dim();
+    let n = x.len() / d;
+    let mut mv = Moved::default();
+    // Move with Langevin dynamics invariant for (MALA) or approximating (ULA) exp(-E_t).
+    for sub in 0..opts.moves_per_step {
+        let grad_t = |e: &Ends, k: usize| (1.0 - t) * e.g_src[k] + t * e.g_tgt[k];
+        let noise = (2.0 * h).sqrt();
+        let mut y = vec![0.0; x.len()];
+        let mut xi = vec![0.0; x.len()];
+        y.par_chunks_mut(d)
+            .zip(xi.par_chunks_mut(d))
+            .enumerate()
+            .for_each(|(i, (yi, xii))| {
+                let mut r = particle_rng(opts.seed, level, sub, i);
+                for k in 0..d {
+                    let z: f64 = r.sample(StandardNormal);
+                    xii[k] = z;
+                    let m = precond[k];
+                    yi[k] = x[i * d + k] - h * m * grad_t(ends, i * d + k) + noise * m.sqrt() * z;
+                }
+            });
+        let new = evaluate(proposal, target, &y, counts);
+        let energy_t = |e: &Ends, i: usize| {
+            if t >= 1.0 {
+                e.tgt[i]
+            } else {
+                (1.0 - t) * e.src[i] + t * e.tgt[i]
+            }
+        };
+        let mut accept = vec![true; n];
+        if opts.mala {
+            accept.par_iter_mut().enumerate().for_each(|(i, a)| {
+                let (e0, e1) = (energy_t(ends, i), energy_t(&new, i));
+                if !e1.is_finite() {
+                    *a = false;
+                    return;
+                }
+                // log q(x | y) - log q(y | x) for the Gaussian Langevin proposals.
+                let (mut fwd, mut bwd) = (0.0, 0.0);
+                for (k, &m) in precond.iter().enumerate() {
+                    let q = i * d + k;
+                    fwd += xi[q] * xi[q] * 2.0 * h; // |y - x + h M g(x)|^2 / M
+                    let back = x[q] - y[q] + h * m * grad_t(&new, q);
+                    bwd += back * back / m;
+                }
+                let log_ratio = -e1 + e0 - (bwd - fwd) / (4.0 * h);
+                let u: f64 = particle_rng(opts.seed, level, sub + (1 << 20), i).random();
+                *a = u.ln() < log_ratio;
+            });
+        } else {
+            for (i, a) in accept.iter_mut().enumerate() {
+                *a = energy_t(&new, i).is_finite();
+            }
+        }
+        for (i, &a) in accept.iter().enumerate() {
+            mv.tried += 1;
+            if a {
+                mv.accepted += 1;
+                x[i * d..(i + 1) * d].copy_from_slice(&y[i * d..(i + 1) * d]);
+                ends.src[i] = new.src[i];
+                ends.tgt[i] = new.tgt[i];
+                ends.g_src[i * d..(i + 1) * d].copy_from_slice(&new.g_src[i * d..(i + 1) * d]);
+                ends.g_tgt[i * d..(i + 1) * d].copy_from_slice(&new.g_tgt[i * d..(i + 1) * d]);
+            }
+        }
+    }
+    // Independence moves: fresh proposals, accepted with the exact ratio for exp(-E_t).
+    for sub in 0..opts.independence {
+        let seed = opts.seed ^ 0x1D_E9E7 ^ ((level as u64) << 24) ^ sub as u64;
+        let t0 = std::time::Instant::now();
+        let (y, _) = proposal.sample(n, seed);
+        counts.model_s += t0.elapsed().as_secs_f64();
+        let new = evaluate(proposal, target, &y, counts);
+        let log_w_of = |e: &Ends, i: usize| -(e.tgt[i] - e.src[i]);
+        for i in 0..n {
+            mv.ind_tried += 1;
+            let ratio = t * (log_w_of(&new, i) - log_w_of(ends, i));
+            let u: f64 = particle_rng(opts.seed, level, sub + (1 << 21), i).random();
+            if new.tgt[i].is_finite() && u.ln() < ratio {
+                mv.ind_accepted += 1;
+                x[i * d..(i + 1) * d].copy_from_slice(&y[i * d..(i + 1) * d]);
+                ends.src[i] = new.src[i];
+                ends.tgt[i] = new.tgt[i];
+                ends.g_src[i * d..(i + 1) * d].copy_from_slice(&new.g_src[i * d..(i + 1) * d]);
+                ends.g_tgt[i * d..(i + 1) * d].copy_from_slice(&new.g_tgt[i * d..(i + 1) * d]);
+            }
+        }
+    }
+    mv
 }
 
 /// The largest increment dt in (0, max_dt] of the annealing time whose weight increments
@@ -282,93 +402,21 @@ pub fn smc<P: Proposal, T: Target>(
             resamplings += 1;
         }
         // Move with Langevin dynamics invariant for (MALA) or approximating (ULA) exp(-E_t).
-        let mut accepted = 0usize;
-        let mut tried = 0usize;
-        for sub in 0..opts.moves_per_step {
-            let grad_t = |e: &Ends, k: usize| (1.0 - t) * e.g_src[k] + t * e.g_tgt[k];
-            let noise = (2.0 * h).sqrt();
-            let mut y = vec![0.0; x.len()];
-            let mut xi = vec![0.0; x.len()];
-            y.par_chunks_mut(d)
-                .zip(xi.par_chunks_mut(d))
-                .enumerate()
-                .for_each(|(i, (yi, xii))| {
-                    let mut r = particle_rng(opts.seed, level, sub, i);
-                    for k in 0..d {
-                        let z: f64 = r.sample(StandardNormal);
-                        xii[k] = z;
-                        let m = precond[k];
-                        yi[k] =
-                            x[i * d + k] - h * m * grad_t(&ends, i * d + k) + noise * m.sqrt() * z;
-                    }
-                });
-            let new = evaluate(proposal, target, &y, &mut counts);
-            let energy_t = |e: &Ends, i: usize| {
-                if t >= 1.0 {
-                    e.tgt[i]
-                } else {
-                    (1.0 - t) * e.src[i] + t * e.tgt[i]
-                }
-            };
-            let mut accept = vec![true; n];
-            if opts.mala {
-                accept.par_iter_mut().enumerate().for_each(|(i, a)| {
-                    let (e0, e1) = (energy_t(&ends, i), energy_t(&new, i));
-                    if !e1.is_finite() {
-                        *a = false;
-                        return;
-                    }
-                    // log q(x | y) - log q(y | x) for the Gaussian Langevin proposals.
-                    let (mut fwd, mut bwd) = (0.0, 0.0);
-                    for (k, &m) in precond.iter().enumerate() {
-                        let q = i * d + k;
-                        fwd += xi[q] * xi[q] * 2.0 * h; // |y - x + h M g(x)|^2 / M
-                        let back = x[q] - y[q] + h * m * grad_t(&new, q);
-                        bwd += back * back / m;
-                    }
-                    let log_ratio = -e1 + e0 - (bwd - fwd) / (4.0 * h);
-                    let u: f64 = particle_rng(opts.seed, level, sub + (1 << 20), i).random();
-                    *a = u.ln() < log_ratio;
-                });
-            } else {
-                for (i, a) in accept.iter_mut().enumerate() {
-                    *a = energy_t(&new, i).is_finite();
-                }
-            }
-            for (i, &a) in accept.iter().enumerate() {
-                tried += 1;
-                if a {
-                    accepted += 1;
-                    x[i * d..(i + 1) * d].copy_from_slice(&y[i * d..(i + 1) * d]);
-                    ends.src[i] = new.src[i];
-                    ends.tgt[i] = new.tgt[i];
-                    ends.g_src[i * d..(i + 1) * d].copy_from_slice(&new.g_src[i * d..(i + 1) * d]);
-                    ends.g_tgt[i * d..(i + 1) * d].copy_from_slice(&new.g_tgt[i * d..(i + 1) * d]);
-                }
-            }
-        }
-        // Independence moves: fresh proposals, accepted with the exact ratio for exp(-E_t).
-        for sub in 0..opts.independence {
-            let seed = opts.seed ^ 0x1D_E9E7 ^ ((level as u64) << 24) ^ sub as u64;
-            let t0 = std::time::Instant::now();
-            let (y, _) = proposal.sample(n, seed);
-            counts.model_s += t0.elapsed().as_secs_f64();
-            let new = evaluate(proposal, target, &y, &mut counts);
-            let log_w_of = |e: &Ends, i: usize| -(e.tgt[i] - e.src[i]);
-            for i in 0..n {
-                ind_tried += 1;
-                let ratio = t * (log_w_of(&new, i) - log_w_of(&ends, i));
-                let u: f64 = particle_rng(opts.seed, level, sub + (1 << 21), i).random();
-                if new.tgt[i].is_finite() && u.ln() < ratio {
-                    ind_acc += 1;
-                    x[i * d..(i + 1) * d].copy_from_slice(&y[i * d..(i + 1) * d]);
-                    ends.src[i] = new.src[i];
-                    ends.tgt[i] = new.tgt[i];
-                    ends.g_src[i * d..(i + 1) * d].copy_from_slice(&new.g_src[i * d..(i + 1) * d]);
-                    ends.g_tgt[i * d..(i + 1) * d].copy_from_slice(&new.g_tgt[i * d..(i + 1) * d]);
-                }
-            }
-        }
+        let moved = move_particles(
+            proposal,
+            target,
+            &mut x,
+            &mut ends,
+            t,
+            level,
+            h,
+            precond,
+            &opts,
+            &mut counts,
+        );
+        let (accepted, tried) = (moved.accepted, moved.tried);
+        ind_acc += moved.ind_accepted;
+        ind_tried += moved.ind_tried;
         let acc = accepted as f64 / tried.max(1) as f64;
         acc_per_step.push(acc);
         if opts.mala {
@@ -381,9 +429,33 @@ pub fn smc<P: Proposal, T: Target>(
     ancestor = idx.iter().map(|&i| ancestor[i]).collect();
     let final_lineages = distinct(&ancestor);
     let mean_acc = acc_per_step.iter().sum::<f64>() / acc_per_step.len() as f64;
+    let mut x_final = gather(&x, &idx, d);
+    let mut final_ends = Ends {
+        src: idx.iter().map(|&i| ends.src[i]).collect(),
+        tgt: idx.iter().map(|&i| ends.tgt[i]).collect(),
+        g_src: gather(&ends.g_src, &idx, d),
+        g_tgt: gather(&ends.g_tgt, &idx, d),
+    };
+    if opts.final_moves {
+        // Copies made by the final resampling part ways: one more round of moves at t = 1.
+        let moved = move_particles(
+            proposal,
+            target,
+            &mut x_final,
+            &mut final_ends,
+            1.0,
+            level + 1,
+            h,
+            precond,
+            &opts,
+            &mut counts,
+        );
+        ind_acc += moved.ind_accepted;
+        ind_tried += moved.ind_tried;
+    }
     SmcResult {
-        x: gather(&x, &idx, d),
-        energies: idx.iter().map(|&i| ends.tgt[i]).collect(),
+        x: x_final,
+        energies: final_ends.tgt,
         x_weighted: x,
         log_weights: log_w,
         ess: final_ess,

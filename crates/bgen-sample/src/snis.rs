@@ -31,6 +31,11 @@ pub struct SnisOptions {
     pub drop_top: f64,
     /// Samples with a target energy above this (kT) get zero weight.
     pub energy_cutoff: Option<f64>,
+    /// Truncated importance sampling (Ionides 2008): every weight is capped at sqrt(n) times
+    /// the mean weight, so that no sample carries more than about 1 / sqrt(n) of the mass. The
+    /// bias vanishes as n grows, and unlike dropping the largest weights it keeps the samples
+    /// of thinly covered basins.
+    pub truncate: bool,
 }
 
 impl Default for SnisOptions {
@@ -38,6 +43,7 @@ impl Default for SnisOptions {
         SnisOptions {
             drop_top: 0.002,
             energy_cutoff: None,
+            truncate: false,
         }
     }
 }
@@ -54,6 +60,8 @@ pub struct SnisResult {
     /// Samples dropped by the top fraction and by the energy cut-off.
     pub dropped_top: usize,
     pub dropped_energy: usize,
+    /// Weights capped by the truncation.
+    pub truncated: usize,
 }
 
 /// Importance weights of samples with source energies `e_src` (-log q, kT) and target energies
@@ -91,18 +99,54 @@ pub fn snis(e_src: &[f64], e_target: &[f64], opts: SnisOptions) -> SnisResult {
             lw[i] = f64::NEG_INFINITY;
         }
     }
+    let mut truncated = 0;
+    if opts.truncate {
+        let cap = log_sum_exp(&lw) - 0.5 * (n as f64).ln();
+        for w in lw.iter_mut() {
+            if *w > cap {
+                *w = cap;
+                truncated += 1;
+            }
+        }
+    }
     SnisResult {
         ess: ess(&lw),
         log_weights: lw,
         log_z,
         dropped_top: k,
         dropped_energy,
+        truncated,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Truncation caps every weight at sqrt(n) times the mean weight.
+    #[test]
+    fn truncation_caps_weights_at_sqrt_n_times_the_mean() {
+        let n = 100;
+        let mut src = vec![0.0; n];
+        src[7] = 10.0; // one weight e^10 times the others
+        let e = vec![0.0; n];
+        let r = snis(
+            &src,
+            &e,
+            SnisOptions {
+                drop_top: 0.0,
+                energy_cutoff: None,
+                truncate: true,
+            },
+        );
+        assert_eq!(r.truncated, 1);
+        let mean = (r.log_weights.iter().map(|v| v.exp()).sum::<f64>()) / n as f64;
+        // The cap was set from the weights before truncation: capped weight = 10 x their mean.
+        let before_mean = ((n - 1) as f64 + 10f64.exp()) / n as f64;
+        assert!((r.log_weights[7].exp() - 10.0 * before_mean).abs() < 1e-9 * before_mean);
+        assert!(r.log_weights[7].exp() > mean);
+        assert!(r.ess > 0.15, "{}", r.ess);
+    }
 
     #[test]
     fn ess_and_drop() {

@@ -72,6 +72,7 @@ fn snis_run(n: usize, seed: u64) -> (f64, f64) {
         SnisOptions {
             drop_top: 0.0,
             energy_cutoff: None,
+            truncate: false,
         },
     );
     (r.log_z, r.ess)

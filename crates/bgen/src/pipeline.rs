@@ -102,6 +102,8 @@ pub struct SampleConfig {
     pub cess: Option<f64>,
     /// SMC: independence moves (fresh proposals, exact acceptance) per level.
     pub independence: usize,
+    /// SMC: one more round of moves after the final resampling.
+    pub final_moves: bool,
     /// Sampling temperature of the proposal (a TarFlow's prior, an ArBG's bins); 1: as trained.
     pub tau: f64,
     /// Particles of twisted SMC.
@@ -179,6 +181,7 @@ impl Default for SampleConfig {
             mala: true,
             cess: Some(0.98),
             independence: 1,
+            final_moves: true,
             tau: 1.0,
             twisted_particles: 2000,
             com: "gaussian".into(),
@@ -484,6 +487,9 @@ pub fn run(a: RunArgs) -> Result<()> {
                     args.extend([s("--step-size"), s(h)]);
                 }
                 args.extend([s("--cess"), s(sc.cess.unwrap_or(0.0))]);
+                if !sc.final_moves {
+                    args.push(s("--no-final-moves"));
+                }
                 args.push(s(if sc.mala { "--mala" } else { "--ula" }));
             }
             stage(&format!("sampling ({method})"), args)?;

@@ -53,6 +53,11 @@ pub struct SampleArgs {
     /// dropping the top 0.2% takes alphaL from 2.2% of the weight to 0.6%.
     #[arg(long, default_value_t = 0.0)]
     drop_top: f64,
+    /// SNIS: keep the raw weights; by default each is capped at sqrt(n) times the mean weight
+    /// (truncated importance sampling, consistent as n grows), so that no single sample carries
+    /// more than about 1/sqrt(n) of the mass.
+    #[arg(long)]
+    no_truncate: bool,
     /// SNIS: samples with a target energy above this (kT) get zero weight.
     #[arg(long)]
     energy_cutoff: Option<f64>,
@@ -82,6 +87,10 @@ pub struct SampleArgs {
     /// let particles jump between basins.
     #[arg(long, default_value_t = 1)]
     independence: usize,
+    /// SMC: no round of moves after the final resampling (by default the resampled copies
+    /// are moved once more at t = 1, so that they part ways).
+    #[arg(long)]
+    no_final_moves: bool,
     /// SMC and twisted SMC: resample when the normalised ESS falls below this.
     #[arg(long, default_value_t = 0.5)]
     ess_threshold: f64,
@@ -298,12 +307,14 @@ pub fn run(a: SampleArgs) -> Result<()> {
                 SnisOptions {
                     drop_top: if method == "snis" { a.drop_top } else { 0.0 },
                     energy_cutoff: None,
+                    truncate: method == "snis" && !a.no_truncate,
                 },
             );
             summary.insert("ess".into(), r.ess.into());
             summary.insert("log_z".into(), r.log_z.into());
             summary.insert("dropped_top".into(), r.dropped_top.into());
             summary.insert("dropped_energy".into(), r.dropped_energy.into());
+            summary.insert("truncated".into(), r.truncated.into());
             summary.insert("energy_evaluations".into(), n.into());
             summary.insert("model_evaluations".into(), n.into());
             let lw = if method == "snis" {
@@ -362,6 +373,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
                 seed: a.seed,
                 cess_target: (a.cess > 0.0).then_some(a.cess),
                 independence: a.independence,
+                final_moves: !a.no_final_moves,
                 ..Default::default()
             };
             let r = smc(&proposal, &target, n, o);

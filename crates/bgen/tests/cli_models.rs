@@ -70,8 +70,17 @@ fn train_then_sample_with_every_method() {
         if method == "smc" {
             // The fixed schedule (the default is adaptive, with independence moves).
             cmd.args([
-                "--steps", "4", "--cess", "0", "--independence", "0", "--moves", "2", "--mala",
-                "--tau", "0.9",
+                "--steps",
+                "4",
+                "--cess",
+                "0",
+                "--independence",
+                "0",
+                "--moves",
+                "2",
+                "--mala",
+                "--tau",
+                "0.9",
             ]);
         }
         let stdout = ok(cmd.output().unwrap());
