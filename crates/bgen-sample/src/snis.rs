@@ -123,29 +123,31 @@ pub fn snis(e_src: &[f64], e_target: &[f64], opts: SnisOptions) -> SnisResult {
 mod tests {
     use super::*;
 
-    /// Truncation caps every weight at sqrt(n) times the mean weight.
+    /// Truncation caps every weight at sqrt(n) times the mean weight: one sample with e^10
+    /// times the others' weight no longer takes the whole ESS.
     #[test]
     fn truncation_caps_weights_at_sqrt_n_times_the_mean() {
-        let n = 100;
+        let n = 10_000;
         let mut src = vec![0.0; n];
-        src[7] = 10.0; // one weight e^10 times the others
+        src[7] = 10.0;
         let e = vec![0.0; n];
-        let r = snis(
-            &src,
-            &e,
-            SnisOptions {
-                drop_top: 0.0,
-                energy_cutoff: None,
-                truncate: true,
-            },
+        let opts = |truncate| SnisOptions {
+            drop_top: 0.0,
+            energy_cutoff: None,
+            truncate,
+        };
+        let raw = snis(&src, &e, opts(false));
+        let r = snis(&src, &e, opts(true));
+        assert_eq!((raw.truncated, r.truncated), (0, 1));
+        let mean_before = ((n - 1) as f64 + 10f64.exp()) / n as f64;
+        let capped = r.log_weights[7].exp();
+        assert!(
+            (capped - 100.0 * mean_before).abs() < 1e-9 * capped,
+            "{capped}"
         );
-        assert_eq!(r.truncated, 1);
-        let mean = (r.log_weights.iter().map(|v| v.exp()).sum::<f64>()) / n as f64;
-        // The cap was set from the weights before truncation: capped weight = 10 x their mean.
-        let before_mean = ((n - 1) as f64 + 10f64.exp()) / n as f64;
-        assert!((r.log_weights[7].exp() - 10.0 * before_mean).abs() < 1e-9 * before_mean);
-        assert!(r.log_weights[7].exp() > mean);
-        assert!(r.ess > 0.15, "{}", r.ess);
+        assert!(raw.ess < 1e-3 && r.ess > 0.09, "{} -> {}", raw.ess, r.ess);
+        // log Z is that of the raw weights.
+        assert_eq!(r.log_z, raw.log_z);
     }
 
     #[test]
@@ -157,6 +159,7 @@ mod tests {
             SnisOptions {
                 drop_top: 0.25,
                 energy_cutoff: None,
+                truncate: false,
             },
         );
         assert_eq!(r.log_weights[3], f64::NEG_INFINITY);
@@ -168,6 +171,7 @@ mod tests {
             SnisOptions {
                 drop_top: 0.0,
                 energy_cutoff: Some(5.0),
+                truncate: false,
             },
         );
         assert_eq!(r.dropped_energy, 1);

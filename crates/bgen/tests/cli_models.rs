@@ -95,8 +95,8 @@ fn train_then_sample_with_every_method() {
         assert_eq!(read_npy(&out.join("energies.npy")).unwrap().shape, vec![64]);
         assert_eq!(out.join("log_weights.npy").exists(), method == "snis");
         if method == "smc" {
-            // The start, then 4 levels of 2 moves.
-            assert_eq!(s["energy_evaluations"].as_u64().unwrap(), 64 * 9);
+            // The start, 4 levels of 2 moves, and 2 moves after the final resampling.
+            assert_eq!(s["energy_evaluations"].as_u64().unwrap(), 64 * 11);
         }
     }
     // Evaluation with the model's held-out NLL and the proposal drawn beside SMC.
