@@ -10,7 +10,7 @@ test:
 	@eval "$$(scripts/libtorch.sh)" && cargo test --workspace
 
 # The main job on the embedded default (alanine dipeptide): MD data, a TarFlow, SNIS + SMC,
-# evaluation and a report in aldp-run/ (about half an hour on 2 cores; rerun to resume).
+# evaluation and a report in aldp-run/ (about 12 min of bgen run on 2 cores; rerun to resume).
 OUT ?= aldp-run
 run:
 	@eval "$$(scripts/libtorch.sh)" && cargo run --release -p bgen -- run --system aldp --out $(OUT)
