@@ -334,28 +334,8 @@ pub fn run(a: RunArgs) -> Result<()> {
             dir.join("data")
         }
         None => {
-            let md = dir.join("md");
-            let mut args = vec![s("md"), s("--out"), p("md")];
-            if md.join("run.json").exists() {
-                args.push(s("--resume"));
-            } else {
-                args.extend(c.system_args());
-                args.extend([
-                    s("--ns"),
-                    s(c.md.ns),
-                    s("--replicas"),
-                    s(c.md.replicas),
-                    s("--save-every-ps"),
-                    s(c.md.save_every_ps),
-                    s("--equilibrate-ps"),
-                    s(c.md.equilibrate_ps),
-                    s("--seed"),
-                    s(c.md.seed),
-                ]);
-            }
-            args.extend([s("--threads"), s(threads)]);
-            stage("molecular dynamics", args)?;
-            split_stage(&md, &dir.join("data"))?;
+            md_stage(&c, dir, "md", None, c.md.seed, threads)?;
+            split_stage(&dir.join("md"), &dir.join("data"))?;
             dir.join("data")
         }
     };
@@ -365,30 +345,8 @@ pub fn run(a: RunArgs) -> Result<()> {
     if c.md.data.is_none() {
         for (k, &temp) in c.md.extra_temperatures.iter().enumerate() {
             let name = format!("md-{temp}K");
-            let mut args = vec![s("md"), s("--out"), p(&name)];
-            if dir.join(&name).join("run.json").exists() {
-                args.push(s("--resume"));
-            } else {
-                let hot = RunConfig {
-                    temperature: Some(temp),
-                    ..c.clone()
-                };
-                args.extend(hot.system_args());
-                args.extend([
-                    s("--ns"),
-                    s(c.md.ns),
-                    s("--replicas"),
-                    s(c.md.replicas),
-                    s("--save-every-ps"),
-                    s(c.md.save_every_ps),
-                    s("--equilibrate-ps"),
-                    s(c.md.equilibrate_ps),
-                    s("--seed"),
-                    s(c.md.seed + 1000 * (k as u64 + 1)),
-                ]);
-            }
-            args.extend([s("--threads"), s(threads)]);
-            stage(&format!("molecular dynamics at {temp} K"), args)?;
+            let seed = c.md.seed + 1000 * (k as u64 + 1);
+            md_stage(&c, dir, &name, Some(temp), seed, threads)?;
             extra.push(dir.join(&name));
         }
     }
@@ -601,6 +559,47 @@ fn shipped_reference(c: &RunConfig) -> Result<Option<PathBuf>> {
         bgen_system::npy::write_atomic(&p, bytes)?;
     }
     Ok(Some(p))
+}
+
+/// The MD stage into `dir/name` (resumed when it exists), at `temperature` (K) instead of the
+/// run's own when given.
+fn md_stage(
+    c: &RunConfig,
+    dir: &Path,
+    name: &str,
+    temperature: Option<f64>,
+    seed: u64,
+    threads: usize,
+) -> Result<()> {
+    let out = dir.join(name);
+    let mut args = vec![s("md"), s("--out"), out.display().to_string()];
+    if out.join("run.json").exists() {
+        args.push(s("--resume"));
+    } else {
+        let at = RunConfig {
+            temperature: temperature.or(c.temperature),
+            ..c.clone()
+        };
+        args.extend(at.system_args());
+        args.extend([
+            s("--ns"),
+            s(c.md.ns),
+            s("--replicas"),
+            s(c.md.replicas),
+            s("--save-every-ps"),
+            s(c.md.save_every_ps),
+            s("--equilibrate-ps"),
+            s(c.md.equilibrate_ps),
+            s("--seed"),
+            s(seed),
+        ]);
+    }
+    args.extend([s("--threads"), s(threads)]);
+    let label = match temperature {
+        Some(t) => format!("molecular dynamics at {t} K"),
+        None => "molecular dynamics".into(),
+    };
+    stage(&label, args)
 }
 
 fn split_stage(run: &Path, out: &Path) -> Result<()> {
