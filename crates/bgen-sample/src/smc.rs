@@ -112,6 +112,27 @@ struct Ends {
     g_tgt: Vec<f64>,
 }
 
+impl Ends {
+    /// The rows `idx` (particles of dimension `d`), in that order.
+    fn rows(&self, idx: &[usize], d: usize) -> Ends {
+        Ends {
+            src: idx.iter().map(|&i| self.src[i]).collect(),
+            tgt: idx.iter().map(|&i| self.tgt[i]).collect(),
+            g_src: gather(&self.g_src, idx, d),
+            g_tgt: gather(&self.g_tgt, idx, d),
+        }
+    }
+
+    /// Row `i` (dimension `d`) taken from `from`.
+    fn set_row(&mut self, i: usize, from: &Ends, d: usize) {
+        let r = i * d..(i + 1) * d;
+        self.src[i] = from.src[i];
+        self.tgt[i] = from.tgt[i];
+        self.g_src[r.clone()].copy_from_slice(&from.g_src[r.clone()]);
+        self.g_tgt[r.clone()].copy_from_slice(&from.g_tgt[r]);
+    }
+}
+
 /// Evaluation counts and the wall time spent in the model and the target.
 #[derive(Default)]
 struct Counts {
@@ -227,10 +248,7 @@ fn move_particles<P: Proposal, T: Target>(
             if a {
                 mv.accepted += 1;
                 x[i * d..(i + 1) * d].copy_from_slice(&y[i * d..(i + 1) * d]);
-                ends.src[i] = new.src[i];
-                ends.tgt[i] = new.tgt[i];
-                ends.g_src[i * d..(i + 1) * d].copy_from_slice(&new.g_src[i * d..(i + 1) * d]);
-                ends.g_tgt[i * d..(i + 1) * d].copy_from_slice(&new.g_tgt[i * d..(i + 1) * d]);
+                ends.set_row(i, &new, d);
             }
         }
     }
@@ -249,10 +267,7 @@ fn move_particles<P: Proposal, T: Target>(
             if new.tgt[i].is_finite() && u.ln() < ratio {
                 mv.ind_accepted += 1;
                 x[i * d..(i + 1) * d].copy_from_slice(&y[i * d..(i + 1) * d]);
-                ends.src[i] = new.src[i];
-                ends.tgt[i] = new.tgt[i];
-                ends.g_src[i * d..(i + 1) * d].copy_from_slice(&new.g_src[i * d..(i + 1) * d]);
-                ends.g_tgt[i * d..(i + 1) * d].copy_from_slice(&new.g_tgt[i * d..(i + 1) * d]);
+                ends.set_row(i, &new, d);
             }
         }
     }
@@ -264,6 +279,8 @@ fn move_particles<P: Proposal, T: Target>(
 /// weights) at `target` or above; bisection in dt.
 fn next_increment(log_w: &[f64], de: &[f64], max_dt: f64, target: f64) -> f64 {
     let m = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let shifted: Vec<f64> = log_w.iter().map(|lw| lw - m).collect();
+    let log_total = log_sum_exp(&shifted);
     let cess = |dt: f64| {
         // In logs, shifted by the largest term, for stability.
         let terms: Vec<f64> = log_w
@@ -286,8 +303,7 @@ fn next_increment(log_w: &[f64], de: &[f64], max_dt: f64, target: f64) -> f64 {
             .map(|v| if v.is_nan() { f64::NEG_INFINITY } else { v })
             .collect();
         let b = log_sum_exp(&two);
-        let w: Vec<f64> = log_w.iter().map(|lw| lw - m).collect();
-        (2.0 * a - b - log_sum_exp(&w)).exp()
+        (2.0 * a - b - log_total).exp()
     };
     if cess(max_dt) >= target {
         return max_dt;
@@ -392,12 +408,7 @@ pub fn smc<P: Proposal, T: Target>(
             ancestor = idx.iter().map(|&i| ancestor[i]).collect();
             lineages.push(distinct(&ancestor));
             x = gather(&x, &idx, d);
-            ends = Ends {
-                src: idx.iter().map(|&i| ends.src[i]).collect(),
-                tgt: idx.iter().map(|&i| ends.tgt[i]).collect(),
-                g_src: gather(&ends.g_src, &idx, d),
-                g_tgt: gather(&ends.g_tgt, &idx, d),
-            };
+            ends = ends.rows(&idx, d);
             log_w.iter_mut().for_each(|v| *v = 0.0);
             resamplings += 1;
         }
@@ -430,12 +441,7 @@ pub fn smc<P: Proposal, T: Target>(
     let final_lineages = distinct(&ancestor);
     let mean_acc = acc_per_step.iter().sum::<f64>() / acc_per_step.len() as f64;
     let mut x_final = gather(&x, &idx, d);
-    let mut final_ends = Ends {
-        src: idx.iter().map(|&i| ends.src[i]).collect(),
-        tgt: idx.iter().map(|&i| ends.tgt[i]).collect(),
-        g_src: gather(&ends.g_src, &idx, d),
-        g_tgt: gather(&ends.g_tgt, &idx, d),
-    };
+    let mut final_ends = ends.rows(&idx, d);
     if opts.final_moves {
         // Copies made by the final resampling part ways: one more round of moves at t = 1.
         let moved = move_particles(

@@ -20,6 +20,7 @@
 //! density; they are not identified with their mirror images here.
 
 use crate::element::Element;
+use crate::energy::bonded::{angle, cross, dihedral, dot, get, sub};
 use crate::error::{Error, Result};
 use crate::target::Target;
 use crate::topology::Topology;
@@ -212,16 +213,14 @@ impl ZMatrix {
     /// Internal coordinates (3N - 6) of one configuration `x` (N x 3, nm) into `ic`; torsions in
     /// (-pi, pi].
     pub fn to_internal(&self, x: &[f64], ic: &mut [f64]) {
-        let p = |a: usize| [x[3 * a], x[3 * a + 1], x[3 * a + 2]];
         for (r, row) in self.rows.iter().enumerate().skip(1) {
             let o = Self::offset(r);
-            let (pi, pj) = (p(row.atom), p(row.j));
-            ic[o] = norm(sub(pi, pj));
+            ic[o] = norm(sub(get(x, row.atom), get(x, row.j)));
             if r >= 2 {
-                ic[o + 1] = angle(pi, pj, p(row.k));
+                ic[o + 1] = angle(x, [row.atom, row.j, row.k]);
             }
             if r >= 3 {
-                ic[o + 2] = dihedral(p(row.l), p(row.k), pj, pi);
+                ic[o + 2] = dihedral(x, [row.l, row.k, row.j, row.atom]);
             }
         }
     }
@@ -395,6 +394,7 @@ impl<T: Target> Target for InternalTarget<'_, T> {
             Some(g) => {
                 let mut gx = vec![0.0; n * dx];
                 self.target.energy_and_grad(&x, energy, Some(&mut gx));
+                let mut gl = vec![0.0; d];
                 for i in 0..n {
                     let gi = &mut g[i * d..(i + 1) * d];
                     if !ok[i] || !energy[i].is_finite() {
@@ -410,7 +410,7 @@ impl<T: Target> Target for InternalTarget<'_, T> {
                         &mut gx[i * dx..(i + 1) * dx],
                         gi,
                     );
-                    let mut gl = vec![0.0; d];
+                    gl.fill(0.0);
                     self.zmatrix.add_logdet_grad(c, &mut gl);
                     gi.iter_mut().zip(&gl).for_each(|(v, l)| *v -= l);
                 }
@@ -421,16 +421,10 @@ impl<T: Target> Target for InternalTarget<'_, T> {
 
 type V3 = [f64; 3];
 
-fn get(x: &[f64], a: usize) -> V3 {
-    [x[3 * a], x[3 * a + 1], x[3 * a + 2]]
-}
 fn add(x: &mut [f64], a: usize, v: V3) {
     for q in 0..3 {
         x[3 * a + q] += v[q];
     }
-}
-fn sub(a: V3, b: V3) -> V3 {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
 }
 fn plus(a: V3, b: V3) -> V3 {
     [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
@@ -438,38 +432,11 @@ fn plus(a: V3, b: V3) -> V3 {
 fn scale(a: V3, s: f64) -> V3 {
     [a[0] * s, a[1] * s, a[2] * s]
 }
-fn dot(a: V3, b: V3) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-}
-fn cross(a: V3, b: V3) -> V3 {
-    [
-        a[1] * b[2] - a[2] * b[1],
-        a[2] * b[0] - a[0] * b[2],
-        a[0] * b[1] - a[1] * b[0],
-    ]
-}
 fn norm(a: V3) -> f64 {
     dot(a, a).sqrt()
 }
 fn unit(a: V3) -> V3 {
     scale(a, 1.0 / norm(a))
-}
-
-/// Angle at `b` between `a` and `c`, radians.
-fn angle(a: V3, b: V3, c: V3) -> f64 {
-    let (u, v) = (sub(a, b), sub(c, b));
-    norm(cross(u, v)).atan2(dot(u, v))
-}
-
-/// Dihedral a-b-c-d (IUPAC sign), radians in (-pi, pi].
-pub fn dihedral(a: V3, b: V3, c: V3, d: V3) -> f64 {
-    let (b0, b1, b2) = (sub(a, b), sub(c, b), sub(d, c));
-    let b1u = unit(b1);
-    let v = sub(b0, scale(b1u, dot(b0, b1u)));
-    let w = sub(b2, scale(b1u, dot(b2, b1u)));
-    let xx = dot(v, w);
-    let yy = dot(cross(b1u, v), w);
-    yy.atan2(xx)
 }
 
 #[cfg(test)]
@@ -520,7 +487,7 @@ mod tests {
         z.to_internal(x, &mut ic);
         for bd in sys.topology.backbone_dihedrals() {
             let [a, b, c, d] = bd.atoms;
-            let want = dihedral(get(x, a), get(x, b), get(x, c), get(x, d));
+            let want = dihedral(x, [a, b, c, d]);
             let found = z.rows.iter().enumerate().skip(3).any(|(r, row)| {
                 let t = ic[3 * r - 6 + 2];
                 ((row.l, row.k, row.j, row.atom) == (a, b, c, d)
