@@ -153,3 +153,19 @@ fn nan_positions_and_bad_files_are_clear_errors() {
     let (ok, _, err) = bgen(&["energy", "--system", "aldp", "--forcefield", "charmm"]);
     assert!(!ok && err.contains("unknown force field 'charmm'"), "{err}");
 }
+
+#[test]
+fn an_smc_schedule_target_outside_its_range_is_a_clear_error() {
+    let out = tmp("bad-cess");
+    let (ok, _, err) = bgen(&[
+        "sample",
+        "--system",
+        "aldp",
+        "--cess",
+        "1.5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("--cess 1.5"), "{err}");
+    assert!(!out.join("summary.json").exists());
+}
