@@ -18,6 +18,7 @@
 pub mod dataset;
 pub mod dcd;
 pub mod error;
+pub mod exchange;
 pub mod langevin;
 pub mod minimize;
 pub mod run;
@@ -25,6 +26,7 @@ pub mod xtc;
 
 pub use dataset::{Frames, SplitBy};
 pub use error::{Error, Result};
+pub use exchange::{geometric_ladder, ExchangeSummary};
 pub use langevin::{LangevinMiddle, State};
 pub use minimize::{minimize, MinimizeOptions, MinimizeReport};
 pub use run::{MdRun, MdSettings, Progress};

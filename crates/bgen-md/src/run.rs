@@ -4,9 +4,14 @@
 //! atomic `DIR/checkpoint.json` (positions, velocities, random-stream state and step of every
 //! replica), so a killed run resumes exactly and keeps every frame once. At the end the chunks
 //! are merged into the data-set files of [`crate::dataset`].
+//!
+//! With a temperature ladder (`temperatures_k`), the replicas are the rungs of a replica-exchange
+//! run ([`crate::exchange`]): replica k always holds the ladder's k-th temperature, so the frames
+//! of replica 0 sample the run's temperature and the others the raised ones.
 
 use crate::dataset::Frames;
 use crate::error::{file_err, io_err, Error, Result};
+use crate::exchange::{Exchange, ExchangeSummary};
 use crate::langevin::{stream, LangevinMiddle, State};
 use crate::minimize::{minimize, MinimizeOptions, MinimizeReport};
 use bgen_system::npy::write_atomic;
@@ -39,6 +44,19 @@ pub struct MdSettings {
     pub equilibrate_ps: f64,
     /// RMS force tolerance of the initial minimisation, kJ/mol/nm.
     pub minimize_tolerance: f64,
+    /// Replica exchange: the temperature of each replica, K, lowest first and equal to
+    /// `temperature_k` (e.g. [`crate::exchange::geometric_ladder`]). Empty: independent replicas
+    /// all at `temperature_k`.
+    #[serde(default)]
+    pub temperatures_k: Vec<f64>,
+    /// Replica exchange: interval between exchange rounds, ps (a whole number of steps that
+    /// divides the save interval).
+    #[serde(default = "default_exchange_every_ps")]
+    pub exchange_every_ps: f64,
+}
+
+fn default_exchange_every_ps() -> f64 {
+    0.1
 }
 
 impl MdSettings {
@@ -57,7 +75,28 @@ impl MdSettings {
             save_every_ps: 1.0,
             equilibrate_ps: 100.0,
             minimize_tolerance: 10.0,
+            temperatures_k: Vec::new(),
+            exchange_every_ps: default_exchange_every_ps(),
         }
+    }
+
+    /// Whether the replicas exchange along a temperature ladder.
+    pub fn is_exchange(&self) -> bool {
+        !self.temperatures_k.is_empty()
+    }
+
+    /// Temperature of each replica, K.
+    pub fn replica_temperatures(&self) -> Vec<f64> {
+        if self.is_exchange() {
+            self.temperatures_k.clone()
+        } else {
+            vec![self.temperature_k; self.replicas]
+        }
+    }
+
+    /// Integration steps between exchange rounds (with a ladder).
+    pub fn steps_per_exchange(&self) -> u64 {
+        (self.exchange_every_ps / self.dt_ps()).round() as u64
     }
 
     fn dt_ps(&self) -> f64 {
@@ -116,6 +155,39 @@ impl MdSettings {
                 self.save_every_ps, self.timestep_fs
             ));
         }
+        if self.is_exchange() {
+            let t = &self.temperatures_k;
+            if t.len() < 2 || t.len() != self.replicas {
+                return bad(format!(
+                    "a replica-exchange ladder needs at least 2 temperatures, one per replica \
+                     ({} temperatures, {} replicas)",
+                    t.len(),
+                    self.replicas
+                ));
+            }
+            if t.iter().any(|v| !(v.is_finite() && *v > 0.0)) || t.windows(2).any(|w| w[1] <= w[0])
+            {
+                return bad(format!(
+                    "the ladder's temperatures must be positive and increasing, got {t:?}"
+                ));
+            }
+            if (t[0] - self.temperature_k).abs() > 1e-9 {
+                return bad(format!(
+                    "the ladder starts at {} K but the run's temperature is {} K",
+                    t[0], self.temperature_k
+                ));
+            }
+            let m = self.exchange_every_ps / self.dt_ps();
+            if !(m >= 0.5 && (m - m.round()).abs() < 1e-6)
+                || self.steps_per_frame() % (m.round() as u64) != 0
+            {
+                return bad(format!(
+                    "the exchange interval {} ps must be a whole number of {} fs steps that \
+                     divides the save interval ({} ps)",
+                    self.exchange_every_ps, self.timestep_fs, self.save_every_ps
+                ));
+            }
+        }
         if self.frames_per_replica() == 0 {
             return bad(format!(
                 "{} ns is shorter than one save interval ({} ps)",
@@ -157,6 +229,9 @@ struct Checkpoint {
     /// Whether the chunks have been merged into the final files.
     complete: bool,
     states: Vec<State>,
+    /// Replica exchange only.
+    #[serde(default)]
+    exchange: Option<Exchange>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -168,6 +243,9 @@ struct RunFile {
     frames_per_replica: u64,
     steps_per_frame: u64,
     minimization: Option<MinimizeSummary>,
+    /// Replica exchange only: acceptance per neighbour pair and round trips (when complete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exchange: Option<ExchangeSummary>,
     files: serde_json::Value,
 }
 
@@ -197,8 +275,10 @@ pub struct MdRun {
     pub dir: PathBuf,
     pub settings: MdSettings,
     pub system: System,
-    pub integrator: LangevinMiddle,
+    /// One integrator per replica (at the replica's temperature).
+    pub integrators: Vec<LangevinMiddle>,
     states: Vec<State>,
+    exchange: Option<Exchange>,
     chunks: usize,
     complete: bool,
     minimization: Option<MinimizeSummary>,
@@ -281,18 +361,32 @@ impl MdRun {
                 ));
             }
         }
+        if run.settings.is_exchange()
+            && cp
+                .exchange
+                .as_ref()
+                .is_none_or(|e| e.rungs() != run.settings.replicas)
+        {
+            return Err(file_err(
+                &cp_path,
+                "a replica-exchange run without a matching exchange state",
+            ));
+        }
         run.states = cp.states;
+        run.exchange = cp.exchange;
         run.chunks = cp.chunks;
         run.complete = cp.complete;
         run.minimization = rf.minimization;
         let model = run.system.model().clone();
-        run.states.par_iter_mut().for_each_init(
-            || model.workspace(),
-            |ws, s| {
-                run.integrator
-                    .refresh(s, |x, g| model.energy_grad(x, g, ws).total())
-            },
-        );
+        run.states
+            .par_iter_mut()
+            .zip(&run.integrators)
+            .for_each_init(
+                || model.workspace(),
+                |ws, (s, integrator)| {
+                    integrator.refresh(s, |x, g| model.energy_grad(x, g, ws).total())
+                },
+            );
         if !run.complete {
             run.clear_chunks_from(run.chunks)?;
         }
@@ -300,19 +394,26 @@ impl MdRun {
     }
 
     fn assemble(dir: &Path, settings: MdSettings, system: System) -> MdRun {
-        let integrator = LangevinMiddle::new(
-            &system.params.mass,
-            system.kt(),
-            settings.friction_per_ps,
-            settings.dt_ps(),
-            true,
-        );
+        let integrators = settings
+            .replica_temperatures()
+            .iter()
+            .map(|&t| {
+                LangevinMiddle::new(
+                    &system.params.mass,
+                    bgen_system::units::kt(t),
+                    settings.friction_per_ps,
+                    settings.dt_ps(),
+                    true,
+                )
+            })
+            .collect();
         MdRun {
             dir: dir.to_path_buf(),
             settings,
             system,
-            integrator,
+            integrators,
             states: Vec::new(),
+            exchange: None,
             chunks: 0,
             complete: false,
             minimization: None,
@@ -334,12 +435,16 @@ impl MdRun {
         self.minimization = Some(report.into());
         self.states = (0..self.settings.replicas)
             .map(|r| {
-                self.integrator
-                    .init(x.clone(), stream(self.settings.seed, r as u64), |x, g| {
-                        model.energy_grad(x, g, &mut ws).total()
-                    })
+                self.integrators[r].init(x.clone(), stream(self.settings.seed, r as u64), |x, g| {
+                    model.energy_grad(x, g, &mut ws).total()
+                })
             })
             .collect();
+        let n = self.settings.replicas;
+        self.exchange = self
+            .settings
+            .is_exchange()
+            .then(|| Exchange::new(n, stream(self.settings.seed, n as u64)));
     }
 
     fn write_run_file(&self) -> Result<()> {
@@ -350,11 +455,16 @@ impl MdRun {
             frames_per_replica: self.settings.frames_per_replica(),
             steps_per_frame: self.settings.steps_per_frame(),
             minimization: self.minimization,
+            exchange: self
+                .exchange
+                .as_ref()
+                .filter(|_| self.complete)
+                .map(Exchange::summary),
             files: serde_json::json!({
                 "frames.npy": "float32 (frames, atoms, 3), nm; replica-major, then time",
                 "energies.npy": "float64 (frames,), potential energy, kJ/mol",
                 "kinetic.npy": "float64 (frames,), kinetic energy of the half-step velocities, kJ/mol",
-                "replica.npy": "int64 (frames,), replica index",
+                "replica.npy": "int64 (frames,), replica index (with a ladder: the index of its temperature)",
                 "time_ps.npy": "float64 (frames,), production time within the replica, ps",
                 "topology.pdb": "the input structure (before minimisation)",
             }),
@@ -367,6 +477,7 @@ impl MdRun {
             chunks: self.chunks,
             complete: self.complete,
             states: self.states.clone(),
+            exchange: self.exchange.clone(),
         };
         write_json(&self.dir.join("checkpoint.json"), &cp)
     }
@@ -398,6 +509,11 @@ impl MdRun {
     /// The replicas' current states.
     pub fn states(&self) -> &[State] {
         &self.states
+    }
+
+    /// Replica exchange: acceptance per neighbour pair and round trips so far.
+    pub fn exchange_summary(&self) -> Option<ExchangeSummary> {
+        self.exchange.as_ref().map(Exchange::summary)
     }
 
     /// Result of the initial minimisation (None when unknown).
@@ -445,11 +561,7 @@ impl MdRun {
             } else {
                 per_frame
             };
-            let integrator = &self.integrator;
-            self.states.par_iter_mut().for_each_init(
-                || model.workspace(),
-                |ws, st| integrator.run(st, n, |x, g| model.energy_grad(x, g, ws).total()),
-            );
+            self.advance(n, &model);
             for (r, st) in self.states.iter().enumerate() {
                 if !st.energy.is_finite() {
                     return Err(Error::Unstable {
@@ -463,7 +575,7 @@ impl MdRun {
             if step > eq_steps {
                 let time_ps = (step - eq_steps) as f64 * dt_ps;
                 for (r, st) in self.states.iter().enumerate() {
-                    let ke = self.integrator.kinetic_energy(&st.v);
+                    let ke = self.integrators[r].kinetic_energy(&st.v);
                     pending.push(&st.x, st.energy, ke, r as i64, time_ps);
                 }
             }
@@ -492,6 +604,41 @@ impl MdRun {
         self.finish()
     }
 
+    /// Integrates every replica by `steps` steps in parallel; with a ladder, in blocks of the
+    /// exchange interval, each block followed by an exchange round once the replicas sit on a
+    /// whole number of intervals.
+    fn advance(&mut self, steps: u64, model: &bgen_system::EnergyModel) {
+        let block = match self.exchange {
+            Some(_) => self.settings.steps_per_exchange(),
+            None => steps,
+        };
+        let mut left = steps;
+        while left > 0 {
+            let m = block.min(left);
+            self.states
+                .par_iter_mut()
+                .zip(&self.integrators)
+                .for_each_init(
+                    || model.workspace(),
+                    |ws, (st, integrator)| {
+                        integrator.run(st, m, |x, g| model.energy_grad(x, g, ws).total())
+                    },
+                );
+            left -= m;
+            if let Some(ex) = &mut self.exchange {
+                if self.states[0].step % block == 0
+                    && self.states.iter().all(|s| s.energy.is_finite())
+                {
+                    let energy: Vec<f64> = self.states.iter().map(|s| s.energy).collect();
+                    let beta: Vec<f64> = self.integrators.iter().map(|i| 1.0 / i.kt).collect();
+                    for k in ex.round(&energy, &beta) {
+                        swap_replicas(&mut self.states, &self.integrators, k);
+                    }
+                }
+            }
+        }
+    }
+
     /// Merges the chunks into the final files, marks the run complete, removes the chunks.
     fn finish(&mut self) -> Result<()> {
         let frames = crate::dataset::load(&self.dir)?;
@@ -508,4 +655,19 @@ impl MdRun {
         self.write_checkpoint()?;
         self.clear_chunks_from(0)
     }
+}
+
+/// Swaps the configurations of replicas `k` and `k + 1` (positions, forces, energies), scaling
+/// the velocities to the new temperatures by sqrt(T_new / T_old); each replica keeps its random
+/// stream and step count.
+fn swap_replicas(states: &mut [State], integrators: &[LangevinMiddle], k: usize) {
+    let (lo, hi) = states.split_at_mut(k + 1);
+    let (a, b) = (&mut lo[k], &mut hi[0]);
+    std::mem::swap(&mut a.x, &mut b.x);
+    std::mem::swap(&mut a.v, &mut b.v);
+    std::mem::swap(&mut a.grad, &mut b.grad);
+    std::mem::swap(&mut a.energy, &mut b.energy);
+    let up = (integrators[k + 1].kt / integrators[k].kt).sqrt();
+    a.v.iter_mut().for_each(|v| *v /= up);
+    b.v.iter_mut().for_each(|v| *v *= up);
 }

@@ -111,3 +111,71 @@ fn an_unstable_run_stops_with_a_clear_error() {
     );
     std::fs::remove_dir_all(d).unwrap();
 }
+
+fn ladder_settings() -> MdSettings {
+    let mut s = settings();
+    s.temperatures_k = vec![300.0, 400.0, 550.0];
+    s.exchange_every_ps = 0.1;
+    s
+}
+
+#[test]
+fn replica_exchange_resumes_exactly_and_reports_its_ladder() {
+    let (a, b) = (tmp("remd-full"), tmp("remd-cut"));
+    let mut run = MdRun::create(&a, ladder_settings(), aldp()).unwrap();
+    run.run(Duration::from_secs(3600), None, |_| {}).unwrap();
+    let full = dataset::load(&a).unwrap();
+    assert_eq!(full.len(), 3 * 20);
+    let summary = run.exchange_summary().unwrap();
+    assert_eq!(summary.acceptance.len(), 2);
+    assert_eq!(summary.rounds, 110, "one round per 0.1 ps over 11 ps");
+    assert!(summary.acceptance.iter().any(|&x| x > 0.0), "{summary:?}");
+    let run_json = std::fs::read_to_string(a.join("run.json")).unwrap();
+    assert!(run_json.contains("\"acceptance\""), "{run_json}");
+    // Each replica keeps its temperature: the hot rung's mean potential energy is far higher.
+    let mean = |r: i64| {
+        let e: Vec<f64> = (0..full.len())
+            .filter(|&i| full.replica[i] == r)
+            .map(|i| full.energy[i])
+            .collect();
+        e.iter().sum::<f64>() / e.len() as f64
+    };
+    assert!(mean(2) > mean(0) + 20.0, "{} vs {}", mean(2), mean(0));
+
+    let mut run = MdRun::create(&b, ladder_settings(), aldp()).unwrap();
+    run.run(Duration::ZERO, Some(5), |_| {}).unwrap();
+    drop(run);
+    let mut run = MdRun::resume(&b).unwrap();
+    run.run(Duration::ZERO, None, |_| {}).unwrap();
+    assert_eq!(
+        dataset::load(&b).unwrap(),
+        full,
+        "bit for bit after a resume"
+    );
+    assert_eq!(run.exchange_summary().unwrap(), summary);
+    for d in [a, b] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
+#[test]
+fn bad_ladders_are_refused() {
+    let cases: [(fn(&mut MdSettings), &str); 4] = [
+        (
+            |s| s.temperatures_k = vec![310.0, 400.0, 550.0],
+            "starts at 310",
+        ),
+        (
+            |s| s.temperatures_k = vec![300.0, 300.0, 550.0],
+            "increasing",
+        ),
+        (|s| s.temperatures_k = vec![300.0, 400.0], "one per replica"),
+        (|s| s.exchange_every_ps = 0.3, "divides the save interval"),
+    ];
+    for (change, want) in cases {
+        let mut s = ladder_settings();
+        change(&mut s);
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}

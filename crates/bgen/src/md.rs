@@ -37,6 +37,14 @@ pub struct MdArgs {
     /// RMS-force tolerance of the initial minimisation, kJ/mol/nm.
     #[arg(long)]
     minimize_tol: Option<f64>,
+    /// Replica exchange (parallel tempering): one replica per temperature, K, lowest first; the
+    /// lowest is the run's temperature and its frames are replica 0. Give a list
+    /// (300,340,385) or a geometric ladder as LOW:HIGH:COUNT (300:600:8).
+    #[arg(long, value_parser = parse_ladder)]
+    temperatures: Option<Ladder>,
+    /// Replica exchange: interval between exchange rounds, ps.
+    #[arg(long)]
+    exchange_every_ps: Option<f64>,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -70,6 +78,26 @@ impl MdArgs {
             };
         }
         set!(self.sys.temperature, temperature_k, "--temperature");
+        if let Some(Ladder(t)) = &self.temperatures {
+            if self.sys.temperature.is_none() && s.temperature_k != t[0] {
+                changed.push("--temperature");
+                s.temperature_k = t[0];
+            }
+            if self.replicas.is_none() && s.replicas != t.len() {
+                changed.push("--replicas");
+                s.replicas = t.len();
+            }
+        }
+        set!(
+            self.temperatures.as_ref().map(|l| l.0.clone()),
+            temperatures_k,
+            "--temperatures"
+        );
+        set!(
+            self.exchange_every_ps,
+            exchange_every_ps,
+            "--exchange-every-ps"
+        );
         set!(self.ns, ns_per_replica, "--ns");
         set!(self.replicas, replicas, "--replicas");
         set!(self.seed, seed, "--seed");
@@ -80,6 +108,42 @@ impl MdArgs {
         set!(self.minimize_tol, minimize_tolerance, "--minimize-tol");
         set!(self.sys.forcefield, forcefield, "--forcefield");
         changed
+    }
+}
+
+/// A temperature ladder, K.
+#[derive(Clone, Debug)]
+struct Ladder(Vec<f64>);
+
+fn parse_ladder(text: &str) -> std::result::Result<Ladder, String> {
+    let num = |v: &str| {
+        v.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("'{v}' is not a temperature in K"))
+    };
+    let parts: Vec<&str> = text.split(':').collect();
+    match parts.len() {
+        1 => Ok(Ladder(
+            text.split(',')
+                .map(num)
+                .collect::<std::result::Result<_, _>>()?,
+        )),
+        3 => {
+            let (lo, hi) = (num(parts[0])?, num(parts[1])?);
+            let n: usize = parts[2]
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{}' is not a number of temperatures", parts[2]))?;
+            if !(lo > 0.0 && hi > lo && n >= 2) {
+                return Err(format!(
+                    "LOW:HIGH:COUNT needs 0 < LOW < HIGH and COUNT >= 2, got {text}"
+                ));
+            }
+            Ok(Ladder(bgen_md::geometric_ladder(lo, hi, n)))
+        }
+        _ => Err(format!(
+            "'{text}': give temperatures as a list (300,340,385) or LOW:HIGH:COUNT (300:600:8)"
+        )),
     }
 }
 
@@ -144,6 +208,15 @@ pub fn run(a: MdArgs) -> Result<()> {
         s.save_every_ps,
         s.equilibrate_ps
     );
+    if s.is_exchange() {
+        let t: Vec<String> = s.temperatures_k.iter().map(|t| format!("{t:.1}")).collect();
+        eprintln!(
+            "replica exchange every {} ps over {} K; replica 0 samples {} K",
+            s.exchange_every_ps,
+            t.join(", "),
+            s.temperature_k
+        );
+    }
     if let Some((e0, e1)) = run.minimization_energy() {
         eprintln!("minimised: {e0:.3} -> {e1:.3} kJ/mol");
     }
@@ -187,6 +260,15 @@ pub fn run(a: MdArgs) -> Result<()> {
         );
     } else {
         eprintln!("stopped at a checkpoint; continue with --resume");
+    }
+    if let Some(x) = run.exchange_summary() {
+        let acc: Vec<String> = x.acceptance.iter().map(|a| format!("{a:.2}")).collect();
+        eprintln!(
+            "exchanges: acceptance per neighbour pair {}; {} round trips in {} rounds",
+            acc.join(" "),
+            x.round_trips,
+            x.rounds
+        );
     }
     Ok(())
 }
