@@ -194,6 +194,31 @@ pub fn read_frames_npy(path: &Path) -> Result<Frames> {
     })
 }
 
+/// Loads the frames that sample the run's own temperature: as [`load`], but from a
+/// replica-exchange run (a `run.json` with a temperature ladder) only replica 0, since the other
+/// replicas sample raised temperatures. Use it wherever frames stand for one ensemble (training
+/// data, a reference); [`load`] gives every replica.
+pub fn load_run_temperature(path: &Path) -> Result<Frames> {
+    let frames = load(path)?;
+    let run_json = path.join("run.json");
+    if !path.is_dir() || !run_json.exists() {
+        return Ok(frames);
+    }
+    let text = std::fs::read_to_string(&run_json).map_err(io_err(&run_json))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| file_err(&run_json, format!("corrupt or not a bgen file: {e}")))?;
+    let ladder = v["settings"]["temperatures_k"]
+        .as_array()
+        .is_some_and(|t| !t.is_empty());
+    if !ladder {
+        return Ok(frames);
+    }
+    let keep: Vec<usize> = (0..frames.len())
+        .filter(|&i| frames.replica[i] == 0)
+        .collect();
+    Ok(frames.select(&keep))
+}
+
 /// Loads frames from a data-set or run directory (a run that is still going yields the frames
 /// of its checkpointed chunks), a positions `.npy` file or an `.xtc` trajectory.
 pub fn load(path: &Path) -> Result<Frames> {

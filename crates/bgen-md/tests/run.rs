@@ -141,6 +141,16 @@ fn replica_exchange_resumes_exactly_and_reports_its_ladder() {
         e.iter().sum::<f64>() / e.len() as f64
     };
     assert!(mean(2) > mean(0) + 20.0, "{} vs {}", mean(2), mean(0));
+    // Where frames stand for one ensemble, a ladder run gives only its 300 K replica.
+    let cold = dataset::load_run_temperature(&a).unwrap();
+    assert_eq!(cold.len(), 20);
+    assert!(cold.replica.iter().all(|&r| r == 0));
+    assert_eq!(
+        dataset::load_run_temperature(&a.join("frames.npy"))
+            .unwrap()
+            .len(),
+        60
+    );
 
     let mut run = MdRun::create(&b, ladder_settings(), aldp()).unwrap();
     run.run(Duration::ZERO, Some(5), |_| {}).unwrap();

@@ -16,7 +16,8 @@ pub struct EvalArgs {
     /// Log importance weights (n,) for the samples (default: DIR/log_weights.npy if present).
     #[arg(long)]
     log_weights: Option<PathBuf>,
-    /// Reference MD: a (frames, atoms, 3) .npy in time order, or a run / data-set directory.
+    /// Reference MD: a (frames, atoms, 3) .npy in time order, or a run / data-set directory (of a
+    /// replica-exchange run, its replica 0: the frames at the run's temperature).
     #[arg(long)]
     reference: PathBuf,
     #[command(flatten)]
@@ -142,7 +143,7 @@ fn load_samples(
 pub fn run(a: EvalArgs) -> Result<()> {
     let sys = a.sys.load()?;
     let (x, na, lw) = load_samples(&a.samples, &a.log_weights)?;
-    let reference = bgen_md::dataset::load(&a.reference)?;
+    let reference = bgen_md::dataset::load_run_temperature(&a.reference)?;
     for (what, path, n) in [
         ("samples", &a.samples, na),
         ("reference", &a.reference, reference.n_atoms),
@@ -198,10 +199,6 @@ pub fn run(a: EvalArgs) -> Result<()> {
         let w = cd.has_weights.then_some(cd.weights.clone());
         data.extra_energies.push((label, cd.energy_samples, w));
     }
-    write_atomic(
-        &a.out.join("metrics.json"),
-        serde_json::to_string_pretty(&metrics)?.as_bytes(),
-    )?;
     let plots = bgen_eval::plots::write_plots(&a.out, &data).map_err(anyhow::Error::msg)?;
     let title = format!(
         "{} ({}): samples {} against reference {}",
@@ -212,6 +209,11 @@ pub fn run(a: EvalArgs) -> Result<()> {
     );
     let html = bgen_eval::report::html(&title, &metrics, &sampler_rows(&a.samples), &plots)?;
     write_atomic(&a.out.join("report.html"), html.as_bytes())?;
+    // Last: metrics.json marks the evaluation complete (`bgen run` skips a stage that has it).
+    write_atomic(
+        &a.out.join("metrics.json"),
+        serde_json::to_string_pretty(&metrics)?.as_bytes(),
+    )?;
     println!(
         "ESS {:.4}  E-W1 {:.4}  E-W2 {:.4} kT  T-W2 {:.4}  TICA-W2 {}",
         metrics.ess,

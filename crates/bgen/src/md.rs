@@ -310,7 +310,8 @@ enum TrajFormat {
 
 #[derive(Args)]
 pub struct SplitArgs {
-    /// Run or data-set directories (from `bgen md`), (frames, atoms, 3) .npy or .xtc files.
+    /// Run or data-set directories (from `bgen md`), (frames, atoms, 3) .npy or .xtc files. Of a
+    /// replica-exchange run only replica 0 (the run's temperature) is split.
     #[arg(long = "run", required = true)]
     runs: Vec<PathBuf>,
     /// Output directory: train/, val/, test/ and split.json.
@@ -394,7 +395,7 @@ fn split(a: SplitArgs) -> Result<()> {
     let mut all: Option<bgen_md::Frames> = None;
     let mut topology: Option<PathBuf> = None;
     for path in &a.runs {
-        let mut f = dataset::load(path)?;
+        let mut f = dataset::load_run_temperature(path)?;
         let offset = all
             .as_ref()
             .and_then(|x| x.replica.iter().max().copied())

@@ -306,7 +306,11 @@ pub fn run(a: SampleArgs) -> Result<()> {
                 &e,
                 SnisOptions {
                     drop_top: if method == "snis" { a.drop_top } else { 0.0 },
-                    energy_cutoff: None,
+                    energy_cutoff: if method == "snis" {
+                        a.energy_cutoff
+                    } else {
+                        None
+                    },
                     truncate: method == "snis" && !a.no_truncate,
                 },
             );
@@ -432,8 +436,13 @@ pub fn run(a: SampleArgs) -> Result<()> {
     summary.insert("mirrored".into(), mirrored.into());
     write_npy(&a.out.join("samples.npy"), &[n, na, 3], &x, true)?;
     write_npy(&a.out.join("energies.npy"), &[n], &energies, false)?;
-    if let Some(lw) = &log_w {
-        write_npy(&a.out.join("log_weights.npy"), &[n], lw, false)?;
+    let lw_path = a.out.join("log_weights.npy");
+    match &log_w {
+        Some(lw) => write_npy(&lw_path, &[n], lw, false)?,
+        // Weights of an earlier method in this directory would be applied to these samples.
+        None if lw_path.exists() => std::fs::remove_file(&lw_path)
+            .with_context(|| format!("removing the stale {}", lw_path.display()))?,
+        None => {}
     }
     summary.insert("wall_seconds".into(), t0.elapsed().as_secs_f64().into());
     let text = serde_json::to_string_pretty(&summary)?;

@@ -24,8 +24,9 @@ pub struct TrainArgs {
     data: PathBuf,
     /// More training frames of the same molecule, added to --data's (repeatable): e.g. MD at a
     /// raised temperature, which crosses barriers that MD at the target temperature rarely
-    /// does; the importance weights correct to the target temperature. The system, force
-    /// field and temperature still come from --data.
+    /// does; the importance weights correct to the target temperature. Every replica of a
+    /// replica-exchange run is used. The system, force field and temperature still come from
+    /// --data (of which, for a replica-exchange run, only replica 0).
     #[arg(long)]
     extra_data: Vec<PathBuf>,
     /// Output run directory (checkpoints, run.json).
@@ -192,7 +193,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     // Data-parallel over the batch rather than inside libtorch: at these model sizes its
     // intra-op threads scale poorly (2 threads: 1.2-1.4x slower per step than 2 workers).
     tch::set_num_threads(1);
-    let frames = bgen_md::dataset::load(&a.data)?;
+    let frames = bgen_md::dataset::load_run_temperature(&a.data)?;
     let na = frames.n_atoms;
     let d = 3 * na;
     let val_dir = a
@@ -201,7 +202,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
         .map(|p| p.join("val"))
         .filter(|p| p.join("frames.npy").exists() && a.data.is_dir());
     let (train_x, val_x): (Vec<f64>, Vec<f64>) = match &val_dir {
-        Some(v) if v != &a.data => (frames.x.clone(), bgen_md::dataset::load(v)?.x),
+        Some(v) if v != &a.data => (
+            frames.x.clone(),
+            bgen_md::dataset::load_run_temperature(v)?.x,
+        ),
         _ => {
             let n = frames.len();
             let cut = n - (n / 10).max(1);

@@ -72,6 +72,23 @@ fn eval_writes_metrics_plots_and_report() {
     assert_eq!(html.matches("data:image/png;base64,").count(), 3);
     assert!(html.contains("T-W2") && html.contains("beta"));
 
+    // metrics.json (what `bgen run` takes for a finished evaluation) is written last: when the
+    // report cannot be written, there is none.
+    let blocked = tmp("blocked");
+    std::fs::create_dir_all(blocked.join("report.html").join("x")).unwrap();
+    let o = bgen()
+        .args(["eval", "--system", "aldp", "--samples"])
+        .arg(&s)
+        .arg("--reference")
+        .arg(&r)
+        .arg("--out")
+        .arg(&blocked)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(!blocked.join("metrics.json").exists());
+    std::fs::remove_dir_all(blocked).unwrap();
+
     // Samples of another molecule are refused.
     let o = bgen()
         .args(["eval", "--system", "ala6", "--samples"])

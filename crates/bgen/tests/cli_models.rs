@@ -99,6 +99,37 @@ fn train_then_sample_with_every_method() {
             assert_eq!(s["energy_evaluations"].as_u64().unwrap(), 64 * 11);
         }
     }
+    // SNIS's energy cutoff drops exactly the samples above it (same seed, same samples), and
+    // a method without weights, run into the same directory, removes the stale weights.
+    let e = read_npy(&path("snis").join("energies.npy")).unwrap().data;
+    let mut sorted = e.clone();
+    sorted.sort_by(f64::total_cmp);
+    let cut = sorted[40];
+    let out = tmp("cutoff");
+    let s: serde_json::Value = serde_json::from_str(&ok(bgen()
+        .args(["sample", "--method", "snis", "--n", "64", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&out)
+        .args(["--energy-cutoff", &cut.to_string()])
+        .output()
+        .unwrap()))
+    .unwrap();
+    let above = e.iter().filter(|&&v| v > cut).count() as u64;
+    assert_eq!(s["dropped_energy"].as_u64().unwrap(), above);
+    assert!(above > 0);
+    ok(bgen()
+        .args(["sample", "--method", "proposal", "--n", "64", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap());
+    assert!(
+        !out.join("log_weights.npy").exists(),
+        "stale weights removed"
+    );
+    std::fs::remove_dir_all(out).unwrap();
     // Evaluation with the model's held-out NLL and the proposal drawn beside SMC.
     let ev = tmp("eval");
     ok(bgen()
