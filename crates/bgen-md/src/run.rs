@@ -282,6 +282,8 @@ pub struct MdRun {
     chunks: usize,
     complete: bool,
     minimization: Option<MinimizeSummary>,
+    /// Held while the run is open: one writer per directory.
+    _lock: bgen_system::outdir::DirLock,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
@@ -306,10 +308,11 @@ impl MdRun {
                 "already holds a run (run.json); resume it or choose another output directory",
             ));
         }
+        let lock = bgen_system::outdir::lock_dir(dir)?;
         std::fs::create_dir_all(dir.join("chunks")).map_err(io_err(dir))?;
         let pdb = bgen_system::pdb::write_pdb(&system.topology, &system.positions);
         write_atomic(&dir.join("topology.pdb"), pdb.as_bytes())?;
-        let mut run = MdRun::assemble(dir, settings, system);
+        let mut run = MdRun::assemble(dir, settings, system, lock);
         run.write_run_file()?;
         run.start();
         run.write_checkpoint()?;
@@ -320,6 +323,7 @@ impl MdRun {
     /// it was killed before its first checkpoint). Chunks written after that checkpoint are
     /// discarded, so every frame is kept once.
     pub fn resume(dir: &Path) -> Result<MdRun> {
+        let lock = bgen_system::outdir::lock_dir(dir)?;
         let rf: RunFile = read_json(&dir.join("run.json"))?;
         rf.settings.validate()?;
         let system = rf.settings.build_system(dir)?;
@@ -333,7 +337,7 @@ impl MdRun {
                 ),
             ));
         }
-        let mut run = MdRun::assemble(dir, rf.settings, system);
+        let mut run = MdRun::assemble(dir, rf.settings, system, lock);
         let cp_path = dir.join("checkpoint.json");
         if !cp_path.exists() {
             run.start();
@@ -393,7 +397,12 @@ impl MdRun {
         Ok(run)
     }
 
-    fn assemble(dir: &Path, settings: MdSettings, system: System) -> MdRun {
+    fn assemble(
+        dir: &Path,
+        settings: MdSettings,
+        system: System,
+        lock: bgen_system::outdir::DirLock,
+    ) -> MdRun {
         let integrators = settings
             .replica_temperatures()
             .iter()
@@ -417,6 +426,7 @@ impl MdRun {
             chunks: 0,
             complete: false,
             minimization: None,
+            _lock: lock,
         }
     }
 

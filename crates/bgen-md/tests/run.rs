@@ -53,6 +53,10 @@ fn interrupted_run_resumes_exactly() {
     assert!(run.is_complete());
     let resumed = dataset::load(&b).unwrap();
     assert_eq!(resumed, full, "every frame once, bit for bit");
+    // One writer per directory: a second open while this one holds it is refused.
+    let err = MdRun::resume(&b).err().unwrap().to_string();
+    assert!(err.contains("another bgen process"), "{err}");
+    drop(run);
     // Resuming a complete run does nothing.
     let mut run = MdRun::resume(&b).unwrap();
     run.run(Duration::ZERO, None, |_| panic!("no steps expected"))
@@ -67,6 +71,7 @@ fn damaged_runs_are_reported() {
     let d = tmp("bad");
     let mut run = MdRun::create(&d, settings(), aldp()).unwrap();
     run.run(Duration::ZERO, Some(1), |_| {}).unwrap();
+    drop(run);
     let err = MdRun::create(&d, settings(), aldp())
         .err()
         .unwrap()

@@ -17,6 +17,7 @@ pub mod error;
 pub mod ffxml;
 pub mod forcefield;
 pub mod npy;
+pub mod outdir;
 pub mod pdb;
 pub mod system;
 pub mod systems;

@@ -1,7 +1,7 @@
 //! `bgen eval`: metrics, plots and an HTML report of samples against reference MD.
 
 use crate::energy::SystemArgs;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use bgen_eval::evaluate::{evaluate, EvalOptions};
 use bgen_system::npy::{read_npy, write_atomic};
 use clap::Args;
@@ -157,7 +157,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
             );
         }
     }
-    std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
+    let _lock = bgen_system::outdir::lock_dir(&a.out)?;
     let opts = EvalOptions {
         max_samples: a.max_samples,
         tica_lag: a.tica_lag,

@@ -342,6 +342,11 @@ pub fn dataset(c: DatasetCommand) -> Result<()> {
 }
 
 fn export(a: ExportArgs) -> Result<()> {
+    bgen_system::outdir::refuse_same(&a.run, &a.out, "input")?;
+    if let Some(p) = &a.pdb {
+        bgen_system::outdir::refuse_same(p, &a.out, "topology")?;
+    }
+    let _lock = bgen_system::outdir::lock_dir(&a.out)?;
     let frames = dataset::load(&a.run)?;
     let topology = a.pdb.clone().unwrap_or_else(|| a.run.join("topology.pdb"));
     if !topology.exists() {
@@ -392,6 +397,10 @@ fn split(a: SplitArgs) -> Result<()> {
     if a.fractions.len() != 3 {
         bail!("--fractions needs three values (train,val,test)");
     }
+    for r in &a.runs {
+        bgen_system::outdir::refuse_same(r, &a.out, "input")?;
+    }
+    let _lock = bgen_system::outdir::lock_dir(&a.out)?;
     let mut all: Option<bgen_md::Frames> = None;
     let mut topology: Option<PathBuf> = None;
     for path in &a.runs {

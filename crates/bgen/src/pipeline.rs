@@ -312,9 +312,9 @@ fn load_config(a: &RunArgs) -> Result<RunConfig> {
 /// The main job.
 pub fn run(a: RunArgs) -> Result<()> {
     let t0 = Instant::now();
+    let _lock = bgen_system::outdir::lock_dir(&a.out)?;
     let c = load_config(&a)?;
     let dir = &a.out;
-    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
     bgen_system::npy::write_atomic(&dir.join("config.toml"), toml::to_string(&c)?.as_bytes())?;
     let threads = a
         .threads

@@ -278,7 +278,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
         None => (com, a.com.as_str()),
     };
     let proposal = run.adjusted(com);
-    std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
+    let _lock = bgen_system::outdir::lock_dir(&a.out)?;
     let t0 = Instant::now();
     let na = sys.n_atoms();
     let mut summary = serde_json::Map::new();

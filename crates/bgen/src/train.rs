@@ -1,6 +1,6 @@
 //! `bgen train`: maximum-likelihood training of a TarFlow or an ArBG on MD frames, resumable.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use bgen_models::data::Normalizer;
 use bgen_models::internal::Internal;
 use bgen_models::train::{TrainConfig, Trainer};
@@ -232,7 +232,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
             a.data.display()
         );
     }
-    std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
+    for input in std::iter::once(&a.data).chain(&a.extra_data) {
+        bgen_system::outdir::refuse_same(input, &a.out, "training data")?;
+    }
+    let _lock = bgen_system::outdir::lock_dir(&a.out)?;
     let info_path = a.out.join("run.json");
     let mut trainer = if a.resume {
         Trainer::load(&a.out, dev)?

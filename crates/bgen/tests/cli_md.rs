@@ -186,3 +186,61 @@ fn md_bad_input_is_reported() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no run to resume"));
     let _ = std::fs::remove_dir_all(out);
 }
+
+/// An output directory that is also the input is refused before anything is written, and two
+/// processes never write one directory at once.
+#[test]
+fn outputs_never_overwrite_inputs_and_one_writer_per_directory() {
+    let r = tmp("same");
+    let o = run_md(&r, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run_json = std::fs::read(r.join("run.json")).unwrap();
+    for args in [
+        vec!["dataset", "split", "--run"],
+        vec!["dataset", "export", "--run"],
+        vec!["train", "--preset", "tiny", "--steps", "1", "--data"],
+    ] {
+        let o = bgen()
+            .args(&args)
+            .arg(&r)
+            .arg("--out")
+            .arg(r.join("."))
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("would be overwritten"), "{args:?}: {err}");
+    }
+    assert_eq!(std::fs::read(r.join("run.json")).unwrap(), run_json);
+    assert_eq!(
+        std::fs::read(r.join("topology.pdb")).unwrap().len() > 100,
+        true
+    );
+
+    // A second writer of a running MD directory is refused at once.
+    let live = tmp("live");
+    let mut first = bgen()
+        .args(["md", "--system", "aldp", "--ns", "50", "--out"])
+        .arg(&live)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !live.join("checkpoint.json").exists() {
+        assert!(t0.elapsed().as_secs() < 60, "the first run never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = bgen()
+        .args(["md", "--resume", "--out"])
+        .arg(&live)
+        .output()
+        .unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("another bgen process"), "{err}");
+    for d in [r, live] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
