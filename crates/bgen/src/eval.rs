@@ -26,10 +26,10 @@ pub struct EvalArgs {
     #[arg(long)]
     out: PathBuf,
     /// Samples and reference frames used at most (evenly strided).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = crate::args::count::<usize>, allow_hyphen_values = true)]
     max_samples: usize,
     /// TICA lag, in reference frames.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::args::count::<usize>, allow_hyphen_values = true)]
     tica_lag: usize,
     /// A training run (from `bgen train`): report the held-out NLL of the reference frames.
     #[arg(long)]

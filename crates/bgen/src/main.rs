@@ -1,5 +1,6 @@
 //! `bgen`: Boltzmann generators for molecules, from the command line.
 
+mod args;
 mod bench;
 mod energy;
 mod eval;

@@ -26,7 +26,7 @@ pub struct SampleArgs {
     system: Option<String>,
     /// Number of samples (particles for SMC); default 10,000 for proposal and snis, 2,000 for
     /// smc and twisted.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::count::<usize>, allow_hyphen_values = true)]
     n: Option<usize>,
     /// proposal, snis, smc (annealed Langevin; TarFlow) or twisted (SMC over partial
     /// molecules; ArBG). Default: smc for a TarFlow, twisted for an ArBG.
@@ -41,7 +41,7 @@ pub struct SampleArgs {
     /// Sampling temperature, with log q exact at it: a TarFlow's prior becomes N(0, tau^2 I),
     /// an ArBG's bin distributions softmax(logits / tau). Below 1 trades the tails for fewer
     /// high-energy proposals.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::args::positive, allow_hyphen_values = true)]
     tau: f64,
     /// Output directory: samples.npy, log_q.npy, energies.npy, log_weights.npy, summary.json.
     #[arg(long)]
@@ -51,7 +51,7 @@ pub struct SampleArgs {
     /// SNIS: fraction of the largest log-weights dropped (default none). Dropping trades
     /// variance for bias, and the bias falls on the basins the proposal covers thinly: on aldp
     /// dropping the top 0.2% takes alphaL from 2.2% of the weight to 0.6%.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::args::fraction, allow_hyphen_values = true)]
     drop_top: f64,
     /// SNIS: keep the raw weights; by default each is capped at sqrt(n) times the mean weight
     /// (truncated importance sampling, consistent as n grows), so that no single sample carries
@@ -59,11 +59,11 @@ pub struct SampleArgs {
     #[arg(long)]
     no_truncate: bool,
     /// SNIS: samples with a target energy above this (kT) get zero weight.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::finite, allow_hyphen_values = true)]
     energy_cutoff: Option<f64>,
     /// SMC: the most annealing levels of the adaptive schedule, or the levels of the fixed
     /// one (--cess 0).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = crate::args::count::<usize>, allow_hyphen_values = true)]
     steps: usize,
     /// SMC: Langevin moves at each level (more let the particles relax between reweightings).
     #[arg(long, default_value_t = 3)]
@@ -71,7 +71,7 @@ pub struct SampleArgs {
     /// SMC: initial Langevin step size (MALA adapts it): nm^2 per kT for a Cartesian model
     /// (default 1e-6); for a model in internal coordinates in units of each coordinate's squared
     /// spread in the training data (default 0.05).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::positive, allow_hyphen_values = true)]
     step_size: Option<f64>,
     /// SMC: Metropolis-adjusted moves (MALA, the default) with the step size adapted.
     #[arg(long, conflicts_with = "ula")]
@@ -81,7 +81,7 @@ pub struct SampleArgs {
     ula: bool,
     /// SMC: adaptive schedule that keeps the conditional ESS of each level at this fraction
     /// (--steps is then the most levels); 0: --steps equal levels.
-    #[arg(long, default_value_t = 0.98)]
+    #[arg(long, default_value_t = 0.98, value_parser = crate::args::fraction, allow_hyphen_values = true)]
     cess: f64,
     /// SMC: independence moves per level (fresh proposals accepted with the exact ratio), which
     /// let particles jump between basins.
@@ -92,20 +92,20 @@ pub struct SampleArgs {
     #[arg(long)]
     no_final_moves: bool,
     /// SMC and twisted SMC: resample when the normalised ESS falls below this.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = crate::args::closed_fraction, allow_hyphen_values = true)]
     ess_threshold: f64,
     /// cpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Worker threads on the CPU, each with its own copy of the model, splitting the samples
     /// by batches (libtorch runs single-threaded in each; the samples do not depend on it).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::args::count::<usize>, allow_hyphen_values = true)]
     threads: usize,
     /// Use the raw weights instead of their moving average.
     #[arg(long)]
     no_ema: bool,
     /// Samples per network pass (and per unit of work of a thread).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = crate::args::count::<usize>, allow_hyphen_values = true)]
     batch: usize,
 }
 
@@ -242,9 +242,6 @@ pub fn run(a: SampleArgs) -> Result<()> {
     };
     let com = ComForm::from_name(&a.com)
         .with_context(|| format!("--com {}: gaussian, chi or none", a.com))?;
-    if a.tau.is_nan() || a.tau <= 0.0 {
-        bail!("--tau must be positive");
-    }
     let run_dir = match (&a.run, &a.system) {
         (Some(r), _) => r.clone(),
         (None, Some(name)) => shipped_run(name)?,
@@ -259,9 +256,6 @@ pub fn run(a: SampleArgs) -> Result<()> {
         "smc" | "twisted" => 2000,
         _ => 10_000,
     });
-    if !(0.0..1.0).contains(&a.cess) {
-        bail!("--cess {}: must lie in [0, 1)", a.cess);
-    }
     let sys = &run.sys;
     // In internal coordinates the target is U(x(ic)) - log|det J| and there is no CoM.
     let zmatrix = run.internal.as_ref().map(|t| t.zmatrix());

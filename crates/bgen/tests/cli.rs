@@ -154,6 +154,79 @@ fn nan_positions_and_bad_files_are_clear_errors() {
     assert!(!ok && err.contains("unknown force field 'charmm'"), "{err}");
 }
 
+/// Numbers that would panic, hang or give silently wrong results (zero counts, negative or
+/// non-finite times, out-of-range fractions) are refused by name before any work starts, and
+/// nothing is written.
+#[test]
+fn bad_numbers_are_refused_by_name_before_any_work() {
+    let out = tmp("bad-numbers");
+    let o = out.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["md", "--system", "aldp", "--checkpoint-secs", "-1"],
+            "--checkpoint-secs",
+        ),
+        (
+            &["md", "--system", "aldp", "--checkpoint-secs", "nan"],
+            "--checkpoint-secs",
+        ),
+        (&["md", "--system", "aldp", "--replicas", "0"], "--replicas"),
+        (
+            &["md", "--system", "aldp", "--temperature", "0"],
+            "--temperature",
+        ),
+        (&["md", "--system", "aldp", "--ns", "-1"], "--ns"),
+        (&["sample", "--system", "aldp", "--n", "0"], "--n"),
+        (&["sample", "--system", "aldp", "--batch", "0"], "--batch"),
+        (
+            &["sample", "--system", "aldp", "--drop-top", "2"],
+            "--drop-top",
+        ),
+        (&["sample", "--system", "aldp", "--tau", "inf"], "--tau"),
+        (
+            &["sample", "--system", "aldp", "--step-size", "0"],
+            "--step-size",
+        ),
+        (
+            &["sample", "--system", "aldp", "--step-size", "nan"],
+            "--step-size",
+        ),
+        (&["sample", "--system", "aldp", "--cess", "1.5"], "--cess"),
+        (
+            &["train", "--data", "x", "--batch-size", "0"],
+            "--batch-size",
+        ),
+        (&["train", "--data", "x", "--steps", "0"], "--steps"),
+        (&["train", "--data", "x", "--lr", "-1e-3"], "--lr"),
+        (
+            &["train", "--data", "x", "--checkpoint-secs", "inf"],
+            "--checkpoint-secs",
+        ),
+        (
+            &[
+                "eval",
+                "--samples",
+                "a",
+                "--reference",
+                "b",
+                "--tica-lag",
+                "0",
+            ],
+            "--tica-lag",
+        ),
+    ];
+    for (args, name) in cases {
+        let mut v = args.to_vec();
+        v.extend(["--out", o]);
+        let (ok, _, err) = bgen(&v);
+        assert!(
+            !ok && err.contains(&format!("for '{name} ")) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+        assert!(!out.exists(), "{args:?} wrote {o}");
+    }
+}
+
 #[test]
 fn an_smc_schedule_target_outside_its_range_is_a_clear_error() {
     let out = tmp("bad-cess");
@@ -166,6 +239,6 @@ fn an_smc_schedule_target_outside_its_range_is_a_clear_error() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(!ok && err.contains("--cess 1.5"), "{err}");
+    assert!(!ok && err.contains("'1.5' for '--cess"), "{err}");
     assert!(!out.join("summary.json").exists());
 }
