@@ -225,6 +225,72 @@ impl RunConfig {
     }
 
     /// The arguments that name the system to a subcommand.
+    /// Checks every setting before the first stage runs, naming the offending key.
+    fn validate(&self) -> Result<()> {
+        let positive = |k: &str, v: f64| match v.is_finite() && v > 0.0 {
+            true => Ok(()),
+            false => Err(anyhow::anyhow!("{k} = {v}: must be a finite number > 0")),
+        };
+        let non_negative = |k: &str, v: f64| match v.is_finite() && v >= 0.0 {
+            true => Ok(()),
+            false => Err(anyhow::anyhow!("{k} = {v}: must be a finite number >= 0")),
+        };
+        let count = |k: &str, v: i64| match v >= 1 {
+            true => Ok(()),
+            false => Err(anyhow::anyhow!("{k} = {v}: must be at least 1")),
+        };
+        if let Some(t) = self.temperature {
+            positive("temperature", t)?;
+        }
+        let m = &self.md;
+        positive("md.ns", m.ns)?;
+        count("md.replicas", m.replicas as i64)?;
+        positive("md.save_every_ps", m.save_every_ps)?;
+        non_negative("md.equilibrate_ps", m.equilibrate_ps)?;
+        for &t in &m.extra_temperatures {
+            positive("md.extra_temperatures", t)?;
+        }
+        let t = &self.train;
+        if let Some(v) = t.steps {
+            count("train.steps", v)?;
+        }
+        if let Some(v) = t.batch_size {
+            count("train.batch_size", v)?;
+        }
+        if let Some(v) = t.lr {
+            positive("train.lr", v)?;
+        }
+        non_negative("train.checkpoint_secs", t.checkpoint_secs)?;
+        if !matches!(t.device.as_str(), "cpu" | "cuda") && !t.device.starts_with("cuda:") {
+            bail!("train.device = '{}': cpu, cuda or cuda:N", t.device);
+        }
+        let sc = &self.sample;
+        count("sample.n", sc.n as i64)?;
+        count("sample.smc_particles", sc.smc_particles as i64)?;
+        count("sample.smc_steps", sc.smc_steps as i64)?;
+        count("sample.twisted_particles", sc.twisted_particles as i64)?;
+        positive("sample.tau", sc.tau)?;
+        if let Some(h) = sc.step_size {
+            positive("sample.step_size", h)?;
+        }
+        if let Some(c) = sc.cess {
+            if !(0.0..1.0).contains(&c) {
+                bail!("sample.cess = {c}: must lie in [0, 1)");
+            }
+        }
+        if !matches!(sc.com.as_str(), "gaussian" | "chi" | "none") {
+            bail!("sample.com = '{}': gaussian, chi or none", sc.com);
+        }
+        for method in &sc.methods {
+            if !matches!(method.as_str(), "proposal" | "snis" | "smc" | "twisted") {
+                bail!("sample.methods: '{method}': proposal, snis, smc or twisted");
+            }
+        }
+        count("eval.max_samples", self.eval.max_samples as i64)?;
+        count("eval.tica_lag", self.eval.tica_lag as i64)?;
+        Ok(())
+    }
+
     fn system_args(&self) -> Vec<String> {
         let mut v = match &self.pdb {
             Some(p) => vec!["--pdb".into(), p.display().to_string()],
@@ -282,6 +348,10 @@ fn load_config(a: &RunArgs) -> Result<RunConfig> {
     if let Some(m) = &a.model {
         c.train.model = m.clone();
     }
+    c.validate().with_context(|| match &a.config {
+        Some(p) => format!("{}: invalid settings", p.display()),
+        None => "invalid settings".into(),
+    })?;
     if !matches!(c.train.model.as_str(), "tarflow" | "arbg") {
         bail!("model '{}': tarflow or arbg", c.train.model);
     }
@@ -312,8 +382,8 @@ fn load_config(a: &RunArgs) -> Result<RunConfig> {
 /// The main job.
 pub fn run(a: RunArgs) -> Result<()> {
     let t0 = Instant::now();
-    let _lock = bgen_system::outdir::lock_dir(&a.out)?;
     let c = load_config(&a)?;
+    let _lock = bgen_system::outdir::lock_dir(&a.out)?;
     let dir = &a.out;
     bgen_system::npy::write_atomic(&dir.join("config.toml"), toml::to_string(&c)?.as_bytes())?;
     let threads = a

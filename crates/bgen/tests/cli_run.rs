@@ -187,3 +187,32 @@ fn main_job_runs_resumes_after_a_kill_and_skips_finished_stages() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_file(&cfg).unwrap();
 }
+
+/// A bad value anywhere in the TOML is refused by its key before the first stage runs, and the
+/// refused settings are not saved (so they cannot block the corrected ones).
+#[test]
+fn bad_settings_are_refused_by_key_before_any_stage() {
+    let dir = tmp("bad-settings");
+    let cfg = tmp("bad.toml");
+    for (toml, key) in [
+        ("[sample]\nn = 0\n", "sample.n"),
+        ("[md]\nns = -1.0\n", "md.ns"),
+        ("[train]\nlr = 0.0\n", "train.lr"),
+        ("[sample]\ncom = \"x\"\n", "sample.com"),
+        ("[sample]\nmethods = [\"mcmc\"]\n", "sample.methods"),
+        ("[eval]\ntica_lag = 0\n", "eval.tica_lag"),
+        ("temperature = 0.0\n", "temperature"),
+    ] {
+        std::fs::write(&cfg, toml).unwrap();
+        let o = bgen()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(key), "{toml}: {err}");
+        assert!(!dir.exists(), "{toml}: nothing written");
+    }
+}
