@@ -173,6 +173,18 @@ pub fn read_frames_npy(path: &Path) -> Result<Frames> {
             ),
         ));
     }
+    if a.integer {
+        return Err(file_err(
+            path,
+            "holds integers; positions must be float32 or float64, in nm",
+        ));
+    }
+    if a.shape[0] == 0 || a.shape[1] == 0 {
+        return Err(file_err(
+            path,
+            format!("holds no frames or no atoms (shape {:?})", a.shape),
+        ));
+    }
     if let Some(k) = a.data.iter().position(|v| !v.is_finite()) {
         return Err(file_err(
             path,
@@ -381,5 +393,28 @@ mod tests {
         assert!(tr.replica.iter().all(|&r| r < 8) && va.replica == vec![8; 5]);
         assert!(split(&toy(2, 5), [0.8, 0.1, 0.1], SplitBy::Replica, 0).is_err());
         assert!(split(&f, [0.8, 0.3, 0.1], SplitBy::Time, 0).is_err());
+    }
+
+    /// Positions files that would be read as something they are not are refused by name:
+    /// integers (not nm) and arrays without frames or atoms.
+    #[test]
+    fn integer_or_empty_positions_are_refused() {
+        let dir = std::env::temp_dir().join(format!("bgen-frames-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ints = dir.join("ints.npy");
+        write_npy_i64(&ints, &[2, 4, 3], &[1; 24]).unwrap();
+        let msg = read_frames_npy(&ints).unwrap_err().to_string();
+        assert!(
+            msg.contains("ints.npy") && msg.contains("integers"),
+            "{msg}"
+        );
+        let empty = dir.join("empty.npy");
+        bgen_system::npy::write_npy(&empty, &[0, 22, 3], &[], true).unwrap();
+        let msg = read_frames_npy(&empty).unwrap_err().to_string();
+        assert!(
+            msg.contains("empty.npy") && msg.contains("no frames"),
+            "{msg}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

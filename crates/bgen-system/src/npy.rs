@@ -10,6 +10,8 @@ use std::path::Path;
 pub struct NpyArray {
     pub shape: Vec<usize>,
     pub data: Vec<f64>,
+    /// Whether the file held integers (i4/i8) rather than floats.
+    pub integer: bool,
 }
 
 fn err(file: &str, msg: impl Into<String>) -> Error {
@@ -86,7 +88,6 @@ pub fn parse_npy(bytes: &[u8], file: &str) -> Result<NpyArray> {
                 .map_err(|_| err(file, format!("bad shape entry '{s}'")))
         })
         .collect::<Result<_>>()?;
-    let count: usize = shape.iter().product();
     let body = &bytes[start + hlen..];
     let (size, conv): (usize, fn(&[u8]) -> f64) = match descr {
         "<f8" | "=f8" => (8, |b| f64::from_le_bytes(b.try_into().unwrap())),
@@ -100,18 +101,32 @@ pub fn parse_npy(bytes: &[u8], file: &str) -> Result<NpyArray> {
             ))
         }
     };
-    if body.len() < count * size {
+    // The header's shape must account for the data exactly: checked before any allocation, so a
+    // corrupt or hostile header cannot ask for more memory than the file holds.
+    let needed = shape
+        .iter()
+        .try_fold(size, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| err(file, format!("shape {shape:?} is too large")))?;
+    if body.len() != needed {
         return Err(err(
             file,
             format!(
-                "truncated data: shape {shape:?} needs {} bytes, file has {}",
-                count * size,
+                "{}: shape {shape:?} needs {needed} bytes of data, the file has {}",
+                if body.len() < needed {
+                    "truncated data"
+                } else {
+                    "more data than the header's shape"
+                },
                 body.len()
             ),
         ));
     }
-    let data = body[..count * size].chunks_exact(size).map(conv).collect();
-    Ok(NpyArray { shape, data })
+    let data = body.chunks_exact(size).map(conv).collect();
+    Ok(NpyArray {
+        shape,
+        data,
+        integer: descr.ends_with("i8") || descr.ends_with("i4"),
+    })
 }
 
 fn header(descr: &str, shape: &[usize]) -> Vec<u8> {

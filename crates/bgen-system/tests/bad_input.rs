@@ -122,6 +122,56 @@ fn malformed_npy_is_reported() {
     }
 }
 
+/// A .npy of `descr` and `shape` (header text) followed by `body`.
+fn npy(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
+    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend((h.len() as u16).to_le_bytes());
+    b.extend(h.as_bytes());
+    b.extend(body);
+    b
+}
+
+/// A header that claims more than the file holds is refused before any allocation (2^62 frames
+/// used to abort the process), and so is one that claims less (the rest was silently dropped).
+#[test]
+fn npy_shapes_must_match_the_data_exactly() {
+    let body = vec![0u8; 2 * 3 * 8];
+    assert_eq!(
+        parse_npy(&npy("<f8", "(2, 3)", &body), "ok.npy")
+            .unwrap()
+            .shape,
+        vec![2, 3]
+    );
+    for (shape, want) in [
+        ("(4611686018427387904, 22, 3)", "too large"),
+        ("(1, 3)", "more data than the header's shape"),
+        ("(3, 3)", "truncated data"),
+    ] {
+        let msg = parse_npy(&npy("<f8", shape, &body), "bad.npy")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("bad.npy") && msg.contains(want),
+            "{shape}: {msg}"
+        );
+    }
+    assert!(
+        parse_npy(&npy("<i8", "(2, 3)", &body), "i.npy")
+            .unwrap()
+            .integer
+    );
+    assert!(
+        !parse_npy(&npy("<f8", "(2, 3)", &body), "f.npy")
+            .unwrap()
+            .integer
+    );
+}
+
 #[test]
 fn npy_round_trip() {
     let dir = std::env::temp_dir().join(format!("bgen-npy-{}", std::process::id()));
