@@ -163,7 +163,8 @@ impl Target for System {
         3 * self.n_atoms()
     }
 
-    /// Energies in kT and gradients in kT/nm.
+    /// Energies in kT and gradients in kT/nm; +inf (zero gradient) for non-finite positions or
+    /// a non-finite energy.
     fn energy_and_grad(&self, x: &[f64], energy: &mut [f64], grad: Option<&mut [f64]>) {
         let d = self.dim();
         let beta = 1.0 / self.kt();
@@ -179,8 +180,16 @@ impl Target for System {
                 Some(g) => {
                     *e = self.model.energy_grad(xi, g, ws).total() * beta;
                     g.iter_mut().for_each(|v| *v *= beta);
+                    if !e.is_finite() {
+                        g.fill(0.0);
+                    }
                 }
                 None => *e = self.model.energy(xi, ws).total() * beta,
+            }
+            // Coinciding atoms give inf - inf = NaN (or -inf between opposite charges without
+            // Lennard-Jones): such a conformation has zero Boltzmann weight, never a NaN one.
+            if !e.is_finite() {
+                *e = f64::INFINITY;
             }
         };
         match grad {

@@ -80,6 +80,20 @@ pub fn run(a: EnergyArgs) -> Result<()> {
     let n = x.len() / (3 * n_atoms);
     let mut f = a.forces.as_ref().map(|_| vec![0.0; x.len()]);
     let energies = sys.energies_batch(&x, f.as_deref_mut());
+    if let Some(c) = energies.iter().position(|e| !e.total().is_finite()) {
+        let xi = &x[c * 3 * n_atoms..(c + 1) * 3 * n_atoms];
+        let (i, j, r) = closest_pair(xi);
+        let name = |k: usize| {
+            let at = &sys.topology.atoms[k];
+            let res = &sys.topology.residues[at.residue];
+            format!("{k} ({} of {} {})", at.name, res.name, res.number)
+        };
+        bail!(
+            "{source}: conformation {c}: the energy is not finite; its closest atoms are {} and {} at {r:.3e} nm",
+            name(i),
+            name(j)
+        );
+    }
     if let (Some(path), Some(f)) = (&a.forces, &f) {
         write_npy(path, &[n, n_atoms, 3], f, false)
             .with_context(|| format!("writing forces to {}", path.display()))?;
@@ -133,4 +147,22 @@ pub fn run(a: EnergyArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The two closest atoms of one conformation (atoms x 3, nm) and their distance.
+fn closest_pair(x: &[f64]) -> (usize, usize, f64) {
+    let n = x.len() / 3;
+    let mut best = (0, 1, f64::INFINITY);
+    for i in 0..n {
+        for j in i + 1..n {
+            let r = (0..3)
+                .map(|k| (x[3 * i + k] - x[3 * j + k]).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            if r < best.2 {
+                best = (i, j, r);
+            }
+        }
+    }
+    best
 }

@@ -227,6 +227,35 @@ fn bad_numbers_are_refused_by_name_before_any_work() {
     }
 }
 
+/// All atoms at one point: a clear error naming the conformation and the atoms, not a NaN table.
+#[test]
+fn coinciding_atoms_are_an_error_not_a_nan() {
+    let x = vec![0.5; 22 * 3];
+    let p = tmp("collapsed.npy");
+    write_npy(&p, &[1, 22, 3], &x, false).unwrap();
+    let (ok, out, err) = bgen(&[
+        "energy",
+        "--system",
+        "aldp",
+        "--positions",
+        p.to_str().unwrap(),
+    ]);
+    assert!(!ok && !out.contains("NaN"), "{out}");
+    assert!(
+        err.contains("collapsed.npy")
+            && err.contains("conformation 0")
+            && err.contains("not finite"),
+        "{err}"
+    );
+    // At the sampler seam such a conformation has energy +inf (zero weight), never NaN.
+    use bgen_system::Target;
+    let sys = bgen_system::System::named("aldp", None, None).unwrap();
+    let (mut e, mut g) = ([0.0], vec![1.0; 66]);
+    sys.energy_and_grad(&x, &mut e, Some(&mut g));
+    assert_eq!(e[0], f64::INFINITY);
+    assert!(g.iter().all(|&v| v == 0.0));
+}
+
 #[test]
 fn an_smc_schedule_target_outside_its_range_is_a_clear_error() {
     let out = tmp("bad-cess");
