@@ -126,6 +126,9 @@ impl PdbFile {
                     }
                 }
                 "ENDMDL" => break,
+                // The first model is the structure; a second MODEL without ENDMDL before it
+                // would otherwise merge two models into one molecule.
+                "MODEL" if !atoms.is_empty() => break,
                 "CONECT" => {
                     let nums: Vec<i64> = (0..5)
                         .filter_map(|k| {

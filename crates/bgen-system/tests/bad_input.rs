@@ -208,3 +208,18 @@ fn write_pdb_reads_back_to_the_same_energy() {
         (again.energy(&again.positions).total() - sys.energy(&sys.positions).total()).abs() < 1e-2
     );
 }
+
+/// Several MODELs without ENDMDL (as some tools write them) are the first model, not one
+/// molecule of twice the atoms.
+#[test]
+fn models_without_endmdl_are_the_first_model() {
+    let atoms: String = ALDP
+        .lines()
+        .filter(|l| l.starts_with("ATOM") || l.starts_with("HETATM"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let text = format!("MODEL        1\n{atoms}MODEL        2\n{atoms}END\n");
+    let pdb = PdbFile::parse(&text, "models.pdb").unwrap();
+    assert_eq!(pdb.atoms.len(), 22);
+    assert_eq!(build(&text), "ok");
+}
