@@ -103,14 +103,16 @@ fn stride(n: usize, max: usize) -> Vec<usize> {
 }
 
 /// Evaluates `samples` (n x atoms x 3, nm) with optional `log_weights` against `reference`
-/// frames (in time order, nm) of `system`.
+/// frames (in time order, nm) of `system`. Samples with a non-finite energy or a log-weight of
+/// -inf are left out and counted (`details.n_nonfinite`); an error when none is left, when a
+/// log-weight is NaN or +inf, or when there is no reference frame.
 pub fn evaluate(
     system: &System,
     samples: &[f64],
     log_weights: Option<&[f64]>,
     reference: &[f64],
     opts: EvalOptions,
-) -> (Metrics, EvalData) {
+) -> Result<(Metrics, EvalData), String> {
     let t0 = Instant::now();
     let na = system.n_atoms();
     let d = 3 * na;
@@ -135,6 +137,24 @@ pub fn evaluate(
     let keep: Vec<usize> = (0..idx.len())
         .filter(|&k| energies_all[k].is_finite() && lw_all[k] > f64::NEG_INFINITY)
         .collect();
+    if let Some(k) = lw_all
+        .iter()
+        .position(|v| v.is_nan() || *v == f64::INFINITY)
+    {
+        return Err(format!(
+            "sample {}: log-weight {}: the weights cannot be normalised",
+            idx[k], lw_all[k]
+        ));
+    }
+    if keep.is_empty() {
+        return Err(format!(
+            "none of the {} samples has a finite energy and a weight above zero",
+            idx.len()
+        ));
+    }
+    if reference.len() < d {
+        return Err("no reference frames".into());
+    }
     let n_nonfinite = idx.len() - keep.len();
     let x: Vec<f64> = keep
         .iter()
@@ -269,5 +289,5 @@ pub fn evaluate(
         tica_reference: tr,
         extra_energies: Vec::new(),
     };
-    (metrics, data)
+    Ok((metrics, data))
 }

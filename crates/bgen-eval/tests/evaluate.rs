@@ -33,7 +33,7 @@ fn opts() -> EvalOptions {
 fn identical_sets_are_at_distance_zero() {
     let sys = System::named("aldp", None, None).unwrap();
     let x = frames(&sys, 1, 300);
-    let (m, data) = evaluate(&sys, &x, None, &x, opts());
+    let (m, data) = evaluate(&sys, &x, None, &x, opts()).unwrap();
     assert_eq!(m.ess, 1.0);
     assert!(m.energy_w1 < 1e-12 && m.energy_w2 < 1e-12, "{m:?}");
     assert!(m.torus_w2 < 1e-9, "{}", m.torus_w2);
@@ -54,8 +54,8 @@ fn weights_equal_duplicated_samples() {
     lw[..40].iter_mut().for_each(|v| *v = 2f64.ln());
     let mut dup = x.clone();
     dup.extend_from_slice(&x[..40 * d]);
-    let (mw, _) = evaluate(&sys, &x, Some(&lw), &r, opts());
-    let (md, _) = evaluate(&sys, &dup, None, &r, opts());
+    let (mw, _) = evaluate(&sys, &x, Some(&lw), &r, opts()).unwrap();
+    let (md, _) = evaluate(&sys, &dup, None, &r, opts()).unwrap();
     for (a, b) in [
         (mw.energy_w1, md.energy_w1),
         (mw.energy_w2, md.energy_w2),
@@ -74,7 +74,7 @@ fn non_finite_samples_are_left_out_and_counted() {
     let sys = System::named("aldp", None, None).unwrap();
     let mut x = frames(&sys, 4, 50);
     x[5] = f64::NAN;
-    let (m, _) = evaluate(&sys, &x, None, &frames(&sys, 5, 60), opts());
+    let (m, _) = evaluate(&sys, &x, None, &frames(&sys, 5, 60), opts()).unwrap();
     assert_eq!((m.details.n_nonfinite, m.details.n_samples), (1, 49));
     assert!(m.energy_w2.is_finite() && m.torus_w2.is_finite());
 }
@@ -88,7 +88,34 @@ fn mirror_images_are_reflected_and_counted() {
     for f in mixed.chunks_mut(d).step_by(3) {
         f.iter_mut().for_each(|v| *v = -*v);
     }
-    let (m, _) = evaluate(&sys, &mixed, None, &x, opts());
+    let (m, _) = evaluate(&sys, &mixed, None, &x, opts()).unwrap();
     assert_eq!(m.details.n_mirrored, 34);
     assert!(m.torus_w2 < 1e-9 && m.energy_w2 < 1e-12, "{m:?}");
+}
+
+/// Weights that cannot be normalised and samples that all lack weight are errors, not a panic or
+/// a silently wrong metric; samples with a non-finite energy are left out and counted.
+#[test]
+fn degenerate_weights_and_energies_are_errors_or_counted() {
+    let sys = System::named("aldp", None, None).unwrap();
+    let x = frames(&sys, 7, 40);
+    let n = x.len() / (3 * sys.n_atoms());
+    for bad in [f64::INFINITY, f64::NAN] {
+        let mut lw = vec![0.0; n];
+        lw[3] = bad;
+        let err = evaluate(&sys, &x, Some(&lw), &x, opts()).unwrap_err();
+        assert!(
+            err.contains("sample 3") && err.contains("cannot be normalised"),
+            "{err}"
+        );
+    }
+    let lw = vec![f64::NEG_INFINITY; n];
+    let err = evaluate(&sys, &x, Some(&lw), &x, opts()).unwrap_err();
+    assert!(err.contains("none of the"), "{err}");
+    let mut broken = x.clone();
+    broken[..3 * sys.n_atoms()]
+        .iter_mut()
+        .for_each(|v| *v = 0.5);
+    let (m, _) = evaluate(&sys, &broken, None, &x, opts()).unwrap();
+    assert_eq!(m.details.n_nonfinite, 1);
 }

@@ -94,7 +94,8 @@ fn main() -> anyhow::Result<()> {
     println!("ESS: SNIS {:.4}, SMC {:.4}", is.ess, r.ess);
 
     // 5. Evaluation against the held-out MD.
-    let (m, _) = bgen::eval::evaluate::evaluate(&sys, &r.x, None, &test.x, Default::default());
+    let (m, _) = bgen::eval::evaluate::evaluate(&sys, &r.x, None, &test.x, Default::default())
+        .map_err(anyhow::Error::msg)?;
     println!(
         "SMC vs MD: E-W2 {:.3} kT, T-W2 {:.3} rad; basins {:?}",
         m.energy_w2, m.torus_w2, m.basins

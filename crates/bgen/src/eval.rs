@@ -130,8 +130,22 @@ fn load_samples(
                     a.shape
                 );
             }
-            if a.data.iter().any(|v| v.is_nan()) {
-                bail!("{}: NaN log-weights", p.display());
+            if let Some(k) = a
+                .data
+                .iter()
+                .position(|v| v.is_nan() || *v == f64::INFINITY)
+            {
+                bail!(
+                    "{}: sample {k} has log-weight {}: the weights cannot be normalised",
+                    p.display(),
+                    a.data[k]
+                );
+            }
+            if a.data.iter().all(|v| *v == f64::NEG_INFINITY) {
+                bail!(
+                    "{}: every log-weight is -inf: no sample carries weight",
+                    p.display()
+                );
             }
             Some(a.data)
         }
@@ -163,7 +177,15 @@ pub fn run(a: EvalArgs) -> Result<()> {
         tica_lag: a.tica_lag,
         ..Default::default()
     };
-    let (mut metrics, mut data) = evaluate(&sys, &x, lw.as_deref(), &reference.x, opts);
+    let (mut metrics, mut data) = evaluate(&sys, &x, lw.as_deref(), &reference.x, opts)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.samples.display()))?;
+    if metrics.details.n_nonfinite > 0 {
+        eprintln!(
+            "{}: {} samples with a non-finite energy or zero weight left out",
+            a.samples.display(),
+            metrics.details.n_nonfinite
+        );
+    }
     if let Some(run) = &a.model {
         let (nll, nll_nm) = held_out_nll(run, &reference.x, sys.n_atoms())?;
         metrics.nll = Some(nll);
@@ -188,7 +210,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
                 max_samples: a.max_samples,
                 ..opts
             },
-        );
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {e}", c.display()))?;
         let label = c
             .file_name()
             .map_or("other".into(), |n| n.to_string_lossy().to_string());
