@@ -89,9 +89,9 @@ impl Frames {
     pub fn sort(&mut self) {
         let mut idx: Vec<usize> = (0..self.len()).collect();
         idx.sort_by(|&a, &b| {
-            (self.replica[a], self.time_ps[a])
-                .partial_cmp(&(self.replica[b], self.time_ps[b]))
-                .unwrap()
+            self.replica[a]
+                .cmp(&self.replica[b])
+                .then(self.time_ps[a].total_cmp(&self.time_ps[b]))
         });
         *self = self.select(&idx);
     }
@@ -148,8 +148,20 @@ impl Frames {
 pub fn read_frames_xtc(path: &Path) -> Result<Frames> {
     let t = crate::xtc::read_xtc(path)?;
     let n = t.time_ps.len();
-    if n == 0 {
-        return Err(file_err(path, "no frames"));
+    if n == 0 || t.n_atoms == 0 {
+        return Err(file_err(path, "no frames or no atoms"));
+    }
+    if let Some(k) = t.time_ps.iter().position(|v| !v.is_finite()) {
+        return Err(file_err(
+            path,
+            format!("frame {k}: time {} ps is not finite", t.time_ps[k]),
+        ));
+    }
+    if let Some(k) = t.x.iter().position(|v| !v.is_finite()) {
+        return Err(file_err(
+            path,
+            format!("frame {}: non-finite coordinate", k / (3 * t.n_atoms)),
+        ));
     }
     Ok(Frames {
         n_atoms: t.n_atoms,

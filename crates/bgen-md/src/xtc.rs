@@ -373,8 +373,10 @@ impl<'a> Xdr<'a> {
 /// Reads the coordinates of one compressed frame (after the atom count) into `out` (nm).
 fn decompress(r: &mut Xdr, n: usize, out: &mut Vec<f64>) -> std::result::Result<(), String> {
     let precision = r.float()?;
-    if precision.is_nan() || precision <= 0.0 {
-        return Err(format!("precision {precision}"));
+    if !(precision.is_finite() && precision > 0.0) {
+        return Err(format!(
+            "precision {precision} (must be finite and positive)"
+        ));
     }
     let mut lo = [0i32; 3];
     let mut hi = [0i32; 3];

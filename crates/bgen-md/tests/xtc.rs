@@ -107,4 +107,22 @@ fn damage_and_bad_input_are_named() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("frame 4") && e.contains("NaN"), "{e}");
+    // A NaN time (it panicked when frames were sorted) and an infinite precision (it read as
+    // zeros) are refused, naming the file.
+    let mut nan_time = bytes.clone();
+    nan_time[12..16].copy_from_slice(&f32::NAN.to_be_bytes());
+    std::fs::write(&out, &nan_time).unwrap();
+    let e = bgen_md::dataset::load(&out).unwrap_err().to_string();
+    assert!(
+        e.contains("damaged.xtc") && e.contains("frame 0") && e.contains("time"),
+        "{e}"
+    );
+    let mut inf_prec = bytes.clone();
+    inf_prec[56..60].copy_from_slice(&f32::INFINITY.to_be_bytes());
+    std::fs::write(&out, &inf_prec).unwrap();
+    let e = bgen_md::dataset::load(&out).unwrap_err().to_string();
+    assert!(
+        e.contains("damaged.xtc") && e.contains("precision inf"),
+        "{e}"
+    );
 }
