@@ -97,14 +97,15 @@ impl Frames {
     }
 
     /// Writes the arrays into `dir` with file names `{prefix}frames.npy` etc., each atomically.
+    /// `frames.npy` goes last: where it exists, the other arrays beside it are of the same set.
     pub fn write(&self, dir: &Path, prefix: &str) -> Result<()> {
         let n = self.len();
         let p = |name: &str| dir.join(format!("{prefix}{name}.npy"));
-        write_npy(&p("frames"), &[n, self.n_atoms, 3], &self.x, true)?;
         write_npy(&p("energies"), &[n], &self.energy, false)?;
         write_npy(&p("kinetic"), &[n], &self.kinetic, false)?;
         write_npy_i64(&p("replica"), &[n], &self.replica)?;
         write_npy(&p("time_ps"), &[n], &self.time_ps, false)?;
+        write_npy(&p("frames"), &[n, self.n_atoms, 3], &self.x, true)?;
         Ok(())
     }
 
@@ -223,6 +224,16 @@ pub fn read_frames_npy(path: &Path) -> Result<Frames> {
 /// replicas sample raised temperatures. Use it wherever frames stand for one ensemble (training
 /// data, a reference); [`load`] gives every replica.
 pub fn load_run_temperature(path: &Path) -> Result<Frames> {
+    if path.is_dir() && run_complete(path)? == Some(false) {
+        return Err(file_err(
+            path,
+            format!(
+                "is an MD run that has not finished: finish it with `bgen md --resume --out {}` \
+                 before using its frames",
+                path.display()
+            ),
+        ));
+    }
     let frames = load(path)?;
     let run_json = path.join("run.json");
     if !path.is_dir() || !run_json.exists() {
@@ -258,9 +269,28 @@ pub fn load(path: &Path) -> Result<Frames> {
         }
         return read_frames_npy(path);
     }
-    if path.join("frames.npy").exists() {
+    // An MD run that is not complete (its checkpoint says so) may hold the final files of a merge
+    // that was cut short: its frames are those of the chunks.
+    if path.join("frames.npy").exists() && run_complete(path)? != Some(false) {
         return Frames::read(path, "");
     }
+    load_chunks(path)
+}
+
+/// Whether the MD run in `dir` is complete: None when `dir` holds no run checkpoint.
+pub fn run_complete(dir: &Path) -> Result<Option<bool>> {
+    let cp = dir.join("checkpoint.json");
+    if !cp.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&cp).map_err(io_err(&cp))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| file_err(&cp, format!("corrupt or not a bgen file: {e}")))?;
+    Ok(Some(v["complete"].as_bool().unwrap_or(false)))
+}
+
+/// The frames in the chunks of a run directory, sorted by replica and time.
+pub fn load_chunks(path: &Path) -> Result<Frames> {
     let chunks = path.join("chunks");
     if chunks.is_dir() {
         let mut names: Vec<String> = std::fs::read_dir(&chunks)

@@ -651,7 +651,7 @@ impl MdRun {
 
     /// Merges the chunks into the final files, marks the run complete, removes the chunks.
     fn finish(&mut self) -> Result<()> {
-        let frames = crate::dataset::load(&self.dir)?;
+        let frames = crate::dataset::load_chunks(&self.dir)?;
         let expected = self.settings.frames_per_replica() as usize * self.settings.replicas;
         if frames.len() != expected {
             return Err(file_err(

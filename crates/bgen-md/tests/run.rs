@@ -48,6 +48,16 @@ fn interrupted_run_resumes_exactly() {
     assert_eq!(partial.len(), 3 * 5, "frames of the checkpointed chunks");
     // A chunk written after the last checkpoint (a kill between the two writes) is dropped.
     partial.write(&b.join("chunks"), "00005.").unwrap();
+    // So are final files of a merge cut short (a frames.npy without its energies): the run is
+    // not complete until its checkpoint says so, and until then it is not training data.
+    bgen_system::npy::write_npy(&b.join("frames.npy"), &[15, 22, 3], &partial.x, true).unwrap();
+    let seen = dataset::load(&b).unwrap();
+    assert!(
+        seen.energy.iter().all(|e| e.is_finite()),
+        "read from chunks"
+    );
+    let err = dataset::load_run_temperature(&b).unwrap_err().to_string();
+    assert!(err.contains("has not finished"), "{err}");
     let mut run = MdRun::resume(&b).unwrap();
     run.run(Duration::ZERO, None, |_| {}).unwrap();
     assert!(run.is_complete());
