@@ -1,6 +1,6 @@
 //! `bgen train`: maximum-likelihood training of a TarFlow or an ArBG on MD frames, resumable.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use bgen_models::data::Normalizer;
 use bgen_models::internal::Internal;
 use bgen_models::train::{TrainConfig, Trainer};
@@ -14,9 +14,9 @@ use tch::{Device, Kind, Tensor};
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Model family: tarflow or arbg.
-    #[arg(long, default_value = "tarflow")]
-    model: String,
+    /// Model family: tarflow (default) or arbg.
+    #[arg(long, value_parser = ["tarflow", "arbg"])]
+    model: Option<String>,
     /// Training frames: a data-set or run directory (from `bgen md` / `bgen dataset split`) or
     /// a (frames, atoms, 3) .npy in nm or an .xtc. A sibling `val/` directory is used for validation,
     /// else the last 10% of the frames.
@@ -35,9 +35,9 @@ pub struct TrainArgs {
     /// Size preset. TarFlow: tiny (smoke tests), small (CPU, 64 wide, 4 blocks x 2 layers, 8000
     /// steps: about 40 min on one core for aldp), aldp (256 wide, 4x4), peptide (384, 6x6),
     /// chignolin (384, 8x8). ArBG: tiny, small (CPU), base (256 wide x 8 layers), medium
-    /// (512 x 12).
-    #[arg(long, default_value = "small")]
-    preset: String,
+    /// (512 x 12). Default: small.
+    #[arg(long)]
+    preset: Option<String>,
     /// ArBG: bins per coordinate (overrides the preset's).
     #[arg(long, value_parser = crate::args::count::<i64>, allow_hyphen_values = true)]
     bins: Option<i64>,
@@ -50,9 +50,9 @@ pub struct TrainArgs {
     per_coordinate: bool,
     /// Coordinates the model works in: internal (the Z-matrix's bonds, angles and torsions;
     /// TarFlow only) or cartesian (centred, with rotation and CoM augmentation, as in the SBG
-    /// paper).
-    #[arg(long, default_value = "cartesian", value_parser = ["internal", "cartesian"])]
-    coords: String,
+    /// paper; the default).
+    #[arg(long, value_parser = ["internal", "cartesian"])]
+    coords: Option<String>,
     /// Training steps (overrides the preset's).
     #[arg(long, value_parser = crate::args::count::<i64>, allow_hyphen_values = true)]
     steps: Option<i64>,
@@ -60,8 +60,9 @@ pub struct TrainArgs {
     batch_size: Option<i64>,
     #[arg(long, value_parser = crate::args::positive, allow_hyphen_values = true)]
     lr: Option<f64>,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Seed of the initialisation and the batches (default 0).
+    #[arg(long)]
+    seed: Option<u64>,
     /// cpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -237,8 +238,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let _lock = bgen_system::outdir::lock_dir(&a.out)?;
     let info_path = a.out.join("run.json");
+    let model_name = a.model.clone().unwrap_or_else(|| "tarflow".into());
+    let preset_name = a.preset.clone().unwrap_or_else(|| "small".into());
+    let coords = a.coords.clone().unwrap_or_else(|| "cartesian".into());
     let mut trainer = if a.resume {
-        Trainer::load(&a.out, dev)?
+        let t = Trainer::load(&a.out, dev)?;
+        check_resume(&a, &t.state.train, &info_path)?;
+        t
     } else {
         if a.out.join("latest.json").exists() {
             bail!(
@@ -246,9 +252,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 a.out.display()
             );
         }
-        let (model, mut tc): (ModelConfig, TrainConfig) = match a.model.as_str() {
+        let (model, mut tc): (ModelConfig, TrainConfig) = match model_name.as_str() {
             "tarflow" => {
-                let (mut m, tc) = preset(&a.preset, na as i64)?;
+                let (mut m, tc) = preset(&preset_name, na as i64)?;
                 if a.per_coordinate {
                     m.tokens = 3 * na as i64;
                     m.token_dim = 1;
@@ -256,7 +262,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 (m.into(), tc)
             }
             "arbg" => {
-                let (mut m, tc) = arbg_preset(&a.preset, na as i64)?;
+                let (mut m, tc) = arbg_preset(&preset_name, na as i64)?;
                 m.bins = a.bins.unwrap_or(m.bins);
                 m.range = a.range.unwrap_or(m.range);
                 if m.bins < 2 || m.range <= 0.0 {
@@ -266,7 +272,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             }
             other => bail!("unknown --model '{other}' (tarflow or arbg)"),
         };
-        let internal = a.coords == "internal";
+        let internal = coords == "internal";
         let model = match (model, internal) {
             (m, false) => m,
             (ModelConfig::TarFlow(mut m), true) => {
@@ -284,7 +290,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         tc.steps = a.steps.unwrap_or(tc.steps);
         tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
         tc.lr = a.lr.unwrap_or(tc.lr);
-        tc.seed = a.seed;
+        tc.seed = a.seed.unwrap_or(0);
         let norm = Normalizer::fit(&train_x, na);
         let (system, forcefield, temperature) = match (&a.system, data_system(&a.data)) {
             (Some(s), _) => {
@@ -302,8 +308,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             ),
         };
         let info = RunInfo {
-            model: a.model.clone(),
-            preset: a.preset.clone(),
+            model: model_name.clone(),
+            preset: preset_name.clone(),
             system,
             forcefield,
             temperature_k: temperature,
@@ -314,7 +320,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 .join(", "),
             n_train,
             n_val,
-            coords: a.coords.clone(),
+            coords: coords.clone(),
         };
         bgen_system::npy::write_atomic(
             &info_path,
@@ -363,7 +369,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let tc = trainer.state.train.clone();
     eprintln!(
         "{} ({}): {n_train} training / {n_val} validation frames of {na} atoms, std {:.4} nm; {} steps of {}",
-        trainer.state.model.describe(), a.preset, norm.std, tc.steps, tc.batch_size
+        trainer.state.model.describe(), preset_name, norm.std, tc.steps, tc.batch_size
     );
     if let ModelConfig::Arbg(c) = &trainer.state.model {
         let outside = |t: &Tensor| {
@@ -448,6 +454,66 @@ pub fn run(a: TrainArgs) -> Result<()> {
             "done: validation NLL {val:.4} per dim of the standardised internal coordinates; {}",
             a.out.display()
         ),
+    }
+    Ok(())
+}
+
+/// Refuses a resume whose options differ from the run being resumed (they were ignored before),
+/// listing each difference.
+fn check_resume(a: &TrainArgs, tc: &TrainConfig, info_path: &Path) -> Result<()> {
+    let info: RunInfo = serde_json::from_str(
+        &std::fs::read_to_string(info_path).with_context(|| info_path.display().to_string())?,
+    )
+    .with_context(|| format!("{}: corrupt", info_path.display()))?;
+    let mut diff = Vec::new();
+    let mut text = |name: &str, given: &Option<String>, saved: &str| {
+        if let Some(g) = given {
+            if g != saved {
+                diff.push(format!("--{name} {g} (the run has {saved})"));
+            }
+        }
+    };
+    text("model", &a.model, &info.model);
+    text("preset", &a.preset, &info.preset);
+    text("coords", &a.coords, &info.coords);
+    let num = |name: &str, given: Option<f64>, saved: f64| {
+        given
+            .filter(|g| g != &saved)
+            .map(|g| format!("--{name} {g} (the run has {saved})"))
+    };
+    diff.extend(num("steps", a.steps.map(|v| v as f64), tc.steps as f64));
+    diff.extend(num(
+        "batch-size",
+        a.batch_size.map(|v| v as f64),
+        tc.batch_size as f64,
+    ));
+    diff.extend(num("lr", a.lr, tc.lr));
+    diff.extend(num("seed", a.seed.map(|v| v as f64), tc.seed as f64));
+    let same_path = |x: &str, y: &Path| -> bool {
+        match (std::fs::canonicalize(x), std::fs::canonicalize(y)) {
+            (Ok(p), Ok(q)) => p == q,
+            _ => Path::new(x) == y,
+        }
+    };
+    let saved: Vec<&str> = info.data.split(", ").collect();
+    let given: Vec<&PathBuf> = std::iter::once(&a.data).chain(&a.extra_data).collect();
+    if saved.len() != given.len() || saved.iter().zip(&given).any(|(x, y)| !same_path(x, y)) {
+        diff.push(format!(
+            "--data/--extra-data {} (the run has {})",
+            given
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            info.data
+        ));
+    }
+    if !diff.is_empty() {
+        bail!(
+            "{}: --resume with other settings than the run's: {}; drop them or train into another --out",
+            a.out.display(),
+            diff.join("; ")
+        );
     }
     Ok(())
 }

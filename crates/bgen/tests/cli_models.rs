@@ -60,6 +60,25 @@ fn train_then_sample_with_every_method() {
         .output()
         .unwrap());
     assert!(run.join("latest.json").exists() && run.join("run.json").exists());
+    // A resume with other settings is refused, each difference named (they were ignored).
+    let o = bgen()
+        .args([
+            "train", "--resume", "--steps", "50", "--lr", "0.01", "--data",
+        ])
+        .arg(split.join("val"))
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    for want in [
+        "--steps 50 (the run has 30)",
+        "--lr 0.01",
+        "--data/--extra-data",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
     for method in ["proposal", "snis", "smc"] {
         let out = tmp(method);
         let mut cmd = bgen();
