@@ -197,9 +197,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         file: file.clone(),
         source: e,
     };
+    // A temporary name of its own per process and call, so that concurrent writers of one path
+    // never write into each other's file: the last rename wins, and readers see whole files.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+        "{}.{}-{call}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        std::process::id()
     ));
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(bytes).map_err(io)?;

@@ -291,3 +291,30 @@ fn shipped_aldp_weights_sample_at_once() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no shipped weights for 'chignolin'"));
 }
+
+/// Four first-time users at once unpack the shipped weights into one (fresh) temporary directory
+/// without tearing each other's files.
+#[test]
+fn concurrent_first_use_of_the_shipped_weights() {
+    let fresh = tmp("fresh-tmpdir");
+    std::fs::create_dir_all(&fresh).unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|k| {
+            bgen()
+                .env("TMPDIR", &fresh)
+                .args([
+                    "sample", "--system", "aldp", "--method", "snis", "--n", "8", "--out",
+                ])
+                .arg(fresh.join(format!("out{k}")))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    std::fs::remove_dir_all(fresh).unwrap();
+}
