@@ -234,8 +234,10 @@ pub fn evaluate(
     let hp = heavy_pairs(&system.topology);
     let (fr, dim) = tica_features(&xr, na, &hp, &defs);
     let lag = opts.tica_lag.max(1);
-    let (tica_w2, eig, ts, tr) = if ridx.len() > lag + 2 * dim.min(50) {
-        let tica = Tica::fit(&fr, dim, lag, 2);
+    let tica = (ridx.len() > lag + 2 * dim.min(50))
+        .then(|| Tica::fit(&fr, dim, lag, 2))
+        .filter(|t| t.components.ncols() > 0);
+    let (tica_w2, eig, ts, tr) = if let Some(tica) = tica {
         let (fs, _) = tica_features(&x, na, &hp, &defs);
         let (ps, pr) = (tica.transform(&fs), tica.transform(&fr));
         let k = tica.components.ncols();

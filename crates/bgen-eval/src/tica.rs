@@ -15,9 +15,14 @@ pub struct Tica {
     pub eigenvalues: Vec<f64>,
 }
 
+/// Smallest variance of a kept direction, in squared feature units (nm^2 for distances): below
+/// it a direction is round-off, and whitening it would blow round-off up to any size.
+pub const MIN_VARIANCE: f64 = 1e-12;
+
 impl Tica {
     /// Fits on `x` (frames x dim, row-major, in time order) with `lag` frames, keeping `k`
-    /// components. Directions with C(0) eigenvalues below 1e-10 of the largest are dropped.
+    /// components. Directions with C(0) eigenvalues below 1e-10 of the largest, or below
+    /// [`MIN_VARIANCE`], are dropped (frames that never move have no components at all).
     pub fn fit(x: &[f64], dim: usize, lag: usize, k: usize) -> Tica {
         let t = x.len() / dim;
         assert!(
@@ -44,7 +49,7 @@ impl Tica {
         let e0 = SymmetricEigen::new(c0);
         let max = e0.eigenvalues.iter().fold(0.0f64, |m, v| m.max(*v));
         let keep: Vec<usize> = (0..dim)
-            .filter(|&i| e0.eigenvalues[i] > 1e-10 * max)
+            .filter(|&i| e0.eigenvalues[i] > 1e-10 * max && e0.eigenvalues[i] > MIN_VARIANCE)
             .collect();
         let mut w = DMatrix::zeros(dim, keep.len());
         for (c, &i) in keep.iter().enumerate() {

@@ -119,3 +119,17 @@ fn degenerate_weights_and_energies_are_errors_or_counted() {
     let (m, _) = evaluate(&sys, &broken, None, &x, opts()).unwrap();
     assert_eq!(m.details.n_nonfinite, 1);
 }
+
+/// A reference whose frames are all the same structure has no slow components: TICA-W2 is
+/// absent, not round-off blown up to 1e12.
+#[test]
+fn a_reference_that_never_moves_has_no_tica() {
+    let sys = System::named("aldp", None, None).unwrap();
+    let x = frames(&sys, 8, 60);
+    let same: Vec<f64> = (0..60)
+        .flat_map(|_| sys.positions.iter().copied())
+        .collect();
+    let (m, _) = evaluate(&sys, &x, None, &same, opts()).unwrap();
+    assert_eq!(m.tica_w2, None, "{m:?}");
+    assert!(m.torus_w2.is_finite() && m.energy_w2.is_finite());
+}
