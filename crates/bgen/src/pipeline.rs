@@ -382,6 +382,20 @@ fn load_config(a: &RunArgs) -> Result<RunConfig> {
 /// The main job.
 pub fn run(a: RunArgs) -> Result<()> {
     let t0 = Instant::now();
+    // The stages receive their paths as text: a path that is not UTF-8 would be written
+    // somewhere else (its lossy form).
+    for (name, p) in [
+        ("--out", Some(&a.out)),
+        ("--pdb", a.pdb.as_ref()),
+        ("--config", a.config.as_ref()),
+    ] {
+        if let Some(p) = p.filter(|p| p.to_str().is_none()) {
+            bail!(
+                "{name} {}: the path is not valid UTF-8; choose another",
+                p.display()
+            );
+        }
+    }
     let c = load_config(&a)?;
     let _lock = bgen_system::outdir::lock_dir(&a.out)?;
     let dir = &a.out;

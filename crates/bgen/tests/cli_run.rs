@@ -216,3 +216,19 @@ fn bad_settings_are_refused_by_key_before_any_stage() {
         assert!(!dir.exists(), "{toml}: nothing written");
     }
 }
+
+/// A non-UTF-8 output path is refused (the stages would have written to its lossy form).
+#[cfg(unix)]
+#[test]
+fn a_non_utf8_output_path_is_refused() {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::OsStr::from_bytes(b"bgen-run-\xff");
+    let out = std::env::temp_dir().join(name);
+    let o = bgen().args(["run", "--out"]).arg(&out).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("not valid UTF-8"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
