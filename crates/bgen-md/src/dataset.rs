@@ -97,7 +97,8 @@ impl Frames {
     }
 
     /// Writes the arrays into `dir` with file names `{prefix}frames.npy` etc., each atomically.
-    /// `frames.npy` goes last: where it exists, the other arrays beside it are of the same set.
+    /// `frames.npy` goes last: where it exists, the other arrays beside it are of the same set;
+    /// then `manifest.txt` with every file's size and checksum, which [`Frames::read`] checks.
     pub fn write(&self, dir: &Path, prefix: &str) -> Result<()> {
         let n = self.len();
         let p = |name: &str| dir.join(format!("{prefix}{name}.npy"));
@@ -106,6 +107,12 @@ impl Frames {
         write_npy_i64(&p("replica"), &[n], &self.replica)?;
         write_npy(&p("time_ps"), &[n], &self.time_ps, false)?;
         write_npy(&p("frames"), &[n, self.n_atoms, 3], &self.x, true)?;
+        let names: Vec<String> = ["energies", "kinetic", "replica", "time_ps", "frames"]
+            .iter()
+            .map(|a| format!("{prefix}{a}.npy"))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        bgen_system::manifest::write(dir, &format!("{prefix}manifest.txt"), &names)?;
         Ok(())
     }
 
@@ -113,6 +120,12 @@ impl Frames {
     /// default to NaN energies, replica 0 and time = frame index).
     pub fn read(dir: &Path, prefix: &str) -> Result<Frames> {
         let p = |name: &str| dir.join(format!("{prefix}{name}.npy"));
+        let manifest = format!("{prefix}manifest.txt");
+        for name in ["frames", "energies", "kinetic", "replica", "time_ps"] {
+            if p(name).exists() {
+                bgen_system::manifest::verify(dir, &manifest, &format!("{prefix}{name}.npy"))?;
+            }
+        }
         let mut f = read_frames_npy(&p("frames"))?;
         let n = f.len();
         let optional = |name: &str| -> Result<Option<Vec<f64>>> {

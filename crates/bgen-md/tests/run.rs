@@ -46,6 +46,22 @@ fn interrupted_run_resumes_exactly() {
     drop(run);
     let partial = dataset::load(&b).unwrap();
     assert_eq!(partial.len(), 3 * 5, "frames of the checkpointed chunks");
+    // A byte flipped on disk in a chunk is caught by its manifest, naming the file.
+    let chunk = std::fs::read_dir(b.join("chunks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".frames.npy"))
+        .unwrap();
+    let good = std::fs::read(&chunk).unwrap();
+    let mut bad = good.clone();
+    *bad.last_mut().unwrap() ^= 0x40;
+    std::fs::write(&chunk, &bad).unwrap();
+    let err = dataset::load(&b).unwrap_err().to_string();
+    assert!(
+        err.contains(&*chunk.file_name().unwrap().to_string_lossy()) && err.contains("damaged"),
+        "{err}"
+    );
+    std::fs::write(&chunk, &good).unwrap();
     // A chunk written after the last checkpoint (a kill between the two writes) is dropped.
     partial.write(&b.join("chunks"), "00005.").unwrap();
     // So are final files of a merge cut short (a frames.npy without its energies): the run is

@@ -339,6 +339,7 @@ impl Trainer {
         }
         let state = serde_json::to_string_pretty(&self.state).expect("serialisable");
         std::fs::write(tmp.join("state.json"), state).map_err(io(&tmp))?;
+        bgen_system::manifest::write(&tmp, MANIFEST, &CHECKPOINT_FILES).map_err(|e| ck(&tmp, e))?;
         let done = dir.join(&name);
         let _ = std::fs::remove_dir_all(&done);
         std::fs::rename(&tmp, &done).map_err(io(&done))?;
@@ -448,10 +449,31 @@ fn copies_of(config: &ModelConfig, src: &nn::VarStore, n: usize) -> Vec<Model> {
         .collect()
 }
 
+/// The files of a checkpoint, listed with their checksums in its manifest.
+const CHECKPOINT_FILES: [&str; 4] = [
+    "weights.safetensors",
+    "ema.safetensors",
+    "optimizer.safetensors",
+    "state.json",
+];
+const MANIFEST: &str = "manifest.txt";
+
+/// Checks a checkpoint file against its checkpoint's manifest (when it has one).
+fn verify(p: &Path) -> Result<(), Error> {
+    let (Some(dir), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) else {
+        return Ok(());
+    };
+    bgen_system::manifest::verify(dir, MANIFEST, name).map_err(|e| Error::Checkpoint {
+        file: p.display().to_string(),
+        msg: e.to_string(),
+    })
+}
+
 fn load_vars(vs: &mut nn::VarStore, p: &Path) -> Result<(), Error> {
     if !p.exists() {
         return Err(ck(p, "missing"));
     }
+    verify(p)?;
     vs.load(p).map_err(|e| {
         ck(
             p,
@@ -488,6 +510,7 @@ fn read_state(dir: &Path) -> Result<(PathBuf, State), Error> {
         .ok_or_else(|| ck(&latest, "corrupt: no checkpoint name"))?;
     let cdir = dir.join(name);
     let sp = cdir.join("state.json");
+    verify(&sp)?;
     let st = std::fs::read_to_string(&sp).map_err(|e| ck(&sp, e))?;
     let state: State = serde_json::from_str(&st).map_err(|e| ck(&sp, format!("corrupt: {e}")))?;
     Ok((cdir, state))

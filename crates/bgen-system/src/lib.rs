@@ -16,6 +16,7 @@ pub mod energy;
 pub mod error;
 pub mod ffxml;
 pub mod forcefield;
+pub mod manifest;
 pub mod npy;
 pub mod outdir;
 pub mod pdb;

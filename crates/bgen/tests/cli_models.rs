@@ -196,6 +196,24 @@ fn train_then_sample_with_every_method() {
             .unwrap();
         assert!(!o.status.success());
         assert!(String::from_utf8_lossy(&o.stderr).contains(file));
+        // One flipped bit in the tensors' bytes loads as other weights unless checked.
+        let mut flipped = good.clone();
+        let k = flipped.len() - 100;
+        flipped[k] ^= 0x01;
+        std::fs::write(&w, &flipped).unwrap();
+        let o = bgen()
+            .args(["sample", "--n", "4", "--run"])
+            .arg(&run)
+            .arg("--out")
+            .arg(tmp("bad"))
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(file) && err.contains("damaged"),
+            "{err}"
+        );
         std::fs::write(&w, good).unwrap();
     }
     for d in [md, split, run] {
