@@ -223,3 +223,23 @@ fn models_without_endmdl_are_the_first_model() {
     assert_eq!(pdb.atoms.len(), 22);
     assert_eq!(build(&text), "ok");
 }
+
+/// A molecule too large for the all-pairs energy is refused with the memory it would need,
+/// before anything is allocated (a 20,000-atom PDB asked for 9.6 GB per thread).
+#[test]
+fn a_molecule_beyond_the_all_pairs_limit_is_refused() {
+    let line = ALDP
+        .lines()
+        .find(|l| l.starts_with("ATOM") || l.starts_with("HETATM"))
+        .unwrap();
+    let text: String = (0..20_000).map(|_| format!("{line}\n")).collect();
+    let pdb = PdbFile::parse(&text, "huge.pdb").unwrap();
+    let err = System::from_pdb(&pdb, Setup::Amber14Obc1, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("huge.pdb") && err.contains("20000 atoms") && err.contains("GB"),
+        "{err}"
+    );
+}
