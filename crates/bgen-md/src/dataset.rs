@@ -248,23 +248,41 @@ pub fn load_run_temperature(path: &Path) -> Result<Frames> {
         ));
     }
     let frames = load(path)?;
-    let run_json = path.join("run.json");
-    if !path.is_dir() || !run_json.exists() {
-        return Ok(frames);
-    }
-    let text = std::fs::read_to_string(&run_json).map_err(io_err(&run_json))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| file_err(&run_json, format!("corrupt or not a bgen file: {e}")))?;
-    let ladder = v["settings"]["temperatures_k"]
-        .as_array()
-        .is_some_and(|t| !t.is_empty());
-    if !ladder {
+    if !is_ladder_run(path)? {
         return Ok(frames);
     }
     let keep: Vec<usize> = (0..frames.len())
         .filter(|&i| frames.replica[i] == 0)
         .collect();
     Ok(frames.select(&keep))
+}
+
+/// Loads frames at raised temperatures for extra training data: of a replica-exchange run its
+/// replicas above the lowest (the lowest comes in as the data itself, through
+/// [`load_run_temperature`]); of anything else, every frame ([`load`]).
+pub fn load_raised_temperatures(path: &Path) -> Result<Frames> {
+    let frames = load(path)?;
+    if !is_ladder_run(path)? {
+        return Ok(frames);
+    }
+    let keep: Vec<usize> = (0..frames.len())
+        .filter(|&i| frames.replica[i] != 0)
+        .collect();
+    Ok(frames.select(&keep))
+}
+
+/// Whether `path` is the directory of a replica-exchange run (its run.json has a ladder).
+fn is_ladder_run(path: &Path) -> Result<bool> {
+    let run_json = path.join("run.json");
+    if !path.is_dir() || !run_json.exists() {
+        return Ok(false);
+    }
+    let text = std::fs::read_to_string(&run_json).map_err(io_err(&run_json))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| file_err(&run_json, format!("corrupt or not a bgen file: {e}")))?;
+    Ok(v["settings"]["temperatures_k"]
+        .as_array()
+        .is_some_and(|t| !t.is_empty()))
 }
 
 /// Loads frames from a data-set or run directory (a run that is still going yields the frames

@@ -59,6 +59,11 @@ pub struct MdConfig {
     pub save_every_ps: f64,
     pub equilibrate_ps: f64,
     pub seed: u64,
+    /// Replica exchange from the run's temperature up to this one (K), over `ladder_rungs`
+    /// rungs of `ns` each: the lowest rung is the data (split in time), the raised rungs are
+    /// extra training frames. None: `replicas` independent runs at the run's temperature.
+    pub ladder_top_k: Option<f64>,
+    pub ladder_rungs: usize,
     /// Raised temperatures (K) of more MD runs (same length and replicas) whose frames are
     /// added to the training data: they cross barriers that MD at the target temperature
     /// rarely does, and the importance weights correct to the target temperature.
@@ -148,7 +153,9 @@ impl Default for MdConfig {
             save_every_ps: 1.0,
             equilibrate_ps: 100.0,
             seed: 0,
-            extra_temperatures: vec![450.0],
+            ladder_top_k: Some(450.0),
+            ladder_rungs: 4,
+            extra_temperatures: Vec::new(),
         }
     }
 }
@@ -174,7 +181,7 @@ impl Default for SampleConfig {
         SampleConfig {
             n: 10_000,
             methods: Vec::new(),
-            smc_particles: 2000,
+            smc_particles: 5000,
             smc_steps: 300,
             smc_moves: 3,
             step_size: None,
@@ -249,6 +256,15 @@ impl RunConfig {
         non_negative("md.equilibrate_ps", m.equilibrate_ps)?;
         for &t in &m.extra_temperatures {
             positive("md.extra_temperatures", t)?;
+        }
+        if let Some(t) = m.ladder_top_k {
+            positive("md.ladder_top_k", t)?;
+            if m.ladder_rungs < 2 {
+                bail!(
+                    "md.ladder_rungs = {}: a ladder needs at least 2",
+                    m.ladder_rungs
+                );
+            }
         }
         let t = &self.train;
         if let Some(v) = t.steps {
@@ -424,8 +440,12 @@ pub fn run(a: RunArgs) -> Result<()> {
         }
     };
 
-    // 1b. MD at raised temperatures for more training frames.
+    // 1b. Frames at raised temperatures for more training data: the ladder's raised rungs, and
+    // MD at each extra temperature.
     let mut extra = Vec::new();
+    if c.md.data.is_none() && c.md.ladder_top_k.is_some() {
+        extra.push(dir.join("md"));
+    }
     if c.md.data.is_none() {
         for (k, &temp) in c.md.extra_temperatures.iter().enumerate() {
             let name = format!("md-{temp}K");
@@ -622,7 +642,7 @@ pub fn run(a: RunArgs) -> Result<()> {
 /// training (`models/reference/`, how it was made in its README).
 const REFERENCES: &[(&str, &[u8])] = &[(
     "aldp",
-    include_bytes!("../../../models/reference/aldp-300K-250ns.npy"),
+    include_bytes!("../../../models/reference/aldp-300K-remd.npy"),
 )];
 
 /// The shipped reference MD of the run's system (written once to the temporary directory), if
@@ -665,11 +685,22 @@ fn md_stage(
             ..c.clone()
         };
         args.extend(at.system_args());
+        match (temperature, c.md.ladder_top_k) {
+            (None, Some(top)) => {
+                let t = run_temperature(c)?;
+                if top <= t {
+                    bail!("md.ladder_top_k = {top}: must be above the run's {t} K");
+                }
+                args.extend([
+                    s("--temperatures"),
+                    format!("{t}:{top}:{}", c.md.ladder_rungs),
+                ]);
+            }
+            _ => args.extend([s("--replicas"), s(c.md.replicas)]),
+        }
         args.extend([
             s("--ns"),
             s(c.md.ns),
-            s("--replicas"),
-            s(c.md.replicas),
             s("--save-every-ps"),
             s(c.md.save_every_ps),
             s("--equilibrate-ps"),
@@ -684,6 +715,27 @@ fn md_stage(
         None => "molecular dynamics".into(),
     };
     stage(&label, args)
+}
+
+/// The run's temperature, K: the one set, else the force field's default.
+fn run_temperature(c: &RunConfig) -> Result<f64> {
+    if let Some(t) = c.temperature {
+        return Ok(t);
+    }
+    let setup = c
+        .forcefield
+        .as_deref()
+        .map(bgen_system::Setup::from_name)
+        .transpose()?;
+    Ok(match &c.pdb {
+        Some(p) => bgen_system::System::from_pdb_file(
+            p,
+            setup.unwrap_or(bgen_system::Setup::Amber14Obc1),
+            None,
+        )?,
+        None => bgen_system::System::named(&c.system, setup, None)?,
+    }
+    .temperature)
 }
 
 fn split_stage(run: &Path, out: &Path) -> Result<()> {

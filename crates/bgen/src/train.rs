@@ -24,9 +24,9 @@ pub struct TrainArgs {
     data: PathBuf,
     /// More training frames of the same molecule, added to --data's (repeatable): e.g. MD at a
     /// raised temperature, which crosses barriers that MD at the target temperature rarely
-    /// does; the importance weights correct to the target temperature. Every replica of a
-    /// replica-exchange run is used. The system, force field and temperature still come from
-    /// --data (of which, for a replica-exchange run, only replica 0).
+    /// does; the importance weights correct to the target temperature. Of a replica-exchange
+    /// run, the replicas above the lowest (whose frames are the data). The system, force field
+    /// and temperature still come from --data.
     #[arg(long)]
     extra_data: Vec<PathBuf>,
     /// Output run directory (checkpoints, run.json).
@@ -215,7 +215,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let mut train_x = train_x;
     for extra in &a.extra_data {
-        let f = bgen_md::dataset::load(extra)?;
+        let f = bgen_md::dataset::load_raised_temperatures(extra)?;
         if f.n_atoms != na {
             bail!(
                 "{}: frames have {} atoms, {} has {na}",

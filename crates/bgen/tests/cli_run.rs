@@ -118,7 +118,23 @@ fn main_job_runs_resumes_after_a_kill_and_skips_finished_stages() {
         .map(|v| v.as_f64().unwrap())
         .sum();
     assert!((mass - 1.0).abs() < 1e-9, "{snis}");
-    assert!(dir.join("md-450K/frames.npy").exists());
+    // The default MD is a replica-exchange ladder: its lowest rung is the data, the raised
+    // rungs are extra training frames.
+    let md: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("md/run.json")).unwrap()).unwrap();
+    let ladder = md["settings"]["temperatures_k"].as_array().unwrap();
+    assert_eq!(ladder.len(), 4);
+    assert_eq!(ladder[3].as_f64().unwrap(), 450.0);
+    let test = bgen_md::dataset::load(&dir.join("data/test")).unwrap();
+    assert!(
+        test.replica.iter().all(|&r| r == 0),
+        "the data are the 300 K rung"
+    );
+    let info = std::fs::read_to_string(dir.join("model/run.json")).unwrap();
+    assert!(
+        info.contains("\"n_train\": 1900"),
+        "400 frames at 300 K + 3 x 500 raised: {info}"
+    );
     let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(report.contains("Sampler diagnostics"));
     let state = std::fs::read_to_string(dir.join("model/latest.json")).unwrap();
