@@ -62,14 +62,18 @@ pub fn read_dcd(path: &Path) -> Result<(usize, Vec<f64>)> {
     let mut pos = 0;
     let mut next = |what: &str| -> Result<&[u8]> {
         let len_at = |p: usize| -> Option<usize> {
-            Some(i32::from_le_bytes(bytes.get(p..p + 4)?.try_into().ok()?) as usize)
+            let v = i32::from_le_bytes(bytes.get(p..p.checked_add(4)?)?.try_into().ok()?);
+            usize::try_from(v).ok()
         };
         let n =
             len_at(pos).ok_or_else(|| file_err(path, format!("truncated before the {what}")))?;
+        let end = (pos + 4)
+            .checked_add(n)
+            .ok_or_else(|| file_err(path, format!("corrupt length of the {what}")))?;
         let body = bytes
-            .get(pos + 4..pos + 4 + n)
+            .get(pos + 4..end)
             .ok_or_else(|| file_err(path, format!("truncated {what}")))?;
-        if len_at(pos + 4 + n) != Some(n) {
+        if len_at(end) != Some(n) {
             return Err(file_err(
                 path,
                 format!("corrupt record markers around the {what}"),
@@ -95,7 +99,26 @@ pub fn read_dcd(path: &Path) -> Result<(usize, Vec<f64>)> {
     let n_atoms = i32::from_le_bytes(
         na.try_into()
             .map_err(|_| file_err(path, "bad atom count"))?,
-    ) as usize;
+    );
+    let n_atoms = usize::try_from(n_atoms)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| file_err(path, format!("bad atom count {n_atoms}")))?;
+    // The header's counts must fit in the file before anything is allocated for them.
+    let needed = n_atoms
+        .checked_mul(4)
+        .and_then(|b| b.checked_add(8))
+        .and_then(|b| b.checked_mul(3))
+        .and_then(|b| b.checked_mul(n_frames));
+    if needed.is_none_or(|b| b > bytes.len()) {
+        return Err(file_err(
+            path,
+            format!(
+                "the header claims {n_frames} frames of {n_atoms} atoms, more than the file's {} bytes hold",
+                bytes.len()
+            ),
+        ));
+    }
     let mut x = vec![0.0; n_frames * 3 * n_atoms];
     for f in 0..n_frames {
         for k in 0..3 {
@@ -135,6 +158,17 @@ mod tests {
         std::fs::write(&p, &bytes[..bytes.len() - 7]).unwrap();
         let err = read_dcd(&p).unwrap_err().to_string();
         assert!(err.contains("t.dcd") && err.contains("frame 1"), "{err}");
+        // Found by fuzzing: a header that claims 2^31 frames asked for 154 GB and aborted; a
+        // negative record length or atom count wrapped around.
+        let mut huge = bytes.clone();
+        huge[8..12].copy_from_slice(&i32::MAX.to_le_bytes());
+        std::fs::write(&p, &huge).unwrap();
+        let err = read_dcd(&p).unwrap_err().to_string();
+        assert!(err.contains("more than the file"), "{err}");
+        let mut neg = bytes.clone();
+        neg[0..4].copy_from_slice(&(-8i32).to_le_bytes());
+        std::fs::write(&p, &neg).unwrap();
+        assert!(read_dcd(&p).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
