@@ -13,6 +13,6 @@ pub mod twisted;
 
 pub use com::{ComAdjusted, ComForm};
 pub use proposal::{Gaussian, Proposal};
-pub use smc::{smc, SmcOptions, SmcResult};
+pub use smc::{smc, Degenerate, SmcOptions, SmcResult};
 pub use snis::{snis, SnisOptions, SnisResult};
 pub use twisted::{twisted_smc, Autoregressive, TwistedOptions, TwistedResult};

@@ -338,13 +338,33 @@ fn particle_rng(seed: u64, level: usize, sub: usize, i: usize) -> Xoshiro256Plus
     Xoshiro256PlusPlus::seed_from_u64(h)
 }
 
+/// SMC stopped: at annealing level `t` every particle had zero weight (the target is +inf, or
+/// not finite, wherever the particles are).
+#[derive(Clone, Copy, Debug)]
+pub struct Degenerate {
+    pub t: f64,
+}
+
+impl std::fmt::Display for Degenerate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SMC: every particle has zero weight at t = {:.4}: the target's energy is infinite or \
+             not finite wherever the proposal put them",
+            self.t
+        )
+    }
+}
+
+impl std::error::Error for Degenerate {}
+
 /// Runs SMC with `n` particles drawn from `proposal` toward `target`.
 pub fn smc<P: Proposal, T: Target>(
     proposal: &P,
     target: &T,
     n: usize,
     opts: SmcOptions,
-) -> SmcResult {
+) -> Result<SmcResult, Degenerate> {
     let d = target.dim();
     assert_eq!(proposal.dim(), d, "proposal and target dimensions differ");
     let k_levels = opts.steps.max(1);
@@ -398,10 +418,9 @@ pub fn smc<P: Proposal, T: Target>(
             *lw += if inc.is_nan() { f64::NEG_INFINITY } else { inc };
         }
         log_z += log_sum_exp(&log_w) - before;
-        assert!(
-            log_w.iter().any(|v| v.is_finite()),
-            "every particle has zero weight at t = {t}"
-        );
+        if !log_w.iter().any(|v| v.is_finite()) {
+            return Err(Degenerate { t });
+        }
         // Resample when the weights have degenerated (not at the last level: see below).
         if !last && ess(&log_w) < opts.ess_threshold {
             let idx = opts.scheme.draw_log(&log_w, n, &mut rng);
@@ -459,7 +478,7 @@ pub fn smc<P: Proposal, T: Target>(
         ind_acc += moved.ind_accepted;
         ind_tried += moved.ind_tried;
     }
-    SmcResult {
+    Ok(SmcResult {
         x: x_final,
         energies: final_ends.tgt,
         x_weighted: x,
@@ -480,5 +499,5 @@ pub fn smc<P: Proposal, T: Target>(
         energy_seconds: counts.energy_s,
         particle_steps_per_s: (n * level * opts.moves_per_step) as f64
             / start.elapsed().as_secs_f64(),
-    }
+    })
 }

@@ -126,7 +126,7 @@ fn snis_recovers_log_z() {
 fn smc_recovers_log_z_and_the_modes_with_higher_ess_than_snis() {
     let n = 2000;
     let runs: Vec<_> = (0..6)
-        .map(|s| smc(&proposal(), &Mixture, n, opts(100 + s)))
+        .map(|s| smc(&proposal(), &Mixture, n, opts(100 + s)).unwrap())
         .collect();
     let lz: Vec<f64> = runs.iter().map(|r| r.log_z).collect();
     let mean = lz.iter().sum::<f64>() / lz.len() as f64;
@@ -192,7 +192,7 @@ fn mala_keeps_the_target_invariant() {
         seed: 3,
         ..Default::default()
     };
-    let r = smc(&p, &StdNormal, n, o);
+    let r = smc(&p, &StdNormal, n, o).unwrap();
     // Every increment is the same constant: ESS stays 1 and log Z is that of exp(-|x|^2 / 2).
     let want = 0.5 * D as f64 * (2.0 * std::f64::consts::PI).ln();
     assert!(
@@ -214,7 +214,7 @@ fn mala_keeps_the_target_invariant() {
     );
     assert!(mean.abs() < 0.02 && (var - 1.0).abs() < 0.03 && (kurt - 3.0).abs() < 0.15);
     // ULA with the same large step is visibly biased (its variance is 1 / (1 - h/2)).
-    let ula = smc(&p, &StdNormal, n, SmcOptions { mala: false, ..o });
+    let ula = smc(&p, &StdNormal, n, SmcOptions { mala: false, ..o }).unwrap();
     let var_ula = ula.x_weighted.iter().map(|v| v * v).sum::<f64>() / m;
     assert!(var_ula > 1.3, "ULA variance {var_ula}");
 }
@@ -233,7 +233,7 @@ fn adaptive_smc_with_independence_moves_recovers_log_z_and_modes() {
                 independence: 1,
                 ..opts(200 + s)
             };
-            smc(&proposal(), &Mixture, n, o)
+            smc(&proposal(), &Mixture, n, o).unwrap()
         })
         .collect();
     let lz: Vec<f64> = runs.iter().map(|r| r.log_z).collect();
@@ -264,4 +264,32 @@ fn adaptive_smc_with_independence_moves_recovers_log_z_and_modes() {
         .sum::<f64>()
         / runs.len() as f64;
     assert!((pos - 0.3).abs() < 0.03, "mode weight {pos}");
+}
+
+/// A target that is +inf everywhere leaves no particle with weight: SMC says so as an error (it
+/// used to panic), naming the level.
+#[test]
+fn smc_with_no_particle_left_is_an_error_not_a_panic() {
+    struct Nowhere;
+    impl Target for Nowhere {
+        fn dim(&self) -> usize {
+            2
+        }
+        fn energy_and_grad(&self, _x: &[f64], e: &mut [f64], g: Option<&mut [f64]>) {
+            e.fill(f64::INFINITY);
+            if let Some(g) = g {
+                g.fill(0.0);
+            }
+        }
+    }
+    let p = Gaussian {
+        mean: vec![0.0; 2],
+        sigma: 1.0,
+    };
+    let o = SmcOptions {
+        steps: 5,
+        ..Default::default()
+    };
+    let err = smc(&p, &Nowhere, 50, o).unwrap_err().to_string();
+    assert!(err.contains("every particle has zero weight"), "{err}");
 }

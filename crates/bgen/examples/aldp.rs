@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
         step_size: 1e-6,
         ..Default::default()
     };
-    let r = smc(&proposal, &sys, 500, opts);
+    let r = smc(&proposal, &sys, 500, opts)?;
     println!("ESS: SNIS {:.4}, SMC {:.4}", is.ess, r.ess);
 
     // 5. Evaluation against the held-out MD.

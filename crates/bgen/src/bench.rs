@@ -202,7 +202,7 @@ fn bench_smc(a: SmcBench) -> Result<()> {
         ..Default::default()
     };
     let t0 = Instant::now();
-    let r = bgen_sample::smc(&proposal, sys, a.n, o);
+    let r = bgen_sample::smc(&proposal, sys, a.n, o)?;
     let wall = t0.elapsed().as_secs_f64();
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())

@@ -375,7 +375,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
                 final_moves: !a.no_final_moves,
                 ..Default::default()
             };
-            let r = smc(&proposal, &target, n, o);
+            let r = smc(&proposal, &target, n, o)?;
             summary.insert("levels".into(), r.schedule.len().into());
             summary.insert(
                 "independence_acceptance".into(),
