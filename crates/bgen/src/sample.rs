@@ -429,6 +429,15 @@ pub fn run(a: SampleArgs) -> Result<()> {
     let centres = sys.topology.chiral_centres();
     let mirrored = bgen_system::topology::fix_mirror_images(&mut x, na, &centres, &sys.positions);
     summary.insert("mirrored".into(), mirrored.into());
+    // Samples whose energy is not finite (a clash, coinciding atoms) carry zero weight: counted
+    // and said, never dropped silently.
+    let non_finite = energies.iter().filter(|e| !e.is_finite()).count();
+    summary.insert("non_finite_energies".into(), non_finite.into());
+    if non_finite > 0 {
+        eprintln!(
+            "{non_finite} of {n} samples have a non-finite energy (zero weight); see non_finite_energies in summary.json"
+        );
+    }
     write_npy(&a.out.join("samples.npy"), &[n, na, 3], &x, true)?;
     write_npy(&a.out.join("energies.npy"), &[n], &energies, false)?;
     let lw_path = a.out.join("log_weights.npy");

@@ -112,6 +112,9 @@ fn train_then_sample_with_every_method() {
             vec![64, 22, 3]
         );
         assert_eq!(read_npy(&out.join("energies.npy")).unwrap().shape, vec![64]);
+        let e = read_npy(&out.join("energies.npy")).unwrap().data;
+        let bad = e.iter().filter(|v| !v.is_finite()).count() as u64;
+        assert_eq!(s["non_finite_energies"].as_u64().unwrap(), bad, "{method}");
         assert_eq!(out.join("log_weights.npy").exists(), method == "snis");
         if method == "smc" {
             // The start, 4 levels of 2 moves, and 2 moves after the final resampling.
