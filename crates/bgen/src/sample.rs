@@ -140,28 +140,52 @@ impl LoadedRun {
 /// Files of a run directory: (path in it, bytes).
 type RunFiles = &'static [(&'static str, &'static [u8])];
 
+/// The files of a shipped run directory `models/DIR` (the EMA weights of its 3,000-step
+/// checkpoint, with the checkpoint's manifest).
+macro_rules! shipped {
+    ($system:literal, $dir:literal) => {
+        (
+            $system,
+            &[
+                (
+                    "run.json",
+                    include_bytes!(concat!("../../../models/", $dir, "/run.json")) as &[u8],
+                ),
+                (
+                    "latest.json",
+                    include_bytes!(concat!("../../../models/", $dir, "/latest.json")),
+                ),
+                (
+                    "ckpt-00003000/state.json",
+                    include_bytes!(concat!(
+                        "../../../models/",
+                        $dir,
+                        "/ckpt-00003000/state.json"
+                    )),
+                ),
+                (
+                    "ckpt-00003000/ema.safetensors",
+                    include_bytes!(concat!(
+                        "../../../models/",
+                        $dir,
+                        "/ckpt-00003000/ema.safetensors"
+                    )),
+                ),
+                (
+                    "ckpt-00003000/manifest.txt",
+                    include_bytes!(concat!(
+                        "../../../models/",
+                        $dir,
+                        "/ckpt-00003000/manifest.txt"
+                    )),
+                ),
+            ],
+        )
+    };
+}
+
 /// Weights shipped in the binary, per embedded system.
-const SHIPPED: &[(&str, RunFiles)] = &[(
-    "aldp",
-    &[
-        (
-            "run.json",
-            include_bytes!("../../../models/aldp-tarflow-internal/run.json"),
-        ),
-        (
-            "latest.json",
-            include_bytes!("../../../models/aldp-tarflow-internal/latest.json"),
-        ),
-        (
-            "ckpt-00003000/state.json",
-            include_bytes!("../../../models/aldp-tarflow-internal/ckpt-00003000/state.json"),
-        ),
-        (
-            "ckpt-00003000/ema.safetensors",
-            include_bytes!("../../../models/aldp-tarflow-internal/ckpt-00003000/ema.safetensors"),
-        ),
-    ],
-)];
+const SHIPPED: &[(&str, RunFiles)] = &[shipped!("aldp", "aldp-tarflow-internal")];
 
 /// A run directory holding the shipped weights of `system` (written once to the temporary
 /// directory).
