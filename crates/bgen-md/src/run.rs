@@ -178,9 +178,8 @@ impl MdSettings {
                 ));
             }
             let m = self.exchange_every_ps / self.dt_ps();
-            if !(m >= 0.5 && (m - m.round()).abs() < 1e-6)
-                || self.steps_per_frame() % (m.round() as u64) != 0
-            {
+            let whole = m >= 0.5 && (m - m.round()).abs() < 1e-6;
+            if !(whole && self.steps_per_frame().is_multiple_of(m.round() as u64)) {
                 return bad(format!(
                     "the exchange interval {} ps must be a whole number of {} fs steps that \
                      divides the save interval ({} ps)",
@@ -636,7 +635,7 @@ impl MdRun {
                 );
             left -= m;
             if let Some(ex) = &mut self.exchange {
-                if self.states[0].step % block == 0
+                if self.states[0].step.is_multiple_of(block)
                     && self.states.iter().all(|s| s.energy.is_finite())
                 {
                     let energy: Vec<f64> = self.states.iter().map(|s| s.energy).collect();

@@ -201,7 +201,8 @@ fn replica_exchange_resumes_exactly_and_reports_its_ladder() {
 
 #[test]
 fn bad_ladders_are_refused() {
-    let cases: [(fn(&mut MdSettings), &str); 4] = [
+    type Change = fn(&mut MdSettings);
+    let cases: [(Change, &str); 4] = [
         (
             |s| s.temperatures_k = vec![310.0, 400.0, 550.0],
             "starts at 310",

@@ -212,10 +212,7 @@ fn outputs_never_overwrite_inputs_and_one_writer_per_directory() {
         assert!(err.contains("would be overwritten"), "{args:?}: {err}");
     }
     assert_eq!(std::fs::read(r.join("run.json")).unwrap(), run_json);
-    assert_eq!(
-        std::fs::read(r.join("topology.pdb")).unwrap().len() > 100,
-        true
-    );
+    assert!(std::fs::read(r.join("topology.pdb")).unwrap().len() > 100);
 
     // A second writer of a running MD directory is refused at once.
     let live = tmp("live");
