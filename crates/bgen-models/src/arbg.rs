@@ -7,7 +7,7 @@
 //! and atom embeddings of token t, through pre-RMSNorm layers (bias-free causal attention,
 //! SwiGLU), a final RMSNorm and an untied head over the L bins. Sampling draws a bin from
 //! softmax(logits / tau) and a uniform offset inside it, so the density of what is drawn is
-//! exact: log q(x) = sum_t log softmax(logits_t / tau)[bin_t] - D ln w (zero outside [-R, R]^D).
+//! exact: log q(x) = sum_t log softmax(logits_t / tau)(bin_t) - D ln w (zero outside \[-R, R\]^D).
 
 use crate::attention::{attend, KvCache};
 use serde::{Deserialize, Serialize};

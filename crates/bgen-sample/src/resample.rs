@@ -20,7 +20,7 @@ pub fn multinomial(weights: &[f64], n: usize, rng: &mut impl rand::Rng) -> Vec<u
 }
 
 /// Systematic resampling: one uniform offset, `n` evenly spaced points through the CDF (lower
-/// variance than multinomial, still unbiased: E[count_i] = n w_i).
+/// variance than multinomial, still unbiased: E(count_i) = n w_i).
 pub fn systematic(weights: &[f64], n: usize, rng: &mut impl rand::Rng) -> Vec<usize> {
     let total: f64 = weights.iter().sum();
     let u0: f64 = rng.random::<f64>();
