@@ -135,13 +135,32 @@ fn checkpoints_resume_exactly_and_bad_ones_are_reported() {
     let bytes = std::fs::read(&w).unwrap();
     std::fs::write(&w, &bytes[..bytes.len() / 2]).unwrap();
     let err = Trainer::load(&dir, Device::Cpu).err().unwrap().to_string();
+    // The checkpoint's manifest catches it first; without a manifest (older checkpoints), so
+    // does the safetensors reader.
+    assert!(
+        err.contains("weights.safetensors") && err.contains("damaged"),
+        "{err}"
+    );
+    let manifest = std::fs::read(saved.join("manifest.txt")).unwrap();
+    std::fs::remove_file(saved.join("manifest.txt")).unwrap();
+    let err = Trainer::load(&dir, Device::Cpu).err().unwrap().to_string();
     assert!(
         err.contains("weights.safetensors") && err.contains("corrupt"),
         "{err}"
     );
     std::fs::write(&w, &bytes).unwrap();
-    // A configuration that does not match the tensors.
+    // An edited state.json: the manifest names it.
     let sp = saved.join("state.json");
+    let text = std::fs::read_to_string(&sp).unwrap();
+    std::fs::write(saved.join("manifest.txt"), &manifest).unwrap();
+    std::fs::write(&sp, text.replace("\"width\": 32", "\"width\": 64")).unwrap();
+    let err = Trainer::load(&dir, Device::Cpu).err().unwrap().to_string();
+    assert!(
+        err.contains("state.json") && err.contains("damaged"),
+        "{err}"
+    );
+    std::fs::remove_file(saved.join("manifest.txt")).unwrap();
+    // A configuration that does not match the tensors (no manifest to catch the edit).
     let text = std::fs::read_to_string(&sp).unwrap();
     std::fs::write(&sp, text.replace("\"width\": 32", "\"width\": 64")).unwrap();
     let err = Trainer::load(&dir, Device::Cpu).err().unwrap().to_string();
