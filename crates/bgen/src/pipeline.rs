@@ -640,10 +640,16 @@ pub fn run(a: RunArgs) -> Result<()> {
 
 /// Long MD of the embedded systems at their own force field and temperature, held out from
 /// training (`models/reference/`, how it was made in its README).
-const REFERENCES: &[(&str, &[u8])] = &[(
-    "aldp",
-    include_bytes!("../../../models/reference/aldp-300K-remd.npy"),
-)];
+const REFERENCES: &[(&str, &[u8])] = &[
+    (
+        "aldp",
+        include_bytes!("../../../models/reference/aldp-300K-remd.npy"),
+    ),
+    (
+        "ala3",
+        include_bytes!("../../../models/reference/ala3-310K-remd.npy"),
+    ),
+];
 
 /// The shipped reference MD of the run's system (written once to the temporary directory), if
 /// there is one for its settings.

@@ -185,7 +185,10 @@ macro_rules! shipped {
 }
 
 /// Weights shipped in the binary, per embedded system.
-const SHIPPED: &[(&str, RunFiles)] = &[shipped!("aldp", "aldp-tarflow-internal")];
+const SHIPPED: &[(&str, RunFiles)] = &[
+    shipped!("aldp", "aldp-tarflow-internal"),
+    shipped!("ala3", "ala3-tarflow-internal"),
+];
 
 /// A run directory holding the shipped weights of `system` (written once to the temporary
 /// directory).

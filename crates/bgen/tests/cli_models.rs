@@ -304,6 +304,22 @@ fn shipped_aldp_weights_sample_at_once() {
     };
     assert!(median < 1e3, "median energy {median} kT");
     std::fs::remove_dir_all(&out).unwrap();
+    // Trialanine's shipped model too.
+    let out3 = tmp("shipped-ala3");
+    let s3: serde_json::Value = serde_json::from_str(&ok(bgen()
+        .args([
+            "sample", "--system", "ala3", "--method", "snis", "--n", "32", "--out",
+        ])
+        .arg(&out3)
+        .output()
+        .unwrap()))
+    .unwrap();
+    assert!(s3["ess"].as_f64().unwrap() > 0.0, "{s3}");
+    assert_eq!(
+        read_npy(&out3.join("samples.npy")).unwrap().shape,
+        vec![32, 33, 3]
+    );
+    std::fs::remove_dir_all(&out3).unwrap();
     let o = bgen()
         .args(["sample", "--system", "chignolin", "--n", "4", "--out"])
         .arg(tmp("shipped-none"))
