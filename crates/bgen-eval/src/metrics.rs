@@ -17,12 +17,9 @@ pub fn weights_from_log(log_w: &[f64]) -> Vec<f64> {
     w.into_iter().map(|v| v / t).collect()
 }
 
-/// Normalised Kish effective sample size (sum w)^2 / (n sum w^2), in (0, 1], of log-weights.
-pub fn kish_ess(log_w: &[f64]) -> f64 {
-    let w = weights_from_log(log_w);
-    let s2: f64 = w.iter().map(|v| v * v).sum();
-    1.0 / (s2 * log_w.len() as f64)
-}
+/// Normalised Kish effective sample size (sum w)^2 / (n sum w^2) of log-weights: the samplers'
+/// own definition ([`bgen_sample::ess::ess`]).
+pub use bgen_sample::ess::ess as kish_ess;
 
 /// A population (or free-energy difference) with its standard error.
 #[derive(Clone, Copy, Debug, serde::Serialize)]

@@ -5,6 +5,7 @@
 //! (energy and gradient in kT).
 
 pub mod com;
+pub mod ess;
 pub mod proposal;
 pub mod resample;
 pub mod smc;

@@ -1,6 +1,6 @@
 //! Resampling: indices of offspring drawn in proportion to normalised weights.
 
-use crate::snis::log_sum_exp;
+use crate::ess::log_sum_exp;
 use rand::RngExt;
 
 /// Multinomial resampling: `n` independent draws from the weights (normalised, summing to 1).

@@ -4,9 +4,9 @@
 //! threshold and always at the end, and Langevin moves at every level: unadjusted (ULA) or
 //! Metropolis-adjusted (MALA) with the step size adapted toward a target acceptance rate.
 
+use crate::ess::{ess, log_sum_exp};
 use crate::proposal::Proposal;
 use crate::resample::{gather, Scheme};
-use crate::snis::{ess, log_sum_exp};
 use bgen_system::Target;
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;

@@ -7,8 +7,8 @@
 //! the rest. The CoM term (see [`crate::com`]) joins at the last block.
 
 use crate::com::{com_log_density, ComForm};
+use crate::ess::{ess, log_sum_exp};
 use crate::resample::{gather, Scheme};
-use crate::snis::{ess, log_sum_exp};
 use bgen_system::PartialTarget;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
