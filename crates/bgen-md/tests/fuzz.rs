@@ -182,11 +182,16 @@ fn fuzz_npy() {
     });
 }
 
+/// Three copies of aldp's structure (frames x atoms x 3, nm): the seed trajectory.
+fn three_frames() -> Vec<f64> {
+    let sys = System::named("aldp", None, None).unwrap();
+    (0..3).flat_map(|_| sys.positions.iter().copied()).collect()
+}
+
 #[test]
 fn fuzz_xtc() {
     let d = scratch("xtc-seed");
-    let sys = System::named("aldp", None, None).unwrap();
-    let x: Vec<f64> = (0..3).flat_map(|_| sys.positions.iter().copied()).collect();
+    let x = three_frames();
     let p = d.join("x.xtc");
     bgen_md::xtc::write_xtc(&p, &x, 22, 1.0, 1000.0).unwrap();
     let seed = std::fs::read(&p).unwrap();
@@ -200,8 +205,7 @@ fn fuzz_xtc() {
 #[test]
 fn fuzz_dcd() {
     let d = scratch("dcd-seed");
-    let sys = System::named("aldp", None, None).unwrap();
-    let x: Vec<f64> = (0..3).flat_map(|_| sys.positions.iter().copied()).collect();
+    let x = three_frames();
     let p = d.join("x.dcd");
     bgen_md::dcd::write_dcd(&p, &x, 22, 1.0).unwrap();
     let seed = std::fs::read(&p).unwrap();
