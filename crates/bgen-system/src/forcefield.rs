@@ -242,53 +242,88 @@ fn obc_screen(e: Element) -> f64 {
 }
 
 impl Parameters {
-    /// The parameters of the partial molecule made of the first `k` atoms: every per-atom array
-    /// cut to `k`, and only the bonded terms and exceptions whose atoms are all among them. Its
-    /// energy is the "partial energy" of twisted SMC; GB Born radii see only the placed atoms.
-    /// `prefix(n_atoms)` is the whole system.
+    /// The parameters of the partial molecule made of the first `k` atoms (twisted SMC over
+    /// atoms in topology order); `prefix(n_atoms)` is the whole system. See [`Parameters::subset`].
     pub fn prefix(&self, k: usize) -> Parameters {
         let k = k.min(self.mass.len());
-        let cut = |v: &Vec<f64>| v[..k].to_vec();
+        self.subset(&(0..k).collect::<Vec<_>>())
+    }
+
+    /// The parameters of the partial molecule made of `atoms` (distinct indices), renumbered in
+    /// that order: every per-atom array gathered, and only the bonded terms and exceptions whose
+    /// atoms are all among them. Its energy is the "partial energy" of twisted SMC (atoms in
+    /// topology order or in Z-matrix order); GB Born radii see only these atoms.
+    pub fn subset(&self, atoms: &[usize]) -> Parameters {
+        let mut new = vec![usize::MAX; self.mass.len()];
+        for (k, &a) in atoms.iter().enumerate() {
+            new[a] = k;
+        }
+        let pick = |v: &Vec<f64>| atoms.iter().map(|&a| v[a]).collect::<Vec<f64>>();
+        let names = |v: &Vec<String>| atoms.iter().map(|&a| v[a].clone()).collect();
+        // Renumbered atoms of a term, or None when one of them is not in the subset.
+        let map = |ids: &[usize]| -> Option<Vec<usize>> {
+            ids.iter()
+                .map(|&a| Some(new[a]).filter(|&k| k != usize::MAX))
+                .collect()
+        };
         let g = &self.gbsa;
         Parameters {
             setup: self.setup,
-            mass: cut(&self.mass),
-            charge: cut(&self.charge),
-            sigma: cut(&self.sigma),
-            epsilon: cut(&self.epsilon),
-            atom_type: self.atom_type[..k].to_vec(),
-            atom_class: self.atom_class[..k].to_vec(),
+            mass: pick(&self.mass),
+            charge: pick(&self.charge),
+            sigma: pick(&self.sigma),
+            epsilon: pick(&self.epsilon),
+            atom_type: names(&self.atom_type),
+            atom_class: names(&self.atom_class),
             residue_template: self.residue_template.clone(),
             bonds: self
                 .bonds
                 .iter()
-                .filter(|b| b.i.max(b.j) < k)
-                .copied()
+                .filter_map(|b| {
+                    map(&[b.i, b.j]).map(|m| Bond {
+                        i: m[0],
+                        j: m[1],
+                        ..*b
+                    })
+                })
                 .collect(),
             angles: self
                 .angles
                 .iter()
-                .filter(|a| a.atoms.iter().all(|&i| i < k))
-                .copied()
+                .filter_map(|t| {
+                    map(&t.atoms).map(|m| Angle {
+                        atoms: [m[0], m[1], m[2]],
+                        ..*t
+                    })
+                })
                 .collect(),
             torsions: self
                 .torsions
                 .iter()
-                .filter(|t| t.atoms.iter().all(|&i| i < k))
-                .copied()
+                .filter_map(|t| {
+                    map(&t.atoms).map(|m| Torsion {
+                        atoms: [m[0], m[1], m[2], m[3]],
+                        ..*t
+                    })
+                })
                 .collect(),
             exceptions: self
                 .exceptions
                 .iter()
-                .filter(|e| e.i.max(e.j) < k)
-                .copied()
+                .filter_map(|e| {
+                    map(&[e.i, e.j]).map(|m| Exception {
+                        i: m[0],
+                        j: m[1],
+                        ..*e
+                    })
+                })
                 .collect(),
             nonbonded: self.nonbonded,
             gbsa: Gbsa {
-                charge: cut(&g.charge),
-                radius: cut(&g.radius),
-                offset_radius: cut(&g.offset_radius),
-                scaled_radius: cut(&g.scaled_radius),
+                charge: pick(&g.charge),
+                radius: pick(&g.radius),
+                offset_radius: pick(&g.offset_radius),
+                scaled_radius: pick(&g.scaled_radius),
                 ..g.clone()
             },
         }

@@ -238,25 +238,34 @@ impl PartialTarget for System {
         if placed == 0 {
             return energy.fill(0.0);
         }
-        let model = EnergyModel::new(&self.params.prefix(placed / 3));
-        let beta = 1.0 / self.kt();
-        energy
-            .par_iter_mut()
-            .zip(x.par_chunks(placed))
-            .for_each_init(
-                || model.workspace(),
-                |ws, (e, xi)| {
-                    *e = if xi.iter().all(|v| v.is_finite()) {
-                        model.energy(xi, ws).total() * beta
-                    } else {
-                        f64::INFINITY
-                    }
-                },
-            );
+        let atoms: Vec<usize> = (0..placed / 3).collect();
+        self.subset_energy(&atoms, x, energy);
     }
 }
 
 impl System {
+    /// Energies (kT) of the partial molecule made of `atoms` ([`Parameters::subset`]) for a
+    /// batch `x` (n x atoms x 3, nm, the atoms in that order) into `energy` (n); non-finite
+    /// coordinates or energies give +inf.
+    pub fn subset_energy(&self, atoms: &[usize], x: &[f64], energy: &mut [f64]) {
+        let model = EnergyModel::new(&self.params.subset(atoms));
+        let beta = 1.0 / self.kt();
+        energy
+            .par_iter_mut()
+            .zip(x.par_chunks(3 * atoms.len()))
+            .for_each_init(
+                || model.workspace(),
+                |ws, (e, xi)| {
+                    let v = if xi.iter().all(|v| v.is_finite()) {
+                        model.energy(xi, ws).total() * beta
+                    } else {
+                        f64::INFINITY
+                    };
+                    *e = if v.is_finite() { v } else { f64::INFINITY };
+                },
+            );
+    }
+
     /// Atom counts at the end of each residue (residues are contiguous in topology order):
     /// the block boundaries of residue-by-residue generation.
     pub fn residue_ends(&self) -> Vec<usize> {

@@ -22,7 +22,8 @@
 use crate::element::Element;
 use crate::energy::bonded::{angle, cross, dihedral, dot, get, sub};
 use crate::error::{Error, Result};
-use crate::target::Target;
+use crate::system::System;
+use crate::target::{PartialTarget, Target};
 use crate::topology::Topology;
 
 /// What an internal coordinate measures.
@@ -228,8 +229,25 @@ impl ZMatrix {
     /// Cartesian positions (N x 3, nm, in the canonical frame: first atom at the origin, second
     /// on +x, third in the xy plane) of internal coordinates `ic` into `x`; returns log|det J|.
     pub fn to_cartesian(&self, ic: &[f64], x: &mut [f64]) -> f64 {
+        self.place(ic, self.rows.len(), x)
+    }
+
+    /// How many leading internal coordinates place the first `rows` rows: 3 rows - 6 from three
+    /// rows on (1 for two rows, 0 for one).
+    pub fn coords_of_rows(rows: usize) -> usize {
+        match rows {
+            0 | 1 => 0,
+            2 => 1,
+            _ => 3 * rows - 6,
+        }
+    }
+
+    /// Places the atoms of the first `rows` rows from the leading internal coordinates `ic`
+    /// (at least [`ZMatrix::coords_of_rows`]) into `x` (N x 3, nm, at their atom indices; the
+    /// other atoms untouched); returns the log|det J| of those rows.
+    pub fn place(&self, ic: &[f64], rows: usize, x: &mut [f64]) -> f64 {
         let mut logdet = 0.0;
-        for (r, row) in self.rows.iter().enumerate() {
+        for (r, row) in self.rows.iter().enumerate().take(rows) {
             let o = Self::offset(r);
             let pos = match r {
                 0 => [0.0; 3],
@@ -265,8 +283,15 @@ impl ZMatrix {
     /// Whether `ic` lies in the domain where the map is a bijection: bonds > 0 and angles in
     /// (0, pi), all finite.
     pub fn in_domain(&self, ic: &[f64]) -> bool {
-        ic.iter().all(|v| v.is_finite())
-            && (1..self.rows.len()).all(|r| {
+        self.rows_in_domain(ic, self.rows.len())
+    }
+
+    /// [`ZMatrix::in_domain`] for the coordinates of the first `rows` rows.
+    pub fn rows_in_domain(&self, ic: &[f64], rows: usize) -> bool {
+        ic[..Self::coords_of_rows(rows)]
+            .iter()
+            .all(|v| v.is_finite())
+            && (1..rows).all(|r| {
                 let o = Self::offset(r);
                 ic[o] > 0.0 && (r < 2 || (ic[o + 1] > 0.0 && ic[o + 1] < std::f64::consts::PI))
             })
@@ -349,6 +374,55 @@ impl ZMatrix {
                     add(gx, row.k, scale(g_v1, -1.0));
                 }
             }
+        }
+    }
+}
+
+/// Twisted SMC in Z-matrix order: the partial energy of the leading `placed` internal
+/// coordinates (whole rows: 3 for the first three atoms, then 3 per atom) is the energy of the
+/// atoms they place ([`System::subset_energy`]) minus the log|det J| of their rows, so that it
+/// telescopes to the whole [`InternalTarget`] energy; Born radii see only the placed atoms.
+impl PartialTarget for InternalTarget<'_, System> {
+    fn partial_energy(&self, ic: &[f64], placed: usize, energy: &mut [f64]) {
+        let d = self.zmatrix.dim();
+        assert!(
+            placed.is_multiple_of(3) && placed <= d,
+            "whole rows of the Z-matrix"
+        );
+        if placed == d {
+            return self.energy_and_grad(ic, energy, None);
+        }
+        if placed == 0 {
+            return energy.fill(0.0);
+        }
+        let rows = placed / 3 + 2;
+        let atoms: Vec<usize> = self.zmatrix.rows[..rows].iter().map(|r| r.atom).collect();
+        let n = energy.len();
+        let dx = 3 * self.zmatrix.n_atoms();
+        let mut full = vec![0.0; dx];
+        let mut x = vec![0.0; n * 3 * rows];
+        let mut logdet = vec![0.0; n];
+        let mut ok = vec![true; n];
+        for i in 0..n {
+            let c = &ic[i * placed..(i + 1) * placed];
+            let xi = &mut x[i * 3 * rows..(i + 1) * 3 * rows];
+            ok[i] = self.zmatrix.rows_in_domain(c, rows);
+            if !ok[i] {
+                xi.fill(f64::NAN);
+                continue;
+            }
+            logdet[i] = self.zmatrix.place(c, rows, &mut full);
+            for (k, &a) in atoms.iter().enumerate() {
+                xi[3 * k..3 * k + 3].copy_from_slice(&full[3 * a..3 * a + 3]);
+            }
+        }
+        self.target.subset_energy(&atoms, &x, energy);
+        for i in 0..n {
+            energy[i] = if ok[i] && energy[i].is_finite() {
+                energy[i] - logdet[i]
+            } else {
+                f64::INFINITY
+            };
         }
     }
 }
