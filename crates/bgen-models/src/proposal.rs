@@ -133,11 +133,14 @@ fn chunk_seed(seed: u64, chunk: usize) -> u64 {
     seed.wrapping_mul(0x1000_0001).wrapping_add(chunk as u64)
 }
 
-/// An ArBG with its normaliser: densities are per nm^(3N). log q is piecewise constant in x,
-/// so its gradient is zero almost everywhere.
+/// An ArBG with its coordinates: Cartesian (densities per nm^(3N), through the normaliser) or,
+/// with `internal`, internal coordinates binned as [`Internal::to_binned`] says (torsion bins
+/// tile the circle). log q is piecewise constant, so its gradient is zero almost everywhere.
 pub struct ArbgProposal {
     pub model: Arbg,
     pub normalizer: Normalizer,
+    /// Internal coordinates: the model's tokens are these (bonds, angles, torsions).
+    pub internal: Option<Internal>,
     pub device: Device,
     /// Sampling temperature tau of the bin distributions (1: the trained model).
     pub tau: f64,
@@ -168,53 +171,92 @@ impl ArbgProposal {
             .to_device(self.device)
     }
 
+    /// Coordinates per sample: 3N Cartesian, or 3N - 6 internal.
+    pub fn dim(&self) -> usize {
+        match &self.internal {
+            Some(t) => t.dim(),
+            None => self.normalizer.dim(),
+        }
+    }
+
+    /// Coordinates (nm or internal) of model tokens `y` (rows x cols.len()) of columns `cols`,
+    /// in place; returns log|det dy/dx| per row.
+    fn tokens_to_coords(&self, y: &mut [f64], cols: std::ops::Range<usize>) -> f64 {
+        match &self.internal {
+            None => {
+                let s = self.normalizer.std;
+                y.iter_mut().for_each(|v| *v *= s);
+                -(cols.len() as f64) * s.ln()
+            }
+            Some(t) => {
+                let tokens = y.to_vec();
+                t.from_binned(&tokens, cols, y, self.model.config.range)
+            }
+        }
+    }
+
     /// Chunk `chunk` of `n` samples drawn reproducibly from `seed`: rows [chunk batch,
-    /// min(n, (chunk + 1) batch)) as (x (rows x 3N, nm), log q (1/nm^3N)).
+    /// min(n, (chunk + 1) batch)) as (x (rows x dim, nm or internal), log q).
     pub fn sample_chunk(&self, n: usize, seed: u64, chunk: usize) -> (Vec<f64>, Vec<f64>) {
-        let d = self.normalizer.dim();
+        let d = self.dim();
         let b = (n - chunk * self.batch).min(self.batch);
         let s = chunk_seed(seed, chunk);
-        let (xs, l) = self.model.sample_from(
+        let (ys, l) = self.model.sample_from(
             &self.uniform(b, d, s),
             &self.uniform(b, d, s ^ 0x0FF5_E700),
             self.tau,
         );
-        let x = Vec::<f64>::try_from((xs * self.normalizer.std).view([-1])).expect("f64");
+        let mut x = Vec::<f64>::try_from(ys.view([-1])).expect("f64");
+        let jac = self.tokens_to_coords(&mut x, 0..d);
         let l: Vec<f64> = Vec::try_from(l).expect("f64");
-        let jac = self.normalizer.log_jacobian();
         (x, l.into_iter().map(|v| v + jac).collect())
     }
 
-    /// log q (1/nm^3N) of `x` (rows x 3N, nm, at most `batch` rows) at the proposal's tau
+    /// log q of `x` (rows x dim, nm or internal, at most `batch` rows) at the proposal's tau
     /// into `out`; -inf outside the binned range.
     pub fn log_q_rows(&self, x: &[f64], out: &mut [f64]) {
-        let d = self.normalizer.dim();
-        let t = (Tensor::from_slice(x).view([-1, d as i64]) / self.normalizer.std)
+        let d = self.dim();
+        let (y, jac) = match &self.internal {
+            None => {
+                let s = self.normalizer.std;
+                (
+                    x.iter().map(|v| v / s).collect::<Vec<f64>>(),
+                    self.normalizer.log_jacobian(),
+                )
+            }
+            Some(t) => {
+                let mut y = vec![0.0; x.len()];
+                let jac = t.to_binned(x, 0..d, &mut y, self.model.config.range);
+                (y, jac)
+            }
+        };
+        let t = Tensor::from_slice(&y)
+            .view([-1, d as i64])
             .to_kind(Kind::Float)
             .to_device(self.device);
         let l = tch::no_grad(|| self.model.log_prob(&t, self.tau));
         let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
         for (o, v) in out.iter_mut().zip(l) {
-            *o = v + self.normalizer.log_jacobian();
+            *o = v + jac;
         }
     }
 
-    /// Appends the next tokens to generation `g` from uniform numbers `u_bin`, `u_off` (rows x
-    /// tokens): writes their coordinates (nm) into `x` (rows x tokens) and the log q of the
-    /// block (1/nm^tokens) into `log_q`.
+    /// Appends tokens `cols` to generation `g` from uniform numbers `u_bin`, `u_off` (rows x
+    /// tokens): writes their coordinates (nm or internal) into `x` (rows x tokens) and the log q
+    /// of the block into `log_q`.
     fn extend_rows(
         &self,
         g: &mut Generation,
+        cols: std::ops::Range<usize>,
         u_bin: &Tensor,
         u_off: &Tensor,
         x: &mut [f64],
         log_q: &mut [f64],
     ) {
-        let w = u_bin.size()[1] as f64;
-        let (xs, l) = self.model.extend(g, u_bin, u_off, self.tau);
-        (xs * self.normalizer.std).view([-1]).copy_data(x, x.len());
+        let (ys, l) = self.model.extend(g, u_bin, u_off, self.tau);
+        ys.view([-1]).copy_data(x, x.len());
+        let jac = self.tokens_to_coords(x, cols);
         let l: Vec<f64> = Vec::try_from(l).expect("f64");
-        let jac = -w * self.normalizer.std.ln();
         for (o, v) in log_q.iter_mut().zip(l) {
             *o = v + jac;
         }
@@ -338,6 +380,7 @@ impl Pooled {
                         Model::Arbg(model) => Some(ArbgProposal {
                             model,
                             normalizer: normalizer.clone(),
+                            internal: internal.cloned(),
                             device,
                             tau,
                             batch,
@@ -408,7 +451,7 @@ impl Proposal for Pool<FlowProposal> {
 
 impl Proposal for Pool<ArbgProposal> {
     fn dim(&self) -> usize {
-        self.get().normalizer.dim()
+        self.get().dim()
     }
     fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
         let batch = self.get().batch;
@@ -418,7 +461,7 @@ impl Proposal for Pool<ArbgProposal> {
     fn log_q(&self, x: &[f64], out: &mut [f64], grad: Option<&mut [f64]>) {
         let (d, b) = {
             let p = self.get();
-            (p.normalizer.dim(), p.batch)
+            (p.dim(), p.batch)
         };
         let rows: Vec<_> = x.chunks(b * d).zip(out.chunks_mut(b)).collect();
         self.map(rows, |p, (x, o)| p.log_q_rows(x, o));
@@ -470,7 +513,7 @@ impl Autoregressive for Pool<ArbgProposal> {
             (xs, ls) = (xb, lb);
         }
         self.map(items, |p, (g, ub, uo, x, l)| {
-            p.extend_rows(g, &ub, &uo, x, l)
+            p.extend_rows(g, from..to, &ub, &uo, x, l)
         });
     }
     fn select(&self, s: &mut ArbgParticles, idx: &[usize]) {

@@ -103,14 +103,22 @@ pub struct State {
 
 impl State {
     /// The model's features of Cartesian frames (n x N x 3, nm) as an (n, dim) f32 tensor:
-    /// centred and scaled, or internal coordinates standardised.
+    /// centred and scaled, or internal coordinates standardised (for an ArBG, binned as
+    /// [`Internal::to_binned`] says).
     pub fn features(&self, frames: &[f64]) -> Tensor {
         match &self.internal {
             None => self.normalizer.to_model(frames, Kind::Float),
             Some(t) => {
                 let ic = t.from_cartesian(frames);
                 let mut y = vec![0.0; ic.len()];
-                t.to_model(&ic, &mut y, None);
+                match &self.model {
+                    ModelConfig::Arbg(c) => {
+                        t.to_binned(&ic, 0..t.dim(), &mut y, c.range);
+                    }
+                    ModelConfig::TarFlow(_) => {
+                        t.to_model(&ic, &mut y, None);
+                    }
+                }
                 Tensor::from_slice(&y)
                     .view([-1, t.dim() as i64])
                     .to_kind(Kind::Float)

@@ -95,6 +95,7 @@ fn arbg_pool_matches_one_copy() {
         Model::Arbg(model) => ArbgProposal {
             model,
             normalizer: norm.clone(),
+            internal: None,
             device: Device::Cpu,
             tau: 1.0,
             batch: 30,

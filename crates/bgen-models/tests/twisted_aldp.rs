@@ -4,25 +4,29 @@
 
 use bgen_models::arbg::{Arbg, ArbgConfig};
 use bgen_models::data::Normalizer;
+use bgen_models::internal::Internal;
 use bgen_models::proposal::{ArbgProposal, Pool};
 use bgen_sample::com::com_log_density;
 use bgen_sample::resample::Scheme;
 use bgen_sample::{twisted_smc, ComForm, Proposal, TwistedOptions};
-use bgen_system::{System, Target};
+use bgen_system::{InternalTarget, System, Target, ZMatrix};
 use tch::{nn, Device, Tensor};
 
 const STD: f64 = 0.166;
 
 /// `copies` copies of one random ArBG for aldp, sharpened so that samples vary but are not all
-/// the same bin, each as a proposal.
-fn random_proposals(na: usize, copies: usize) -> Vec<ArbgProposal> {
+/// the same bin, each as a proposal; in internal coordinates with `internal`.
+fn random_proposals(na: usize, copies: usize, internal: Option<&Internal>) -> Vec<ArbgProposal> {
     let config = ArbgConfig {
-        atoms: na as i64,
+        atoms: match internal {
+            Some(_) => na as i64 - 2,
+            None => na as i64,
+        },
         width: 32,
         layers: 1,
         head_dim: 16,
         bins: 64,
-        range: 3.0,
+        range: if internal.is_some() { 5.0 } else { 3.0 },
     };
     // libtorch's generator is global: tests build their models in turn.
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -52,6 +56,7 @@ fn random_proposals(na: usize, copies: usize) -> Vec<ArbgProposal> {
                 n_atoms: na as i64,
                 std: STD,
             },
+            internal: internal.cloned(),
             device: Device::Cpu,
             tau: 1.0,
             batch: 64,
@@ -64,7 +69,7 @@ fn twisted_weights_telescope_to_the_plain_weight_on_aldp() {
     let sys = System::named("aldp", None, None).unwrap();
     let na = sys.n_atoms();
     let std = STD;
-    let proposal = Pool::new(random_proposals(na, 1));
+    let proposal = Pool::new(random_proposals(na, 1, None));
     let sigma = std / (na as f64).sqrt();
     let ends: Vec<usize> = sys.residue_ends().iter().map(|k| 3 * k).collect();
     assert_eq!(ends, vec![18, 48, 66]);
@@ -116,7 +121,7 @@ fn twisted_smc_on_two_workers_matches_one() {
     let na = sys.n_atoms();
     let ends: Vec<usize> = (1..=na).map(|k| 3 * k).collect();
     let run = |workers: usize| {
-        let proposal = Pool::new(random_proposals(na, workers));
+        let proposal = Pool::new(random_proposals(na, workers, None));
         twisted_smc(
             &proposal,
             &sys,
@@ -139,4 +144,79 @@ fn twisted_smc_on_two_workers_matches_one() {
     assert_eq!(one.log_weights, two.log_weights);
     assert_eq!(one.x, two.x);
     assert_eq!(one.log_z, two.log_z);
+}
+
+/// In internal coordinates, blocks of atoms in Z-matrix order: the twisted weight of a whole
+/// particle is the plain weight -U(x(ic)) + log|det J| - log q(ic), with log q recomputed in
+/// one pass; the samples' log q from generation equals that recomputation; and the torsion
+/// tokens, binned on the circle, put samples all around it.
+#[test]
+fn twisted_weights_telescope_in_internal_coordinates() {
+    let sys = System::named("aldp", None, None).unwrap();
+    let na = sys.n_atoms();
+    let z = ZMatrix::from_topology(&sys.topology).unwrap();
+    let noise = bgen_models::data::normals(300 * 3 * na, 9);
+    let frames: Vec<f64> = (0..300 * 3 * na)
+        .map(|k| sys.positions[k % (3 * na)] + 0.01 * noise[k])
+        .collect();
+    let internal = Internal::fit(&frames, &z);
+    let proposal = Pool::new(random_proposals(na, 1, Some(&internal)));
+    let target = InternalTarget {
+        target: &sys,
+        zmatrix: &z,
+    };
+    let d = z.dim();
+    // The residues' sizes (6, 10, 6 atoms) in Z-matrix order.
+    let ends: Vec<usize> = [6, 16, 22].map(ZMatrix::coords_of_rows).to_vec();
+    let n = 40;
+    let r = twisted_smc(
+        &proposal,
+        &target,
+        n,
+        &ends,
+        TwistedOptions {
+            ess_threshold: 0.0,
+            scheme: Scheme::Systematic,
+            seed: 3,
+            com: ComForm::None,
+            com_sigma: 1.0,
+            n_atoms: na,
+        },
+    );
+    let ic = &r.x_weighted;
+    let mut u = vec![0.0; n];
+    target.energy_and_grad(ic, &mut u, None);
+    let mut lq = vec![0.0; n];
+    Proposal::log_q(&proposal, ic, &mut lq, None);
+    let mut finite = 0;
+    for i in 0..n {
+        let (plain, tw) = (-u[i] - lq[i], r.log_weights[i]);
+        if u[i].is_infinite() {
+            assert_eq!(tw, f64::NEG_INFINITY, "{i}");
+            continue;
+        }
+        finite += 1;
+        let tol = 1e-3 + 1e-12 * u[i].abs();
+        assert!(
+            (tw - plain).abs() < tol,
+            "{i}: twisted {tw} vs plain {plain}"
+        );
+    }
+    assert!(finite > n / 2, "{finite} of {n} finite");
+    // Whole samples: log q from generation = log q recomputed.
+    let (x, lq0) = Proposal::sample(&proposal, 200, 11);
+    let mut lq1 = vec![0.0; 200];
+    Proposal::log_q(&proposal, &x, &mut lq1, None);
+    for (a, b) in lq0.iter().zip(&lq1) {
+        assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+    }
+    // Every torsion of a random model lands on both halves of the circle.
+    for q in (0..d).filter(|&q| internal.kinds[q] == 2) {
+        let cos: Vec<f64> = x.chunks(d).map(|c| c[q].cos()).collect();
+        assert!(
+            cos.iter().any(|&c| c > 0.3) && cos.iter().any(|&c| c < -0.3),
+            "torsion {q}"
+        );
+        assert!(x.chunks(d).all(|c| z.in_domain(c)));
+    }
 }

@@ -377,9 +377,6 @@ fn load_config(a: &RunArgs) -> Result<RunConfig> {
     if !matches!(c.coords(), "internal" | "cartesian") {
         bail!("train.coords '{}': internal or cartesian", c.coords());
     }
-    if c.train.model == "arbg" && c.coords() == "internal" {
-        bail!("train.coords: internal coordinates are TarFlow-only for now");
-    }
     if c.train.model == "tarflow" && c.methods().iter().any(|m| m == "twisted") {
         bail!("sample.methods: twisted needs an ArBG");
     }

@@ -354,17 +354,25 @@ pub fn run(a: SampleArgs) -> Result<()> {
             "--method smc anneals with Langevin moves along grad log q, which an ArBG (piecewise-constant density) does not have; use snis or twisted"
         ),
         "twisted" => {
-            if run.internal.is_some() {
-                bail!("--method twisted needs an ArBG in Cartesian coordinates");
-            }
             let Pooled::Arbg(model) = &run.model else {
                 bail!("--method twisted needs an autoregressive model (an ArBG run)");
             };
-            let ends: Vec<usize> = match a.blocks.as_str() {
-                "residue" => sys.residue_ends().iter().map(|k| 3 * k).collect(),
-                "atom" => (1..=na).map(|k| 3 * k).collect(),
+            // Atoms placed after each block: per residue (as many atoms as each residue has)
+            // or one at a time; in internal coordinates in Z-matrix order, whose first block
+            // holds at least the first three atoms.
+            let atoms: Vec<usize> = match a.blocks.as_str() {
+                "residue" => sys.residue_ends(),
+                "atom" => (1..=na).collect(),
                 other => bail!("--blocks {other}: residue or atom"),
             };
+            let mut ends: Vec<usize> = match &zmatrix {
+                None => atoms.iter().map(|k| 3 * k).collect(),
+                Some(_) => atoms
+                    .iter()
+                    .map(|&k| bgen_system::ZMatrix::coords_of_rows(k.max(3)))
+                    .collect(),
+            };
+            ends.dedup();
             let o = TwistedOptions {
                 ess_threshold: a.ess_threshold,
                 scheme: Scheme::Systematic,
@@ -373,7 +381,10 @@ pub fn run(a: SampleArgs) -> Result<()> {
                 com_sigma: run.com_sigma,
                 n_atoms: na,
             };
-            let r = twisted_smc(model, sys, n, &ends, o);
+            let r = match &internal_target {
+                Some(t) => twisted_smc(model, t, n, &ends, o),
+                None => twisted_smc(model, sys, n, &ends, o),
+            };
             summary.insert("ess".into(), r.ess.into());
             summary.insert("ess_per_block".into(), r.ess_per_block.clone().into());
             summary.insert("log_z".into(), r.log_z.into());

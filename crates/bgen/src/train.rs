@@ -136,6 +136,9 @@ pub fn preset(name: &str, tokens: i64) -> Result<(TarFlowConfig, TrainConfig)> {
 }
 
 /// (model, training) configuration of an ArBG preset for `atoms` atoms.
+/// Half-width (std units) of an ArBG's bins over standardised bonds and angles.
+pub const INTERNAL_ARBG_RANGE: f64 = 5.0;
+
 pub fn arbg_preset(name: &str, atoms: i64) -> Result<(ArbgConfig, TrainConfig)> {
     let (width, layers, head_dim, bins, steps, batch, lr) = match name {
         "tiny" => (32, 1, 16, 256, 200, 64, 1e-3),
@@ -283,8 +286,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 };
                 m.into()
             }
-            (ModelConfig::Arbg(_), true) => {
-                bail!("--coords internal is TarFlow-only for now; use --coords cartesian with arbg")
+            (ModelConfig::Arbg(mut m), true) => {
+                // Tokens of 3: (b1, b2, theta2), then (b, theta, phi) per atom from the fourth.
+                m.atoms = na as i64 - 2;
+                // Bonds and angles in std units: +-5 std holds all but ~1e-6 of each (a torsion
+                // fills the range whatever it is).
+                m.range = a.range.unwrap_or(INTERNAL_ARBG_RANGE);
+                m.into()
             }
         };
         tc.steps = a.steps.unwrap_or(tc.steps);

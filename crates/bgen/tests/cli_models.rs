@@ -224,13 +224,21 @@ fn train_then_sample_with_every_method() {
     }
 }
 
-/// The ArBG through the same commands: SNIS, twisted SMC by residue and by atom, the chi CoM
-/// form, and a clear refusal of Langevin SMC.
+/// The ArBG through the same commands, in both coordinates: SNIS, twisted SMC by residue and
+/// by atom (in Z-matrix order for internal coordinates, whose first block holds three atoms),
+/// the chi CoM form, and a clear refusal of Langevin SMC.
 fn arbg_train_then_sample(split: &std::path::Path) {
+    for coords in ["cartesian", "internal"] {
+        arbg_in(split, coords);
+    }
+}
+
+fn arbg_in(split: &std::path::Path, coords: &str) {
     let run = tmp("arbg");
     ok(bgen()
         .args([
-            "train", "--model", "arbg", "--preset", "tiny", "--steps", "20", "--data",
+            "train", "--model", "arbg", "--preset", "tiny", "--steps", "20", "--coords", coords,
+            "--data",
         ])
         .arg(split.join("train"))
         .arg("--out")
@@ -261,8 +269,13 @@ fn arbg_train_then_sample(split: &std::path::Path) {
             read_npy(&out.join("samples.npy")).unwrap().shape,
             vec![48, 22, 3]
         );
+        assert_eq!(s["coords"], coords);
         if method == "twisted" {
-            let blocks = if extra.is_empty() { 3 } else { 22 };
+            let blocks = match (extra.is_empty(), coords) {
+                (true, _) => 3,
+                (false, "cartesian") => 22,
+                (false, _) => 20,
+            };
             assert_eq!(s["blocks"].as_u64().unwrap(), blocks);
             assert_eq!(
                 s["ess_per_block"].as_array().unwrap().len(),
