@@ -13,6 +13,8 @@
 //!
 //! Units: nm, kJ/mol inside the force field, kT at the sampler seams, ps, K.
 
+pub mod cli;
+
 pub use bgen_eval as eval;
 pub use bgen_md as md;
 pub use bgen_models as models;

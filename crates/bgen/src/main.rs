@@ -1,76 +1,7 @@
-//! `bgen`: Boltzmann generators for molecules, from the command line.
+//! `bgen`: Boltzmann generators for molecules, from the command line ([`bgen::cli`]).
 
-mod args;
-mod bench;
-mod energy;
-mod eval;
-mod md;
-mod pipeline;
-mod sample;
-mod train;
-
-use clap::{Parser, Subcommand};
-
-#[derive(Parser)]
-#[command(
-    name = "bgen",
-    version,
-    about = "Boltzmann generators for molecules: AMBER + GBSA-OBC energies exact to OpenMM, samplers and metrics"
-)]
-pub(crate) struct Cli {
-    #[command(subcommand)]
-    pub(crate) command: Command,
-}
-
-#[derive(Subcommand)]
-pub(crate) enum Command {
-    /// The main job: MD data, training, sampling (SNIS + SMC), evaluation and a report, from one
-    /// TOML of settings; every stage resumable and skipped when done.
-    Run(pipeline::RunArgs),
-    /// Potential energy (by term) and forces of conformations.
-    Energy(energy::EnergyArgs),
-    /// Langevin molecular dynamics that writes training data (resumable).
-    Md(md::MdArgs),
-    /// Data sets made from runs.
-    #[command(subcommand)]
-    Dataset(md::DatasetCommand),
-    /// Train a proposal model (TarFlow or ArBG) by maximum likelihood on MD frames (resumable).
-    Train(train::TrainArgs),
-    /// Sample a trained model: proposal, SNIS, SMC or twisted SMC toward the Boltzmann density.
-    Sample(sample::SampleArgs),
-    /// Metrics (ESS, energy / torus / TICA Wasserstein, basins), plots and an HTML report of
-    /// samples against reference MD.
-    Eval(eval::EvalArgs),
-    /// List the embedded molecular systems.
-    Systems,
-    /// Benchmarks that print bgen's speed beside its peer measured in the same run.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
-}
-
-/// Runs one command.
-pub(crate) fn dispatch(command: Command) -> anyhow::Result<()> {
-    match command {
-        Command::Run(a) => pipeline::run(a),
-        Command::Energy(a) => energy::run(a),
-        Command::Md(a) => md::run(a),
-        Command::Eval(a) => eval::run(a),
-        Command::Train(a) => train::run(a),
-        Command::Sample(a) => sample::run(a),
-        Command::Dataset(c) => md::dataset(c),
-        Command::Systems => {
-            for (name, what, _, setup) in bgen_system::systems::NAMED {
-                let s = bgen_system::Setup::from_name(setup).expect("embedded setup");
-                println!(
-                    "{name:<10} {what:<45} {setup} at {} K",
-                    s.default_temperature()
-                );
-            }
-            Ok(())
-        }
-        Command::Bench(b) => bench::run(b),
-    }
-}
+use bgen::cli::Cli;
+use clap::Parser;
 
 /// glibc's allocator returns large freed blocks to the OS and takes them back with fresh
 /// page faults on every training step (5-8% of the time in `perf`). Keep them instead: blocks up
@@ -97,7 +28,7 @@ fn tune_allocator() {}
 fn main() {
     tune_allocator();
     let cli = Cli::parse();
-    if let Err(e) = dispatch(cli.command) {
+    if let Err(e) = bgen::cli::dispatch(cli.command) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -325,11 +325,11 @@ impl RunConfig {
 /// Runs one subcommand of bgen with `args` (as typed after `bgen`).
 fn stage(name: &str, args: Vec<String>) -> Result<()> {
     eprintln!("\n== {name}: bgen {}", args.join(" "));
-    let cli = <crate::Cli as clap::Parser>::try_parse_from(
+    let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(
         std::iter::once("bgen".to_string()).chain(args),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::dispatch(cli.command).with_context(|| format!("stage {name}"))
+    crate::cli::dispatch(cli.command).with_context(|| format!("stage {name}"))
 }
 
 fn s(v: impl ToString) -> String {
@@ -640,11 +640,11 @@ pub fn run(a: RunArgs) -> Result<()> {
 const REFERENCES: &[(&str, &[u8])] = &[
     (
         "aldp",
-        include_bytes!("../../../models/reference/aldp-300K-remd.npy"),
+        include_bytes!("../../../../models/reference/aldp-300K-remd.npy"),
     ),
     (
         "ala3",
-        include_bytes!("../../../models/reference/ala3-310K-remd.npy"),
+        include_bytes!("../../../../models/reference/ala3-310K-remd.npy"),
     ),
 ];
 

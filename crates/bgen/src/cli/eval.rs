@@ -1,6 +1,6 @@
 //! `bgen eval`: metrics, plots and an HTML report of samples against reference MD.
 
-use crate::energy::SystemArgs;
+use crate::cli::energy::SystemArgs;
 use anyhow::{bail, Result};
 use bgen_eval::evaluate::{evaluate, EvalOptions};
 use bgen_system::npy::{read_npy, write_atomic};
@@ -26,10 +26,10 @@ pub struct EvalArgs {
     #[arg(long)]
     out: PathBuf,
     /// Samples and reference frames used at most (evenly strided).
-    #[arg(long, default_value_t = 10_000, value_parser = crate::args::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 10_000, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     max_samples: usize,
     /// TICA lag, in reference frames.
-    #[arg(long, default_value_t = 10, value_parser = crate::args::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 10, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     tica_lag: usize,
     /// A training run (from `bgen train`): report the held-out NLL of the reference frames.
     #[arg(long)]

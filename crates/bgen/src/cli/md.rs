@@ -1,6 +1,6 @@
 //! `bgen md`: resumable Langevin MD of a molecule, writing training data; `bgen dataset split`.
 
-use crate::energy::SystemArgs;
+use crate::cli::energy::SystemArgs;
 use anyhow::{bail, Context, Result};
 use bgen_md::dataset::{self, SplitBy};
 use bgen_md::{MdRun, MdSettings};
@@ -14,28 +14,28 @@ pub struct MdArgs {
     #[command(flatten)]
     sys: SystemArgs,
     /// Production length of each replica, ns.
-    #[arg(long, value_parser = crate::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     ns: Option<f64>,
     /// Independent replicas, run in parallel (use at least as many as cores).
-    #[arg(long, value_parser = crate::args::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     replicas: Option<usize>,
     /// Seed of the random streams (replica r uses stream r of this seed).
     #[arg(long)]
     seed: Option<u64>,
     /// Friction coefficient, 1/ps.
-    #[arg(long, value_parser = crate::args::non_negative, allow_hyphen_values = true)]
+    #[arg(long, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     friction: Option<f64>,
     /// Time step, fs (no constraints: 1 fs is safe, 2 fs is not).
-    #[arg(long, value_parser = crate::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     timestep_fs: Option<f64>,
     /// Interval between saved frames, ps.
-    #[arg(long, value_parser = crate::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     save_every_ps: Option<f64>,
     /// Equilibration before the first saved frame, ps.
-    #[arg(long, value_parser = crate::args::non_negative, allow_hyphen_values = true)]
+    #[arg(long, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     equilibrate_ps: Option<f64>,
     /// RMS-force tolerance of the initial minimisation, kJ/mol/nm.
-    #[arg(long, value_parser = crate::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     minimize_tol: Option<f64>,
     /// Replica exchange (parallel tempering): one replica per temperature, K, lowest first; the
     /// lowest is the run's temperature and its frames are replica 0. Give a list
@@ -43,7 +43,7 @@ pub struct MdArgs {
     #[arg(long, value_parser = parse_ladder)]
     temperatures: Option<Ladder>,
     /// Replica exchange: interval between exchange rounds, ps.
-    #[arg(long, value_parser = crate::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     exchange_every_ps: Option<f64>,
     /// Output directory.
     #[arg(long)]
@@ -52,13 +52,13 @@ pub struct MdArgs {
     #[arg(long)]
     resume: bool,
     /// Seconds between checkpoints.
-    #[arg(long, default_value_t = 30.0, value_parser = crate::args::non_negative, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 30.0, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     checkpoint_secs: f64,
     /// Stop after writing this many checkpoints in this session (for time-limited jobs; resume later).
     #[arg(long, hide = true)]
     stop_after_checkpoints: Option<usize>,
     /// Threads (default: all cores).
-    #[arg(long, value_parser = crate::args::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     threads: Option<usize>,
 }
 

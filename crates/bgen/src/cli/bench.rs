@@ -186,7 +186,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 fn bench_smc(a: SmcBench) -> Result<()> {
     // As `bgen sample`: one model copy per thread, libtorch single-threaded in each.
     tch::set_num_threads(1);
-    let run = crate::sample::load_run(
+    let run = crate::cli::sample::load_run(
         &a.run,
         tch::Device::Cpu,
         256,
@@ -224,7 +224,7 @@ fn bench_smc(a: SmcBench) -> Result<()> {
 }
 
 fn bench_tarflow(a: TarflowBench) -> Result<()> {
-    let (model, tc) = crate::train::preset(&a.preset, a.tokens)?;
+    let (model, tc) = crate::cli::train::preset(&a.preset, a.tokens)?;
     let (t, step_s) = timed_trainer(model.clone(), tc.clone(), &a);
     let (bgen_sps, workers) = sampling_rate(&t, &a);
     println!(
@@ -260,7 +260,7 @@ fn bench_tarflow(a: TarflowBench) -> Result<()> {
 }
 
 fn bench_arbg(a: TarflowBench) -> Result<()> {
-    let (model, tc) = crate::train::arbg_preset(&a.preset, a.tokens)?;
+    let (model, tc) = crate::cli::train::arbg_preset(&a.preset, a.tokens)?;
     let d = model.dim();
     let (t, step_s) = timed_trainer(model.clone(), tc.clone(), &a);
     let (samples_per_s, workers) = sampling_rate(&t, &a);

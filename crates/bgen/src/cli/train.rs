@@ -39,10 +39,10 @@ pub struct TrainArgs {
     #[arg(long)]
     preset: Option<String>,
     /// ArBG: bins per coordinate (overrides the preset's).
-    #[arg(long, value_parser = crate::args::count::<i64>, allow_hyphen_values = true)]
+    #[arg(long, value_parser = crate::cli::args::count::<i64>, allow_hyphen_values = true)]
     bins: Option<i64>,
     /// ArBG: half-width of the binned range in units of the data's std (default 3).
-    #[arg(long, value_parser = crate::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     range: Option<f64>,
     /// One token per coordinate (3N tokens of dimension 1) instead of one per atom; for the
     /// smallest systems.
@@ -54,11 +54,11 @@ pub struct TrainArgs {
     #[arg(long, value_parser = ["internal", "cartesian"])]
     coords: Option<String>,
     /// Training steps (overrides the preset's).
-    #[arg(long, value_parser = crate::args::count::<i64>, allow_hyphen_values = true)]
+    #[arg(long, value_parser = crate::cli::args::count::<i64>, allow_hyphen_values = true)]
     steps: Option<i64>,
-    #[arg(long, value_parser = crate::args::count::<i64>, allow_hyphen_values = true)]
+    #[arg(long, value_parser = crate::cli::args::count::<i64>, allow_hyphen_values = true)]
     batch_size: Option<i64>,
-    #[arg(long, value_parser = crate::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     lr: Option<f64>,
     /// Seed of the initialisation and the batches (default 0).
     #[arg(long)]
@@ -69,13 +69,13 @@ pub struct TrainArgs {
     /// Worker threads on the CPU: each computes the gradients of a slice of every batch on its
     /// own copy of the model, with libtorch single-threaded inside (the steps do not depend on
     /// it beyond round-off).
-    #[arg(long, default_value_t = 1, value_parser = crate::args::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 1, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     threads: usize,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
     /// Seconds between checkpoints (and validation).
-    #[arg(long, default_value_t = 120.0, value_parser = crate::args::non_negative, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 120.0, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     checkpoint_secs: f64,
     /// The system the frames belong to (default: from the data's run.json or topology.pdb).
     #[arg(long)]

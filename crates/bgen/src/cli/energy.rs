@@ -19,7 +19,7 @@ pub struct SystemArgs {
     #[arg(long)]
     pub forcefield: Option<String>,
     /// Temperature, K (default: the force field's, 300 or 310 K; sets kT).
-    #[arg(long, value_parser = crate::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     pub temperature: Option<f64>,
 }
 

@@ -1,0 +1,74 @@
+//! The command line as a library: every subcommand's arguments and its `run`, so that
+//! `bgen run`, the Python package and the binary share them.
+
+pub mod args;
+pub mod bench;
+pub mod energy;
+pub mod eval;
+pub mod md;
+pub mod pipeline;
+pub mod sample;
+pub mod train;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bgen",
+    version,
+    about = "Boltzmann generators for molecules: AMBER + GBSA-OBC energies exact to OpenMM, samplers and metrics"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// The main job: MD data, training, sampling (SNIS + SMC), evaluation and a report, from one
+    /// TOML of settings; every stage resumable and skipped when done.
+    Run(pipeline::RunArgs),
+    /// Potential energy (by term) and forces of conformations.
+    Energy(energy::EnergyArgs),
+    /// Langevin molecular dynamics that writes training data (resumable).
+    Md(md::MdArgs),
+    /// Data sets made from runs.
+    #[command(subcommand)]
+    Dataset(md::DatasetCommand),
+    /// Train a proposal model (TarFlow or ArBG) by maximum likelihood on MD frames (resumable).
+    Train(train::TrainArgs),
+    /// Sample a trained model: proposal, SNIS, SMC or twisted SMC toward the Boltzmann density.
+    Sample(sample::SampleArgs),
+    /// Metrics (ESS, energy / torus / TICA Wasserstein, basins), plots and an HTML report of
+    /// samples against reference MD.
+    Eval(eval::EvalArgs),
+    /// List the embedded molecular systems.
+    Systems,
+    /// Benchmarks that print bgen's speed beside its peer measured in the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Runs one command.
+pub fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(a) => pipeline::run(a),
+        Command::Energy(a) => energy::run(a),
+        Command::Md(a) => md::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Sample(a) => sample::run(a),
+        Command::Dataset(c) => md::dataset(c),
+        Command::Systems => {
+            for (name, what, _, setup) in bgen_system::systems::NAMED {
+                let s = bgen_system::Setup::from_name(setup).expect("embedded setup");
+                println!(
+                    "{name:<10} {what:<45} {setup} at {} K",
+                    s.default_temperature()
+                );
+            }
+            Ok(())
+        }
+        Command::Bench(b) => bench::run(b),
+    }
+}
