@@ -1,9 +1,14 @@
 # The project's entry points on a fresh machine: they install what they need (libtorch through
 # PyPI's torch wheel into .venv/, once) and set up the environment for cargo.
-.PHONY: test run bench libtorch
+.PHONY: test run bench libtorch python
 
 libtorch:
 	@scripts/libtorch.sh > /dev/null
+
+# The Python package `bgen` (pyo3 + maturin), built against the torch wheel's libtorch and
+# installed into .venv/ beside torch: .venv/bin/python -c "import bgen".
+python:
+	@scripts/python.sh
 
 # The test suite (what CI runs, plus format and lint in .ci/run).
 test:

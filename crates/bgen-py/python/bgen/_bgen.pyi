@@ -1,0 +1,59 @@
+"""Type stubs of the compiled half of the bgen package. Units: nm, kJ/mol, kJ/mol/nm, K, kT."""
+
+from os import PathLike
+from typing import List, Optional, Tuple, Union, overload
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class BgenError(RuntimeError):
+    """A bgen stage failed; the message names the file and the problem."""
+
+class System:
+    """A molecule with the AMBER force field and GBSA-OBC implicit solvent at a temperature."""
+
+    @staticmethod
+    def from_pdb(
+        path: Union[str, PathLike], forcefield: str = "amber14-obc1", temperature: Optional[float] = None
+    ) -> "System":
+        """A system from a PDB with hydrogens; forcefield "amber14-obc1" or
+        "amber99sbildn-obc2"; temperature K (default: the force field's). ValueError on a
+        file that cannot be read or a residue without a template."""
+    @staticmethod
+    def named(name: str, forcefield: Optional[str] = None, temperature: Optional[float] = None) -> "System":
+        """An embedded system: aldp, ala3, ala4, ala6, chignolin."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def n_atoms(self) -> int: ...
+    @property
+    def temperature(self) -> float:
+        """K."""
+    @property
+    def kt(self) -> float:
+        """kT, kJ/mol."""
+    @property
+    def forcefield(self) -> str: ...
+    @property
+    def positions(self) -> npt.NDArray[np.float64]:
+        """The input structure, (atoms, 3) nm."""
+    @property
+    def atom_names(self) -> List[str]: ...
+    def energy(self, x: npt.ArrayLike) -> Union[float, npt.NDArray[np.float64]]:
+        """Potential energies, kJ/mol: (n,) for x of shape (n, atoms, 3) nm, a float for one
+        (atoms, 3). Batched over threads without the GIL; coinciding atoms give +inf;
+        non-finite coordinates or a wrong shape raise ValueError."""
+    def energy_and_forces(
+        self, x: npt.ArrayLike
+    ) -> Tuple[Union[float, npt.NDArray[np.float64]], npt.NDArray[np.float64]]:
+        """Energies (kJ/mol) and forces (kJ/mol/nm, x's shape)."""
+    def reduced_energy_and_grad(
+        self, x: npt.ArrayLike
+    ) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """U/kT (n,) and dU/dx (kT/nm, x's shape)."""
+
+def run_cli(args: List[str]) -> None:
+    """Runs one bgen command line (without the leading "bgen") in this process. ValueError
+    on bad arguments, BgenError when the stage fails."""

@@ -1,0 +1,284 @@
+//! `bgen._bgen`: the compiled half of the `bgen` Python package. A [`System`] (topology,
+//! force field, temperature) with batched, multi-threaded energies and forces on NumPy arrays
+//! that run without the GIL, and [`run_cli`], through which the package's stage functions
+//! (`bgen.md`, `bgen.train`, `bgen.sample`, `bgen.evaluate`) run bgen's stages in this process.
+//!
+//! Units: positions nm, energies kJ/mol and forces kJ/mol/nm; reduced energies in kT and their
+//! gradients in kT/nm.
+
+use bgen_system::{Setup, Target};
+use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use std::path::PathBuf;
+
+create_exception!(
+    _bgen,
+    BgenError,
+    PyRuntimeError,
+    "A bgen stage failed (a file that cannot be read, a run that cannot resume, ...); the message names the file and the problem."
+);
+
+fn value_error(e: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// Runs `f` without the GIL, turning a panic into a BgenError (never a crash of the
+/// interpreter).
+fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> PyResult<T> + Send) -> PyResult<T> {
+    py.detach(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(BgenError::new_err(format!("internal error: {msg}")))
+        })
+    })
+}
+
+/// A molecular system: topology, AMBER force field with GBSA-OBC implicit solvent, and
+/// temperature. Energies equal OpenMM's to round-off.
+#[pyclass(frozen, module = "bgen")]
+struct System {
+    inner: bgen_system::System,
+}
+
+/// Conformations of an array: (n, atoms, 3) or one (atoms, 3), in nm; whether it was one.
+fn conformations(
+    x: &PyReadonlyArrayDyn<'_, f64>,
+    atoms: usize,
+) -> PyResult<(Vec<f64>, usize, bool)> {
+    let shape = x.shape().to_vec();
+    let (n, single) = match shape.as_slice() {
+        [a, 3] if *a == atoms => (1, true),
+        [n, a, 3] if *a == atoms => (*n, false),
+        _ => {
+            return Err(value_error(format!(
+                "positions of shape {shape:?}: expected (n, {atoms}, 3) or ({atoms}, 3) in nm"
+            )))
+        }
+    };
+    let v: Vec<f64> = x.as_array().iter().copied().collect();
+    if let Some(k) = v.iter().position(|c| !c.is_finite()) {
+        return Err(value_error(format!(
+            "conformation {} has a non-finite coordinate (atom {})",
+            k / (3 * atoms),
+            k % (3 * atoms) / 3
+        )));
+    }
+    Ok((v, n, single))
+}
+
+impl System {
+    /// Reduced energies (kT) and, with `grad`, dU/dx (kT/nm) of a batch, without the GIL.
+    fn reduced(
+        &self,
+        py: Python<'_>,
+        x: &[f64],
+        n: usize,
+        grad: bool,
+    ) -> PyResult<(Vec<f64>, Option<Vec<f64>>)> {
+        detached(py, || {
+            let mut e = vec![0.0; n];
+            let mut g = grad.then(|| vec![0.0; x.len()]);
+            self.inner.energy_and_grad(x, &mut e, g.as_deref_mut());
+            Ok((e, g))
+        })
+    }
+}
+
+/// Reduced energies (n,) and gradients (x's shape).
+type EnergiesAndGrads<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArrayDyn<f64>>);
+
+fn energies_out<'py>(py: Python<'py>, e: Vec<f64>, single: bool) -> PyResult<Py<PyAny>> {
+    Ok(if single {
+        e[0].into_pyobject(py)?.into_any().unbind()
+    } else {
+        PyArray1::from_vec(py, e).into_any().unbind()
+    })
+}
+
+fn positions_out<'py>(
+    py: Python<'py>,
+    v: Vec<f64>,
+    n: usize,
+    atoms: usize,
+    single: bool,
+) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    let a = PyArray1::from_vec(py, v);
+    let shape: Vec<usize> = if single {
+        vec![atoms, 3]
+    } else {
+        vec![n, atoms, 3]
+    };
+    a.reshape(shape)
+}
+
+#[pymethods]
+impl System {
+    /// A system from a PDB file with hydrogens (every residue must match a template of the
+    /// force field: "amber14-obc1" or "amber99sbildn-obc2"); temperature in K (default: the
+    /// force field's, 310 or 300 K).
+    #[staticmethod]
+    #[pyo3(signature = (path, forcefield = "amber14-obc1", temperature = None))]
+    fn from_pdb(
+        py: Python<'_>,
+        path: PathBuf,
+        forcefield: &str,
+        temperature: Option<f64>,
+    ) -> PyResult<System> {
+        let setup = Setup::from_name(forcefield).map_err(value_error)?;
+        check_temperature(temperature)?;
+        let inner = detached(py, || {
+            bgen_system::System::from_pdb_file(&path, setup, temperature).map_err(value_error)
+        })?;
+        Ok(System { inner })
+    }
+
+    /// An embedded system: "aldp", "ala3", "ala4", "ala6" or "chignolin", with its default
+    /// force field and temperature unless given.
+    #[staticmethod]
+    #[pyo3(signature = (name, forcefield = None, temperature = None))]
+    fn named(name: &str, forcefield: Option<&str>, temperature: Option<f64>) -> PyResult<System> {
+        let setup = forcefield
+            .map(Setup::from_name)
+            .transpose()
+            .map_err(value_error)?;
+        check_temperature(temperature)?;
+        let inner = bgen_system::System::named(name, setup, temperature).map_err(value_error)?;
+        Ok(System { inner })
+    }
+
+    /// Name of the system (or of its PDB file).
+    #[getter]
+    fn name(&self) -> String {
+        self.inner.name.clone()
+    }
+
+    /// Number of atoms.
+    #[getter]
+    fn n_atoms(&self) -> usize {
+        self.inner.n_atoms()
+    }
+
+    /// Temperature, K.
+    #[getter]
+    fn temperature(&self) -> f64 {
+        self.inner.temperature
+    }
+
+    /// kT at the system's temperature, kJ/mol.
+    #[getter]
+    fn kt(&self) -> f64 {
+        self.inner.kt()
+    }
+
+    /// The force field and solvent setup, e.g. "amber14-obc1".
+    #[getter]
+    fn forcefield(&self) -> &'static str {
+        self.inner.params.setup.name()
+    }
+
+    /// Positions of the input structure, (atoms, 3) nm.
+    #[getter]
+    fn positions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+        positions_out(py, self.inner.positions.clone(), 1, self.n_atoms(), true)
+    }
+
+    /// Atom names in topology order.
+    #[getter]
+    fn atom_names(&self) -> Vec<String> {
+        self.inner
+            .topology
+            .atoms
+            .iter()
+            .map(|a| a.name.clone())
+            .collect()
+    }
+
+    /// Potential energies (kJ/mol) of conformations `x`, (n, atoms, 3) nm, as an (n,) array;
+    /// of one conformation (atoms, 3), a float. Batched over threads, without the GIL.
+    /// Coinciding atoms give +inf; non-finite coordinates raise ValueError.
+    fn energy(&self, py: Python<'_>, x: PyReadonlyArrayDyn<'_, f64>) -> PyResult<Py<PyAny>> {
+        let (v, n, single) = conformations(&x, self.n_atoms())?;
+        let kt = self.inner.kt();
+        let (e, _) = self.reduced(py, &v, n, false)?;
+        energies_out(py, e.into_iter().map(|u| u * kt).collect(), single)
+    }
+
+    /// Energies (kJ/mol) and forces (kJ/mol/nm, the shape of `x`) of conformations `x`.
+    fn energy_and_forces<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArrayDyn<'_, f64>,
+    ) -> PyResult<(Py<PyAny>, Bound<'py, PyArrayDyn<f64>>)> {
+        let (v, n, single) = conformations(&x, self.n_atoms())?;
+        let kt = self.inner.kt();
+        let (e, g) = self.reduced(py, &v, n, true)?;
+        let f: Vec<f64> = g.unwrap_or_default().into_iter().map(|d| -d * kt).collect();
+        Ok((
+            energies_out(py, e.into_iter().map(|u| u * kt).collect(), single)?,
+            positions_out(py, f, n, self.n_atoms(), single)?,
+        ))
+    }
+
+    /// Reduced energies U / kT (n,) of conformations (n, atoms, 3) nm and their gradients
+    /// dU/dx (kT/nm, the shape of `x`): what a sampler or a PyTorch loss needs.
+    fn reduced_energy_and_grad<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArrayDyn<'_, f64>,
+    ) -> PyResult<EnergiesAndGrads<'py>> {
+        let (v, n, single) = conformations(&x, self.n_atoms())?;
+        let (e, g) = self.reduced(py, &v, n, true)?;
+        Ok((
+            PyArray1::from_vec(py, e),
+            positions_out(py, g.unwrap_or_default(), n, self.n_atoms(), single)?,
+        ))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "System('{}', {} atoms, {} at {} K)",
+            self.inner.name,
+            self.n_atoms(),
+            self.forcefield(),
+            self.inner.temperature
+        )
+    }
+}
+
+fn check_temperature(t: Option<f64>) -> PyResult<()> {
+    match t {
+        Some(t) if !(t.is_finite() && t > 0.0) => Err(value_error(format!(
+            "temperature {t} K: must be positive and finite"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Runs one bgen command (the arguments of the `bgen` command line, e.g. ["md", "--system",
+/// "aldp", "--ns", "1", "--out", "d"]) in this process, without the GIL. Bad arguments raise
+/// ValueError with the command line's message; a failed stage raises BgenError.
+#[pyfunction]
+fn run_cli(py: Python<'_>, args: Vec<String>) -> PyResult<()> {
+    use clap::Parser;
+    let cli = bgen::cli::Cli::try_parse_from(std::iter::once("bgen".to_string()).chain(args))
+        .map_err(|e| value_error(e.render().to_string().trim_end()))?;
+    detached(py, || {
+        bgen::cli::dispatch(cli.command).map_err(|e| BgenError::new_err(format!("{e:#}")))
+    })
+}
+
+/// The compiled module.
+#[pymodule]
+fn _bgen(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<System>()?;
+    m.add_function(wrap_pyfunction!(run_cli, m)?)?;
+    m.add("BgenError", m.py().get_type::<BgenError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,147 @@
+"""The bgen Python package: energies against OpenMM's reference, forces against finite
+differences, the PyTorch autograd bridge, clear exceptions, and every stage end to end."""
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import bgen
+import bgen.torch
+
+ROOT = Path(__file__).resolve().parents[3]
+REFERENCE = ROOT / "crates/bgen-system/tests/data/aldp/reference.json"
+
+
+@pytest.fixture(scope="module")
+def aldp():
+    return bgen.System.named("aldp")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return json.loads(REFERENCE.read_text())
+
+
+def test_energies_and_forces_equal_openmm(aldp, reference):
+    x = np.array(reference["positions"])
+    ref = reference["setups"]["amber99sbildn_obc"]
+    e, f = aldp.energy_and_forces(x)
+    assert e.shape == (20,) and f.shape == (20, 22, 3)
+    np.testing.assert_allclose(e, ref["energy_total"], rtol=1e-9, atol=1e-8)
+    np.testing.assert_allclose(f, ref["forces_total"], rtol=1e-7, atol=1e-6)
+    np.testing.assert_allclose(aldp.energy(x), e, rtol=0, atol=0)
+    # One conformation gives a float, and the same number.
+    assert isinstance(aldp.energy(x[3]), float) and aldp.energy(x[3]) == e[3]
+    assert aldp.kt == pytest.approx(ref["kT_kJ_per_mol"], rel=1e-12)
+    # The other setup of the same conformations.
+    a14 = bgen.System.named("aldp", forcefield="amber14-obc1")
+    ref14 = reference["setups"]["amber14_obc1"]
+    np.testing.assert_allclose(a14.energy(x), ref14["energy_total"], rtol=1e-9, atol=1e-8)
+
+
+def test_forces_are_minus_the_gradient(aldp, reference):
+    x = np.array(reference["positions"])[5]
+    _, f = aldp.energy_and_forces(x)
+    h = 1e-6
+    for atom, axis in [(0, 0), (7, 1), (14, 2), (21, 0)]:
+        p, m = x.copy(), x.copy()
+        p[atom, axis] += h
+        m[atom, axis] -= h
+        fd = -(aldp.energy(p) - aldp.energy(m)) / (2 * h)
+        assert fd == pytest.approx(f[atom, axis], rel=1e-5, abs=1e-4)
+
+
+def test_from_pdb_matches_the_named_system(aldp, tmp_path):
+    from_file = bgen.System.from_pdb(
+        ROOT / "crates/bgen-system/data/systems/aldp.pdb", forcefield="amber99sbildn-obc2"
+    )
+    assert from_file.n_atoms == 22 and from_file.temperature == 300.0
+    assert from_file.energy(aldp.positions) == aldp.energy(aldp.positions)
+    assert from_file.atom_names == aldp.atom_names
+
+
+def test_torch_energy_is_differentiable(aldp, reference):
+    x = torch.tensor(np.array(reference["positions"])[:6], requires_grad=True)
+    u = bgen.torch.energy(aldp, x)
+    np.testing.assert_allclose(
+        u.detach().numpy(), np.array(reference["setups"]["amber99sbildn_obc"]["energy_kT"])[:6],
+        rtol=1e-9,
+    )
+    (u * torch.arange(1.0, 7.0, dtype=torch.float64)).sum().backward()
+    _, f = aldp.energy_and_forces(x.detach().numpy())
+    want = -f / aldp.kt * np.arange(1.0, 7.0)[:, None, None]
+    np.testing.assert_allclose(x.grad.numpy(), want, rtol=1e-12, atol=1e-12)
+    # Flat (n, 3 atoms) input, float32, and torch's own finite-difference check.
+    xf = x.detach().reshape(6, 66).float()
+    assert bgen.torch.energy(aldp, xf).dtype == torch.float32
+    small = x.detach()[:2].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda y: bgen.torch.energy(aldp, y), (small,), eps=1e-6, atol=1e-4)
+
+
+def test_bad_input_raises_clear_errors(aldp, tmp_path):
+    with pytest.raises(ValueError, match=r"expected \(n, 22, 3\)"):
+        aldp.energy(np.zeros((3, 21, 3)))
+    x = np.repeat(aldp.positions[None], 3, axis=0)
+    x[2, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="conformation 2 has a non-finite coordinate \\(atom 4\\)"):
+        aldp.energy_and_forces(x)
+    with pytest.raises(ValueError, match="unknown"):
+        bgen.System.named("nope")
+    with pytest.raises(ValueError):
+        bgen.System.named("aldp", forcefield="charmm36")
+    with pytest.raises(ValueError, match="temperature"):
+        bgen.System.named("aldp", temperature=-1.0)
+    bad = tmp_path / "bad.pdb"
+    bad.write_text("ATOM      1  N   XYZ A   1       0.000   0.000   0.000  1.00  0.00           N\nEND\n")
+    with pytest.raises(ValueError, match="bad.pdb"):
+        bgen.System.from_pdb(bad)
+    # Coinciding atoms have zero Boltzmann weight: +inf, never NaN.
+    same = np.zeros((22, 3))
+    assert aldp.energy(same) == float("inf")
+    # A stage with a bad option: ValueError with the command line's message.
+    with pytest.raises(ValueError, match="--ns"):
+        bgen.md(tmp_path / "md", ns=-1)
+    with pytest.raises(bgen.BgenError, match="missing: no such file"):
+        bgen.evaluate(tmp_path / "missing", tmp_path / "missing.npy", tmp_path / "ev", system="aldp")
+
+
+def test_energy_releases_the_gil(aldp):
+    x = np.repeat(aldp.positions[None], 20000, axis=0)
+    ticks = []
+    done = threading.Event()
+
+    def work():
+        aldp.energy(x)
+        done.set()
+
+    t = threading.Thread(target=work)
+    t.start()
+    while not done.is_set():
+        ticks.append(time.perf_counter())
+        time.sleep(0.001)
+    t.join()
+    # The main thread kept running while the batch was evaluated.
+    assert len(ticks) >= 3
+
+
+def test_stages_end_to_end(tmp_path):
+    md = bgen.md(tmp_path / "md", system="aldp", ns=0.02, save_every_ps=0.1, equilibrate_ps=1)
+    assert md["frames"].shape == (200, 22, 3) and md["energies"].shape == (200,)
+    assert np.isfinite(md["frames"]).all()
+    run = bgen.train(tmp_path / "md", tmp_path / "run", preset="tiny", steps=5, system="aldp")
+    assert run["coords"] == "internal" and run["model"] == "tarflow"
+    s = bgen.sample(tmp_path / "snis", run=tmp_path / "run", method="snis", n=64)
+    assert s["samples"].shape == (64, 22, 3)
+    assert s["log_weights"].shape == (64,) and 0 < s["summary"]["ess"] <= 1
+    m = bgen.evaluate(tmp_path / "snis", tmp_path / "md" / "frames.npy", tmp_path / "ev", system="aldp")
+    assert "energy_w2" in json.dumps(m)
+    # The shipped weights of an embedded system.
+    s = bgen.sample(tmp_path / "shipped", system="aldp", method="proposal", n=32)
+    assert s["samples"].shape == (32, 22, 3) and "log_weights" not in s
+    with pytest.raises(ValueError, match="exactly one"):
+        bgen.sample(tmp_path / "x")
