@@ -271,10 +271,12 @@ fn arbg_in(split: &std::path::Path, coords: &str) {
         );
         assert_eq!(s["coords"], coords);
         if method == "twisted" {
+            // By residue (3) or atom (22) in Cartesian coordinates; by atom in Z-matrix
+            // order in internal ones (the first block places three).
             let blocks = match (extra.is_empty(), coords) {
-                (true, _) => 3,
+                (true, "cartesian") => 3,
                 (false, "cartesian") => 22,
-                (false, _) => 20,
+                _ => 20,
             };
             assert_eq!(s["blocks"].as_u64().unwrap(), blocks);
             assert_eq!(

@@ -82,7 +82,7 @@ pub struct TrainConfig {
     pub seed: u64,
     /// cpu or cuda.
     pub device: String,
-    /// internal or cartesian (default: internal for a TarFlow, cartesian for an ArBG).
+    /// internal or cartesian (default: internal).
     pub coords: Option<String>,
     /// Seconds between checkpoints.
     pub checkpoint_secs: f64,
@@ -221,14 +221,10 @@ impl RunConfig {
         vec!["snis".into(), smc.into()]
     }
 
-    /// The model's coordinates: the configured ones, else internal for a TarFlow and cartesian
-    /// for an ArBG.
+    /// The model's coordinates: the configured ones, else internal (for both families: on
+    /// aldp an ArBG's SNIS ESS goes from 1e-4 in Cartesian coordinates to 0.014).
     fn coords(&self) -> &str {
-        match (&self.train.coords, self.train.model.as_str()) {
-            (Some(c), _) => c,
-            (None, "arbg") => "cartesian",
-            (None, _) => "internal",
-        }
+        self.train.coords.as_deref().unwrap_or("internal")
     }
 
     /// The arguments that name the system to a subcommand.

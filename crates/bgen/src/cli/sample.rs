@@ -35,9 +35,11 @@ pub struct SampleArgs {
     /// Centre-of-mass term of the proposal energy (SBG Proposition 1): gaussian, chi or none.
     #[arg(long, default_value = "gaussian")]
     com: String,
-    /// Twisted SMC: blocks of generation, residue or atom.
-    #[arg(long, default_value = "residue")]
-    blocks: String,
+    /// Twisted SMC: blocks of generation, residue or atom (default: residue in Cartesian
+    /// coordinates; atom in internal ones, where a residue-sized block of Z-matrix atoms is a
+    /// fragment whose partial energy collapses the particles).
+    #[arg(long, value_parser = ["residue", "atom"])]
+    blocks: Option<String>,
     /// Sampling temperature, with log q exact at it: a TarFlow's prior becomes N(0, tau^2 I),
     /// an ArBG's bin distributions softmax(logits / tau). Below 1 trades the tails for fewer
     /// high-energy proposals.
@@ -360,7 +362,11 @@ pub fn run(a: SampleArgs) -> Result<()> {
             // Atoms placed after each block: per residue (as many atoms as each residue has)
             // or one at a time; in internal coordinates in Z-matrix order, whose first block
             // holds at least the first three atoms.
-            let atoms: Vec<usize> = match a.blocks.as_str() {
+            let blocks = a.blocks.as_deref().unwrap_or(match zmatrix {
+                Some(_) => "atom",
+                None => "residue",
+            });
+            let atoms: Vec<usize> = match blocks {
                 "residue" => sys.residue_ends(),
                 "atom" => (1..=na).collect(),
                 other => bail!("--blocks {other}: residue or atom"),
