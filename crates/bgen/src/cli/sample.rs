@@ -190,6 +190,7 @@ macro_rules! shipped {
 const SHIPPED: &[(&str, RunFiles)] = &[
     shipped!("aldp", "aldp-tarflow-internal"),
     shipped!("ala3", "ala3-tarflow-internal"),
+    shipped!("ala4", "ala4-tarflow-internal"),
 ];
 
 /// A run directory holding the shipped weights of `system` (written once to the temporary
