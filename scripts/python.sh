@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the `bgen` Python package (crates/bgen-py, pyo3 + maturin) against the libtorch of the
 # torch wheel in .venv/ (so that `import torch` and `import bgen` share it) and installs it
-# there, with maturin and pytest. Usage: scripts/python.sh [--profile release|test]
+# there, with maturin and pytest. Usage: scripts/python.sh [--profile release|dev]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 eval "$("$root/scripts/libtorch.sh")"
