@@ -179,9 +179,9 @@ impl Default for TrainConfig {
 impl Default for SampleConfig {
     fn default() -> Self {
         SampleConfig {
-            n: 10_000,
+            n: super::sample::default_n("snis"),
             methods: Vec::new(),
-            smc_particles: 5000,
+            smc_particles: super::sample::default_n("smc"),
             smc_steps: 300,
             smc_moves: 3,
             step_size: None,
@@ -190,7 +190,7 @@ impl Default for SampleConfig {
             independence: 1,
             final_moves: true,
             tau: 1.0,
-            twisted_particles: 2000,
+            twisted_particles: super::sample::default_n("twisted"),
             com: "gaussian".into(),
             seed: 0,
         }
