@@ -230,6 +230,19 @@ impl RunConfig {
     /// The arguments that name the system to a subcommand.
     /// Checks every setting before the first stage runs, naming the offending key.
     fn validate(&self) -> Result<()> {
+        let c = self;
+        if !matches!(c.train.model.as_str(), "tarflow" | "arbg") {
+            bail!("model '{}': tarflow or arbg", c.train.model);
+        }
+        if c.train.model == "arbg" && c.methods().iter().any(|m| m == "smc") {
+            bail!("sample.methods: smc needs a TarFlow; an ArBG uses snis and twisted");
+        }
+        if !matches!(c.coords(), "internal" | "cartesian") {
+            bail!("train.coords '{}': internal or cartesian", c.coords());
+        }
+        if c.train.model == "tarflow" && c.methods().iter().any(|m| m == "twisted") {
+            bail!("sample.methods: twisted needs an ArBG");
+        }
         let positive = |k: &str, v: f64| match v.is_finite() && v > 0.0 {
             true => Ok(()),
             false => Err(anyhow::anyhow!("{k} = {v}: must be a finite number > 0")),
@@ -338,6 +351,14 @@ fn read_config(p: &Path) -> Result<RunConfig> {
     toml::from_str(&text).with_context(|| format!("{}: invalid settings", p.display()))
 }
 
+/// Parses and checks the settings of a `bgen run` TOML, as `bgen run --config` does before
+/// any stage: an error names the offending key.
+pub fn check_config(text: &str) -> Result<RunConfig> {
+    let c: RunConfig = toml::from_str(text).context("invalid settings")?;
+    c.validate()?;
+    Ok(c)
+}
+
 fn load_config(a: &RunArgs) -> Result<RunConfig> {
     let saved_path = a.out.join("config.toml");
     let saved = match saved_path.exists() {
@@ -364,18 +385,6 @@ fn load_config(a: &RunArgs) -> Result<RunConfig> {
         Some(p) => format!("{}: invalid settings", p.display()),
         None => "invalid settings".into(),
     })?;
-    if !matches!(c.train.model.as_str(), "tarflow" | "arbg") {
-        bail!("model '{}': tarflow or arbg", c.train.model);
-    }
-    if c.train.model == "arbg" && c.methods().iter().any(|m| m == "smc") {
-        bail!("sample.methods: smc needs a TarFlow; an ArBG uses snis and twisted");
-    }
-    if !matches!(c.coords(), "internal" | "cartesian") {
-        bail!("train.coords '{}': internal or cartesian", c.coords());
-    }
-    if c.train.model == "tarflow" && c.methods().iter().any(|m| m == "twisted") {
-        bail!("sample.methods: twisted needs an ArBG");
-    }
     if let Some(before) = &saved {
         if toml::to_string(before)? != toml::to_string(&c)? {
             bail!(

@@ -1,5 +1,5 @@
 //! Mutation fuzzing of every reader of user files: PDB (and the force-field assignment behind
-//! it), npy, XTC, DCD, an MD run's checkpoint. Valid files are mutated at random (bit flips,
+//! it), npy, XTC, DCD, an MD run's checkpoint, a `bgen run` TOML. Valid files are mutated at random (bit flips,
 //! random bytes, cuts, repeated or inserted slices, changed digits in text) and each reader must
 //! return Ok or an error, never panic. The default test runs each target for a few seconds;
 //! `scripts/fuzz.sh` runs them longer (BGEN_FUZZ_SECS per target) and reports executions. An
@@ -233,5 +233,15 @@ fn fuzz_md_checkpoint() {
     fuzz("checkpoint", &seed, secs(), |b| {
         std::fs::write(&cp, b).unwrap();
         let _ = MdRun::resume(&run_dir);
+    });
+}
+
+#[test]
+fn fuzz_run_config() {
+    // Every key of the settings, as `bgen run` would save them.
+    let seed = toml::to_string(&bgen::cli::pipeline::RunConfig::default()).unwrap();
+    assert!(bgen::cli::pipeline::check_config(&seed).is_ok());
+    fuzz("toml", seed.as_bytes(), secs(), |b| {
+        let _ = bgen::cli::pipeline::check_config(&String::from_utf8_lossy(b));
     });
 }
