@@ -25,7 +25,7 @@ pub struct RunArgs {
     #[arg(long)]
     out: PathBuf,
     /// Model family, tarflow or arbg (overrides the config's).
-    #[arg(long)]
+    #[arg(long, value_parser = ["tarflow", "arbg"])]
     model: Option<String>,
     /// Threads (MD replicas, energies, libtorch); default: all cores.
     #[arg(long)]

@@ -30,10 +30,10 @@ pub struct SampleArgs {
     n: Option<usize>,
     /// proposal, snis, smc (annealed Langevin; TarFlow) or twisted (SMC over partial
     /// molecules; ArBG). Default: smc for a TarFlow, twisted for an ArBG.
-    #[arg(long)]
+    #[arg(long, value_parser = ["proposal", "snis", "smc", "twisted"])]
     method: Option<String>,
     /// Centre-of-mass term of the proposal energy (SBG Proposition 1): gaussian, chi or none.
-    #[arg(long, default_value = "gaussian")]
+    #[arg(long, default_value = "gaussian", value_parser = ["gaussian", "chi", "none"])]
     com: String,
     /// Twisted SMC: blocks of generation, residue or atom (default: residue in Cartesian
     /// coordinates; atom in internal ones, where a residue-sized block of Z-matrix atoms is a
@@ -97,7 +97,7 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 0.5, value_parser = crate::cli::args::closed_fraction, allow_hyphen_values = true)]
     ess_threshold: f64,
     /// cpu or cuda.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
     device: String,
     /// Worker threads on the CPU, each with its own copy of the model, splitting the samples
     /// by batches (libtorch runs single-threaded in each; the samples do not depend on it).

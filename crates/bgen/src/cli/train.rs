@@ -64,7 +64,7 @@ pub struct TrainArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// cpu or cuda.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
     device: String,
     /// Worker threads on the CPU: each computes the gradients of a slice of every batch on its
     /// own copy of the model, with libtorch single-threaded inside (the steps do not depend on
