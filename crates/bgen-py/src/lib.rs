@@ -260,6 +260,157 @@ fn check_temperature(t: Option<f64>) -> PyResult<()> {
     }
 }
 
+/// A trained proposal (TarFlow or ArBG, in Cartesian or internal coordinates) loaded from a
+/// training run or the weights shipped for an embedded system: samples with their exact log q,
+/// energies and importance weights, and log q of given conformations.
+#[pyclass(module = "bgen")]
+struct Model {
+    run: bgen::cli::sample::LoadedRun,
+}
+
+impl Model {
+    /// log q (in the model's coordinates, with the CoM term for a Cartesian model) and the
+    /// target energy in those coordinates (kT; U - log|det J| for internal ones) of Cartesian
+    /// conformations, or of the model's own samples `y`.
+    fn densities(&self, y: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+        use bgen::sample::{ComForm, Proposal};
+        let (mut lq, mut e) = (vec![0.0; n], vec![0.0; n]);
+        match &self.run.internal {
+            Some(t) => {
+                let z = t.zmatrix();
+                let target = bgen_system::InternalTarget {
+                    target: &self.run.sys,
+                    zmatrix: &z,
+                };
+                self.run.proposal().log_q(y, &mut lq, None);
+                target.energy_and_grad(y, &mut e, None);
+            }
+            None => {
+                self.run.adjusted(ComForm::Gaussian).log_q(y, &mut lq, None);
+                self.run.sys.energy_and_grad(y, &mut e, None);
+            }
+        }
+        (lq, e)
+    }
+}
+
+#[pymethods]
+impl Model {
+    /// Loads a training run (`run`, a `bgen train` directory) or the weights shipped for an
+    /// embedded `system`; `tau` is the sampling temperature (a TarFlow's prior, an ArBG's
+    /// bins), `threads` the worker threads (each with a copy of the model).
+    #[staticmethod]
+    #[pyo3(signature = (run = None, system = None, tau = 1.0, threads = 1))]
+    fn load(
+        py: Python<'_>,
+        run: Option<PathBuf>,
+        system: Option<String>,
+        tau: f64,
+        threads: usize,
+    ) -> PyResult<Model> {
+        if !(tau.is_finite() && tau > 0.0) || threads == 0 {
+            return Err(value_error(format!(
+                "tau {tau} and threads {threads}: both must be positive"
+            )));
+        }
+        let dir = match (run, system) {
+            (Some(r), None) => r,
+            (None, Some(s)) => bgen::cli::sample::shipped_run(&s).map_err(value_error)?,
+            _ => {
+                return Err(value_error(
+                    "pass exactly one of run= (a training run) or system= (shipped weights)",
+                ))
+            }
+        };
+        let run = detached(py, || {
+            let cpu = bgen::cli::train::device("cpu").map_err(value_error)?;
+            bgen::cli::sample::load_run(&dir, cpu, 256, true, tau, threads)
+                .map_err(|e| BgenError::new_err(format!("{e:#}")))
+        })?;
+        Ok(Model { run })
+    }
+
+    /// The model's system.
+    #[getter]
+    fn system(&self) -> System {
+        System {
+            inner: self.run.sys.clone(),
+        }
+    }
+
+    /// "internal" or "cartesian".
+    #[getter]
+    fn coords(&self) -> &'static str {
+        match self.run.internal {
+            Some(_) => "internal",
+            None => "cartesian",
+        }
+    }
+
+    /// `n` samples drawn reproducibly from `seed`: a dict of `samples` (n, atoms, 3) nm
+    /// (internal-coordinate models: in a canonical frame), `log_q` (the model's density in
+    /// its coordinates), `energies` U/kT and `log_weights` (unnormalised log importance
+    /// weights toward exp(-U/kT), in the model's coordinates).
+    #[pyo3(signature = (n, seed = 0))]
+    fn sample<'py>(
+        &self,
+        py: Python<'py>,
+        n: usize,
+        seed: u64,
+    ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        if n == 0 {
+            return Err(value_error("n must be at least 1"));
+        }
+        let (x, lq, u, lw) = detached(py, || {
+            let (y, lq) = self.run.proposal().sample(n, seed);
+            let (_, e) = self.densities(&y, n);
+            let x = match &self.run.internal {
+                Some(t) => t.to_cartesian(&y),
+                None => y,
+            };
+            let mut u = vec![0.0; n];
+            self.run.sys.energy_and_grad(&x, &mut u, None);
+            let lw: Vec<f64> = e.iter().zip(&lq).map(|(e, q)| -e - q).collect();
+            Ok((x, lq, u, lw))
+        })?;
+        let d = pyo3::types::PyDict::new(py);
+        d.set_item(
+            "samples",
+            positions_out(py, x, n, self.run.sys.n_atoms(), false)?,
+        )?;
+        d.set_item("log_q", PyArray1::from_vec(py, lq))?;
+        d.set_item("energies", PyArray1::from_vec(py, u))?;
+        d.set_item("log_weights", PyArray1::from_vec(py, lw))?;
+        Ok(d)
+    }
+
+    /// log q of conformations `x` (n, atoms, 3) nm, in the model's coordinates (for an
+    /// internal-coordinate model, of their internal coordinates).
+    fn log_q<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArrayDyn<'_, f64>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let (v, n, _) = conformations(&x, self.run.sys.n_atoms())?;
+        let lq = detached(py, || {
+            let y = match &self.run.internal {
+                Some(t) => t.from_cartesian(&v),
+                None => v,
+            };
+            Ok(self.densities(&y, n).0)
+        })?;
+        Ok(PyArray1::from_vec(py, lq))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Model({}, {} coordinates)",
+            self.run.sys.name,
+            self.coords()
+        )
+    }
+}
+
 /// Runs one bgen command (the arguments of the `bgen` command line, e.g. ["md", "--system",
 /// "aldp", "--ns", "1", "--out", "d"]) in this process, without the GIL. Bad arguments raise
 /// ValueError with the command line's message; a failed stage raises BgenError.
@@ -277,6 +428,7 @@ fn run_cli(py: Python<'_>, args: Vec<String>) -> PyResult<()> {
 #[pymodule]
 fn _bgen(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<System>()?;
+    m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
     m.add("BgenError", m.py().get_type::<BgenError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -11,6 +11,8 @@ forces kJ/mol/nm, temperatures K, times ps.
 >>> aldp = bgen.System.named("aldp")
 >>> aldp.energy(aldp.positions)            # kJ/mol
 >>> e, f = aldp.energy_and_forces(x)       # x: (n, 22, 3) nm
+>>> model = bgen.Model.load(system="aldp")  # shipped weights, or run="a bgen train directory"
+>>> s = model.sample(1000, seed=0)         # samples (nm), log_q, energies (kT), log_weights
 
 Stages (each writes a directory, resumes after a kill, and returns what it wrote as NumPy
 arrays): ``md``, ``train``, ``sample``, ``evaluate``. Options beyond the named parameters are
@@ -28,11 +30,12 @@ import torch as _torch  # noqa: F401
 
 import numpy as np
 
-from ._bgen import BgenError, System, __version__, run_cli
+from ._bgen import BgenError, Model, System, __version__, run_cli
 
 __all__ = [
     "BgenError",
     "System",
+    "Model",
     "run_cli",
     "md",
     "train",

@@ -1,7 +1,7 @@
 """Type stubs of the compiled half of the bgen package. Units: nm, kJ/mol, kJ/mol/nm, K, kT."""
 
 from os import PathLike
-from typing import List, Optional, Tuple, Union, overload
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +53,28 @@ class System:
         self, x: npt.ArrayLike
     ) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """U/kT (n,) and dU/dx (kT/nm, x's shape)."""
+
+class Model:
+    """A trained proposal (TarFlow or ArBG, Cartesian or internal coordinates)."""
+
+    @staticmethod
+    def load(
+        run: Optional[Union[str, PathLike]] = None,
+        system: Optional[str] = None,
+        tau: float = 1.0,
+        threads: int = 1,
+    ) -> "Model":
+        """A `bgen train` run directory, or the weights shipped for an embedded system."""
+    @property
+    def system(self) -> System: ...
+    @property
+    def coords(self) -> str:
+        """"internal" or "cartesian"."""
+    def sample(self, n: int, seed: int = 0) -> Dict[str, npt.NDArray[np.float64]]:
+        """samples (n, atoms, 3) nm, log_q (model coordinates), energies U/kT, log_weights
+        (unnormalised log importance weights toward exp(-U/kT))."""
+    def log_q(self, x: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """log q of conformations (n, atoms, 3) nm, in the model's coordinates."""
 
 def run_cli(args: List[str]) -> None:
     """Runs one bgen command line (without the leading "bgen") in this process. ValueError
