@@ -25,21 +25,24 @@ pub struct System {
     model: EnergyModel,
 }
 
-/// Largest molecule bgen builds: its energy keeps per-pair data for all N (N - 1) / 2 atom pairs
-/// in each thread's workspace (49 bytes a pair: 0.6 GB per thread at this size).
-pub const MAX_ATOMS: usize = 5000;
+/// Largest molecule bgen builds. Its energy visits every atom pair (no neighbour lists yet):
+/// time grows with N^2, and so does a shared table of one byte a pair (200 MB at this size);
+/// each thread's scratch memory stays linear in N above [`crate::energy::MAX_CACHED_PAIRS`].
+pub const MAX_ATOMS: usize = 20_000;
 
 impl System {
     /// Builds a system from parsed PDB content; `temperature` None takes the setup's default.
     pub fn from_pdb(pdb: &PdbFile, setup: Setup, temperature: Option<f64>) -> Result<System> {
         let n = pdb.atoms.len();
         if n > MAX_ATOMS {
-            let gb = (n * (n - 1) / 2) as f64 * 49.0 / 1e9;
+            let pairs = (n * (n - 1) / 2) as f64;
             return Err(Error::Other(format!(
-                "{}: {n} atoms: bgen evaluates every atom pair (no neighbour lists yet), which \
-                 needs about {gb:.1} GB per thread at this size; at most {MAX_ATOMS} atoms are \
-                 supported",
-                pdb.source
+                "{}: {n} atoms: bgen evaluates every atom pair (no neighbour lists yet), {:.0} \
+                 million pairs, a {:.1} GB pair table and N^2 time per energy; at most \
+                 {MAX_ATOMS} atoms are supported",
+                pdb.source,
+                pairs / 1e6,
+                pairs / 1e9
             )));
         }
         let topology = Topology::from_pdb(pdb, name_tables())?;

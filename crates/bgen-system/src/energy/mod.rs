@@ -100,7 +100,14 @@ pub struct EnergyModel {
     alpha: f64,
     beta: f64,
     gamma: f64,
+    /// Whether each workspace keeps the pair geometry of the Born pass for the later passes
+    /// (48 bytes a pair), or they recompute it (the same arithmetic, so the same numbers).
+    cache_pairs: bool,
 }
+
+/// Most atom pairs whose geometry a workspace keeps (192 MB a thread, about 2,800 atoms);
+/// larger molecules recompute it, so that memory stays linear in the atoms per thread.
+pub const MAX_CACHED_PAIRS: usize = 4_000_000;
 
 /// Scratch memory of one evaluation (one per thread).
 #[derive(Clone, Debug)]
@@ -109,8 +116,17 @@ pub struct Workspace {
     born: Vec<f64>,
     dbdi: Vec<f64>,
     dedb: Vec<f64>,
-    /// Per pair: unit vector i -> j, r (infinite beyond the GB cutoff), dI_i/dr, dI_j/dr.
+    /// Per pair (when the model caches pairs): unit vector i -> j, r (infinite beyond the GB
+    /// cutoff), dI_i/dr, dI_j/dr.
     pair: Vec<[f64; 6]>,
+}
+
+impl Workspace {
+    /// Bytes of scratch memory this workspace holds.
+    pub fn bytes(&self) -> usize {
+        8 * (self.isum.len() + self.born.len() + self.dbdi.len() + self.dedb.len())
+            + 48 * self.pair.len()
+    }
 }
 
 impl EnergyModel {
@@ -178,6 +194,46 @@ impl EnergyModel {
             alpha: g.alpha,
             beta: g.beta,
             gamma: g.gamma,
+            cache_pairs: npair <= MAX_CACHED_PAIRS,
+        }
+    }
+
+    /// The same model with the pair geometry recomputed in every pass instead of kept (what
+    /// molecules above [`MAX_CACHED_PAIRS`] pairs do): the same numbers bit for bit.
+    pub fn without_pair_cache(mut self) -> EnergyModel {
+        self.cache_pairs = false;
+        self
+    }
+
+    /// Born-pass geometry of the pair (i, j) as the Born pass computes it: unit vector i -> j,
+    /// r, dI_i/dr, dI_j/dr; None beyond the GB cutoff.
+    #[inline(always)]
+    fn born_geometry(&self, x: &[f64], i: usize, j: usize) -> Option<[f64; 6]> {
+        let d = [
+            x[3 * j] - x[3 * i],
+            x[3 * j + 1] - x[3 * i + 1],
+            x[3 * j + 2] - x[3 * i + 2],
+        ];
+        let r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+        if r2 >= self.gb_cut2 {
+            return None;
+        }
+        let r = r2.sqrt();
+        let inv_r = 1.0 / r;
+        let dti = gbsa::born_pair(r, inv_r, self.gb_or[i], self.gb_sr[j], self.gb_engulf).1;
+        let dtj = gbsa::born_pair(r, inv_r, self.gb_or[j], self.gb_sr[i], self.gb_engulf).1;
+        Some([d[0] * inv_r, d[1] * inv_r, d[2] * inv_r, r, dti, dtj])
+    }
+
+    /// The kept geometry of pair `p` = (i, j), or recomputed; r infinite beyond the cutoff.
+    #[inline(always)]
+    fn pair_geometry(&self, x: &[f64], ws: &Workspace, p: usize, i: usize, j: usize) -> [f64; 6] {
+        if self.cache_pairs {
+            return ws.pair[p];
+        }
+        match self.born_geometry(x, i, j) {
+            Some(s) => s,
+            None => [0.0, 0.0, 0.0, f64::INFINITY, 0.0, 0.0],
         }
     }
 
@@ -194,7 +250,10 @@ impl EnergyModel {
             born: vec![0.0; n],
             dbdi: vec![0.0; n],
             dedb: vec![0.0; n],
-            pair: vec![[0.0; 6]; self.pair_nb.len()],
+            pair: match self.cache_pairs {
+                true => vec![[0.0; 6]; self.pair_nb.len()],
+                false => Vec::new(),
+            },
         }
     }
 
@@ -295,15 +354,16 @@ impl EnergyModel {
                         }
                     }
                 }
-                let slot = &mut ws.pair[p];
                 if r2 < self.gb_cut2 {
                     let (ti, dti) = gbsa::born_pair(r, inv_r, ori, self.gb_sr[j], self.gb_engulf);
                     let (tj, dtj) = gbsa::born_pair(r, inv_r, self.gb_or[j], sri, self.gb_engulf);
                     isum_i += ti;
                     ws.isum[j] += tj;
-                    *slot = [d[0] * inv_r, d[1] * inv_r, d[2] * inv_r, r, dti, dtj];
-                } else {
-                    slot[3] = f64::INFINITY;
+                    if self.cache_pairs {
+                        ws.pair[p] = [d[0] * inv_r, d[1] * inv_r, d[2] * inv_r, r, dti, dtj];
+                    }
+                } else if self.cache_pairs {
+                    ws.pair[p][3] = f64::INFINITY;
                 }
                 p += 1;
             }
@@ -350,7 +410,7 @@ impl EnergyModel {
             let mut dedb_i = 0.0;
             let mut gi = [0.0; 3];
             for j in i + 1..n {
-                let s = ws.pair[p];
+                let s = self.pair_geometry(x, ws, p, i, j);
                 p += 1;
                 let r = s[3];
                 if r == f64::INFINITY {
@@ -398,7 +458,7 @@ impl EnergyModel {
             let dei = ws.dedb[i];
             let mut gi = [0.0; 3];
             for j in i + 1..n {
-                let s = ws.pair[p];
+                let s = self.pair_geometry(x, ws, p, i, j);
                 p += 1;
                 if s[3] == f64::INFINITY {
                     continue;
