@@ -72,7 +72,7 @@ fn main_job_runs_resumes_after_a_kill_and_skips_finished_stages() {
     );
     assert!(o.status.success(), "{err}");
     assert!(
-        err.contains("md --out") && err.contains("--resume"),
+        err.contains("== molecular dynamics (resumed)") && err.contains("== training (resumed)"),
         "{err}"
     );
     assert!(

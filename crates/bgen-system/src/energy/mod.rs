@@ -231,10 +231,8 @@ impl EnergyModel {
         if self.cache_pairs {
             return ws.pair[p];
         }
-        match self.born_geometry(x, i, j) {
-            Some(s) => s,
-            None => [0.0, 0.0, 0.0, f64::INFINITY, 0.0, 0.0],
-        }
+        self.born_geometry(x, i, j)
+            .unwrap_or([0.0, 0.0, 0.0, f64::INFINITY, 0.0, 0.0])
     }
 
     /// Number of atoms.

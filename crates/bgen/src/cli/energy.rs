@@ -7,7 +7,7 @@ use clap::Args;
 use std::path::PathBuf;
 
 /// Which molecule, under which force field and temperature (shared by the commands).
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone, Debug, Default)]
 pub struct SystemArgs {
     /// Embedded system (aldp, ala3, ala4, ala6, chignolin).
     #[arg(long, conflicts_with = "pdb")]

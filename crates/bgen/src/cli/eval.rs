@@ -7,36 +7,60 @@ use bgen_system::npy::{read_npy, write_atomic};
 use clap::Args;
 use std::path::{Path, PathBuf};
 
-#[derive(Args)]
+/// The settings of `bgen eval` (and of `bgen run`'s evaluation stage, which builds them with
+/// [`EvalArgs::new`]).
+#[derive(Args, Clone, Debug)]
 pub struct EvalArgs {
     /// Samples: a directory with samples.npy (and log_weights.npy), a run or data-set directory
     /// (frames.npy), or a (n, atoms, 3) .npy file; nm.
     #[arg(long)]
-    samples: PathBuf,
+    pub samples: PathBuf,
     /// Log importance weights (n,) for the samples (default: DIR/log_weights.npy if present).
     #[arg(long)]
-    log_weights: Option<PathBuf>,
+    pub log_weights: Option<PathBuf>,
     /// Reference MD: a (frames, atoms, 3) .npy in time order, or a run / data-set directory (of a
     /// replica-exchange run, its replica 0: the frames at the run's temperature).
     #[arg(long)]
-    reference: PathBuf,
+    pub reference: PathBuf,
     #[command(flatten)]
-    sys: SystemArgs,
+    pub sys: SystemArgs,
     /// Output directory: metrics.json, *.png, report.html.
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Samples and reference frames used at most (evenly strided).
-    #[arg(long, default_value_t = 10_000, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
-    max_samples: usize,
+    #[arg(long, default_value_t = MAX_SAMPLES, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
+    pub max_samples: usize,
     /// TICA lag, in reference frames.
-    #[arg(long, default_value_t = 10, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
-    tica_lag: usize,
+    #[arg(long, default_value_t = TICA_LAG, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
+    pub tica_lag: usize,
     /// A training run (from `bgen train`): report the held-out NLL of the reference frames.
     #[arg(long)]
-    model: Option<PathBuf>,
+    pub model: Option<PathBuf>,
     /// More sample sets to draw in the energy plot (e.g. the proposal beside SMC); repeatable.
     #[arg(long)]
-    compare: Vec<PathBuf>,
+    pub compare: Vec<PathBuf>,
+}
+
+/// Samples and reference frames used at most by default, and the TICA lag (frames).
+const MAX_SAMPLES: usize = 10_000;
+const TICA_LAG: usize = 10;
+
+impl EvalArgs {
+    /// The defaults of `bgen eval --samples SAMPLES --reference REFERENCE --out OUT` for the
+    /// system `sys`.
+    pub fn new(sys: SystemArgs, samples: PathBuf, reference: PathBuf, out: PathBuf) -> EvalArgs {
+        EvalArgs {
+            samples,
+            log_weights: None,
+            reference,
+            sys,
+            out,
+            max_samples: MAX_SAMPLES,
+            tica_lag: TICA_LAG,
+            model: None,
+            compare: Vec::new(),
+        }
+    }
 }
 
 /// Held-out NLL per dimension of frames (nm) under the EMA flow of a training run: (normalised

@@ -9,57 +9,86 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[derive(Args)]
+/// The settings of `bgen md` (and of `bgen run`'s MD stage, which builds them with
+/// [`MdArgs::new`]).
+#[derive(Args, Clone, Debug)]
 pub struct MdArgs {
     #[command(flatten)]
-    sys: SystemArgs,
+    pub sys: SystemArgs,
     /// Production length of each replica, ns.
     #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
-    ns: Option<f64>,
+    pub ns: Option<f64>,
     /// Independent replicas, run in parallel (use at least as many as cores).
     #[arg(long, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
-    replicas: Option<usize>,
+    pub replicas: Option<usize>,
     /// Seed of the random streams (replica r uses stream r of this seed).
     #[arg(long)]
-    seed: Option<u64>,
+    pub seed: Option<u64>,
     /// Friction coefficient, 1/ps.
     #[arg(long, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
-    friction: Option<f64>,
+    pub friction: Option<f64>,
     /// Time step, fs (no constraints: 1 fs is safe, 2 fs is not).
     #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
-    timestep_fs: Option<f64>,
+    pub timestep_fs: Option<f64>,
     /// Interval between saved frames, ps.
     #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
-    save_every_ps: Option<f64>,
+    pub save_every_ps: Option<f64>,
     /// Equilibration before the first saved frame, ps.
     #[arg(long, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
-    equilibrate_ps: Option<f64>,
+    pub equilibrate_ps: Option<f64>,
     /// RMS-force tolerance of the initial minimisation, kJ/mol/nm.
     #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
-    minimize_tol: Option<f64>,
+    pub minimize_tol: Option<f64>,
     /// Replica exchange (parallel tempering): one replica per temperature, K, lowest first; the
     /// lowest is the run's temperature and its frames are replica 0. Give a list
     /// (300,340,385) or a geometric ladder as LOW:HIGH:COUNT (300:600:8).
     #[arg(long, value_parser = parse_ladder)]
-    temperatures: Option<Ladder>,
+    pub temperatures: Option<Ladder>,
     /// Replica exchange: interval between exchange rounds, ps.
     #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
-    exchange_every_ps: Option<f64>,
+    pub exchange_every_ps: Option<f64>,
     /// Output directory.
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
-    resume: bool,
+    pub resume: bool,
     /// Seconds between checkpoints.
-    #[arg(long, default_value_t = 30.0, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
-    checkpoint_secs: f64,
+    #[arg(long, default_value_t = MD_CHECKPOINT_SECS, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
+    pub checkpoint_secs: f64,
     /// Stop after writing this many checkpoints in this session (for time-limited jobs; resume later).
     #[arg(long, hide = true)]
-    stop_after_checkpoints: Option<usize>,
+    pub stop_after_checkpoints: Option<usize>,
     /// Threads (default: all cores).
     #[arg(long, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
-    threads: Option<usize>,
+    pub threads: Option<usize>,
+}
+
+/// Seconds between MD checkpoints by default.
+const MD_CHECKPOINT_SECS: f64 = 30.0;
+
+impl MdArgs {
+    /// The defaults of `bgen md --out OUT` for the system `sys`.
+    pub fn new(sys: SystemArgs, out: PathBuf) -> MdArgs {
+        MdArgs {
+            sys,
+            ns: None,
+            replicas: None,
+            seed: None,
+            friction: None,
+            timestep_fs: None,
+            save_every_ps: None,
+            equilibrate_ps: None,
+            minimize_tol: None,
+            temperatures: None,
+            exchange_every_ps: None,
+            out,
+            resume: false,
+            checkpoint_secs: MD_CHECKPOINT_SECS,
+            stop_after_checkpoints: None,
+            threads: None,
+        }
+    }
 }
 
 impl MdArgs {
@@ -111,11 +140,12 @@ impl MdArgs {
     }
 }
 
-/// A temperature ladder, K.
+/// A temperature ladder, K, lowest first.
 #[derive(Clone, Debug)]
-struct Ladder(Vec<f64>);
+pub struct Ladder(pub Vec<f64>);
 
-fn parse_ladder(text: &str) -> std::result::Result<Ladder, String> {
+/// A ladder from a list (300,340,385) or LOW:HIGH:COUNT (geometric).
+pub fn parse_ladder(text: &str) -> std::result::Result<Ladder, String> {
     let num = |v: &str| {
         v.trim()
             .parse::<f64>()
@@ -308,28 +338,47 @@ enum TrajFormat {
     Xtc,
 }
 
-#[derive(Args)]
+/// The settings of `bgen dataset split`.
+#[derive(Args, Clone, Debug)]
 pub struct SplitArgs {
     /// Run or data-set directories (from `bgen md`), (frames, atoms, 3) .npy or .xtc files. Of a
     /// replica-exchange run only replica 0 (the run's temperature) is split.
     #[arg(long = "run", required = true)]
-    runs: Vec<PathBuf>,
+    pub runs: Vec<PathBuf>,
     /// Output directory: train/, val/, test/ and split.json.
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// time: each replica in consecutive blocks; replica: whole replicas per set.
     #[arg(long, value_enum, default_value = "time")]
-    by: By,
+    pub by: By,
     /// Fractions of train, validation and test.
-    #[arg(long, value_delimiter = ',', default_value = "0.8,0.1,0.1")]
-    fractions: Vec<f64>,
+    #[arg(long, value_delimiter = ',', default_values_t = SPLIT_FRACTIONS)]
+    pub fractions: Vec<f64>,
     /// Frames dropped at each cut between sets (time split), to lower their correlation.
     #[arg(long, default_value_t = 0)]
-    gap: usize,
+    pub gap: usize,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum By {
+/// Fractions of train, validation and test by default.
+const SPLIT_FRACTIONS: [f64; 3] = [0.8, 0.1, 0.1];
+
+impl SplitArgs {
+    /// The defaults of `bgen dataset split --run RUN --out OUT`: each replica split 80/10/10 in
+    /// time.
+    pub fn new(run: PathBuf, out: PathBuf) -> SplitArgs {
+        SplitArgs {
+            runs: vec![run],
+            out,
+            by: By::Time,
+            fractions: SPLIT_FRACTIONS.to_vec(),
+            gap: 0,
+        }
+    }
+}
+
+/// How `bgen dataset split` cuts: each replica in consecutive time blocks, or whole replicas.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum By {
     Time,
     Replica,
 }
@@ -393,7 +442,8 @@ fn export(a: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-fn split(a: SplitArgs) -> Result<()> {
+/// `bgen dataset split`.
+pub fn split(a: SplitArgs) -> Result<()> {
     if a.fractions.len() != 3 {
         bail!("--fractions needs three values (train,val,test)");
     }

@@ -4,6 +4,11 @@
 //! the settings of one TOML file (written as DIR/config.toml, and accepted back by --config), and
 //! is skipped when its outputs exist or resumed when it was interrupted.
 
+use super::energy::SystemArgs;
+use super::eval::EvalArgs;
+use super::md::{MdArgs, SplitArgs};
+use super::sample::SampleArgs;
+use super::train::TrainArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -316,33 +321,22 @@ impl RunConfig {
         Ok(())
     }
 
-    fn system_args(&self) -> Vec<String> {
-        let mut v = match &self.pdb {
-            Some(p) => vec!["--pdb".into(), p.display().to_string()],
-            None => vec!["--system".into(), self.system.clone()],
-        };
-        if let Some(f) = &self.forcefield {
-            v.extend(["--forcefield".into(), f.clone()]);
+    /// The system of the run as a stage names it.
+    fn system_args(&self) -> SystemArgs {
+        SystemArgs {
+            system: self.pdb.is_none().then(|| self.system.clone()),
+            pdb: self.pdb.clone(),
+            forcefield: self.forcefield.clone(),
+            temperature: self.temperature,
         }
-        if let Some(t) = self.temperature {
-            v.extend(["--temperature".into(), t.to_string()]);
-        }
-        v
     }
 }
 
-/// Runs one subcommand of bgen with `args` (as typed after `bgen`).
-fn stage(name: &str, args: Vec<String>) -> Result<()> {
-    eprintln!("\n== {name}: bgen {}", args.join(" "));
-    let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(
-        std::iter::once("bgen".to_string()).chain(args),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::cli::dispatch(cli.command).with_context(|| format!("stage {name}"))
-}
-
-fn s(v: impl ToString) -> String {
-    v.to_string()
+/// Runs one stage (a typed call of the library: no command line in between), naming it in
+/// any error.
+fn stage(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    eprintln!("\n== {name}");
+    f().with_context(|| format!("stage {name}"))
 }
 
 /// Settings from a TOML file; errors name the file.
@@ -426,7 +420,6 @@ pub fn run(a: RunArgs) -> Result<()> {
             .num_threads(t)
             .build_global();
     }
-    let p = |sub: &str| dir.join(sub).display().to_string();
 
     // 1. Data: MD (resumable) and a split in time, or the data given.
     let data = match &c.md.data {
@@ -460,46 +453,30 @@ pub fn run(a: RunArgs) -> Result<()> {
     // 2. Training (resumed from its last checkpoint after a kill).
     let model = dir.join("model");
     let tc = &c.train;
-    let mut args = vec![
-        s("train"),
-        s("--model"),
-        tc.model.clone(),
-        s("--preset"),
-        tc.preset.clone(),
-        s("--data"),
-        data.join("train").display().to_string(),
-        s("--out"),
-        p("model"),
-        s("--seed"),
-        s(tc.seed),
-        s("--device"),
-        tc.device.clone(),
-        s("--threads"),
-        s(threads),
-        s("--checkpoint-secs"),
-        s(tc.checkpoint_secs),
-    ];
-    for (flag, v) in [
-        ("--steps", tc.steps.map(s)),
-        ("--batch-size", tc.batch_size.map(s)),
-        ("--lr", tc.lr.map(s)),
-    ] {
-        if let Some(v) = v {
-            args.extend([s(flag), v]);
-        }
-    }
+    let mut args = TrainArgs::new(data.join("train"), model.clone());
+    args.model = Some(tc.model.clone());
+    args.preset = Some(tc.preset.clone());
+    args.seed = Some(tc.seed);
+    args.device = tc.device.clone();
+    args.threads = threads;
+    args.checkpoint_secs = tc.checkpoint_secs;
+    args.steps = tc.steps;
+    args.batch_size = tc.batch_size;
+    args.lr = tc.lr;
     if c.pdb.is_none() {
-        args.extend([s("--system"), c.system.clone()]);
+        args.system = Some(c.system.clone());
     }
-    for e in &extra {
-        args.extend([s("--extra-data"), e.display().to_string()]);
-    }
+    args.extra_data = extra.clone();
     if model.join("latest.json").exists() {
-        args.push(s("--resume"));
+        args.resume = true;
     } else {
-        args.extend([s("--coords"), c.coords().into()]);
+        args.coords = Some(c.coords().into());
     }
-    stage("training", args)?;
+    let label = match args.resume {
+        true => "training (resumed)",
+        false => "training",
+    };
+    stage(label, || super::train::run(args))?;
 
     // 3. Sampling and 4. evaluation, per sampler.
     let reference = match (&c.eval.reference, shipped_reference(&c)?) {
@@ -517,66 +494,33 @@ pub fn run(a: RunArgs) -> Result<()> {
                 "twisted" => sc.twisted_particles,
                 _ => sc.n,
             };
-            let mut args = vec![
-                s("sample"),
-                s("--run"),
-                p("model"),
-                s("--method"),
-                method.clone(),
-                s("--n"),
-                s(n),
-                s("--com"),
-                sc.com.clone(),
-                s("--seed"),
-                s(sc.seed),
-                s("--tau"),
-                s(sc.tau),
-                s("--out"),
-                out.display().to_string(),
-                s("--device"),
-                tc.device.clone(),
-                s("--threads"),
-                s(threads),
-            ];
+            let mut args = SampleArgs::new(model.clone(), out.clone());
+            args.method = Some(method.clone());
+            args.n = Some(n);
+            args.com = sc.com.clone();
+            args.seed = sc.seed;
+            args.tau = sc.tau;
+            args.device = tc.device.clone();
+            args.threads = threads;
             if method == "smc" {
-                args.extend([
-                    s("--steps"),
-                    s(sc.smc_steps),
-                    s("--moves"),
-                    s(sc.smc_moves),
-                    s("--independence"),
-                    s(sc.independence),
-                ]);
-                if let Some(h) = sc.step_size {
-                    args.extend([s("--step-size"), s(h)]);
-                }
-                args.extend([s("--cess"), s(sc.cess.unwrap_or(0.0))]);
-                if !sc.final_moves {
-                    args.push(s("--no-final-moves"));
-                }
-                args.push(s(if sc.mala { "--mala" } else { "--ula" }));
+                args.steps = sc.smc_steps;
+                args.moves = sc.smc_moves;
+                args.independence = sc.independence;
+                args.step_size = sc.step_size;
+                args.cess = sc.cess.unwrap_or(0.0);
+                args.no_final_moves = !sc.final_moves;
+                args.ula = !sc.mala;
             }
-            stage(&format!("sampling ({method})"), args)?;
+            stage(&format!("sampling ({method})"), || super::sample::run(args))?;
         }
         let ev = dir.join(format!("eval-{method}"));
         if !ev.join("metrics.json").exists() {
-            let mut args = vec![
-                s("eval"),
-                s("--samples"),
-                out.display().to_string(),
-                s("--reference"),
-                reference.display().to_string(),
-                s("--model"),
-                p("model"),
-                s("--out"),
-                ev.display().to_string(),
-                s("--max-samples"),
-                s(c.eval.max_samples),
-                s("--tica-lag"),
-                s(c.eval.tica_lag),
-            ];
-            args.extend(c.system_args());
-            stage(&format!("evaluation ({method})"), args)?;
+            let mut args =
+                EvalArgs::new(c.system_args(), out.clone(), reference.clone(), ev.clone());
+            args.model = Some(model.clone());
+            args.max_samples = c.eval.max_samples;
+            args.tica_lag = c.eval.tica_lag;
+            stage(&format!("evaluation ({method})"), || super::eval::run(args))?;
         }
         rows.push((
             method,
@@ -684,45 +628,42 @@ fn md_stage(
     threads: usize,
 ) -> Result<()> {
     let out = dir.join(name);
-    let mut args = vec![s("md"), s("--out"), out.display().to_string()];
+    let mut args = MdArgs::new(SystemArgs::default(), out.clone());
     if out.join("run.json").exists() {
-        args.push(s("--resume"));
+        args.resume = true;
     } else {
         let at = RunConfig {
             temperature: temperature.or(c.temperature),
             ..c.clone()
         };
-        args.extend(at.system_args());
+        args.sys = at.system_args();
         match (temperature, c.md.ladder_top_k) {
             (None, Some(top)) => {
                 let t = run_temperature(c)?;
                 if top <= t {
                     bail!("md.ladder_top_k = {top}: must be above the run's {t} K");
                 }
-                args.extend([
-                    s("--temperatures"),
-                    format!("{t}:{top}:{}", c.md.ladder_rungs),
-                ]);
+                args.temperatures = Some(
+                    super::md::parse_ladder(&format!("{t}:{top}:{}", c.md.ladder_rungs))
+                        .map_err(|e| anyhow::anyhow!("md.ladder_rungs: {e}"))?,
+                );
             }
-            _ => args.extend([s("--replicas"), s(c.md.replicas)]),
+            _ => args.replicas = Some(c.md.replicas),
         }
-        args.extend([
-            s("--ns"),
-            s(c.md.ns),
-            s("--save-every-ps"),
-            s(c.md.save_every_ps),
-            s("--equilibrate-ps"),
-            s(c.md.equilibrate_ps),
-            s("--seed"),
-            s(seed),
-        ]);
+        args.ns = Some(c.md.ns);
+        args.save_every_ps = Some(c.md.save_every_ps);
+        args.equilibrate_ps = Some(c.md.equilibrate_ps);
+        args.seed = Some(seed);
     }
-    args.extend([s("--threads"), s(threads)]);
-    let label = match temperature {
+    args.threads = Some(threads);
+    let mut label = match temperature {
         Some(t) => format!("molecular dynamics at {t} K"),
         None => "molecular dynamics".into(),
     };
-    stage(&label, args)
+    if args.resume {
+        label.push_str(" (resumed)");
+    }
+    stage(&label, || super::md::run(args))
 }
 
 /// The run's temperature, K: the one set, else the force field's default.
@@ -750,17 +691,8 @@ fn split_stage(run: &Path, out: &Path) -> Result<()> {
     if out.join("split.json").exists() {
         return Ok(());
     }
-    stage(
-        "data split",
-        vec![
-            s("dataset"),
-            s("split"),
-            s("--run"),
-            run.display().to_string(),
-            s("--out"),
-            out.display().to_string(),
-        ],
-    )
+    let args = SplitArgs::new(run.to_path_buf(), out.to_path_buf());
+    stage("data split", || super::md::split(args))
 }
 
 fn read_json(p: &Path) -> Result<serde_json::Value> {

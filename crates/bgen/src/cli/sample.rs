@@ -16,99 +16,144 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-#[derive(Args)]
+/// The settings of `bgen sample` (and of `bgen run`'s sampling stage, which builds them with
+/// [`SampleArgs::new`]).
+#[derive(Args, Clone, Debug)]
 pub struct SampleArgs {
     /// Training run directory (from `bgen train`).
     #[arg(long, required_unless_present = "system")]
-    run: Option<PathBuf>,
+    pub run: Option<PathBuf>,
     /// Use the weights shipped with bgen for this embedded system instead of a run (aldp).
     #[arg(long, conflicts_with = "run")]
-    system: Option<String>,
+    pub system: Option<String>,
     /// Number of samples (particles for SMC); default 10,000 for proposal and snis, 5,000 for
     /// smc (with 2,000 the energy W2 alone has a noise floor of about 0.2 kT), 2,000 for twisted.
     #[arg(long, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
-    n: Option<usize>,
+    pub n: Option<usize>,
     /// proposal, snis, smc (annealed Langevin; TarFlow) or twisted (SMC over partial
     /// molecules; ArBG). Default: smc for a TarFlow, twisted for an ArBG.
     #[arg(long, value_parser = ["proposal", "snis", "smc", "twisted"])]
-    method: Option<String>,
+    pub method: Option<String>,
     /// Centre-of-mass term of the proposal energy (SBG Proposition 1): gaussian, chi or none.
-    #[arg(long, default_value = "gaussian", value_parser = ["gaussian", "chi", "none"])]
-    com: String,
+    #[arg(long, default_value = COM, value_parser = ["gaussian", "chi", "none"])]
+    pub com: String,
     /// Twisted SMC: blocks of generation, residue or atom (default: residue in Cartesian
     /// coordinates; atom in internal ones, where a residue-sized block of Z-matrix atoms is a
     /// fragment whose partial energy collapses the particles).
     #[arg(long, value_parser = ["residue", "atom"])]
-    blocks: Option<String>,
+    pub blocks: Option<String>,
     /// Sampling temperature, with log q exact at it: a TarFlow's prior becomes N(0, tau^2 I),
     /// an ArBG's bin distributions softmax(logits / tau). Below 1 trades the tails for fewer
     /// high-energy proposals.
-    #[arg(long, default_value_t = 1.0, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
-    tau: f64,
+    #[arg(long, default_value_t = TAU, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
+    pub tau: f64,
     /// Output directory: samples.npy, log_q.npy, energies.npy, log_weights.npy, summary.json.
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub seed: u64,
     /// SNIS: fraction of the largest log-weights dropped (default none). Dropping trades
     /// variance for bias, and the bias falls on the basins the proposal covers thinly: on aldp
     /// dropping the top 0.2% takes alphaL from 2.2% of the weight to 0.6%.
     #[arg(long, default_value_t = 0.0, value_parser = crate::cli::args::fraction, allow_hyphen_values = true)]
-    drop_top: f64,
+    pub drop_top: f64,
     /// SNIS: keep the raw weights; by default each is capped at sqrt(n) times the mean weight
     /// (truncated importance sampling, consistent as n grows), so that no single sample carries
     /// more than about 1/sqrt(n) of the mass.
     #[arg(long)]
-    no_truncate: bool,
+    pub no_truncate: bool,
     /// SNIS: samples with a target energy above this (kT) get zero weight.
     #[arg(long, value_parser = crate::cli::args::finite, allow_hyphen_values = true)]
-    energy_cutoff: Option<f64>,
+    pub energy_cutoff: Option<f64>,
     /// SMC: the most annealing levels of the adaptive schedule, or the levels of the fixed
     /// one (--cess 0).
-    #[arg(long, default_value_t = 300, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
-    steps: usize,
+    #[arg(long, default_value_t = SMC_STEPS, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
+    pub steps: usize,
     /// SMC: Langevin moves at each level (more let the particles relax between reweightings).
-    #[arg(long, default_value_t = 3)]
-    moves: usize,
+    #[arg(long, default_value_t = SMC_MOVES)]
+    pub moves: usize,
     /// SMC: initial Langevin step size (MALA adapts it): nm^2 per kT for a Cartesian model
     /// (default 1e-6); for a model in internal coordinates in units of each coordinate's squared
     /// spread in the training data (default 0.05).
     #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
-    step_size: Option<f64>,
+    pub step_size: Option<f64>,
     /// SMC: Metropolis-adjusted moves (MALA, the default) with the step size adapted.
     #[arg(long, conflicts_with = "ula")]
-    mala: bool,
+    pub mala: bool,
     /// SMC: unadjusted Langevin moves (ULA) instead of MALA.
     #[arg(long)]
-    ula: bool,
+    pub ula: bool,
     /// SMC: adaptive schedule that keeps the conditional ESS of each level at this fraction
     /// (--steps is then the most levels); 0: --steps equal levels.
-    #[arg(long, default_value_t = 0.98, value_parser = crate::cli::args::fraction, allow_hyphen_values = true)]
-    cess: f64,
+    #[arg(long, default_value_t = CESS, value_parser = crate::cli::args::fraction, allow_hyphen_values = true)]
+    pub cess: f64,
     /// SMC: independence moves per level (fresh proposals accepted with the exact ratio), which
     /// let particles jump between basins.
-    #[arg(long, default_value_t = 1)]
-    independence: usize,
+    #[arg(long, default_value_t = INDEPENDENCE)]
+    pub independence: usize,
     /// SMC: no round of moves after the final resampling (by default the resampled copies
     /// are moved once more at t = 1, so that they part ways).
     #[arg(long)]
-    no_final_moves: bool,
+    pub no_final_moves: bool,
     /// SMC and twisted SMC: resample when the normalised ESS falls below this.
-    #[arg(long, default_value_t = 0.5, value_parser = crate::cli::args::closed_fraction, allow_hyphen_values = true)]
-    ess_threshold: f64,
+    #[arg(long, default_value_t = ESS_THRESHOLD, value_parser = crate::cli::args::closed_fraction, allow_hyphen_values = true)]
+    pub ess_threshold: f64,
     /// cpu or cuda.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
-    device: String,
+    pub device: String,
     /// Worker threads on the CPU, each with its own copy of the model, splitting the samples
     /// by batches (libtorch runs single-threaded in each; the samples do not depend on it).
     #[arg(long, default_value_t = 1, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
-    threads: usize,
+    pub threads: usize,
     /// Use the raw weights instead of their moving average.
     #[arg(long)]
-    no_ema: bool,
+    pub no_ema: bool,
     /// Samples per network pass (and per unit of work of a thread).
-    #[arg(long, default_value_t = 256, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
-    batch: usize,
+    #[arg(long, default_value_t = BATCH, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
+    pub batch: usize,
+}
+
+/// Defaults of [`SampleArgs`], shared by the command line and [`SampleArgs::new`].
+const TAU: f64 = 1.0;
+const SMC_STEPS: usize = 300;
+const SMC_MOVES: usize = 3;
+const CESS: f64 = 0.98;
+const INDEPENDENCE: usize = 1;
+const ESS_THRESHOLD: f64 = 0.5;
+const BATCH: usize = 256;
+const COM: &str = "gaussian";
+
+impl SampleArgs {
+    /// The defaults of `bgen sample --run RUN --out OUT`.
+    pub fn new(run: PathBuf, out: PathBuf) -> SampleArgs {
+        SampleArgs {
+            run: Some(run),
+            system: None,
+            n: None,
+            method: None,
+            com: COM.into(),
+            blocks: None,
+            tau: TAU,
+            out,
+            seed: 0,
+            drop_top: 0.0,
+            no_truncate: false,
+            energy_cutoff: None,
+            steps: SMC_STEPS,
+            moves: SMC_MOVES,
+            step_size: None,
+            mala: false,
+            ula: false,
+            cess: CESS,
+            independence: INDEPENDENCE,
+            no_final_moves: false,
+            ess_threshold: ESS_THRESHOLD,
+            device: "cpu".into(),
+            threads: 1,
+            no_ema: false,
+            batch: BATCH,
+        }
+    }
 }
 
 /// A training run ready to sample: its system, model and the CoM noise scale.

@@ -12,74 +12,105 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 
-#[derive(Args)]
+/// The settings of `bgen train` (and of `bgen run`'s training stage, which builds them with
+/// [`TrainArgs::new`]).
+#[derive(Args, Clone, Debug)]
 pub struct TrainArgs {
     /// Model family: tarflow (default) or arbg.
     #[arg(long, value_parser = ["tarflow", "arbg"])]
-    model: Option<String>,
+    pub model: Option<String>,
     /// Training frames: a data-set or run directory (from `bgen md` / `bgen dataset split`) or
     /// a (frames, atoms, 3) .npy in nm or an .xtc. A sibling `val/` directory is used for validation,
     /// else the last 10% of the frames.
     #[arg(long)]
-    data: PathBuf,
+    pub data: PathBuf,
     /// More training frames of the same molecule, added to --data's (repeatable): e.g. MD at a
     /// raised temperature, which crosses barriers that MD at the target temperature rarely
     /// does; the importance weights correct to the target temperature. Of a replica-exchange
     /// run, the replicas above the lowest (whose frames are the data). The system, force field
     /// and temperature still come from --data.
     #[arg(long)]
-    extra_data: Vec<PathBuf>,
+    pub extra_data: Vec<PathBuf>,
     /// Output run directory (checkpoints, run.json).
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Size preset. TarFlow: tiny (smoke tests), small (CPU, 64 wide, 4 blocks x 2 layers, 8000
     /// steps: about 40 min on one core for aldp), aldp (256 wide, 4x4), peptide (384, 6x6),
     /// chignolin (384, 8x8). ArBG: tiny, small (CPU), base (256 wide x 8 layers), medium
     /// (512 x 12). Default: small.
     #[arg(long)]
-    preset: Option<String>,
+    pub preset: Option<String>,
     /// ArBG: bins per coordinate (overrides the preset's).
     #[arg(long, value_parser = crate::cli::args::count::<i64>, allow_hyphen_values = true)]
-    bins: Option<i64>,
+    pub bins: Option<i64>,
     /// ArBG: half-width of the binned range in units of the data's std (default 3).
     #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
-    range: Option<f64>,
+    pub range: Option<f64>,
     /// One token per coordinate (3N tokens of dimension 1) instead of one per atom; for the
     /// smallest systems.
     #[arg(long)]
-    per_coordinate: bool,
+    pub per_coordinate: bool,
     /// Coordinates the model works in: internal (the Z-matrix's bonds, angles and torsions;
     /// TarFlow only) or cartesian (centred, with rotation and CoM augmentation, as in the SBG
     /// paper; the default).
     #[arg(long, value_parser = ["internal", "cartesian"])]
-    coords: Option<String>,
+    pub coords: Option<String>,
     /// Training steps (overrides the preset's).
     #[arg(long, value_parser = crate::cli::args::count::<i64>, allow_hyphen_values = true)]
-    steps: Option<i64>,
+    pub steps: Option<i64>,
     #[arg(long, value_parser = crate::cli::args::count::<i64>, allow_hyphen_values = true)]
-    batch_size: Option<i64>,
+    pub batch_size: Option<i64>,
     #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
-    lr: Option<f64>,
+    pub lr: Option<f64>,
     /// Seed of the initialisation and the batches (default 0).
     #[arg(long)]
-    seed: Option<u64>,
+    pub seed: Option<u64>,
     /// cpu or cuda.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
-    device: String,
+    pub device: String,
     /// Worker threads on the CPU: each computes the gradients of a slice of every batch on its
     /// own copy of the model, with libtorch single-threaded inside (the steps do not depend on
     /// it beyond round-off).
     #[arg(long, default_value_t = 1, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
-    threads: usize,
+    pub threads: usize,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
-    resume: bool,
+    pub resume: bool,
     /// Seconds between checkpoints (and validation).
-    #[arg(long, default_value_t = 120.0, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
-    checkpoint_secs: f64,
+    #[arg(long, default_value_t = TRAIN_CHECKPOINT_SECS, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
+    pub checkpoint_secs: f64,
     /// The system the frames belong to (default: from the data's run.json or topology.pdb).
     #[arg(long)]
-    system: Option<String>,
+    pub system: Option<String>,
+}
+
+/// Seconds between training checkpoints by default.
+const TRAIN_CHECKPOINT_SECS: f64 = 120.0;
+
+impl TrainArgs {
+    /// The defaults of `bgen train --data DATA --out OUT`.
+    pub fn new(data: PathBuf, out: PathBuf) -> TrainArgs {
+        TrainArgs {
+            model: None,
+            data,
+            extra_data: Vec::new(),
+            out,
+            preset: None,
+            bins: None,
+            range: None,
+            per_coordinate: false,
+            coords: None,
+            steps: None,
+            batch_size: None,
+            lr: None,
+            seed: None,
+            device: "cpu".into(),
+            threads: 1,
+            resume: false,
+            checkpoint_secs: TRAIN_CHECKPOINT_SECS,
+            system: None,
+        }
+    }
 }
 
 /// What `bgen sample` needs to know about a run besides the checkpoint.
