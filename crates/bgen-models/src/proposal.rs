@@ -7,7 +7,7 @@ use crate::data::{uniforms, Normalizer};
 use crate::internal::Internal;
 use crate::model::Model;
 use crate::tarflow::TarFlow;
-use bgen_sample::{Autoregressive, Proposal};
+use bgen_system::{Autoregressive, Proposal};
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 

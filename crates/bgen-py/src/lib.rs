@@ -1,6 +1,6 @@
-//! `bgen._bgen`: the compiled half of the `bgen` Python package. A [`System`] (topology,
+//! `bgen._bgen`: the compiled half of the `bgen` Python package. A `System` (topology,
 //! force field, temperature) with batched, multi-threaded energies and forces on NumPy arrays
-//! that run without the GIL, and [`run_cli`], through which the package's stage functions
+//! that run without the GIL, and `run_cli`, through which the package's stage functions
 //! (`bgen.md`, `bgen.train`, `bgen.sample`, `bgen.evaluate`) run bgen's stages in this process.
 //!
 //! Units: positions nm, energies kJ/mol and forces kJ/mol/nm; reduced energies in kT and their

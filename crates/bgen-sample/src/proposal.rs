@@ -1,40 +1,11 @@
-//! The seam between models and samplers: a normalised density q(x) that can be sampled, with
-//! log q and its gradient on a batch. TarFlow and ArBG implement it; so does a Gaussian (for
-//! tests and as a baseline).
+//! Proposals for tests and baselines: a Gaussian. The seam itself, [`Proposal`], lives with the
+//! other seams in `bgen_system::target`.
 
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-/// A normalised proposal density q on R^dim.
-pub trait Proposal: Sync {
-    /// Coordinates per sample.
-    fn dim(&self) -> usize;
-    /// Draws `n` samples (n x dim) and their log q, reproducibly from `seed`.
-    fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>);
-    /// log q of a batch (n x dim) into `log_q` (n) and, when given, d log q / dx into `grad`.
-    fn log_q(&self, x: &[f64], log_q: &mut [f64], grad: Option<&mut [f64]>);
-    /// Typical spread of each coordinate (its units), when they differ: samplers scale their
-    /// moves by it (a diagonal preconditioner). None: one scale for all.
-    fn scale(&self) -> Option<Vec<f64>> {
-        None
-    }
-}
-
-impl<P: Proposal + ?Sized> Proposal for &P {
-    fn dim(&self) -> usize {
-        (**self).dim()
-    }
-    fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
-        (**self).sample(n, seed)
-    }
-    fn log_q(&self, x: &[f64], log_q: &mut [f64], grad: Option<&mut [f64]>) {
-        (**self).log_q(x, log_q, grad)
-    }
-    fn scale(&self) -> Option<Vec<f64>> {
-        (**self).scale()
-    }
-}
+pub use bgen_system::Proposal;
 
 /// An isotropic Gaussian N(mean, sigma^2 I).
 #[derive(Clone, Debug)]

@@ -15,21 +15,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
 use std::time::Instant;
 
-/// A proposal that generates samples a block of coordinates at a time.
-pub trait Autoregressive {
-    /// The particles being generated (e.g. the Transformer's KV caches).
-    type State;
-    /// Coordinates per sample.
-    fn dim(&self) -> usize;
-    /// Starts `n` empty particles; `seed` makes the generation reproducible.
-    fn start(&self, n: usize, seed: u64) -> Self::State;
-    /// Appends coordinates [from, to) to every particle: writes them into `x` (n x (to - from))
-    /// and log q of the block given the earlier coordinates into `log_q` (n).
-    fn extend(&self, s: &mut Self::State, from: usize, to: usize, x: &mut [f64], log_q: &mut [f64]);
-    /// Keeps particles `idx`, in that order (duplicates allowed: resampling). Particles at
-    /// different positions must continue with different random numbers.
-    fn select(&self, s: &mut Self::State, idx: &[usize]);
-}
+pub use bgen_system::Autoregressive;
 
 /// Settings of [`twisted_smc`].
 #[derive(Clone, Copy, Debug, Serialize)]

@@ -32,6 +32,6 @@ pub use energy::{Energies, EnergyModel, Workspace};
 pub use error::{Error, Result};
 pub use forcefield::{Parameters, Setup};
 pub use system::System;
-pub use target::{PartialTarget, Target};
+pub use target::{Autoregressive, PartialTarget, Proposal, Target};
 pub use topology::Topology;
 pub use zmatrix::{InternalTarget, ZMatrix};
