@@ -122,6 +122,11 @@ impl Block {
         }
     }
 
+    /// The position embeddings in the block's token order (reversed with the tokens).
+    fn order_positions(&self) -> Tensor {
+        self.order(&self.pos.unsqueeze(0)).squeeze_dim(0)
+    }
+
     /// Transformer output (affine parameters) for tokens in block order: (batch, t, 2 token_dim).
     fn head(&self, h: &Tensor) -> Tensor {
         self.proj_out.forward(&h.apply(&self.ln_out))
@@ -131,11 +136,7 @@ impl Block {
     fn forward(&self, x: &Tensor) -> (Tensor, Tensor) {
         let xs = self.order(x);
         let (b, t, _) = xs.size3().expect("(batch, tokens, token_dim)");
-        let pos = if self.reverse {
-            self.pos.flip([0])
-        } else {
-            self.pos.shallow_clone()
-        };
+        let pos = self.order_positions();
         let mut h = self.proj_in.forward(&xs) + pos;
         for l in &self.layers {
             h = l.forward(&h, None);
@@ -160,11 +161,7 @@ impl Block {
     fn inverse(&self, z: &Tensor) -> (Tensor, Tensor) {
         let zs = self.order(z);
         let (_, t, _) = zs.size3().expect("(batch, tokens, token_dim)");
-        let pos = if self.reverse {
-            self.pos.flip([0])
-        } else {
-            self.pos.shallow_clone()
-        };
+        let pos = self.order_positions();
         let mut caches: Vec<KvCache> = self.layers.iter().map(|_| KvCache::new(t)).collect();
         let mut xs = vec![zs.narrow(1, 0, 1)];
         let mut sum_a = Tensor::zeros([zs.size()[0]], (z.kind(), z.device()));
