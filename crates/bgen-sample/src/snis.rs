@@ -33,6 +33,7 @@ impl Default for SnisOptions {
 #[derive(Clone, Debug, Serialize)]
 pub struct SnisResult {
     /// Log-weights after dropping (-inf for dropped samples).
+    #[serde(skip)]
     pub log_weights: Vec<f64>,
     /// Normalised Kish ESS of those weights.
     pub ess: f64,

@@ -317,6 +317,18 @@ pub fn default_n(method: &str) -> usize {
     }
 }
 
+/// Adds the fields of a sampler's result (its `Serialize` form: the arrays of samples skipped)
+/// to the summary.
+fn merge(
+    summary: &mut serde_json::Map<String, serde_json::Value>,
+    r: &impl serde::Serialize,
+) -> Result<()> {
+    if let serde_json::Value::Object(m) = serde_json::to_value(r)? {
+        summary.extend(m);
+    }
+    Ok(())
+}
+
 pub fn run(a: SampleArgs) -> Result<()> {
     let dev = device(&a.device)?;
     // Parallel over samples, not inside libtorch: at these model sizes its intra-op threads
@@ -391,11 +403,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
                     truncate: method == "snis" && !a.no_truncate,
                 },
             );
-            summary.insert("ess".into(), r.ess.into());
-            summary.insert("log_z".into(), r.log_z.into());
-            summary.insert("dropped_top".into(), r.dropped_top.into());
-            summary.insert("dropped_energy".into(), r.dropped_energy.into());
-            summary.insert("truncated".into(), r.truncated.into());
+            merge(&mut summary, &r)?;
             summary.insert("energy_evaluations".into(), n.into());
             summary.insert("model_evaluations".into(), n.into());
             let lw = if method == "snis" {
@@ -444,15 +452,8 @@ pub fn run(a: SampleArgs) -> Result<()> {
                 Some(t) => twisted_smc(model, t, n, &ends, o),
                 None => twisted_smc(model, sys, n, &ends, o),
             };
-            summary.insert("ess".into(), r.ess.into());
-            summary.insert("ess_per_block".into(), r.ess_per_block.clone().into());
-            summary.insert("log_z".into(), r.log_z.into());
-            summary.insert("resamplings".into(), r.resamplings.into());
             summary.insert("blocks".into(), ends.len().into());
-            summary.insert("energy_evaluations".into(), r.energy_evaluations.into());
-            summary.insert("model_evaluations".into(), r.model_evaluations.into());
-            summary.insert("model_seconds".into(), r.model_seconds.into());
-            summary.insert("energy_seconds".into(), r.energy_seconds.into());
+            merge(&mut summary, &r)?;
             (r.x, r.energies, None)
         }
         "smc" => {
@@ -474,22 +475,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
             };
             let r = smc(&proposal, &target, n, o)?;
             summary.insert("levels".into(), r.schedule.len().into());
-            summary.insert(
-                "independence_acceptance".into(),
-                serde_json::to_value(r.independence_acceptance)?,
-            );
-            summary.insert("ess".into(), r.ess.into());
-            summary.insert("log_z".into(), r.log_z.into());
-            summary.insert("acceptance".into(), r.acceptance.into());
-            summary.insert("resamplings".into(), r.resamplings.into());
-            summary.insert("lineages".into(), r.lineages.clone().into());
-            summary.insert("final_lineages".into(), r.final_lineages.into());
-            summary.insert("final_step_size".into(), r.final_step_size.into());
-            summary.insert("energy_evaluations".into(), r.energy_evaluations.into());
-            summary.insert("model_evaluations".into(), r.model_evaluations.into());
-            summary.insert("model_seconds".into(), r.model_seconds.into());
-            summary.insert("energy_seconds".into(), r.energy_seconds.into());
-            summary.insert("particle_steps_per_s".into(), r.particle_steps_per_s.into());
+            merge(&mut summary, &r)?;
             (r.x, r.energies, None)
         }
         other => bail!("unknown --method '{other}' (proposal, snis, smc, twisted)"),
