@@ -329,12 +329,12 @@ impl Parameters {
         }
     }
 
-    /// Assigns all parameters of `setup` to `top` (OpenMM `createSystem` with the seeds' arguments).
+    /// Assigns all parameters of `setup` to `top` (OpenMM `createSystem` with the seeds' arguments):
+    /// atom types and charges from the matched templates, then each force's generator in turn.
     pub fn assign(top: &Topology, setup: Setup) -> Result<Parameters> {
         let ff = setup.data();
         let matches = match_templates(top, ff, setup.name())?;
         let n = top.n_atoms();
-        let file = &top.source;
         let mut atom_type = vec![0usize; n];
         let mut template_index = vec![0usize; n];
         let mut charge = vec![0.0; n];
@@ -364,39 +364,94 @@ impl Parameters {
             .collect();
         let sigma: Vec<f64> = nb.iter().map(|p| p.1).collect();
         let epsilon: Vec<f64> = nb.iter().map(|p| p.2).collect();
-        let bonded = top.bonded_to();
-        let describe = |atoms: &[usize]| -> (String, String) {
-            let a = atoms
-                .iter()
-                .map(|&i| {
-                    format!(
-                        "{}:{}",
-                        top.residue_label(top.atoms[i].residue),
-                        top.atoms[i].name
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" - ");
-            let c = atoms
-                .iter()
-                .map(|&i| ff.types[atom_type[i]].class.clone())
-                .collect::<Vec<_>>()
-                .join(" - ");
-            (a, c)
+        let typed = Typed {
+            top,
+            ff,
+            bonded: top.bonded_to(),
+            atom_type,
+            template_index,
         };
+        let mut torsions = typed.propers();
+        torsions.extend(typed.impropers());
+        let (nonbonded, gbsa) = match setup {
+            Setup::Amber99sbildnObc2 => (NonbondedMethod::NoCutoff, typed.gbsa_obc2(&charge)?),
+            Setup::Amber14Obc1 => typed.gbsa_obc1(&charge),
+        };
+        let atom_type = &typed.atom_type;
+        Ok(Parameters {
+            setup,
+            mass: atom_type.iter().map(|&t| ff.types[t].mass).collect(),
+            bonds: typed.bonds()?,
+            angles: typed.angles()?,
+            torsions,
+            exceptions: typed.exceptions(&charge, &sigma, &epsilon),
+            charge,
+            sigma,
+            epsilon,
+            atom_type: atom_type
+                .iter()
+                .map(|&t| ff.types[t].name.clone())
+                .collect(),
+            atom_class: atom_type
+                .iter()
+                .map(|&t| ff.types[t].class.clone())
+                .collect(),
+            residue_template: matches
+                .iter()
+                .map(|m| ff.templates[m.template].name.clone())
+                .collect(),
+            nonbonded,
+            gbsa,
+        })
+    }
+}
 
+/// A topology with its atom types assigned: what each force's parameter generator reads.
+struct Typed<'a> {
+    top: &'a Topology,
+    ff: &'a FfData,
+    /// Per atom: bonded neighbours, force-field type, index in its residue template.
+    bonded: Vec<Vec<usize>>,
+    atom_type: Vec<usize>,
+    template_index: Vec<usize>,
+}
+
+impl Typed<'_> {
+    /// Atoms as "RES:NAME - ..." and their classes, for a missing-parameter error.
+    fn describe(&self, atoms: &[usize]) -> (String, String) {
+        let a = atoms
+            .iter()
+            .map(|&i| {
+                format!(
+                    "{}:{}",
+                    self.top.residue_label(self.top.atoms[i].residue),
+                    self.top.atoms[i].name
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" - ");
+        let c = atoms
+            .iter()
+            .map(|&i| self.ff.types[self.atom_type[i]].class.clone())
+            .collect::<Vec<_>>()
+            .join(" - ");
+        (a, c)
+    }
+
+    /// HarmonicBondForce: one bond per topology bond, in topology order.
+    fn bonds(&self) -> Result<Vec<Bond>> {
         // Bonds, in topology order.
-        let mut bonds = Vec::with_capacity(top.bonds.len());
-        for &(i, j) in &top.bonds {
-            let (ti, tj) = (atom_type[i], atom_type[j]);
-            let def = ff.bonds.iter().find(|d| {
-                (ff.matches(d.types[0], ti) && ff.matches(d.types[1], tj))
-                    || (ff.matches(d.types[0], tj) && ff.matches(d.types[1], ti))
+        let mut bonds = Vec::with_capacity(self.top.bonds.len());
+        for &(i, j) in &self.top.bonds {
+            let (ti, tj) = (self.atom_type[i], self.atom_type[j]);
+            let def = self.ff.bonds.iter().find(|d| {
+                (self.ff.matches(d.types[0], ti) && self.ff.matches(d.types[1], tj))
+                    || (self.ff.matches(d.types[0], tj) && self.ff.matches(d.types[1], ti))
             });
             let d = def.ok_or_else(|| {
-                let (atoms, classes) = describe(&[i, j]);
+                let (atoms, classes) = self.describe(&[i, j]);
                 Error::MissingParameter {
-                    file: file.clone(),
+                    file: self.top.source.clone(),
                     term: "bond",
                     atoms,
                     classes,
@@ -409,10 +464,14 @@ impl Parameters {
                 k: d.k,
             });
         }
+        Ok(bonds)
+    }
 
+    /// HarmonicAngleForce: every i-j-k with i < k bonded to j, sorted (OpenMM's order).
+    fn angles(&self) -> Result<Vec<Angle>> {
         // Angles: all unique i-j-k with i < k, sorted (OpenMM's order).
         let mut angle_set: Vec<[usize; 3]> = Vec::new();
-        for (j, nb) in bonded.iter().enumerate() {
+        for (j, nb) in self.bonded.iter().enumerate() {
             for (x, &i) in nb.iter().enumerate() {
                 for &k in &nb[x + 1..] {
                     angle_set.push([i.min(k), j, i.max(k)]);
@@ -422,16 +481,20 @@ impl Parameters {
         angle_set.sort_unstable();
         let mut angles = Vec::with_capacity(angle_set.len());
         for a in &angle_set {
-            let t = [atom_type[a[0]], atom_type[a[1]], atom_type[a[2]]];
-            let def = ff.angles.iter().find(|d| {
-                ff.matches(d.types[1], t[1])
-                    && ((ff.matches(d.types[0], t[0]) && ff.matches(d.types[2], t[2]))
-                        || (ff.matches(d.types[0], t[2]) && ff.matches(d.types[2], t[0])))
+            let t = [
+                self.atom_type[a[0]],
+                self.atom_type[a[1]],
+                self.atom_type[a[2]],
+            ];
+            let def = self.ff.angles.iter().find(|d| {
+                self.ff.matches(d.types[1], t[1])
+                    && ((self.ff.matches(d.types[0], t[0]) && self.ff.matches(d.types[2], t[2]))
+                        || (self.ff.matches(d.types[0], t[2]) && self.ff.matches(d.types[2], t[0])))
             });
             let d = def.ok_or_else(|| {
-                let (atoms, classes) = describe(a);
+                let (atoms, classes) = self.describe(a);
                 Error::MissingParameter {
-                    file: file.clone(),
+                    file: self.top.source.clone(),
                     term: "angle",
                     atoms,
                     classes,
@@ -443,15 +506,20 @@ impl Parameters {
                 k: d.k,
             });
         }
+        Ok(angles)
+    }
 
+    /// PeriodicTorsionForce, propers: every path a-b-c-d (a < d), sorted; the most specific
+    /// definition wins.
+    fn propers(&self) -> Vec<Torsion> {
         // Proper torsions: every path a-b-c-d, oriented so that a < d, sorted.
         let mut propers: Vec<[usize; 4]> = Vec::new();
-        for &(b, c) in &top.bonds {
-            for &a in &bonded[b] {
+        for &(b, c) in &self.top.bonds {
+            for &a in &self.bonded[b] {
                 if a == c {
                     continue;
                 }
-                for &d in &bonded[c] {
+                for &d in &self.bonded[c] {
                     if d == b || d == a {
                         continue;
                     }
@@ -463,10 +531,10 @@ impl Parameters {
         propers.dedup();
         let mut torsions = Vec::new();
         for p in &propers {
-            let t = p.map(|a| atom_type[a]);
+            let t = p.map(|a| self.atom_type[a]);
             let mut found: Option<&crate::ffxml::TorsionDef> = None;
-            for d in &ff.propers {
-                let m = |k: usize, x: usize| ff.matches(d.types[k], t[x]);
+            for d in &self.ff.propers {
+                let m = |k: usize, x: usize| self.ff.matches(d.types[k], t[x]);
                 if (m(0, 0) && m(1, 1) && m(2, 2) && m(3, 3))
                     || (m(0, 3) && m(1, 2) && m(2, 1) && m(3, 0))
                 {
@@ -492,11 +560,20 @@ impl Parameters {
                 }
             }
         }
+        torsions
+    }
 
+    /// PeriodicTorsionForce, impropers: each atom with three or more neighbours and each triple
+    /// of them, matched as OpenMM does ([`match_improper`]).
+    fn impropers(&self) -> Vec<Torsion> {
+        let mut torsions = Vec::new();
         // Improper torsions: each atom with >= 3 neighbours and each triple of them.
-        let ordering = ff.improper_ordering.unwrap_or(ImproperOrdering::Default);
+        let ordering = self
+            .ff
+            .improper_ordering
+            .unwrap_or(ImproperOrdering::Default);
         let mut cache: HashMap<[usize; 4], Option<([usize; 4], usize)>> = HashMap::new();
-        for (c, nb) in bonded.iter().enumerate() {
+        for (c, nb) in self.bonded.iter().enumerate() {
             if nb.len() < 3 {
                 continue;
             }
@@ -504,17 +581,17 @@ impl Parameters {
                 for y in x + 1..nb.len() {
                     for z in y + 1..nb.len() {
                         let cand = [c, nb[x], nb[y], nb[z]];
-                        let sig = cand.map(|a| atom_type[a]);
+                        let sig = cand.map(|a| self.atom_type[a]);
                         let hit = match cache.get(&sig) {
                             Some(h) => h.map(|(pos, d)| (pos.map(|p| cand[p]), d)),
                             None => {
                                 let h = match_improper(
-                                    ff,
+                                    self.ff,
                                     ordering,
                                     &cand,
-                                    &atom_type,
-                                    &template_index,
-                                    top,
+                                    &self.atom_type,
+                                    &self.template_index,
+                                    self.top,
                                 );
                                 cache.insert(
                                     sig,
@@ -533,7 +610,7 @@ impl Parameters {
                             }
                         };
                         if let Some((atoms, d)) = hit {
-                            for &(per, phase, k) in &ff.impropers[d].terms {
+                            for &(per, phase, k) in &self.ff.impropers[d].terms {
                                 if k != 0.0 {
                                     torsions.push(Torsion {
                                         atoms,
@@ -548,21 +625,27 @@ impl Parameters {
                 }
             }
         }
+        torsions
+    }
 
+    /// NonbondedForce exceptions from the bonds: 1-2 and 1-3 pairs excluded, 1-4 pairs scaled
+    /// by the force field's coulomb14scale and lj14scale.
+    fn exceptions(&self, charge: &[f64], sigma: &[f64], epsilon: &[f64]) -> Vec<Exception> {
+        let n = self.top.n_atoms();
         // Nonbonded exceptions from bonds: 1-2 and 1-3 excluded, 1-4 scaled.
         let mut exceptions = Vec::new();
         for i in 0..n {
             let mut near: HashSet<usize> = HashSet::new();
-            for &j in &bonded[i] {
+            for &j in &self.bonded[i] {
                 near.insert(j);
-                for &k in &bonded[j] {
+                for &k in &self.bonded[j] {
                     near.insert(k);
                 }
             }
             near.remove(&i);
             let mut four: HashSet<usize> = HashSet::new();
             for &j in &near {
-                for &k in &bonded[j] {
+                for &k in &self.bonded[j] {
                     if k != i && !near.contains(&k) {
                         four.insert(k);
                     }
@@ -585,113 +668,93 @@ impl Parameters {
                 exceptions.push(Exception {
                     i,
                     j,
-                    charge_prod: charge[i] * charge[j] * ff.coulomb14scale,
+                    charge_prod: charge[i] * charge[j] * self.ff.coulomb14scale,
                     sigma: 0.5 * (sigma[i] + sigma[j]),
-                    epsilon: (epsilon[i] * epsilon[j]).sqrt() * ff.lj14scale,
+                    epsilon: (epsilon[i] * epsilon[j]).sqrt() * self.ff.lj14scale,
                 });
             }
         }
+        exceptions
+    }
 
-        let (nonbonded, gbsa) = match setup {
-            Setup::Amber99sbildnObc2 => {
-                let mut radius = vec![0.0; n];
-                let mut scale = vec![0.0; n];
-                for a in 0..n {
-                    let p = ff.gbsa_obc[atom_type[a]].ok_or_else(|| {
-                        top.residue_error(
-                            top.atoms[a].residue,
-                            format!(
-                                "atom '{}': no GBSA-OBC parameters for its type",
-                                top.atoms[a].name
-                            ),
-                        )
-                    })?;
-                    radius[a] = p.1;
-                    scale[a] = p.2;
-                }
-                let offset_radius: Vec<f64> = radius.iter().map(|r| r - 0.009).collect();
-                let gb = Gbsa {
-                    model: GbModel::NativeObc2,
-                    charge: charge.clone(),
-                    scaled_radius: offset_radius
-                        .iter()
-                        .zip(&scale)
-                        .map(|(o, s)| o * s)
-                        .collect(),
-                    radius,
-                    offset_radius,
-                    alpha: 1.0,
-                    beta: 0.8,
-                    gamma: 4.85,
-                    solute_dielectric: 1.0,
-                    solvent_dielectric: 78.3,
-                    surface_factor: 4.0 * std::f64::consts::PI * 2.25936,
-                    coulomb: COULOMB,
-                    cutoff: None,
-                };
-                (NonbondedMethod::NoCutoff, gb)
-            }
-            Setup::Amber14Obc1 => {
-                let cutoff = 2.0;
-                let radius: Vec<f64> = (0..n)
-                    .map(|a| {
-                        let e = top.atoms[a].element;
-                        let partner = bonded[a].first().map(|&b| top.atoms[b].element);
-                        mbondi2_radius(e, partner)
-                    })
-                    .collect();
-                let offset_radius: Vec<f64> = radius.iter().map(|r| r - 0.009).collect();
-                let gb = Gbsa {
-                    model: GbModel::CustomObc1,
-                    charge: charge.clone(),
-                    scaled_radius: (0..n)
-                        .map(|a| obc_screen(top.atoms[a].element) * offset_radius[a])
-                        .collect(),
-                    radius: offset_radius.iter().map(|o| o + 0.009).collect(),
-                    offset_radius,
-                    alpha: 0.8,
-                    beta: 0.0,
-                    gamma: 2.909125,
-                    solute_dielectric: 1.0,
-                    solvent_dielectric: 78.5,
-                    surface_factor: 28.3919551,
-                    coulomb: COULOMB_CUSTOM_GB,
-                    cutoff: Some(cutoff),
-                };
-                (
-                    NonbondedMethod::CutoffNonPeriodic {
-                        cutoff,
-                        rf_dielectric: 1.0,
-                    },
-                    gb,
+    /// GBSAOBCForce (amber99_obc.xml, OBC2): radii and screening scales per atom type.
+    fn gbsa_obc2(&self, charge: &[f64]) -> Result<Gbsa> {
+        let n = self.top.n_atoms();
+        let mut radius = vec![0.0; n];
+        let mut scale = vec![0.0; n];
+        for a in 0..n {
+            let p = self.ff.gbsa_obc[self.atom_type[a]].ok_or_else(|| {
+                self.top.residue_error(
+                    self.top.atoms[a].residue,
+                    format!(
+                        "atom '{}': no GBSA-OBC parameters for its type",
+                        self.top.atoms[a].name
+                    ),
                 )
-            }
+            })?;
+            radius[a] = p.1;
+            scale[a] = p.2;
+        }
+        let offset_radius: Vec<f64> = radius.iter().map(|r| r - 0.009).collect();
+        let gb = Gbsa {
+            model: GbModel::NativeObc2,
+            charge: charge.to_vec(),
+            scaled_radius: offset_radius
+                .iter()
+                .zip(&scale)
+                .map(|(o, s)| o * s)
+                .collect(),
+            radius,
+            offset_radius,
+            alpha: 1.0,
+            beta: 0.8,
+            gamma: 4.85,
+            solute_dielectric: 1.0,
+            solvent_dielectric: 78.3,
+            surface_factor: 4.0 * std::f64::consts::PI * 2.25936,
+            coulomb: COULOMB,
+            cutoff: None,
         };
-        Ok(Parameters {
-            setup,
-            mass: atom_type.iter().map(|&t| ff.types[t].mass).collect(),
-            charge,
-            sigma,
-            epsilon,
-            atom_type: atom_type
-                .iter()
-                .map(|&t| ff.types[t].name.clone())
+        Ok(gb)
+    }
+
+    /// CustomGBForce GBSAOBC1Force (implicit/obc1.xml): mbondi2 radii by element, screening by
+    /// element, a 2 nm cutoff with the nonbonded reaction field.
+    fn gbsa_obc1(&self, charge: &[f64]) -> (NonbondedMethod, Gbsa) {
+        let n = self.top.n_atoms();
+        let cutoff = 2.0;
+        let radius: Vec<f64> = (0..n)
+            .map(|a| {
+                let e = self.top.atoms[a].element;
+                let partner = self.bonded[a].first().map(|&b| self.top.atoms[b].element);
+                mbondi2_radius(e, partner)
+            })
+            .collect();
+        let offset_radius: Vec<f64> = radius.iter().map(|r| r - 0.009).collect();
+        let gb = Gbsa {
+            model: GbModel::CustomObc1,
+            charge: charge.to_vec(),
+            scaled_radius: (0..n)
+                .map(|a| obc_screen(self.top.atoms[a].element) * offset_radius[a])
                 .collect(),
-            atom_class: atom_type
-                .iter()
-                .map(|&t| ff.types[t].class.clone())
-                .collect(),
-            residue_template: matches
-                .iter()
-                .map(|m| ff.templates[m.template].name.clone())
-                .collect(),
-            bonds,
-            angles,
-            torsions,
-            exceptions,
-            nonbonded,
-            gbsa,
-        })
+            radius: offset_radius.iter().map(|o| o + 0.009).collect(),
+            offset_radius,
+            alpha: 0.8,
+            beta: 0.0,
+            gamma: 2.909125,
+            solute_dielectric: 1.0,
+            solvent_dielectric: 78.5,
+            surface_factor: 28.3919551,
+            coulomb: COULOMB_CUSTOM_GB,
+            cutoff: Some(cutoff),
+        };
+        (
+            NonbondedMethod::CutoffNonPeriodic {
+                cutoff,
+                rf_dielectric: 1.0,
+            },
+            gb,
+        )
     }
 }
 
