@@ -349,7 +349,7 @@ impl Model {
 
     /// `n` samples drawn reproducibly from `seed`: a dict of `samples` (n, atoms, 3) nm
     /// (internal-coordinate models: in a canonical frame), `log_q` (the model's density in
-    /// its coordinates), `energies` U/kT and `log_weights` (unnormalised log importance
+    /// its coordinates), `energies` (kJ/mol) and `log_weights` (unnormalised log importance
     /// weights toward exp(-U/kT), in the model's coordinates).
     #[pyo3(signature = (n, seed = 0))]
     fn sample<'py>(
@@ -370,6 +370,8 @@ impl Model {
             };
             let mut u = vec![0.0; n];
             self.run.sys.energy_and_grad(&x, &mut u, None);
+            let kt = self.run.sys.kt();
+            u.iter_mut().for_each(|v| *v *= kt);
             let lw: Vec<f64> = e.iter().zip(&lq).map(|(e, q)| -e - q).collect();
             Ok((x, lq, u, lw))
         })?;

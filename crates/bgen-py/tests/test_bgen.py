@@ -154,7 +154,7 @@ def test_a_loaded_model_samples_with_exact_densities():
     x = s["samples"]
     assert x.shape == (300, 22, 3)
     # Energies are the system's; log q of the samples, recomputed, is what sampling reported.
-    np.testing.assert_allclose(s["energies"], model.system.energy(x) / model.system.kt, rtol=1e-9)
+    np.testing.assert_allclose(s["energies"], model.system.energy(x), rtol=1e-9)
     np.testing.assert_allclose(model.log_q(x), s["log_q"], atol=2e-3)
     # Weights toward the target: -U + log|det J| - log q, finite, and a usable ESS.
     w = np.exp(s["log_weights"] - s["log_weights"].max())

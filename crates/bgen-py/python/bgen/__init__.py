@@ -4,7 +4,8 @@ The AMBER force field with GBSA-OBC implicit solvent, exact to OpenMM and batche
 TarFlow and ArBG proposals trained by maximum likelihood; SNIS, SMC and twisted SMC toward
 exp(-U/kT); metrics against reference MD. The same library as the ``bgen`` command line.
 
-Units: positions nm, energies kJ/mol (``System.energy``) or kT (samples, ``bgen.torch``),
+Units: positions nm, energies kJ/mol (``System.energy``, every ``energies`` array), kT for
+reduced energies and log weights (``bgen.torch``, ``Model.sample``'s ``log_weights``),
 forces kJ/mol/nm, temperatures K, times ps.
 
 >>> import bgen
@@ -12,7 +13,7 @@ forces kJ/mol/nm, temperatures K, times ps.
 >>> aldp.energy(aldp.positions)            # kJ/mol
 >>> e, f = aldp.energy_and_forces(x)       # x: (n, 22, 3) nm
 >>> model = bgen.Model.load(system="aldp")  # shipped weights, or run="a bgen train directory"
->>> s = model.sample(1000, seed=0)         # samples (nm), log_q, energies (kT), log_weights
+>>> s = model.sample(1000, seed=0)         # samples (nm), log_q, energies (kJ/mol), log_weights
 
 Stages (each writes a directory, resumes after a kill, and returns what it wrote as NumPy
 arrays): ``md``, ``train``, ``sample``, ``evaluate``. Options beyond the named parameters are
@@ -154,7 +155,7 @@ def sample(
     ``method``: "proposal", "snis", "smc" (TarFlow) or "twisted" (ArBG); the default is SMC
     for a TarFlow and twisted SMC for an ArBG.
 
-    Returns ``samples`` (n, atoms, 3) nm, ``energies`` (kT), ``log_weights`` (SNIS) and
+    Returns ``samples`` (n, atoms, 3) nm, ``energies`` (kJ/mol), ``log_weights`` (SNIS) and
     ``summary`` (ESS, log Z, diagnostics).
     """
     if (run is None) == (system is None):

@@ -71,7 +71,7 @@ class Model:
     def coords(self) -> str:
         """"internal" or "cartesian"."""
     def sample(self, n: int, seed: int = 0) -> Dict[str, npt.NDArray[np.float64]]:
-        """samples (n, atoms, 3) nm, log_q (model coordinates), energies U/kT, log_weights
+        """samples (n, atoms, 3) nm, log_q (model coordinates), energies kJ/mol, log_weights
         (unnormalised log importance weights toward exp(-U/kT))."""
     def log_q(self, x: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """log q of conformations (n, atoms, 3) nm, in the model's coordinates."""

@@ -47,7 +47,8 @@ pub struct SampleArgs {
     /// high-energy proposals.
     #[arg(long, default_value_t = TAU, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     pub tau: f64,
-    /// Output directory: samples.npy, log_q.npy, energies.npy, log_weights.npy, summary.json.
+    /// Output directory: samples.npy (nm), log_q.npy, energies.npy (kJ/mol), log_weights.npy,
+    /// summary.json.
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, default_value_t = 0)]
@@ -522,7 +523,10 @@ pub fn run(a: SampleArgs) -> Result<()> {
         );
     }
     write_npy(&a.out.join("samples.npy"), &[n, na, 3], &x, true)?;
-    write_npy(&a.out.join("energies.npy"), &[n], &energies, false)?;
+    // In kJ/mol, as every energies.npy that bgen writes (MD's too); the samplers' kT stay inside.
+    let kt = sys.kt();
+    let kj: Vec<f64> = energies.iter().map(|u| u * kt).collect();
+    write_npy(&a.out.join("energies.npy"), &[n], &kj, false)?;
     let lw_path = a.out.join("log_weights.npy");
     match &log_w {
         Some(lw) => write_npy(&lw_path, &[n], lw, false)?,
