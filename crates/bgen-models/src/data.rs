@@ -39,7 +39,28 @@ impl Normalizer {
 
     /// log |d x_model / d x_nm| = -3N ln std: add to log q_model to get log q in 1/nm^3N.
     pub fn log_jacobian(&self) -> f64 {
-        -(self.dim() as f64) * self.std.ln()
+        self.log_jacobian_of(self.dim())
+    }
+
+    /// log |d x_model / d x_nm| of `coords` coordinates, -coords ln std.
+    pub fn log_jacobian_of(&self, coords: usize) -> f64 {
+        -(coords as f64) * self.std.ln()
+    }
+
+    /// Coordinates in nm to model units (x / std; no centring: the proposals' densities are
+    /// on the coordinates as they are).
+    pub fn to_units(&self, x: &[f64]) -> Vec<f64> {
+        x.iter().map(|v| v / self.std).collect()
+    }
+
+    /// Model units to nm, in place (y std).
+    pub fn from_units(&self, y: &mut [f64]) {
+        y.iter_mut().for_each(|v| *v *= self.std);
+    }
+
+    /// A gradient with respect to model units to one with respect to nm, in place (g / std).
+    pub fn grad_to_nm(&self, g: &mut [f64]) {
+        g.iter_mut().for_each(|v| *v /= self.std);
     }
 
     /// An NLL per dimension in normalised units converted to nm units.

@@ -59,11 +59,9 @@ impl FlowProposal {
         match &self.internal {
             None => {
                 let jac = self.normalizer.log_jacobian();
-                let std = self.normalizer.std;
-                (
-                    y.into_iter().map(|v| v * std).collect(),
-                    l.into_iter().map(|v| v + jac).collect(),
-                )
+                let mut x = y;
+                self.normalizer.from_units(&mut x);
+                (x, l.into_iter().map(|v| v + jac).collect())
             }
             Some(t) => {
                 let mut ic = vec![0.0; y.len()];
@@ -80,8 +78,7 @@ impl FlowProposal {
         // Features, log|dy/dx| per row, and (for the gradient) dy/dx and d log|dy/dx| / dx.
         let (y, ld, deriv) = match &self.internal {
             None => {
-                let s = self.normalizer.std;
-                let y: Vec<f64> = x.iter().map(|v| v / s).collect();
+                let y = self.normalizer.to_units(x);
                 let ld = vec![self.normalizer.log_jacobian(); out.len()];
                 (y, ld, None)
             }
@@ -114,10 +111,7 @@ impl FlowProposal {
         if let (Some(g), Some(dst)) = (g, grad) {
             g.to_kind(Kind::Double).view([-1]).copy_data(dst, dst.len());
             match deriv {
-                None => {
-                    let s = self.normalizer.std;
-                    dst.iter_mut().for_each(|v| *v /= s);
-                }
+                None => self.normalizer.grad_to_nm(dst),
                 Some((dy, dl)) => {
                     for ((v, a), b) in dst.iter_mut().zip(&dy).zip(&dl) {
                         *v = *v * a + b;
@@ -184,9 +178,8 @@ impl ArbgProposal {
     fn tokens_to_coords(&self, y: &mut [f64], cols: std::ops::Range<usize>) -> f64 {
         match &self.internal {
             None => {
-                let s = self.normalizer.std;
-                y.iter_mut().for_each(|v| *v *= s);
-                -(cols.len() as f64) * s.ln()
+                self.normalizer.from_units(y);
+                self.normalizer.log_jacobian_of(cols.len())
             }
             Some(t) => {
                 let tokens = y.to_vec();
@@ -217,13 +210,7 @@ impl ArbgProposal {
     pub fn log_q_rows(&self, x: &[f64], out: &mut [f64]) {
         let d = self.dim();
         let (y, jac) = match &self.internal {
-            None => {
-                let s = self.normalizer.std;
-                (
-                    x.iter().map(|v| v / s).collect::<Vec<f64>>(),
-                    self.normalizer.log_jacobian(),
-                )
-            }
+            None => (self.normalizer.to_units(x), self.normalizer.log_jacobian()),
             Some(t) => {
                 let mut y = vec![0.0; x.len()];
                 let jac = t.to_binned(x, 0..d, &mut y, self.model.config.range);
