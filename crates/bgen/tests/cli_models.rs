@@ -123,6 +123,36 @@ fn train_then_sample_with_every_method() {
     }
     // SNIS's energy cutoff drops exactly the samples above it (same seed, same samples), and
     // a method without weights, run into the same directory, removes the stale weights.
+    // A damaged sample array is caught by the directory's manifest before evaluation.
+    let damaged = tmp("damaged");
+    std::fs::create_dir_all(&damaged).unwrap();
+    for f in [
+        "samples.npy",
+        "energies.npy",
+        "log_weights.npy",
+        "log_q.npy",
+        "manifest.txt",
+    ] {
+        std::fs::copy(path("snis").join(f), damaged.join(f)).unwrap();
+    }
+    let mut bytes = std::fs::read(damaged.join("samples.npy")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(damaged.join("samples.npy"), bytes).unwrap();
+    let o = bgen()
+        .args(["eval", "--system", "aldp", "--samples"])
+        .arg(&damaged)
+        .arg("--reference")
+        .arg(split.join("test"))
+        .arg("--out")
+        .arg(tmp("damaged-eval"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("samples.npy") && err.contains("manifest.txt"),
+        "{err}"
+    );
     // energies.npy is in kJ/mol, the cutoff in kT (aldp at 300 K); cut between two samples.
     let kt = bgen_system::System::named("aldp", None, None).unwrap().kt();
     let e: Vec<f64> = read_npy(&path("snis").join("energies.npy"))
@@ -293,15 +323,27 @@ fn arbg_in(split: &std::path::Path, coords: &str) {
         }
         std::fs::remove_dir_all(&out).unwrap();
     }
+    // A finished sample directory, then a failed rerun into it: it no longer looks finished.
+    let done = tmp("arbg-smc");
+    ok(bgen()
+        .args(["sample", "--method", "snis", "--n", "8", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&done)
+        .output()
+        .unwrap());
+    assert!(done.join("summary.json").exists() && done.join("manifest.txt").exists());
     let o = bgen()
         .args(["sample", "--method", "smc", "--n", "8", "--run"])
         .arg(&run)
         .arg("--out")
-        .arg(tmp("arbg-smc"))
+        .arg(&done)
         .output()
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("twisted"));
+    assert!(!done.join("summary.json").exists() && !done.join("manifest.txt").exists());
+    std::fs::remove_dir_all(&done).unwrap();
     std::fs::remove_dir_all(run).unwrap();
 }
 

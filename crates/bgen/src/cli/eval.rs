@@ -134,6 +134,12 @@ fn load_samples(
     log_weights: &Option<PathBuf>,
 ) -> Result<(Vec<f64>, usize, Option<Vec<f64>>)> {
     let (x, n_atoms) = if path.is_dir() && path.join("samples.npy").exists() {
+        // A `bgen sample` directory: its arrays must be those its manifest recorded.
+        for f in ["samples.npy", "log_weights.npy"] {
+            if f == "samples.npy" || path.join(f).exists() {
+                bgen_system::manifest::verify(path, "manifest.txt", f)?;
+            }
+        }
         let f = bgen_md::dataset::read_frames_npy(&path.join("samples.npy"))?;
         (f.x, f.n_atoms)
     } else {

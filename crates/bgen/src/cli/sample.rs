@@ -369,6 +369,14 @@ pub fn run(a: SampleArgs) -> Result<()> {
     };
     let proposal = run.adjusted(com);
     let _lock = bgen_system::outdir::lock_dir(&a.out)?;
+    // The outputs are committed as one at the end (manifest, then summary.json): until then the
+    // directory must not look finished with an earlier run's summary.
+    for f in ["summary.json", "manifest.txt"] {
+        let p = a.out.join(f);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
     let t0 = Instant::now();
     let na = sys.n_atoms();
     let mut summary = serde_json::Map::new();
@@ -528,13 +536,24 @@ pub fn run(a: SampleArgs) -> Result<()> {
     let kj: Vec<f64> = energies.iter().map(|u| u * kt).collect();
     write_npy(&a.out.join("energies.npy"), &[n], &kj, false)?;
     let lw_path = a.out.join("log_weights.npy");
-    match &log_w {
-        Some(lw) => write_npy(&lw_path, &[n], lw, false)?,
-        // Weights of an earlier method in this directory would be applied to these samples.
-        None if lw_path.exists() => std::fs::remove_file(&lw_path)
-            .with_context(|| format!("removing the stale {}", lw_path.display()))?,
-        None => {}
+    let mut written = vec!["samples.npy", "energies.npy"];
+    if let Some(lw) = &log_w {
+        write_npy(&lw_path, &[n], lw, false)?;
+        written.push("log_weights.npy");
     }
+    if matches!(method.as_str(), "proposal" | "snis") {
+        written.push("log_q.npy");
+    }
+    // Arrays of an earlier method in this directory (weights that would be applied to these
+    // samples) go.
+    for stale in ["log_weights.npy", "log_q.npy"] {
+        let p = a.out.join(stale);
+        if !written.contains(&stale) && p.exists() {
+            std::fs::remove_file(&p)
+                .with_context(|| format!("removing the stale {}", p.display()))?;
+        }
+    }
+    bgen_system::manifest::write(&a.out, "manifest.txt", &written)?;
     summary.insert("wall_seconds".into(), t0.elapsed().as_secs_f64().into());
     let text = serde_json::to_string_pretty(&summary)?;
     write_atomic(&a.out.join("summary.json"), text.as_bytes())?;
