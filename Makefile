@@ -13,6 +13,7 @@ python:
 # The test suite (what CI runs, plus format and lint in .ci/run).
 test:
 	@eval "$$(scripts/libtorch.sh)" && cargo test --workspace
+	@scripts/python.sh --profile dev && .venv/bin/python -m pytest -q crates/bgen-py/tests
 
 # The main job on the embedded default (alanine dipeptide): MD data, a TarFlow, SNIS + SMC,
 # evaluation and a report in aldp-run/ (about 12 min of bgen run on 2 cores; rerun to resume).
