@@ -237,6 +237,7 @@ const SHIPPED: &[(&str, RunFiles)] = &[
     shipped!("aldp", "aldp-tarflow-internal"),
     shipped!("ala3", "ala3-tarflow-internal"),
     shipped!("ala4", "ala4-tarflow-internal"),
+    shipped!("ala6", "ala6-tarflow-internal"),
 ];
 
 /// A run directory holding the shipped weights of `system` (written once to the temporary
