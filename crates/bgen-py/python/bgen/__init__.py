@@ -129,8 +129,8 @@ def train(
 ) -> Dict[str, Any]:
     """Trains a proposal (``model`` "tarflow" or "arbg", ``coords`` "internal" or
     "cartesian") by maximum likelihood on MD frames ``data`` (a directory or a .npy of
-    (n, atoms, 3) nm) into ``out``. Returns the run's record (run.json) with its
-    ``validation_nll`` per dimension where written.
+    (n, atoms, 3) nm) into ``out``. Returns the run's record (run.json: model, preset,
+    system, force field, temperature, coordinates, frames); ``Model.load(run=out)`` samples it.
     """
     args = ["train", "--data", str(data), "--out", str(out), "--model", model]
     args += ["--preset", preset, "--coords", coords, "--seed", str(seed)]
