@@ -595,6 +595,10 @@ const REFERENCES: &[(&str, &[u8])] = &[
         "ala3",
         include_bytes!("../../../../models/reference/ala3-310K-remd.npy"),
     ),
+    (
+        "ala4",
+        include_bytes!("../../../../models/reference/ala4-300K-remd.npy"),
+    ),
 ];
 
 /// The shipped reference MD of the run's system (written once to the temporary directory), if
