@@ -235,11 +235,8 @@ impl ZMatrix {
     /// How many leading internal coordinates place the first `rows` rows: 3 rows - 6 from three
     /// rows on (1 for two rows, 0 for one).
     pub fn coords_of_rows(rows: usize) -> usize {
-        match rows {
-            0 | 1 => 0,
-            2 => 1,
-            _ => 3 * rows - 6,
-        }
+        // The coordinates before row `rows` are those of the rows before it.
+        Self::offset(rows)
     }
 
     /// Places the atoms of the first `rows` rows from the leading internal coordinates `ic`
@@ -402,12 +399,11 @@ impl PartialTarget for InternalTarget<'_, System> {
         let mut full = vec![0.0; dx];
         let mut x = vec![0.0; n * 3 * rows];
         let mut logdet = vec![0.0; n];
-        let mut ok = vec![true; n];
         for i in 0..n {
             let c = &ic[i * placed..(i + 1) * placed];
             let xi = &mut x[i * 3 * rows..(i + 1) * 3 * rows];
-            ok[i] = self.zmatrix.rows_in_domain(c, rows);
-            if !ok[i] {
+            if !self.zmatrix.rows_in_domain(c, rows) {
+                // Non-finite positions: the subset energy is +inf.
                 xi.fill(f64::NAN);
                 continue;
             }
@@ -416,14 +412,9 @@ impl PartialTarget for InternalTarget<'_, System> {
                 xi[3 * k..3 * k + 3].copy_from_slice(&full[3 * a..3 * a + 3]);
             }
         }
+        // Energies are finite or +inf, log-dets finite in the domain: the difference is too.
         self.target.subset_energy(&atoms, &x, energy);
-        for i in 0..n {
-            energy[i] = if ok[i] && energy[i].is_finite() {
-                energy[i] - logdet[i]
-            } else {
-                f64::INFINITY
-            };
-        }
+        energy.iter_mut().zip(&logdet).for_each(|(e, l)| *e -= l);
     }
 }
 

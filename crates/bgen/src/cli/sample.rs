@@ -393,12 +393,12 @@ pub fn run(a: SampleArgs) -> Result<()> {
         }
         .into(),
     );
-    let (x, energies, log_w) = match method.as_str() {
+    // Samples, their energies, and for SNIS (and the raw proposal) the log-weights and log q.
+    let (x, energies, log_w, log_q) = match method.as_str() {
         "proposal" | "snis" => {
             let (x, lq) = proposal.sample(n, a.seed);
             let mut e = vec![0.0; n];
             target.energy_and_grad(&x, &mut e, None);
-            write_npy(&a.out.join("log_q.npy"), &[n], &lq, false)?;
             let src: Vec<f64> = lq.iter().map(|v| -v).collect();
             let r = snis(
                 &src,
@@ -421,7 +421,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
             } else {
                 None
             };
-            (x, e, lw)
+            (x, e, lw, Some(lq))
         }
         "smc" if matches!(run.model, Pooled::Arbg(_)) => bail!(
             "--method smc anneals with Langevin moves along grad log q, which an ArBG (piecewise-constant density) does not have; use snis or twisted"
@@ -464,7 +464,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
             };
             summary.insert("blocks".into(), ends.len().into());
             merge(&mut summary, &r)?;
-            (r.x, r.energies, None)
+            (r.x, r.energies, None, None)
         }
         "smc" => {
             let o = SmcOptions {
@@ -486,7 +486,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
             let r = smc(&proposal, &target, n, o)?;
             summary.insert("levels".into(), r.schedule.len().into());
             merge(&mut summary, &r)?;
-            (r.x, r.energies, None)
+            (r.x, r.energies, None, None)
         }
         other => bail!("unknown --method '{other}' (proposal, snis, smc, twisted)"),
     };
@@ -536,14 +536,12 @@ pub fn run(a: SampleArgs) -> Result<()> {
     let kt = sys.kt();
     let kj: Vec<f64> = energies.iter().map(|u| u * kt).collect();
     write_npy(&a.out.join("energies.npy"), &[n], &kj, false)?;
-    let lw_path = a.out.join("log_weights.npy");
     let mut written = vec!["samples.npy", "energies.npy"];
-    if let Some(lw) = &log_w {
-        write_npy(&lw_path, &[n], lw, false)?;
-        written.push("log_weights.npy");
-    }
-    if matches!(method.as_str(), "proposal" | "snis") {
-        written.push("log_q.npy");
+    for (name, values) in [("log_weights.npy", &log_w), ("log_q.npy", &log_q)] {
+        if let Some(v) = values {
+            write_npy(&a.out.join(name), &[n], v, false)?;
+            written.push(name);
+        }
     }
     // Arrays of an earlier method in this directory (weights that would be applied to these
     // samples) go.
