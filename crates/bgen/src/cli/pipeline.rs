@@ -129,8 +129,8 @@ pub struct EvalConfig {
     pub max_samples: usize,
     pub tica_lag: usize,
     /// Reference MD to evaluate against. Default: the long held-out MD shipped for an embedded
-    /// system at its own force field and temperature (aldp: 2 x 25 ns, never trained on), else
-    /// the test split of the run's own MD.
+    /// system at its own force field and temperature (replica exchange for aldp, ala3 and ala4,
+    /// never trained on), else the test split of the run's own MD.
     pub reference: Option<PathBuf>,
 }
 
