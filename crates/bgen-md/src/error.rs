@@ -17,6 +17,8 @@ pub enum Error {
     File { file: String, msg: String },
     #[error("invalid settings: {0}")]
     Settings(String),
+    #[error("{0}")]
+    Other(String),
     #[error(
         "replica {replica}: the energy became non-finite at step {step} ({time_ps} ps); \
          the last checkpoint is intact; try a smaller time step or minimise better"
@@ -26,6 +28,12 @@ pub enum Error {
         step: u64,
         time_ps: f64,
     },
+}
+
+impl From<String> for Error {
+    fn from(msg: String) -> Self {
+        Error::Other(msg)
+    }
 }
 
 /// Shorthand for results of this crate.

@@ -22,6 +22,7 @@ pub mod exchange;
 pub mod langevin;
 pub mod minimize;
 pub mod run;
+pub mod stage;
 pub mod xtc;
 
 pub use dataset::{Frames, SplitBy};
@@ -30,3 +31,4 @@ pub use exchange::{geometric_ladder, ExchangeSummary};
 pub use langevin::{LangevinMiddle, State};
 pub use minimize::{minimize, MinimizeOptions, MinimizeReport};
 pub use run::{MdRun, MdSettings, Progress};
+pub use stage::{MdArgs, MdResult, SplitArgs, SplitResult};

@@ -6,12 +6,16 @@
 pub mod arbg;
 pub mod attention;
 pub mod data;
+pub mod error;
 pub mod internal;
 pub mod model;
 pub mod proposal;
+pub mod stage;
 pub mod tarflow;
 pub mod train;
 
 pub use arbg::{Arbg, ArbgConfig};
+pub use error::{Error, Result};
 pub use model::{Model, ModelConfig};
+pub use stage::{RunInfo, TrainArgs};
 pub use tarflow::{TarFlow, TarFlowConfig};

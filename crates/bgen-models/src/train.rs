@@ -11,18 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
 
-/// Errors of training and checkpoints; messages name the file.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{file}: {msg}")]
-    Checkpoint { file: String, msg: String },
-    #[error("{file}: {source}")]
-    Io {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub use crate::error::Error;
 
 fn ck(path: &Path, msg: impl std::fmt::Display) -> Error {
     Error::Checkpoint {

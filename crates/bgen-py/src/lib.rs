@@ -323,7 +323,7 @@ impl Model {
             }
         };
         let run = detached(py, || {
-            let cpu = bgen::cli::train::device("cpu").map_err(value_error)?;
+            let cpu = bgen::models::stage::device("cpu").map_err(value_error)?;
             bgen::cli::sample::load_run(&dir, cpu, 256, true, tau, threads)
                 .map_err(|e| BgenError::new_err(format!("{e:#}")))
         })?;

@@ -42,3 +42,54 @@ pub enum Error {
 
 /// Shorthand for results of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<String> for Error {
+    fn from(msg: String) -> Self {
+        Error::Other(msg)
+    }
+}
+
+/// Returns early with an error built from a format string, in any crate whose error type
+/// converts from `String` (every bgen crate's does).
+#[macro_export]
+macro_rules! bail {
+    ($($t:tt)*) => {
+        return Err(format!($($t)*).into())
+    };
+}
+
+/// Adds what was being done to an error's message ("reading x.npy: ..."), as a `String` that
+/// `?` turns into the calling crate's error type. The one way every bgen crate adds context.
+pub trait Context<T> {
+    /// Prefixes the error's message with `what`.
+    fn context(self, what: impl std::fmt::Display) -> std::result::Result<T, String>;
+    /// Prefixes the error's message with `what()`, evaluated only on error.
+    fn with_context<D: std::fmt::Display>(
+        self,
+        what: impl FnOnce() -> D,
+    ) -> std::result::Result<T, String>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn context(self, what: impl std::fmt::Display) -> std::result::Result<T, String> {
+        self.map_err(|e| format!("{what}: {e}"))
+    }
+    fn with_context<D: std::fmt::Display>(
+        self,
+        what: impl FnOnce() -> D,
+    ) -> std::result::Result<T, String> {
+        self.map_err(|e| format!("{}: {e}", what()))
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn context(self, what: impl std::fmt::Display) -> std::result::Result<T, String> {
+        self.ok_or_else(|| what.to_string())
+    }
+    fn with_context<D: std::fmt::Display>(
+        self,
+        what: impl FnOnce() -> D,
+    ) -> std::result::Result<T, String> {
+        self.ok_or_else(|| what().to_string())
+    }
+}

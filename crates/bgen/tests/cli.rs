@@ -276,9 +276,10 @@ fn an_smc_schedule_target_outside_its_range_is_a_clear_error() {
 /// equal what the command line gives for the same required options: one set of defaults.
 #[test]
 fn typed_stage_defaults_equal_the_command_line() {
-    use bgen::cli::energy::SystemArgs;
-    use bgen::cli::md::{DatasetCommand, MdArgs, SplitArgs};
-    use bgen::cli::{eval::EvalArgs, sample::SampleArgs, train::TrainArgs, Cli, Command};
+    use bgen::cli::{eval::EvalArgs, sample::SampleArgs, Cli, Command};
+    use bgen::md::stage::{DatasetCommand, MdArgs, SplitArgs};
+    use bgen::models::stage::TrainArgs;
+    use bgen_system::SystemArgs;
     use clap::Parser;
     let parse = |args: &[&str]| {
         Cli::try_parse_from(std::iter::once("bgen").chain(args.iter().copied()))

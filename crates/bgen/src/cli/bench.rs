@@ -224,7 +224,7 @@ fn bench_smc(a: SmcBench) -> Result<()> {
 }
 
 fn bench_tarflow(a: TarflowBench) -> Result<()> {
-    let (model, tc) = crate::cli::train::preset(&a.preset, a.tokens)?;
+    let (model, tc) = bgen_models::stage::preset(&a.preset, a.tokens)?;
     let (t, step_s) = timed_trainer(model.clone(), tc.clone(), &a);
     let (bgen_sps, workers) = sampling_rate(&t, &a);
     println!(
@@ -260,7 +260,7 @@ fn bench_tarflow(a: TarflowBench) -> Result<()> {
 }
 
 fn bench_arbg(a: TarflowBench) -> Result<()> {
-    let (model, tc) = crate::cli::train::arbg_preset(&a.preset, a.tokens)?;
+    let (model, tc) = bgen_models::stage::arbg_preset(&a.preset, a.tokens)?;
     let d = model.dim();
     let (t, step_s) = timed_trainer(model.clone(), tc.clone(), &a);
     let (samples_per_s, workers) = sampling_rate(&t, &a);

@@ -2,44 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use bgen_system::npy::{read_npy, write_npy};
-use bgen_system::{Setup, System};
+use bgen_system::SystemArgs;
 use clap::Args;
 use std::path::PathBuf;
-
-/// Which molecule, under which force field and temperature (shared by the commands).
-#[derive(Args, Clone, Debug, Default)]
-pub struct SystemArgs {
-    /// Embedded system (aldp, ala3, ala4, ala6, chignolin).
-    #[arg(long, conflicts_with = "pdb")]
-    pub system: Option<String>,
-    /// PDB file with hydrogens.
-    #[arg(long)]
-    pub pdb: Option<PathBuf>,
-    /// Force field: amber99sbildn-obc2 or amber14-obc1 (default: the system's own; amber14-obc1 for a PDB).
-    #[arg(long)]
-    pub forcefield: Option<String>,
-    /// Temperature, K (default: the force field's, 300 or 310 K; sets kT).
-    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
-    pub temperature: Option<f64>,
-}
-
-impl SystemArgs {
-    /// Builds the system of `--pdb`/`--system` with `--forcefield` and `--temperature`.
-    pub fn load(&self) -> Result<System> {
-        let setup = self
-            .forcefield
-            .as_deref()
-            .map(Setup::from_name)
-            .transpose()?;
-        Ok(match (&self.pdb, &self.system) {
-            (Some(p), _) => {
-                System::from_pdb_file(p, setup.unwrap_or(Setup::Amber14Obc1), self.temperature)?
-            }
-            (None, Some(name)) => System::named(name, setup, self.temperature)?,
-            (None, None) => bail!("give --pdb FILE or --system NAME"),
-        })
-    }
-}
 
 #[derive(Args)]
 pub struct EnergyArgs {

@@ -1,9 +1,9 @@
 //! `bgen eval`: metrics, plots and an HTML report of samples against reference MD.
 
-use crate::cli::energy::SystemArgs;
 use anyhow::{bail, Result};
 use bgen_eval::evaluate::{evaluate, EvalOptions};
 use bgen_system::npy::{read_npy, write_atomic};
+use bgen_system::SystemArgs;
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -28,10 +28,10 @@ pub struct EvalArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Samples and reference frames used at most (evenly strided).
-    #[arg(long, default_value_t = MAX_SAMPLES, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = MAX_SAMPLES, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub max_samples: usize,
     /// TICA lag, in reference frames.
-    #[arg(long, default_value_t = TICA_LAG, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = TICA_LAG, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub tica_lag: usize,
     /// A training run (from `bgen train`): report the held-out NLL of the reference frames.
     #[arg(long)]

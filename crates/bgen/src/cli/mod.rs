@@ -1,14 +1,11 @@
 //! The command line as a library: every subcommand's arguments and its `run`, so that
 //! `bgen run`, the Python package and the binary share them.
 
-pub mod args;
 pub mod bench;
 pub mod energy;
 pub mod eval;
-pub mod md;
 pub mod pipeline;
 pub mod sample;
-pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -31,12 +28,12 @@ pub enum Command {
     /// Potential energy (by term) and forces of conformations.
     Energy(energy::EnergyArgs),
     /// Langevin molecular dynamics that writes training data (resumable).
-    Md(md::MdArgs),
+    Md(bgen_md::MdArgs),
     /// Data sets made from runs.
     #[command(subcommand)]
-    Dataset(md::DatasetCommand),
+    Dataset(bgen_md::stage::DatasetCommand),
     /// Train a proposal model (TarFlow or ArBG) by maximum likelihood on MD frames (resumable).
-    Train(train::TrainArgs),
+    Train(bgen_models::TrainArgs),
     /// Sample a trained model: proposal, SNIS, SMC or twisted SMC toward the Boltzmann density.
     Sample(sample::SampleArgs),
     /// Metrics (ESS, energy / torus / TICA Wasserstein, basins), plots and an HTML report of
@@ -54,11 +51,11 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(a) => pipeline::run(a),
         Command::Energy(a) => energy::run(a),
-        Command::Md(a) => md::run(a),
+        Command::Md(a) => bgen_md::stage::run(a).map(|_| ()).map_err(Into::into),
         Command::Eval(a) => eval::run(a),
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => bgen_models::stage::run(a).map(|_| ()).map_err(Into::into),
         Command::Sample(a) => sample::run(a),
-        Command::Dataset(c) => md::dataset(c),
+        Command::Dataset(c) => bgen_md::stage::dataset(c).map_err(Into::into),
         Command::Systems => {
             for (name, what, _, setup) in bgen_system::systems::NAMED {
                 let s = bgen_system::Setup::from_name(setup).expect("embedded setup");

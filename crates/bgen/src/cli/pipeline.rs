@@ -4,12 +4,12 @@
 //! the settings of one TOML file (written as DIR/config.toml, and accepted back by --config), and
 //! is skipped when its outputs exist or resumed when it was interrupted.
 
-use super::energy::SystemArgs;
 use super::eval::EvalArgs;
-use super::md::{MdArgs, SplitArgs};
 use super::sample::SampleArgs;
-use super::train::TrainArgs;
 use anyhow::{bail, Context, Result};
+use bgen_md::stage::{MdArgs, SplitArgs};
+use bgen_models::stage::TrainArgs;
+use bgen_system::SystemArgs;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -334,9 +334,14 @@ impl RunConfig {
 
 /// Runs one stage (a typed call of the library: no command line in between), naming it in
 /// any error.
-fn stage(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+fn stage<T, E>(name: &str, f: impl FnOnce() -> std::result::Result<T, E>) -> Result<()>
+where
+    anyhow::Error: From<E>,
+{
     eprintln!("\n== {name}");
-    f().with_context(|| format!("stage {name}"))
+    f().map(|_| ())
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("stage {name}"))
 }
 
 /// Settings from a TOML file; errors name the file.
@@ -476,7 +481,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         true => "training (resumed)",
         false => "training",
     };
-    stage(label, || super::train::run(args))?;
+    stage(label, || bgen_models::stage::run(args))?;
 
     // 3. Sampling and 4. evaluation, per sampler.
     let reference = match (&c.eval.reference, shipped_reference(&c)?) {
@@ -648,7 +653,7 @@ fn md_stage(
                     bail!("md.ladder_top_k = {top}: must be above the run's {t} K");
                 }
                 args.temperatures = Some(
-                    super::md::parse_ladder(&format!("{t}:{top}:{}", c.md.ladder_rungs))
+                    bgen_md::stage::parse_ladder(&format!("{t}:{top}:{}", c.md.ladder_rungs))
                         .map_err(|e| anyhow::anyhow!("md.ladder_rungs: {e}"))?,
                 );
             }
@@ -667,7 +672,7 @@ fn md_stage(
     if args.resume {
         label.push_str(" (resumed)");
     }
-    stage(&label, || super::md::run(args))
+    stage(&label, || bgen_md::stage::run(args))
 }
 
 /// The run's temperature, K: the one set, else the force field's default.
@@ -696,7 +701,7 @@ fn split_stage(run: &Path, out: &Path) -> Result<()> {
         return Ok(());
     }
     let args = SplitArgs::new(run.to_path_buf(), out.to_path_buf());
-    stage("data split", || super::md::split(args))
+    stage("data split", || bgen_md::stage::split(args))
 }
 
 fn read_json(p: &Path) -> Result<serde_json::Value> {

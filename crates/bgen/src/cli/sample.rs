@@ -1,10 +1,10 @@
 //! `bgen sample`: draw from a trained model and correct toward the Boltzmann density
 //! (proposal only, SNIS, SMC, or for an ArBG twisted SMC over partial molecules).
 
-use crate::cli::train::{device, RunInfo};
 use anyhow::{bail, Context, Result};
 use bgen_models::internal::Internal;
 use bgen_models::proposal::Pooled;
+use bgen_models::stage::{device, RunInfo};
 use bgen_models::train::Trainer;
 use bgen_sample::resample::Scheme;
 use bgen_sample::{
@@ -28,7 +28,7 @@ pub struct SampleArgs {
     pub system: Option<String>,
     /// Number of samples (particles for SMC); default 10,000 for proposal and snis, 5,000 for
     /// smc (with 2,000 the energy W2 alone has a noise floor of about 0.2 kT), 2,000 for twisted.
-    #[arg(long, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub n: Option<usize>,
     /// proposal, snis, smc (annealed Langevin; TarFlow) or twisted (SMC over partial
     /// molecules; ArBG). Default: smc for a TarFlow, twisted for an ArBG.
@@ -45,7 +45,7 @@ pub struct SampleArgs {
     /// Sampling temperature, with log q exact at it: a TarFlow's prior becomes N(0, tau^2 I),
     /// an ArBG's bin distributions softmax(logits / tau). Below 1 trades the tails for fewer
     /// high-energy proposals.
-    #[arg(long, default_value_t = TAU, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = TAU, value_parser = bgen_system::options::positive, allow_hyphen_values = true)]
     pub tau: f64,
     /// Output directory: samples.npy (nm), log_q.npy, energies.npy (kJ/mol), log_weights.npy,
     /// summary.json.
@@ -56,7 +56,7 @@ pub struct SampleArgs {
     /// SNIS: fraction of the largest log-weights dropped (default none). Dropping trades
     /// variance for bias, and the bias falls on the basins the proposal covers thinly: on aldp
     /// dropping the top 0.2% takes alphaL from 2.2% of the weight to 0.6%.
-    #[arg(long, default_value_t = 0.0, value_parser = crate::cli::args::fraction, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 0.0, value_parser = bgen_system::options::fraction, allow_hyphen_values = true)]
     pub drop_top: f64,
     /// SNIS: keep the raw weights; by default each is capped at sqrt(n) times the mean weight
     /// (truncated importance sampling, consistent as n grows), so that no single sample carries
@@ -64,11 +64,11 @@ pub struct SampleArgs {
     #[arg(long)]
     pub no_truncate: bool,
     /// SNIS: samples with a target energy above this (kT) get zero weight.
-    #[arg(long, value_parser = crate::cli::args::finite, allow_hyphen_values = true)]
+    #[arg(long, value_parser = bgen_system::options::finite, allow_hyphen_values = true)]
     pub energy_cutoff: Option<f64>,
     /// SMC: the most annealing levels of the adaptive schedule, or the levels of the fixed
     /// one (--cess 0).
-    #[arg(long, default_value_t = SMC_STEPS, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = SMC_STEPS, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub steps: usize,
     /// SMC: Langevin moves at each level (more let the particles relax between reweightings).
     #[arg(long, default_value_t = SMC_MOVES)]
@@ -76,7 +76,7 @@ pub struct SampleArgs {
     /// SMC: initial Langevin step size (MALA adapts it): nm^2 per kT for a Cartesian model
     /// (default 1e-6); for a model in internal coordinates in units of each coordinate's squared
     /// spread in the training data (default 0.05).
-    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = bgen_system::options::positive, allow_hyphen_values = true)]
     pub step_size: Option<f64>,
     /// SMC: Metropolis-adjusted moves (MALA, the default) with the step size adapted.
     #[arg(long, conflicts_with = "ula")]
@@ -86,7 +86,7 @@ pub struct SampleArgs {
     pub ula: bool,
     /// SMC: adaptive schedule that keeps the conditional ESS of each level at this fraction
     /// (--steps is then the most levels); 0: --steps equal levels.
-    #[arg(long, default_value_t = CESS, value_parser = crate::cli::args::fraction, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = CESS, value_parser = bgen_system::options::fraction, allow_hyphen_values = true)]
     pub cess: f64,
     /// SMC: independence moves per level (fresh proposals accepted with the exact ratio), which
     /// let particles jump between basins.
@@ -97,20 +97,20 @@ pub struct SampleArgs {
     #[arg(long)]
     pub no_final_moves: bool,
     /// SMC and twisted SMC: resample when the normalised ESS falls below this.
-    #[arg(long, default_value_t = ESS_THRESHOLD, value_parser = crate::cli::args::closed_fraction, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = ESS_THRESHOLD, value_parser = bgen_system::options::closed_fraction, allow_hyphen_values = true)]
     pub ess_threshold: f64,
     /// cpu or cuda.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
     pub device: String,
     /// Worker threads on the CPU, each with its own copy of the model, splitting the samples
     /// by batches (libtorch runs single-threaded in each; the samples do not depend on it).
-    #[arg(long, default_value_t = 1, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 1, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub threads: usize,
     /// Use the raw weights instead of their moving average.
     #[arg(long)]
     pub no_ema: bool,
     /// Samples per network pass (and per unit of work of a thread).
-    #[arg(long, default_value_t = BATCH, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = BATCH, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub batch: usize,
 }
 

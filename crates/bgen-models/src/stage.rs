@@ -1,10 +1,15 @@
-//! `bgen train`: maximum-likelihood training of a TarFlow or an ArBG on MD frames, resumable.
+//! The training stage as a function of typed, serialisable settings: [`run`] trains a TarFlow
+//! or an ArBG by maximum likelihood on MD frames, resumably (`bgen train`, `bgen run`'s training
+//! stage, `bgen.train(...)` in Python). Also the model presets and the run's record
+//! ([`RunInfo`]) that the sampling stage reads back.
 
-use anyhow::{bail, Context, Result};
-use bgen_models::data::Normalizer;
-use bgen_models::internal::Internal;
-use bgen_models::train::{TrainConfig, Trainer};
-use bgen_models::{ArbgConfig, ModelConfig, TarFlowConfig};
+use crate::data::Normalizer;
+use crate::internal::Internal;
+use crate::train::{TrainConfig, Trainer};
+use crate::{ArbgConfig, ModelConfig, Result, TarFlowConfig};
+use bgen_system::bail;
+use bgen_system::error::Context;
+use bgen_system::options::{count, non_negative, positive};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -14,7 +19,9 @@ use tch::{Device, Kind, Tensor};
 
 /// The settings of `bgen train` (and of `bgen run`'s training stage, which builds them with
 /// [`TrainArgs::new`]).
-#[derive(Args, Clone, Debug)]
+/// Python's `bgen.train(...)` keywords (deserialised; unknown keys are refused).
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TrainArgs {
     /// Model family: tarflow (default) or arbg.
     #[arg(long, value_parser = ["tarflow", "arbg"])]
@@ -41,10 +48,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub preset: Option<String>,
     /// ArBG: bins per coordinate (overrides the preset's).
-    #[arg(long, value_parser = crate::cli::args::count::<i64>, allow_hyphen_values = true)]
+    #[arg(long, value_parser = count::<i64>, allow_hyphen_values = true)]
     pub bins: Option<i64>,
     /// ArBG: half-width of the binned range in units of the data's std (default 3).
-    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub range: Option<f64>,
     /// One token per coordinate (3N tokens of dimension 1) instead of one per atom; for the
     /// smallest systems.
@@ -56,11 +63,11 @@ pub struct TrainArgs {
     #[arg(long, value_parser = ["internal", "cartesian"])]
     pub coords: Option<String>,
     /// Training steps (overrides the preset's).
-    #[arg(long, value_parser = crate::cli::args::count::<i64>, allow_hyphen_values = true)]
+    #[arg(long, value_parser = count::<i64>, allow_hyphen_values = true)]
     pub steps: Option<i64>,
-    #[arg(long, value_parser = crate::cli::args::count::<i64>, allow_hyphen_values = true)]
+    #[arg(long, value_parser = count::<i64>, allow_hyphen_values = true)]
     pub batch_size: Option<i64>,
-    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub lr: Option<f64>,
     /// Seed of the initialisation and the batches (default 0).
     #[arg(long)]
@@ -71,13 +78,13 @@ pub struct TrainArgs {
     /// Worker threads on the CPU: each computes the gradients of a slice of every batch on its
     /// own copy of the model, with libtorch single-threaded inside (the steps do not depend on
     /// it beyond round-off).
-    #[arg(long, default_value_t = 1, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 1, value_parser = count::<usize>, allow_hyphen_values = true)]
     pub threads: usize,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
     /// Seconds between checkpoints (and validation).
-    #[arg(long, default_value_t = TRAIN_CHECKPOINT_SECS, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = TRAIN_CHECKPOINT_SECS, value_parser = non_negative, allow_hyphen_values = true)]
     pub checkpoint_secs: f64,
     /// The system the frames belong to (default: from the data's run.json or topology.pdb).
     #[arg(long)]
@@ -111,6 +118,69 @@ impl TrainArgs {
             system: None,
         }
     }
+}
+
+impl Default for TrainArgs {
+    fn default() -> Self {
+        TrainArgs::new(PathBuf::new(), PathBuf::new())
+    }
+}
+
+impl TrainArgs {
+    /// Refuses settings that would break a run, naming them (the command line's parsers do the
+    /// same; this covers settings from TOML or Python).
+    pub fn check(&self) -> Result<()> {
+        use bgen_system::options::check;
+        if self.data.as_os_str().is_empty() {
+            bail!("data: give the training frames");
+        }
+        if self.out.as_os_str().is_empty() {
+            bail!("out: give an output directory");
+        }
+        if let Some(m) = &self.model {
+            if !matches!(m.as_str(), "tarflow" | "arbg") {
+                bail!("model '{m}': tarflow or arbg");
+            }
+        }
+        if let Some(c) = &self.coords {
+            if !matches!(c.as_str(), "internal" | "cartesian") {
+                bail!("coords '{c}': internal or cartesian");
+            }
+        }
+        for (k, v) in [
+            ("bins", self.bins),
+            ("steps", self.steps),
+            ("batch_size", self.batch_size),
+            ("threads", Some(self.threads as i64)),
+        ] {
+            if let Some(v) = v {
+                check::count(k, v)?;
+            }
+        }
+        for (k, v) in [("range", self.range), ("lr", self.lr)] {
+            if let Some(v) = v {
+                check::positive(k, v)?;
+            }
+        }
+        check::non_negative("checkpoint_secs", self.checkpoint_secs)?;
+        Ok(())
+    }
+}
+
+/// What the training stage did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainResult {
+    /// The run directory (checkpoints, run.json).
+    pub out: PathBuf,
+    /// Steps trained in all (a resumed run counts the earlier ones).
+    pub steps: i64,
+    pub n_train: usize,
+    pub n_val: usize,
+    /// Validation NLL per dimension of the model's coordinates (EMA weights): normalised
+    /// Cartesian units or standardised internal coordinates.
+    pub val_nll: f64,
+    /// Cartesian models: the same in nm units.
+    pub val_nll_nm: Option<f64>,
 }
 
 /// What `bgen sample` needs to know about a run besides the checkpoint.
@@ -223,7 +293,10 @@ fn data_system(data: &Path) -> Option<(String, String, f64)> {
     ))
 }
 
-pub fn run(a: TrainArgs) -> Result<()> {
+/// Trains (or resumes, with `resume`) the model of `a.out` on `a.data`, checkpointing every
+/// `checkpoint_secs`.
+pub fn run(a: TrainArgs) -> Result<TrainResult> {
+    a.check()?;
     let dev = device(&a.device)?;
     // Data-parallel over the batch rather than inside libtorch: at these model sizes its
     // intra-op threads scale poorly (2 threads: 1.2-1.4x slower per step than 2 workers).
@@ -361,13 +434,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
             n_val,
             coords: coords.clone(),
         };
-        bgen_system::npy::write_atomic(
-            &info_path,
-            serde_json::to_string_pretty(&info)?.as_bytes(),
-        )?;
+        let text = serde_json::to_string_pretty(&info).context(info_path.display())?;
+        bgen_system::npy::write_atomic(&info_path, text.as_bytes())?;
         for t in [a.data.join("topology.pdb"), a.data.join("../topology.pdb")] {
             if t.exists() {
-                std::fs::copy(&t, a.out.join("topology.pdb"))?;
+                std::fs::copy(&t, a.out.join("topology.pdb"))
+                    .with_context(|| format!("copying {}", t.display()))?;
                 break;
             }
         }
@@ -448,7 +520,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         let per_epoch = (n / tc.batch_size).max(1);
         let (epoch, k) = (s / per_epoch, s % per_epoch);
         if order.is_empty() || k == 0 {
-            let keys = bgen_models::data::normals(
+            let keys = crate::data::normals(
                 n as usize,
                 tc.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9),
             );
@@ -483,18 +555,29 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     bar.finish();
     let val = trainer.nll(&val_t, true);
-    match trainer.state.internal {
-        None => eprintln!(
-            "done: validation NLL {val:.4} per dim in normalised units ({:.4} per dim in nm units); {}",
-            norm.nll_in_nm(val),
+    let val_nm = trainer
+        .state
+        .internal
+        .is_none()
+        .then(|| norm.nll_in_nm(val));
+    match val_nm {
+        Some(nm) => eprintln!(
+            "done: validation NLL {val:.4} per dim in normalised units ({nm:.4} per dim in nm units); {}",
             a.out.display()
         ),
-        Some(_) => eprintln!(
+        None => eprintln!(
             "done: validation NLL {val:.4} per dim of the standardised internal coordinates; {}",
             a.out.display()
         ),
     }
-    Ok(())
+    Ok(TrainResult {
+        out: a.out.clone(),
+        steps: trainer.state.step,
+        n_train,
+        n_val,
+        val_nll: val,
+        val_nll_nm: val_nm,
+    })
 }
 
 /// Refuses a resume whose options differ from the run being resumed (they were ignored before),

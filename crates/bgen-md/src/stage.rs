@@ -1,43 +1,50 @@
-//! `bgen md`: resumable Langevin MD of a molecule, writing training data; `bgen dataset split`.
+//! The MD stage as functions of typed, serialisable settings: [`run`] (resumable Langevin MD or
+//! replica exchange of a molecule, writing training data; `bgen md`), [`split`] (`bgen dataset
+//! split`) and [`export`] (`bgen dataset export`). The command line, `bgen run` and the Python
+//! package call these.
 
-use crate::cli::energy::SystemArgs;
-use anyhow::{bail, Context, Result};
-use bgen_md::dataset::{self, SplitBy};
-use bgen_md::{MdRun, MdSettings};
+use crate::dataset::{self, SplitBy};
+use crate::{ExchangeSummary, MdRun, MdSettings, Result};
+use bgen_system::error::Context;
+use bgen_system::options::{count, non_negative, positive};
+use bgen_system::{bail, SystemArgs};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The settings of `bgen md` (and of `bgen run`'s MD stage, which builds them with
-/// [`MdArgs::new`]).
-#[derive(Args, Clone, Debug)]
+/// The settings of the MD stage: `bgen md`'s options, `bgen run`'s MD stage (built with
+/// [`MdArgs::new`]) and `bgen.md(...)`'s keywords in Python (deserialised; unknown keys are
+/// refused). Unset options take the run's defaults ([`MdSettings::new`]).
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct MdArgs {
     #[command(flatten)]
     pub sys: SystemArgs,
     /// Production length of each replica, ns.
-    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub ns: Option<f64>,
     /// Independent replicas, run in parallel (use at least as many as cores).
-    #[arg(long, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, value_parser = count::<usize>, allow_hyphen_values = true)]
     pub replicas: Option<usize>,
     /// Seed of the random streams (replica r uses stream r of this seed).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Friction coefficient, 1/ps.
-    #[arg(long, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
+    #[arg(long, value_parser = non_negative, allow_hyphen_values = true)]
     pub friction: Option<f64>,
     /// Time step, fs (no constraints: 1 fs is safe, 2 fs is not).
-    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub timestep_fs: Option<f64>,
     /// Interval between saved frames, ps.
-    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub save_every_ps: Option<f64>,
     /// Equilibration before the first saved frame, ps.
-    #[arg(long, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
+    #[arg(long, value_parser = non_negative, allow_hyphen_values = true)]
     pub equilibrate_ps: Option<f64>,
     /// RMS-force tolerance of the initial minimisation, kJ/mol/nm.
-    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub minimize_tol: Option<f64>,
     /// Replica exchange (parallel tempering): one replica per temperature, K, lowest first; the
     /// lowest is the run's temperature and its frames are replica 0. Give a list
@@ -45,7 +52,7 @@ pub struct MdArgs {
     #[arg(long, value_parser = parse_ladder)]
     pub temperatures: Option<Ladder>,
     /// Replica exchange: interval between exchange rounds, ps.
-    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
+    #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub exchange_every_ps: Option<f64>,
     /// Output directory.
     #[arg(long)]
@@ -54,18 +61,24 @@ pub struct MdArgs {
     #[arg(long)]
     pub resume: bool,
     /// Seconds between checkpoints.
-    #[arg(long, default_value_t = MD_CHECKPOINT_SECS, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = MD_CHECKPOINT_SECS, value_parser = non_negative, allow_hyphen_values = true)]
     pub checkpoint_secs: f64,
     /// Stop after writing this many checkpoints in this session (for time-limited jobs; resume later).
     #[arg(long, hide = true)]
     pub stop_after_checkpoints: Option<usize>,
     /// Threads (default: all cores).
-    #[arg(long, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, value_parser = count::<usize>, allow_hyphen_values = true)]
     pub threads: Option<usize>,
 }
 
 /// Seconds between MD checkpoints by default.
 const MD_CHECKPOINT_SECS: f64 = 30.0;
+
+impl Default for MdArgs {
+    fn default() -> Self {
+        MdArgs::new(SystemArgs::default(), PathBuf::new())
+    }
+}
 
 impl MdArgs {
     /// The defaults of `bgen md --out OUT` for the system `sys`.
@@ -140,9 +153,37 @@ impl MdArgs {
     }
 }
 
-/// A temperature ladder, K, lowest first.
-#[derive(Clone, Debug)]
+/// A temperature ladder, K, lowest first. Deserialised from a list of temperatures or the
+/// command line's text (`"300:600:8"`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(try_from = "LadderText", into = "Vec<f64>")]
 pub struct Ladder(pub Vec<f64>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LadderText {
+    List(Vec<f64>),
+    Text(String),
+}
+
+impl TryFrom<LadderText> for Ladder {
+    type Error = String;
+    fn try_from(t: LadderText) -> std::result::Result<Ladder, String> {
+        match t {
+            LadderText::List(t) => {
+                let text: Vec<String> = t.iter().map(|t| t.to_string()).collect();
+                parse_ladder(&text.join(","))
+            }
+            LadderText::Text(t) => parse_ladder(&t),
+        }
+    }
+}
+
+impl From<Ladder> for Vec<f64> {
+    fn from(l: Ladder) -> Vec<f64> {
+        l.0
+    }
+}
 
 /// A ladder from a list (300,340,385) or LOW:HIGH:COUNT (geometric).
 pub fn parse_ladder(text: &str) -> std::result::Result<Ladder, String> {
@@ -169,7 +210,7 @@ pub fn parse_ladder(text: &str) -> std::result::Result<Ladder, String> {
                     "LOW:HIGH:COUNT needs 0 < LOW < HIGH and COUNT >= 2, got {text}"
                 ));
             }
-            Ok(Ladder(bgen_md::geometric_ladder(lo, hi, n)))
+            Ok(Ladder(crate::geometric_ladder(lo, hi, n)))
         }
         _ => Err(format!(
             "'{text}': give temperatures as a list (300,340,385) or LOW:HIGH:COUNT (300:600:8)"
@@ -202,27 +243,79 @@ fn open_run(a: &MdArgs) -> Result<MdRun> {
         );
     }
     let sys = a.sys.load()?;
-    let label = match (&a.sys.system, &a.sys.pdb) {
-        (Some(n), _) => n.clone(),
-        (None, Some(p)) => p.display().to_string(),
-        _ => unreachable!(),
-    };
-    let mut s = MdSettings::new(&label, sys.params.setup);
+    let mut s = MdSettings::new(&a.sys.label(), sys.params.setup);
     s.temperature_k = sys.temperature;
     a.apply(&mut s);
     Ok(MdRun::create(&a.out, s, sys)?)
 }
 
-pub fn run(a: MdArgs) -> Result<()> {
+/// What the MD stage did: the frames of the run's temperature written so far and their mean
+/// energy, and the exchange statistics of a replica-exchange run.
+#[derive(Clone, Debug, Serialize)]
+pub struct MdResult {
+    /// The run directory.
+    pub out: PathBuf,
+    /// Whether every replica reached its length (else it stopped at a checkpoint).
+    pub complete: bool,
+    /// Frames of every replica (None before the run completes).
+    pub frames: Option<usize>,
+    /// Mean potential energy of the frames, kJ/mol (None before the run completes).
+    pub mean_energy_kj_mol: Option<f64>,
+    /// Replica exchange: acceptance per neighbour pair, round trips, rounds.
+    pub exchange: Option<ExchangeSummary>,
+}
+
+impl MdArgs {
+    /// Refuses settings that would break a run, naming them (the command line's parsers do the
+    /// same; this covers settings from TOML or Python).
+    pub fn check(&self) -> Result<()> {
+        use bgen_system::options::check;
+        if self.out.as_os_str().is_empty() {
+            bail!("out: give an output directory");
+        }
+        let positives = [
+            ("ns", self.ns),
+            ("timestep_fs", self.timestep_fs),
+            ("save_every_ps", self.save_every_ps),
+            ("minimize_tol", self.minimize_tol),
+            ("exchange_every_ps", self.exchange_every_ps),
+            ("temperature", self.sys.temperature),
+        ];
+        for (k, v) in positives {
+            if let Some(v) = v {
+                check::positive(k, v)?;
+            }
+        }
+        for (k, v) in [
+            ("friction", self.friction),
+            ("equilibrate_ps", self.equilibrate_ps),
+            ("checkpoint_secs", Some(self.checkpoint_secs)),
+        ] {
+            if let Some(v) = v {
+                check::non_negative(k, v)?;
+            }
+        }
+        for (k, v) in [("replicas", self.replicas), ("threads", self.threads)] {
+            if let Some(v) = v {
+                check::count(k, v as i64)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs (or resumes, with `resume`) the MD of `a.out`, checkpointing every `checkpoint_secs`.
+pub fn run(a: MdArgs) -> Result<MdResult> {
+    a.check()?;
     let mut builder = rayon::ThreadPoolBuilder::new();
     if let Some(t) = a.threads {
         builder = builder.num_threads(t);
     }
-    let pool = builder.build()?;
+    let pool = builder.build().context("thread pool")?;
     let mut run = open_run(&a)?;
     if run.is_complete() {
         eprintln!("{}: run already complete", a.out.display());
-        return Ok(());
+        return result(&a.out, &run);
     }
     let s = run.settings.clone();
     eprintln!(
@@ -261,7 +354,7 @@ pub fn run(a: MdArgs) -> Result<()> {
     bar.set_position(run.states()[0].step);
     bar.reset_eta();
     let dt_ns = s.timestep_fs * 1e-6;
-    let result = pool.install(|| {
+    let outcome = pool.install(|| {
         run.run(
             Duration::from_secs_f64(a.checkpoint_secs),
             a.stop_after_checkpoints,
@@ -278,20 +371,19 @@ pub fn run(a: MdArgs) -> Result<()> {
         )
     });
     bar.finish();
-    result?;
-    if run.is_complete() {
-        let frames = dataset::load(&a.out)?;
-        let e_mean = frames.energy.iter().sum::<f64>() / frames.len() as f64;
+    outcome?;
+    let res = result(&a.out, &run)?;
+    if let Some(e_mean) = res.mean_energy_kj_mol {
         eprintln!(
             "wrote {} frames ({} replicas) to {}: <U> = {e_mean:.3} kJ/mol",
-            frames.len(),
+            res.frames.unwrap_or(0),
             s.replicas,
             a.out.display()
         );
     } else {
         eprintln!("stopped at a checkpoint; continue with --resume");
     }
-    if let Some(x) = run.exchange_summary() {
+    if let Some(x) = &res.exchange {
         let acc: Vec<String> = x.acceptance.iter().map(|a| format!("{a:.2}")).collect();
         eprintln!(
             "exchanges: acceptance per neighbour pair {}; {} round trips in {} rounds",
@@ -300,7 +392,25 @@ pub fn run(a: MdArgs) -> Result<()> {
             x.rounds
         );
     }
-    Ok(())
+    Ok(res)
+}
+
+fn result(out: &Path, run: &MdRun) -> Result<MdResult> {
+    let complete = run.is_complete();
+    let (frames, mean) = if complete {
+        let f = dataset::load(out)?;
+        let mean = f.energy.iter().sum::<f64>() / f.len().max(1) as f64;
+        (Some(f.len()), Some(mean))
+    } else {
+        (None, None)
+    };
+    Ok(MdResult {
+        out: out.to_path_buf(),
+        complete,
+        frames,
+        mean_energy_kj_mol: mean,
+        exchange: run.exchange_summary(),
+    })
 }
 
 #[derive(Subcommand)]
@@ -312,34 +422,52 @@ pub enum DatasetCommand {
     Export(ExportArgs),
 }
 
-#[derive(Args)]
+/// The settings of `bgen dataset export`.
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExportArgs {
     /// Run or data-set directory (with topology.pdb), or a (frames, atoms, 3) .npy or an .xtc
     /// file with --pdb.
     #[arg(long)]
-    run: PathBuf,
+    pub run: PathBuf,
     /// Topology for a bare .npy (default: the run's topology.pdb).
     #[arg(long)]
-    pdb: Option<PathBuf>,
+    #[serde(default)]
+    pub pdb: Option<PathBuf>,
     /// Output directory: replica_NNN.dcd (or .xtc) and topology.pdb.
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// dcd (float32, exact to 1e-7 nm) or xtc (GROMACS' compressed format).
     #[arg(long, value_enum, default_value = "dcd")]
-    format: TrajFormat,
+    #[serde(default)]
+    pub format: TrajFormat,
     /// XTC: coordinates kept to 1/precision nm (GROMACS' default 1000).
-    #[arg(long, default_value_t = 1000.0)]
-    precision: f32,
+    #[arg(long, default_value_t = 1000.0, value_parser = positive_f32)]
+    #[serde(default = "xtc_precision")]
+    pub precision: f32,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum TrajFormat {
+fn xtc_precision() -> f32 {
+    1000.0
+}
+
+fn positive_f32(s: &str) -> std::result::Result<f32, String> {
+    positive(s).map(|v| v as f32)
+}
+
+/// A trajectory format of `bgen dataset export`.
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrajFormat {
+    #[default]
     Dcd,
     Xtc,
 }
 
-/// The settings of `bgen dataset split`.
-#[derive(Args, Clone, Debug)]
+/// The settings of `bgen dataset split` (and of `bgen run`'s split, built with
+/// [`SplitArgs::new`]).
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SplitArgs {
     /// Run or data-set directories (from `bgen md`), (frames, atoms, 3) .npy or .xtc files. Of a
     /// replica-exchange run only replica 0 (the run's temperature) is split.
@@ -350,13 +478,28 @@ pub struct SplitArgs {
     pub out: PathBuf,
     /// time: each replica in consecutive blocks; replica: whole replicas per set.
     #[arg(long, value_enum, default_value = "time")]
+    #[serde(default)]
     pub by: By,
     /// Fractions of train, validation and test.
     #[arg(long, value_delimiter = ',', default_values_t = SPLIT_FRACTIONS)]
+    #[serde(default = "split_fractions")]
     pub fractions: Vec<f64>,
     /// Frames dropped at each cut between sets (time split), to lower their correlation.
     #[arg(long, default_value_t = 0)]
+    #[serde(default)]
     pub gap: usize,
+}
+
+fn split_fractions() -> Vec<f64> {
+    SPLIT_FRACTIONS.to_vec()
+}
+
+/// Frames in each set of a split.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SplitResult {
+    pub train: usize,
+    pub val: usize,
+    pub test: usize,
 }
 
 /// Fractions of train, validation and test by default.
@@ -377,20 +520,24 @@ impl SplitArgs {
 }
 
 /// How `bgen dataset split` cuts: each replica in consecutive time blocks, or whole replicas.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum By {
+    #[default]
     Time,
     Replica,
 }
 
+/// Runs `bgen dataset split` or `bgen dataset export`.
 pub fn dataset(c: DatasetCommand) -> Result<()> {
     match c {
-        DatasetCommand::Split(a) => split(a),
+        DatasetCommand::Split(a) => split(a).map(|_| ()),
         DatasetCommand::Export(a) => export(a),
     }
 }
 
-fn export(a: ExportArgs) -> Result<()> {
+/// Writes a run or data set as DCD or XTC trajectories, one per replica, with its topology.
+pub fn export(a: ExportArgs) -> Result<()> {
     bgen_system::outdir::refuse_same(&a.run, &a.out, "input")?;
     if let Some(p) = &a.pdb {
         bgen_system::outdir::refuse_same(p, &a.out, "topology")?;
@@ -428,12 +575,12 @@ fn export(a: ExportArgs) -> Result<()> {
         let path = match a.format {
             TrajFormat::Dcd => {
                 let path = a.out.join(format!("replica_{r:03}.dcd"));
-                bgen_md::dcd::write_dcd(&path, &sel.x, sel.n_atoms, interval)?;
+                crate::dcd::write_dcd(&path, &sel.x, sel.n_atoms, interval)?;
                 path
             }
             TrajFormat::Xtc => {
                 let path = a.out.join(format!("replica_{r:03}.xtc"));
-                bgen_md::xtc::write_xtc(&path, &sel.x, sel.n_atoms, interval, a.precision)?;
+                crate::xtc::write_xtc(&path, &sel.x, sel.n_atoms, interval, a.precision)?;
                 path
             }
         };
@@ -442,8 +589,8 @@ fn export(a: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-/// `bgen dataset split`.
-pub fn split(a: SplitArgs) -> Result<()> {
+/// Splits runs into train/, val/ and test/ under `a.out` (`bgen dataset split`).
+pub fn split(a: SplitArgs) -> Result<SplitResult> {
     if a.fractions.len() != 3 {
         bail!("--fractions needs three values (train,val,test)");
     }
@@ -451,7 +598,7 @@ pub fn split(a: SplitArgs) -> Result<()> {
         bgen_system::outdir::refuse_same(r, &a.out, "input")?;
     }
     let _lock = bgen_system::outdir::lock_dir(&a.out)?;
-    let mut all: Option<bgen_md::Frames> = None;
+    let mut all: Option<crate::Frames> = None;
     let mut topology: Option<PathBuf> = None;
     for path in &a.runs {
         let mut f = dataset::load_run_temperature(path)?;
@@ -490,7 +637,11 @@ pub fn split(a: SplitArgs) -> Result<()> {
         by,
         a.gap,
     )?;
-    let mut counts = serde_json::Map::new();
+    let counts = SplitResult {
+        train: sets[0].len(),
+        val: sets[1].len(),
+        test: sets[2].len(),
+    };
     for (name, set) in ["train", "val", "test"].iter().zip(&sets) {
         let dir = a.out.join(name);
         std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
@@ -498,7 +649,6 @@ pub fn split(a: SplitArgs) -> Result<()> {
         if let Some(t) = &topology {
             copy(t, &dir.join("topology.pdb"))?;
         }
-        counts.insert(name.to_string(), set.len().into());
         eprintln!("{name}: {} frames -> {}", set.len(), dir.display());
     }
     let info = serde_json::json!({
@@ -508,11 +658,10 @@ pub fn split(a: SplitArgs) -> Result<()> {
         "gap_frames": a.gap,
         "frames": counts,
     });
-    bgen_system::npy::write_atomic(
-        &a.out.join("split.json"),
-        serde_json::to_string_pretty(&info)?.as_bytes(),
-    )?;
-    Ok(())
+    let path = a.out.join("split.json");
+    let text = serde_json::to_string_pretty(&info).context(path.display())?;
+    bgen_system::npy::write_atomic(&path, text.as_bytes())?;
+    Ok(counts)
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {

@@ -1,0 +1,183 @@
+//! The options every stage shares: which system ([`SystemArgs`]), and the checks of user-given
+//! numbers. Each check is a plain function from text (a clap value parser, so that the command
+//! line refuses a bad value by name before any work starts, and negative numbers reach the check
+//! instead of being taken for flags) with a twin on parsed values ([`check`]) that the typed
+//! configs use when they come from TOML or Python.
+
+use crate::{Setup, System};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Which molecule, under which force field and temperature (shared by the stages).
+#[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemArgs {
+    /// Embedded system (aldp, ala3, ala4, ala6, chignolin).
+    #[arg(long, conflicts_with = "pdb")]
+    pub system: Option<String>,
+    /// PDB file with hydrogens.
+    #[arg(long)]
+    pub pdb: Option<PathBuf>,
+    /// Force field: amber99sbildn-obc2 or amber14-obc1 (default: the system's own; amber14-obc1 for a PDB).
+    #[arg(long)]
+    pub forcefield: Option<String>,
+    /// Temperature, K (default: the force field's, 300 or 310 K; sets kT).
+    #[arg(long, value_parser = positive, allow_hyphen_values = true)]
+    pub temperature: Option<f64>,
+}
+
+impl SystemArgs {
+    /// An embedded system at its own force field and temperature.
+    pub fn named(name: &str) -> SystemArgs {
+        SystemArgs {
+            system: Some(name.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Builds the system of `pdb`/`system` with `forcefield` and `temperature`.
+    pub fn load(&self) -> crate::Result<System> {
+        if let Some(t) = self.temperature {
+            check::positive("temperature", t)?;
+        }
+        let setup = self
+            .forcefield
+            .as_deref()
+            .map(Setup::from_name)
+            .transpose()?;
+        Ok(match (&self.pdb, &self.system) {
+            (Some(p), _) => {
+                System::from_pdb_file(p, setup.unwrap_or(Setup::Amber14Obc1), self.temperature)?
+            }
+            (None, Some(name)) => System::named(name, setup, self.temperature)?,
+            (None, None) => crate::bail!("give --pdb FILE or --system NAME"),
+        })
+    }
+
+    /// The system's label: its name, or the PDB's path.
+    pub fn label(&self) -> String {
+        match (&self.system, &self.pdb) {
+            (_, Some(p)) => p.display().to_string(),
+            (Some(n), None) => n.clone(),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// The same checks on values already parsed (from TOML, JSON or Python), naming the setting.
+pub mod check {
+    /// A finite number > 0.
+    pub fn positive(name: &str, v: f64) -> Result<(), String> {
+        super::positive(&v.to_string())
+            .map(|_| ())
+            .map_err(|e| format!("{name} = {e}"))
+    }
+    /// A finite number >= 0.
+    pub fn non_negative(name: &str, v: f64) -> Result<(), String> {
+        super::non_negative(&v.to_string())
+            .map(|_| ())
+            .map_err(|e| format!("{name} = {e}"))
+    }
+    /// A fraction in [0, 1).
+    pub fn fraction(name: &str, v: f64) -> Result<(), String> {
+        super::fraction(&v.to_string())
+            .map(|_| ())
+            .map_err(|e| format!("{name} = {e}"))
+    }
+    /// A whole number >= 1.
+    pub fn count(name: &str, v: i64) -> Result<(), String> {
+        match v >= 1 {
+            true => Ok(()),
+            false => Err(format!("{name} = {v}: must be at least 1")),
+        }
+    }
+}
+
+fn number(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .map_err(|_| format!("'{s}' is not a number"))
+}
+
+/// A finite number > 0.
+pub fn positive(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s}: must be a finite number > 0"))
+    }
+}
+
+/// A finite number >= 0.
+pub fn non_negative(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s}: must be a finite number >= 0"))
+    }
+}
+
+/// A fraction in [0, 1).
+pub fn fraction(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s}: must lie in [0, 1)"))
+    }
+}
+
+/// A fraction in [0, 1].
+pub fn closed_fraction(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s}: must lie in [0, 1]"))
+    }
+}
+
+/// Any finite number.
+pub fn finite(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("{s}: must be a finite number"))
+    }
+}
+
+/// A whole number >= 1.
+pub fn count<T: FromStr + PartialOrd + From<u8>>(s: &str) -> Result<T, String> {
+    let v: T = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a whole number"))?;
+    if v >= T::from(1) {
+        Ok(v)
+    } else {
+        Err(format!("{s}: must be at least 1"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsers_refuse_what_would_break_a_run() {
+        for bad in ["0", "-1", "nan", "inf", "x"] {
+            assert!(positive(bad).is_err(), "{bad}");
+        }
+        assert_eq!(positive("2.5"), Ok(2.5));
+        assert!(non_negative("-0.1").is_err() && non_negative("0") == Ok(0.0));
+        assert!(fraction("1").is_err() && fraction("2").is_err() && fraction("0") == Ok(0.0));
+        assert!(closed_fraction("1") == Ok(1.0) && closed_fraction("1.1").is_err());
+        assert!(finite("inf").is_err() && finite("-3") == Ok(-3.0));
+        assert!(count::<usize>("0").is_err() && count::<usize>("-1").is_err());
+        assert_eq!(count::<i64>("3"), Ok(3));
+    }
+}
