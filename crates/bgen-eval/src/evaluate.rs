@@ -5,6 +5,7 @@ use crate::features::{basin, dihedrals, heavy_pairs, phi_psi_pairs, tica_feature
 use crate::metrics::{free_energies, kish_ess, populations, weights_from_log, Estimate};
 use crate::tica::Tica;
 use crate::wasserstein::{euclidean_w2, torus_w2, wasserstein_1d};
+use crate::Error;
 use bgen_system::System;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -65,6 +66,10 @@ pub struct Details {
     pub energy_mean_reference_kt: f64,
     pub basins_samples: BTreeMap<String, Estimate>,
     pub basins_reference: BTreeMap<String, Estimate>,
+    /// Weighted samples: the basin shares of the samples counted equally (where the proposal
+    /// puts them, beside `basins_samples`, where the weights put their mass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal_basins: Option<BTreeMap<String, f64>>,
     /// Free energies of the basins relative to the first basin of each residue, kT.
     pub free_energy_samples_kt: BTreeMap<String, Estimate>,
     pub free_energy_reference_kt: BTreeMap<String, Estimate>,
@@ -112,7 +117,7 @@ pub fn evaluate(
     log_weights: Option<&[f64]>,
     reference: &[f64],
     opts: EvalOptions,
-) -> Result<(Metrics, EvalData), String> {
+) -> crate::Result<(Metrics, EvalData)> {
     let t0 = Instant::now();
     let na = system.n_atoms();
     let d = 3 * na;
@@ -144,16 +149,18 @@ pub fn evaluate(
         return Err(format!(
             "sample {}: log-weight {}: the weights cannot be normalised",
             idx[k], lw_all[k]
-        ));
+        )
+        .into());
     }
     if keep.is_empty() {
         return Err(format!(
             "none of the {} samples has a finite energy and a weight above zero",
             idx.len()
-        ));
+        )
+        .into());
     }
     if reference.len() < d {
-        return Err("no reference frames".into());
+        return Err(Error::Other("no reference frames".into()));
     }
     let n_nonfinite = idx.len() - keep.len();
     let x: Vec<f64> = keep
@@ -273,6 +280,9 @@ pub fn evaluate(
             energy_mean_reference_kt: mean(&e_r, None),
             basins_samples: basins_s,
             basins_reference: basins_r,
+            proposal_basins: log_weights
+                .is_some()
+                .then(|| crate::features::basin_shares(&system.topology, &x, None)),
             free_energy_samples_kt: fe_s,
             free_energy_reference_kt: fe_r,
             dihedrals: defs.iter().map(|d| d.name.clone()).collect(),

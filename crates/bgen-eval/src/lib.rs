@@ -2,11 +2,16 @@
 //!
 //! Exact optimal transport for Wasserstein distances on the torus of backbone dihedrals.
 
+pub mod error;
 pub mod evaluate;
 pub mod features;
 pub mod metrics;
 pub mod ot;
 pub mod plots;
 pub mod report;
+pub mod stage;
 pub mod tica;
 pub mod wasserstein;
+
+pub use error::{Error, Result};
+pub use stage::EvalArgs;

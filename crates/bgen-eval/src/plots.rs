@@ -14,7 +14,7 @@ fn register_font() {
     });
 }
 
-type PlotResult<T> = Result<T, String>;
+type PlotResult<T> = crate::Result<T>;
 
 fn err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> String + '_ {
     move |e| format!("{}: cannot draw: {e:?}", path.display())
@@ -109,7 +109,7 @@ fn density_pair(
             }))
             .map_err(err(path))?;
     }
-    root.present().map_err(err(path))
+    Ok(root.present().map_err(err(path))?)
 }
 
 /// Energy histograms (densities) of the reference, the samples and, with weights, the
@@ -207,7 +207,7 @@ fn energy_plot(path: &Path, data: &EvalData) -> PlotResult<()> {
         .background_style(WHITE.mix(0.8))
         .draw()
         .map_err(err(path))?;
-    root.present().map_err(err(path))
+    Ok(root.present().map_err(err(path))?)
 }
 
 /// Writes every plot into `dir`; returns (title, path) of each.

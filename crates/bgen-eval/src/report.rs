@@ -2,6 +2,7 @@
 //! base64), readable offline in any browser.
 
 use crate::evaluate::Metrics;
+use bgen_system::error::Context;
 use std::fmt::Write;
 use std::path::PathBuf;
 
@@ -37,7 +38,7 @@ pub fn html(
     m: &Metrics,
     sampler: &[(String, String)],
     plots: &[(String, PathBuf)],
-) -> std::io::Result<String> {
+) -> crate::Result<String> {
     let mut h = String::new();
     let f = |v: f64| format!("{v:.4}");
     let _ = write!(
@@ -110,7 +111,7 @@ th{{background:#f3f3f3}}td:first-child,th:first-child{{text-align:left}}img{{max
     }
     h.push_str("<h2>Plots</h2><p class=\"note\">Density maps show the free energy -ln p in kT: yellow at the most probable bin (0 kT), dark violet at 8 kT, white where there are no samples.</p>");
     for (caption, path) in plots {
-        let png = std::fs::read(path)?;
+        let png = std::fs::read(path).context(path.display())?;
         let _ = write!(
             h,
             "<h3>{}</h3><img alt=\"{}\" src=\"data:image/png;base64,{}\">",

@@ -103,14 +103,18 @@ fn degenerate_weights_and_energies_are_errors_or_counted() {
     for bad in [f64::INFINITY, f64::NAN] {
         let mut lw = vec![0.0; n];
         lw[3] = bad;
-        let err = evaluate(&sys, &x, Some(&lw), &x, opts()).unwrap_err();
+        let err = evaluate(&sys, &x, Some(&lw), &x, opts())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("sample 3") && err.contains("cannot be normalised"),
             "{err}"
         );
     }
     let lw = vec![f64::NEG_INFINITY; n];
-    let err = evaluate(&sys, &x, Some(&lw), &x, opts()).unwrap_err();
+    let err = evaluate(&sys, &x, Some(&lw), &x, opts())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("none of the"), "{err}");
     let mut broken = x.clone();
     broken[..3 * sys.n_atoms()]

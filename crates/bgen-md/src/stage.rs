@@ -246,7 +246,7 @@ fn open_run(a: &MdArgs) -> Result<MdRun> {
     let mut s = MdSettings::new(&a.sys.label(), sys.params.setup);
     s.temperature_k = sys.temperature;
     a.apply(&mut s);
-    Ok(MdRun::create(&a.out, s, sys)?)
+    MdRun::create(&a.out, s, sys)
 }
 
 /// What the MD stage did: the frames of the run's temperature written so far and their mean

@@ -265,7 +265,7 @@ fn check_temperature(t: Option<f64>) -> PyResult<()> {
 /// energies and importance weights, and log q of given conformations.
 #[pyclass(module = "bgen")]
 struct Model {
-    run: bgen::cli::sample::LoadedRun,
+    run: bgen::sample::stage::LoadedRun,
 }
 
 impl Model {
@@ -315,7 +315,7 @@ impl Model {
         }
         let dir = match (run, system) {
             (Some(r), None) => r,
-            (None, Some(s)) => bgen::cli::sample::shipped_run(&s).map_err(value_error)?,
+            (None, Some(s)) => bgen::sample::stage::shipped_run(&s).map_err(value_error)?,
             _ => {
                 return Err(value_error(
                     "pass exactly one of run= (a training run) or system= (shipped weights)",
@@ -324,7 +324,7 @@ impl Model {
         };
         let run = detached(py, || {
             let cpu = bgen::models::stage::device("cpu").map_err(value_error)?;
-            bgen::cli::sample::load_run(&dir, cpu, 256, true, tau, threads)
+            bgen::sample::stage::load_run(&dir, cpu, 256, true, tau, threads)
                 .map_err(|e| BgenError::new_err(format!("{e:#}")))
         })?;
         Ok(Model { run })

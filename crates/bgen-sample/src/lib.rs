@@ -5,15 +5,19 @@
 //! (energy and gradient in kT).
 
 pub mod com;
+pub mod error;
 pub mod ess;
 pub mod proposal;
 pub mod resample;
 pub mod smc;
 pub mod snis;
+pub mod stage;
 pub mod twisted;
 
 pub use com::{ComAdjusted, ComForm};
+pub use error::{Error, Result};
 pub use proposal::{Gaussian, Proposal};
 pub use smc::{smc, Degenerate, SmcOptions, SmcResult};
 pub use snis::{snis, SnisOptions, SnisResult};
+pub use stage::SampleArgs;
 pub use twisted::{twisted_smc, Autoregressive, TwistedOptions, TwistedResult};

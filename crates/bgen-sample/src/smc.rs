@@ -364,7 +364,7 @@ pub fn smc<P: Proposal, T: Target>(
     target: &T,
     n: usize,
     opts: SmcOptions,
-) -> Result<SmcResult, Degenerate> {
+) -> crate::Result<SmcResult> {
     let d = target.dim();
     assert_eq!(proposal.dim(), d, "proposal and target dimensions differ");
     let k_levels = opts.steps.max(1);
@@ -419,7 +419,7 @@ pub fn smc<P: Proposal, T: Target>(
         }
         log_z += log_sum_exp(&log_w) - before;
         if !log_w.iter().any(|v| v.is_finite()) {
-            return Err(Degenerate { t });
+            return Err(Degenerate { t }.into());
         }
         // Resample when the weights have degenerated (not at the last level: see below).
         if !last && ess(&log_w) < opts.ess_threshold {

@@ -276,9 +276,11 @@ fn an_smc_schedule_target_outside_its_range_is_a_clear_error() {
 /// equal what the command line gives for the same required options: one set of defaults.
 #[test]
 fn typed_stage_defaults_equal_the_command_line() {
-    use bgen::cli::{eval::EvalArgs, sample::SampleArgs, Cli, Command};
+    use bgen::cli::{Cli, Command};
+    use bgen::eval::stage::EvalArgs;
     use bgen::md::stage::{DatasetCommand, MdArgs, SplitArgs};
     use bgen::models::stage::TrainArgs;
+    use bgen::sample::stage::SampleArgs;
     use bgen_system::SystemArgs;
     use clap::Parser;
     let parse = |args: &[&str]| {

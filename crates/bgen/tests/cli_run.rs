@@ -99,7 +99,7 @@ fn main_job_runs_resumes_after_a_kill_and_skips_finished_stages() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["samplers"].as_array().unwrap().len(), 2);
     // The default TarFlow works in internal coordinates, trained also on 450 K frames; SMC
-    // reports its schedule and lineages, SNIS where its weight mass sits.
+    // reports its schedule and lineages.
     let smc: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("sample-smc/summary.json")).unwrap(),
     )
@@ -107,11 +107,11 @@ fn main_job_runs_resumes_after_a_kill_and_skips_finished_stages() {
     assert_eq!(smc["coords"], "internal", "{smc}");
     assert!(smc["final_lineages"].as_u64().unwrap() >= 1, "{smc}");
     assert!(smc["levels"].as_u64().unwrap() >= 1, "{smc}");
-    let snis: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("sample-snis/summary.json")).unwrap(),
-    )
-    .unwrap();
-    let mass: f64 = snis["weight_basins"]
+    // The evaluation of SNIS says where the proposal put its samples (beside the weighted basins).
+    let snis: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("eval-snis/metrics.json")).unwrap())
+            .unwrap();
+    let mass: f64 = snis["details"]["proposal_basins"]
         .as_object()
         .unwrap()
         .values()

@@ -186,7 +186,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 fn bench_smc(a: SmcBench) -> Result<()> {
     // As `bgen sample`: one model copy per thread, libtorch single-threaded in each.
     tch::set_num_threads(1);
-    let run = crate::cli::sample::load_run(
+    let run = bgen_sample::stage::load_run(
         &a.run,
         tch::Device::Cpu,
         256,

@@ -1,11 +1,11 @@
-//! The command line as a library: every subcommand's arguments and its `run`, so that
-//! `bgen run`, the Python package and the binary share them.
+//! The command line: a thin layer over the stages, each of which lives in its own crate as a
+//! function of typed, serialisable settings ([`bgen_md::stage`], [`bgen_models::stage`],
+//! [`bgen_sample::stage`], [`bgen_eval::stage`]); here are only the commands that chain or
+//! measure them (`bgen run`, `bgen bench`) and `bgen energy`.
 
 pub mod bench;
 pub mod energy;
-pub mod eval;
 pub mod pipeline;
-pub mod sample;
 
 use clap::{Parser, Subcommand};
 
@@ -35,10 +35,10 @@ pub enum Command {
     /// Train a proposal model (TarFlow or ArBG) by maximum likelihood on MD frames (resumable).
     Train(bgen_models::TrainArgs),
     /// Sample a trained model: proposal, SNIS, SMC or twisted SMC toward the Boltzmann density.
-    Sample(sample::SampleArgs),
+    Sample(bgen_sample::SampleArgs),
     /// Metrics (ESS, energy / torus / TICA Wasserstein, basins), plots and an HTML report of
     /// samples against reference MD.
-    Eval(eval::EvalArgs),
+    Eval(bgen_eval::EvalArgs),
     /// List the embedded molecular systems.
     Systems,
     /// Benchmarks that print bgen's speed beside its peer measured in the same run.
@@ -52,9 +52,9 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run(a) => pipeline::run(a),
         Command::Energy(a) => energy::run(a),
         Command::Md(a) => bgen_md::stage::run(a).map(|_| ()).map_err(Into::into),
-        Command::Eval(a) => eval::run(a),
+        Command::Eval(a) => bgen_eval::stage::run(a).map(|_| ()).map_err(Into::into),
         Command::Train(a) => bgen_models::stage::run(a).map(|_| ()).map_err(Into::into),
-        Command::Sample(a) => sample::run(a),
+        Command::Sample(a) => bgen_sample::stage::run(a).map(|_| ()).map_err(Into::into),
         Command::Dataset(c) => bgen_md::stage::dataset(c).map_err(Into::into),
         Command::Systems => {
             for (name, what, _, setup) in bgen_system::systems::NAMED {

@@ -4,11 +4,11 @@
 //! the settings of one TOML file (written as DIR/config.toml, and accepted back by --config), and
 //! is skipped when its outputs exist or resumed when it was interrupted.
 
-use super::eval::EvalArgs;
-use super::sample::SampleArgs;
 use anyhow::{bail, Context, Result};
+use bgen_eval::stage::EvalArgs;
 use bgen_md::stage::{MdArgs, SplitArgs};
 use bgen_models::stage::TrainArgs;
+use bgen_sample::stage::SampleArgs;
 use bgen_system::SystemArgs;
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -184,9 +184,9 @@ impl Default for TrainConfig {
 impl Default for SampleConfig {
     fn default() -> Self {
         SampleConfig {
-            n: super::sample::default_n("snis"),
+            n: bgen_sample::stage::default_n("snis"),
             methods: Vec::new(),
-            smc_particles: super::sample::default_n("smc"),
+            smc_particles: bgen_sample::stage::default_n("smc"),
             smc_steps: 300,
             smc_moves: 3,
             step_size: None,
@@ -195,7 +195,7 @@ impl Default for SampleConfig {
             independence: 1,
             final_moves: true,
             tau: 1.0,
-            twisted_particles: super::sample::default_n("twisted"),
+            twisted_particles: bgen_sample::stage::default_n("twisted"),
             com: "gaussian".into(),
             seed: 0,
         }
@@ -516,7 +516,9 @@ pub fn run(a: RunArgs) -> Result<()> {
                 args.no_final_moves = !sc.final_moves;
                 args.ula = !sc.mala;
             }
-            stage(&format!("sampling ({method})"), || super::sample::run(args))?;
+            stage(&format!("sampling ({method})"), || {
+                bgen_sample::stage::run(args)
+            })?;
         }
         let ev = dir.join(format!("eval-{method}"));
         if !ev.join("metrics.json").exists() {
@@ -525,7 +527,9 @@ pub fn run(a: RunArgs) -> Result<()> {
             args.model = Some(model.clone());
             args.max_samples = c.eval.max_samples;
             args.tica_lag = c.eval.tica_lag;
-            stage(&format!("evaluation ({method})"), || super::eval::run(args))?;
+            stage(&format!("evaluation ({method})"), || {
+                bgen_eval::stage::run(args)
+            })?;
         }
         rows.push((
             method,

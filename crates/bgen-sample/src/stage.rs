@@ -1,24 +1,30 @@
-//! `bgen sample`: draw from a trained model and correct toward the Boltzmann density
-//! (proposal only, SNIS, SMC, or for an ArBG twisted SMC over partial molecules).
+//! The sampling stage as a function of typed, serialisable settings: [`run`] draws from a
+//! trained model and corrects toward the Boltzmann density (proposal only, SNIS, SMC, or for an
+//! ArBG twisted SMC over partial molecules; `bgen sample`, `bgen run`'s sampling,
+//! `bgen.sample(...)` in Python). Also loading a run ([`load_run`]) and the shipped weights.
 
-use anyhow::{bail, Context, Result};
+use crate::resample::Scheme;
+use crate::{
+    smc, snis, twisted_smc, ComAdjusted, ComForm, Proposal, Result, SmcOptions, SnisOptions,
+    TwistedOptions,
+};
 use bgen_models::internal::Internal;
 use bgen_models::proposal::Pooled;
 use bgen_models::stage::{device, RunInfo};
 use bgen_models::train::Trainer;
-use bgen_sample::resample::Scheme;
-use bgen_sample::{
-    smc, snis, twisted_smc, ComAdjusted, ComForm, Proposal, SmcOptions, SnisOptions, TwistedOptions,
-};
+use bgen_system::error::Context;
 use bgen_system::npy::{write_atomic, write_npy};
-use bgen_system::{InternalTarget, Setup, System, Target};
+use bgen_system::{bail, InternalTarget, Setup, System, Target};
 use clap::Args;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The settings of `bgen sample` (and of `bgen run`'s sampling stage, which builds them with
 /// [`SampleArgs::new`]).
-#[derive(Args, Clone, Debug)]
+/// Python's `bgen.sample(...)` keywords (deserialised; unknown keys are refused).
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SampleArgs {
     /// Training run directory (from `bgen train`).
     #[arg(long, required_unless_present = "system")]
@@ -157,6 +163,71 @@ impl SampleArgs {
     }
 }
 
+impl Default for SampleArgs {
+    fn default() -> Self {
+        let mut a = SampleArgs::new(PathBuf::new(), PathBuf::new());
+        a.run = None;
+        a
+    }
+}
+
+impl SampleArgs {
+    /// Refuses settings that would break sampling, naming them (the command line's parsers do
+    /// the same; this covers settings from TOML or Python).
+    pub fn check(&self) -> Result<()> {
+        use bgen_system::options::check;
+        if self.out.as_os_str().is_empty() {
+            bail!("out: give an output directory");
+        }
+        match (&self.run, &self.system) {
+            (None, None) => bail!("give run (a training run) or system (shipped weights)"),
+            (Some(_), Some(_)) => bail!("give run or system, not both"),
+            _ => {}
+        }
+        if let Some(m) = &self.method {
+            if !matches!(m.as_str(), "proposal" | "snis" | "smc" | "twisted") {
+                bail!("method '{m}': proposal, snis, smc or twisted");
+            }
+        }
+        if ComForm::from_name(&self.com).is_none() {
+            bail!("com '{}': gaussian, chi or none", self.com);
+        }
+        if let Some(b) = &self.blocks {
+            if !matches!(b.as_str(), "residue" | "atom") {
+                bail!("blocks '{b}': residue or atom");
+            }
+        }
+        if self.mala && self.ula {
+            bail!("mala and ula exclude each other");
+        }
+        for (k, v) in [
+            ("n", self.n),
+            ("steps", Some(self.steps)),
+            ("threads", Some(self.threads)),
+            ("batch", Some(self.batch)),
+        ] {
+            if let Some(v) = v {
+                check::count(k, v as i64)?;
+            }
+        }
+        check::positive("tau", self.tau)?;
+        if let Some(h) = self.step_size {
+            check::positive("step_size", h)?;
+        }
+        check::fraction("drop_top", self.drop_top)?;
+        check::fraction("cess", self.cess)?;
+        if !(0.0..=1.0).contains(&self.ess_threshold) {
+            bail!("ess_threshold = {}: must lie in [0, 1]", self.ess_threshold);
+        }
+        if let Some(c) = self.energy_cutoff {
+            if !c.is_finite() {
+                bail!("energy_cutoff = {c}: must be a finite number");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A training run ready to sample: its system, model and the CoM noise scale.
 pub struct LoadedRun {
     pub sys: System,
@@ -197,16 +268,16 @@ macro_rules! shipped {
             &[
                 (
                     "run.json",
-                    include_bytes!(concat!("../../../../models/", $dir, "/run.json")) as &[u8],
+                    include_bytes!(concat!("../../../models/", $dir, "/run.json")) as &[u8],
                 ),
                 (
                     "latest.json",
-                    include_bytes!(concat!("../../../../models/", $dir, "/latest.json")),
+                    include_bytes!(concat!("../../../models/", $dir, "/latest.json")),
                 ),
                 (
                     "ckpt-00003000/state.json",
                     include_bytes!(concat!(
-                        "../../../../models/",
+                        "../../../models/",
                         $dir,
                         "/ckpt-00003000/state.json"
                     )),
@@ -214,7 +285,7 @@ macro_rules! shipped {
                 (
                     "ckpt-00003000/ema.safetensors",
                     include_bytes!(concat!(
-                        "../../../../models/",
+                        "../../../models/",
                         $dir,
                         "/ckpt-00003000/ema.safetensors"
                     )),
@@ -222,7 +293,7 @@ macro_rules! shipped {
                 (
                     "ckpt-00003000/manifest.txt",
                     include_bytes!(concat!(
-                        "../../../../models/",
+                        "../../../models/",
                         $dir,
                         "/ckpt-00003000/manifest.txt"
                     )),
@@ -257,7 +328,10 @@ pub fn shipped_run(system: &str) -> Result<PathBuf> {
     for (name, bytes) in files.iter() {
         let p = dir.join(name);
         if std::fs::read(&p).ok().as_deref() != Some(bytes) {
-            std::fs::create_dir_all(p.parent().expect("in a directory"))?;
+            std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).with_context(|| parent.display().to_string())?;
+            }
             write_atomic(&p, bytes)?;
         }
     }
@@ -325,13 +399,17 @@ fn merge(
     summary: &mut serde_json::Map<String, serde_json::Value>,
     r: &impl serde::Serialize,
 ) -> Result<()> {
-    if let serde_json::Value::Object(m) = serde_json::to_value(r)? {
+    if let serde_json::Value::Object(m) = serde_json::to_value(r).context("summary")? {
         summary.extend(m);
     }
     Ok(())
 }
 
-pub fn run(a: SampleArgs) -> Result<()> {
+/// Samples the model of `a.run` (or the shipped weights of `a.system`) with `a.method`,
+/// writing samples.npy (nm), energies.npy (kJ/mol), log-weights and log q where the method has
+/// them, manifest.txt, and last summary.json, which it returns.
+pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> {
+    a.check()?;
     let dev = device(&a.device)?;
     // Parallel over samples, not inside libtorch: at these model sizes its intra-op threads
     // gain little, while each worker on its own rows scales.
@@ -345,7 +423,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
     let run_dir = match (&a.run, &a.system) {
         (Some(r), _) => r.clone(),
         (None, Some(name)) => shipped_run(name)?,
-        (None, None) => unreachable!("clap requires one"),
+        (None, None) => bail!("give run or system"),
     };
     let run = load_run(&run_dir, dev, a.batch, !a.no_ema, a.tau, workers)?;
     let method = a.method.clone().unwrap_or_else(|| match run.model {
@@ -500,24 +578,6 @@ pub fn run(a: SampleArgs) -> Result<()> {
         }
         None => (x, energies),
     };
-    // Where the proposal puts its samples and where the importance weights put their mass.
-    if method == "snis" || method == "proposal" {
-        summary.insert(
-            "proposal_basins".into(),
-            serde_json::to_value(bgen_eval::features::basin_shares(&sys.topology, &x, None))?,
-        );
-        if let Some(lw) = &log_w {
-            let w = bgen_eval::metrics::weights_from_log(lw);
-            summary.insert(
-                "weight_basins".into(),
-                serde_json::to_value(bgen_eval::features::basin_shares(
-                    &sys.topology,
-                    &x,
-                    Some(&w),
-                ))?,
-            );
-        }
-    }
     // Mirror images (all chiral centres inverted) are reflected back; the energy is unchanged.
     let centres = sys.topology.chiral_centres();
     let mirrored = bgen_system::topology::fix_mirror_images(&mut x, na, &centres, &sys.positions);
@@ -554,8 +614,8 @@ pub fn run(a: SampleArgs) -> Result<()> {
     }
     bgen_system::manifest::write(&a.out, "manifest.txt", &written)?;
     summary.insert("wall_seconds".into(), t0.elapsed().as_secs_f64().into());
-    let text = serde_json::to_string_pretty(&summary)?;
+    let text = serde_json::to_string_pretty(&summary).context("summary.json")?;
     write_atomic(&a.out.join("summary.json"), text.as_bytes())?;
     println!("{text}");
-    Ok(())
+    Ok(summary)
 }

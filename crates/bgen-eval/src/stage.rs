@@ -1,15 +1,21 @@
-//! `bgen eval`: metrics, plots and an HTML report of samples against reference MD.
+//! The evaluation stage as a function of typed, serialisable settings: [`run`] scores samples
+//! against reference MD (metrics, plots and an HTML report; `bgen eval`, `bgen run`'s
+//! evaluation, `bgen.evaluate(...)` in Python) and returns the [`Metrics`].
 
-use anyhow::{bail, Result};
-use bgen_eval::evaluate::{evaluate, EvalOptions};
+use crate::evaluate::{evaluate, EvalOptions, Metrics};
+use crate::Result;
+use bgen_system::error::Context;
 use bgen_system::npy::{read_npy, write_atomic};
-use bgen_system::SystemArgs;
+use bgen_system::{bail, SystemArgs};
 use clap::Args;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The settings of `bgen eval` (and of `bgen run`'s evaluation stage, which builds them with
 /// [`EvalArgs::new`]).
-#[derive(Args, Clone, Debug)]
+/// Python's `bgen.evaluate(...)` keywords (deserialised; unknown keys are refused).
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct EvalArgs {
     /// Samples: a directory with samples.npy (and log_weights.npy), a run or data-set directory
     /// (frames.npy), or a (n, atoms, 3) .npy file; nm.
@@ -63,6 +69,36 @@ impl EvalArgs {
     }
 }
 
+impl Default for EvalArgs {
+    fn default() -> Self {
+        EvalArgs::new(
+            SystemArgs::default(),
+            PathBuf::new(),
+            PathBuf::new(),
+            PathBuf::new(),
+        )
+    }
+}
+
+impl EvalArgs {
+    /// Refuses settings that would break an evaluation, naming them.
+    pub fn check(&self) -> Result<()> {
+        use bgen_system::options::check;
+        for (k, p) in [
+            ("samples", &self.samples),
+            ("reference", &self.reference),
+            ("out", &self.out),
+        ] {
+            if p.as_os_str().is_empty() {
+                bail!("{k}: give a path");
+            }
+        }
+        check::count("max_samples", self.max_samples as i64)?;
+        check::count("tica_lag", self.tica_lag as i64)?;
+        Ok(())
+    }
+}
+
 /// Held-out NLL per dimension of frames (nm) under the EMA flow of a training run: (normalised
 /// units, nm units).
 fn held_out_nll(run: &Path, frames: &[f64], n_atoms: usize) -> Result<(f64, f64)> {
@@ -105,8 +141,6 @@ fn sampler_rows(samples: &Path) -> Vec<(String, String)> {
         ("final_lineages", "lineages at the end"),
         ("acceptance", "MALA acceptance"),
         ("independence_acceptance", "independence-move acceptance"),
-        ("proposal_basins", "proposal basins"),
-        ("weight_basins", "weight basins"),
         ("energy_evaluations", "energy evaluations"),
         ("wall_seconds", "wall time, s"),
     ];
@@ -184,7 +218,10 @@ fn load_samples(
     Ok((x, n_atoms, lw))
 }
 
-pub fn run(a: EvalArgs) -> Result<()> {
+/// Scores the samples of `a.samples` against `a.reference`, writing metrics.json (last),
+/// plots and report.html to `a.out`.
+pub fn run(a: EvalArgs) -> Result<Metrics> {
+    a.check()?;
     let sys = a.sys.load()?;
     let (x, na, lw) = load_samples(&a.samples, &a.log_weights)?;
     let reference = bgen_md::dataset::load_run_temperature(&a.reference)?;
@@ -207,8 +244,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
         tica_lag: a.tica_lag,
         ..Default::default()
     };
-    let (mut metrics, mut data) = evaluate(&sys, &x, lw.as_deref(), &reference.x, opts)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", a.samples.display()))?;
+    let (mut metrics, mut data) =
+        evaluate(&sys, &x, lw.as_deref(), &reference.x, opts).context(a.samples.display())?;
     if metrics.details.n_nonfinite > 0 {
         eprintln!(
             "{}: {} samples with a non-finite energy or zero weight left out",
@@ -241,7 +278,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
                 ..opts
             },
         )
-        .map_err(|e| anyhow::anyhow!("{}: {e}", c.display()))?;
+        .context(c.display())?;
         let label = c
             .file_name()
             .map_or("other".into(), |n| n.to_string_lossy().to_string());
@@ -252,7 +289,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         let w = cd.has_weights.then_some(cd.weights.clone());
         data.extra_energies.push((label, cd.energy_samples, w));
     }
-    let plots = bgen_eval::plots::write_plots(&a.out, &data).map_err(anyhow::Error::msg)?;
+    let plots = crate::plots::write_plots(&a.out, &data)?;
     let title = format!(
         "{} ({}): samples {} against reference {}",
         sys.name,
@@ -260,13 +297,29 @@ pub fn run(a: EvalArgs) -> Result<()> {
         a.samples.display(),
         a.reference.display()
     );
-    let html = bgen_eval::report::html(&title, &metrics, &sampler_rows(&a.samples), &plots)?;
+    let mut rows = sampler_rows(&a.samples);
+    // Where the proposal puts its samples and where the importance weights put their mass.
+    let share = |m: &std::collections::BTreeMap<String, f64>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(p) = &metrics.details.proposal_basins {
+        rows.push(("proposal basins".into(), share(p)));
+        let w: std::collections::BTreeMap<String, f64> = metrics
+            .details
+            .basins_samples
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value))
+            .collect();
+        rows.push(("weight basins".into(), share(&w)));
+    }
+    let html = crate::report::html(&title, &metrics, &rows, &plots)?;
     write_atomic(&a.out.join("report.html"), html.as_bytes())?;
     // Last: metrics.json marks the evaluation complete (`bgen run` skips a stage that has it).
-    write_atomic(
-        &a.out.join("metrics.json"),
-        serde_json::to_string_pretty(&metrics)?.as_bytes(),
-    )?;
+    let text = serde_json::to_string_pretty(&metrics).context("metrics.json")?;
+    write_atomic(&a.out.join("metrics.json"), text.as_bytes())?;
     println!(
         "ESS {:.4}  E-W1 {:.4}  E-W2 {:.4} kT  T-W2 {:.4}  TICA-W2 {}",
         metrics.ess,
@@ -290,5 +343,5 @@ pub fn run(a: EvalArgs) -> Result<()> {
         metrics.details.seconds,
         a.out.join("report.html").display()
     );
-    Ok(())
+    Ok(metrics)
 }
