@@ -1,7 +1,8 @@
 //! `bgen._bgen`: the compiled half of the `bgen` Python package. A `System` (topology,
 //! force field, temperature) with batched, multi-threaded energies and forces on NumPy arrays
-//! that run without the GIL, and `run_cli`, through which the package's stage functions
-//! (`bgen.md`, `bgen.train`, `bgen.sample`, `bgen.evaluate`) run bgen's stages in this process.
+//! that run without the GIL, and the stages (`bgen.md`, `bgen.split`, `bgen.train`,
+//! `bgen.sample`, `bgen.evaluate`) on the same typed settings as the command line and `bgen run`
+//! (deserialised from Python's keywords, checked, run in this process, typed results back).
 //!
 //! Units: positions nm, energies kJ/mol and forces kJ/mol/nm; reduced energies in kT and their
 //! gradients in kT/nm.
@@ -413,17 +414,119 @@ impl Model {
     }
 }
 
-/// Runs one bgen command (the arguments of the `bgen` command line, e.g. ["md", "--system",
-/// "aldp", "--ns", "1", "--out", "d"]) in this process, without the GIL. Bad arguments raise
-/// ValueError with the command line's message; a failed stage raises BgenError.
+/// The options of the system (`bgen_system::SystemArgs`), which a stage's settings nest under
+/// `sys` and Python gives as top-level keywords.
+const SYSTEM_KEYS: [&str; 4] = ["system", "pdb", "forcefield", "temperature"];
+
+/// Whether the stage's settings nest the system's options under `sys`.
+fn nests_system(stage: &str) -> bool {
+    matches!(stage, "md" | "evaluate")
+}
+
+/// Python's flat keywords (JSON) as the stage's typed settings: deserialised (unknown keys and
+/// wrong types refused by name) and checked, as `bgen run` and the command line check them.
+fn typed<T: serde::de::DeserializeOwned>(
+    stage: &str,
+    json: &str,
+    check: impl Fn(&T) -> Result<(), String>,
+) -> PyResult<T> {
+    let mut v: serde_json::Value = serde_json::from_str(json).map_err(value_error)?;
+    if nests_system(stage) {
+        if let serde_json::Value::Object(m) = &mut v {
+            let mut sys = serde_json::Map::new();
+            for k in SYSTEM_KEYS {
+                if let Some(x) = m.remove(k) {
+                    sys.insert(k.into(), x);
+                }
+            }
+            m.insert("sys".into(), sys.into());
+        }
+    }
+    let t: T = serde_json::from_value(v).map_err(|e| value_error(format!("bgen.{stage}: {e}")))?;
+    check(&t).map_err(|e| value_error(format!("bgen.{stage}: {e}")))?;
+    Ok(t)
+}
+
+/// Settings back as Python's flat keywords (JSON), every default filled in.
+fn flat(stage: &str, t: &impl serde::Serialize) -> PyResult<String> {
+    let mut v = serde_json::to_value(t).map_err(value_error)?;
+    if nests_system(stage) {
+        if let serde_json::Value::Object(m) = &mut v {
+            if let Some(serde_json::Value::Object(sys)) = m.remove("sys") {
+                m.extend(sys);
+            }
+        }
+    }
+    Ok(v.to_string())
+}
+
+/// The typed settings of `stage` ("md", "split", "train", "sample", "evaluate") from Python's
+/// keywords (JSON), checked, with every default filled in (JSON). Raises ValueError naming an
+/// unknown key, a wrong type or a bad value.
 #[pyfunction]
-fn run_cli(py: Python<'_>, args: Vec<String>) -> PyResult<()> {
-    use clap::Parser;
-    let cli = bgen::cli::Cli::try_parse_from(std::iter::once("bgen".to_string()).chain(args))
-        .map_err(|e| value_error(e.render().to_string().trim_end()))?;
-    detached(py, || {
-        bgen::cli::dispatch(cli.command).map_err(|e| BgenError::new_err(format!("{e:#}")))
-    })
+fn stage_config(stage: &str, json: &str) -> PyResult<String> {
+    use bgen::{eval::EvalArgs, md::MdArgs, md::SplitArgs, models::TrainArgs, sample::SampleArgs};
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    match stage {
+        "md" => flat(
+            stage,
+            &typed(stage, json, |t: &MdArgs| t.check().map_err(|x| e(&x)))?,
+        ),
+        "split" => flat(stage, &typed(stage, json, |_: &SplitArgs| Ok(()))?),
+        "train" => flat(
+            stage,
+            &typed(stage, json, |t: &TrainArgs| t.check().map_err(|x| e(&x)))?,
+        ),
+        "sample" => flat(
+            stage,
+            &typed(stage, json, |t: &SampleArgs| t.check().map_err(|x| e(&x)))?,
+        ),
+        "evaluate" => flat(
+            stage,
+            &typed(stage, json, |t: &EvalArgs| t.check().map_err(|x| e(&x)))?,
+        ),
+        other => Err(value_error(format!(
+            "unknown stage '{other}' (md, split, train, sample, evaluate)"
+        ))),
+    }
+}
+
+/// Runs `stage` with the typed settings of Python's keywords (JSON) in this process, without
+/// the GIL, and returns its typed result (JSON). Bad settings raise ValueError; a failed stage
+/// raises BgenError naming the file and the problem.
+#[pyfunction]
+fn run_stage(py: Python<'_>, stage: &str, json: &str) -> PyResult<String> {
+    use bgen::{eval::EvalArgs, md::MdArgs, md::SplitArgs, models::TrainArgs, sample::SampleArgs};
+    fn done<T: serde::Serialize, E: std::fmt::Display>(r: Result<T, E>) -> PyResult<String> {
+        let t = r.map_err(|e| BgenError::new_err(e.to_string()))?;
+        serde_json::to_string(&t).map_err(|e| BgenError::new_err(e.to_string()))
+    }
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    match stage {
+        "md" => {
+            let a: MdArgs = typed(stage, json, |t: &MdArgs| t.check().map_err(|x| e(&x)))?;
+            detached(py, || done(bgen::md::stage::run(a)))
+        }
+        "split" => {
+            let a: SplitArgs = typed(stage, json, |_: &SplitArgs| Ok(()))?;
+            detached(py, || done(bgen::md::stage::split(a)))
+        }
+        "train" => {
+            let a: TrainArgs = typed(stage, json, |t: &TrainArgs| t.check().map_err(|x| e(&x)))?;
+            detached(py, || done(bgen::models::stage::run(a)))
+        }
+        "sample" => {
+            let a: SampleArgs = typed(stage, json, |t: &SampleArgs| t.check().map_err(|x| e(&x)))?;
+            detached(py, || done(bgen::sample::stage::run(a)))
+        }
+        "evaluate" => {
+            let a: EvalArgs = typed(stage, json, |t: &EvalArgs| t.check().map_err(|x| e(&x)))?;
+            detached(py, || done(bgen::eval::stage::run(a)))
+        }
+        other => Err(value_error(format!(
+            "unknown stage '{other}' (md, split, train, sample, evaluate)"
+        ))),
+    }
 }
 
 /// The compiled module.
@@ -431,7 +534,8 @@ fn run_cli(py: Python<'_>, args: Vec<String>) -> PyResult<()> {
 fn _bgen(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<System>()?;
     m.add_class::<Model>()?;
-    m.add_function(wrap_pyfunction!(run_cli, m)?)?;
+    m.add_function(wrap_pyfunction!(stage_config, m)?)?;
+    m.add_function(wrap_pyfunction!(run_stage, m)?)?;
     m.add("BgenError", m.py().get_type::<BgenError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -103,9 +103,16 @@ def test_bad_input_raises_clear_errors(aldp, tmp_path):
     # Coinciding atoms have zero Boltzmann weight: +inf, never NaN.
     same = np.zeros((22, 3))
     assert aldp.energy(same) == float("inf")
-    # A stage with a bad option: ValueError with the command line's message.
-    with pytest.raises(ValueError, match="--ns"):
+    # A stage with a bad option or an unknown one: ValueError naming it, before any work.
+    with pytest.raises(ValueError, match="ns = -1: must be a finite number > 0"):
         bgen.md(tmp_path / "md", ns=-1)
+    with pytest.raises(ValueError, match="unknown field `nss`"):
+        bgen.MdConfig(out=tmp_path / "md", nss=1)
+    with pytest.raises(ValueError, match="method 'mcmc'"):
+        bgen.SampleConfig(out=tmp_path / "s", system="aldp", method="mcmc")
+    with pytest.raises(ValueError, match="invalid type"):
+        bgen.TrainConfig(data="d", out="o", steps="many")
+    assert not (tmp_path / "md").exists()
     with pytest.raises(bgen.BgenError, match="missing: no such file"):
         bgen.evaluate(tmp_path / "missing", tmp_path / "missing.npy", tmp_path / "ev", system="aldp")
 
@@ -129,21 +136,43 @@ def test_energy_releases_the_gil(aldp):
     assert len(ticks) >= 3
 
 
+def test_configs_are_the_typed_stage_settings(tmp_path):
+    cfg = bgen.MdConfig(out=tmp_path / "md", system="aldp", ns=0.5)
+    # Every default filled in by bgen: unset run settings stay None, the rest take the CLI's.
+    assert cfg.ns == 0.5 and cfg.system == "aldp" and cfg.timestep_fs is None
+    assert cfg.checkpoint_secs == 30.0 and cfg.resume is False
+    assert cfg.replace(ns=1.0).ns == 1.0 and cfg.ns == 0.5
+    assert cfg == bgen.MdConfig(**cfg.to_dict())
+    with pytest.raises(AttributeError):
+        cfg.ns = 2.0
+    ladder = bgen.MdConfig(out="o", temperatures="300:600:3").temperatures
+    assert len(ladder) == 3 and ladder[0] == 300.0 and abs(ladder[2] - 600.0) < 1e-9
+    s = bgen.SampleConfig(out="o", system="aldp")
+    assert (s.cess, s.steps, s.moves, s.tau, s.com) == (0.98, 300, 3, 1.0, "gaussian")
+    assert bgen.TrainConfig(data="d", out="o").threads == 1
+    assert bgen.EvalConfig(samples="s", reference="r", out="o").max_samples == 10000
+
+
 def test_stages_end_to_end(tmp_path):
     md = bgen.md(tmp_path / "md", system="aldp", ns=0.02, save_every_ps=0.1, equilibrate_ps=1)
     assert md["frames"].shape == (200, 22, 3) and md["energies"].shape == (200,)
+    assert md["complete"] and md["frame_count"] == 200 and md["mean_energy_kj_mol"] < 0
     assert np.isfinite(md["frames"]).all()
-    run = bgen.train(tmp_path / "md", tmp_path / "run", preset="tiny", steps=5, system="aldp")
-    assert run["coords"] == "internal" and run["model"] == "tarflow"
-    s = bgen.sample(tmp_path / "snis", run=tmp_path / "run", method="snis", n=64)
+    sets = bgen.split(runs=tmp_path / "md", out=tmp_path / "data")
+    assert (sets["train"], sets["val"], sets["test"]) == (160, 20, 20)
+    run = bgen.train(tmp_path / "data" / "train", tmp_path / "run", preset="tiny", steps=5)
+    assert run["steps"] == 5 and run["n_train"] == 160 and run["n_val"] == 20
+    assert run["info"]["coords"] == "internal" and run["info"]["model"] == "tarflow"
+    s = bgen.sample(bgen.SampleConfig(out=tmp_path / "snis", run=tmp_path / "run", method="snis", n=64))
     assert s["samples"].shape == (64, 22, 3)
     assert s["log_weights"].shape == (64,) and 0 < s["summary"]["ess"] <= 1
     m = bgen.evaluate(tmp_path / "snis", tmp_path / "md" / "frames.npy", tmp_path / "ev", system="aldp")
     assert "energy_w2" in json.dumps(m)
+    assert abs(sum(m["details"]["proposal_basins"].values()) - 1) < 1e-9
     # The shipped weights of an embedded system.
     s = bgen.sample(tmp_path / "shipped", system="aldp", method="proposal", n=32)
     assert s["samples"].shape == (32, 22, 3) and "log_weights" not in s
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ValueError, match="give run"):
         bgen.sample(tmp_path / "x")
 
 

@@ -76,6 +76,11 @@ class Model:
     def log_q(self, x: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """log q of conformations (n, atoms, 3) nm, in the model's coordinates."""
 
-def run_cli(args: List[str]) -> None:
-    """Runs one bgen command line (without the leading "bgen") in this process. ValueError
-    on bad arguments, BgenError when the stage fails."""
+def stage_config(stage: str, json: str) -> str:
+    """The typed settings of ``stage`` ("md", "split", "train", "sample", "evaluate") from
+    keywords as a JSON object, checked, every default filled in (JSON). ValueError names an
+    unknown key, a wrong type or a bad value."""
+
+def run_stage(stage: str, json: str) -> str:
+    """Runs ``stage`` with the settings of a JSON object in this process without the GIL and
+    returns its typed result as JSON. ValueError on bad settings, BgenError when it fails."""

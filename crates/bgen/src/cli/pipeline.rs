@@ -229,7 +229,10 @@ impl RunConfig {
     /// The model's coordinates: the configured ones, else internal (for both families: on
     /// aldp an ArBG's SNIS ESS goes from 1e-4 in Cartesian coordinates to 0.014).
     fn coords(&self) -> &str {
-        self.train.coords.as_deref().unwrap_or("internal")
+        self.train
+            .coords
+            .as_deref()
+            .unwrap_or(bgen_models::stage::DEFAULT_COORDS)
     }
 
     /// The arguments that name the system to a subcommand.
