@@ -47,11 +47,12 @@ struct System {
     inner: bgen_system::System,
 }
 
-/// Conformations of an array: (n, atoms, 3) or one (atoms, 3), in nm; whether it was one.
-fn conformations(
-    x: &PyReadonlyArrayDyn<'_, f64>,
+/// Conformations of an array: (n, atoms, 3) or one (atoms, 3), in nm (borrowed when the array
+/// is C-contiguous); whether it was one.
+fn conformations<'a>(
+    x: &'a PyReadonlyArrayDyn<'_, f64>,
     atoms: usize,
-) -> PyResult<(Vec<f64>, usize, bool)> {
+) -> PyResult<(std::borrow::Cow<'a, [f64]>, usize, bool)> {
     let shape = x.shape().to_vec();
     let (n, single) = match shape.as_slice() {
         [a, 3] if *a == atoms => (1, true),
@@ -62,7 +63,10 @@ fn conformations(
             )))
         }
     };
-    let v: Vec<f64> = x.as_array().iter().copied().collect();
+    let v: std::borrow::Cow<'a, [f64]> = match x.as_slice() {
+        Ok(s) => s.into(),
+        Err(_) => x.as_array().iter().copied().collect::<Vec<f64>>().into(),
+    };
     if let Some(k) = v.iter().position(|c| !c.is_finite()) {
         return Err(value_error(format!(
             "conformation {} has a non-finite coordinate (atom {})",
@@ -88,6 +92,15 @@ impl System {
             self.inner.energy_and_grad(x, &mut e, g.as_deref_mut());
             Ok((e, g))
         })
+    }
+}
+
+/// A non-finite energy (coinciding atoms) as +inf: zero Boltzmann weight, never NaN.
+fn finite_or_inf(u: f64) -> f64 {
+    if u.is_finite() {
+        u
+    } else {
+        f64::INFINITY
     }
 }
 
@@ -203,25 +216,37 @@ impl System {
     /// Potential energies (kJ/mol) of conformations `x`, (n, atoms, 3) nm, as an (n,) array;
     /// of one conformation (atoms, 3), a float. Batched over threads, without the GIL.
     /// Coinciding atoms give +inf; non-finite coordinates raise ValueError.
+    /// The same arithmetic as `bgen energy` (equal to it bit for bit).
     fn energy(&self, py: Python<'_>, x: PyReadonlyArrayDyn<'_, f64>) -> PyResult<Py<PyAny>> {
-        let (v, n, single) = conformations(&x, self.n_atoms())?;
-        let kt = self.inner.kt();
-        let (e, _) = self.reduced(py, &v, n, false)?;
-        energies_out(py, e.into_iter().map(|u| u * kt).collect(), single)
+        let (v, _, single) = conformations(&x, self.n_atoms())?;
+        let e = detached(py, || {
+            let e = self.inner.energies_batch(&v, None);
+            Ok(e.iter().map(|e| finite_or_inf(e.total())).collect())
+        })?;
+        energies_out(py, e, single)
     }
 
-    /// Energies (kJ/mol) and forces (kJ/mol/nm, the shape of `x`) of conformations `x`.
+    /// Energies (kJ/mol) and forces (kJ/mol/nm, the shape of `x`) of conformations `x`; the
+    /// same arithmetic as `bgen energy --forces` (equal to it bit for bit).
     fn energy_and_forces<'py>(
         &self,
         py: Python<'py>,
         x: PyReadonlyArrayDyn<'_, f64>,
     ) -> PyResult<(Py<PyAny>, Bound<'py, PyArrayDyn<f64>>)> {
         let (v, n, single) = conformations(&x, self.n_atoms())?;
-        let kt = self.inner.kt();
-        let (e, g) = self.reduced(py, &v, n, true)?;
-        let f: Vec<f64> = g.unwrap_or_default().into_iter().map(|d| -d * kt).collect();
+        let (e, f) = detached(py, || {
+            let mut f = vec![0.0; v.len()];
+            let e = self.inner.energies_batch(&v, Some(&mut f));
+            let e: Vec<f64> = e.iter().map(|e| finite_or_inf(e.total())).collect();
+            // Zero Boltzmann weight: +inf with zero forces, as the samplers see it.
+            let d = 3 * self.n_atoms();
+            for (k, _) in e.iter().enumerate().filter(|(_, u)| u.is_infinite()) {
+                f[k * d..(k + 1) * d].fill(0.0);
+            }
+            Ok((e, f))
+        })?;
         Ok((
-            energies_out(py, e.into_iter().map(|u| u * kt).collect(), single)?,
+            energies_out(py, e, single)?,
             positions_out(py, f, n, self.n_atoms(), single)?,
         ))
     }
@@ -398,7 +423,7 @@ impl Model {
         let lq = detached(py, || {
             let y = match &self.run.internal {
                 Some(t) => t.from_cartesian(&v),
-                None => v,
+                None => v.into_owned(),
             };
             Ok(self.densities(&y, n).0)
         })?;

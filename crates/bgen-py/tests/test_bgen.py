@@ -2,6 +2,7 @@
 differences, the PyTorch autograd bridge, clear exceptions, and every stage end to end."""
 
 import json
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -42,6 +43,29 @@ def test_energies_and_forces_equal_openmm(aldp, reference):
     a14 = bgen.System.named("aldp", forcefield="amber14-obc1")
     ref14 = reference["setups"]["amber14_obc1"]
     np.testing.assert_allclose(a14.energy(x), ref14["energy_total"], rtol=1e-9, atol=1e-8)
+
+
+def _bgen_binary() -> Path:
+    """The command line built beside the package (cargo test or cargo build builds it)."""
+    found = [ROOT / "target" / p / "bgen" for p in ("debug", "release")]
+    found = [p for p in found if p.exists()]
+    assert found, "build the command line first: cargo build -p bgen"
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def test_energies_equal_the_command_line_to_the_last_bit(aldp, tmp_path):
+    rng = np.random.default_rng(3)
+    x = aldp.positions[None] + 0.01 * rng.standard_normal((50, 22, 3))
+    np.save(tmp_path / "x.npy", x)
+    run = subprocess.run(
+        [str(_bgen_binary()), "energy", "--system", "aldp", "--positions", str(tmp_path / "x.npy"),
+         "--forces", str(tmp_path / "f.npy"), "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    cli = np.array([e["total"] for e in json.loads(run.stdout)["energies"]])
+    e, f = aldp.energy_and_forces(x)
+    assert np.array_equal(e, cli) and np.array_equal(aldp.energy(x), cli)
+    assert np.array_equal(f, np.load(tmp_path / "f.npy"))
 
 
 def test_forces_are_minus_the_gradient(aldp, reference):
