@@ -669,3 +669,98 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
         .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     Ok(())
 }
+
+/// The settings of `bgen build`: a peptide from its sequence, minimised, as a PDB that every
+/// stage accepts.
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildArgs {
+    /// One-letter codes of the residues, N to C terminus (e.g. KW; HIS is built as HID, OpenMM's
+    /// and pdbfixer's pH-7 choice for an isolated peptide).
+    #[arg(long)]
+    pub sequence: String,
+    /// Ends: ace-nme (acetyl and N-methylamide caps) or none (a zwitterion, NH3+ ... COO-).
+    #[arg(long, default_value = "none", value_parser = ["ace-nme", "none"])]
+    #[serde(default = "no_caps")]
+    pub caps: String,
+    /// Force field whose templates and equilibrium geometry are used (and whose energy is
+    /// minimised): amber14-obc1 (default) or amber99sbildn-obc2.
+    #[arg(long, default_value = "amber14-obc1")]
+    #[serde(default = "amber14")]
+    pub forcefield: String,
+    /// Output PDB file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Write the ideal geometry without minimising it.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_minimize: bool,
+    /// RMS-force tolerance of the minimisation, kJ/mol/nm.
+    #[arg(long, default_value_t = 1.0, value_parser = positive, allow_hyphen_values = true)]
+    #[serde(default = "build_tolerance")]
+    pub minimize_tol: f64,
+}
+
+fn no_caps() -> String {
+    "none".into()
+}
+fn amber14() -> String {
+    "amber14-obc1".into()
+}
+fn build_tolerance() -> f64 {
+    1.0
+}
+
+/// What `bgen build` made.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BuildResult {
+    pub out: PathBuf,
+    pub atoms: usize,
+    /// Energy of the ideal geometry and after minimisation, kJ/mol.
+    pub initial_energy_kj_mol: f64,
+    pub energy_kj_mol: f64,
+    /// RMS force at the end, kJ/mol/nm.
+    pub rms_force: f64,
+}
+
+/// Builds `a.sequence` ([`bgen_system::peptide`]), minimises it with the L-BFGS minimiser and
+/// writes it as a PDB (atomically).
+pub fn build(a: BuildArgs) -> Result<BuildResult> {
+    use bgen_system::peptide::{self, Caps};
+    let setup = bgen_system::Setup::from_name(&a.forcefield)?;
+    let caps = Caps::from_name(&a.caps)?;
+    bgen_system::options::check::positive("minimize_tol", a.minimize_tol)?;
+    let sys = peptide::build(&a.sequence, caps, setup)?;
+    let model = sys.model();
+    let mut ws = model.workspace();
+    let mut x = sys.positions.clone();
+    let initial = model.energy(&x, &mut ws).total();
+    let (energy, rms) = if a.no_minimize {
+        (initial, f64::NAN)
+    } else {
+        let opts = crate::MinimizeOptions {
+            tolerance: a.minimize_tol,
+            max_iterations: 50_000,
+            ..Default::default()
+        };
+        let r = crate::minimize(&mut x, opts, |x, g| {
+            model.energy_grad(x, g, &mut ws).total()
+        });
+        (r.final_energy, r.rms_force)
+    };
+    if !energy.is_finite() {
+        bail!(
+            "sequence {}: the built structure has a non-finite energy",
+            a.sequence
+        );
+    }
+    let text = bgen_system::pdb::write_pdb(&sys.topology, &x);
+    bgen_system::npy::write_atomic(&a.out, text.as_bytes())?;
+    Ok(BuildResult {
+        out: a.out,
+        atoms: sys.n_atoms(),
+        initial_energy_kj_mol: initial,
+        energy_kj_mol: energy,
+        rms_force: rms,
+    })
+}

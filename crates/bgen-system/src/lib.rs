@@ -21,6 +21,7 @@ pub mod npy;
 pub mod options;
 pub mod outdir;
 pub mod pdb;
+pub mod peptide;
 pub mod system;
 pub mod systems;
 pub mod target;

@@ -241,3 +241,55 @@ fn outputs_never_overwrite_inputs_and_one_writer_per_directory() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+/// `bgen build` makes a peptide that the other stages take as it is: MD of Lys-Trp from its
+/// sequence alone.
+#[test]
+fn a_built_peptide_runs_md() {
+    let dir = tmp("build");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pdb = dir.join("kw.pdb");
+    let out = bgen()
+        .args(["build", "--sequence", "KW", "--out"])
+        .arg(&pdb)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bgen()
+        .args([
+            "md",
+            "--ns",
+            "0.002",
+            "--save-every-ps",
+            "0.5",
+            "--equilibrate-ps",
+            "0",
+            "--pdb",
+        ])
+        .arg(&pdb)
+        .arg("--out")
+        .arg(dir.join("md"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames = read_npy(&dir.join("md/frames.npy")).unwrap();
+    assert_eq!(frames.shape, vec![4, 49, 3]);
+    // amber14-obc1 at 310 K, the transferable models' setting, by default for a PDB.
+    let run = std::fs::read_to_string(dir.join("md/run.json")).unwrap();
+    assert!(run.contains("amber14-obc1") && run.contains("310"), "{run}");
+    let bad = bgen()
+        .args(["build", "--sequence", "KZ", "--out"])
+        .arg(dir.join("x.pdb"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("'Z' at position 2"));
+}

@@ -52,8 +52,19 @@ fn train_then_sample_with_every_method() {
         .arg(&split)
         .output()
         .unwrap());
+    // Cartesian coordinates: this test covers their CoM forms and energy cutoff (the default,
+    // internal coordinates, is covered by the ArBG test below and by `bgen run`'s).
     ok(bgen()
-        .args(["train", "--preset", "tiny", "--steps", "30", "--data"])
+        .args([
+            "train",
+            "--preset",
+            "tiny",
+            "--steps",
+            "30",
+            "--coords",
+            "cartesian",
+            "--data",
+        ])
         .arg(split.join("train"))
         .arg("--out")
         .arg(&run)

@@ -27,6 +27,9 @@ pub enum Command {
     Run(pipeline::RunArgs),
     /// Potential energy (by term) and forces of conformations.
     Energy(energy::EnergyArgs),
+    /// A peptide from its sequence (ideal geometry from the force field, L chirality,
+    /// minimised) as a PDB that every stage accepts.
+    Build(bgen_md::stage::BuildArgs),
     /// Langevin molecular dynamics that writes training data (resumable).
     Md(bgen_md::MdArgs),
     /// Data sets made from runs.
@@ -51,6 +54,18 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(a) => pipeline::run(a),
         Command::Energy(a) => energy::run(a),
+        Command::Build(a) => {
+            let r = bgen_md::stage::build(a)?;
+            eprintln!(
+                "{}: {} atoms, {:.3} -> {:.3} kJ/mol (RMS force {:.2} kJ/mol/nm)",
+                r.out.display(),
+                r.atoms,
+                r.initial_energy_kj_mol,
+                r.energy_kj_mol,
+                r.rms_force
+            );
+            Ok(())
+        }
         Command::Md(a) => bgen_md::stage::run(a).map(|_| ()).map_err(Into::into),
         Command::Eval(a) => bgen_eval::stage::run(a).map(|_| ()).map_err(Into::into),
         Command::Train(a) => bgen_models::stage::run(a).map(|_| ()).map_err(Into::into),

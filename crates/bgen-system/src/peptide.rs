@@ -1,0 +1,470 @@
+//! Peptides from a sequence, natively: the residue templates of the force field give the atoms,
+//! their names and bonds; the force field's own equilibrium bond lengths and angles give the
+//! geometry; torsions follow simple rules (an extended backbone, trans side chains, staggered
+//! hydrogens, planar rings), and the chiral centres are set to the natural amino acids'
+//! handedness (L at every CA; 2S,3R at THR's CB and 2S,3S at ILE's). The result is a [`System`]
+//! whose PDB every stage accepts; minimise it before MD (`bgen build` does).
+//!
+//! Protonation follows the pH-7 convention of OpenMM's `Modeller.addHydrogens` (and so of
+//! pdbfixer): LYS and ARG charged, ASP and GLU charged, CYS as a free thiol, and HIS neutral as
+//! HID (hydrogen on ND1), the variant it picks when neither nitrogen's hydrogen would make a
+//! hydrogen bond, as in an isolated peptide. Termini are capped (ACE ... NME) or charged
+//! (NH3+ ... COO-).
+
+use crate::error::Result;
+use crate::pdb::PdbFile;
+use crate::{bail, Setup, System};
+use std::collections::VecDeque;
+
+/// The ends of a built peptide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caps {
+    /// Acetyl and N-methylamide caps (ACE ... NME), neutral ends.
+    AceNme,
+    /// A zwitterion: NH3+ and COO- termini.
+    None,
+}
+
+impl Caps {
+    /// "ace-nme" or "none".
+    pub fn from_name(s: &str) -> Result<Caps> {
+        match s {
+            "ace-nme" => Ok(Caps::AceNme),
+            "none" => Ok(Caps::None),
+            other => bail!("caps '{other}': ace-nme or none"),
+        }
+    }
+}
+
+/// One-letter code -> residue name (PDB) and template name (the force field's).
+const CODES: [(char, &str, &str); 20] = [
+    ('A', "ALA", "ALA"),
+    ('R', "ARG", "ARG"),
+    ('N', "ASN", "ASN"),
+    ('D', "ASP", "ASP"),
+    ('C', "CYS", "CYS"),
+    ('Q', "GLN", "GLN"),
+    ('E', "GLU", "GLU"),
+    ('G', "GLY", "GLY"),
+    ('H', "HIS", "HID"),
+    ('I', "ILE", "ILE"),
+    ('L', "LEU", "LEU"),
+    ('K', "LYS", "LYS"),
+    ('M', "MET", "MET"),
+    ('F', "PHE", "PHE"),
+    ('P', "PRO", "PRO"),
+    ('S', "SER", "SER"),
+    ('T', "THR", "THR"),
+    ('W', "TRP", "TRP"),
+    ('Y', "TYR", "TYR"),
+    ('V', "VAL", "VAL"),
+];
+
+/// Backbone torsions of the built chain, degrees: a beta strand (PRO's phi fixed by its ring).
+const PHI: f64 = -120.0;
+const PHI_PRO: f64 = -65.0;
+const PSI: f64 = 140.0;
+const OMEGA: f64 = 180.0;
+/// Side chains: chi1 of the most common rotamer (-60), rings turned out of the backbone's way.
+const CHI1: f64 = -60.0;
+const CHI2_RING: f64 = 90.0;
+
+/// Chiral centres set to the natural handedness: (residue, centre, a, b, c) with
+/// (a - centre) . ((b - centre) x (c - centre)) > 0 (the sign of L-alanine's CA with N, C, CB,
+/// and of THR's and ILE's CB in OpenMM-built and crystal structures).
+const CHIRAL: [(&str, &str, [&str; 3]); 3] = [
+    ("*", "CA", ["N", "C", "CB"]),
+    ("THR", "CB", ["CA", "OG1", "CG2"]),
+    ("ILE", "CB", ["CA", "CG1", "CG2"]),
+];
+
+/// The residues of `sequence` (one-letter codes, e.g. "KW"): (PDB name, template name).
+pub fn residues(sequence: &str, caps: Caps) -> Result<Vec<(String, String)>> {
+    let seq: Vec<char> = sequence.trim().chars().collect();
+    if seq.is_empty() {
+        bail!("the sequence is empty: give one-letter codes such as KW");
+    }
+    let mut out = Vec::new();
+    for (i, c) in seq.iter().enumerate() {
+        let Some((_, pdb, template)) = CODES.iter().find(|x| x.0 == c.to_ascii_uppercase()) else {
+            bail!(
+                "sequence {sequence}: '{c}' at position {} is not one of the 20 amino acids' codes (ACDEFGHIKLMNPQRSTVWY)",
+                i + 1
+            );
+        };
+        out.push((pdb.to_string(), template.to_string()));
+    }
+    match caps {
+        Caps::AceNme => {
+            out.insert(0, ("ACE".into(), "ACE".into()));
+            out.push(("NME".into(), "NME".into()));
+        }
+        Caps::None => {
+            if out.len() < 2 {
+                bail!("sequence {sequence}: a zwitterion needs at least two residues; use --caps ace-nme for one");
+            }
+            let last = out.len() - 1;
+            out[0].1 = format!("N{}", out[0].1);
+            out[last].1 = format!("C{}", out[last].1);
+        }
+    }
+    Ok(out)
+}
+
+/// One atom of the chain being built.
+struct BuildAtom {
+    name: String,
+    residue: usize,
+    type_index: usize,
+}
+
+/// Builds `sequence` with `caps` under the force field of `setup` (unminimised positions).
+pub fn build(sequence: &str, caps: Caps, setup: Setup) -> Result<System> {
+    let pdb = build_pdb(sequence, caps, setup)?;
+    let file = PdbFile::parse(&pdb, &format!("<sequence {sequence}>"))?;
+    System::from_pdb(&file, setup, None)
+}
+
+/// The PDB text of `sequence` built with ideal geometry (see the module's documentation).
+pub fn build_pdb(sequence: &str, caps: Caps, setup: Setup) -> Result<String> {
+    let ff = setup.data();
+    let res = residues(sequence, caps)?;
+    let mut atoms: Vec<BuildAtom> = Vec::new();
+    let mut bonds: Vec<(usize, usize)> = Vec::new();
+    // (index of C, of N) of each residue, for the peptide bonds.
+    let mut ends: Vec<(Option<usize>, Option<usize>)> = Vec::new();
+    for (ri, (_, tname)) in res.iter().enumerate() {
+        let Some(t) = ff.templates.iter().find(|t| &t.name == tname) else {
+            bail!("{}: no residue template {tname}", setup.name());
+        };
+        let start = atoms.len();
+        for a in &t.atoms {
+            atoms.push(BuildAtom {
+                name: a.name.clone(),
+                residue: ri,
+                type_index: a.type_index,
+            });
+        }
+        bonds.extend(t.bonds.iter().map(|&(i, j)| (start + i, start + j)));
+        let find = |n: &str| t.atoms.iter().position(|a| a.name == n).map(|k| start + k);
+        ends.push((find("C"), find("N")));
+    }
+    for w in 0..res.len() - 1 {
+        match (ends[w].0, ends[w + 1].1) {
+            (Some(c), Some(n)) => bonds.push((c, n)),
+            _ => bail!("cannot join residue {} to {}", res[w].1, res[w + 1].1),
+        }
+    }
+    let n = atoms.len();
+    let mut nb = vec![Vec::new(); n];
+    for &(i, j) in &bonds {
+        nb[i].push(j);
+        nb[j].push(i);
+    }
+    let rings = small_rings(&nb);
+    let x = place(&atoms, &nb, &rings, &res, ff);
+    Ok(pdb_text(&atoms, &res, &x))
+}
+
+/// Rings of up to 7 atoms (the shortest cycle through each bond).
+fn small_rings(nb: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let mut rings: Vec<Vec<usize>> = Vec::new();
+    for u in 0..nb.len() {
+        for &v in &nb[u] {
+            if v < u {
+                continue;
+            }
+            // Shortest path v -> u not using the bond u-v.
+            let mut prev = vec![usize::MAX; nb.len()];
+            let mut depth = vec![usize::MAX; nb.len()];
+            let mut q = VecDeque::from([v]);
+            depth[v] = 0;
+            while let Some(a) = q.pop_front() {
+                if a == u || depth[a] >= 6 {
+                    continue;
+                }
+                for &b in &nb[a] {
+                    if depth[b] == usize::MAX && !(a == v && b == u) {
+                        depth[b] = depth[a] + 1;
+                        prev[b] = a;
+                        q.push_back(b);
+                    }
+                }
+            }
+            if depth[u] != usize::MAX {
+                let mut ring = vec![u];
+                let mut a = u;
+                while a != v {
+                    a = prev[a];
+                    ring.push(a);
+                }
+                ring.sort_unstable();
+                if !rings.contains(&ring) {
+                    rings.push(ring);
+                }
+            }
+        }
+    }
+    rings
+}
+
+/// Equilibrium length (nm) of the bond between types `a` and `b` in the force field.
+fn bond_length(ff: &crate::ffxml::FfData, a: usize, b: usize) -> f64 {
+    ff.bonds
+        .iter()
+        .find(|d| {
+            (ff.matches(d.types[0], a) && ff.matches(d.types[1], b))
+                || (ff.matches(d.types[0], b) && ff.matches(d.types[1], a))
+        })
+        .map_or(0.14, |d| d.length)
+}
+
+/// Equilibrium angle (rad) a-b-c in the force field.
+fn angle(ff: &crate::ffxml::FfData, a: usize, b: usize, c: usize) -> f64 {
+    ff.angles
+        .iter()
+        .find(|d| {
+            ff.matches(d.types[1], b)
+                && ((ff.matches(d.types[0], a) && ff.matches(d.types[2], c))
+                    || (ff.matches(d.types[0], c) && ff.matches(d.types[2], a)))
+        })
+        .map_or(109.47f64.to_radians(), |d| d.angle)
+}
+
+type V3 = [f64; 3];
+
+fn sub(a: V3, b: V3) -> V3 {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+fn cross(a: V3, b: V3) -> V3 {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+fn dot(a: V3, b: V3) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+fn unit(a: V3) -> V3 {
+    let n = dot(a, a).sqrt();
+    [a[0] / n, a[1] / n, a[2] / n]
+}
+
+/// The point at distance `r` from `p`, angle `theta` (rad) g-p-new and torsion `phi` (rad)
+/// h-g-p-new (the natural extension of reference frame).
+fn nerf(h: V3, g: V3, p: V3, r: f64, theta: f64, phi: f64) -> V3 {
+    let bc = unit(sub(p, g));
+    let nrm = unit(cross(sub(g, h), bc));
+    let m = [bc, cross(nrm, bc), nrm];
+    let d = [
+        -r * theta.cos(),
+        r * theta.sin() * phi.cos(),
+        r * theta.sin() * phi.sin(),
+    ];
+    let mut out = p;
+    for k in 0..3 {
+        out[k] += m[0][k] * d[0] + m[1][k] * d[1] + m[2][k] * d[2];
+    }
+    out
+}
+
+/// Signed volume (a - c) . ((b - c) x (d - c)).
+fn volume(c: V3, a: V3, b: V3, d: V3) -> f64 {
+    dot(sub(a, c), cross(sub(b, c), sub(d, c)))
+}
+
+/// Positions (nm) of every atom: breadth-first from the first residue's backbone.
+fn place(
+    atoms: &[BuildAtom],
+    nb: &[Vec<usize>],
+    rings: &[Vec<usize>],
+    res: &[(String, String)],
+    ff: &crate::ffxml::FfData,
+) -> Vec<V3> {
+    let n = atoms.len();
+    let ty = |i: usize| atoms[i].type_index;
+    let heavy = |i: usize| {
+        ff.types[ty(i)]
+            .element
+            .is_some_and(|e| e != crate::element::Element::H)
+    };
+    let in_ring = |set: &[usize]| rings.iter().any(|r| set.iter().all(|a| r.contains(a)));
+    let name = |i: usize| atoms[i].name.as_str();
+    let mut x: Vec<Option<V3>> = vec![None; n];
+    let mut parent = vec![usize::MAX; n];
+    let root = (0..n)
+        .find(|&i| atoms[i].residue == 0 && (name(i) == "N" || name(i) == "CH3"))
+        .unwrap_or(0);
+    x[root] = Some([0.0; 3]);
+    let mut queue = VecDeque::from([root]);
+    while let Some(p) = queue.pop_front() {
+        let pp = x[p].expect("placed");
+        // Reference atoms: g (p's parent, or a placed neighbour), h (g's parent, or a placed
+        // neighbour of g other than p, or a fixed direction).
+        let g = if parent[p] != usize::MAX {
+            Some(parent[p])
+        } else {
+            nb[p].iter().copied().find(|&q| x[q].is_some())
+        };
+        let h = g.and_then(|g| {
+            if parent[g] != usize::MAX && parent[g] != p {
+                Some(parent[g])
+            } else {
+                nb[g].iter().copied().find(|&q| q != p && x[q].is_some())
+            }
+        });
+        // PRO's ring is closed at N-CD: CD is placed from CG, around the ring.
+        let pro_cd =
+            |c: usize| name(p) == "N" && name(c) == "CD" && res[atoms[c].residue].0 == "PRO";
+        let mut children: Vec<usize> = nb[p]
+            .iter()
+            .copied()
+            .filter(|&c| x[c].is_none() && !pro_cd(c))
+            .collect();
+        let ring_child = |c: usize| match (g, h) {
+            (Some(g), Some(h)) => in_ring(&[c, p, g, h]),
+            _ => false,
+        };
+        let backbone = |c: usize| {
+            matches!(
+                (name(p), name(c)),
+                ("CA", "C") | ("C", "N") | ("N", "CA") | ("CH3", "C")
+            )
+        };
+        children.sort_by_key(|&c| (!ring_child(c), !heavy(c), !backbone(c), c));
+        let step = match nb[p].len() {
+            3 => 180.0,
+            _ => 120.0,
+        };
+        // The torsion h-g-p-child of the first child: 0 inside a ring, the backbone's phi, psi
+        // and omega, else trans; the others follow it.
+        let first_torsion = |c: usize, h: Option<usize>| {
+            let hname = h.map(name).unwrap_or("");
+            if ring_child(c) {
+                0.0
+            } else if name(p) == "CA" && name(c) == "C" && hname == "C" {
+                if res[atoms[p].residue].0 == "PRO" {
+                    PHI_PRO
+                } else {
+                    PHI
+                }
+            } else if name(p) == "C" && name(c) == "N" && hname == "N" {
+                PSI
+            } else if name(p) == "N" && name(c) == "CA" && hname == "CA" {
+                OMEGA
+            } else if name(p) == "CB" && hname == "N" {
+                CHI1
+            } else if name(p) == "CG" && hname == "CA" && rings.iter().any(|r| r.contains(&p)) {
+                CHI2_RING
+            } else {
+                180.0
+            }
+        };
+        let mut placed_now = Vec::new();
+        for (k, &c) in children.iter().enumerate() {
+            let r = bond_length(ff, ty(p), ty(c));
+            // The root's references are its children placed before this one.
+            let (g, h) = match g {
+                Some(g) => (Some(g), h),
+                None => (placed_now.first().copied(), None),
+            };
+            let pos = match g {
+                None => [r, 0.0, 0.0],
+                Some(g) => {
+                    let gp = x[g].expect("placed");
+                    let theta = angle(ff, ty(g), ty(p), ty(c));
+                    let hp = match h {
+                        Some(h) => x[h].expect("placed"),
+                        // A fixed direction not along g-p.
+                        None => {
+                            let d = sub(pp, gp);
+                            let e = if d[1].abs() < 0.9 * dot(d, d).sqrt() {
+                                [0.0, 1.0, 0.0]
+                            } else {
+                                [0.0, 0.0, 1.0]
+                            };
+                            [gp[0] + e[0], gp[1] + e[1], gp[2] + e[2]]
+                        }
+                    };
+                    let first = first_torsion(children[0], h);
+                    // Siblings after the first: staggered (sp3) or opposite (sp2).
+                    let phi = (first + step * k as f64).to_radians();
+                    nerf(hp, gp, pp, r, theta, phi)
+                }
+            };
+            x[c] = Some(pos);
+            parent[c] = p;
+            placed_now.push(c);
+            queue.push_back(c);
+        }
+        // Natural handedness at the chiral centres: swap two substituents placed just now if
+        // the centre came out mirrored.
+        let rname = res[atoms[p].residue].0.as_str();
+        for (r, centre, subs) in CHIRAL {
+            if name(p) != centre || (r != "*" && r != rname) || placed_now.len() < 2 {
+                continue;
+            }
+            let find = |s: &str| nb[p].iter().copied().find(|&q| name(q) == s);
+            let (Some(a), Some(b), Some(c)) = (find(subs[0]), find(subs[1]), find(subs[2])) else {
+                continue;
+            };
+            let v = volume(
+                pp,
+                x[a].expect("placed"),
+                x[b].expect("placed"),
+                x[c].expect("placed"),
+            );
+            if v < 0.0 {
+                // Exchange the directions of the last two, each keeping its bond length.
+                let (s, t) = (
+                    placed_now[placed_now.len() - 2],
+                    placed_now[placed_now.len() - 1],
+                );
+                let (ds, dt) = (
+                    sub(x[s].expect("placed"), pp),
+                    sub(x[t].expect("placed"), pp),
+                );
+                let (ls, lt) = (dot(ds, ds).sqrt(), dot(dt, dt).sqrt());
+                let (us, ut) = (unit(ds), unit(dt));
+                x[s] = Some([pp[0] + ls * ut[0], pp[1] + ls * ut[1], pp[2] + ls * ut[2]]);
+                x[t] = Some([pp[0] + lt * us[0], pp[1] + lt * us[1], pp[2] + lt * us[2]]);
+            }
+        }
+    }
+    x.into_iter().map(|p| p.unwrap_or([0.0; 3])).collect()
+}
+
+/// PDB text (positions in nm, written in Angstrom); the bonds come from the templates when it
+/// is read back.
+fn pdb_text(atoms: &[BuildAtom], res: &[(String, String)], x: &[V3]) -> String {
+    use std::fmt::Write;
+    let mut s =
+        String::from("REMARK   1 BUILT BY BGEN FROM A SEQUENCE (IDEAL GEOMETRY, UNMINIMISED)\n");
+    for (i, a) in atoms.iter().enumerate() {
+        let elem = a
+            .name
+            .chars()
+            .find(|c| c.is_ascii_alphabetic())
+            .unwrap_or('X');
+        let shown = if a.name.len() < 4 {
+            format!(" {:<3}", a.name)
+        } else {
+            a.name.clone()
+        };
+        let _ = writeln!(
+            s,
+            "ATOM  {:>5} {:<4} {:>3} A{:>4}    {:>8.3}{:>8.3}{:>8.3}  1.00  0.00          {:>2}",
+            i + 1,
+            shown,
+            res[a.residue].0,
+            a.residue + 1,
+            10.0 * x[i][0],
+            10.0 * x[i][1],
+            10.0 * x[i][2],
+            elem
+        );
+    }
+    s.push_str("TER\nEND\n");
+    s
+}
