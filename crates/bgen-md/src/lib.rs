@@ -22,6 +22,7 @@ pub mod exchange;
 pub mod langevin;
 pub mod minimize;
 pub mod run;
+pub mod shards;
 pub mod stage;
 pub mod xtc;
 

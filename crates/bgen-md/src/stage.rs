@@ -69,6 +69,29 @@ pub struct MdArgs {
     /// Threads (default: all cores).
     #[arg(long, value_parser = count::<usize>, allow_hyphen_values = true)]
     pub threads: Option<usize>,
+    /// Many peptides: one-letter sequences (KW,AA,...), each built (`bgen build`) and run as its
+    /// own shard in OUT/shards/SEQ/ with these settings; shards run in parallel (`jobs`), finished
+    /// ones are skipped, interrupted ones resumed. Merge them with `bgen dataset merge`.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["system", "pdb"])]
+    pub sequences: Vec<String>,
+    /// Many peptides: a file of sequences, one per line (# comments), added to `sequences`.
+    #[arg(long, conflicts_with_all = ["system", "pdb"])]
+    pub sequences_file: Option<PathBuf>,
+    /// Many peptides: PDB files, each its own shard (named by the file's stem).
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["system", "pdb"])]
+    pub pdbs: Vec<PathBuf>,
+    /// Many peptides built from sequences: their ends, none (zwitterions) or ace-nme.
+    #[arg(long, default_value = "none", value_parser = ["none", "ace-nme"])]
+    pub caps: String,
+    /// Many peptides: shards run at once (default: the threads; each shard's replicas share them).
+    #[arg(long, value_parser = count::<usize>, allow_hyphen_values = true)]
+    pub jobs: Option<usize>,
+    /// Many peptides on many nodes (a SLURM job array): this task runs the shards whose index
+    /// modulo `shard_count` is `shard_index` (SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT).
+    #[arg(long, requires = "shard_count")]
+    pub shard_index: Option<usize>,
+    #[arg(long, value_parser = count::<usize>, allow_hyphen_values = true)]
+    pub shard_count: Option<usize>,
 }
 
 /// Seconds between MD checkpoints by default.
@@ -100,6 +123,13 @@ impl MdArgs {
             checkpoint_secs: MD_CHECKPOINT_SECS,
             stop_after_checkpoints: None,
             threads: None,
+            sequences: Vec::new(),
+            sequences_file: None,
+            pdbs: Vec::new(),
+            caps: "none".into(),
+            jobs: None,
+            shard_index: None,
+            shard_count: None,
         }
     }
 }
@@ -107,7 +137,7 @@ impl MdArgs {
 impl MdArgs {
     /// Applies the options given on the command line to `s`; returns the names of those that
     /// differ from `s` (for checking a resume).
-    fn apply(&self, s: &mut MdSettings) -> Vec<&'static str> {
+    pub(crate) fn apply(&self, s: &mut MdSettings) -> Vec<&'static str> {
         let mut changed = Vec::new();
         macro_rules! set {
             ($opt:expr, $field:ident, $name:literal) => {
@@ -263,9 +293,17 @@ pub struct MdResult {
     pub mean_energy_kj_mol: Option<f64>,
     /// Replica exchange: acceptance per neighbour pair, round trips, rounds.
     pub exchange: Option<ExchangeSummary>,
+    /// Many peptides: every shard of this task, in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<Vec<crate::shards::ShardStatus>>,
 }
 
 impl MdArgs {
+    /// Whether this is the MD of many peptides (sequences, a file of them, or PDBs).
+    pub fn is_many(&self) -> bool {
+        !self.sequences.is_empty() || self.sequences_file.is_some() || !self.pdbs.is_empty()
+    }
+
     /// Refuses settings that would break a run, naming them (the command line's parsers do the
     /// same; this covers settings from TOML or Python).
     pub fn check(&self) -> Result<()> {
@@ -295,7 +333,19 @@ impl MdArgs {
                 check::non_negative(k, v)?;
             }
         }
-        for (k, v) in [("replicas", self.replicas), ("threads", self.threads)] {
+        if let (Some(i), Some(n)) = (self.shard_index, self.shard_count) {
+            if i >= n {
+                bail!("shard_index {i}: must be below shard_count {n}");
+            }
+        }
+        if self.is_many() && (self.sys.system.is_some() || self.sys.pdb.is_some()) {
+            bail!("give sequences/pdbs (many peptides) or system/pdb (one molecule), not both");
+        }
+        for (k, v) in [
+            ("replicas", self.replicas),
+            ("threads", self.threads),
+            ("jobs", self.jobs),
+        ] {
             if let Some(v) = v {
                 check::count(k, v as i64)?;
             }
@@ -304,9 +354,13 @@ impl MdArgs {
     }
 }
 
-/// Runs (or resumes, with `resume`) the MD of `a.out`, checkpointing every `checkpoint_secs`.
+/// Runs (or resumes, with `resume`) the MD of `a.out`, checkpointing every `checkpoint_secs`;
+/// with `sequences`/`pdbs`, the MD of each peptide as its own shard ([`crate::shards`]).
 pub fn run(a: MdArgs) -> Result<MdResult> {
     a.check()?;
+    if a.is_many() {
+        return crate::shards::run(&a);
+    }
     let mut builder = rayon::ThreadPoolBuilder::new();
     if let Some(t) = a.threads {
         builder = builder.num_threads(t);
@@ -410,6 +464,7 @@ fn result(out: &Path, run: &MdRun) -> Result<MdResult> {
         frames,
         mean_energy_kj_mol: mean,
         exchange: run.exchange_summary(),
+        shards: None,
     })
 }
 
@@ -417,6 +472,9 @@ fn result(out: &Path, run: &MdRun) -> Result<MdResult> {
 pub enum DatasetCommand {
     /// Split runs into train / validation / test sets without interleaving frames.
     Split(SplitArgs),
+    /// Check the shards of a many-peptide MD run and split them by sequence into training and
+    /// held-out sets (dataset.json).
+    Merge(crate::shards::MergeArgs),
     /// Write a run or data set as DCD or XTC trajectories (one per replica) with a topology
     /// PDB, for VMD, PyMOL, GROMACS, mdtraj or MDAnalysis.
     Export(ExportArgs),
@@ -533,6 +591,22 @@ pub fn dataset(c: DatasetCommand) -> Result<()> {
     match c {
         DatasetCommand::Split(a) => split(a).map(|_| ()),
         DatasetCommand::Export(a) => export(a),
+        DatasetCommand::Merge(a) => {
+            let d = crate::shards::merge(a)?;
+            eprintln!(
+                "{} training and {} held-out shards ({} at {} K); held out: {}",
+                d.train.len(),
+                d.held_out.len(),
+                d.forcefield,
+                d.temperature_k,
+                d.held_out
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(())
+        }
     }
 }
 

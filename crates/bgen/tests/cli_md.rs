@@ -293,3 +293,95 @@ fn a_built_peptide_runs_md() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("'Z' at position 2"));
 }
+
+/// Many peptides: the SLURM array script, run here as two plain processes (two array tasks),
+/// fills one directory with a shard per sequence; a stopped shard resumes, a finished one is
+/// skipped; `bgen dataset merge` refuses an unfinished run, naming the shard, and splits a
+/// finished one by sequence.
+#[test]
+fn the_slurm_array_runs_shards_and_merge_splits_them_by_sequence() {
+    let dir = tmp("shards");
+    std::fs::create_dir_all(&dir).unwrap();
+    let seqs = dir.join("seqs.txt");
+    std::fs::write(&seqs, "KW\naa  # lower case is fine\n\nGP\n").unwrap();
+    let out = dir.join("md");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slurm/md_shards.sh");
+    let opts = [
+        "--ns",
+        "0.004",
+        "--save-every-ps",
+        "0.5",
+        "--equilibrate-ps",
+        "0",
+    ];
+    let task = |i: usize, extra: &[&str]| {
+        Command::new("bash")
+            .arg(&script)
+            .arg(&seqs)
+            .arg(&out)
+            .args(opts)
+            .args(extra)
+            .env("SLURM_ARRAY_TASK_ID", i.to_string())
+            .env("SLURM_ARRAY_TASK_COUNT", "2")
+            .env("SLURM_CPUS_PER_TASK", "1")
+            .env("BGEN", env!("CARGO_BIN_EXE_bgen"))
+            .spawn()
+            .unwrap()
+    };
+    // Task 1 (shard AA) stops at its first checkpoint, as a job out of time would.
+    let mut t0 = task(0, &[]);
+    let mut t1 = task(
+        1,
+        &["--checkpoint-secs", "0", "--stop-after-checkpoints", "1"],
+    );
+    assert!(t0.wait().unwrap().success() && t1.wait().unwrap().success());
+    let merge = |extra: &[&str]| {
+        bgen()
+            .args(["dataset", "merge", "--run"])
+            .arg(&out)
+            .arg("--out")
+            .arg(dir.join("data"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = merge(&["--held-out", "GP"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("AA: not finished"),
+        "{err}"
+    );
+    // Resubmitting the array completes it: KW and GP are skipped, AA resumed.
+    let (mut t0, mut t1) = (task(0, &[]), task(1, &[]));
+    assert!(t0.wait().unwrap().success() && t1.wait().unwrap().success());
+    let o = merge(&["--held-out", "gp"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("data/dataset.json")).unwrap())
+            .unwrap();
+    let names = |k: &str| -> Vec<String> {
+        d[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("train"), ["KW", "AA"]);
+    assert_eq!(names("held_out"), ["GP"]);
+    assert_eq!(d["forcefield"], "amber14-obc1");
+    for e in d["train"].as_array().unwrap() {
+        assert_eq!(e["frames"], 8, "{e}");
+    }
+    assert_eq!(d["train"][0]["atoms"], 49);
+    // A typo in a sequence stops the run before any MD, naming it.
+    let o = bgen()
+        .args(["md", "--sequences", "KW,KB", "--out"])
+        .arg(dir.join("typo"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("'B' at position 2"),
+        "{err}"
+    );
+}

@@ -1,0 +1,390 @@
+//! MD of many peptides: one shard per sequence (or PDB), each an ordinary MD run in
+//! `OUT/shards/NAME/`, so that a shard is resumed, skipped when finished, and run on any core or
+//! node independently of the others. `OUT/shards.json` lists every shard and the settings; a
+//! SLURM job array (`scripts/slurm/md_shards.sh`) runs disjoint shard sets on many nodes into
+//! one shared directory, and [`merge`] (`bgen dataset merge`) checks that every shard is
+//! complete and splits them by sequence into training and held-out sets.
+
+use crate::stage::{MdArgs, MdResult};
+use crate::{dataset, MdRun, MdSettings, Result};
+use bgen_system::error::Context;
+use bgen_system::{bail, Setup, System};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where one shard comes from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Source {
+    /// Built from one-letter codes with these caps ("none" or "ace-nme").
+    Sequence { sequence: String, caps: String },
+    /// A PDB file with hydrogens.
+    Pdb(PathBuf),
+}
+
+/// One shard of a many-peptide run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Shard {
+    /// Its name: the sequence, or the PDB's file stem; its directory is `shards/NAME`.
+    pub name: String,
+    pub source: Source,
+}
+
+/// What became of one shard in this task.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShardStatus {
+    pub name: String,
+    /// "done" (ran to the end now), "skipped" (finished before), "stopped" (at a checkpoint),
+    /// or "failed: MESSAGE".
+    pub status: String,
+    pub atoms: usize,
+}
+
+/// The record of a many-peptide run (`OUT/shards.json`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ShardsFile {
+    pub shards: Vec<Shard>,
+    pub forcefield: String,
+    pub temperature_k: f64,
+}
+
+/// The shards of `a`: its sequences (and file of them), then its PDBs; names must be unique.
+pub fn shards_of(a: &MdArgs) -> Result<Vec<Shard>> {
+    let mut seqs: Vec<String> = a.sequences.iter().map(|s| s.trim().to_string()).collect();
+    if let Some(f) = &a.sequences_file {
+        let text = std::fs::read_to_string(f).with_context(|| f.display().to_string())?;
+        seqs.extend(
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+                .filter(|l| !l.is_empty()),
+        );
+    }
+    let mut out: Vec<Shard> = Vec::new();
+    for s in seqs {
+        let s = s.to_ascii_uppercase();
+        // Checked now, so that a typo stops the run before any MD.
+        bgen_system::peptide::residues(&s, bgen_system::peptide::Caps::from_name(&a.caps)?)?;
+        out.push(Shard {
+            name: s.clone(),
+            source: Source::Sequence {
+                sequence: s,
+                caps: a.caps.clone(),
+            },
+        });
+    }
+    for p in &a.pdbs {
+        let name = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .with_context(|| format!("{}: not a file name", p.display()))?;
+        out.push(Shard {
+            name,
+            source: Source::Pdb(p.clone()),
+        });
+    }
+    let mut names: Vec<&str> = out.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        bail!("shard '{}' is given twice", w[0]);
+    }
+    if out.is_empty() {
+        bail!("no sequences or PDBs to run");
+    }
+    Ok(out)
+}
+
+/// Runs this task's shards of `a` (all of them, or those of `shard_index` of `shard_count`),
+/// `jobs` at a time; a failed shard does not stop the others, and the run fails at the end
+/// naming it.
+pub fn run(a: &MdArgs) -> Result<MdResult> {
+    let shards = shards_of(a)?;
+    let setup = Setup::from_name(a.sys.forcefield.as_deref().unwrap_or("amber14-obc1"))?;
+    let temperature = a.sys.temperature.unwrap_or(setup.default_temperature());
+    std::fs::create_dir_all(a.out.join("shards"))
+        .with_context(|| a.out.join("shards").display().to_string())?;
+    let record = ShardsFile {
+        shards: shards.clone(),
+        forcefield: setup.name().into(),
+        temperature_k: temperature,
+    };
+    let record_path = a.out.join("shards.json");
+    if record_path.exists() {
+        let old: ShardsFile = serde_json::from_str(
+            &std::fs::read_to_string(&record_path).context(record_path.display())?,
+        )
+        .with_context(|| format!("{}: corrupt", record_path.display()))?;
+        if old != record {
+            bail!(
+                "{}: records other shards or settings ({} shards, {} at {} K); use another --out",
+                record_path.display(),
+                old.shards.len(),
+                old.forcefield,
+                old.temperature_k
+            );
+        }
+    } else {
+        let text = serde_json::to_string_pretty(&record).context("shards.json")?;
+        bgen_system::npy::write_atomic(&record_path, text.as_bytes())?;
+    }
+    let mine: Vec<&Shard> = shards
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| match (a.shard_index, a.shard_count) {
+            (Some(i), Some(n)) => k % n == i,
+            _ => true,
+        })
+        .map(|(_, s)| s)
+        .collect();
+    let threads = a.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let jobs = a.jobs.unwrap_or(threads).max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .build()
+        .context("thread pool")?;
+    eprintln!(
+        "{} of {} shards in {}, {jobs} at a time; {} at {temperature} K",
+        mine.len(),
+        shards.len(),
+        a.out.display(),
+        setup.name()
+    );
+    let status: Vec<ShardStatus> = pool.install(|| {
+        mine.par_iter()
+            .map(|s| {
+                let (status, atoms) = match run_shard(a, s, setup, temperature) {
+                    Ok(x) => x,
+                    Err(e) => (format!("failed: {e}"), 0),
+                };
+                eprintln!("shard {}: {status}", s.name);
+                ShardStatus {
+                    name: s.name.clone(),
+                    status,
+                    atoms,
+                }
+            })
+            .collect()
+    });
+    let failed: Vec<String> = status
+        .iter()
+        .filter(|s| s.status.starts_with("failed"))
+        .map(|s| format!("{} ({})", s.name, s.status))
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} shards failed: {}",
+            failed.len(),
+            status.len(),
+            failed.join("; ")
+        );
+    }
+    Ok(MdResult {
+        out: a.out.clone(),
+        complete: status.iter().all(|s| s.status != "stopped"),
+        frames: None,
+        mean_energy_kj_mol: None,
+        exchange: None,
+        shards: Some(status),
+    })
+}
+
+/// Runs one shard to its end (or to `stop_after_checkpoints`): (status, atoms).
+fn run_shard(a: &MdArgs, s: &Shard, setup: Setup, temperature: f64) -> Result<(String, usize)> {
+    let dir = a.out.join("shards").join(&s.name);
+    let mut run = if dir.join("run.json").exists() {
+        let run = MdRun::resume(&dir)?;
+        if run.is_complete() {
+            return Ok(("skipped".into(), run.system.n_atoms()));
+        }
+        run
+    } else {
+        std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+        let input = dir.join("input.pdb");
+        match &s.source {
+            Source::Sequence { sequence, caps } => {
+                let b = crate::stage::BuildArgs {
+                    sequence: sequence.clone(),
+                    caps: caps.clone(),
+                    forcefield: setup.name().into(),
+                    out: input.clone(),
+                    no_minimize: false,
+                    minimize_tol: 1.0,
+                };
+                crate::stage::build(b)?;
+            }
+            Source::Pdb(p) => {
+                std::fs::copy(p, &input).with_context(|| format!("copying {}", p.display()))?;
+            }
+        }
+        let sys = System::from_pdb_file(&input, setup, Some(temperature))?;
+        let mut settings = MdSettings::new(&s.name, setup);
+        settings.temperature_k = temperature;
+        a.apply(&mut settings);
+        MdRun::create(&dir, settings, sys)?
+    };
+    let atoms = run.system.n_atoms();
+    run.run(
+        Duration::from_secs_f64(a.checkpoint_secs),
+        a.stop_after_checkpoints,
+        |_| {},
+    )?;
+    Ok((
+        if run.is_complete() { "done" } else { "stopped" }.into(),
+        atoms,
+    ))
+}
+
+/// The settings of `bgen dataset merge`.
+#[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeArgs {
+    /// A many-peptide MD directory (`bgen md --sequences ...`, or the SLURM array's).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Output directory: dataset.json (the shards by split, with their frames and atoms).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Sequences (shard names) held out of training, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub held_out: Vec<String>,
+    /// Or: this many shards held out, drawn with `seed`.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub held_out_count: usize,
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// One shard in a merged data set.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub name: String,
+    /// The shard's run directory (frames.npy, topology.pdb, run.json), absolute.
+    pub path: PathBuf,
+    pub atoms: usize,
+    /// Frames at the run's temperature.
+    pub frames: usize,
+}
+
+/// A many-peptide data set (`dataset.json`): shards split by sequence.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ShardedDataset {
+    pub source: PathBuf,
+    pub forcefield: String,
+    pub temperature_k: f64,
+    pub train: Vec<Entry>,
+    pub held_out: Vec<Entry>,
+}
+
+/// Checks every shard of `a.run` (complete, readable, finite, the atoms of its topology) and
+/// writes the split by sequence to `a.out/dataset.json`; names every shard that is not ready.
+pub fn merge(a: MergeArgs) -> Result<ShardedDataset> {
+    let record_path = a.run.join("shards.json");
+    let record: ShardsFile = serde_json::from_str(
+        &std::fs::read_to_string(&record_path)
+            .with_context(|| format!("{}: not a many-peptide MD run", record_path.display()))?,
+    )
+    .with_context(|| format!("{}: corrupt", record_path.display()))?;
+    let mut problems = Vec::new();
+    let mut entries = Vec::new();
+    for s in &record.shards {
+        let dir = a.run.join("shards").join(&s.name);
+        match check_shard(&dir) {
+            Ok(e) => entries.push(Entry {
+                name: s.name.clone(),
+                path: std::path::absolute(&dir).unwrap_or(dir),
+                atoms: e.0,
+                frames: e.1,
+            }),
+            Err(e) => problems.push(format!("{}: {e}", s.name)),
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{}: {} of {} shards are not ready: {}",
+            a.run.display(),
+            problems.len(),
+            record.shards.len(),
+            problems.join("; ")
+        );
+    }
+    let mut held: Vec<String> = a.held_out.iter().map(|s| s.to_ascii_uppercase()).collect();
+    for h in &held {
+        if !entries.iter().any(|e| &e.name == h) {
+            bail!("held_out: no shard '{h}' in {}", a.run.display());
+        }
+    }
+    if a.held_out_count > 0 {
+        if a.held_out_count >= entries.len() {
+            bail!(
+                "held_out_count {}: there are {} shards",
+                a.held_out_count,
+                entries.len()
+            );
+        }
+        // A reproducible draw: the shards sorted by a hash of (seed, name).
+        let mut keyed: Vec<(u64, &str)> = entries
+            .iter()
+            .map(|e| {
+                let mut h = a.seed ^ 0x9E37_79B9_7F4A_7C15;
+                for b in e.name.bytes() {
+                    h = (h ^ b as u64).wrapping_mul(0x0100_0000_01B3);
+                }
+                (h, e.name.as_str())
+            })
+            .collect();
+        keyed.sort_unstable();
+        let drawn: Vec<String> = keyed
+            .into_iter()
+            .map(|(_, n)| n.to_string())
+            .filter(|n| !held.contains(n))
+            .take(a.held_out_count)
+            .collect();
+        held.extend(drawn);
+    }
+    let (held_out, train): (Vec<Entry>, Vec<Entry>) =
+        entries.into_iter().partition(|e| held.contains(&e.name));
+    let ds = ShardedDataset {
+        source: std::path::absolute(&a.run).unwrap_or(a.run.clone()),
+        forcefield: record.forcefield,
+        temperature_k: record.temperature_k,
+        train,
+        held_out,
+    };
+    std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
+    let text = serde_json::to_string_pretty(&ds).context("dataset.json")?;
+    bgen_system::npy::write_atomic(&a.out.join("dataset.json"), text.as_bytes())?;
+    Ok(ds)
+}
+
+/// (atoms, frames at the run's temperature) of a finished shard.
+fn check_shard(dir: &Path) -> Result<(usize, usize)> {
+    if !dir.join("run.json").exists() {
+        bail!("not started");
+    }
+    if !MdRun::resume(dir)?.is_complete() {
+        bail!("not finished (run it again to resume)");
+    }
+    let frames = dataset::load_run_temperature(dir)?;
+    let top = bgen_system::pdb::PdbFile::read(&dir.join("topology.pdb"))?;
+    if top.atoms.len() != frames.n_atoms {
+        bail!(
+            "{} atoms in its frames, {} in topology.pdb",
+            frames.n_atoms,
+            top.atoms.len()
+        );
+    }
+    if let Some(k) = frames.x.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "frame {} has a non-finite coordinate",
+            k / (3 * frames.n_atoms)
+        );
+    }
+    Ok((frames.n_atoms, frames.len()))
+}
