@@ -490,6 +490,7 @@ fn flat(stage: &str, t: &impl serde::Serialize) -> PyResult<String> {
 /// unknown key, a wrong type or a bad value.
 #[pyfunction]
 fn stage_config(stage: &str, json: &str) -> PyResult<String> {
+    use bgen::md::{shards::MergeArgs, stage::BuildArgs};
     use bgen::{eval::EvalArgs, md::MdArgs, md::SplitArgs, models::TrainArgs, sample::SampleArgs};
     let e = |e: &dyn std::fmt::Display| e.to_string();
     match stage {
@@ -498,6 +499,8 @@ fn stage_config(stage: &str, json: &str) -> PyResult<String> {
             &typed(stage, json, |t: &MdArgs| t.check().map_err(|x| e(&x)))?,
         ),
         "split" => flat(stage, &typed(stage, json, |_: &SplitArgs| Ok(()))?),
+        "build" => flat(stage, &typed(stage, json, |_: &BuildArgs| Ok(()))?),
+        "merge" => flat(stage, &typed(stage, json, |_: &MergeArgs| Ok(()))?),
         "train" => flat(
             stage,
             &typed(stage, json, |t: &TrainArgs| t.check().map_err(|x| e(&x)))?,
@@ -511,7 +514,7 @@ fn stage_config(stage: &str, json: &str) -> PyResult<String> {
             &typed(stage, json, |t: &EvalArgs| t.check().map_err(|x| e(&x)))?,
         ),
         other => Err(value_error(format!(
-            "unknown stage '{other}' (md, split, train, sample, evaluate)"
+            "unknown stage '{other}' (build, md, split, merge, train, sample, evaluate)"
         ))),
     }
 }
@@ -521,6 +524,7 @@ fn stage_config(stage: &str, json: &str) -> PyResult<String> {
 /// raises BgenError naming the file and the problem.
 #[pyfunction]
 fn run_stage(py: Python<'_>, stage: &str, json: &str) -> PyResult<String> {
+    use bgen::md::{shards::MergeArgs, stage::BuildArgs};
     use bgen::{eval::EvalArgs, md::MdArgs, md::SplitArgs, models::TrainArgs, sample::SampleArgs};
     fn done<T: serde::Serialize, E: std::fmt::Display>(r: Result<T, E>) -> PyResult<String> {
         let t = r.map_err(|e| BgenError::new_err(e.to_string()))?;
@@ -536,6 +540,14 @@ fn run_stage(py: Python<'_>, stage: &str, json: &str) -> PyResult<String> {
             let a: SplitArgs = typed(stage, json, |_: &SplitArgs| Ok(()))?;
             detached(py, || done(bgen::md::stage::split(a)))
         }
+        "build" => {
+            let a: BuildArgs = typed(stage, json, |_: &BuildArgs| Ok(()))?;
+            detached(py, || done(bgen::md::stage::build(a)))
+        }
+        "merge" => {
+            let a: MergeArgs = typed(stage, json, |_: &MergeArgs| Ok(()))?;
+            detached(py, || done(bgen::md::shards::merge(a)))
+        }
         "train" => {
             let a: TrainArgs = typed(stage, json, |t: &TrainArgs| t.check().map_err(|x| e(&x)))?;
             detached(py, || done(bgen::models::stage::run(a)))
@@ -549,7 +561,7 @@ fn run_stage(py: Python<'_>, stage: &str, json: &str) -> PyResult<String> {
             detached(py, || done(bgen::eval::stage::run(a)))
         }
         other => Err(value_error(format!(
-            "unknown stage '{other}' (md, split, train, sample, evaluate)"
+            "unknown stage '{other}' (build, md, split, merge, train, sample, evaluate)"
         ))),
     }
 }

@@ -200,6 +200,19 @@ def test_stages_end_to_end(tmp_path):
         bgen.sample(tmp_path / "x")
 
 
+def test_build_and_many_peptide_md(tmp_path):
+    kw = bgen.build("KW", tmp_path / "kw.pdb")
+    assert kw["atoms"] == 49 and kw["rms_force"] <= 1.0
+    assert kw["system"].n_atoms == 49 and kw["system"].forcefield == "amber14-obc1"
+    assert abs(kw["system"].energy(kw["system"].positions) - kw["energy_kj_mol"]) < 1.0
+    with pytest.raises(bgen.BgenError, match="'Z' at position 2"):
+        bgen.build("KZ", tmp_path / "x.pdb")
+    res = bgen.md(tmp_path / "md", sequences=["AA", "GP"], ns=0.002, save_every_ps=0.5, equilibrate_ps=0)
+    assert [s["status"] for s in res["shards"]] == ["done", "done"]
+    d = bgen.merge(run=tmp_path / "md", out=tmp_path / "data", held_out=["GP"])
+    assert [e["name"] for e in d["train"]] == ["AA"] and d["held_out"][0]["frames"] == 4
+
+
 def test_a_loaded_model_samples_with_exact_densities():
     model = bgen.Model.load(system="aldp", threads=2)
     assert model.coords == "internal" and model.system.n_atoms == 22

@@ -44,13 +44,17 @@ __all__ = [
     "BgenError",
     "System",
     "Model",
+    "BuildConfig",
     "MdConfig",
+    "MergeConfig",
     "SplitConfig",
     "TrainConfig",
     "SampleConfig",
     "EvalConfig",
+    "build",
     "md",
     "split",
+    "merge",
     "train",
     "sample",
     "evaluate",
@@ -108,6 +112,21 @@ class _Config:
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self._values.items() if v not in (None, [], False))
         return f"{type(self).__name__}({shown})"
+
+
+class BuildConfig(_Config):
+    """Settings of ``bgen.build`` (``bgen build``): ``sequence`` (one-letter codes, e.g. "KW";
+    HIS as HID), ``out`` (a PDB file), ``caps`` ("none": a zwitterion, or "ace-nme"),
+    ``forcefield``, ``no_minimize``, ``minimize_tol`` kJ/mol/nm."""
+
+    _stage = "build"
+
+
+class MergeConfig(_Config):
+    """Settings of ``bgen.merge`` (``bgen dataset merge``): ``run`` (a many-peptide MD
+    directory), ``out``, ``held_out`` (sequences) or ``held_out_count`` with ``seed``."""
+
+    _stage = "merge"
 
 
 class MdConfig(_Config):
@@ -193,15 +212,40 @@ def md(out: Optional[PathLike] = None, config: Optional[MdConfig] = None, **opti
         config, out = out, None
     if out is not None:
         options["out"] = out
-    if config is None and "system" not in options and "pdb" not in options:
+    many = any(k in options for k in ("sequences", "sequences_file", "pdbs"))
+    if config is None and not many and "system" not in options and "pdb" not in options:
         options["system"] = "aldp"
     _, res = _run(MdConfig, config, options)
+    if res.get("shards") is not None:
+        return res
     d = Path(res["out"])
     arrays = _arrays(d, ["frames", "energies", "time_ps", "replica", "kinetic"])
     res["frame_count"] = res.pop("frames")
     res.update(arrays)
     res["info"] = _json(d / "run.json")
     return res
+
+
+def build(sequence: Optional[str] = None, out: Optional[PathLike] = None,
+          config: Optional[BuildConfig] = None, **options: Any) -> Dict[str, Any]:
+    """Builds a peptide from its one-letter ``sequence`` (ideal geometry from the force field,
+    L chirality, minimised) into the PDB ``out``. Returns the stage's result (``atoms``,
+    ``energy_kj_mol``, ``rms_force``) and ``system``, the built ``bgen.System``."""
+    if isinstance(sequence, _Config):
+        config, sequence = sequence, None
+    if sequence is not None:
+        options["sequence"] = sequence
+    if out is not None:
+        options["out"] = out
+    cfg, res = _run(BuildConfig, config, options)
+    res["system"] = System.from_pdb(str(cfg.out), forcefield=cfg.forcefield)
+    return res
+
+
+def merge(config: Optional[MergeConfig] = None, **options: Any) -> Dict[str, Any]:
+    """Checks the shards of a many-peptide MD run (``bgen.md(sequences=[...])``) and splits them
+    by sequence into ``train`` and ``held_out`` (written to ``out``/dataset.json)."""
+    return _run(MergeConfig, config, options)[1]
 
 
 def split(config: Optional[SplitConfig] = None, **options: Any) -> Dict[str, Any]:

@@ -77,7 +77,8 @@ class Model:
         """log q of conformations (n, atoms, 3) nm, in the model's coordinates."""
 
 def stage_config(stage: str, json: str) -> str:
-    """The typed settings of ``stage`` ("md", "split", "train", "sample", "evaluate") from
+    """The typed settings of ``stage`` ("build", "md", "split", "merge", "train", "sample",
+    "evaluate") from
     keywords as a JSON object, checked, every default filled in (JSON). ValueError names an
     unknown key, a wrong type or a bad value."""
 

@@ -37,7 +37,10 @@ pub struct RunArgs {
     threads: Option<usize>,
 }
 
-/// Every setting of a run. Missing keys take the defaults (alanine dipeptide, CPU sizes).
+/// Every setting of a run. Missing keys take the defaults (alanine dipeptide, CPU sizes). Each
+/// section holds the pipeline's choices for one stage (e.g. a temperature ladder as its top and
+/// rungs); `run` turns them into that stage's typed settings ([`MdArgs`], [`TrainArgs`],
+/// [`SampleArgs`], [`EvalArgs`]) and calls the stage.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
@@ -46,15 +49,15 @@ pub struct RunConfig {
     pub pdb: Option<PathBuf>,
     pub forcefield: Option<String>,
     pub temperature: Option<f64>,
-    pub md: MdConfig,
-    pub train: TrainConfig,
-    pub sample: SampleConfig,
-    pub eval: EvalConfig,
+    pub md: MdSection,
+    pub train: TrainSection,
+    pub sample: SampleSection,
+    pub eval: EvalSection,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct MdConfig {
+pub struct MdSection {
     /// Existing data instead of new MD: a `bgen dataset split` directory (train/, val/, test/)
     /// or an MD run directory.
     pub data: Option<PathBuf>,
@@ -77,7 +80,7 @@ pub struct MdConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct TrainConfig {
+pub struct TrainSection {
     /// tarflow or arbg.
     pub model: String,
     pub preset: String,
@@ -95,7 +98,7 @@ pub struct TrainConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SampleConfig {
+pub struct SampleSection {
     /// Samples for SNIS.
     pub n: usize,
     /// Samplers: snis, smc (TarFlow), twisted (ArBG).
@@ -125,7 +128,7 @@ pub struct SampleConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct EvalConfig {
+pub struct EvalSection {
     pub max_samples: usize,
     pub tica_lag: usize,
     /// Reference MD to evaluate against. Default: the long held-out MD shipped for an embedded
@@ -141,17 +144,17 @@ impl Default for RunConfig {
             pdb: None,
             forcefield: None,
             temperature: None,
-            md: MdConfig::default(),
-            train: TrainConfig::default(),
-            sample: SampleConfig::default(),
-            eval: EvalConfig::default(),
+            md: MdSection::default(),
+            train: TrainSection::default(),
+            sample: SampleSection::default(),
+            eval: EvalSection::default(),
         }
     }
 }
 
-impl Default for MdConfig {
+impl Default for MdSection {
     fn default() -> Self {
-        MdConfig {
+        MdSection {
             data: None,
             ns: 10.0,
             replicas: 2,
@@ -165,9 +168,9 @@ impl Default for MdConfig {
     }
 }
 
-impl Default for TrainConfig {
+impl Default for TrainSection {
     fn default() -> Self {
-        TrainConfig {
+        TrainSection {
             model: "tarflow".into(),
             preset: "small".into(),
             steps: Some(3000),
@@ -181,9 +184,9 @@ impl Default for TrainConfig {
     }
 }
 
-impl Default for SampleConfig {
+impl Default for SampleSection {
     fn default() -> Self {
-        SampleConfig {
+        SampleSection {
             n: bgen_sample::stage::default_n("snis"),
             methods: Vec::new(),
             smc_particles: bgen_sample::stage::default_n("smc"),
@@ -202,9 +205,9 @@ impl Default for SampleConfig {
     }
 }
 
-impl Default for EvalConfig {
+impl Default for EvalSection {
     fn default() -> Self {
-        EvalConfig {
+        EvalSection {
             max_samples: 10_000,
             tica_lag: 10,
             reference: None,
