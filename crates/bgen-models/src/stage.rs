@@ -230,6 +230,7 @@ pub fn preset(name: &str, tokens: i64) -> Result<(TarFlowConfig, TrainConfig)> {
             layers,
             head_dim,
             mlp_ratio: 4,
+            conditioning: None,
         },
         TrainConfig {
             steps,

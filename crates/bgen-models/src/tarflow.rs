@@ -7,6 +7,14 @@
 //! the output at token t - 1 an affine map of token t: z_t = (x_t - b_t) exp(-a_t); token 0 has no
 //! predecessor and passes unchanged. The output head starts at zero, so a new flow is the
 //! identity. log q(x) = log N(z; 0, I) - sum a. The inverse runs token by token with a KV cache.
+//!
+//! **Transferable** (with [`Conditioning`]): one flow for many molecules. Each token also carries
+//! [`Labels`] (the force-field type of the atom it places, its residue's template, the residue's
+//! index and the molecule's length), embedded and added to the token's input together with the
+//! next token's (whose affine map the position predicts). Molecules of different sizes share a
+//! batch padded at the end: a block reverses each molecule's real tokens only, so pads stay last,
+//! causal attention keeps them out of every real token, and their maps are the identity outside
+//! the density (log q counts real dimensions only).
 
 use crate::attention::{attend, KvCache};
 use serde::{Deserialize, Serialize};
@@ -26,6 +34,94 @@ pub struct TarFlowConfig {
     pub head_dim: i64,
     /// MLP hidden size as a multiple of the width.
     pub mlp_ratio: i64,
+    /// A transferable flow: the label vocabularies (None: one molecule, `tokens` fixed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditioning: Option<Conditioning>,
+}
+
+/// Vocabulary sizes of a transferable flow's labels (index 0 of each is padding).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Conditioning {
+    /// Force-field atom types + 1, residue templates + 1, most residues in a molecule.
+    pub atom_types: i64,
+    pub residue_types: i64,
+    pub max_residues: i64,
+}
+
+/// What each token of a transferable batch is (batch b, token t). Pad tokens: labels 0.
+#[derive(Debug)]
+pub struct Labels {
+    /// (batch, tokens) i64: the atom type of the atom the token places (1-based).
+    pub atom: Tensor,
+    /// (batch, tokens) i64: the template of its residue (1-based).
+    pub residue: Tensor,
+    /// (batch, tokens) i64: its residue's index in the chain (0-based).
+    pub index: Tensor,
+    /// (batch) i64: residues of the molecule, and its real tokens (the rest are padding).
+    pub residues: Tensor,
+    pub tokens: Tensor,
+}
+
+/// Embeddings of the labels, summed per token.
+#[derive(Debug)]
+struct LabelEmbedding {
+    atom: nn::Embedding,
+    residue: nn::Embedding,
+    index: nn::Embedding,
+    length: nn::Embedding,
+}
+
+impl LabelEmbedding {
+    fn new(p: nn::Path, c: &Conditioning, width: i64) -> LabelEmbedding {
+        let e = |name: &str, n: i64| nn::embedding(&p / name, n, width, Default::default());
+        LabelEmbedding {
+            atom: e("atom", c.atom_types),
+            residue: e("residue", c.residue_types),
+            index: e("index", c.max_residues),
+            length: e("length", c.max_residues + 1),
+        }
+    }
+
+    /// (batch, tokens, width).
+    fn forward(&self, l: &Labels) -> Tensor {
+        self.atom.forward(&l.atom)
+            + self.residue.forward(&l.residue)
+            + self.index.forward(&l.index)
+            + self.length.forward(&l.residues).unsqueeze(1)
+    }
+}
+
+/// A batch's conditioning as the blocks use it.
+struct Context {
+    /// Label embeddings (batch, tokens, width).
+    labels: Tensor,
+    /// 1 for real tokens, 0 for padding (batch, tokens, 1).
+    mask: Tensor,
+    /// Token t of a reversing block reads token reversed[b, t]: each molecule's real tokens
+    /// reversed, its pads in place (an involution).
+    reversed: Tensor,
+}
+
+impl Context {
+    fn new(l: &Labels, emb: &LabelEmbedding, t: i64, kind: Kind) -> Context {
+        let device = l.atom.device();
+        let pos = Tensor::arange(t, (Kind::Int64, device)).unsqueeze(0);
+        let len = l.tokens.unsqueeze(1);
+        let real = pos.lt_tensor(&len);
+        let reversed = (&len - 1 - &pos).where_self(&real, &pos);
+        Context {
+            labels: emb.forward(l).to_kind(kind),
+            mask: real.to_kind(kind).unsqueeze(2),
+            reversed,
+        }
+    }
+
+    /// `x` (batch, tokens, k) in a reversing block's order.
+    fn reverse(&self, x: &Tensor) -> Tensor {
+        let k = x.size()[2];
+        let idx = self.reversed.unsqueeze(2).expand([-1, -1, k], false);
+        x.gather(1, &idx, false)
+    }
 }
 
 impl TarFlowConfig {
@@ -83,6 +179,8 @@ struct Block {
     layers: Vec<Layer>,
     ln_out: nn::LayerNorm,
     proj_out: nn::Linear,
+    /// Transferable: the next token's labels into this token's input.
+    next: Option<nn::Linear>,
     reverse: bool,
     token_dim: i64,
 }
@@ -109,22 +207,44 @@ impl Block {
                 .collect(),
             ln_out: nn::layer_norm(&p / "ln_out", vec![c.width], Default::default()),
             proj_out: nn::linear(&p / "proj_out", c.width, 2 * c.token_dim, zero),
+            next: c
+                .conditioning
+                .as_ref()
+                .map(|_| nn::linear(&p / "next", c.width, c.width, Default::default())),
             reverse,
             token_dim: c.token_dim,
         }
     }
 
-    fn order(&self, x: &Tensor) -> Tensor {
-        if self.reverse {
-            x.flip([1])
-        } else {
-            x.shallow_clone()
+    fn order(&self, x: &Tensor, ctx: Option<&Context>) -> Tensor {
+        match (self.reverse, ctx) {
+            (false, _) => x.shallow_clone(),
+            (true, None) => x.flip([1]),
+            (true, Some(c)) => c.reverse(x),
         }
     }
 
-    /// The position embeddings in the block's token order (reversed with the tokens).
-    fn order_positions(&self) -> Tensor {
-        self.order(&self.pos.unsqueeze(0)).squeeze_dim(0)
+    /// What each position adds to its token's embedding, in block order (batch or 1, t, width):
+    /// the position embedding (reversed with the tokens), and for a transferable flow the
+    /// token's labels and the next token's.
+    fn inputs(&self, b: i64, ctx: Option<&Context>) -> Tensor {
+        let pos = self.pos.unsqueeze(0);
+        match (ctx, &self.next) {
+            (Some(c), Some(next)) => {
+                let pos = self.order(&pos.expand([b, -1, -1], false), ctx);
+                let lab = self.order(&c.labels, ctx);
+                let t = lab.size()[1];
+                let ahead = Tensor::cat(
+                    &[
+                        lab.narrow(1, 1, t - 1),
+                        lab.narrow(1, t - 1, 1).zeros_like(),
+                    ],
+                    1,
+                );
+                pos + &lab + next.forward(&ahead)
+            }
+            _ => self.order(&pos, None),
+        }
     }
 
     /// Transformer output (affine parameters) for tokens in block order: (batch, t, 2 token_dim).
@@ -133,51 +253,57 @@ impl Block {
     }
 
     /// Data to noise: (z, sum of log|dz/dx|) for x (batch, tokens, token_dim).
-    fn forward(&self, x: &Tensor) -> (Tensor, Tensor) {
-        let xs = self.order(x);
+    fn forward(&self, x: &Tensor, ctx: Option<&Context>) -> (Tensor, Tensor) {
+        let xs = self.order(x, ctx);
         let (b, t, _) = xs.size3().expect("(batch, tokens, token_dim)");
-        let pos = self.order_positions();
-        let mut h = self.proj_in.forward(&xs) + pos;
+        let mut h = self.proj_in.forward(&xs) + self.inputs(b, ctx);
         for l in &self.layers {
             h = l.forward(&h, None);
         }
         let out = self.head(&h.narrow(1, 0, t - 1));
-        let params = Tensor::cat(
+        let mut params = Tensor::cat(
             &[
                 Tensor::zeros([b, 1, 2 * self.token_dim], (x.kind(), x.device())),
                 out,
             ],
             1,
         );
+        if let Some(c) = ctx {
+            // Pads (last in either order) map to themselves.
+            params = params * &c.mask;
+        }
         let a = params.narrow(2, 0, self.token_dim);
         let bb = params.narrow(2, self.token_dim, self.token_dim);
         let z = (&xs - bb) * (-&a).exp();
         let logdet = -a.sum_dim_intlist([1, 2].as_slice(), false, x.kind());
-        (self.order(&z), logdet)
+        (self.order(&z, ctx), logdet)
     }
 
     /// Noise to data, token by token with a KV cache; also returns the forward log|det| at the
     /// result (-sum of the a it applied), so that sampling needs no second pass.
-    fn inverse(&self, z: &Tensor) -> (Tensor, Tensor) {
-        let zs = self.order(z);
-        let (_, t, _) = zs.size3().expect("(batch, tokens, token_dim)");
-        let pos = self.order_positions();
+    fn inverse(&self, z: &Tensor, ctx: Option<&Context>) -> (Tensor, Tensor) {
+        let zs = self.order(z, ctx);
+        let (b, t, _) = zs.size3().expect("(batch, tokens, token_dim)");
+        let inputs = self.inputs(b, ctx);
         let mut caches: Vec<KvCache> = self.layers.iter().map(|_| KvCache::new(t)).collect();
         let mut xs = vec![zs.narrow(1, 0, 1)];
         let mut sum_a = Tensor::zeros([zs.size()[0]], (z.kind(), z.device()));
         for s in 1..t {
             let prev = &xs[(s - 1) as usize];
-            let mut h = self.proj_in.forward(prev) + pos.narrow(0, s - 1, 1);
+            let mut h = self.proj_in.forward(prev) + inputs.narrow(1, s - 1, 1);
             for (l, c) in self.layers.iter().zip(caches.iter_mut()) {
                 h = l.forward(&h, Some(c));
             }
-            let p = self.head(&h);
+            let mut p = self.head(&h);
+            if let Some(c) = ctx {
+                p = p * c.mask.narrow(1, s, 1);
+            }
             let a = p.narrow(2, 0, self.token_dim);
             let bb = p.narrow(2, self.token_dim, self.token_dim);
             sum_a += a.sum_dim_intlist([1, 2].as_slice(), false, a.kind());
             xs.push(zs.narrow(1, s, 1) * a.exp() + bb);
         }
-        (self.order(&Tensor::cat(&xs, 1)), -sum_a)
+        (self.order(&Tensor::cat(&xs, 1), ctx), -sum_a)
     }
 }
 
@@ -190,6 +316,21 @@ pub const DECODE_ROWS: i64 = 384;
 pub struct TarFlow {
     pub config: TarFlowConfig,
     blocks: Vec<Block>,
+    /// Transferable: the label embeddings.
+    labels: Option<LabelEmbedding>,
+}
+
+impl Labels {
+    /// Rows `start..start + len` of the batch.
+    pub fn narrow(&self, start: i64, len: i64) -> Labels {
+        Labels {
+            atom: self.atom.narrow(0, start, len),
+            residue: self.residue.narrow(0, start, len),
+            index: self.index.narrow(0, start, len),
+            residues: self.residues.narrow(0, start, len),
+            tokens: self.tokens.narrow(0, start, len),
+        }
+    }
 }
 
 impl TarFlow {
@@ -198,19 +339,44 @@ impl TarFlow {
         let blocks = (0..config.blocks)
             .map(|k| Block::new(p / format!("block{k}"), &config, k % 2 == 1))
             .collect();
-        TarFlow { config, blocks }
+        let labels = config
+            .conditioning
+            .as_ref()
+            .map(|c| LabelEmbedding::new(p / "labels", c, config.width));
+        TarFlow {
+            config,
+            blocks,
+            labels,
+        }
     }
 
     fn tokens(&self, x: &Tensor) -> Tensor {
         x.view([-1, self.config.tokens, self.config.token_dim])
     }
 
+    /// The conditioning of a batch: labels are required by a transferable flow and refused by
+    /// a single-molecule one.
+    fn context(&self, labels: Option<&Labels>, kind: Kind) -> Option<Context> {
+        match (&self.labels, labels) {
+            (Some(emb), Some(l)) => Some(Context::new(l, emb, self.config.tokens, kind)),
+            (None, None) => None,
+            (Some(_), None) => panic!("a transferable TarFlow needs the tokens' labels"),
+            (None, Some(_)) => panic!("this TarFlow is not transferable: it takes no labels"),
+        }
+    }
+
     /// Data x (batch, dim) to noise z (batch, dim) and log|det dz/dx| (batch).
     pub fn forward(&self, x: &Tensor) -> (Tensor, Tensor) {
+        self.forward_labelled(x, None)
+    }
+
+    /// [`TarFlow::forward`] of a transferable flow, whose tokens are `labels`.
+    pub fn forward_labelled(&self, x: &Tensor, labels: Option<&Labels>) -> (Tensor, Tensor) {
+        let ctx = self.context(labels, x.kind());
         let mut h = self.tokens(x);
         let mut logdet = Tensor::zeros([h.size()[0]], (x.kind(), x.device()));
         for b in &self.blocks {
-            let (z, ld) = b.forward(&h);
+            let (z, ld) = b.forward(&h, ctx.as_ref());
             h = z;
             logdet += ld;
         }
@@ -220,23 +386,75 @@ impl TarFlow {
     /// Noise z (batch, dim) to data x (batch, dim), and log|det dz/dx| at x (batch). Decodes
     /// `DECODE_ROWS` rows at a time, so that their KV caches stay in the CPU's caches.
     pub fn inverse_with_logdet(&self, z: &Tensor) -> (Tensor, Tensor) {
-        if z.size()[0] > DECODE_ROWS {
-            let parts: Vec<(Tensor, Tensor)> = z
-                .split(DECODE_ROWS, 0)
-                .iter()
-                .map(|z| self.inverse_with_logdet(z))
-                .collect();
+        self.inverse_labelled(z, None)
+    }
+
+    /// [`TarFlow::inverse_with_logdet`] of a transferable flow, whose tokens are `labels`.
+    pub fn inverse_labelled(&self, z: &Tensor, labels: Option<&Labels>) -> (Tensor, Tensor) {
+        let n = z.size()[0];
+        if n > DECODE_ROWS {
+            let mut parts = Vec::new();
+            let mut start = 0;
+            while start < n {
+                let len = DECODE_ROWS.min(n - start);
+                let l = labels.map(|l| l.narrow(start, len));
+                parts.push(self.inverse_labelled(&z.narrow(0, start, len), l.as_ref()));
+                start += len;
+            }
             let (x, ld): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().unzip();
             return (Tensor::cat(&x, 0), Tensor::cat(&ld, 0));
         }
+        let ctx = self.context(labels, z.kind());
         let mut h = self.tokens(z);
         let mut logdet = Tensor::zeros([h.size()[0]], (z.kind(), z.device()));
         for b in self.blocks.iter().rev() {
-            let (x, ld) = b.inverse(&h);
+            let (x, ld) = b.inverse(&h, ctx.as_ref());
             h = x;
             logdet += ld;
         }
         (h.view([-1, self.config.dim()]), logdet)
+    }
+
+    /// log N(z; 0, tau^2 I) per sample over its real dimensions, (batch).
+    fn log_prior_labelled(&self, z: &Tensor, tau: f64, labels: Option<&Labels>) -> Tensor {
+        let Some(l) = labels else {
+            return self.log_prior(z, tau);
+        };
+        let real = self.tokens(z).ones_like() * self.context_mask(l, z.kind());
+        let d = l.tokens.to_kind(z.kind()) * self.config.token_dim as f64;
+        (z.square() * real.view([-1, self.config.dim()])).sum_dim_intlist(
+            [1].as_slice(),
+            false,
+            z.kind(),
+        ) * (-0.5 / (tau * tau))
+            - d * (tau.ln() + 0.5 * (2.0 * std::f64::consts::PI).ln())
+    }
+
+    /// 1 for real tokens, 0 for padding (batch, tokens, 1).
+    fn context_mask(&self, l: &Labels, kind: Kind) -> Tensor {
+        let pos = Tensor::arange(self.config.tokens, (Kind::Int64, l.tokens.device()));
+        pos.unsqueeze(0)
+            .lt_tensor(&l.tokens.unsqueeze(1))
+            .to_kind(kind)
+            .unsqueeze(2)
+    }
+
+    /// log q(x) of a transferable flow over each molecule's real dimensions, (batch).
+    pub fn log_prob_labelled(&self, x: &Tensor, tau: f64, labels: &Labels) -> Tensor {
+        let (z, logdet) = self.forward_labelled(x, Some(labels));
+        self.log_prior_labelled(&z, tau, Some(labels)) + logdet
+    }
+
+    /// Samples of a transferable flow for the molecules of `labels` from standard normal `eps`
+    /// (batch, dim) at prior temperature `tau`, with their log q (pads of x are eps's, no
+    /// gradient).
+    pub fn sample_labelled(&self, eps: &Tensor, tau: f64, labels: &Labels) -> (Tensor, Tensor) {
+        tch::no_grad(|| {
+            let z = eps * tau;
+            let (x, logdet) = self.inverse_labelled(&z, Some(labels));
+            let lq = self.log_prior_labelled(&z, tau, Some(labels)) + logdet;
+            (x, lq)
+        })
     }
 
     /// Noise z (batch, dim) to data x (batch, dim).

@@ -43,6 +43,7 @@ fn tiny_flow() -> TarFlowConfig {
         layers: 1,
         head_dim: 16,
         mlp_ratio: 2,
+        conditioning: None,
     }
 }
 

@@ -44,6 +44,7 @@ fn flow_pool_matches_one_copy() {
         layers: 1,
         head_dim: 16,
         mlp_ratio: 2,
+        conditioning: None,
     };
     let (norm, models) = copies(cfg);
     let mut props = models.into_iter().map(|m| match m {
@@ -128,6 +129,7 @@ fn flow_prior_temperature_is_exact() {
         layers: 1,
         head_dim: 16,
         mlp_ratio: 2,
+        conditioning: None,
     };
     let norm = Normalizer {
         n_atoms: ATOMS,
@@ -202,6 +204,7 @@ fn flow_on_internal_coordinates_has_the_exact_density_and_gradient() {
         layers: 1,
         head_dim: 16,
         mlp_ratio: 2,
+        conditioning: None,
     };
     let norm = Normalizer::fit(&frames, 22);
     for perturbed in [false, true] {

@@ -45,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         layers: 2,
         head_dim: 32,
         mlp_ratio: 4,
+        conditioning: None,
     };
     let tc = TrainConfig {
         steps: 600,
