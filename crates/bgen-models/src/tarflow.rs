@@ -261,17 +261,18 @@ impl Block {
             h = l.forward(&h, None);
         }
         let out = self.head(&h.narrow(1, 0, t - 1));
-        let mut params = Tensor::cat(
+        let params = Tensor::cat(
             &[
                 Tensor::zeros([b, 1, 2 * self.token_dim], (x.kind(), x.device())),
                 out,
             ],
             1,
         );
-        if let Some(c) = ctx {
-            // Pads (last in either order) map to themselves.
-            params = params * &c.mask;
-        }
+        // Pads (last in either order) map to themselves.
+        let params = match ctx {
+            Some(c) => params * &c.mask,
+            None => params,
+        };
         let a = params.narrow(2, 0, self.token_dim);
         let bb = params.narrow(2, self.token_dim, self.token_dim);
         let z = (&xs - bb) * (-&a).exp();
@@ -294,10 +295,10 @@ impl Block {
             for (l, c) in self.layers.iter().zip(caches.iter_mut()) {
                 h = l.forward(&h, Some(c));
             }
-            let mut p = self.head(&h);
-            if let Some(c) = ctx {
-                p = p * c.mask.narrow(1, s, 1);
-            }
+            let p = match ctx {
+                Some(c) => self.head(&h) * c.mask.narrow(1, s, 1),
+                None => self.head(&h),
+            };
             let a = p.narrow(2, 0, self.token_dim);
             let bb = p.narrow(2, self.token_dim, self.token_dim);
             sum_a += a.sum_dim_intlist([1, 2].as_slice(), false, a.kind());
