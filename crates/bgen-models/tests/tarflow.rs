@@ -255,7 +255,7 @@ fn molecules_see_neither_each_other_nor_their_padding() {
         assert!(max_abs(&(zi - z.narrow(0, i, 1))) < 1e-12);
         assert!(max_abs(&(ldi - ld.narrow(0, i, 1))) < 1e-12);
     }
-    let mut other = x.narrow(0, 0, 1).copy();
+    let other = x.narrow(0, 0, 1).copy();
     let _ = other.narrow(1, 15, 9).fill_(7.0);
     let l0 = l.narrow(0, 1);
     let (z0, _) = tch::no_grad(|| flow.forward_labelled(&other, Some(&l0)));
