@@ -50,6 +50,43 @@ fn unwrap_u(phi: f64, cut: f64) -> f64 {
     (t / PI - 1.0).clamp(-1.0 + 1e-15, 1.0 - 1e-15)
 }
 
+/// (cut, mean, std, spread) of one internal coordinate of `kind` (0 bond, 1 angle, 2 torsion)
+/// from its values: a torsion is cut where its values, smoothed over +-30 degrees, are
+/// sparsest, and its mean and std are those of atanh of the unwrapped angle.
+pub fn column_stats(kind: u8, col: &[f64]) -> (f64, f64, f64, f64) {
+    let moments = |v: &[f64]| {
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        let s = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+        (m, s.max(MIN_STD))
+    };
+    if kind != 2 {
+        let (m, s) = moments(col);
+        return (0.0, m, s, s);
+    }
+    let mut h = [0usize; CUT_BINS];
+    for &v in col {
+        let b = ((v.rem_euclid(2.0 * PI)) / (2.0 * PI) * CUT_BINS as f64) as usize;
+        h[b.min(CUT_BINS - 1)] += 1;
+    }
+    let smooth = |b: usize| -> f64 {
+        (0..CUT_BINS)
+            .map(|c| {
+                let k = (b + CUT_BINS - c) % CUT_BINS;
+                let dist = k.min(CUT_BINS - k) as f64 / 6.0;
+                h[c] as f64 * (-0.5 * dist * dist).exp()
+            })
+            .sum()
+    };
+    let best = (0..CUT_BINS)
+        .min_by(|&a, &b| smooth(a).total_cmp(&smooth(b)))
+        .unwrap_or(0);
+    let cut = (best as f64 + 0.5) / CUT_BINS as f64 * 2.0 * PI;
+    let zs: Vec<f64> = col.iter().map(|&v| unwrap_u(v, cut).atanh()).collect();
+    let (m, s) = moments(&zs);
+    let ts: Vec<f64> = col.iter().map(|&v| (unwrap_u(v, cut) + 1.0) * PI).collect();
+    (cut, m, s, moments(&ts).1)
+}
+
 impl Internal {
     /// Fits the transform on Cartesian frames (n x N x 3, nm) with the Z-matrix `z`.
     pub fn fit(frames: &[f64], z: &ZMatrix) -> Internal {
@@ -62,44 +99,9 @@ impl Internal {
         }
         let mut cut = vec![0.0; d];
         let (mut mean, mut std, mut spread) = (vec![0.0; d], vec![1.0; d], vec![1.0; d]);
-        let moments = |v: &[f64]| {
-            let m = v.iter().sum::<f64>() / v.len() as f64;
-            let s = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
-            (m, s.max(MIN_STD))
-        };
         for q in 0..d {
             let col: Vec<f64> = (0..n).map(|i| ic[i * d + q]).collect();
-            if kinds[q] == 2 {
-                // The cut where the data, smoothed over +-30 degrees, are sparsest.
-                let mut h = [0usize; CUT_BINS];
-                for &v in &col {
-                    let b = ((v.rem_euclid(2.0 * PI)) / (2.0 * PI) * CUT_BINS as f64) as usize;
-                    h[b.min(CUT_BINS - 1)] += 1;
-                }
-                let smooth = |b: usize| -> f64 {
-                    (0..CUT_BINS)
-                        .map(|c| {
-                            let k = (b + CUT_BINS - c) % CUT_BINS;
-                            let dist = k.min(CUT_BINS - k) as f64 / 6.0;
-                            h[c] as f64 * (-0.5 * dist * dist).exp()
-                        })
-                        .sum()
-                };
-                let best = (0..CUT_BINS)
-                    .min_by(|&a, &b| smooth(a).total_cmp(&smooth(b)))
-                    .unwrap_or(0);
-                cut[q] = (best as f64 + 0.5) / CUT_BINS as f64 * 2.0 * PI;
-                let zs: Vec<f64> = col.iter().map(|&v| unwrap_u(v, cut[q]).atanh()).collect();
-                (mean[q], std[q]) = moments(&zs);
-                let ts: Vec<f64> = col
-                    .iter()
-                    .map(|&v| (unwrap_u(v, cut[q]) + 1.0) * PI)
-                    .collect();
-                spread[q] = moments(&ts).1;
-            } else {
-                (mean[q], std[q]) = moments(&col);
-                spread[q] = std[q];
-            }
+            (cut[q], mean[q], std[q], spread[q]) = column_stats(kinds[q], &col);
         }
         Internal {
             rows: z.rows.iter().map(|r| [r.atom, r.j, r.k, r.l]).collect(),

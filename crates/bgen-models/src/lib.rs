@@ -13,6 +13,7 @@ pub mod proposal;
 pub mod stage;
 pub mod tarflow;
 pub mod train;
+pub mod transfer;
 
 pub use arbg::{Arbg, ArbgConfig};
 pub use error::{Error, Result};

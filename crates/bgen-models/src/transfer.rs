@@ -1,0 +1,221 @@
+//! Molecules as a transferable model sees them: each molecule's own Z-matrix (from its
+//! topology), its internal coordinates standardised by statistics that belong to atom types
+//! rather than to one molecule, and the labels of its tokens (see [`crate::tarflow::Labels`]).
+//!
+//! A coordinate's class is the force-field types of the atoms that define it (a bond's two, an
+//! angle's three, a torsion's four, read in the direction that sorts first). [`Standards`]
+//! pools every training molecule's values per class (mean and std; for a torsion also the cut
+//! of its circle, where the pooled values are sparsest), so that a molecule never seen is
+//! standardised by the classes it shares with the training set; a class never seen falls back
+//! to the force field itself: a bond or angle at its equilibrium value with the thermal spread
+//! sqrt(kT / k) of its spring, a torsion cut at 0 (eclipsed) with the spread of a uniform angle.
+
+use crate::internal::{column_stats, Internal};
+use bgen_system::zmatrix::{IcKind, ZMatrix};
+use bgen_system::System;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Statistics of one class of internal coordinates: (cut, mean, std, spread) as in
+/// [`Internal`], and how many values they pooled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassStats {
+    pub cut: f64,
+    pub mean: f64,
+    pub std: f64,
+    pub spread: f64,
+    pub count: usize,
+}
+
+/// Per-class statistics pooled over training molecules.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Standards {
+    pub classes: BTreeMap<String, ClassStats>,
+}
+
+/// The class of each coordinate of `z` in the molecule `sys`, in the Z-matrix's order.
+pub fn classes(sys: &System, z: &ZMatrix) -> Vec<String> {
+    let ty = |a: usize| sys.params.atom_type[a].as_str();
+    let canon = |mut v: Vec<&str>| {
+        let mut r = v.clone();
+        r.reverse();
+        if r < v {
+            v = r;
+        }
+        v.join(" ")
+    };
+    z.kinds()
+        .into_iter()
+        .zip(coordinate_atoms(z))
+        .map(|(k, atoms)| {
+            let names: Vec<&str> = atoms.iter().map(|&a| ty(a)).collect();
+            let tag = match k {
+                IcKind::Bond => "b",
+                IcKind::Angle => "a",
+                IcKind::Torsion => "t",
+            };
+            format!("{tag}: {}", canon(names))
+        })
+        .collect()
+}
+
+/// The atoms that define each coordinate of `z`: a bond (atom, j), an angle (atom, j, k), a
+/// torsion (atom, j, k, l), in the Z-matrix's coordinate order.
+fn coordinate_atoms(z: &ZMatrix) -> Vec<Vec<usize>> {
+    let r = &z.rows;
+    let mut out = vec![vec![r[1].atom, r[1].j], vec![r[2].atom, r[2].j]];
+    out.push(vec![r[2].atom, r[2].j, r[2].k]);
+    for row in &r[3..] {
+        out.push(vec![row.atom, row.j]);
+        out.push(vec![row.atom, row.j, row.k]);
+        out.push(vec![row.atom, row.j, row.k, row.l]);
+    }
+    out
+}
+
+impl Standards {
+    /// Pools the internal coordinates of `molecules` (system, its Z-matrix, frames n x N x 3
+    /// nm) by class.
+    pub fn fit(molecules: &[(&System, &ZMatrix, &[f64])]) -> Standards {
+        let mut pooled: BTreeMap<String, (u8, Vec<f64>)> = BTreeMap::new();
+        for (sys, z, frames) in molecules {
+            let (d, dx) = (z.dim(), 3 * z.n_atoms());
+            let mut ic = vec![0.0; d];
+            let cls = classes(sys, z);
+            let kinds = kind_codes(z);
+            for f in frames.chunks(dx) {
+                z.to_internal(f, &mut ic);
+                for q in 0..d {
+                    let e = pooled
+                        .entry(cls[q].clone())
+                        .or_insert((kinds[q], Vec::new()));
+                    e.1.push(ic[q]);
+                }
+            }
+        }
+        let classes = pooled
+            .into_iter()
+            .map(|(k, (kind, v))| {
+                let (cut, mean, std, spread) = column_stats(kind, &v);
+                let s = ClassStats {
+                    cut,
+                    mean,
+                    std,
+                    spread,
+                    count: v.len(),
+                };
+                (k, s)
+            })
+            .collect();
+        Standards { classes }
+    }
+
+    /// The standardisation of molecule `sys` with Z-matrix `z`: each coordinate by its class,
+    /// else by the force field; and how many coordinates fell back.
+    pub fn internal(&self, sys: &System, z: &ZMatrix) -> (Internal, usize) {
+        let cls = classes(sys, z);
+        let kinds = kind_codes(z);
+        let atoms = coordinate_atoms(z);
+        let kt = sys.kt();
+        let d = z.dim();
+        let (mut cut, mut mean, mut std, mut spread) =
+            (vec![0.0; d], vec![0.0; d], vec![1.0; d], vec![1.0; d]);
+        let mut fallback = 0;
+        for q in 0..d {
+            let s = match self.classes.get(&cls[q]) {
+                Some(s) => (s.cut, s.mean, s.std, s.spread),
+                None => {
+                    fallback += 1;
+                    force_field_stats(sys, kinds[q], &atoms[q], kt)
+                }
+            };
+            (cut[q], mean[q], std[q], spread[q]) = s;
+        }
+        let internal = Internal {
+            rows: z.rows.iter().map(|r| [r.atom, r.j, r.k, r.l]).collect(),
+            kinds,
+            cut,
+            mean,
+            std,
+            spread,
+        };
+        (internal, fallback)
+    }
+}
+
+fn kind_codes(z: &ZMatrix) -> Vec<u8> {
+    z.kinds()
+        .into_iter()
+        .map(|k| match k {
+            IcKind::Bond => 0,
+            IcKind::Angle => 1,
+            IcKind::Torsion => 2,
+        })
+        .collect()
+}
+
+/// (cut, mean, std, spread) of a coordinate from the force field: a bond or angle at its
+/// equilibrium with std sqrt(kT / k); a torsion cut at 0 with atanh of a uniform angle's
+/// moments (mean 0, std pi / sqrt(12)), spread pi / sqrt(3).
+fn force_field_stats(sys: &System, kind: u8, atoms: &[usize], kt: f64) -> (f64, f64, f64, f64) {
+    let p = &sys.params;
+    let spring = match kind {
+        0 => p
+            .bonds
+            .iter()
+            .find(|b| (b.i, b.j) == (atoms[0], atoms[1]) || (b.j, b.i) == (atoms[0], atoms[1]))
+            .map(|b| (b.length, b.k)),
+        1 => p
+            .angles
+            .iter()
+            .find(|a| {
+                a.atoms[1] == atoms[1]
+                    && ((a.atoms[0], a.atoms[2]) == (atoms[0], atoms[2])
+                        || (a.atoms[2], a.atoms[0]) == (atoms[0], atoms[2]))
+            })
+            .map(|a| (a.angle, a.k)),
+        _ => None,
+    };
+    match (kind, spring) {
+        (0 | 1, Some((x0, k))) => {
+            let s = (kt / k).sqrt();
+            (0.0, x0, s, s)
+        }
+        (0, None) => (0.0, 0.15, 0.005, 0.005),
+        (1, None) => (0.0, 1.91, 0.1, 0.1),
+        _ => {
+            let pi = std::f64::consts::PI;
+            (0.0, 0.0, pi / 12f64.sqrt(), pi / 3f64.sqrt())
+        }
+    }
+}
+
+/// The labels of a molecule's tokens (N - 2 of them: the first three atoms' coordinates
+/// together, then one per atom in Z-matrix order), each the atom it places: (force-field type
+/// index + 1, residue template index + 1, residue index), and the molecule's residues. Indices
+/// are into the molecule's force field ([`bgen_system::Setup::data`]), so that they mean the same
+/// for every molecule of that force field.
+pub fn labels(sys: &System, z: &ZMatrix) -> (Vec<i64>, Vec<i64>, Vec<i64>, i64) {
+    let ff = sys.params.setup.data();
+    let type_id = |a: usize| {
+        ff.type_by_name
+            .get(&sys.params.atom_type[a])
+            .map_or(0, |&t| t as i64 + 1)
+    };
+    let template_id = |r: usize| {
+        ff.templates
+            .iter()
+            .position(|t| t.name == sys.params.residue_template[r])
+            .map_or(0, |t| t as i64 + 1)
+    };
+    let placed: Vec<usize> = std::iter::once(z.rows[2].atom)
+        .chain(z.rows[3..].iter().map(|r| r.atom))
+        .collect();
+    let res = |a: usize| sys.topology.atoms[a].residue;
+    (
+        placed.iter().map(|&a| type_id(a)).collect(),
+        placed.iter().map(|&a| template_id(res(a))).collect(),
+        placed.iter().map(|&a| res(a) as i64).collect(),
+        sys.topology.residues.len() as i64,
+    )
+}
