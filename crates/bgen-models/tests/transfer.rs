@@ -67,9 +67,9 @@ fn standards_pool_by_class_and_fall_back_to_the_force_field() {
         zk.dim()
     );
     let ck = classes(&kw, &zk);
-    for q in 0..zk.dim() {
+    for (q, class) in ck.iter().enumerate() {
         assert!(ik.std[q] > 0.0 && ik.std[q].is_finite() && ik.mean[q].is_finite());
-        if let Some(s) = st.classes.get(&ck[q]) {
+        if let Some(s) = st.classes.get(class) {
             assert_eq!((ik.mean[q], ik.std[q]), (s.mean, s.std));
         } else if ik.kinds[q] == 0 {
             // A bond at its spring's equilibrium with its thermal std sqrt(kT / k).
