@@ -82,6 +82,14 @@ impl Model {
         }
     }
 
+    /// The log density of a transferable TarFlow's batch, per sample over its real dimensions.
+    pub fn log_prob_labelled(&self, x: &Tensor, labels: &crate::tarflow::Labels) -> Tensor {
+        match self {
+            Model::TarFlow(f) => f.log_prob_labelled(x, 1.0, labels),
+            Model::Arbg(_) => panic!("an ArBG is not transferable"),
+        }
+    }
+
     /// The exact log density per sample (normalised units; an ArBG at tau = 1 gives -inf
     /// outside its range).
     pub fn log_prob(&self, x: &Tensor) -> Tensor {

@@ -302,6 +302,9 @@ fn data_system(data: &Path) -> Option<(String, String, f64)> {
 /// `checkpoint_secs`.
 pub fn run(a: TrainArgs) -> Result<TrainResult> {
     a.check()?;
+    if let Some(file) = merged_dataset(&a.data) {
+        return run_transferable(a, file);
+    }
     let dev = device(&a.device)?;
     // Data-parallel over the batch rather than inside libtorch: at these model sizes its
     // intra-op threads scale poorly (2 threads: 1.2-1.4x slower per step than 2 workers).
@@ -505,6 +508,220 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
             outside(&val_t)
         );
     }
+    train_loop(
+        &mut trainer,
+        &a,
+        &train_t,
+        None,
+        &|t: &Trainer, ema: bool| t.nll(&val_t, ema),
+    )?;
+    let val = trainer.nll(&val_t, true);
+    let val_nm = trainer
+        .state
+        .internal
+        .is_none()
+        .then(|| norm.nll_in_nm(val));
+    match val_nm {
+        Some(nm) => eprintln!(
+            "done: validation NLL {val:.4} per dim in normalised units ({nm:.4} per dim in nm units); {}",
+            a.out.display()
+        ),
+        None => eprintln!(
+            "done: validation NLL {val:.4} per dim of the standardised internal coordinates; {}",
+            a.out.display()
+        ),
+    }
+    Ok(TrainResult {
+        out: a.out.clone(),
+        steps: trainer.state.step,
+        n_train,
+        n_val,
+        val_nll: val,
+        val_nll_nm: val_nm,
+    })
+}
+
+/// The merged many-peptide data set at `data` (a dataset.json, or a directory holding one).
+fn merged_dataset(data: &Path) -> Option<PathBuf> {
+    let f = if data.is_dir() {
+        data.join("dataset.json")
+    } else {
+        data.to_path_buf()
+    };
+    (f.file_name().is_some_and(|n| n == "dataset.json") && f.exists()).then_some(f)
+}
+
+/// Tokens a transferable model makes room for beyond the largest training molecule's, so that
+/// it can sample somewhat larger molecules zero-shot.
+pub const TRANSFER_HEADROOM: i64 = 8;
+
+/// Largest residue index plus one (and molecule length) a transferable model embeds.
+pub const TRANSFER_MAX_RESIDUES: i64 = 16;
+
+/// Trains a transferable TarFlow on a merged many-peptide data set (`bgen dataset merge`): each
+/// molecule in its own internal coordinates, standardised per class ([`crate::transfer`]),
+/// batches mixing molecules; the last 10% of each molecule's frames validate.
+fn run_transferable(a: TrainArgs, file: PathBuf) -> Result<TrainResult> {
+    use crate::tarflow::{Conditioning, Labels};
+    use crate::transfer::{load_dataset, rows, Standards};
+    if a.model.as_deref().is_some_and(|m| m != "tarflow") {
+        bail!("a transferable model is a TarFlow (--model tarflow)");
+    }
+    if a.coords.as_deref().is_some_and(|c| c != "internal") || a.per_coordinate {
+        bail!("a transferable model works in each molecule's internal coordinates, one token per atom");
+    }
+    let dev = device(&a.device)?;
+    tch::set_num_threads(1);
+    let mols = load_dataset(&file, false)?;
+    if mols.is_empty() {
+        bail!("{}: no training molecules", file.display());
+    }
+    bgen_system::outdir::refuse_same(&file, &a.out, "training data")?;
+    let _lock = bgen_system::outdir::lock_dir(&a.out)?;
+    // Training and validation frames of each molecule: the last 10% validate.
+    let split = |m: &crate::transfer::Molecule| {
+        let d = 3 * m.system.n_atoms();
+        let n = m.frames.len() / d;
+        let cut = n - (n / 10).max(1);
+        (m.frames[..cut * d].to_vec(), m.frames[cut * d..].to_vec())
+    };
+    let parts: Vec<(Vec<f64>, Vec<f64>)> = mols.iter().map(split).collect();
+    let preset_name = a.preset.clone().unwrap_or_else(|| "small".into());
+    let mut trainer = if a.resume {
+        let t = Trainer::load(&a.out, dev)?;
+        if t.state.transfer.is_none() {
+            bail!("{}: not a transferable run", a.out.display());
+        }
+        check_resume(&a, &t.state.train, &a.out.join("run.json"))?;
+        t
+    } else {
+        if a.out.join("latest.json").exists() {
+            bail!(
+                "{} already holds a training run; pass --resume or choose another --out",
+                a.out.display()
+            );
+        }
+        let setup = mols[0].system.params.setup;
+        let ff = setup.data();
+        let max_tokens = mols
+            .iter()
+            .map(|m| m.system.n_atoms() as i64 - 2)
+            .max()
+            .unwrap_or(1);
+        let tokens = max_tokens + TRANSFER_HEADROOM;
+        let (mut m, mut tc) = preset(&preset_name, tokens)?;
+        m.conditioning = Some(Conditioning {
+            atom_types: ff.types.len() as i64 + 1,
+            residue_types: ff.templates.len() as i64 + 1,
+            max_residues: TRANSFER_MAX_RESIDUES,
+        });
+        tc.steps = a.steps.unwrap_or(tc.steps);
+        tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
+        tc.lr = a.lr.unwrap_or(tc.lr);
+        tc.seed = a.seed.unwrap_or(0);
+        let fit: Vec<(&bgen_system::System, &bgen_system::ZMatrix, &[f64])> = mols
+            .iter()
+            .zip(&parts)
+            .map(|(m, p)| (&m.system, &m.zmatrix, p.0.as_slice()))
+            .collect();
+        let norm = crate::data::Normalizer {
+            n_atoms: tokens + 2,
+            std: 1.0,
+        };
+        let mut t = Trainer::new(m, tc, norm, dev);
+        t.state.transfer = Some(crate::train::Transfer {
+            standards: Standards::fit(&fit),
+            forcefield: setup.name().into(),
+            temperature_k: mols[0].system.temperature,
+            trained_on: mols.iter().map(|m| m.name.clone()).collect(),
+        });
+        let n_frames = |val: bool| -> usize {
+            parts
+                .iter()
+                .zip(&mols)
+                .map(|(p, m)| if val { &p.1 } else { &p.0 }.len() / (3 * m.system.n_atoms()))
+                .sum()
+        };
+        let info = RunInfo {
+            model: "tarflow".into(),
+            preset: preset_name.clone(),
+            system: "transferable".into(),
+            forcefield: setup.name().into(),
+            temperature_k: mols[0].system.temperature,
+            data: a.data.display().to_string(),
+            n_train: n_frames(false),
+            n_val: n_frames(true),
+            coords: "internal".into(),
+        };
+        let info_path = a.out.join("run.json");
+        let text = serde_json::to_string_pretty(&info).context(info_path.display())?;
+        bgen_system::npy::write_atomic(&info_path, text.as_bytes())?;
+        t
+    };
+    if dev == tch::Device::Cpu {
+        trainer.set_workers(a.threads);
+    }
+    let transfer = trainer.state.transfer.clone().expect("a transferable run");
+    let tokens = match &trainer.state.model {
+        ModelConfig::TarFlow(c) => c.tokens,
+        ModelConfig::Arbg(_) => bail!("{}: not a TarFlow", a.out.display()),
+    };
+    let (mut xt, mut lt, mut xv, mut lv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (m, p) in mols.iter().zip(&parts) {
+        let (internal, _) = transfer.standards.internal(&m.system, &m.zmatrix);
+        let (x, l) = rows(m, &internal, &p.0, tokens)?;
+        xt.push(x);
+        lt.push(l);
+        let (x, l) = rows(m, &internal, &p.1, tokens)?;
+        xv.push(x);
+        lv.push(l);
+    }
+    let (train_t, train_l) = (Tensor::cat(&xt, 0).to_device(dev), Labels::cat(&lt).to(dev));
+    let (val_t, val_l) = (Tensor::cat(&xv, 0).to_device(dev), Labels::cat(&lv).to(dev));
+    let (n_train, n_val) = (train_t.size()[0] as usize, val_t.size()[0] as usize);
+    eprintln!(
+        "transferable {} ({preset_name}): {} molecules, {n_train} training / {n_val} validation frames, up to {tokens} tokens; {} steps of {}",
+        trainer.state.model.describe(),
+        mols.len(),
+        trainer.state.train.steps,
+        trainer.state.train.batch_size
+    );
+    train_loop(
+        &mut trainer,
+        &a,
+        &train_t,
+        Some(&train_l),
+        &|t: &Trainer, ema: bool| t.nll_labelled(&val_t, &val_l, ema),
+    )?;
+    let val = trainer.nll_labelled(&val_t, &val_l, true);
+    eprintln!(
+        "done: validation NLL {val:.4} per dim of the standardised internal coordinates; {}",
+        a.out.display()
+    );
+    Ok(TrainResult {
+        out: a.out.clone(),
+        steps: trainer.state.step,
+        n_train,
+        n_val,
+        val_nll: val,
+        val_nll_nm: None,
+    })
+}
+
+/// The training loop shared by every model: batches drawn from a fresh permutation of the rows
+/// per epoch (reproducible from the seed and the epoch), with their labels for a transferable
+/// flow; a checkpoint and the validation NLL (`val(trainer, ema)`) every `checkpoint_secs` and at
+/// the end; a clear error (the last checkpoint intact) if the loss diverges.
+fn train_loop(
+    trainer: &mut Trainer,
+    a: &TrainArgs,
+    train_t: &Tensor,
+    labels: Option<&crate::tarflow::Labels>,
+    val: &dyn Fn(&Trainer, bool) -> f64,
+) -> Result<()> {
+    let tc = trainer.state.train.clone();
+    let dev = train_t.device();
+    let n_train = train_t.size()[0] as usize;
     let bar = ProgressBar::new(tc.steps as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -537,7 +754,9 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
             .map(|j| order[((k * tc.batch_size + j) % n) as usize])
             .collect();
         let batch = train_t.index_select(0, &Tensor::from_slice(&b).to_device(dev));
-        let loss = trainer.step(&batch);
+        let idx = Tensor::from_slice(&b).to_device(dev);
+        let l = labels.map(|l| l.select(&idx));
+        let loss = trainer.step_labelled(&batch, l.as_ref());
         if !loss.is_finite() {
             bail!(
                 "training diverged at step {s} (loss {loss}); the last checkpoint in {} is intact",
@@ -549,7 +768,7 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
         bar.set_position(done as u64);
         bar.set_message(format!("loss {loss:.3}/dim, {rate:.1} steps/s"));
         if last_cp.elapsed() >= Duration::from_secs_f64(a.checkpoint_secs) || done == tc.steps {
-            let (val, raw) = (trainer.nll(&val_t, true), trainer.nll(&val_t, false));
+            let (val, raw) = (val(trainer, true), val(trainer, false));
             trainer.state.history.push((done, loss, Some(val)));
             trainer.save(&a.out)?;
             bar.suspend(|| {
@@ -559,30 +778,7 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
         }
     }
     bar.finish();
-    let val = trainer.nll(&val_t, true);
-    let val_nm = trainer
-        .state
-        .internal
-        .is_none()
-        .then(|| norm.nll_in_nm(val));
-    match val_nm {
-        Some(nm) => eprintln!(
-            "done: validation NLL {val:.4} per dim in normalised units ({nm:.4} per dim in nm units); {}",
-            a.out.display()
-        ),
-        None => eprintln!(
-            "done: validation NLL {val:.4} per dim of the standardised internal coordinates; {}",
-            a.out.display()
-        ),
-    }
-    Ok(TrainResult {
-        out: a.out.clone(),
-        steps: trainer.state.step,
-        n_train,
-        n_val,
-        val_nll: val,
-        val_nll_nm: val_nm,
-    })
+    Ok(())
 }
 
 /// Refuses a resume whose options differ from the run being resumed (they were ignored before),

@@ -6,7 +6,7 @@
 use crate::data::{augment, Normalizer};
 use crate::internal::Internal;
 use crate::model::{Model, ModelConfig};
-use crate::tarflow::TarFlow;
+use crate::tarflow::{Labels, TarFlow};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
@@ -84,10 +84,25 @@ pub struct State {
     /// through `normalizer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal: Option<Internal>,
+    /// A transferable model: the per-class standards of its internal coordinates and the
+    /// molecules it was trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Transfer>,
     /// Steps done.
     pub step: i64,
     /// (step, training loss, validation NLL per dimension) history.
     pub history: Vec<(i64, f64, Option<f64>)>,
+}
+
+/// What a transferable model carries besides its weights.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Transfer {
+    pub standards: crate::transfer::Standards,
+    /// The force field whose type and template indices the labels are.
+    pub forcefield: String,
+    pub temperature_k: f64,
+    /// The molecules (sequences) of the training set.
+    pub trained_on: Vec<String>,
 }
 
 impl State {
@@ -162,6 +177,7 @@ impl Trainer {
                 train,
                 normalizer,
                 internal: None,
+                transfer: None,
                 step: 0,
                 history: Vec::new(),
             },
@@ -198,19 +214,26 @@ impl Trainer {
     /// One optimisation step on a batch of centred, normalised samples (batch, dim); returns the
     /// training NLL per dimension.
     pub fn step(&mut self, batch: &Tensor) -> f64 {
+        self.step_labelled(batch, None)
+    }
+
+    /// [`Trainer::step`] of a transferable flow: `labels` say what each row's tokens are, and
+    /// the loss is per real dimension.
+    pub fn step_labelled(&mut self, batch: &Tensor, labels: Option<&Labels>) -> f64 {
         let c = self.state.train.clone();
         let t = self.state.step;
         // Cartesian models learn rotations and the CoM from augmentation; internal
-        // coordinates have neither.
-        let x = match self.state.internal {
-            None => augment(
+        // coordinates (a transferable model's too) have neither.
+        let cartesian = self.state.internal.is_none() && self.state.transfer.is_none();
+        let x = match cartesian {
+            true => augment(
                 batch,
                 self.state.normalizer.n_atoms,
                 c.seed.wrapping_mul(1_000_003).wrapping_add(t as u64),
             ),
-            Some(_) => batch.shallow_clone(),
+            false => batch.shallow_clone(),
         };
-        let (loss_v, grads) = self.gradients(&x);
+        let (loss_v, grads) = self.gradients(&x, labels);
         let vars = self.vs.variables();
         let lr = learning_rate(&c, t);
         let mvars = self.moments.variables();
@@ -259,23 +282,47 @@ impl Trainer {
 
     /// The training loss per dimension on `x` (augmented batch) and its gradients with respect
     /// to the variables in name order: on this thread, or summed over the workers' slices.
-    fn gradients(&mut self, x: &Tensor) -> (f64, Vec<Tensor>) {
+    fn gradients(&mut self, x: &Tensor, labels: Option<&Labels>) -> (f64, Vec<Tensor>) {
         let dim = self.state.model.dim() as f64;
         let total = x.size()[0];
+        // A transferable batch: its real dimensions.
+        let real = labels.map(|l| {
+            f64::try_from(l.tokens.sum(Kind::Double)).unwrap_or(f64::NAN)
+                * (self.state.model.dim() / self.model_tokens()) as f64
+        });
         // The slice's share of the batch-mean loss; gradients as fresh tensors (autograd.grad),
         // so there is nothing to zero or accumulate into.
-        let slice_grads = |model: &Model, vs: &nn::VarStore, x: &Tensor| {
-            let share = x.size()[0] as f64 / total as f64;
-            let loss = -model.training_log_prob(x).mean(Kind::Float) * (share / dim);
+        let slice_grads = |model: &Model, vs: &nn::VarStore, x: &Tensor, l: Option<Labels>| {
+            let loss = match (&l, real) {
+                (Some(l), Some(real)) => {
+                    -model.log_prob_labelled(x, l).sum(Kind::Float) * (1.0 / real)
+                }
+                _ => {
+                    let share = x.size()[0] as f64 / total as f64;
+                    -model.training_log_prob(x).mean(Kind::Float) * (share / dim)
+                }
+            };
             let vars = vs.variables();
             let params: Vec<&Tensor> = self.names.iter().map(|n| &vars[n]).collect();
             let grads = Tensor::run_backward(&[&loss], &params, false, false);
             (f64::try_from(&loss).unwrap_or(f64::NAN), grads)
         };
+        let rows = |start: i64, len: i64| labels.map(|l| l.narrow(start, len));
         if self.replicas.is_empty() {
-            return slice_grads(&self.model, &self.vs, x);
+            return slice_grads(&self.model, &self.vs, x, rows(0, total));
         }
         let parts = x.chunk(self.workers() as i64, 0);
+        let mut starts = vec![0i64];
+        for p in &parts {
+            starts.push(starts.last().copied().unwrap_or(0) + p.size()[0]);
+        }
+        let slices: Vec<Option<Labels>> = parts
+            .iter()
+            .zip(&starts)
+            .map(|(p, &s)| rows(s, p.size()[0]))
+            .collect();
+        let mut slices = slices.into_iter();
+        let first_labels = slices.next().flatten();
         let (first, rest) = parts.split_first().expect("a non-empty batch");
         let (model, vs) = (&self.model, &self.vs);
         let ((mut loss, mut grads), others) = std::thread::scope(|s| {
@@ -283,12 +330,13 @@ impl Trainer {
                 .replicas
                 .iter_mut()
                 .zip(rest.iter().map(|t| t.shallow_clone()))
-                .map(|((vs, m), x)| {
+                .zip(slices)
+                .map(|(((vs, m), x), l)| {
                     let f = &slice_grads;
-                    s.spawn(move || f(m, vs, &x))
+                    s.spawn(move || f(m, vs, &x, l))
                 })
                 .collect();
-            let mine = slice_grads(model, vs, first);
+            let mine = slice_grads(model, vs, first, first_labels);
             let others: Vec<(f64, Vec<Tensor>)> = handles
                 .into_iter()
                 .map(|h| h.join().expect("a gradient worker panicked"))
@@ -304,6 +352,35 @@ impl Trainer {
             }
         });
         (loss, grads)
+    }
+
+    /// Tokens per sample of the model (a TarFlow's; an ArBG's per-coordinate count).
+    fn model_tokens(&self) -> i64 {
+        match &self.state.model {
+            ModelConfig::TarFlow(c) => c.tokens,
+            ModelConfig::Arbg(c) => c.dim(),
+        }
+    }
+
+    /// NLL per real dimension of a transferable flow's labelled rows; `ema` picks the EMA
+    /// weights.
+    pub fn nll_labelled(&self, data: &Tensor, labels: &Labels, ema: bool) -> f64 {
+        let model = if ema { &self.ema_model } else { &self.model };
+        let per_token = self.state.model.dim() / self.model_tokens();
+        let (n, mut total, mut dims) = (data.size()[0], 0.0, 0.0);
+        tch::no_grad(|| {
+            let mut s = 0;
+            while s < n {
+                let b = (n - s).min(1024);
+                let l = labels.narrow(s, b);
+                let lq = model.log_prob_labelled(&data.narrow(0, s, b), &l);
+                total += f64::try_from(lq.sum(Kind::Double)).unwrap_or(f64::NAN);
+                dims += f64::try_from(l.tokens.sum(Kind::Double)).unwrap_or(f64::NAN)
+                    * per_token as f64;
+                s += b;
+            }
+        });
+        -total / dims
     }
 
     /// NLL per dimension (normalised units, model density) of centred, normalised data without

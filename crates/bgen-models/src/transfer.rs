@@ -219,3 +219,131 @@ pub fn labels(sys: &System, z: &ZMatrix) -> (Vec<i64>, Vec<i64>, Vec<i64>, i64) 
         sys.topology.residues.len() as i64,
     )
 }
+
+/// One molecule of a transferable training set: its system, Z-matrix, frames and name.
+pub struct Molecule {
+    pub name: String,
+    pub system: System,
+    pub zmatrix: ZMatrix,
+    /// Frames at the run's temperature, n x N x 3, nm.
+    pub frames: Vec<f64>,
+}
+
+/// The molecules of a merged many-peptide data set (`bgen dataset merge`): its training ones,
+/// or its held-out ones.
+pub fn load_dataset(path: &std::path::Path, held_out: bool) -> crate::Result<Vec<Molecule>> {
+    use bgen_system::error::Context;
+    let file = if path.is_dir() {
+        path.join("dataset.json")
+    } else {
+        path.to_path_buf()
+    };
+    let ds: bgen_md::shards::ShardedDataset = serde_json::from_str(
+        &std::fs::read_to_string(&file).with_context(|| file.display().to_string())?,
+    )
+    .with_context(|| format!("{}: not a merged data set", file.display()))?;
+    let setup = bgen_system::Setup::from_name(&ds.forcefield)?;
+    let entries = if held_out { &ds.held_out } else { &ds.train };
+    entries
+        .iter()
+        .map(|e| {
+            let system =
+                System::from_pdb_file(&e.path.join("topology.pdb"), setup, Some(ds.temperature_k))?;
+            let zmatrix = ZMatrix::from_topology(&system.topology)?;
+            let frames = bgen_md::dataset::load_run_temperature(&e.path)?.x;
+            Ok(Molecule {
+                name: e.name.clone(),
+                system,
+                zmatrix,
+                frames,
+            })
+        })
+        .collect()
+}
+
+/// A molecule's rows for a transferable flow of `tokens` tokens: model features (n, 3 tokens)
+/// padded with zeros, and the labels of each row.
+pub fn rows(
+    m: &Molecule,
+    internal: &Internal,
+    frames: &[f64],
+    tokens: i64,
+) -> crate::Result<(tch::Tensor, crate::tarflow::Labels)> {
+    use tch::{Kind, Tensor};
+    let n_tok = m.system.n_atoms() as i64 - 2;
+    if n_tok > tokens {
+        bgen_system::bail!(
+            "{}: {} tokens, more than the model's {tokens}",
+            m.name,
+            n_tok
+        );
+    }
+    let ic = internal.from_cartesian(frames);
+    let mut y = vec![0.0; ic.len()];
+    internal.to_model(&ic, &mut y, None);
+    let d = internal.dim() as i64;
+    let n = ic.len() as i64 / d;
+    let x = Tensor::from_slice(&y).view([n, d]).to_kind(Kind::Float);
+    let x = Tensor::cat(
+        &[
+            x,
+            Tensor::zeros([n, 3 * tokens - d], (Kind::Float, tch::Device::Cpu)),
+        ],
+        1,
+    );
+    let (atom, residue, index, residues) = labels(&m.system, &m.zmatrix);
+    let pad = |v: Vec<i64>| {
+        let mut v = v;
+        v.resize(tokens as usize, 0);
+        Tensor::from_slice(&v)
+            .unsqueeze(0)
+            .expand([n, tokens], false)
+            .contiguous()
+    };
+    let l = crate::tarflow::Labels {
+        atom: pad(atom),
+        residue: pad(residue),
+        index: pad(index),
+        residues: Tensor::full([n], residues, (Kind::Int64, tch::Device::Cpu)),
+        tokens: Tensor::full([n], n_tok, (Kind::Int64, tch::Device::Cpu)),
+    };
+    Ok((x, l))
+}
+
+impl crate::tarflow::Labels {
+    /// Rows of several batches, in order.
+    pub fn cat(parts: &[crate::tarflow::Labels]) -> crate::tarflow::Labels {
+        let f = |g: fn(&crate::tarflow::Labels) -> &tch::Tensor| {
+            tch::Tensor::cat(&parts.iter().map(g).collect::<Vec<_>>(), 0)
+        };
+        crate::tarflow::Labels {
+            atom: f(|l| &l.atom),
+            residue: f(|l| &l.residue),
+            index: f(|l| &l.index),
+            residues: f(|l| &l.residues),
+            tokens: f(|l| &l.tokens),
+        }
+    }
+
+    /// On `device`.
+    pub fn to(&self, device: tch::Device) -> crate::tarflow::Labels {
+        crate::tarflow::Labels {
+            atom: self.atom.to_device(device),
+            residue: self.residue.to_device(device),
+            index: self.index.to_device(device),
+            residues: self.residues.to_device(device),
+            tokens: self.tokens.to_device(device),
+        }
+    }
+
+    /// The rows `idx` (an i64 tensor).
+    pub fn select(&self, idx: &tch::Tensor) -> crate::tarflow::Labels {
+        crate::tarflow::Labels {
+            atom: self.atom.index_select(0, idx),
+            residue: self.residue.index_select(0, idx),
+            index: self.index.index_select(0, idx),
+            residues: self.residues.index_select(0, idx),
+            tokens: self.tokens.index_select(0, idx),
+        }
+    }
+}
