@@ -1,7 +1,8 @@
 """Every stage through its typed settings, from Python (the same as
 crates/bgen/examples/stages.rs in Rust): MD of alanine dipeptide, a time split, a small TarFlow
 on internal coordinates, SNIS and SMC, and the evaluation of both against the shipped held-out
-replica-exchange MD. About 5 minutes on 2 cores.
+replica-exchange MD. 5-10 minutes on 2 cores; a demonstration of the API
+(`bgen run` has the settings for quality).
 
 Run: make python && .venv/bin/python crates/bgen-py/examples/stages.py [OUT_DIR]
 """
