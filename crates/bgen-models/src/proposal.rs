@@ -6,7 +6,7 @@ use crate::arbg::{Arbg, Generation};
 use crate::data::{uniforms, Normalizer};
 use crate::internal::Internal;
 use crate::model::Model;
-use crate::tarflow::TarFlow;
+use crate::tarflow::{Labels, TarFlow};
 use bgen_system::{Autoregressive, Proposal};
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
@@ -26,9 +26,30 @@ pub struct FlowProposal {
     /// Temperature of the prior, N(0, tau^2 I) (1: the trained model; below 1 trades the
     /// tails for fewer high-energy samples, with log q exact at that tau).
     pub tau: f64,
+    /// A transferable flow: the molecule's token labels (one row; the flow's other tokens
+    /// are padding).
+    pub labels: Option<Labels>,
 }
 
 impl FlowProposal {
+    /// The molecule's labels for `rows` rows, and the flow's padded width (dims).
+    fn labelled(&self, rows: usize) -> Option<(Labels, i64)> {
+        self.labels.as_ref().map(|l| {
+            let r = rows as i64;
+            let e = |t: &Tensor| t.expand([r, -1], false).contiguous();
+            (
+                Labels {
+                    atom: e(&l.atom),
+                    residue: e(&l.residue),
+                    index: e(&l.index),
+                    residues: l.residues.expand([r], false).contiguous(),
+                    tokens: l.tokens.expand([r], false).contiguous(),
+                },
+                self.flow.config.dim(),
+            )
+        })
+    }
+
     /// Coordinates per sample: 3N Cartesian, or 3N - 6 internal.
     pub fn dim(&self) -> usize {
         match &self.internal {
@@ -49,11 +70,27 @@ impl FlowProposal {
     pub fn sample_chunk(&self, n: usize, seed: u64, chunk: usize) -> (Vec<f64>, Vec<f64>) {
         let d = self.dim();
         let b = (n - chunk * self.batch).min(self.batch);
-        let z = Tensor::from_slice(&crate::data::normals(b * d, chunk_seed(seed, chunk)))
-            .view([b as i64, d as i64])
-            .to_kind(self.kind)
-            .to_device(self.device);
-        let (ys, l) = self.flow.sample_at(&z, self.tau);
+        let (ys, l) = match self.labelled(b) {
+            None => {
+                let z = Tensor::from_slice(&crate::data::normals(b * d, chunk_seed(seed, chunk)))
+                    .view([b as i64, d as i64])
+                    .to_kind(self.kind)
+                    .to_device(self.device);
+                self.flow.sample_at(&z, self.tau)
+            }
+            Some((labels, width)) => {
+                // The molecule's dimensions first; the padding's noise is never used.
+                let w = width as usize;
+                let z = Tensor::from_slice(&crate::data::normals(b * w, chunk_seed(seed, chunk)))
+                    .view([b as i64, width])
+                    .to_kind(self.kind)
+                    .to_device(self.device);
+                let (ys, l) = self
+                    .flow
+                    .sample_labelled(&z, self.tau, &labels.to(self.device));
+                (ys.narrow(1, 0, d as i64), l)
+            }
+        };
         let y = Vec::<f64>::try_from(ys.to_kind(Kind::Double).view([-1])).expect("f64");
         let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
         match &self.internal {
@@ -95,14 +132,25 @@ impl FlowProposal {
             }
         };
         let ys = self.to_tensor(&y);
+        let labelled = self.labelled(out.len());
+        let log_prob = |ys: &Tensor| match &labelled {
+            None => self.flow.log_prob_at(ys, self.tau),
+            Some((labels, width)) => {
+                let rows = ys.size()[0];
+                let pad = Tensor::zeros([rows, width - ys.size()[1]], (ys.kind(), ys.device()));
+                let padded = Tensor::cat(&[ys.shallow_clone(), pad], 1);
+                self.flow
+                    .log_prob_labelled(&padded, self.tau, &labels.to(self.device))
+            }
+        };
         let (l, g) = match want_grad {
             true => {
                 let ys = ys.set_requires_grad(true);
-                let l = self.flow.log_prob_at(&ys, self.tau);
+                let l = log_prob(&ys);
                 let g = Tensor::run_backward(&[l.sum(l.kind())], &[&ys], false, false).remove(0);
                 (l.detach(), Some(g))
             }
-            false => (tch::no_grad(|| self.flow.log_prob_at(&ys, self.tau)), None),
+            false => (tch::no_grad(|| log_prob(&ys)), None),
         };
         let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
         for ((o, v), j) in out.iter_mut().zip(l).zip(&ld) {
@@ -341,6 +389,20 @@ impl Pooled {
         batch: usize,
         tau: f64,
     ) -> Pooled {
+        Pooled::labelled(copies, normalizer, internal, None, device, batch, tau)
+    }
+
+    /// [`Pooled::new`] of a transferable TarFlow for the molecule whose token labels are
+    /// `labels` (one row).
+    pub fn labelled(
+        copies: Vec<Model>,
+        normalizer: &Normalizer,
+        internal: Option<&Internal>,
+        labels: Option<&Labels>,
+        device: Device,
+        batch: usize,
+        tau: f64,
+    ) -> Pooled {
         let normalizer = normalizer.clone();
         match &copies[0] {
             Model::TarFlow(_) => Pooled::Flow(Pool::new(
@@ -355,6 +417,7 @@ impl Pooled {
                             kind: Kind::Float,
                             batch,
                             tau,
+                            labels: labels.map(|l| l.to(device)),
                         }),
                         Model::Arbg(_) => None,
                     })

@@ -118,6 +118,16 @@ pub struct SampleArgs {
     /// Samples per network pass (and per unit of work of a thread).
     #[arg(long, default_value_t = BATCH, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub batch: usize,
+    /// A transferable model (`bgen train` on a merged many-peptide data set): the molecule to
+    /// sample, zero-shot if the model never saw it: a PDB file with hydrogens...
+    #[arg(long, conflicts_with = "sequence")]
+    pub pdb: Option<PathBuf>,
+    /// ... or its one-letter sequence, built as `bgen build` builds it.
+    #[arg(long)]
+    pub sequence: Option<String>,
+    /// With `sequence`: the ends, none (a zwitterion) or ace-nme.
+    #[arg(long, default_value = "none", value_parser = ["none", "ace-nme"])]
+    pub caps: String,
 }
 
 /// Defaults of [`SampleArgs`], shared by the command line and [`SampleArgs::new`].
@@ -159,6 +169,9 @@ impl SampleArgs {
             threads: 1,
             no_ema: false,
             batch: BATCH,
+            pdb: None,
+            sequence: None,
+            caps: "none".into(),
         }
     }
 }
@@ -237,6 +250,8 @@ pub struct LoadedRun {
     /// The model's internal coordinates, if it works in them (its samples and log q are then
     /// on them).
     pub internal: Option<Internal>,
+    /// A transferable model: whether it was trained on this molecule.
+    pub seen_in_training: Option<bool>,
 }
 
 impl LoadedRun {
@@ -354,6 +369,12 @@ pub fn load_run(
             .with_context(|| format!("{}: not a training run", info_path.display()))?,
     )
     .with_context(|| format!("{}: corrupt", info_path.display()))?;
+    if info.system == "transferable" {
+        bail!(
+            "{}: a transferable model samples a molecule you name: give --pdb FILE or --sequence SEQ",
+            run.display()
+        );
+    }
     let setup = Setup::from_name(&info.forcefield)?;
     let sys = System::recorded(
         &info.system,
@@ -379,6 +400,89 @@ pub fn load_run(
         model,
         com_sigma,
         internal: state.internal,
+        seen_in_training: None,
+    })
+}
+
+/// The one-letter sequence of a peptide's amino acids (caps and unknown residues left out).
+fn sequence_of(sys: &System) -> String {
+    sys.topology
+        .residues
+        .iter()
+        .filter_map(|r| bgen_system::peptide::one_letter(&r.name))
+        .collect()
+}
+
+/// Loads a transferable run for the molecule `sys` (from a PDB or a sequence): its internal
+/// coordinates standardised by the run's per-class standards, its tokens labelled.
+pub fn load_transferable(
+    run: &Path,
+    sys: System,
+    dev: tch::Device,
+    batch: usize,
+    ema: bool,
+    tau: f64,
+    workers: usize,
+) -> Result<LoadedRun> {
+    let (state, models) = Trainer::load_models(run, dev, ema, workers)?;
+    let Some(transfer) = &state.transfer else {
+        bail!(
+            "{}: not a transferable model; --pdb and --sequence are for those",
+            run.display()
+        );
+    };
+    if sys.params.setup.name() != transfer.forcefield {
+        bail!(
+            "{}: the model was trained with {}, the molecule is set up with {}",
+            run.display(),
+            transfer.forcefield,
+            sys.params.setup.name()
+        );
+    }
+    let tokens = match &state.model {
+        bgen_models::ModelConfig::TarFlow(c) => c.tokens,
+        bgen_models::ModelConfig::Arbg(_) => bail!("{}: not a TarFlow", run.display()),
+    };
+    if sys.n_atoms() as i64 - 2 > tokens {
+        bail!(
+            "{}: {} has {} atoms, the model takes at most {}",
+            run.display(),
+            sys.name,
+            sys.n_atoms(),
+            tokens + 2
+        );
+    }
+    let z = bgen_system::ZMatrix::from_topology(&sys.topology)?;
+    let (internal, _) = transfer.standards.internal(&sys, &z);
+    let (atom, residue, index, residues) = bgen_models::transfer::labels(&sys, &z);
+    let n_tok = atom.len() as i64;
+    let pad = |mut v: Vec<i64>| {
+        v.resize(tokens as usize, 0);
+        tch::Tensor::from_slice(&v).unsqueeze(0)
+    };
+    let labels = bgen_models::tarflow::Labels {
+        atom: pad(atom),
+        residue: pad(residue),
+        index: pad(index),
+        residues: tch::Tensor::from_slice(&[residues]),
+        tokens: tch::Tensor::from_slice(&[n_tok]),
+    };
+    let seen = transfer.trained_on.contains(&sequence_of(&sys));
+    let model = Pooled::labelled(
+        models,
+        &state.normalizer,
+        Some(&internal),
+        Some(&labels),
+        dev,
+        batch,
+        tau,
+    );
+    Ok(LoadedRun {
+        sys,
+        model,
+        com_sigma: 0.0,
+        internal: Some(internal),
+        seen_in_training: Some(seen),
     })
 }
 
@@ -425,7 +529,39 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
         (None, Some(name)) => shipped_run(name)?,
         (None, None) => bail!("give run or system"),
     };
-    let run = load_run(&run_dir, dev, a.batch, !a.no_ema, a.tau, workers)?;
+    let run = match (&a.pdb, &a.sequence) {
+        (None, None) => load_run(&run_dir, dev, a.batch, !a.no_ema, a.tau, workers)?,
+        (pdb, seq) => {
+            let info: RunInfo = serde_json::from_str(
+                &std::fs::read_to_string(run_dir.join("run.json"))
+                    .with_context(|| format!("{}: not a training run", run_dir.display()))?,
+            )
+            .with_context(|| format!("{}: corrupt run.json", run_dir.display()))?;
+            let setup = Setup::from_name(&info.forcefield)?;
+            let sys = match (pdb, seq) {
+                (Some(p), _) => System::from_pdb_file(p, setup, Some(info.temperature_k))?,
+                (None, Some(s)) => {
+                    let caps = bgen_system::peptide::Caps::from_name(&a.caps)?;
+                    let pdb = bgen_system::peptide::build_pdb(s, caps, setup)?;
+                    let file = bgen_system::pdb::PdbFile::parse(&pdb, &format!("<sequence {s}>"))?;
+                    System::from_pdb(&file, setup, Some(info.temperature_k))?
+                }
+                (None, None) => unreachable!("matched above"),
+            };
+            load_transferable(&run_dir, sys, dev, a.batch, !a.no_ema, a.tau, workers)?
+        }
+    };
+    if let Some(seen) = run.seen_in_training {
+        eprintln!(
+            "{}: {} by this transferable model",
+            run.sys.name,
+            if seen {
+                "seen in training"
+            } else {
+                "never seen in training (zero-shot)"
+            }
+        );
+    }
     let method = a.method.clone().unwrap_or_else(|| match run.model {
         Pooled::Flow(_) => "smc".into(),
         Pooled::Arbg(_) => "twisted".into(),
@@ -462,6 +598,10 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
     summary.insert("method".into(), method.clone().into());
     summary.insert("n".into(), n.into());
     summary.insert("com".into(), com_name.into());
+    if let Some(seen) = run.seen_in_training {
+        summary.insert("seen_in_training".into(), seen.into());
+        summary.insert("molecule".into(), run.sys.name.clone().into());
+    }
     summary.insert(
         "coords".into(),
         if run.internal.is_some() {

@@ -78,6 +78,20 @@ const CHIRAL: [(&str, &str, [&str; 3]); 3] = [
     ("ILE", "CB", ["CA", "CG1", "CG2"]),
 ];
 
+/// The one-letter code of an amino acid's residue name (HID/HIE/HIP as H, CYX as C, ...), or
+/// None for caps and anything else.
+pub fn one_letter(name: &str) -> Option<char> {
+    let name = match name {
+        "HID" | "HIE" | "HIP" => "HIS",
+        "CYX" | "CYM" => "CYS",
+        "ASH" => "ASP",
+        "GLH" => "GLU",
+        "LYN" => "LYS",
+        other => other,
+    };
+    CODES.iter().find(|c| c.1 == name).map(|c| c.0)
+}
+
 /// The residues of `sequence` (one-letter codes, e.g. "KW"): (PDB name, template name).
 pub fn residues(sequence: &str, caps: Caps) -> Result<Vec<(String, String)>> {
     let seq: Vec<char> = sequence.trim().chars().collect();

@@ -74,6 +74,7 @@ fn main() -> anyhow::Result<()> {
             kind: Kind::Float,
             batch: 1000,
             tau: 1.0,
+            labels: None,
         }),
         form: ComForm::Gaussian,
         sigma: norm.std / (sys.n_atoms() as f64).sqrt(),
