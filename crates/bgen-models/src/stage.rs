@@ -90,6 +90,11 @@ pub struct TrainArgs {
     /// The system the frames belong to (default: from the data's run.json or topology.pdb).
     #[arg(long)]
     pub system: Option<String>,
+    /// Fine-tune a transferable model: start from the weights of this run (`bgen train` on a
+    /// merged data set) and train them on --data (one molecule's MD run, or a merged data set);
+    /// the result stays transferable and counts --data's molecules as seen.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
 }
 
 /// The coordinates of a model by default (of `bgen train` and `bgen run`).
@@ -120,6 +125,7 @@ impl TrainArgs {
             resume: false,
             checkpoint_secs: TRAIN_CHECKPOINT_SECS,
             system: None,
+            init: None,
         }
     }
 }
@@ -302,8 +308,8 @@ fn data_system(data: &Path) -> Option<(String, String, f64)> {
 /// `checkpoint_secs`.
 pub fn run(a: TrainArgs) -> Result<TrainResult> {
     a.check()?;
-    if let Some(file) = merged_dataset(&a.data) {
-        return run_transferable(a, file);
+    if a.init.is_some() || merged_dataset(&a.data).is_some() {
+        return run_transferable(a);
     }
     let dev = device(&a.device)?;
     // Data-parallel over the batch rather than inside libtorch: at these model sizes its
@@ -561,7 +567,7 @@ pub const TRANSFER_MAX_RESIDUES: i64 = 16;
 /// Trains a transferable TarFlow on a merged many-peptide data set (`bgen dataset merge`): each
 /// molecule in its own internal coordinates, standardised per class ([`crate::transfer`]),
 /// batches mixing molecules; the last 10% of each molecule's frames validate.
-fn run_transferable(a: TrainArgs, file: PathBuf) -> Result<TrainResult> {
+fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
     use crate::tarflow::{Conditioning, Labels};
     use crate::transfer::{load_dataset, rows, Standards};
     if a.model.as_deref().is_some_and(|m| m != "tarflow") {
@@ -572,11 +578,14 @@ fn run_transferable(a: TrainArgs, file: PathBuf) -> Result<TrainResult> {
     }
     let dev = device(&a.device)?;
     tch::set_num_threads(1);
-    let mols = load_dataset(&file, false)?;
+    let mols = match merged_dataset(&a.data) {
+        Some(file) => load_dataset(&file, false)?,
+        None => vec![one_molecule(&a.data)?],
+    };
     if mols.is_empty() {
-        bail!("{}: no training molecules", file.display());
+        bail!("{}: no training molecules", a.data.display());
     }
-    bgen_system::outdir::refuse_same(&file, &a.out, "training data")?;
+    bgen_system::outdir::refuse_same(&a.data, &a.out, "training data")?;
     let _lock = bgen_system::outdir::lock_dir(&a.out)?;
     // Training and validation frames of each molecule: the last 10% validate.
     let split = |m: &crate::transfer::Molecule| {
@@ -593,6 +602,40 @@ fn run_transferable(a: TrainArgs, file: PathBuf) -> Result<TrainResult> {
             bail!("{}: not a transferable run", a.out.display());
         }
         check_resume(&a, &t.state.train, &a.out.join("run.json"))?;
+        t
+    } else if let Some(init) = &a.init {
+        if a.out.join("latest.json").exists() {
+            bail!(
+                "{} already holds a training run; pass --resume or choose another --out",
+                a.out.display()
+            );
+        }
+        let mut t = Trainer::load(init, dev)?;
+        let Some(transfer) = t.state.transfer.as_mut() else {
+            bail!("--init {}: not a transferable model", init.display());
+        };
+        for m in &mols {
+            if !transfer.trained_on.contains(&m.name) {
+                transfer.trained_on.push(m.name.clone());
+            }
+        }
+        // A fresh schedule over the new steps, from the pretrained weights and moments.
+        let tc = &mut t.state.train;
+        tc.steps = a.steps.unwrap_or(tc.steps);
+        tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
+        tc.lr = a.lr.unwrap_or(tc.lr);
+        tc.seed = a.seed.unwrap_or(tc.seed);
+        t.state.step = 0;
+        t.state.history.clear();
+        let info_path = init.join("run.json");
+        let mut info: RunInfo = serde_json::from_str(
+            &std::fs::read_to_string(&info_path).context(info_path.display())?,
+        )
+        .with_context(|| format!("{}: corrupt", info_path.display()))?;
+        info.data = a.data.display().to_string();
+        let out_info = a.out.join("run.json");
+        let text = serde_json::to_string_pretty(&info).context(out_info.display())?;
+        bgen_system::npy::write_atomic(&out_info, text.as_bytes())?;
         t
     } else {
         if a.out.join("latest.json").exists() {
@@ -705,6 +748,32 @@ fn run_transferable(a: TrainArgs, file: PathBuf) -> Result<TrainResult> {
         n_val,
         val_nll: val,
         val_nll_nm: None,
+    })
+}
+
+/// One molecule's MD run (a `bgen md` directory or its data split) as a transferable model's
+/// training molecule, named by its sequence.
+fn one_molecule(data: &Path) -> Result<crate::transfer::Molecule> {
+    let Some((_, forcefield, temperature)) = data_system(data) else {
+        bail!(
+            "{}: not an MD run (no run.json beside the frames)",
+            data.display()
+        );
+    };
+    let setup = bgen_system::Setup::from_name(&forcefield)?;
+    let top = [data.join("topology.pdb"), data.join("../topology.pdb")]
+        .into_iter()
+        .find(|p| p.exists())
+        .with_context(|| format!("{}: no topology.pdb", data.display()))?;
+    let system = bgen_system::System::from_pdb_file(&top, setup, Some(temperature))?;
+    let zmatrix = bgen_system::ZMatrix::from_topology(&system.topology)?;
+    let frames = bgen_md::dataset::load_run_temperature(data)?.x;
+    let name = bgen_system::peptide::sequence(&system.topology);
+    Ok(crate::transfer::Molecule {
+        name,
+        system,
+        zmatrix,
+        frames,
     })
 }
 

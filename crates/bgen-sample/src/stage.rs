@@ -404,15 +404,6 @@ pub fn load_run(
     })
 }
 
-/// The one-letter sequence of a peptide's amino acids (caps and unknown residues left out).
-fn sequence_of(sys: &System) -> String {
-    sys.topology
-        .residues
-        .iter()
-        .filter_map(|r| bgen_system::peptide::one_letter(&r.name))
-        .collect()
-}
-
 /// Loads a transferable run for the molecule `sys` (from a PDB or a sequence): its internal
 /// coordinates standardised by the run's per-class standards, its tokens labelled.
 pub fn load_transferable(
@@ -467,7 +458,9 @@ pub fn load_transferable(
         residues: tch::Tensor::from_slice(&[residues]),
         tokens: tch::Tensor::from_slice(&[n_tok]),
     };
-    let seen = transfer.trained_on.contains(&sequence_of(&sys));
+    let seen = transfer
+        .trained_on
+        .contains(&bgen_system::peptide::sequence(&sys.topology));
     let model = Pooled::labelled(
         models,
         &state.normalizer,

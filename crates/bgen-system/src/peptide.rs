@@ -92,6 +92,15 @@ pub fn one_letter(name: &str) -> Option<char> {
     CODES.iter().find(|c| c.1 == name).map(|c| c.0)
 }
 
+/// The one-letter sequence of a topology's amino acids, N to C (caps and other residues left
+/// out): how a transferable model names the molecules it was trained on.
+pub fn sequence(top: &crate::Topology) -> String {
+    top.residues
+        .iter()
+        .filter_map(|r| one_letter(&r.name))
+        .collect()
+}
+
 /// The residues of `sequence` (one-letter codes, e.g. "KW"): (PDB name, template name).
 pub fn residues(sequence: &str, caps: Caps) -> Result<Vec<(String, String)>> {
     let seq: Vec<char> = sequence.trim().chars().collect();
