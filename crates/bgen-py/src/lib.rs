@@ -324,15 +324,18 @@ impl Model {
 impl Model {
     /// Loads a training run (`run`, a `bgen train` directory) or the weights shipped for an
     /// embedded `system`; `tau` is the sampling temperature (a TarFlow's prior, an ArBG's
-    /// bins), `threads` the worker threads (each with a copy of the model).
+    /// bins), `threads` the worker threads (each with a copy of the model). A transferable run
+    /// samples the `molecule` (a `System`, e.g. `bgen.build("KW", "kw.pdb")["system"]`),
+    /// zero-shot if it never saw it.
     #[staticmethod]
-    #[pyo3(signature = (run = None, system = None, tau = 1.0, threads = 1))]
+    #[pyo3(signature = (run = None, system = None, tau = 1.0, threads = 1, molecule = None))]
     fn load(
         py: Python<'_>,
         run: Option<PathBuf>,
         system: Option<String>,
         tau: f64,
         threads: usize,
+        molecule: Option<PyRef<'_, System>>,
     ) -> PyResult<Model> {
         if !(tau.is_finite() && tau > 0.0) || threads == 0 {
             return Err(value_error(format!(
@@ -348,12 +351,24 @@ impl Model {
                 ))
             }
         };
+        let molecule = molecule.map(|m| m.inner.clone());
         let run = detached(py, || {
             let cpu = bgen::models::stage::device("cpu").map_err(value_error)?;
-            bgen::sample::stage::load_run(&dir, cpu, 256, true, tau, threads)
-                .map_err(|e| BgenError::new_err(format!("{e:#}")))
+            match molecule {
+                None => bgen::sample::stage::load_run(&dir, cpu, 256, true, tau, threads),
+                Some(m) => {
+                    bgen::sample::stage::load_transferable(&dir, m, cpu, 256, true, tau, threads)
+                }
+            }
+            .map_err(|e| BgenError::new_err(format!("{e:#}")))
         })?;
         Ok(Model { run })
+    }
+
+    /// A transferable model: whether it was trained on this molecule (else None).
+    #[getter]
+    fn seen_in_training(&self) -> Option<bool> {
+        self.run.seen_in_training
     }
 
     /// The model's system.

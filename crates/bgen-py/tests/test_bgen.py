@@ -211,6 +211,16 @@ def test_build_and_many_peptide_md(tmp_path):
     assert [s["status"] for s in res["shards"]] == ["done", "done"]
     d = bgen.merge(run=tmp_path / "md", out=tmp_path / "data", held_out=["GP"])
     assert [e["name"] for e in d["train"]] == ["AA"] and d["held_out"][0]["frames"] == 4
+    # A transferable model trained on AA samples GP zero-shot, with exact densities.
+    run = bgen.train(tmp_path / "data", tmp_path / "tr", preset="tiny", steps=2)
+    assert run["info"]["system"] == "transferable"
+    gp = bgen.build("GP", tmp_path / "gp.pdb")["system"]
+    model = bgen.Model.load(run=tmp_path / "tr", molecule=gp)
+    assert model.seen_in_training is False and model.coords == "internal"
+    s = model.sample(20, seed=1)
+    assert s["samples"].shape == (20, gp.n_atoms, 3)
+    np.testing.assert_allclose(model.log_q(s["samples"]), s["log_q"], rtol=1e-4, atol=1e-3)
+    assert bgen.Model.load(system="aldp").seen_in_training is None
 
 
 def test_a_loaded_model_samples_with_exact_densities():

@@ -63,10 +63,15 @@ class Model:
         system: Optional[str] = None,
         tau: float = 1.0,
         threads: int = 1,
+        molecule: Optional[System] = None,
     ) -> "Model":
-        """A `bgen train` run directory, or the weights shipped for an embedded system."""
+        """A `bgen train` run directory, or the weights shipped for an embedded system; a
+        transferable run samples ``molecule``, zero-shot if it never saw it."""
     @property
     def system(self) -> System: ...
+    @property
+    def seen_in_training(self) -> Optional[bool]:
+        """A transferable model: whether it was trained on this molecule; else None."""
     @property
     def coords(self) -> str:
         """"internal" or "cartesian"."""
