@@ -43,7 +43,8 @@ pub struct TrainArgs {
     pub out: PathBuf,
     /// Size preset. TarFlow: tiny (smoke tests), small (CPU, 64 wide, 4 blocks x 2 layers, 8000
     /// steps: about 40 min on one core for aldp), aldp (256 wide, 4x4), peptide (384, 6x6),
-    /// chignolin (384, 8x8). ArBG: tiny, small (CPU), base (256 wide x 8 layers), medium
+    /// chignolin (384, 8x8); transferable: dipeptides (CPU, 128 wide, 4x2, 20,000 steps), prose
+    /// (GPU, 1024 wide, 8x3, about SBG's Prose's 285M parameters). ArBG: tiny, small (CPU), base (256 wide x 8 layers), medium
     /// (512 x 12). Default: small.
     #[arg(long)]
     pub preset: Option<String>,
@@ -225,7 +226,13 @@ pub fn preset(name: &str, tokens: i64) -> Result<(TarFlowConfig, TrainConfig)> {
         "aldp" => (256, 4, 4, 64, 100_000, 256, 1e-4),
         "peptide" => (384, 6, 6, 64, 200_000, 256, 1e-4),
         "chignolin" => (384, 8, 8, 64, 300_000, 256, 1e-4),
-        other => bail!("unknown preset '{other}' (tiny, small, aldp, peptide, chignolin)"),
+        // Transferable: dipeptides on a CPU, and 2-8 residues on a GPU at about the size of
+        // SBG's Prose (285M parameters: 8 blocks x 3 layers of width 1024, ~12 w^2 each).
+        "dipeptides" => (128, 4, 2, 32, 20_000, 256, 1e-3),
+        "prose" => (1024, 8, 3, 64, 500_000, 512, 1e-4),
+        other => bail!(
+            "unknown preset '{other}' (tiny, small, aldp, peptide, chignolin; transferable: dipeptides, prose)"
+        ),
     };
     Ok((
         TarFlowConfig {
