@@ -332,11 +332,15 @@ pub fn merge(a: MergeArgs) -> Result<ShardedDataset> {
         let mut keyed: Vec<(u64, &str)> = entries
             .iter()
             .map(|e| {
-                let mut h = a.seed ^ 0x9E37_79B9_7F4A_7C15;
+                // FNV-1a of the name, then a full avalanche (splitmix64's finaliser), so that
+                // names sharing a first letter are not drawn together.
+                let mut h = a.seed ^ 0xCBF2_9CE4_8422_2325;
                 for b in e.name.bytes() {
                     h = (h ^ b as u64).wrapping_mul(0x0100_0000_01B3);
                 }
-                (h, e.name.as_str())
+                h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                (h ^ (h >> 31), e.name.as_str())
             })
             .collect();
         keyed.sort_unstable();
