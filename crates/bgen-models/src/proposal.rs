@@ -34,20 +34,9 @@ pub struct FlowProposal {
 impl FlowProposal {
     /// The molecule's labels for `rows` rows, and the flow's padded width (dims).
     fn labelled(&self, rows: usize) -> Option<(Labels, i64)> {
-        self.labels.as_ref().map(|l| {
-            let r = rows as i64;
-            let e = |t: &Tensor| t.expand([r, -1], false).contiguous();
-            (
-                Labels {
-                    atom: e(&l.atom),
-                    residue: e(&l.residue),
-                    index: e(&l.index),
-                    residues: l.residues.expand([r], false).contiguous(),
-                    tokens: l.tokens.expand([r], false).contiguous(),
-                },
-                self.flow.config.dim(),
-            )
-        })
+        self.labels
+            .as_ref()
+            .map(|l| (l.repeat(rows as i64), self.flow.config.dim()))
     }
 
     /// Coordinates per sample: 3N Cartesian, or 3N - 6 internal.

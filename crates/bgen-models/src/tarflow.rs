@@ -322,6 +322,54 @@ pub struct TarFlow {
 }
 
 impl Labels {
+    /// Rows of several batches, in order.
+    pub fn cat(parts: &[Labels]) -> Labels {
+        let f =
+            |g: fn(&Labels) -> &Tensor| Tensor::cat(&parts.iter().map(g).collect::<Vec<_>>(), 0);
+        Labels {
+            atom: f(|l| &l.atom),
+            residue: f(|l| &l.residue),
+            index: f(|l| &l.index),
+            residues: f(|l| &l.residues),
+            tokens: f(|l| &l.tokens),
+        }
+    }
+
+    /// On `device`.
+    pub fn to(&self, device: tch::Device) -> Labels {
+        Labels {
+            atom: self.atom.to_device(device),
+            residue: self.residue.to_device(device),
+            index: self.index.to_device(device),
+            residues: self.residues.to_device(device),
+            tokens: self.tokens.to_device(device),
+        }
+    }
+
+    /// The rows `idx` (an i64 tensor).
+    pub fn select(&self, idx: &Tensor) -> Labels {
+        Labels {
+            atom: self.atom.index_select(0, idx),
+            residue: self.residue.index_select(0, idx),
+            index: self.index.index_select(0, idx),
+            residues: self.residues.index_select(0, idx),
+            tokens: self.tokens.index_select(0, idx),
+        }
+    }
+
+    /// One row (a molecule's labels) repeated `rows` times.
+    pub fn repeat(&self, rows: i64) -> Labels {
+        let e = |t: &Tensor| t.expand([rows, -1], false).contiguous();
+        let s = |t: &Tensor| t.expand([rows], false).contiguous();
+        Labels {
+            atom: e(&self.atom),
+            residue: e(&self.residue),
+            index: e(&self.index),
+            residues: s(&self.residues),
+            tokens: s(&self.tokens),
+        }
+    }
+
     /// Rows `start..start + len` of the batch.
     pub fn narrow(&self, start: i64, len: i64) -> Labels {
         Labels {

@@ -220,6 +220,24 @@ pub fn labels(sys: &System, z: &ZMatrix) -> (Vec<i64>, Vec<i64>, Vec<i64>, i64) 
     )
 }
 
+/// The labels of a molecule's tokens ([`labels`]) as one row of a flow of `tokens` tokens, the
+/// rest padding.
+pub fn padded_labels(sys: &System, z: &ZMatrix, tokens: i64) -> crate::tarflow::Labels {
+    let (atom, residue, index, residues) = labels(sys, z);
+    let n_tok = atom.len() as i64;
+    let pad = |mut v: Vec<i64>| {
+        v.resize(tokens as usize, 0);
+        tch::Tensor::from_slice(&v).unsqueeze(0)
+    };
+    crate::tarflow::Labels {
+        atom: pad(atom),
+        residue: pad(residue),
+        index: pad(index),
+        residues: tch::Tensor::from_slice(&[residues]),
+        tokens: tch::Tensor::from_slice(&[n_tok]),
+    }
+}
+
 /// One molecule of a transferable training set: its system, Z-matrix, frames and name.
 pub struct Molecule {
     pub name: String,
@@ -291,59 +309,6 @@ pub fn rows(
         ],
         1,
     );
-    let (atom, residue, index, residues) = labels(&m.system, &m.zmatrix);
-    let pad = |v: Vec<i64>| {
-        let mut v = v;
-        v.resize(tokens as usize, 0);
-        Tensor::from_slice(&v)
-            .unsqueeze(0)
-            .expand([n, tokens], false)
-            .contiguous()
-    };
-    let l = crate::tarflow::Labels {
-        atom: pad(atom),
-        residue: pad(residue),
-        index: pad(index),
-        residues: Tensor::full([n], residues, (Kind::Int64, tch::Device::Cpu)),
-        tokens: Tensor::full([n], n_tok, (Kind::Int64, tch::Device::Cpu)),
-    };
+    let l = padded_labels(&m.system, &m.zmatrix, tokens).repeat(n);
     Ok((x, l))
-}
-
-impl crate::tarflow::Labels {
-    /// Rows of several batches, in order.
-    pub fn cat(parts: &[crate::tarflow::Labels]) -> crate::tarflow::Labels {
-        let f = |g: fn(&crate::tarflow::Labels) -> &tch::Tensor| {
-            tch::Tensor::cat(&parts.iter().map(g).collect::<Vec<_>>(), 0)
-        };
-        crate::tarflow::Labels {
-            atom: f(|l| &l.atom),
-            residue: f(|l| &l.residue),
-            index: f(|l| &l.index),
-            residues: f(|l| &l.residues),
-            tokens: f(|l| &l.tokens),
-        }
-    }
-
-    /// On `device`.
-    pub fn to(&self, device: tch::Device) -> crate::tarflow::Labels {
-        crate::tarflow::Labels {
-            atom: self.atom.to_device(device),
-            residue: self.residue.to_device(device),
-            index: self.index.to_device(device),
-            residues: self.residues.to_device(device),
-            tokens: self.tokens.to_device(device),
-        }
-    }
-
-    /// The rows `idx` (an i64 tensor).
-    pub fn select(&self, idx: &tch::Tensor) -> crate::tarflow::Labels {
-        crate::tarflow::Labels {
-            atom: self.atom.index_select(0, idx),
-            residue: self.residue.index_select(0, idx),
-            index: self.index.index_select(0, idx),
-            residues: self.residues.index_select(0, idx),
-            tokens: self.tokens.index_select(0, idx),
-        }
-    }
 }

@@ -445,19 +445,7 @@ pub fn load_transferable(
     }
     let z = bgen_system::ZMatrix::from_topology(&sys.topology)?;
     let (internal, _) = transfer.standards.internal(&sys, &z);
-    let (atom, residue, index, residues) = bgen_models::transfer::labels(&sys, &z);
-    let n_tok = atom.len() as i64;
-    let pad = |mut v: Vec<i64>| {
-        v.resize(tokens as usize, 0);
-        tch::Tensor::from_slice(&v).unsqueeze(0)
-    };
-    let labels = bgen_models::tarflow::Labels {
-        atom: pad(atom),
-        residue: pad(residue),
-        index: pad(index),
-        residues: tch::Tensor::from_slice(&[residues]),
-        tokens: tch::Tensor::from_slice(&[n_tok]),
-    };
+    let labels = bgen_models::transfer::padded_labels(&sys, &z, tokens);
     let seen = transfer
         .trained_on
         .contains(&bgen_system::peptide::sequence(&sys.topology));

@@ -274,8 +274,8 @@ fn flow_on_internal_coordinates_has_the_exact_density_and_gradient() {
 /// differences.
 #[test]
 fn a_transferable_proposal_carries_its_exact_log_q() {
-    use bgen_models::tarflow::{Conditioning, Labels};
-    use bgen_models::transfer::{labels, Standards};
+    use bgen_models::tarflow::Conditioning;
+    use bgen_models::transfer::{padded_labels, Standards};
     use bgen_system::peptide::{build, Caps};
     let sys = build("GA", Caps::None, bgen_system::Setup::Amber14Obc1).unwrap();
     let z = bgen_system::ZMatrix::from_topology(&sys.topology).unwrap();
@@ -320,19 +320,7 @@ fn a_transferable_proposal_carries_its_exact_log_q() {
         });
         (norm.clone(), t.copies(2, false))
     };
-    let (atom, residue, index, residues) = labels(&sys, &z);
-    let n_tok = atom.len() as i64;
-    let pad = |mut v: Vec<i64>| {
-        v.resize(tokens as usize, 0);
-        tch::Tensor::from_slice(&v).unsqueeze(0)
-    };
-    let l = Labels {
-        atom: pad(atom),
-        residue: pad(residue),
-        index: pad(index),
-        residues: tch::Tensor::from_slice(&[residues]),
-        tokens: tch::Tensor::from_slice(&[n_tok]),
-    };
+    let l = padded_labels(&sys, &z, tokens);
     let pooled = bgen_models::proposal::Pooled::labelled(
         models,
         &norm,
