@@ -26,6 +26,12 @@ pub fn basin(phi_deg: f64, psi_deg: f64) -> &'static str {
 }
 
 /// The residues with both phi and psi: (label, index of phi, index of psi) into the dihedrals.
+///
+/// A dipeptide without caps (a zwitterion such as Lys-Trp) has no such residue: its backbone
+/// torsions are psi of residue 1 and phi of residue 2, the two around its one peptide bond. As in
+/// the transferable-sampler literature, that pair is its Ramachandran plane (phi of residue 2
+/// against psi of residue 1), labelled "LYS1-TRP2", so that "alphaL" is phi2 >= 0, the rare
+/// and slow region of these dipeptides.
 pub fn phi_psi_pairs(
     topology: &Topology,
     defs: &[BackboneDihedral],
@@ -40,6 +46,21 @@ pub fn phi_psi_pairs(
             .position(|e| !e.is_phi && e.residue == d.residue)
         {
             out.push((topology.residue_label(d.residue), p, q));
+        }
+    }
+    if out.is_empty() && defs.len() == 2 {
+        let phi = defs.iter().position(|d| d.is_phi);
+        let psi = defs.iter().position(|d| !d.is_phi);
+        if let (Some(p), Some(q)) = (phi, psi) {
+            let (r2, r1) = (defs[p].residue, defs[q].residue);
+            if r2 == r1 + 1 {
+                let label = format!(
+                    "{}-{}",
+                    topology.residue_label(r1),
+                    topology.residue_label(r2)
+                );
+                out.push((label, p, q));
+            }
         }
     }
     out
@@ -108,4 +129,41 @@ pub fn basin_shares(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bgen_system::peptide::{build, Caps};
+    use bgen_system::Setup;
+
+    #[test]
+    fn a_zwitterionic_dipeptide_pairs_phi2_with_psi1() {
+        let sys = build("KW", Caps::None, Setup::Amber14Obc1).unwrap();
+        let defs = sys.topology.backbone_dihedrals();
+        let pairs = phi_psi_pairs(&sys.topology, &defs);
+        assert_eq!(pairs.len(), 1, "{pairs:?}");
+        let (label, p, q) = &pairs[0];
+        assert!(
+            label.starts_with("LYS") && label.contains("-TRP"),
+            "{label}"
+        );
+        assert!(defs[*p].is_phi && defs[*p].residue == 1);
+        assert!(!defs[*q].is_phi && defs[*q].residue == 0);
+        // Its basins are counted, and a frame's shares sum to one.
+        let shares = basin_shares(&sys.topology, &sys.positions, None);
+        assert_eq!(shares.len(), 3);
+        assert!((shares.values().sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn capped_residues_keep_their_own_pairs() {
+        let sys = build("AA", Caps::AceNme, Setup::Amber14Obc1).unwrap();
+        let defs = sys.topology.backbone_dihedrals();
+        let pairs = phi_psi_pairs(&sys.topology, &defs);
+        assert_eq!(pairs.len(), 2);
+        for (_, p, q) in pairs {
+            assert_eq!(defs[p].residue, defs[q].residue);
+        }
+    }
 }

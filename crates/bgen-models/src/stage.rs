@@ -367,11 +367,11 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
     let _lock = bgen_system::outdir::lock_dir(&a.out)?;
     let info_path = a.out.join("run.json");
     let model_name = a.model.clone().unwrap_or_else(|| "tarflow".into());
-    let preset_name = a.preset.clone().unwrap_or_else(|| "small".into());
+    let mut preset_name = a.preset.clone().unwrap_or_else(|| "small".into());
     let coords = a.coords.clone().unwrap_or_else(|| DEFAULT_COORDS.into());
     let mut trainer = if a.resume {
         let t = Trainer::load(&a.out, dev)?;
-        check_resume(&a, &t.state.train, &info_path)?;
+        preset_name = check_resume(&a, &t.state.train, &info_path)?.preset;
         t
     } else {
         if a.out.join("latest.json").exists() {
@@ -602,13 +602,13 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
         (m.frames[..cut * d].to_vec(), m.frames[cut * d..].to_vec())
     };
     let parts: Vec<(Vec<f64>, Vec<f64>)> = mols.iter().map(split).collect();
-    let preset_name = a.preset.clone().unwrap_or_else(|| "small".into());
+    let mut preset_name = a.preset.clone().unwrap_or_else(|| "small".into());
     let mut trainer = if a.resume {
         let t = Trainer::load(&a.out, dev)?;
         if t.state.transfer.is_none() {
             bail!("{}: not a transferable run", a.out.display());
         }
-        check_resume(&a, &t.state.train, &a.out.join("run.json"))?;
+        preset_name = check_resume(&a, &t.state.train, &a.out.join("run.json"))?.preset;
         t
     } else if let Some(init) = &a.init {
         if a.out.join("latest.json").exists() {
@@ -640,6 +640,7 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
         )
         .with_context(|| format!("{}: corrupt", info_path.display()))?;
         info.data = a.data.display().to_string();
+        preset_name = info.preset.clone();
         let out_info = a.out.join("run.json");
         let text = serde_json::to_string_pretty(&info).context(out_info.display())?;
         bgen_system::npy::write_atomic(&out_info, text.as_bytes())?;
@@ -859,7 +860,8 @@ fn train_loop(
 
 /// Refuses a resume whose options differ from the run being resumed (they were ignored before),
 /// listing each difference.
-fn check_resume(a: &TrainArgs, tc: &TrainConfig, info_path: &Path) -> Result<()> {
+/// Checks that a resumed run is given its own settings; returns its record.
+fn check_resume(a: &TrainArgs, tc: &TrainConfig, info_path: &Path) -> Result<RunInfo> {
     let info: RunInfo = serde_json::from_str(
         &std::fs::read_to_string(info_path).with_context(|| info_path.display().to_string())?,
     )
@@ -914,5 +916,5 @@ fn check_resume(a: &TrainArgs, tc: &TrainConfig, info_path: &Path) -> Result<()>
             diff.join("; ")
         );
     }
-    Ok(())
+    Ok(info)
 }

@@ -274,10 +274,10 @@ impl LoadedRun {
 /// Files of a run directory: (path in it, bytes).
 type RunFiles = &'static [(&'static str, &'static [u8])];
 
-/// The files of a shipped run directory `models/DIR` (the EMA weights of its 3,000-step
-/// checkpoint, with the checkpoint's manifest).
+/// The files of a shipped run directory `models/DIR`: the EMA weights of its last checkpoint
+/// `CKPT`, with the checkpoint's manifest.
 macro_rules! shipped {
-    ($system:literal, $dir:literal) => {
+    ($system:literal, $dir:literal, $ckpt:literal) => {
         (
             $system,
             &[
@@ -290,27 +290,27 @@ macro_rules! shipped {
                     include_bytes!(concat!("../../../models/", $dir, "/latest.json")),
                 ),
                 (
-                    "ckpt-00003000/state.json",
+                    concat!($ckpt, "/state.json"),
+                    include_bytes!(concat!("../../../models/", $dir, "/", $ckpt, "/state.json")),
+                ),
+                (
+                    concat!($ckpt, "/ema.safetensors"),
                     include_bytes!(concat!(
                         "../../../models/",
                         $dir,
-                        "/ckpt-00003000/state.json"
+                        "/",
+                        $ckpt,
+                        "/ema.safetensors"
                     )),
                 ),
                 (
-                    "ckpt-00003000/ema.safetensors",
+                    concat!($ckpt, "/manifest.txt"),
                     include_bytes!(concat!(
                         "../../../models/",
                         $dir,
-                        "/ckpt-00003000/ema.safetensors"
-                    )),
-                ),
-                (
-                    "ckpt-00003000/manifest.txt",
-                    include_bytes!(concat!(
-                        "../../../models/",
-                        $dir,
-                        "/ckpt-00003000/manifest.txt"
+                        "/",
+                        $ckpt,
+                        "/manifest.txt"
                     )),
                 ),
             ],
@@ -318,12 +318,13 @@ macro_rules! shipped {
     };
 }
 
-/// Weights shipped in the binary, per embedded system.
+/// Weights shipped in the binary: per embedded system, and the transferable dipeptide model
+/// (`dipeptides`, which samples any dipeptide given with `--pdb` or `--sequence`).
 const SHIPPED: &[(&str, RunFiles)] = &[
-    shipped!("aldp", "aldp-tarflow-internal"),
-    shipped!("ala3", "ala3-tarflow-internal"),
-    shipped!("ala4", "ala4-tarflow-internal"),
-    shipped!("ala6", "ala6-tarflow-internal"),
+    shipped!("aldp", "aldp-tarflow-internal", "ckpt-00003000"),
+    shipped!("ala3", "ala3-tarflow-internal", "ckpt-00003000"),
+    shipped!("ala4", "ala4-tarflow-internal", "ckpt-00003000"),
+    shipped!("ala6", "ala6-tarflow-internal", "ckpt-00003000"),
 ];
 
 /// A run directory holding the shipped weights of `system` (written once to the temporary
