@@ -10,6 +10,7 @@ pub mod error;
 pub mod internal;
 pub mod model;
 pub mod proposal;
+pub mod shipped;
 pub mod stage;
 pub mod tarflow;
 pub mod train;

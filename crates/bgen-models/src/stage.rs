@@ -92,8 +92,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub system: Option<String>,
     /// Fine-tune a transferable model: start from the weights of this run (`bgen train` on a
-    /// merged data set) and train them on --data (one molecule's MD run, or a merged data set);
-    /// the result stays transferable and counts --data's molecules as seen.
+    /// merged data set), or of the shipped model of that name (`dipeptides`), and train them on
+    /// --data (one molecule's MD run, or a merged data set); the result stays transferable and
+    /// counts --data's molecules as seen.
     #[arg(long)]
     pub init: Option<PathBuf>,
 }
@@ -603,6 +604,14 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
     };
     let parts: Vec<(Vec<f64>, Vec<f64>)> = mols.iter().map(split).collect();
     let mut preset_name = a.preset.clone().unwrap_or_else(|| "small".into());
+    // Training (false) or validation (true) frames over all molecules.
+    let n_frames = |val: bool| -> usize {
+        parts
+            .iter()
+            .zip(&mols)
+            .map(|(p, m)| if val { &p.1 } else { &p.0 }.len() / (3 * m.system.n_atoms()))
+            .sum()
+    };
     let mut trainer = if a.resume {
         let t = Trainer::load(&a.out, dev)?;
         if t.state.transfer.is_none() {
@@ -617,7 +626,11 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
                 a.out.display()
             );
         }
-        let mut t = Trainer::load(init, dev)?;
+        let shipped = (!init.exists())
+            .then(|| init.to_str().and_then(|n| crate::shipped::run_dir(n).ok()))
+            .flatten();
+        let init = shipped.as_ref().unwrap_or(init);
+        let mut t = Trainer::load_weights(init, dev)?;
         let Some(transfer) = t.state.transfer.as_mut() else {
             bail!("--init {}: not a transferable model", init.display());
         };
@@ -640,6 +653,7 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
         )
         .with_context(|| format!("{}: corrupt", info_path.display()))?;
         info.data = a.data.display().to_string();
+        (info.n_train, info.n_val) = (n_frames(false), n_frames(true));
         preset_name = info.preset.clone();
         let out_info = a.out.join("run.json");
         let text = serde_json::to_string_pretty(&info).context(out_info.display())?;
@@ -686,13 +700,6 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
             temperature_k: mols[0].system.temperature,
             trained_on: mols.iter().map(|m| m.name.clone()).collect(),
         });
-        let n_frames = |val: bool| -> usize {
-            parts
-                .iter()
-                .zip(&mols)
-                .map(|(p, m)| if val { &p.1 } else { &p.0 }.len() / (3 * m.system.n_atoms()))
-                .sum()
-        };
         let info = RunInfo {
             model: "tarflow".into(),
             preset: preset_name.clone(),

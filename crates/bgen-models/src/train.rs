@@ -470,6 +470,29 @@ impl Trainer {
         Ok(t)
     }
 
+    /// Loads the last checkpoint to train it further (fine-tuning): as [`Trainer::load`], but a
+    /// checkpoint that holds only the moving average of the weights (a shipped model) starts
+    /// from the average as both weights and average, with fresh optimiser moments.
+    pub fn load_weights(dir: &Path, device: Device) -> Result<Trainer, Error> {
+        let (cdir, state) = read_state(dir)?;
+        let mut t = Trainer::new(
+            state.model.clone(),
+            state.train.clone(),
+            state.normalizer.clone(),
+            device,
+        );
+        let raw = cdir.join("weights.safetensors");
+        let ema = cdir.join("ema.safetensors");
+        let moments = cdir.join("optimizer.safetensors");
+        load_vars(&mut t.vs, if raw.exists() { &raw } else { &ema })?;
+        load_vars(&mut t.ema_vs, &ema)?;
+        if raw.exists() {
+            load_vars(&mut t.moments, &moments)?;
+        }
+        t.state = state;
+        Ok(t)
+    }
+
     /// Loads only the model of the last checkpoint for sampling: its EMA weights (`ema`) or its
     /// raw weights. A checkpoint made for shipping may hold only `ema.safetensors`.
     pub fn load_model(dir: &Path, device: Device, ema: bool) -> Result<(State, Model), Error> {

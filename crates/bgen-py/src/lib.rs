@@ -344,7 +344,7 @@ impl Model {
         }
         let dir = match (run, system) {
             (Some(r), None) => r,
-            (None, Some(s)) => bgen::sample::stage::shipped_run(&s).map_err(value_error)?,
+            (None, Some(s)) => bgen::models::shipped::run_dir(&s).map_err(value_error)?,
             _ => {
                 return Err(value_error(
                     "pass exactly one of run= (a training run) or system= (shipped weights)",

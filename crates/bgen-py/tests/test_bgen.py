@@ -245,3 +245,17 @@ def test_a_loaded_model_samples_with_exact_densities():
         bgen.Model.load(system="chignolin")
     with pytest.raises(bgen.BgenError, match="not a training run"):
         bgen.Model.load(run="/nonexistent")
+
+
+def test_the_shipped_dipeptide_model_is_zero_shot_on_held_out_dipeptides(tmp_path):
+    # Lys-Trp was held out of the shipped transferable model's training, Ala-Ala was in it.
+    kw = bgen.build("KW", tmp_path / "kw.pdb")["system"]
+    model = bgen.Model.load(system="dipeptides", molecule=kw)
+    assert model.seen_in_training is False and model.system.n_atoms == 49
+    s = model.sample(16, seed=0)
+    assert s["samples"].shape == (16, 49, 3) and np.isfinite(s["log_weights"]).all()
+    np.testing.assert_allclose(model.log_q(s["samples"]), s["log_q"], rtol=1e-4, atol=1e-3)
+    aa = bgen.build("AA", tmp_path / "aa.pdb")["system"]
+    assert bgen.Model.load(system="dipeptides", molecule=aa).seen_in_training is True
+    with pytest.raises(bgen.BgenError, match="--pdb"):
+        bgen.Model.load(system="dipeptides")

@@ -1,7 +1,7 @@
 //! The sampling stage as a function of typed, serialisable settings: [`run`] draws from a
 //! trained model and corrects toward the Boltzmann density (proposal only, SNIS, SMC, or for an
 //! ArBG twisted SMC over partial molecules; `bgen sample`, `bgen run`'s sampling,
-//! `bgen.sample(...)` in Python). Also loading a run ([`load_run`]) and the shipped weights.
+//! `bgen.sample(...)` in Python). Also loading a run ([`load_run`]), a transferable one for a molecule ([`load_transferable`]).
 
 use crate::resample::Scheme;
 use crate::{
@@ -29,7 +29,9 @@ pub struct SampleArgs {
     /// Training run directory (from `bgen train`).
     #[arg(long, required_unless_present = "system")]
     pub run: Option<PathBuf>,
-    /// Use the weights shipped with bgen for this embedded system instead of a run (aldp).
+    /// Use the weights shipped with bgen instead of a run: an embedded system's (aldp, ala3,
+    /// ala4, ala6), or `dipeptides`, the transferable dipeptide model, for the dipeptide given
+    /// with `--pdb` or `--sequence`.
     #[arg(long, conflicts_with = "run")]
     pub system: Option<String>,
     /// Number of samples (particles for SMC); default 10,000 for proposal and snis, 5,000 for
@@ -272,88 +274,6 @@ impl LoadedRun {
 }
 
 /// Files of a run directory: (path in it, bytes).
-type RunFiles = &'static [(&'static str, &'static [u8])];
-
-/// The files of a shipped run directory `models/DIR`: the EMA weights of its last checkpoint
-/// `CKPT`, with the checkpoint's manifest.
-macro_rules! shipped {
-    ($system:literal, $dir:literal, $ckpt:literal) => {
-        (
-            $system,
-            &[
-                (
-                    "run.json",
-                    include_bytes!(concat!("../../../models/", $dir, "/run.json")) as &[u8],
-                ),
-                (
-                    "latest.json",
-                    include_bytes!(concat!("../../../models/", $dir, "/latest.json")),
-                ),
-                (
-                    concat!($ckpt, "/state.json"),
-                    include_bytes!(concat!("../../../models/", $dir, "/", $ckpt, "/state.json")),
-                ),
-                (
-                    concat!($ckpt, "/ema.safetensors"),
-                    include_bytes!(concat!(
-                        "../../../models/",
-                        $dir,
-                        "/",
-                        $ckpt,
-                        "/ema.safetensors"
-                    )),
-                ),
-                (
-                    concat!($ckpt, "/manifest.txt"),
-                    include_bytes!(concat!(
-                        "../../../models/",
-                        $dir,
-                        "/",
-                        $ckpt,
-                        "/manifest.txt"
-                    )),
-                ),
-            ],
-        )
-    };
-}
-
-/// Weights shipped in the binary: per embedded system, and the transferable dipeptide model
-/// (`dipeptides`, which samples any dipeptide given with `--pdb` or `--sequence`).
-const SHIPPED: &[(&str, RunFiles)] = &[
-    shipped!("aldp", "aldp-tarflow-internal", "ckpt-00003000"),
-    shipped!("ala3", "ala3-tarflow-internal", "ckpt-00003000"),
-    shipped!("ala4", "ala4-tarflow-internal", "ckpt-00003000"),
-    shipped!("ala6", "ala6-tarflow-internal", "ckpt-00003000"),
-];
-
-/// A run directory holding the shipped weights of `system` (written once to the temporary
-/// directory).
-pub fn shipped_run(system: &str) -> Result<PathBuf> {
-    let Some((_, files)) = SHIPPED.iter().find(|s| s.0 == system) else {
-        bail!(
-            "no shipped weights for '{system}' (there are for: {}); train a model with bgen train and pass --run",
-            SHIPPED.iter().map(|s| s.0).collect::<Vec<_>>().join(", ")
-        );
-    };
-    let size: usize = files.iter().map(|f| f.1.len()).sum();
-    let dir = std::env::temp_dir().join(format!(
-        "bgen-{}-shipped-{system}-{size}",
-        env!("CARGO_PKG_VERSION")
-    ));
-    for (name, bytes) in files.iter() {
-        let p = dir.join(name);
-        if std::fs::read(&p).ok().as_deref() != Some(bytes) {
-            std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent).with_context(|| parent.display().to_string())?;
-            }
-            write_atomic(&p, bytes)?;
-        }
-    }
-    Ok(dir)
-}
-
 /// Loads the system and model of a training run (EMA weights with `ema`; `tau` is the
 /// sampling temperature), with a copy of the model for each of `workers` threads.
 pub fn load_run(
@@ -508,7 +428,7 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
         .with_context(|| format!("--com {}: gaussian, chi or none", a.com))?;
     let run_dir = match (&a.run, &a.system) {
         (Some(r), _) => r.clone(),
-        (None, Some(name)) => shipped_run(name)?,
+        (None, Some(name)) => bgen_models::shipped::run_dir(name)?,
         (None, None) => bail!("give run or system"),
     };
     let run = match (&a.pdb, &a.sequence) {
