@@ -3,12 +3,13 @@
 # on each held-out dipeptide, scored against the 310 K rung of its replica-exchange MD (5 ns):
 #   floor:    the first half of that rung against the second (the reference's own noise);
 #   transfer: the transferable model (MODEL, default model-100), zero-shot: SNIS of 5,000
-#             (seeds 0, 1, 2) and SMC of 256 particles;
+#             (seeds 0, 1, 2) and SMC of 256 particles (seeds 0, 1);
 #   single:   a single-molecule TarFlow (small preset) trained on the dipeptide's own 1 ns MD for
-#             3,000 steps (about the transferable model's training time per held-out molecule);
+#             3,000 steps (half the transferable model's training time; KW only);
 #   early:    the same stopped at 500 steps (1 ns overfits a single-molecule model well before);
-#   md:       plain MD from the built structure for as many energy evaluations as the SMC used.
-# Then cmp-table.py prints the tables. Usage: compare.sh [floor|transfer|single|early|md ...]
+#   md:       plain MD from the built structure for as many energy evaluations as the SMC used;
+#   mdwall:   plain MD for about the SMC's wall time (9 ns on one core; KW only).
+# Then cmp_table.py and readme_table.py print the tables. Usage: compare.sh [floor|transfer|single|early|md ...]
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
@@ -17,8 +18,9 @@ MODEL=${MODEL:-model-100}
 names=$(grep -v "^#" "$here/held_out.txt")
 mkdir -p cmp
 ev() { $B eval --pdb ref-md/shards/$1/topology.pdb --samples $2 --reference cmp/ref-$1.npy --out $2-eval > $2-eval.log 2>&1; }
-for what in ${*:-floor transfer single early md}; do
-  for s in $names; do
+for what in ${*:-floor transfer early md single mdwall}; do
+  sel=$names; case $what in single|mdwall) sel=KW;; esac
+  for s in $sel; do
     pdb=ref-md/shards/$s/topology.pdb
     case $what in
       floor)
@@ -41,9 +43,12 @@ np.save('cmp/ref-$s.npy', x); np.save('cmp/floor-$s-a.npy', x[:h]); np.save('cmp
           [ -f $o/summary.json ] || $B sample --run $run $args --method snis --n 5000 --seed $seed --threads 2 --out $o > $o.log 2>&1
           [ -f $o-eval/metrics.json ] || ev $s $o
         done
-        o=cmp/$what-$s-smc-0
-        [ -f $o/summary.json ] || $B sample --run $run $args --method smc --n 256 --seed 0 --threads 2 --out $o > $o.log 2>&1
-        [ -f $o-eval/metrics.json ] || ev $s $o
+        smc_seeds="0 1"; [ $what = single ] && smc_seeds=0
+        for seed in $smc_seeds; do
+          o=cmp/$what-$s-smc-$seed
+          [ -f $o/summary.json ] || $B sample --run $run $args --method smc --n 256 --seed $seed --threads 2 --out $o > $o.log 2>&1
+          [ -f $o-eval/metrics.json ] || ev $s $o
+        done
         ;;
       md)
         evals=$($PY -c "import json; print(json.load(open('cmp/transfer-$s-smc-0/summary.json'))['energy_evaluations'])")
@@ -53,7 +58,15 @@ np.save('cmp/ref-$s.npy', x); np.save('cmp/floor-$s-a.npy', x[:h]); np.save('cmp
         $PY -c "import numpy as np; np.save('$o.npy', np.load('$o/frames.npy'))"
         ev $s $o
         ;;
+      mdwall)
+        o=cmp/mdwall-$s
+        [ -f $o/frames.npy ] || $B md --pdb $pdb --forcefield amber14-obc1 --ns 9 --save-every-ps 1 \
+            --equilibrate-ps 0 --seed 5 --threads 1 --out $o > $o.log 2>&1
+        $PY -c "import numpy as np; np.save('$o.npy', np.load('$o/frames.npy'))"
+        ev $s $o
+        ;;
     esac
   done
 done
-$PY "$here/cmp_table.py" "$here/held_out.txt"
+$PY "$here/cmp_table.py" "$here/held_out.txt"   # per dipeptide, every run
+$PY "$here/readme_table.py" "$here/held_out.txt" # the README's two tables
