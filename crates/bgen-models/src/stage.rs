@@ -866,8 +866,7 @@ fn train_loop(
 }
 
 /// Refuses a resume whose options differ from the run being resumed (they were ignored before),
-/// listing each difference.
-/// Checks that a resumed run is given its own settings; returns its record.
+/// listing each difference; returns the run's record.
 fn check_resume(a: &TrainArgs, tc: &TrainConfig, info_path: &Path) -> Result<RunInfo> {
     let info: RunInfo = serde_json::from_str(
         &std::fs::read_to_string(info_path).with_context(|| info_path.display().to_string())?,
