@@ -9,7 +9,7 @@
 #   early:    the same stopped at 500 steps (1 ns overfits a single-molecule model well before);
 #   md:       plain MD from the built structure for as many energy evaluations as the SMC used;
 #   mdwall:   plain MD for about the SMC's wall time (9 ns on one core; KW only).
-# Then cmp_table.py and readme_table.py print the tables. Usage: compare.sh [floor|transfer|single|early|md ...]
+# Then readme_table.py prints the tables. Usage: compare.sh [floor|transfer|single|early|md ...]
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
@@ -68,5 +68,4 @@ np.save('cmp/ref-$s.npy', x); np.save('cmp/floor-$s-a.npy', x[:h]); np.save('cmp
     esac
   done
 done
-$PY "$here/cmp_table.py" "$here/held_out.txt"   # per dipeptide, every run
 $PY "$here/readme_table.py" "$here/held_out.txt" # the README's two tables
