@@ -31,6 +31,14 @@ def basins(ms, key="basins_samples"):
     return " ; ".join("/".join(f"{m['details'][key][b]['value']:.2f}" for b in ("beta", "alphaR", "alphaL")) for m in ms)
 
 
+def basins_mean(ms):
+    """Basin shares averaged over runs (SNIS seeds)."""
+    ms = [m for m in ms if m]
+    if not ms:
+        return "-"
+    return "/".join(f"{st.mean(m['details']['basins_samples'][b]['value'] for m in ms):.2f}" for b in ("beta", "alphaR", "alphaL"))
+
+
 def smc(who, s):
     return [load(f"{who}-{s}-smc-{k}") for k in range(3)]
 
@@ -41,8 +49,8 @@ for s in names:
     snis = lambda who: [load(f"{who}-{s}-snis-{k}") for k in range(3)]
     print(f"| {s} | {ets([load('floor-' + s)])} | {ets(snis('transfer'))} | {ets(smc('transfer', s))} | {ets(smc('single', s))} | {ets(snis('early'))} | {ets(smc('early', s))} | {ets([load('md-' + s)])} |")
 print()
-print("| held out | reference | transfer SMC | single, 500 steps: SMC | MD, same evaluations | transfer SNIS ESS | transfer proposal alphaL |")
-print("|---|---|---|---|---|---|---|")
+print("| held out | reference | transfer SNIS (mean of 3) | transfer SMC | single, 500 steps: SNIS (mean of 3) | single, 500 steps: SMC | MD, same evaluations | transfer SNIS ESS | transfer proposal alphaL |")
+print("|---|---|---|---|---|---|---|---|---|")
 for s in names:
     fl = load("floor-" + s)
     ref = "/".join(f"{fl['details']['basins_reference'][b]['value']:.2f}" for b in ("beta", "alphaR", "alphaL"))
@@ -50,4 +58,5 @@ for s in names:
     ess = f"{min(m['ess'] for m in sn):.4f}-{max(m['ess'] for m in sn):.4f}" if sn else "-"
     pa = [next((v for k, v in m["details"]["proposal_basins"].items() if k.endswith("alphaL")), 0.0) for m in sn]
     pal = f"{st.mean(pa):.4f}" if pa else "-"
-    print(f"| {s} | {ref} | {basins(smc('transfer', s))} | {basins(smc('early', s))} | {basins([load('md-' + s)])} | {ess} | {pal} |")
+    early_snis = [load(f"early-{s}-snis-{k}") for k in range(3)]
+    print(f"| {s} | {ref} | {basins_mean(sn)} | {basins(smc('transfer', s))} | {basins_mean(early_snis)} | {basins(smc('early', s))} | {basins([load('md-' + s)])} | {ess} | {pal} |")
