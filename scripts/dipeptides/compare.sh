@@ -8,7 +8,8 @@
 #             3,000 steps (half the transferable model's training time; KW only);
 #   early:    the same stopped at 500 steps (1 ns overfits a single-molecule model well before);
 #   md:       plain MD from the built structure for as many energy evaluations as the SMC used;
-#   mdwall:   plain MD for about the SMC's wall time (9 ns on one core; KW only).
+#   mdwall:   plain MD for about the SMC's wall time (9 ns on one core; KW only);
+#   many:     the transferable SMC with 1,024 particles (seeds 0, 1; AD only).
 # Then readme_table.py prints the tables. Usage: compare.sh [floor|transfer|single|early|md ...]
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,8 +19,8 @@ MODEL=${MODEL:-model-100}
 names=$(grep -v "^#" "$here/held_out.txt")
 mkdir -p cmp
 ev() { $B eval --pdb ref-md/shards/$1/topology.pdb --samples $2 --reference cmp/ref-$1.npy --out $2-eval > $2-eval.log 2>&1; }
-for what in ${*:-floor transfer early md single mdwall}; do
-  sel=$names; case $what in single|mdwall) sel=KW;; esac
+for what in ${*:-floor transfer early md single mdwall many}; do
+  sel=$names; case $what in single|mdwall) sel=KW;; many) sel=AD;; esac
   for s in $sel; do
     pdb=ref-md/shards/$s/topology.pdb
     case $what in
@@ -57,6 +58,13 @@ np.save('cmp/ref-$s.npy', x); np.save('cmp/floor-$s-a.npy', x[:h]); np.save('cmp
             --save-every-ps 0.1 --equilibrate-ps 0 --seed 3 --threads 2 --out $o > $o.log 2>&1
         $PY -c "import numpy as np; np.save('$o.npy', np.load('$o/frames.npy'))"
         ev $s $o
+        ;;
+      many)
+        for seed in 0 1; do
+          o=cmp/transfer1024-$s-smc-$seed
+          [ -f $o/summary.json ] || $B sample --run $MODEL --pdb $pdb --method smc --n 1024 --seed $seed --threads 2 --out $o > $o.log 2>&1
+          [ -f $o-eval/metrics.json ] || ev $s $o
+        done
         ;;
       mdwall)
         o=cmp/mdwall-$s
