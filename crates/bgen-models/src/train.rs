@@ -452,13 +452,7 @@ impl Trainer {
     /// Loads the checkpoint that `dir/latest.json` names, checking every tensor's presence and
     /// shape against the configuration.
     pub fn load(dir: &Path, device: Device) -> Result<Trainer, Error> {
-        let (cdir, state) = read_state(dir)?;
-        let mut t = Trainer::new(
-            state.model.clone(),
-            state.train.clone(),
-            state.normalizer.clone(),
-            device,
-        );
+        let (cdir, mut t) = Trainer::unloaded(dir, device)?;
         for (vs, file) in [
             (&mut t.vs, "weights.safetensors"),
             (&mut t.ema_vs, "ema.safetensors"),
@@ -466,14 +460,12 @@ impl Trainer {
         ] {
             load_vars(vs, &cdir.join(file))?;
         }
-        t.state = state;
         Ok(t)
     }
 
-    /// Loads the last checkpoint to train it further (fine-tuning): as [`Trainer::load`], but a
-    /// checkpoint that holds only the moving average of the weights (a shipped model) starts
-    /// from the average as both weights and average, with fresh optimiser moments.
-    pub fn load_weights(dir: &Path, device: Device) -> Result<Trainer, Error> {
+    /// The checkpoint directory that `dir/latest.json` names, and a trainer of its state whose
+    /// tensors are still to be loaded.
+    fn unloaded(dir: &Path, device: Device) -> Result<(PathBuf, Trainer), Error> {
         let (cdir, state) = read_state(dir)?;
         let mut t = Trainer::new(
             state.model.clone(),
@@ -481,15 +473,24 @@ impl Trainer {
             state.normalizer.clone(),
             device,
         );
+        t.state = state;
+        Ok((cdir, t))
+    }
+
+    /// Loads the last checkpoint to train it further (fine-tuning): as [`Trainer::load`], but a
+    /// checkpoint that holds only the moving average of the weights (a shipped model) starts
+    /// from the average as both weights and average, with fresh optimiser moments.
+    pub fn load_weights(dir: &Path, device: Device) -> Result<Trainer, Error> {
+        let (cdir, mut t) = Trainer::unloaded(dir, device)?;
         let raw = cdir.join("weights.safetensors");
         let ema = cdir.join("ema.safetensors");
-        let moments = cdir.join("optimizer.safetensors");
-        load_vars(&mut t.vs, if raw.exists() { &raw } else { &ema })?;
-        load_vars(&mut t.ema_vs, &ema)?;
         if raw.exists() {
-            load_vars(&mut t.moments, &moments)?;
+            load_vars(&mut t.vs, &raw)?;
+            load_vars(&mut t.moments, &cdir.join("optimizer.safetensors"))?;
+        } else {
+            load_vars(&mut t.vs, &ema)?;
         }
-        t.state = state;
+        load_vars(&mut t.ema_vs, &ema)?;
         Ok(t)
     }
 
