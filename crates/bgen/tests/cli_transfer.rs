@@ -140,6 +140,24 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("--pdb"), "{err}");
+    // A molecule larger than the model's token slots, and a single-molecule model given a
+    // molecule, are refused with what is wrong.
+    for (system, seq, says) in [
+        (
+            "dipeptides",
+            "WWWW",
+            "has 99 atoms, the model takes at most 59",
+        ),
+        ("aldp", "AA", "not a transferable model"),
+    ] {
+        let o = bgen()
+            .args(["sample", "--system", system, "--sequence", seq, "--out"])
+            .arg(dir.join("refused"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(says), "{err}");
+    }
     // Fine-tuned on Ala-Asp's own (short) MD from the shipped weights, it has seen Ala-Asp.
     ok(bgen()
         .args([
