@@ -250,6 +250,7 @@ fn a_molecule_beyond_the_all_pairs_limit_is_refused() {
 /// gradients bit for bit.
 #[test]
 fn large_molecules_recompute_pairs_with_the_same_numbers() {
+    use bgen_system::energy::Precision;
     use bgen_system::EnergyModel;
     // 130 copies of alanine dipeptide 1.5 nm apart: 2,860 atoms, 4.1 million pairs.
     let atoms: Vec<&str> = ALDP
@@ -287,8 +288,11 @@ fn large_molecules_recompute_pairs_with_the_same_numbers() {
     let n = sys.n_atoms();
     assert_eq!(n, 2860);
     let big = EnergyModel::new(&sys.params);
+    for p in [Precision::Reference, Precision::Double, Precision::Mixed] {
+        let ws = big.workspace_in(p);
+        assert!(ws.bytes() < 200 * n, "{p:?}: {} bytes", ws.bytes());
+    }
     let mut ws = big.workspace();
-    assert!(ws.bytes() < 100 * n, "{} bytes", ws.bytes());
     let mut g = vec![0.0; 3 * n];
     let e = big.energy_grad(&sys.positions, &mut g, &mut ws);
     // Copies this far apart: the total is close to 130 times one copy (not exactly: Coulomb and
@@ -318,11 +322,13 @@ fn large_molecules_recompute_pairs_with_the_same_numbers() {
             .enumerate()
             .map(|(k, v)| v + 0.003 * ((k * 7) % 11) as f64)
             .collect();
-        let (mut ga, mut gb) = (vec![0.0; x.len()], vec![0.0; x.len()]);
-        let ea = cached.energy_grad(&x, &mut ga, &mut cached.workspace());
-        let eb = plain.energy_grad(&x, &mut gb, &mut plain.workspace());
-        assert_eq!(ea.total().to_bits(), eb.total().to_bits(), "{name}");
-        assert_eq!(ga, gb, "{name}");
-        assert!(plain.workspace().bytes() < cached.workspace().bytes());
+        for p in [Precision::Reference, Precision::Double, Precision::Mixed] {
+            let (mut ga, mut gb) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+            let ea = cached.energy_grad(&x, &mut ga, &mut cached.workspace_in(p));
+            let eb = plain.energy_grad(&x, &mut gb, &mut plain.workspace_in(p));
+            assert_eq!(ea.total().to_bits(), eb.total().to_bits(), "{name} {p:?}");
+            assert_eq!(ga, gb, "{name} {p:?}");
+            assert!(plain.workspace_in(p).bytes() < cached.workspace_in(p).bytes());
+        }
     }
 }
