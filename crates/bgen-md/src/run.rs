@@ -14,6 +14,7 @@ use crate::error::{file_err, io_err, Error, Result};
 use crate::exchange::{Exchange, ExchangeSummary};
 use crate::langevin::{stream, LangevinMiddle, State};
 use crate::minimize::{minimize, MinimizeOptions, MinimizeReport};
+use bgen_system::energy::Precision;
 use bgen_system::npy::write_atomic;
 use bgen_system::{Setup, System};
 use rayon::prelude::*;
@@ -53,10 +54,18 @@ pub struct MdSettings {
     /// divides the save interval).
     #[serde(default = "default_exchange_every_ps")]
     pub exchange_every_ps: f64,
+    /// How the pair terms are computed ([`Precision`]). A run file without it was made by the
+    /// scalar reference, which its resume keeps.
+    #[serde(default = "legacy_precision")]
+    pub precision: Precision,
 }
 
 fn default_exchange_every_ps() -> f64 {
     0.1
+}
+
+fn legacy_precision() -> Precision {
+    Precision::Reference
 }
 
 impl MdSettings {
@@ -77,6 +86,7 @@ impl MdSettings {
             minimize_tolerance: 10.0,
             temperatures_k: Vec::new(),
             exchange_every_ps: default_exchange_every_ps(),
+            precision: Precision::default(),
         }
     }
 
@@ -381,11 +391,12 @@ impl MdRun {
         run.complete = cp.complete;
         run.minimization = rf.minimization;
         let model = run.system.model().clone();
+        let precision = run.settings.precision;
         run.states
             .par_iter_mut()
             .zip(&run.integrators)
             .for_each_init(
-                || model.workspace(),
+                || model.workspace_in(precision),
                 |ws, (s, integrator)| {
                     integrator.refresh(s, |x, g| model.energy_grad(x, g, ws).total())
                 },
@@ -432,7 +443,7 @@ impl MdRun {
     /// Minimises the start structure and draws each replica's velocities from its stream.
     fn start(&mut self) {
         let model = self.system.model();
-        let mut ws = model.workspace();
+        let mut ws = model.workspace_in(self.settings.precision);
         let mut x = self.system.positions.clone();
         let opts = MinimizeOptions {
             tolerance: self.settings.minimize_tolerance,
@@ -622,13 +633,14 @@ impl MdRun {
             None => steps,
         };
         let mut left = steps;
+        let precision = self.settings.precision;
         while left > 0 {
             let m = block.min(left);
             self.states
                 .par_iter_mut()
                 .zip(&self.integrators)
                 .for_each_init(
-                    || model.workspace(),
+                    || model.workspace_in(precision),
                     |ws, (st, integrator)| {
                         integrator.run(st, m, |x, g| model.energy_grad(x, g, ws).total())
                     },

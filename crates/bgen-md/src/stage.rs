@@ -5,6 +5,7 @@
 
 use crate::dataset::{self, SplitBy};
 use crate::{ExchangeSummary, MdRun, MdSettings, Result};
+use bgen_system::energy::Precision;
 use bgen_system::error::Context;
 use bgen_system::options::{count, non_negative, positive};
 use bgen_system::{bail, SystemArgs};
@@ -54,6 +55,10 @@ pub struct MdArgs {
     /// Replica exchange: interval between exchange rounds, ps.
     #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub exchange_every_ps: Option<f64>,
+    /// How the pair terms are computed: double (f64 SIMD, the default), mixed (f32 pair math,
+    /// f64 sums: faster, energies within 1e-6 relative) or reference (the scalar f64 path).
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -118,6 +123,7 @@ impl MdArgs {
             minimize_tol: None,
             temperatures: None,
             exchange_every_ps: None,
+            precision: None,
             out,
             resume: false,
             checkpoint_secs: MD_CHECKPOINT_SECS,
@@ -179,6 +185,7 @@ impl MdArgs {
         set!(self.equilibrate_ps, equilibrate_ps, "--equilibrate-ps");
         set!(self.minimize_tol, minimize_tolerance, "--minimize-tol");
         set!(self.sys.forcefield, forcefield, "--forcefield");
+        set!(self.precision, precision, "--precision");
         changed
     }
 }
@@ -373,7 +380,7 @@ pub fn run(a: MdArgs) -> Result<MdResult> {
     }
     let s = run.settings.clone();
     eprintln!(
-        "{}: {} atoms, {} at {} K; {} replica(s) x {} ns, {} fs steps, friction {}/ps, a frame every {} ps after {} ps",
+        "{}: {} atoms, {} at {} K; {} replica(s) x {} ns, {} fs steps, friction {}/ps, a frame every {} ps after {} ps, {} precision",
         s.system,
         run.system.n_atoms(),
         s.forcefield,
@@ -383,7 +390,8 @@ pub fn run(a: MdArgs) -> Result<MdResult> {
         s.timestep_fs,
         s.friction_per_ps,
         s.save_every_ps,
-        s.equilibrate_ps
+        s.equilibrate_ps,
+        s.precision.name()
     );
     if s.is_exchange() {
         let t: Vec<String> = s.temperatures_k.iter().map(|t| format!("{t:.1}")).collect();

@@ -1,6 +1,6 @@
 //! A molecular system: topology, force-field parameters, temperature and the energy model.
 
-use crate::energy::{Energies, EnergyModel, Workspace};
+use crate::energy::{Energies, EnergyModel, Precision, Workspace};
 use crate::error::{Error, Result};
 use crate::forcefield::{name_tables, Parameters, Setup};
 use crate::pdb::PdbFile;
@@ -151,6 +151,16 @@ impl System {
     /// Energies by term (kJ/mol) of a batch (n x atoms x 3, nm), in parallel; with `forces`
     /// (same shape) also the forces in kJ/mol/nm.
     pub fn energies_batch(&self, x: &[f64], forces: Option<&mut [f64]>) -> Vec<Energies> {
+        self.energies_batch_in(x, forces, Precision::default())
+    }
+
+    /// [`System::energies_batch`] in `precision`.
+    pub fn energies_batch_in(
+        &self,
+        x: &[f64],
+        forces: Option<&mut [f64]>,
+        precision: Precision,
+    ) -> Vec<Energies> {
         let d = 3 * self.n_atoms();
         let n = x.len() / d;
         let mut out = vec![Energies::default(); n];
@@ -160,14 +170,14 @@ impl System {
                 .zip(x.par_chunks(d))
                 .zip(f.par_chunks_mut(d))
                 .for_each_init(
-                    || self.model.workspace(),
+                    || self.model.workspace_in(precision),
                     |ws, ((e, xi), fi)| {
                         *e = self.model.energy_grad(xi, fi, ws);
                         fi.iter_mut().for_each(|v| *v = -*v);
                     },
                 ),
             None => out.par_iter_mut().zip(x.par_chunks(d)).for_each_init(
-                || self.model.workspace(),
+                || self.model.workspace_in(precision),
                 |ws, (e, xi)| *e = self.model.energy(xi, ws),
             ),
         }

@@ -1,6 +1,7 @@
 //! `bgen bench`: speed of bgen beside its peer, measured in the same run.
 
 use anyhow::{Context, Result};
+use bgen_system::energy::Precision;
 use bgen_system::npy::write_npy;
 use bgen_system::System;
 use clap::{Args, Subcommand};
@@ -65,8 +66,9 @@ pub struct TarflowBench {
 
 #[derive(Args)]
 pub struct MdBench {
-    /// Embedded systems to time.
-    #[arg(long, value_delimiter = ',', default_value = "aldp,ala6,chignolin")]
+    /// Systems to time: embedded names, or one-letter sequences in capitals (zwitterions built
+    /// as `bgen build` builds them).
+    #[arg(long, value_delimiter = ',', default_value = "aldp,KW,ala6,chignolin")]
     systems: Vec<String>,
     /// Seconds of timing per measurement.
     #[arg(long, default_value_t = 4.0)]
@@ -81,8 +83,9 @@ pub struct MdBench {
 
 #[derive(Args)]
 pub struct EnergyBench {
-    /// Embedded systems to time.
-    #[arg(long, value_delimiter = ',', default_value = "aldp,ala6,chignolin")]
+    /// Systems to time: embedded names, or one-letter sequences in capitals (zwitterions built
+    /// as `bgen build` builds them).
+    #[arg(long, value_delimiter = ',', default_value = "aldp,KW,ala6,chignolin")]
     systems: Vec<String>,
     /// Conformations per batch for bgen.
     #[arg(long, default_value_t = 10_000)]
@@ -109,16 +112,16 @@ fn gaussian_noise(seed: u64, n: usize, sigma: f64) -> Vec<f64> {
         .collect()
 }
 
-fn time_batch(sys: &System, x: &[f64], threads: usize) -> Result<f64> {
+fn time_batch(sys: &System, x: &[f64], threads: usize, precision: Precision) -> Result<f64> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
     let mut f = vec![0.0; x.len()];
     let n = x.len() / (3 * sys.n_atoms());
     let warm = x.len().min(3 * sys.n_atoms() * 100); // 100 conformations
-    pool.install(|| sys.energies_batch(&x[..warm], Some(&mut f[..warm])));
+    pool.install(|| sys.energies_batch_in(&x[..warm], Some(&mut f[..warm]), precision));
     let t0 = Instant::now();
-    pool.install(|| sys.energies_batch(x, Some(&mut f)));
+    pool.install(|| sys.energies_batch_in(x, Some(&mut f), precision));
     Ok(n as f64 / t0.elapsed().as_secs_f64())
 }
 
@@ -423,6 +426,33 @@ fn has_openmm(python: &str) -> bool {
 }
 
 /// Writes the embedded PDB of `name` and `script` into a fresh temporary directory.
+/// A system to time: an embedded one by name, or a zwitterionic peptide by its one-letter
+/// sequence in capitals (e.g. KW), built as `bgen build` builds it.
+fn bench_system(name: &str) -> Result<System> {
+    if bgen_system::systems::NAMED.iter().any(|s| s.0 == name) {
+        return Ok(System::named(name, None, None)?);
+    }
+    let mut sys = System::from_pdb(
+        &bgen_system::pdb::PdbFile::parse(&bench_pdb(name)?, name)?,
+        bgen_system::Setup::Amber99sbildnObc2,
+        None,
+    )?;
+    sys.name = name.to_string();
+    Ok(sys)
+}
+
+/// The PDB text of [`bench_system`]'s `name`.
+fn bench_pdb(name: &str) -> Result<String> {
+    if let Some(s) = bgen_system::systems::NAMED.iter().find(|s| s.0 == name) {
+        return Ok(s.2.to_string());
+    }
+    Ok(bgen_system::peptide::build_pdb(
+        name,
+        bgen_system::peptide::Caps::None,
+        bgen_system::Setup::Amber99sbildnObc2,
+    )?)
+}
+
 fn scratch(
     name: &str,
     script_name: &str,
@@ -431,23 +461,18 @@ fn scratch(
     let dir = std::env::temp_dir().join(format!("bgen-bench-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let pdb = dir.join(format!("{name}.pdb"));
-    let pdb_text = bgen_system::systems::NAMED
-        .iter()
-        .find(|s| s.0 == name)
-        .map(|s| s.2)
-        .context("embedded system")?;
-    std::fs::write(&pdb, pdb_text)?;
+    std::fs::write(&pdb, bench_pdb(name)?)?;
     let path = dir.join(script_name);
     std::fs::write(&path, script)?;
     Ok((dir, pdb, path))
 }
 
 /// bgen MD speed: `replicas` replicas on as many threads for about `seconds`; total steps/s.
-fn md_rate(sys: &System, replicas: usize, seconds: f64) -> Result<f64> {
+fn md_rate(sys: &System, replicas: usize, seconds: f64, precision: Precision) -> Result<f64> {
     use bgen_md::langevin::{stream, LangevinMiddle};
     let model = sys.model();
     let mut x = sys.positions.clone();
-    let mut ws = model.workspace();
+    let mut ws = model.workspace_in(precision);
     bgen_md::minimize(&mut x, Default::default(), |x, g| {
         model.energy_grad(x, g, &mut ws).total()
     });
@@ -460,7 +485,7 @@ fn md_rate(sys: &System, replicas: usize, seconds: f64) -> Result<f64> {
         (0..replicas)
             .into_par_iter()
             .map(|r| {
-                let mut ws = model.workspace();
+                let mut ws = model.workspace_in(precision);
                 let mut f = |x: &[f64], g: &mut [f64]| model.energy_grad(x, g, &mut ws).total();
                 let mut s = lm.init(x.clone(), stream(1, r as u64), &mut f);
                 lm.run(&mut s, 500, &mut f);
@@ -484,22 +509,29 @@ fn bench_md(a: MdBench) -> Result<()> {
     let openmm = !a.no_openmm && has_openmm(&a.python);
     let per_day = |steps_per_s: f64| steps_per_s * 1e-6 * 86400.0; // 1 fs steps
     println!("MD ns/day: Langevin middle 1/ps, 1 fs, no constraints, {cores} cores, ~{} s per measurement", a.seconds);
+    println!("bgen on 1 thread in each precision (reference = the scalar f64 path), mixed on all cores (one replica per core); OpenMM's platforms");
     println!(
-        "{:<10} {:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>12} {:>12}",
+        "{:<10} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
         "system",
         "atoms",
-        "bgen 1 thr",
-        "bgen all",
-        "OMM CPU 1",
-        "OMM CPU all",
+        "ref 1",
+        "double 1",
+        "mixed 1",
+        "mixed all",
+        "OMM CPU1",
+        "OMM CPUn",
         "OMM Ref",
-        "per core",
-        "all cores"
+        "dbl/ref",
+        "mix/ref",
+        "mix/OMM1",
+        "all/OMMn"
     );
     for name in &a.systems {
-        let sys = System::named(name, None, None)?;
-        let one = per_day(md_rate(&sys, 1, a.seconds)?);
-        let all = per_day(md_rate(&sys, cores, a.seconds)?);
+        let sys = bench_system(name)?;
+        let reference = per_day(md_rate(&sys, 1, a.seconds, Precision::Reference)?);
+        let double = per_day(md_rate(&sys, 1, a.seconds, Precision::Double)?);
+        let one = per_day(md_rate(&sys, 1, a.seconds, Precision::Mixed)?);
+        let all = per_day(md_rate(&sys, cores, a.seconds, Precision::Mixed)?);
         let mut peer = std::collections::BTreeMap::new();
         if openmm {
             let (dir, pdb, script) =
@@ -526,14 +558,11 @@ fn bench_md(a: MdBench) -> Result<()> {
         let get = |k: &str| peer.get(k).copied();
         let cpu1 = get("CPU 1 thread");
         let cpu_all = get(&format!("CPU {cores} threads"));
-        let reference = get("Reference");
+        let omm_ref = get("Reference");
         let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
         // Per core: bgen on one thread against the faster OpenMM platform on one thread.
-        let best1 = [cpu1, reference].into_iter().flatten().fold(0.0, f64::max);
-        let best_all = [cpu_all, reference]
-            .into_iter()
-            .flatten()
-            .fold(0.0, f64::max);
+        let best1 = [cpu1, omm_ref].into_iter().flatten().fold(0.0, f64::max);
+        let best_all = [cpu_all, omm_ref].into_iter().flatten().fold(0.0, f64::max);
         let ratio = |a: f64, b: f64| {
             if b > 0.0 {
                 format!("{:.1}x", a / b)
@@ -542,27 +571,24 @@ fn bench_md(a: MdBench) -> Result<()> {
             }
         };
         println!(
-            "{:<10} {:>6} {:>11.0} {:>11.0} {:>11} {:>11} {:>11} {:>12} {:>12}",
+            "{:<10} {:>5} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
             name,
             sys.n_atoms(),
+            reference,
+            double,
             one,
             all,
             fmt(cpu1),
             fmt(cpu_all),
-            fmt(reference),
+            fmt(omm_ref),
+            ratio(double, reference),
+            ratio(one, reference),
             ratio(one, best1),
             ratio(all, best_all)
         );
-        if let Some(c) = cpu1 {
-            println!(
-                "{:<10} vs OpenMM CPU platform on 1 thread: {:.1}x",
-                "",
-                one / c
-            );
-        }
     }
     if openmm {
-        println!("per core: bgen 1 thread / faster OpenMM 1-thread platform; all cores: bgen one replica per core / faster of OpenMM CPU all threads and Reference");
+        println!("mix/OMM1: bgen mixed on 1 thread / the faster OpenMM platform on 1 thread; all/OMMn: bgen mixed one replica per core / the faster of OpenMM CPU on all threads and Reference");
     }
     Ok(())
 }
@@ -572,20 +598,25 @@ fn bench_energy(a: EnergyBench) -> Result<()> {
         .map(|n| n.get())
         .unwrap_or(1);
     println!("energy+forces evaluations/s, batches of {} conformations (structure + 0.005 nm noise), {cores} cores", a.n);
+    println!("bgen on 1 thread in each precision (reference = the scalar f64 path), mixed on all cores; OpenMM's platforms");
     println!(
-        "{:<10} {:>6} {:>19} {:>11} {:>11} {:>11} {:>11} {:>10} {:>10}",
+        "{:<10} {:>5} {:>19} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>8} {:>9} {:>9}",
         "system",
         "atoms",
         "forcefield",
-        "bgen 1 thr",
-        "bgen all",
-        "OpenMM CPU",
-        "OpenMM Ref",
-        "best/1thr",
-        "best/all"
+        "ref 1",
+        "double 1",
+        "mixed 1",
+        "mixed all",
+        "OMM CPU",
+        "OMM Ref",
+        "dbl/ref",
+        "mix/ref",
+        "mix/OMM",
+        "all/OMM"
     );
     for name in &a.systems {
-        let sys = System::named(name, None, None)?;
+        let sys = bench_system(name)?;
         let d = 3 * sys.n_atoms();
         let noise = gaussian_noise(42, a.n * d, 0.005);
         let x: Vec<f64> = noise
@@ -593,8 +624,10 @@ fn bench_energy(a: EnergyBench) -> Result<()> {
             .enumerate()
             .map(|(k, z)| sys.positions[k % d] + z)
             .collect();
-        let one = time_batch(&sys, &x, 1)?;
-        let all = time_batch(&sys, &x, cores)?;
+        let reference = time_batch(&sys, &x, 1, Precision::Reference)?;
+        let double = time_batch(&sys, &x, 1, Precision::Double)?;
+        let one = time_batch(&sys, &x, 1, Precision::Mixed)?;
+        let all = time_batch(&sys, &x, cores, Precision::Mixed)?;
         let peer = openmm_rates(&sys, name, &x, a.openmm_n, &a.python)?;
         let rate = |p: &str| {
             peer.iter()
@@ -602,24 +635,28 @@ fn bench_energy(a: EnergyBench) -> Result<()> {
                 .map_or("-".to_string(), |r| format!("{:.0}", r.1))
         };
         let best = peer.iter().map(|r| r.1).fold(0.0, f64::max);
-        let ratio = |v: f64| {
-            if best > 0.0 {
-                format!("{:.1}x", v / best)
+        let ratio = |v: f64, of: f64| {
+            if of > 0.0 {
+                format!("{:.1}x", v / of)
             } else {
                 "-".into()
             }
         };
         println!(
-            "{:<10} {:>6} {:>19} {:>11.0} {:>11.0} {:>11} {:>11} {:>10} {:>10}",
+            "{:<10} {:>5} {:>19} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>10} {:>10} {:>8} {:>8} {:>9} {:>9}",
             name,
             sys.n_atoms(),
             sys.params.setup.name(),
+            reference,
+            double,
             one,
             all,
             rate("CPU"),
             rate("Reference"),
-            ratio(one),
-            ratio(all)
+            ratio(double, reference),
+            ratio(one, reference),
+            ratio(one, best),
+            ratio(all, best)
         );
         if let Some(w) = peer.iter().map(|r| r.2).reduce(f64::max) {
             println!("{:<10} OpenMM and bgen energies agree to {w:.1e} kJ/mol on the first 20 conformations", "");
