@@ -4,12 +4,14 @@
 use bgen_md::langevin::stream;
 use bgen_md::{minimize, LangevinMiddle, MinimizeOptions};
 use bgen_system::energy::bonded::dihedral;
+use bgen_system::energy::Precision;
 use bgen_system::System;
 use rayon::prelude::*;
 
 /// Per-replica samples of (potential energy kJ/mol, kinetic T K, phi deg, psi deg) at 1 fs steps.
 fn simulate(
     sys: &System,
+    precision: Precision,
     replicas: usize,
     seed: u64,
     friction: f64,
@@ -19,7 +21,7 @@ fn simulate(
 ) -> Vec<Vec<[f64; 4]>> {
     let model = sys.model();
     let mut x = sys.positions.clone();
-    let mut ws = model.workspace();
+    let mut ws = model.workspace_in(precision);
     minimize(&mut x, MinimizeOptions::default(), |x, g| {
         model.energy_grad(x, g, &mut ws).total()
     });
@@ -30,7 +32,7 @@ fn simulate(
     (0..replicas)
         .into_par_iter()
         .map(|r| {
-            let mut ws = model.workspace();
+            let mut ws = model.workspace_in(precision);
             let mut f = |x: &[f64], g: &mut [f64]| model.energy_grad(x, g, &mut ws).total();
             let mut s = lm.init(x.clone(), stream(seed, r as u64), &mut f);
             lm.run(
@@ -85,7 +87,7 @@ fn kinetic_temperature_within_one_percent() {
     let sys = System::named("aldp", None, None).unwrap();
     // Friction 10/ps decorrelates the kinetic energy ten times faster than 1/ps, so that 480 ps
     // give a standard error of about 0.3%.
-    let runs = simulate(&sys, 8, 11, 10.0, 5.0, 60.0, 10);
+    let runs = simulate(&sys, Precision::Double, 8, 11, 10.0, 5.0, 60.0, 10);
     let (t, se) = mean_se(&runs, |s| s[1]);
     eprintln!("kinetic T = {t:.2} +- {se:.2} K (target 300 K)");
     assert!((t / 300.0 - 1.0).abs() < 0.01, "T = {t} +- {se}");
@@ -140,9 +142,18 @@ fn energy_is_conserved_without_friction() {
 
 /// Compares the potential-energy mean and the basin populations with OpenMM's reference
 /// trajectory; `tolerance` is in units of the combined standard error.
-fn compare_with_openmm(replicas: usize, production_ps: f64, tolerance: f64) {
+fn compare_with_openmm(precision: Precision, replicas: usize, production_ps: f64, tolerance: f64) {
     let sys = System::named("aldp", None, None).unwrap();
-    let runs = simulate(&sys, replicas, 2026, 1.0, 20.0, production_ps, 1000);
+    let runs = simulate(
+        &sys,
+        precision,
+        replicas,
+        2026,
+        1.0,
+        20.0,
+        production_ps,
+        1000,
+    );
     let r = &reference()["pooled"];
     let (pe, pe_se) = mean_se(&runs, |s| s[0]);
     let (ref_pe, ref_se) = (
@@ -151,7 +162,7 @@ fn compare_with_openmm(replicas: usize, production_ps: f64, tolerance: f64) {
     );
     let combined = (pe_se * pe_se + ref_se * ref_se).sqrt();
     eprintln!(
-        "{replicas} x {production_ps} ps: <U> = {pe:.3} +- {pe_se:.3} kJ/mol; OpenMM {ref_pe:.3} +- {ref_se:.3}; diff {:.2} sigma",
+        "{precision:?}, {replicas} x {production_ps} ps: <U> = {pe:.3} +- {pe_se:.3} kJ/mol; OpenMM {ref_pe:.3} +- {ref_se:.3}; diff {:.2} sigma",
         (pe - ref_pe) / combined
     );
     assert!((pe - ref_pe).abs() < tolerance * combined);
@@ -176,12 +187,32 @@ fn compare_with_openmm(replicas: usize, production_ps: f64, tolerance: f64) {
 
 #[test]
 fn aldp_matches_openmm_short() {
-    compare_with_openmm(8, 200.0, 4.0);
+    compare_with_openmm(Precision::Double, 8, 200.0, 4.0);
+}
+
+/// The mixed-precision pair kernels sample the same ensemble (a short run; the long one below).
+#[test]
+fn aldp_mixed_matches_openmm_short() {
+    compare_with_openmm(Precision::Mixed, 8, 200.0, 4.0);
 }
 
 /// 16 replicas x 1 ns = 16 ns (about 4 minutes on 2 cores).
 #[test]
 #[ignore]
 fn aldp_matches_openmm_long() {
-    compare_with_openmm(16, 1000.0, 3.0);
+    compare_with_openmm(Precision::Double, 16, 1000.0, 3.0);
+}
+
+/// The same 16 ns with the mixed-precision pair kernels.
+#[test]
+#[ignore]
+fn aldp_mixed_matches_openmm_long() {
+    compare_with_openmm(Precision::Mixed, 16, 1000.0, 3.0);
+}
+
+/// And with the scalar reference, for the record beside the two above.
+#[test]
+#[ignore]
+fn aldp_reference_matches_openmm_long() {
+    compare_with_openmm(Precision::Reference, 16, 1000.0, 3.0);
 }

@@ -134,7 +134,8 @@ class MdConfig(_Config):
     ``forcefield``, ``temperature`` K); ``ns`` per replica, ``replicas``, ``seed``,
     ``friction`` 1/ps, ``timestep_fs``, ``save_every_ps``, ``equilibrate_ps``,
     ``minimize_tol`` kJ/mol/nm, ``temperatures`` (replica exchange: a list in K or
-    "LOW:HIGH:COUNT"), ``exchange_every_ps``, ``resume``, ``checkpoint_secs``, ``threads``.
+    "LOW:HIGH:COUNT"), ``exchange_every_ps``, ``precision`` ("double", "mixed" or
+    "reference"), ``resume``, ``checkpoint_secs``, ``threads``.
     Unset ones take the run's defaults."""
 
     _stage = "md"
