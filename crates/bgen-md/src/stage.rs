@@ -55,8 +55,8 @@ pub struct MdArgs {
     /// Replica exchange: interval between exchange rounds, ps.
     #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub exchange_every_ps: Option<f64>,
-    /// How the pair terms are computed: double (f64 SIMD, the default), mixed (f32 pair math,
-    /// f64 sums: faster, energies within 1e-6 relative) or reference (the scalar f64 path).
+    /// How the pair terms are computed: mixed (f32 pair math, f64 sums, energies within 1e-6
+    /// relative; the default), double (f64 SIMD) or reference (the scalar f64 path).
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
     /// Output directory.

@@ -15,8 +15,7 @@ fn simulate(
     replicas: usize,
     seed: u64,
     friction: f64,
-    equilibrate_ps: f64,
-    production_ps: f64,
+    (equilibrate_ps, production_ps): (f64, f64),
     sample_every: u64,
 ) -> Vec<Vec<[f64; 4]>> {
     let model = sys.model();
@@ -87,7 +86,7 @@ fn kinetic_temperature_within_one_percent() {
     let sys = System::named("aldp", None, None).unwrap();
     // Friction 10/ps decorrelates the kinetic energy ten times faster than 1/ps, so that 480 ps
     // give a standard error of about 0.3%.
-    let runs = simulate(&sys, Precision::Double, 8, 11, 10.0, 5.0, 60.0, 10);
+    let runs = simulate(&sys, Precision::Double, 8, 11, 10.0, (5.0, 60.0), 10);
     let (t, se) = mean_se(&runs, |s| s[1]);
     eprintln!("kinetic T = {t:.2} +- {se:.2} K (target 300 K)");
     assert!((t / 300.0 - 1.0).abs() < 0.01, "T = {t} +- {se}");
@@ -150,8 +149,7 @@ fn compare_with_openmm(precision: Precision, replicas: usize, production_ps: f64
         replicas,
         2026,
         1.0,
-        20.0,
-        production_ps,
+        (20.0, production_ps),
         1000,
     );
     let r = &reference()["pooled"];

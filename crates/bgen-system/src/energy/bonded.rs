@@ -85,8 +85,9 @@ pub fn angles(x: &[f64], angles: &[Angle], mut grad: Option<&mut [f64]>) -> f64 
 }
 
 /// Vectors of the dihedral p0-p1-p2-p3: F = p0 - p1, G = p1 - p2, H = p3 - p2, A = F x G,
-/// B = H x G, |G|, and (cos phi, sin phi) with the IUPAC sign convention (as OpenMM's
-/// `theta` and mdtraj: positive when p0 must turn clockwise, seen along p1 -> p2, to eclipse p3).
+/// B = H x G, 1/|G|, 1/|A|^2, 1/|B|^2 and (cos phi, sin phi) with the IUPAC sign convention (as
+/// OpenMM's `theta` and mdtraj: positive when p0 must turn clockwise, seen along p1 -> p2, to
+/// eclipse p3). Three divisions and no square root beyond |G|'s.
 struct TorsionFrame {
     f: [f64; 3],
     g: [f64; 3],
@@ -94,8 +95,9 @@ struct TorsionFrame {
     a: [f64; 3],
     b: [f64; 3],
     gn: f64,
-    a2: f64,
-    b2: f64,
+    inv_gn: f64,
+    inv_a2: f64,
+    inv_b2: f64,
     cos: f64,
     sin: f64,
 }
@@ -106,9 +108,10 @@ fn torsion_frame(x: &[f64], atoms: [usize; 4]) -> TorsionFrame {
     let (f, g, h) = (sub(p0, p1), sub(p1, p2), sub(p3, p2));
     let (a, b) = (cross(f, g), cross(h, g));
     let gn = dot(g, g).sqrt();
-    let a2 = dot(a, a).max(1e-300);
-    let b2 = dot(b, b).max(1e-300);
-    let inv_ab = 1.0 / (a2 * b2).sqrt();
+    let inv_a2 = 1.0 / dot(a, a).max(1e-300);
+    let inv_b2 = 1.0 / dot(b, b).max(1e-300);
+    let inv_gn = 1.0 / gn;
+    let inv_ab = (inv_a2 * inv_b2).sqrt();
     // sin(phi) |A||B| = (B x A).G / |G|, cos(phi) |A||B| = A.B
     TorsionFrame {
         f,
@@ -117,10 +120,11 @@ fn torsion_frame(x: &[f64], atoms: [usize; 4]) -> TorsionFrame {
         a,
         b,
         gn,
-        a2,
-        b2,
+        inv_gn,
+        inv_a2,
+        inv_b2,
         cos: dot(a, b) * inv_ab,
-        sin: dot(cross(b, a), g) / gn * inv_ab,
+        sin: dot(cross(b, a), g) * inv_gn * inv_ab,
     }
 }
 
@@ -179,8 +183,9 @@ impl Torsions {
                 a,
                 b,
                 gn,
-                a2,
-                b2,
+                inv_gn,
+                inv_a2,
+                inv_b2,
                 cos: c1,
                 sin: s1,
             } = torsion_frame(x, atoms);
@@ -198,10 +203,10 @@ impl Torsions {
             if let Some(g) = grad.as_deref_mut() {
                 // The geometric factors below are the gradient of -phi (Blondel & Karplus 1996
                 // with the opposite sign convention), so they take -dE/dphi.
-                let s0 = gn / a2;
-                let s3 = -gn / b2;
-                let fg = dot(f, gv) / (a2 * gn);
-                let hg = dot(h, gv) / (b2 * gn);
+                let s0 = gn * inv_a2;
+                let s3 = -gn * inv_b2;
+                let fg = dot(f, gv) * inv_a2 * inv_gn;
+                let hg = dot(h, gv) * inv_b2 * inv_gn;
                 add_to(g, i0, a, de * s0);
                 add_to(g, i3, b, de * s3);
                 // The inner atoms take the rest: dphi/dp1 = -(s0 + fg) A + hg B,

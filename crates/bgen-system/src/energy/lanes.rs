@@ -3,6 +3,9 @@
 //! Two families implement it: AVX2 + FMA registers on x86-64 ([`avx::F64x4`], [`avx::F32x8`],
 //! used only where the CPU has them, see [`super::simd`]), and plain arrays [`V`] for any CPU.
 
+// Lane and coordinate loops index several arrays at once, on purpose: they are what vectorises.
+#![allow(clippy::needless_range_loop)]
+
 use std::ops::{Add, AddAssign, BitAnd, Div, Mul, Neg, Sub, SubAssign};
 
 /// The element type of a lane: f64 (the double path) or f32 (the mixed path's pair math).
@@ -26,8 +29,8 @@ pub trait Real:
 impl Real for f64 {
     const EXP_MIN: f64 = -700.0;
     const EXP_MAX: f64 = 709.0;
-    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     const EXP_TERMS: usize = 13;
     const LN_TERMS: usize = 11;
     #[inline(always)]
@@ -44,7 +47,7 @@ impl Real for f32 {
     const EXP_MIN: f64 = -80.0;
     const EXP_MAX: f64 = 88.0;
     const LN2_HI: f64 = 0.693_359_375;
-    const LN2_LO: f64 = -2.121_944_400_546_905_827_68e-4;
+    const LN2_LO: f64 = -2.121_944_400_546_905_7e-4;
     const EXP_TERMS: usize = 8;
     const LN_TERMS: usize = 5;
     #[inline(always)]
@@ -260,6 +263,7 @@ macro_rules! lanewise {
         impl<T: Scalar, const L: usize> $tr for V<T, L> {
             type Output = V<T, L>;
             #[inline(always)]
+            #[allow(clippy::assign_op_pattern)] // T has no assigning operators
             fn $f(mut self, o: V<T, L>) -> V<T, L> {
                 for l in 0..L {
                     self.0[l] = self.0[l] $op o.0[l];
@@ -403,10 +407,125 @@ impl<T: Scalar, const L: usize> Lane for V<T, L> {
     }
 }
 
+/// One f64 that counts the floating-point operations done on it (an FMA is two; a division or a
+/// square root one; compares, selects and bit operations none), so that running a kernel on it
+/// measures the flops per pair that its formulas need. Not for speed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counted(pub f64);
+
+thread_local! {
+    static FLOPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+impl Counted {
+    /// Floating-point operations counted on this thread since the last call (which resets it).
+    pub fn take() -> u64 {
+        FLOPS.with(|c| c.replace(0))
+    }
+    fn tick(n: u64) {
+        FLOPS.with(|c| c.set(c.get() + n));
+    }
+}
+
+macro_rules! counted {
+    ($tr:ident, $f:ident, $op:tt) => {
+        impl $tr for Counted {
+            type Output = Counted;
+            fn $f(self, o: Counted) -> Counted {
+                Counted::tick(1);
+                Counted(self.0 $op o.0)
+            }
+        }
+    };
+}
+counted!(Add, add, +);
+counted!(Sub, sub, -);
+counted!(Mul, mul, *);
+counted!(Div, div, /);
+
+impl Neg for Counted {
+    type Output = Counted;
+    fn neg(self) -> Counted {
+        Counted(-self.0)
+    }
+}
+impl AddAssign for Counted {
+    fn add_assign(&mut self, o: Counted) {
+        *self = *self + o;
+    }
+}
+impl SubAssign for Counted {
+    fn sub_assign(&mut self, o: Counted) {
+        *self = *self - o;
+    }
+}
+
+impl Lane for Counted {
+    type T = f64;
+    type Mask = M<1>;
+    const LANES: usize = 1;
+    const AVX2: bool = false;
+    fn splat(v: f64) -> Self {
+        Counted(v)
+    }
+    fn load(s: &[f64], at: usize) -> Self {
+        Counted(s[at])
+    }
+    fn store(self, s: &mut [f64], at: usize) {
+        s[at] = self.0;
+    }
+    fn iota() -> Self {
+        Counted(0.0)
+    }
+    fn sum(self) -> f64 {
+        self.0
+    }
+    fn sqrt(self) -> Self {
+        Counted::tick(1);
+        Counted(self.0.sqrt())
+    }
+    fn abs(self) -> Self {
+        Counted(self.0.abs())
+    }
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        Counted::tick(2);
+        Counted(self.0.mul_add(a.0, b.0))
+    }
+    fn lt(self, o: Self) -> M<1> {
+        M([self.0 < o.0])
+    }
+    fn le(self, o: Self) -> M<1> {
+        M([self.0 <= o.0])
+    }
+    fn select(m: M<1>, a: Self, b: Self) -> Self {
+        if m.0[0] {
+            a
+        } else {
+            b
+        }
+    }
+    fn or_zero(self, m: M<1>) -> Self {
+        Self::select(m, self, Counted(0.0))
+    }
+    fn clear_bits(bits: u16) -> M<1> {
+        M([bits & 1 == 0])
+    }
+    fn round(self) -> Self {
+        Counted(self.0.round_ties_even())
+    }
+    fn pow2(n: Self) -> Self {
+        Counted(Scalar::pow2(n.0))
+    }
+    fn split_exp(self) -> (Self, Self) {
+        let (m, e) = Scalar::split_exp(self.0);
+        (Counted(m), Counted(e))
+    }
+}
+
 /// AVX2 + FMA registers. Their functions are safe to call only on a CPU with both; the kernels
 /// reach them only through a `#[target_feature]` entry taken after the run-time check.
 #[cfg(target_arch = "x86_64")]
-pub mod avx {
+pub(crate) mod avx {
     use super::Lane;
     use std::arch::x86_64::*;
     use std::ops::{Add, AddAssign, BitAnd, Div, Mul, Neg, Sub, SubAssign};
@@ -474,9 +593,8 @@ pub mod avx {
             }
             // SAFETY (all the unsafe blocks of these types): the intrinsics need AVX2 + FMA,
             // which the only callers (the kernels' AVX2 entries) have checked; loads and stores
-            // go through bounds-checked slices.
-            unsafe impl Send for $name {}
-            unsafe impl Sync for $name {}
+            // go through bounds-checked slices. The module is private to the crate so that no
+            // caller can reach them otherwise.
         };
     }
 

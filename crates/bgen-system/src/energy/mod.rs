@@ -5,6 +5,7 @@
 //! scratch memory of one evaluation, so repeated evaluations allocate nothing.
 
 pub mod bonded;
+pub mod bonded_lanes;
 pub mod gbsa;
 pub mod lanes;
 pub mod simd;
@@ -79,6 +80,8 @@ pub struct EnergyModel {
     bonds: Vec<Bond>,
     angles: Vec<Angle>,
     torsions: bonded::Torsions,
+    /// The torsion terms as given (the SIMD path regroups them).
+    torsion_list: Vec<crate::forcefield::Torsion>,
     pairs14: Vec<Pair14>,
     /// Per pair (i < j, row-major over i): true when it interacts through the plain nonbonded terms.
     pair_nb: Vec<bool>,
@@ -154,12 +157,12 @@ pub struct Workspace(Kernel);
 #[derive(Clone, Debug)]
 enum Kernel {
     Reference(Scalar),
-    Double(Box<simd::Lanes<lanes::V<f64, 4>>>),
-    Mixed(Box<simd::Lanes<lanes::V<f32, 8>>>),
+    Double(Box<simd::Lanes<lanes::V<f64, 4>, lanes::V<f64, 4>>>),
+    Mixed(Box<simd::Lanes<lanes::V<f32, 8>, lanes::V<f64, 4>>>),
     #[cfg(target_arch = "x86_64")]
-    DoubleAvx2(Box<simd::Lanes<lanes::avx::F64x4>>),
+    DoubleAvx2(Box<simd::Lanes<lanes::avx::F64x4, lanes::avx::F64x4>>),
     #[cfg(target_arch = "x86_64")]
-    MixedAvx2(Box<simd::Lanes<lanes::avx::F32x8>>),
+    MixedAvx2(Box<simd::Lanes<lanes::avx::F32x8, lanes::avx::F64x4>>),
 }
 
 /// Scratch memory of the scalar reference.
@@ -245,6 +248,7 @@ impl EnergyModel {
             bonds: p.bonds.clone(),
             angles: p.angles.clone(),
             torsions: bonded::Torsions::new(&p.torsions),
+            torsion_list: p.torsions.clone(),
             pairs14,
             pair_nb,
             q: p.charge.clone(),
@@ -271,6 +275,20 @@ impl EnergyModel {
             gamma: g.gamma,
             cache_pairs: npair <= MAX_CACHED_PAIRS,
         }
+    }
+
+    /// Floating-point operations per atom pair that the pair kernels' formulas need for one
+    /// energy + gradient (counted by running them on [`lanes::Counted`]; an FMA counts two,
+    /// a division or square root one, `exp` and `ln` their polynomial's operations), and the
+    /// number of pairs.
+    pub fn pair_flops(&self, x: &[f64]) -> (f64, usize) {
+        let mut k = simd::Lanes::<lanes::Counted, lanes::V<f64, 1>>::new(self);
+        let mut g = vec![0.0; x.len()];
+        lanes::Counted::take();
+        k.eval::<true>(self, x, &mut g);
+        let flops = lanes::Counted::take() as f64;
+        let pairs = self.pair_nb.len();
+        (flops / pairs.max(1) as f64, pairs)
     }
 
     /// The same model with the pair geometry recomputed in every pass instead of kept (what
@@ -362,6 +380,24 @@ impl EnergyModel {
     fn eval<const GRAD: bool>(&self, x: &[f64], grad: &mut [f64], ws: &mut Workspace) -> Energies {
         let n = self.n;
         assert_eq!(x.len(), 3 * n, "positions must have 3 x {n} entries");
+        match &mut ws.0 {
+            Kernel::Reference(s) => self.eval_reference::<GRAD>(x, grad, s),
+            Kernel::Double(l) => l.eval::<GRAD>(self, x, grad),
+            Kernel::Mixed(l) => l.eval::<GRAD>(self, x, grad),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::DoubleAvx2(l) => l.eval::<GRAD>(self, x, grad),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::MixedAvx2(l) => l.eval::<GRAD>(self, x, grad),
+        }
+    }
+
+    /// The scalar reference: every term one at a time.
+    fn eval_reference<const GRAD: bool>(
+        &self,
+        x: &[f64],
+        grad: &mut [f64],
+        ws: &mut Scalar,
+    ) -> Energies {
         let mut e = Energies {
             bond: bonded::bonds(x, &self.bonds, GRAD.then_some(&mut *grad)),
             angle: bonded::angles(x, &self.angles, GRAD.then_some(&mut *grad)),
@@ -369,22 +405,7 @@ impl EnergyModel {
             ..Energies::default()
         };
         self.exceptions::<GRAD>(x, grad, &mut e);
-        let p = match &mut ws.0 {
-            Kernel::Reference(s) => {
-                self.pairs::<GRAD>(x, grad, s, &mut e);
-                return e;
-            }
-            Kernel::Double(l) => l.eval::<GRAD>(self, x, grad),
-            Kernel::Mixed(l) => l.eval::<GRAD>(self, x, grad),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::DoubleAvx2(l) => l.eval::<GRAD>(self, x, grad),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::MixedAvx2(l) => l.eval::<GRAD>(self, x, grad),
-        };
-        e.coulomb_pair = p.coulomb;
-        e.lj_pair = p.lj;
-        e.gb_polar = p.gb_polar;
-        e.gb_sa = p.gb_sa;
+        self.pairs::<GRAD>(x, grad, ws, &mut e);
         e
     }
 

@@ -1,14 +1,19 @@
 //! The pair terms (Coulomb, Lennard-Jones, GBSA-OBC) of one conformation with `S::LANES` partner atoms j
 //! of an atom i side by side in SIMD lanes: the same formulas and passes as the scalar reference
 //! ([`super::EnergyModel`]'s `pairs`), laid out structure-of-arrays and padded to whole lanes.
-//! `Lanes<f64, 4>` is the double path, `Lanes<f32, 8>` the mixed one (f32 pair math; energies
+//! F64x4 lanes are the double path, F32x8 the mixed one (f32 pair math; energies
 //! summed per row of pairs, then in f64; Born radii, self and surface terms in f64).
 //! Positions nm, energies kJ/mol, gradients kJ/mol/nm.
 //!
 //! The kernel is compiled twice: for AVX2 (chosen at run time where the CPU has it) and for the
 //! baseline x86-64 / other targets, from the same source.
 
+// Lane and coordinate loops index several arrays at once, on purpose: they are what vectorises.
+#![allow(clippy::needless_range_loop)]
+
+use super::bonded_lanes::BondedLanes;
 use super::lanes::{Lane, Real};
+use super::Energies;
 use super::{gbsa, EnergyModel};
 use crate::units::COULOMB;
 
@@ -24,9 +29,12 @@ pub fn avx2_fma() -> bool {
 
 /// Per-atom parameters and scratch memory of one conformation's pair terms, padded to `S::LANES`.
 #[derive(Clone, Debug)]
-pub struct Lanes<S: Lane> {
+pub struct Lanes<S: Lane, B: Lane<T = f64>> {
+    /// The O(N) terms, in f64 lanes.
+    bonded: BondedLanes<B>,
     n: usize,
-    /// Atoms padded to a multiple of S::LANES; the padding atoms sit far apart and are masked out.
+    /// Atoms plus L padding atoms (the last block of a row reaches past n); the padding atoms sit
+    /// far apart and are masked out.
     np: usize,
     q: Vec<S::T>,
     sigma_half: Vec<S::T>,
@@ -35,7 +43,8 @@ pub struct Lanes<S: Lane> {
     gb_sr: Vec<S::T>,
     gb_q: Vec<S::T>,
     /// Row i's exceptions (pairs without plain Coulomb + LJ) are `excl[excl_row[i]..excl_row[i +
-    /// 1]]`: (first atom of a lane block, a bit per excepted lane), blocks in increasing order.
+    /// 1]]`: (first atom j0 of a lane block, a bit per excepted lane), blocks in increasing order;
+    /// row i's blocks start at j0 = i + 1, i + 1 + L, ...
     excl_row: Vec<usize>,
     excl: Vec<(usize, u16)>,
     /// Lane offsets 0, 1, ..., S::LANES - 1.
@@ -61,11 +70,12 @@ pub struct PairEnergies {
     pub gb_sa: f64,
 }
 
-impl<S: Lane> Lanes<S> {
+impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
     /// The parameters of `m` padded to lanes, and scratch memory.
-    pub fn new(m: &EnergyModel) -> Lanes<S> {
+    pub fn new(m: &EnergyModel) -> Lanes<S, B> {
         let n = m.n;
-        let np = n.div_ceil(S::LANES) * S::LANES;
+        // every row's blocks start at j = i + 1; the last one may reach L - 1 atoms past n
+        let np = n + S::LANES;
         let pad = |v: &[f64]| -> Vec<S::T> {
             let mut out: Vec<S::T> = v.iter().map(|&a| S::T::of(a)).collect();
             out.resize(np, S::T::default());
@@ -77,7 +87,7 @@ impl<S: Lane> Lanes<S> {
         for i in 0..n {
             for j in i + 1..n {
                 if !m.pair_nb[p] {
-                    let j0 = j / S::LANES * S::LANES;
+                    let j0 = i + 1 + (j - i - 1) / S::LANES * S::LANES;
                     let in_row = excl.len() > excl_row[i];
                     match excl.last_mut() {
                         Some((b, bits)) if in_row && *b == j0 => *bits |= 1 << (j - j0),
@@ -88,10 +98,9 @@ impl<S: Lane> Lanes<S> {
             }
             excl_row.push(excl.len());
         }
-        let blocks: usize = (0..n)
-            .map(|i| (n - (i + 1) / S::LANES * S::LANES).div_ceil(S::LANES))
-            .sum();
+        let blocks: usize = (0..n).map(|i| (n - i - 1).div_ceil(S::LANES)).sum();
         Lanes {
+            bonded: BondedLanes::new(m),
             n,
             np,
             q: pad(&m.q.iter().map(|q| q * COULOMB.sqrt()).collect::<Vec<_>>()),
@@ -138,7 +147,8 @@ impl<S: Lane> Lanes<S> {
 
     /// Bytes of memory held.
     pub fn bytes(&self) -> usize {
-        std::mem::size_of::<S::T>() * self.np * 16
+        self.bonded.bytes()
+            + std::mem::size_of::<S::T>() * self.np * 16
             + 8 * (self.dbdi.len() + self.excl_row.len())
             + std::mem::size_of::<(usize, u16)>() * self.excl.len()
             + std::mem::size_of::<[S; 2]>() * self.cache.len()
@@ -151,9 +161,9 @@ impl<S: Lane> Lanes<S> {
         m: &EnergyModel,
         x: &[f64],
         grad: &mut [f64],
-    ) -> PairEnergies {
+    ) -> Energies {
         #[cfg(target_arch = "x86_64")]
-        if S::AVX2 {
+        if S::AVX2 || B::AVX2 {
             assert!(avx2_fma(), "AVX2 lanes on a CPU without AVX2 and FMA");
             // SAFETY: the CPU has AVX2 and FMA, checked just above.
             return unsafe { self.eval_avx2::<GRAD>(m, x, grad) };
@@ -168,7 +178,7 @@ impl<S: Lane> Lanes<S> {
         m: &EnergyModel,
         x: &[f64],
         grad: &mut [f64],
-    ) -> PairEnergies {
+    ) -> Energies {
         self.eval_any::<GRAD>(m, x, grad)
     }
 
@@ -178,7 +188,7 @@ impl<S: Lane> Lanes<S> {
         m: &EnergyModel,
         x: &[f64],
         grad: &mut [f64],
-    ) -> PairEnergies {
+    ) -> Energies {
         let (n, np) = (self.n, self.np);
         for a in 0..np {
             for k in 0..3 {
@@ -206,14 +216,29 @@ impl<S: Lane> Lanes<S> {
                 }
             }
         }
-        e
+        let b = self.bonded.eval::<GRAD>(x, grad);
+        Energies {
+            bond: b.bond,
+            angle: b.angle,
+            torsion: b.torsion,
+            coulomb_pair: e.coulomb,
+            lj_pair: e.lj,
+            coulomb_14: b.coulomb_14,
+            lj_14: b.lj_14,
+            gb_polar: e.gb_polar,
+            gb_sa: e.gb_sa,
+        }
     }
 
-    /// Lane mask of the real partners j > i of the block starting at `j0`.
+    /// Lane mask of the real atoms (j < n) of the block starting at `j0` (every lane but in a
+    /// row's last block).
     #[inline(always)]
-    fn partners(&self, i: usize, j0: usize) -> S::Mask {
+    fn partners(&self, j0: usize) -> S::Mask {
+        if j0 + S::LANES <= self.n {
+            return S::clear_bits(0);
+        }
         let j = S::splat(S::T::of(j0 as f64)) + self.iota;
-        S::splat(S::T::of(i as f64)).lt(j) & j.lt(S::splat(S::T::of(self.n as f64)))
+        j.lt(S::splat(S::T::of(self.n as f64)))
     }
 
     /// Displacement i -> j of the block at `j0` and its squared length.
@@ -267,11 +292,11 @@ impl<S: Lane> Lanes<S> {
             let (mut ec, mut elj, mut isum_i) = (zero, zero, zero);
             let mut gi = [zero; 3];
             let mut ex = self.excl_row[i];
-            for j0 in (((i + 1) / S::LANES) * S::LANES..n).step_by(S::LANES) {
+            for j0 in (i + 1..n).step_by(S::LANES) {
                 let (d, r2) = self.delta(xi, j0);
                 let inv_r = S::c(1.0) / r2.sqrt();
                 let r = r2 * inv_r;
-                let partners = self.partners(i, j0);
+                let partners = self.partners(j0);
                 let mut excepted = 0u16;
                 if ex < self.excl_row[i + 1] && self.excl[ex].0 == j0 {
                     excepted = self.excl[ex].1;
@@ -349,9 +374,9 @@ impl<S: Lane> Lanes<S> {
             let qi = S::splat(S::T::of(m.gb_pref)) * S::splat(self.gb_q[i]);
             let (mut polar, mut dedb_i) = (zero, zero);
             let mut gi = [zero; 3];
-            for j0 in (((i + 1) / S::LANES) * S::LANES..self.n).step_by(S::LANES) {
+            for j0 in (i + 1..self.n).step_by(S::LANES) {
                 let (d, r2) = self.delta(xi, j0);
-                let gbm = self.partners(i, j0) & r2.lt(gb_cut2);
+                let gbm = self.partners(j0) & r2.lt(gb_cut2);
                 let bj = S::load(&self.born, j0);
                 let dd = quarter * r2 * inv_bi * S::load(&self.inv_born, j0);
                 let ex = S::select(dd.lt(-exp_min), -dd, exp_min).exp();
@@ -390,9 +415,9 @@ impl<S: Lane> Lanes<S> {
             let dei = S::splat(self.dedb[i]);
             let (ori, sri) = (S::splat(self.gb_or[i]), S::splat(self.gb_sr[i]));
             let mut gi = [zero; 3];
-            for j0 in (((i + 1) / S::LANES) * S::LANES..self.n).step_by(S::LANES) {
+            for j0 in (i + 1..self.n).step_by(S::LANES) {
                 let (d, r2) = self.delta(xi, j0);
-                let gbm = self.partners(i, j0) & r2.lt(gb_cut2);
+                let gbm = self.partners(j0) & r2.lt(gb_cut2);
                 let inv_r = S::c(1.0) / r2.sqrt();
                 let [dti, dtj] = match self.cache.is_empty() {
                     false => self.cache[block],

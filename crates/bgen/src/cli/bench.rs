@@ -426,6 +426,19 @@ fn has_openmm(python: &str) -> bool {
 }
 
 /// Writes the embedded PDB of `name` and `script` into a fresh temporary directory.
+/// The CPU clock in GHz as /proc/cpuinfo reports it (2.5 where it cannot be read).
+fn cpu_ghz() -> f64 {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("cpu MHz"))
+                .and_then(|l| l.split(':').nth(1))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .map_or(2.5, |mhz| mhz / 1000.0)
+}
+
 /// A system to time: an embedded one by name, or a zwitterionic peptide by its one-letter
 /// sequence in capitals (e.g. KW), built as `bgen build` builds it.
 fn bench_system(name: &str) -> Result<System> {
@@ -658,10 +671,28 @@ fn bench_energy(a: EnergyBench) -> Result<()> {
             ratio(one, best),
             ratio(all, best)
         );
+        let (flops, pairs) = sys.model().pair_flops(&sys.positions);
+        let ghz = cpu_ghz();
+        let gflops = |rate: f64| rate * flops * pairs as f64 * 1e-9;
+        let peak = |lanes: f64| 2.0 * 2.0 * lanes * ghz; // 2 FMA pipes x lanes x 2 flops
+        println!(
+            "{:<10} pair terms: {flops:.0} flops/pair x {pairs} pairs; 1 thread: double {:.1} GFLOP/s ({:.0}% of {:.0}), mixed {:.1} GFLOP/s ({:.0}% of {:.0})",
+            "",
+            gflops(double),
+            100.0 * gflops(double) / peak(4.0),
+            peak(4.0),
+            gflops(one),
+            100.0 * gflops(one) / peak(8.0),
+            peak(8.0)
+        );
         if let Some(w) = peer.iter().map(|r| r.2).reduce(f64::max) {
             println!("{:<10} OpenMM and bgen energies agree to {w:.1e} kJ/mol on the first 20 conformations", "");
         }
     }
+    println!(
+        "flops: the pair kernels' operations counted by running them on a counting number type (an FMA is 2, a division or square root 1, exp and ln their polynomials); GFLOP/s over the whole evaluation (bonded terms included); peak: 2 FMA pipes x 4 (f64) or 8 (f32) lanes x 2 at {:.2} GHz (/proc/cpuinfo)",
+        cpu_ghz()
+    );
     if a.openmm_n > 0 {
         println!("OpenMM: Python loop of setPositions + getState(energy, forces), as Boltzmann-generator codes evaluate samples; ratios against the faster platform");
     }
