@@ -1,12 +1,12 @@
-//! The pair terms (Coulomb, Lennard-Jones, GBSA-OBC) of one conformation with `S::LANES` partner atoms j
-//! of an atom i side by side in SIMD lanes: the same formulas and passes as the scalar reference
-//! ([`super::EnergyModel`]'s `pairs`), laid out structure-of-arrays and padded to whole lanes.
-//! F64x4 lanes are the double path, F32x8 the mixed one (f32 pair math; energies
-//! summed per row of pairs, then in f64; Born radii, self and surface terms in f64).
-//! Positions nm, energies kJ/mol, gradients kJ/mol/nm.
+//! One conformation's energy in SIMD lanes: the pair terms (Coulomb, Lennard-Jones, GBSA-OBC)
+//! with `S::LANES` partner atoms j of an atom i side by side, the same formulas and passes as the
+//! scalar reference ([`super::EnergyModel`]'s `pairs`), laid out structure-of-arrays; the O(N)
+//! terms in f64 lanes `B` ([`BondedLanes`]). f64 x 4 lanes are the double path, f32 x 8 the mixed
+//! one (f32 pair math; energies summed per row of pairs, then in f64; Born radii, self and
+//! surface terms in f64). Positions nm, energies kJ/mol, gradients kJ/mol/nm.
 //!
-//! The kernel is compiled twice: for AVX2 (chosen at run time where the CPU has it) and for the
-//! baseline x86-64 / other targets, from the same source.
+//! The kernel is compiled for AVX2 + FMA (entered through a `#[target_feature]` function where
+//! the CPU has them) and for any CPU (plain-array lanes), from the same source.
 
 // Lane and coordinate loops index several arrays at once, on purpose: they are what vectorises.
 #![allow(clippy::needless_range_loop)]
@@ -27,7 +27,7 @@ pub fn avx2_fma() -> bool {
     false
 }
 
-/// Per-atom parameters and scratch memory of one conformation's pair terms, padded to `S::LANES`.
+/// Per-atom parameters and scratch memory of one conformation's evaluation in lanes.
 #[derive(Clone, Debug)]
 pub struct Lanes<S: Lane, B: Lane<T = f64>> {
     /// The O(N) terms, in f64 lanes.
