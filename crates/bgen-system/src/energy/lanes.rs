@@ -125,6 +125,11 @@ pub trait Lane:
     fn c(v: f64) -> Self {
         Self::splat(Self::T::of(v))
     }
+    /// 1 / sqrt(self), to about an ulp.
+    #[inline(always)]
+    fn rsqrt(self) -> Self {
+        Self::c(1.0) / self.sqrt()
+    }
     /// `s[at..at + LANES] += self`.
     #[inline(always)]
     fn add_to(self, s: &mut [Self::T], at: usize) {
@@ -763,6 +768,17 @@ pub(crate) mod avx {
         #[inline(always)]
         fn sqrt(self) -> Self {
             unsafe { F32x8(_mm256_sqrt_ps(self.0)) }
+        }
+        /// The 12-bit hardware estimate and one Newton step y (3 - x y^2) / 2: about 2e-7
+        /// relative, in four instructions instead of a square root and a division.
+        #[inline(always)]
+        fn rsqrt(self) -> Self {
+            unsafe {
+                let y = _mm256_rsqrt_ps(self.0);
+                let xy2 = _mm256_mul_ps(_mm256_mul_ps(self.0, y), y);
+                let h = _mm256_mul_ps(y, _mm256_set1_ps(0.5));
+                F32x8(_mm256_mul_ps(h, _mm256_sub_ps(_mm256_set1_ps(3.0), xy2)))
+            }
         }
         #[inline(always)]
         fn abs(self) -> Self {

@@ -205,11 +205,21 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
             }
         }
         let mut e = PairEnergies::default();
-        self.coulomb_lj_born::<GRAD>(m, &mut e);
+        // Without cutoffs (most setups) the passes skip the distance tests and reaction field.
+        match m.nb_cut2.is_finite() || m.gb_cut2.is_finite() {
+            true => self.coulomb_lj_born::<GRAD, true>(m, &mut e),
+            false => self.coulomb_lj_born::<GRAD, false>(m, &mut e),
+        }
         self.born_radii(m, &mut e);
-        self.gb_pairs::<GRAD>(m, &mut e);
+        match m.gb_cut2.is_finite() {
+            true => self.gb_pairs::<GRAD, true>(m, &mut e),
+            false => self.gb_pairs::<GRAD, false>(m, &mut e),
+        }
         if GRAD {
-            self.born_chain(m);
+            match m.gb_cut2.is_finite() {
+                true => self.born_chain::<true>(m),
+                false => self.born_chain::<false>(m),
+            }
             for a in 0..n {
                 for k in 0..3 {
                     grad[3 * a + k] += self.g[k][a].f64();
@@ -274,7 +284,11 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
 
     /// Pass 1: Coulomb + LJ and the Born integrals I_i.
     #[inline(always)]
-    fn coulomb_lj_born<const GRAD: bool>(&mut self, m: &EnergyModel, e: &mut PairEnergies) {
+    fn coulomb_lj_born<const GRAD: bool, const CUT: bool>(
+        &mut self,
+        m: &EnergyModel,
+        e: &mut PairEnergies,
+    ) {
         let n = self.n;
         let (nb_cut2, krf, crf, gb_cut2) =
             (S::c(m.nb_cut2), S::c(m.krf), S::c(m.crf), S::c(m.gb_cut2));
@@ -294,7 +308,7 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
             let mut ex = self.excl_row[i];
             for j0 in (i + 1..n).step_by(S::LANES) {
                 let (d, r2) = self.delta(xi, j0);
-                let inv_r = S::c(1.0) / r2.sqrt();
+                let inv_r = r2.rsqrt();
                 let r = r2 * inv_r;
                 let partners = self.partners(j0);
                 let mut excepted = 0u16;
@@ -303,22 +317,34 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
                     ex += 1;
                 }
                 let plain = S::clear_bits(excepted);
-                let nbm = partners & plain & r2.lt(nb_cut2);
+                let nbm = match CUT {
+                    true => partners & plain & r2.lt(nb_cut2),
+                    false => partners & plain,
+                };
                 let inv_r2 = inv_r * inv_r;
                 let sig = shi + S::load(&self.sigma_half, j0);
                 let s2 = sig * sig * inv_r2;
                 let s6 = s2 * s2 * s2;
                 let eps4 = sei * S::load(&self.sqrt_eps4, j0);
                 let qq = qi * S::load(&self.q, j0);
-                ec += (qq * (inv_r + krf * r2 - crf)).or_zero(nbm);
+                let coulomb = match CUT {
+                    true => qq * (inv_r + krf * r2 - crf),
+                    false => qq * inv_r,
+                };
+                ec += coulomb.or_zero(nbm);
                 elj += (eps4 * (s6 * s6 - s6)).or_zero(nbm);
                 if GRAD {
-                    let f = (qq * (S::c(2.0) * krf * r2 - inv_r)
-                        - eps4 * (S::c(12.0) * s6 * s6 - S::c(6.0) * s6))
-                        * inv_r2;
+                    let dc = match CUT {
+                        true => qq * (S::c(2.0) * krf * r2 - inv_r),
+                        false => -qq * inv_r,
+                    };
+                    let f = (dc - eps4 * (S::c(12.0) * s6 * s6 - S::c(6.0) * s6)) * inv_r2;
                     self.push_grad(&mut gi, f.or_zero(nbm), &d, j0);
                 }
-                let gbm = partners & r2.lt(gb_cut2);
+                let gbm = match CUT {
+                    true => partners & r2.lt(gb_cut2),
+                    false => partners,
+                };
                 let (ti, dti) = born_pair(r, inv_r, ori, S::load(&self.gb_sr, j0), m.gb_engulf);
                 let (tj, dtj) = born_pair(r, inv_r, S::load(&self.gb_or, j0), sri, m.gb_engulf);
                 isum_i += ti.or_zero(gbm);
@@ -364,7 +390,11 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
 
     /// Pass 3: the pair GB terms, and dE/dB.
     #[inline(always)]
-    fn gb_pairs<const GRAD: bool>(&mut self, m: &EnergyModel, e: &mut PairEnergies) {
+    fn gb_pairs<const GRAD: bool, const CUT: bool>(
+        &mut self,
+        m: &EnergyModel,
+        e: &mut PairEnergies,
+    ) {
         let (gb_cut2, shift, zero, quarter) =
             (S::c(m.gb_cut2), S::c(m.gb_shift), S::c(0.0), S::c(0.25));
         let exp_min = S::c(S::T::EXP_MIN);
@@ -376,11 +406,14 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
             let mut gi = [zero; 3];
             for j0 in (i + 1..self.n).step_by(S::LANES) {
                 let (d, r2) = self.delta(xi, j0);
-                let gbm = self.partners(j0) & r2.lt(gb_cut2);
+                let gbm = match CUT {
+                    true => self.partners(j0) & r2.lt(gb_cut2),
+                    false => self.partners(j0),
+                };
                 let bj = S::load(&self.born, j0);
                 let dd = quarter * r2 * inv_bi * S::load(&self.inv_born, j0);
                 let ex = S::select(dd.lt(-exp_min), -dd, exp_min).exp();
-                let inv_f = S::c(1.0) / (r2 + bi * bj * ex).sqrt();
+                let inv_f = (r2 + bi * bj * ex).rsqrt();
                 let qq = qi * S::load(&self.gb_q, j0);
                 polar += (qq * (inv_f - shift)).or_zero(gbm);
                 if GRAD {
@@ -404,7 +437,7 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
 
     /// Pass 4: the chain rule through the Born radii, dE/dI_i = dE/dB_i dB_i/dI_i.
     #[inline(always)]
-    fn born_chain(&mut self, m: &EnergyModel) {
+    fn born_chain<const CUT: bool>(&mut self, m: &EnergyModel) {
         for i in 0..self.n {
             self.dedb[i] = S::T::of(self.dedb[i].f64() * self.dbdi[i]);
         }
@@ -417,8 +450,11 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
             let mut gi = [zero; 3];
             for j0 in (i + 1..self.n).step_by(S::LANES) {
                 let (d, r2) = self.delta(xi, j0);
-                let gbm = self.partners(j0) & r2.lt(gb_cut2);
-                let inv_r = S::c(1.0) / r2.sqrt();
+                let gbm = match CUT {
+                    true => self.partners(j0) & r2.lt(gb_cut2),
+                    false => self.partners(j0),
+                };
+                let inv_r = r2.rsqrt();
                 let [dti, dtj] = match self.cache.is_empty() {
                     false => self.cache[block],
                     true => {
