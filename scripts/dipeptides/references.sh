@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Issue 25's long references for the held-out dipeptides (held_out_25.txt): replica exchange,
+# 4 rungs 310-450 K, 10 ns per rung, from two seeds (seed 1 and seed 2 in ref25-seed1/2), a frame
+# per ps after 100 ps; the default (mixed) precision. About 55 core-minutes per dipeptide and
+# seed on the 2-core VM (89 ns of replica-exchange data per core-hour): 12 x 2 x 40 ns, about
+# 11 core-hours. Rerun the same command to resume after a stop: finished shards are skipped,
+# interrupted ones continue from their checkpoint. NS=... shortens it for a trial.
+# Then `references.sh floor` scores each dipeptide's seed-1 310 K rung against seed 2's (its floor).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+B=${BGEN:-bgen}
+NS=${NS:-10}
+if [ "${1:-run}" = run ]; then
+  for seed in 1 2; do
+    $B md --sequences-file "$here/held_out_25.txt" --out ref25-seed$seed --ns "$NS" \
+      --temperatures 310:450:4 --save-every-ps 1 --equilibrate-ps 100 --seed $seed \
+      --jobs 2 --threads 2
+  done
+  exit 0
+fi
+PY=${PYTHON:-python3}
+mkdir -p ref25-floor
+for s in $(grep -v "^#" "$here/held_out_25.txt"); do
+  for seed in 1 2; do
+    $PY -c "
+import numpy as np; d='ref25-seed$seed/shards/$s'
+x=np.load(d+'/frames.npy'); r=np.load(d+'/replica.npy'); np.save('ref25-floor/$s-$seed.npy', x[r==0])"
+  done
+  $B eval --pdb ref25-seed1/shards/$s/topology.pdb --samples ref25-floor/$s-1.npy \
+    --reference ref25-floor/$s-2.npy --out ref25-floor/$s > ref25-floor/$s.log 2>&1
+done
