@@ -430,3 +430,66 @@ fn concurrent_first_use_of_the_shipped_weights() {
     }
     std::fs::remove_dir_all(fresh).unwrap();
 }
+
+/// Quality regression: the shipped aldp model's seeded SNIS (5,000 samples, seconds) puts every
+/// Ramachandran basin within 0.03 of the shipped replica-exchange reference
+/// (`models/reference/aldp-300K-remd.npy`; measured 2026-12-03: beta 0.582 / 0.578, alphaR
+/// 0.403 / 0.399, alphaL 0.014 / 0.024) and keeps an ESS near its 0.10. A change to the energy,
+/// the flow or the weights that moves a basin or halves the ESS fails here.
+#[test]
+fn shipped_aldp_snis_recovers_the_reference_basins() {
+    use bgen_system::energy::bonded::dihedral;
+    let out = tmp("quality");
+    let s: serde_json::Value = serde_json::from_str(&ok(bgen()
+        .args([
+            "sample", "--system", "aldp", "--method", "snis", "--n", "5000", "--seed", "0",
+        ])
+        .args(["--threads", "2", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap()))
+    .unwrap();
+    let ess = s["ess"].as_f64().unwrap();
+    assert!(ess > 0.07, "ESS {ess}");
+    let sys = bgen_system::System::named("aldp", None, None).unwrap();
+    let bb = sys.topology.backbone_dihedrals();
+    let (phi, psi) = (bb[0].atoms, bb[1].atoms);
+    let d = 3 * sys.n_atoms();
+    // beta, alphaR, alphaL populations of conformations `x` with weights `w`
+    let basins = |x: &[f64], w: &[f64]| {
+        let mut p = [0.0; 3];
+        for (c, wc) in x.chunks(d).zip(w) {
+            let (f, y) = (dihedral(c, phi).to_degrees(), dihedral(c, psi).to_degrees());
+            let k = if f >= 0.0 {
+                2
+            } else if !(-150.0..50.0).contains(&y) {
+                0
+            } else {
+                1
+            };
+            p[k] += wc;
+        }
+        let total: f64 = p.iter().sum();
+        p.map(|v| v / total)
+    };
+    let x = read_npy(&out.join("samples.npy")).unwrap().data;
+    let lw = read_npy(&out.join("log_weights.npy")).unwrap().data;
+    let top = lw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = lw.iter().map(|v| (v - top).exp()).collect();
+    let got = basins(&x, &w);
+    let reference = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/reference/aldp-300K-remd.npy"
+    );
+    let r = read_npy(std::path::Path::new(reference)).unwrap().data;
+    let want = basins(&r, &vec![1.0; r.len() / d]);
+    for (k, name) in ["beta", "alphaR", "alphaL"].iter().enumerate() {
+        assert!(
+            (got[k] - want[k]).abs() < 0.03,
+            "{name}: SNIS {:.3}, reference {:.3}",
+            got[k],
+            want[k]
+        );
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
