@@ -49,12 +49,15 @@ fn rel_norm(g: &[f64], want: &[f64]) -> f64 {
     (d / w).sqrt()
 }
 
-fn compare(precision: Precision, energy_tol: f64, force_tol: f64) {
+fn compare(precision: Precision, portable: bool, energy_tol: f64, force_tol: f64) {
     for (name, s) in systems() {
         let m = EnergyModel::new(&s.params);
         let (mut reference, mut ws) = (
             m.workspace_in(Precision::Reference),
-            m.workspace_in(precision),
+            match portable {
+                true => m.portable_workspace(precision),
+                false => m.workspace_in(precision),
+            },
         );
         assert_eq!(ws.precision(), precision);
         for x in conformations(&s) {
@@ -93,12 +96,19 @@ fn compare(precision: Precision, energy_tol: f64, force_tol: f64) {
 
 #[test]
 fn double_path_equals_the_reference_to_round_off() {
-    compare(Precision::Double, 1e-12, 1e-12);
+    compare(Precision::Double, false, 1e-12, 1e-12);
 }
 
 #[test]
 fn mixed_path_is_within_its_tolerances() {
-    compare(Precision::Mixed, 1e-6, 1e-4);
+    compare(Precision::Mixed, false, 1e-6, 1e-4);
+}
+
+/// The plain-array lanes of CPUs without AVX2 + FMA, in both precisions.
+#[test]
+fn portable_lanes_agree_too() {
+    compare(Precision::Double, true, 1e-12, 1e-12);
+    compare(Precision::Mixed, true, 1e-6, 1e-4);
 }
 
 /// Far beyond every cutoff and inside one another: the masked lanes never leak a NaN, and

@@ -341,6 +341,16 @@ impl EnergyModel {
 
     /// Scratch memory for evaluations in `precision`.
     pub fn workspace_in(&self, precision: Precision) -> Workspace {
+        self.workspace_with(precision, simd::avx2_fma())
+    }
+
+    /// [`EnergyModel::workspace_in`] with the plain-array lanes that CPUs without AVX2 + FMA
+    /// run (for testing them on CPUs that have both).
+    pub fn portable_workspace(&self, precision: Precision) -> Workspace {
+        self.workspace_with(precision, false)
+    }
+
+    fn workspace_with(&self, precision: Precision, avx2: bool) -> Workspace {
         let n = self.n;
         Workspace(match precision {
             Precision::Reference => Kernel::Reference(Scalar {
@@ -354,13 +364,9 @@ impl EnergyModel {
                 },
             }),
             #[cfg(target_arch = "x86_64")]
-            Precision::Double if simd::avx2_fma() => {
-                Kernel::DoubleAvx2(Box::new(simd::Lanes::new(self)))
-            }
+            Precision::Double if avx2 => Kernel::DoubleAvx2(Box::new(simd::Lanes::new(self))),
             #[cfg(target_arch = "x86_64")]
-            Precision::Mixed if simd::avx2_fma() => {
-                Kernel::MixedAvx2(Box::new(simd::Lanes::new(self)))
-            }
+            Precision::Mixed if avx2 => Kernel::MixedAvx2(Box::new(simd::Lanes::new(self))),
             Precision::Double => Kernel::Double(Box::new(simd::Lanes::new(self))),
             Precision::Mixed => Kernel::Mixed(Box::new(simd::Lanes::new(self))),
         })
