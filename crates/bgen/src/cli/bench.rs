@@ -440,14 +440,15 @@ fn cpu_ghz() -> f64 {
 }
 
 /// A system to time: an embedded one by name, or a zwitterionic peptide by its one-letter
-/// sequence in capitals (e.g. KW), built as `bgen build` builds it.
+/// sequence in capitals (e.g. KW), built as `bgen build` builds it (amber14-obc1, the
+/// many-peptide data sets' force field).
 fn bench_system(name: &str) -> Result<System> {
     if bgen_system::systems::NAMED.iter().any(|s| s.0 == name) {
         return Ok(System::named(name, None, None)?);
     }
     let mut sys = System::from_pdb(
         &bgen_system::pdb::PdbFile::parse(&bench_pdb(name)?, name)?,
-        bgen_system::Setup::Amber99sbildnObc2,
+        bgen_system::Setup::Amber14Obc1,
         None,
     )?;
     sys.name = name.to_string();
@@ -462,7 +463,7 @@ fn bench_pdb(name: &str) -> Result<String> {
     Ok(bgen_system::peptide::build_pdb(
         name,
         bgen_system::peptide::Caps::None,
-        bgen_system::Setup::Amber99sbildnObc2,
+        bgen_system::Setup::Amber14Obc1,
     )?)
 }
 
