@@ -31,6 +31,12 @@ impl<const A: usize, const P: usize> Blocks<A, P> {
             params: std::array::from_fn(|k| terms.iter().map(|t| t.1[k]).collect()),
         }
     }
+
+    /// Parameter `k` of the terms of lane block `block`.
+    #[inline(always)]
+    fn param<S: Lane<T = f64>>(&self, k: usize, block: usize) -> S {
+        S::load(&self.params[k], block * S::LANES)
+    }
 }
 
 /// The O(N) terms of a model in lanes of `S`.
@@ -112,10 +118,7 @@ impl<S: Lane<T = f64>> BondedLanes<S> {
             let [pi, pj] = gather::<S, _>(x, atoms);
             let d = sub(pi, pj);
             let r = dot(d, d).sqrt();
-            let (length, k) = (
-                self.param(&self.bonds.params[0], b),
-                self.param(&self.bonds.params[1], b),
-            );
+            let (length, k) = (self.bonds.param(0, b), self.bonds.param(1, b));
             let dr = r - length;
             e += S::c(0.5) * k * dr * dr;
             if GRAD {
@@ -136,10 +139,7 @@ impl<S: Lane<T = f64>> BondedLanes<S> {
             let p = cross(u, v);
             let pn = dot(p, p).sqrt();
             let theta = atan2(pn, dot(u, v));
-            let (angle, k) = (
-                self.param(&self.angles.params[0], b),
-                self.param(&self.angles.params[1], b),
-            );
+            let (angle, k) = (self.angles.param(0, b), self.angles.param(1, b));
             let d = theta - angle;
             e += S::c(0.5) * k * d * d;
             if GRAD {
@@ -165,7 +165,6 @@ impl<S: Lane<T = f64>> BondedLanes<S> {
     #[inline(always)]
     fn torsions<const GRAD: bool>(&self, x: &[f64], grad: &mut [f64]) -> f64 {
         let mut e = S::c(0.0);
-        let tp = &self.torsions.params;
         for (b, atoms) in self.torsions.atoms.chunks_exact(S::LANES).enumerate() {
             let [p0, p1, p2, p3] = gather::<S, _>(x, atoms);
             let (f, g, h) = (sub(p0, p1), sub(p1, p2), sub(p3, p2));
@@ -180,12 +179,15 @@ impl<S: Lane<T = f64>> BondedLanes<S> {
             let c1 = dot(a, bv) * inv_ab;
             let s1 = dot(cross(bv, a), g) * inv_gn * inv_ab;
             // E = c0 + sum_m a_m cos(m phi) + b_m sin(m phi); de = -dE/dphi
-            let mut en = self.param(&tp[0], b);
+            let mut en = self.torsions.param(0, b);
             let mut de = S::c(0.0);
             let (mut cn, mut sn) = (S::c(1.0), S::c(0.0));
             for m in 1..=self.max_n {
                 (cn, sn) = (cn * c1 - sn * s1, sn * c1 + cn * s1);
-                let (am, bm) = (self.param(&tp[2 * m - 1], b), self.param(&tp[2 * m], b));
+                let (am, bm) = (
+                    self.torsions.param::<S>(2 * m - 1, b),
+                    self.torsions.param(2 * m, b),
+                );
                 en += am * cn + bm * sn;
                 de += S::c(m as f64) * (am * sn - bm * cn);
             }
@@ -219,16 +221,15 @@ impl<S: Lane<T = f64>> BondedLanes<S> {
     #[inline(always)]
     fn pairs14<const GRAD: bool>(&self, x: &[f64], grad: &mut [f64]) -> BondedEnergies {
         let (mut ec, mut elj) = (S::c(0.0), S::c(0.0));
-        let pp = &self.pairs14.params;
         for (b, atoms) in self.pairs14.atoms.chunks_exact(S::LANES).enumerate() {
             let [pi, pj] = gather::<S, _>(x, atoms);
             let d = sub(pj, pi);
             let inv_r2 = S::c(1.0) / dot(d, d);
             let inv_r = inv_r2.sqrt();
             let (qq, sigma, eps4) = (
-                self.param(&pp[0], b),
-                self.param(&pp[1], b),
-                self.param(&pp[2], b),
+                self.pairs14.param::<S>(0, b),
+                self.pairs14.param(1, b),
+                self.pairs14.param(2, b),
             );
             let s2 = sigma * sigma * inv_r2;
             let s6 = s2 * s2 * s2;
@@ -246,11 +247,6 @@ impl<S: Lane<T = f64>> BondedLanes<S> {
             lj_14: elj.sum(),
             ..Default::default()
         }
-    }
-
-    #[inline(always)]
-    fn param(&self, p: &[f64], block: usize) -> S {
-        S::load(p, block * S::LANES)
     }
 }
 

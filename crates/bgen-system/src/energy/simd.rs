@@ -76,11 +76,13 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
         let n = m.n;
         // every row's blocks start at j = i + 1; the last one may reach L - 1 atoms past n
         let np = n + S::LANES;
-        let pad = |v: &[f64]| -> Vec<S::T> {
+        // padding atoms: no charge, no LJ, and radii that keep their (masked) Born terms finite
+        let pad_with = |v: &[f64], fill: f64| -> Vec<S::T> {
             let mut out: Vec<S::T> = v.iter().map(|&a| S::T::of(a)).collect();
-            out.resize(np, S::T::default());
+            out.resize(np, S::T::of(fill));
             out
         };
+        let pad = |v: &[f64]| pad_with(v, 0.0);
         assert!(S::LANES <= 16, "exception masks hold 16 lanes");
         let (mut excl_row, mut excl) = (vec![0], Vec::new());
         let mut p = 0;
@@ -106,27 +108,8 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
             q: pad(&m.q.iter().map(|q| q * COULOMB.sqrt()).collect::<Vec<_>>()),
             sigma_half: pad(&m.sigma_half),
             sqrt_eps4: pad(&m.sqrt_eps4),
-            // padding atoms get radii that keep their (masked) Born terms finite
-            gb_or: pad(&m.gb_or)
-                .into_iter()
-                .map(|r| {
-                    if r > S::T::default() {
-                        r
-                    } else {
-                        S::T::of(0.1)
-                    }
-                })
-                .collect(),
-            gb_sr: pad(&m.gb_sr)
-                .into_iter()
-                .map(|r| {
-                    if r > S::T::default() {
-                        r
-                    } else {
-                        S::T::of(0.1)
-                    }
-                })
-                .collect(),
+            gb_or: pad_with(&m.gb_or, 0.1),
+            gb_sr: pad_with(&m.gb_sr, 0.1),
             gb_q: pad(&m.gb_q),
             excl_row,
             excl,
