@@ -118,7 +118,7 @@ impl<S: Lane<T = f64>> BondedLanes<S> {
             let [pi, pj] = gather::<S, _>(x, atoms);
             let d = sub(pi, pj);
             let r = dot(d, d).sqrt();
-            let (length, k) = (self.bonds.param(0, b), self.bonds.param(1, b));
+            let (length, k) = (self.bonds.param::<S>(0, b), self.bonds.param::<S>(1, b));
             let dr = r - length;
             e += S::c(0.5) * k * dr * dr;
             if GRAD {
@@ -139,7 +139,7 @@ impl<S: Lane<T = f64>> BondedLanes<S> {
             let p = cross(u, v);
             let pn = dot(p, p).sqrt();
             let theta = atan2(pn, dot(u, v));
-            let (angle, k) = (self.angles.param(0, b), self.angles.param(1, b));
+            let (angle, k) = (self.angles.param::<S>(0, b), self.angles.param::<S>(1, b));
             let d = theta - angle;
             e += S::c(0.5) * k * d * d;
             if GRAD {
@@ -179,14 +179,14 @@ impl<S: Lane<T = f64>> BondedLanes<S> {
             let c1 = dot(a, bv) * inv_ab;
             let s1 = dot(cross(bv, a), g) * inv_gn * inv_ab;
             // E = c0 + sum_m a_m cos(m phi) + b_m sin(m phi); de = -dE/dphi
-            let mut en = self.torsions.param(0, b);
+            let mut en = self.torsions.param::<S>(0, b);
             let mut de = S::c(0.0);
             let (mut cn, mut sn) = (S::c(1.0), S::c(0.0));
             for m in 1..=self.max_n {
                 (cn, sn) = (cn * c1 - sn * s1, sn * c1 + cn * s1);
                 let (am, bm) = (
                     self.torsions.param::<S>(2 * m - 1, b),
-                    self.torsions.param(2 * m, b),
+                    self.torsions.param::<S>(2 * m, b),
                 );
                 en += am * cn + bm * sn;
                 de += S::c(m as f64) * (am * sn - bm * cn);
@@ -228,8 +228,8 @@ impl<S: Lane<T = f64>> BondedLanes<S> {
             let inv_r = inv_r2.sqrt();
             let (qq, sigma, eps4) = (
                 self.pairs14.param::<S>(0, b),
-                self.pairs14.param(1, b),
-                self.pairs14.param(2, b),
+                self.pairs14.param::<S>(1, b),
+                self.pairs14.param::<S>(2, b),
             );
             let s2 = sigma * sigma * inv_r2;
             let s6 = s2 * s2 * s2;
