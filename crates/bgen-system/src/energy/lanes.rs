@@ -655,9 +655,13 @@ pub(crate) mod avx {
         }
         #[inline(always)]
         fn sum(self) -> f64 {
-            let mut a = [0.0; 4];
-            self.store(&mut a, 0);
-            (a[0] + a[1]) + (a[2] + a[3])
+            unsafe {
+                let h = _mm_add_pd(
+                    _mm256_castpd256_pd128(self.0),
+                    _mm256_extractf128_pd::<1>(self.0),
+                );
+                _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)))
+            }
         }
         #[inline(always)]
         fn sqrt(self) -> Self {
@@ -759,11 +763,14 @@ pub(crate) mod avx {
         fn iota() -> Self {
             unsafe { F32x8(_mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)) }
         }
+        /// The two halves widened to f64 and added as a tree (no f32 rounding in the sum).
         #[inline(always)]
         fn sum(self) -> f64 {
-            let mut a = [0.0f32; 8];
-            self.store(&mut a, 0);
-            a.iter().map(|&v| v as f64).sum()
+            unsafe {
+                let lo = _mm256_cvtps_pd(_mm256_castps256_ps128(self.0));
+                let hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(self.0));
+                F64x4(_mm256_add_pd(lo, hi)).sum()
+            }
         }
         #[inline(always)]
         fn sqrt(self) -> Self {
