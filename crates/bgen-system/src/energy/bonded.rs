@@ -134,6 +134,9 @@ pub fn dihedral(x: &[f64], atoms: [usize; 4]) -> f64 {
     t.sin.atan2(t.cos)
 }
 
+/// A periodic torsion term: periodicity, k (kJ/mol), cos(phase), sin(phase).
+pub type Term = (u32, f64, f64, f64);
+
 /// Periodic torsions grouped by their four atoms (a proper dihedral of AMBER carries up to four
 /// terms), so that the geometry and its gradient are computed once per group. Phases are stored
 /// as cos/sin, and cos(n phi), sin(n phi) come from the Chebyshev recurrence: no trigonometric
@@ -142,8 +145,7 @@ pub fn dihedral(x: &[f64], atoms: [usize; 4]) -> f64 {
 pub struct Torsions {
     /// Atoms of each group and the range of its terms.
     groups: Vec<([usize; 4], u32, u32)>,
-    /// Per term: periodicity, k (kJ/mol), cos(phase), sin(phase).
-    terms: Vec<(u32, f64, f64, f64)>,
+    terms: Vec<Term>,
 }
 
 impl Torsions {
@@ -169,6 +171,14 @@ impl Torsions {
             out.groups.push((atoms, start, out.terms.len() as u32));
         }
         out
+    }
+
+    /// Each group's four atoms and its terms (periodicity, k kJ/mol, cos(phase), sin(phase)),
+    /// in order of first appearance.
+    pub fn groups(&self) -> impl Iterator<Item = ([usize; 4], &[Term])> {
+        self.groups
+            .iter()
+            .map(|&(atoms, t0, t1)| (atoms, &self.terms[t0 as usize..t1 as usize]))
     }
 
     /// Sum of k (1 + cos(n phi - phase)) in kJ/mol; adds dE/dx to `grad` when given.

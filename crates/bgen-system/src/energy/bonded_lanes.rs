@@ -8,9 +8,9 @@
 // Lane and coordinate loops index several arrays at once, on purpose: they are what vectorises.
 #![allow(clippy::needless_range_loop)]
 
+use super::bonded::Torsions;
 use super::lanes::Lane;
 use super::EnergyModel;
-use crate::forcefield::Torsion;
 
 /// Terms of one kind in lane blocks: atom indices (`A` per term) and parameters (`P` per term),
 /// each as blocks of `LANES` lanes.
@@ -30,6 +30,11 @@ impl<const A: usize, const P: usize> Blocks<A, P> {
             atoms: terms.iter().map(|t| t.0).collect(),
             params: std::array::from_fn(|k| terms.iter().map(|t| t.1[k]).collect()),
         }
+    }
+
+    /// Bytes of memory held (8-byte indices and parameters).
+    fn bytes(&self) -> usize {
+        8 * (A + P) * self.atoms.len()
     }
 
     /// Parameter `k` of the terms of lane block `block`.
@@ -75,7 +80,7 @@ impl<S: Lane<T = f64>> BondedLanes<S> {
             .map(|b| ([b.i, b.j], [b.length, b.k]))
             .collect();
         let angles = m.angles.iter().map(|a| (a.atoms, [a.angle, a.k])).collect();
-        let (torsions, max_n) = fourier(&m.torsion_list);
+        let (torsions, max_n) = fourier(&m.torsions);
         let pairs14 = m
             .pairs14
             .iter()
@@ -93,10 +98,7 @@ impl<S: Lane<T = f64>> BondedLanes<S> {
 
     /// Bytes of memory held.
     pub fn bytes(&self) -> usize {
-        8 * (self.bonds.atoms.len() * 4
-            + self.angles.atoms.len() * 5
-            + self.torsions.atoms.len() * 17
-            + self.pairs14.atoms.len() * 5)
+        self.bonds.bytes() + self.angles.bytes() + self.torsions.bytes() + self.pairs14.bytes()
     }
 
     /// Energies of the O(N) terms at `x` (atoms x 3, nm); adds their gradient to `grad` when
@@ -253,30 +255,30 @@ impl<S: Lane<T = f64>> BondedLanes<S> {
 /// A dihedral's four atoms and its Fourier coefficients (c_0, a_1, b_1, ..., a_6, b_6).
 type Series = ([usize; 4], [f64; 13]);
 
-/// A dihedral's terms as one Fourier series: for each group of four atoms (in order of first
-/// appearance) c_0 = sum k (1 + cos phase [n = 0]), a_n += k cos(phase), b_n += k sin(phase).
-fn fourier(terms: &[Torsion]) -> (Vec<Series>, usize) {
-    let mut out: Vec<Series> = Vec::new();
-    let mut index = std::collections::HashMap::new();
+/// Each dihedral's terms ([`Torsions`], grouped by atoms) as one Fourier series:
+/// c_0 = sum k (1 + cos phase [n = 0]), a_n += k cos(phase), b_n += k sin(phase).
+fn fourier(torsions: &Torsions) -> (Vec<Series>, usize) {
     let mut max_n = 0;
-    for t in terms {
-        let n = t.periodicity.max(0) as usize;
-        assert!(n <= 6, "torsion periodicity {n} above 6");
-        max_n = max_n.max(n);
-        let g = *index.entry(t.atoms).or_insert_with(|| {
-            out.push((t.atoms, [0.0; 13]));
-            out.len() - 1
-        });
-        let c = &mut out[g].1;
-        if n == 0 {
-            c[0] += t.k * (1.0 + t.phase.cos());
-        } else {
-            c[0] += t.k;
-            c[2 * n - 1] += t.k * t.phase.cos();
-            c[2 * n] += t.k * t.phase.sin();
-        }
-    }
-    (out, max_n)
+    let series = torsions
+        .groups()
+        .map(|(atoms, terms)| {
+            let mut c = [0.0; 13];
+            for &(n, k, cp, sp) in terms {
+                let n = n as usize;
+                assert!(n <= 6, "torsion periodicity {n} above 6");
+                max_n = max_n.max(n);
+                if n == 0 {
+                    c[0] += k * (1.0 + cp);
+                } else {
+                    c[0] += k;
+                    c[2 * n - 1] += k * cp;
+                    c[2 * n] += k * sp;
+                }
+            }
+            (atoms, c)
+        })
+        .collect();
+    (series, max_n)
 }
 
 /// The positions of each role's atom across the block's lanes.

@@ -234,6 +234,15 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
         j.lt(S::splat(S::T::of(self.n as f64)))
     }
 
+    /// `mask` where r^2 < `cut2`, the test skipped without cutoffs (`CUT` false).
+    #[inline(always)]
+    fn within<const CUT: bool>(mask: S::Mask, r2: S, cut2: S) -> S::Mask {
+        match CUT {
+            true => mask & r2.lt(cut2),
+            false => mask,
+        }
+    }
+
     /// Displacement i -> j of the block at `j0` and its squared length.
     #[inline(always)]
     fn delta(&self, xi: [S; 3], j0: usize) -> ([S; 3], S) {
@@ -300,10 +309,7 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
                     ex += 1;
                 }
                 let plain = S::clear_bits(excepted);
-                let nbm = match CUT {
-                    true => partners & plain & r2.lt(nb_cut2),
-                    false => partners & plain,
-                };
+                let nbm = Self::within::<CUT>(partners & plain, r2, nb_cut2);
                 let inv_r2 = inv_r * inv_r;
                 let sig = shi + S::load(&self.sigma_half, j0);
                 let s2 = sig * sig * inv_r2;
@@ -324,10 +330,7 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
                     let f = (dc - eps4 * (S::c(12.0) * s6 * s6 - S::c(6.0) * s6)) * inv_r2;
                     self.push_grad(&mut gi, f.or_zero(nbm), &d, j0);
                 }
-                let gbm = match CUT {
-                    true => partners & r2.lt(gb_cut2),
-                    false => partners,
-                };
+                let gbm = Self::within::<CUT>(partners, r2, gb_cut2);
                 let (ti, dti) = born_pair(r, inv_r, ori, S::load(&self.gb_sr, j0), m.gb_engulf);
                 let (tj, dtj) = born_pair(r, inv_r, S::load(&self.gb_or, j0), sri, m.gb_engulf);
                 isum_i += ti.or_zero(gbm);
@@ -389,10 +392,7 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
             let mut gi = [zero; 3];
             for j0 in (i + 1..self.n).step_by(S::LANES) {
                 let (d, r2) = self.delta(xi, j0);
-                let gbm = match CUT {
-                    true => self.partners(j0) & r2.lt(gb_cut2),
-                    false => self.partners(j0),
-                };
+                let gbm = Self::within::<CUT>(self.partners(j0), r2, gb_cut2);
                 let bj = S::load(&self.born, j0);
                 let dd = quarter * r2 * inv_bi * S::load(&self.inv_born, j0);
                 let ex = S::select(dd.lt(-exp_min), -dd, exp_min).exp();
@@ -433,10 +433,7 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
             let mut gi = [zero; 3];
             for j0 in (i + 1..self.n).step_by(S::LANES) {
                 let (d, r2) = self.delta(xi, j0);
-                let gbm = match CUT {
-                    true => self.partners(j0) & r2.lt(gb_cut2),
-                    false => self.partners(j0),
-                };
+                let gbm = Self::within::<CUT>(self.partners(j0), r2, gb_cut2);
                 let inv_r = r2.rsqrt();
                 let [dti, dtj] = match self.cache.is_empty() {
                     false => self.cache[block],

@@ -425,7 +425,6 @@ fn has_openmm(python: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Writes the embedded PDB of `name` and `script` into a fresh temporary directory.
 /// The CPU clock in GHz as /proc/cpuinfo reports it (2.5 where it cannot be read).
 fn cpu_ghz() -> f64 {
     std::fs::read_to_string("/proc/cpuinfo")
@@ -439,18 +438,17 @@ fn cpu_ghz() -> f64 {
         .map_or(2.5, |mhz| mhz / 1000.0)
 }
 
+/// The force field of peptides timed by their sequence: `bgen build`'s and the many-peptide
+/// data sets' default.
+const BUILT_SETUP: bgen_system::Setup = bgen_system::Setup::Amber14Obc1;
+
 /// A system to time: an embedded one by name, or a zwitterionic peptide by its one-letter
-/// sequence in capitals (e.g. KW), built as `bgen build` builds it (amber14-obc1, the
-/// many-peptide data sets' force field).
+/// sequence in capitals (e.g. KW), built as `bgen build` builds it.
 fn bench_system(name: &str) -> Result<System> {
     if bgen_system::systems::NAMED.iter().any(|s| s.0 == name) {
         return Ok(System::named(name, None, None)?);
     }
-    let mut sys = System::from_pdb(
-        &bgen_system::pdb::PdbFile::parse(&bench_pdb(name)?, name)?,
-        bgen_system::Setup::Amber14Obc1,
-        None,
-    )?;
+    let mut sys = bgen_system::peptide::build(name, bgen_system::peptide::Caps::None, BUILT_SETUP)?;
     sys.name = name.to_string();
     Ok(sys)
 }
@@ -463,10 +461,11 @@ fn bench_pdb(name: &str) -> Result<String> {
     Ok(bgen_system::peptide::build_pdb(
         name,
         bgen_system::peptide::Caps::None,
-        bgen_system::Setup::Amber14Obc1,
+        BUILT_SETUP,
     )?)
 }
 
+/// Writes the PDB of `name` and `script` into a fresh temporary directory.
 fn scratch(
     name: &str,
     script_name: &str,
