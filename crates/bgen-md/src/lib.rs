@@ -19,6 +19,7 @@ pub mod dataset;
 pub mod dcd;
 pub mod error;
 pub mod exchange;
+pub mod hmr;
 pub mod langevin;
 pub mod minimize;
 pub mod run;

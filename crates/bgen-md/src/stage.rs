@@ -35,9 +35,15 @@ pub struct MdArgs {
     /// Friction coefficient, 1/ps.
     #[arg(long, value_parser = non_negative, allow_hyphen_values = true)]
     pub friction: Option<f64>,
-    /// Time step, fs (no constraints: 1 fs is safe, 2 fs is not).
+    /// Time step, fs (no constraints: 1 fs is safe with the force field's masses; 2 fs with
+    /// --hydrogen-mass 3).
     #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub timestep_fs: Option<f64>,
+    /// Hydrogen mass repartitioning: each hydrogen's mass, Da, taken from its heavy atom (the
+    /// same ensemble, slower X-H vibrations, so a longer time step is stable; default 3); 0: the
+    /// force field's masses.
+    #[arg(long, value_parser = non_negative, allow_hyphen_values = true)]
+    pub hydrogen_mass: Option<f64>,
     /// Interval between saved frames, ps.
     #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub save_every_ps: Option<f64>,
@@ -118,6 +124,7 @@ impl MdArgs {
             seed: None,
             friction: None,
             timestep_fs: None,
+            hydrogen_mass: None,
             save_every_ps: None,
             equilibrate_ps: None,
             minimize_tol: None,
@@ -181,6 +188,11 @@ impl MdArgs {
         set!(self.seed, seed, "--seed");
         set!(self.friction, friction_per_ps, "--friction");
         set!(self.timestep_fs, timestep_fs, "--timestep-fs");
+        set!(
+            self.hydrogen_mass.map(|h| (h > 0.0).then_some(h)),
+            hydrogen_mass_da,
+            "--hydrogen-mass"
+        );
         set!(self.save_every_ps, save_every_ps, "--save-every-ps");
         set!(self.equilibrate_ps, equilibrate_ps, "--equilibrate-ps");
         set!(self.minimize_tol, minimize_tolerance, "--minimize-tol");
@@ -334,6 +346,7 @@ impl MdArgs {
         for (k, v) in [
             ("friction", self.friction),
             ("equilibrate_ps", self.equilibrate_ps),
+            ("hydrogen_mass", self.hydrogen_mass),
             ("checkpoint_secs", Some(self.checkpoint_secs)),
         ] {
             if let Some(v) = v {
@@ -380,7 +393,7 @@ pub fn run(a: MdArgs) -> Result<MdResult> {
     }
     let s = run.settings.clone();
     eprintln!(
-        "{}: {} atoms, {} at {} K; {} replica(s) x {} ns, {} fs steps, friction {}/ps, a frame every {} ps after {} ps, {} precision",
+        "{}: {} atoms, {} at {} K; {} replica(s) x {} ns, {} fs steps{}, friction {}/ps, a frame every {} ps after {} ps, {} precision",
         s.system,
         run.system.n_atoms(),
         s.forcefield,
@@ -388,6 +401,9 @@ pub fn run(a: MdArgs) -> Result<MdResult> {
         s.replicas,
         s.ns_per_replica,
         s.timestep_fs,
+        s.hydrogen_mass_da
+            .map(|h| format!(" (hydrogens {h} Da)"))
+            .unwrap_or_default(),
         s.friction_per_ps,
         s.save_every_ps,
         s.equilibrate_ps,

@@ -8,10 +8,32 @@ use bgen_system::energy::Precision;
 use bgen_system::System;
 use rayon::prelude::*;
 
-/// Per-replica samples of (potential energy kJ/mol, kinetic T K, phi deg, psi deg) at 1 fs steps.
+/// How the equations of motion are integrated: time step, fs, and the hydrogens' mass, Da
+/// (repartitioned from their heavy atoms; None: the force field's masses).
+#[derive(Clone, Copy, Debug)]
+struct Steps {
+    dt_fs: f64,
+    hydrogen_mass: Option<f64>,
+}
+
+/// The force field's masses at 1 fs, as OpenMM's reference trajectory.
+const PLAIN: Steps = Steps {
+    dt_fs: 1.0,
+    hydrogen_mass: None,
+};
+
+/// Hydrogens at 3 Da, 2 fs steps (no constraints).
+const HMR_2FS: Steps = Steps {
+    dt_fs: 2.0,
+    hydrogen_mass: Some(3.0),
+};
+
+/// Per-replica samples of (potential energy kJ/mol, kinetic T K, phi deg, psi deg).
+#[allow(clippy::too_many_arguments)]
 fn simulate(
     sys: &System,
     precision: Precision,
+    steps: Steps,
     replicas: usize,
     seed: u64,
     friction: f64,
@@ -24,8 +46,12 @@ fn simulate(
     minimize(&mut x, MinimizeOptions::default(), |x, g| {
         model.energy_grad(x, g, &mut ws).total()
     });
-    let dt_fs = 1.0;
-    let lm = LangevinMiddle::new(&sys.params.mass, sys.kt(), friction, dt_fs * 1e-3, true);
+    let dt_fs = steps.dt_fs;
+    let mass = match steps.hydrogen_mass {
+        Some(h) => bgen_md::hmr::repartition(&sys.topology, &sys.params.mass, h).unwrap(),
+        None => sys.params.mass.clone(),
+    };
+    let lm = LangevinMiddle::new(&mass, sys.kt(), friction, dt_fs * 1e-3, true);
     let bb = sys.topology.backbone_dihedrals();
     let (phi, psi) = (bb[0].atoms, bb[1].atoms);
     (0..replicas)
@@ -86,7 +112,7 @@ fn kinetic_temperature_within_one_percent() {
     let sys = System::named("aldp", None, None).unwrap();
     // Friction 10/ps decorrelates the kinetic energy ten times faster than 1/ps, so that 480 ps
     // give a standard error of about 0.3%.
-    let runs = simulate(&sys, Precision::Double, 8, 11, 10.0, (5.0, 60.0), 10);
+    let runs = simulate(&sys, Precision::Double, PLAIN, 8, 11, 10.0, (5.0, 60.0), 10);
     let (t, se) = mean_se(&runs, |s| s[1]);
     eprintln!("kinetic T = {t:.2} +- {se:.2} K (target 300 K)");
     assert!((t / 300.0 - 1.0).abs() < 0.01, "T = {t} +- {se}");
@@ -141,16 +167,24 @@ fn energy_is_conserved_without_friction() {
 
 /// Compares the potential-energy mean and the basin populations with OpenMM's reference
 /// trajectory; `tolerance` is in units of the combined standard error.
-fn compare_with_openmm(precision: Precision, replicas: usize, production_ps: f64, tolerance: f64) {
+fn compare_with_openmm(
+    precision: Precision,
+    steps: Steps,
+    replicas: usize,
+    production_ps: f64,
+    tolerance: f64,
+) {
     let sys = System::named("aldp", None, None).unwrap();
+    let sample_every = (1.0 / steps.dt_fs).round() as u64 * 1000;
     let runs = simulate(
         &sys,
         precision,
+        steps,
         replicas,
         2026,
         1.0,
         (20.0, production_ps),
-        1000,
+        sample_every,
     );
     let r = &reference()["pooled"];
     let (pe, pe_se) = mean_se(&runs, |s| s[0]);
@@ -160,7 +194,7 @@ fn compare_with_openmm(precision: Precision, replicas: usize, production_ps: f64
     );
     let combined = (pe_se * pe_se + ref_se * ref_se).sqrt();
     eprintln!(
-        "{precision:?}, {replicas} x {production_ps} ps: <U> = {pe:.3} +- {pe_se:.3} kJ/mol; OpenMM {ref_pe:.3} +- {ref_se:.3}; diff {:.2} sigma",
+        "{precision:?}, {steps:?}, {replicas} x {production_ps} ps: <U> = {pe:.3} +- {pe_se:.3} kJ/mol; OpenMM {ref_pe:.3} +- {ref_se:.3}; diff {:.2} sigma",
         (pe - ref_pe) / combined
     );
     assert!((pe - ref_pe).abs() < tolerance * combined);
@@ -185,32 +219,46 @@ fn compare_with_openmm(precision: Precision, replicas: usize, production_ps: f64
 
 #[test]
 fn aldp_matches_openmm_short() {
-    compare_with_openmm(Precision::Double, 8, 200.0, 4.0);
+    compare_with_openmm(Precision::Double, PLAIN, 8, 200.0, 4.0);
 }
 
 /// The mixed-precision pair kernels sample the same ensemble (a short run; the long one below).
 #[test]
 fn aldp_mixed_matches_openmm_short() {
-    compare_with_openmm(Precision::Mixed, 8, 200.0, 4.0);
+    compare_with_openmm(Precision::Mixed, PLAIN, 8, 200.0, 4.0);
 }
 
 /// 16 replicas x 1 ns = 16 ns (about 4 minutes on 2 cores).
 #[test]
 #[ignore]
 fn aldp_matches_openmm_long() {
-    compare_with_openmm(Precision::Double, 16, 1000.0, 3.0);
+    compare_with_openmm(Precision::Double, PLAIN, 16, 1000.0, 3.0);
 }
 
 /// The same 16 ns with the mixed-precision pair kernels.
 #[test]
 #[ignore]
 fn aldp_mixed_matches_openmm_long() {
-    compare_with_openmm(Precision::Mixed, 16, 1000.0, 3.0);
+    compare_with_openmm(Precision::Mixed, PLAIN, 16, 1000.0, 3.0);
 }
 
 /// And with the scalar reference, for the record beside the two above.
 #[test]
 #[ignore]
 fn aldp_reference_matches_openmm_long() {
-    compare_with_openmm(Precision::Reference, 16, 1000.0, 3.0);
+    compare_with_openmm(Precision::Reference, PLAIN, 16, 1000.0, 3.0);
+}
+
+/// Hydrogen mass repartitioning (3 Da) at 2 fs samples the same ensemble as the force field's
+/// masses at 1 fs, in half the steps (the default of `bgen md`).
+#[test]
+fn aldp_hmr_2fs_matches_openmm_short() {
+    compare_with_openmm(Precision::Mixed, HMR_2FS, 8, 200.0, 4.0);
+}
+
+/// The same at 16 ns.
+#[test]
+#[ignore]
+fn aldp_hmr_2fs_matches_openmm_long() {
+    compare_with_openmm(Precision::Mixed, HMR_2FS, 16, 1000.0, 3.0);
 }
