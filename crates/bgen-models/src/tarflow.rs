@@ -227,8 +227,8 @@ impl Block {
     /// What each position adds to its token's embedding, in block order (batch or 1, t, width):
     /// the position embedding (reversed with the tokens), and for a transferable flow the
     /// token's labels and the next token's.
-    fn inputs(&self, b: i64, ctx: Option<&Context>) -> Tensor {
-        let pos = self.pos.unsqueeze(0);
+    fn inputs(&self, b: i64, t: i64, ctx: Option<&Context>) -> Tensor {
+        let pos = self.pos.narrow(0, 0, t).unsqueeze(0);
         match (ctx, &self.next) {
             (Some(c), Some(next)) => {
                 let pos = self.order(&pos.expand([b, -1, -1], false), ctx);
@@ -256,7 +256,7 @@ impl Block {
     fn forward(&self, x: &Tensor, ctx: Option<&Context>) -> (Tensor, Tensor) {
         let xs = self.order(x, ctx);
         let (b, t, _) = xs.size3().expect("(batch, tokens, token_dim)");
-        let mut h = self.proj_in.forward(&xs) + self.inputs(b, ctx);
+        let mut h = self.proj_in.forward(&xs) + self.inputs(b, t, ctx);
         for l in &self.layers {
             h = l.forward(&h, None);
         }
@@ -285,7 +285,7 @@ impl Block {
     fn inverse(&self, z: &Tensor, ctx: Option<&Context>) -> (Tensor, Tensor) {
         let zs = self.order(z, ctx);
         let (b, t, _) = zs.size3().expect("(batch, tokens, token_dim)");
-        let inputs = self.inputs(b, ctx);
+        let inputs = self.inputs(b, t, ctx);
         let mut caches: Vec<KvCache> = self.layers.iter().map(|_| KvCache::new(t)).collect();
         let mut xs = vec![zs.narrow(1, 0, 1)];
         let mut sum_a = Tensor::zeros([zs.size()[0]], (z.kind(), z.device()));
@@ -370,6 +370,17 @@ impl Labels {
         }
     }
 
+    /// The first `t` tokens of every row.
+    pub fn first_tokens(&self, t: i64) -> Labels {
+        Labels {
+            atom: self.atom.narrow(1, 0, t),
+            residue: self.residue.narrow(1, 0, t),
+            index: self.index.narrow(1, 0, t),
+            residues: self.residues.shallow_clone(),
+            tokens: self.tokens.shallow_clone(),
+        }
+    }
+
     /// Rows `start..start + len` of the batch.
     pub fn narrow(&self, start: i64, len: i64) -> Labels {
         Labels {
@@ -399,15 +410,38 @@ impl TarFlow {
         }
     }
 
+    /// x (batch, t token_dim) as (batch, t, token_dim); t is the flow's tokens, or fewer for a
+    /// transferable batch cut to its longest molecule ([`TarFlow::trim`]).
     fn tokens(&self, x: &Tensor) -> Tensor {
-        x.view([-1, self.config.tokens, self.config.token_dim])
+        x.view([x.size()[0], -1, self.config.token_dim])
+    }
+
+    /// A transferable batch cut to its longest molecule's tokens, and that count. Trailing pads
+    /// change nothing (a block's pads stay last, attention is causal, their maps are the
+    /// identity), so cutting them first saves their work: with molecules of mixed sizes most
+    /// of a batch's tokens can be pads.
+    fn trim(&self, x: &Tensor, l: &Labels) -> (Tensor, Labels, i64) {
+        let t = i64::try_from(l.tokens.max()).unwrap_or(self.config.tokens);
+        let t = t.clamp(1, self.config.tokens);
+        let k = self.config.token_dim;
+        (x.narrow(1, 0, t * k), l.first_tokens(t), t)
+    }
+
+    /// `out` (batch, t token_dim) widened to the flow's dimension with the pads of `like`
+    /// (every map is the identity on pads).
+    fn untrim(&self, out: Tensor, like: &Tensor) -> Tensor {
+        let (w, d) = (out.size()[1], self.config.dim());
+        match w < d {
+            true => Tensor::cat(&[out, like.narrow(1, w, d - w)], 1),
+            false => out,
+        }
     }
 
     /// The conditioning of a batch: labels are required by a transferable flow and refused by
     /// a single-molecule one.
-    fn context(&self, labels: Option<&Labels>, kind: Kind) -> Option<Context> {
+    fn context(&self, labels: Option<&Labels>, t: i64, kind: Kind) -> Option<Context> {
         match (&self.labels, labels) {
-            (Some(emb), Some(l)) => Some(Context::new(l, emb, self.config.tokens, kind)),
+            (Some(emb), Some(l)) => Some(Context::new(l, emb, t, kind)),
             (None, None) => None,
             (Some(_), None) => panic!("a transferable TarFlow needs the tokens' labels"),
             (None, Some(_)) => panic!("this TarFlow is not transferable: it takes no labels"),
@@ -421,15 +455,24 @@ impl TarFlow {
 
     /// [`TarFlow::forward`] of a transferable flow, whose tokens are `labels`.
     pub fn forward_labelled(&self, x: &Tensor, labels: Option<&Labels>) -> (Tensor, Tensor) {
-        let ctx = self.context(labels, x.kind());
-        let mut h = self.tokens(x);
+        let full = x;
+        let (x, labels, t) = match labels {
+            Some(l) => {
+                let (x, l, t) = self.trim(full, l);
+                (x, Some(l), t)
+            }
+            None => (full.shallow_clone(), None, self.config.tokens),
+        };
+        let ctx = self.context(labels.as_ref(), t, x.kind());
+        let mut h = self.tokens(&x);
         let mut logdet = Tensor::zeros([h.size()[0]], (x.kind(), x.device()));
         for b in &self.blocks {
             let (z, ld) = b.forward(&h, ctx.as_ref());
             h = z;
             logdet += ld;
         }
-        (h.view([-1, self.config.dim()]), logdet)
+        let z = h.view([x.size()[0], -1]);
+        (self.untrim(z, full), logdet)
     }
 
     /// Noise z (batch, dim) to data x (batch, dim), and log|det dz/dx| at x (batch). Decodes
@@ -453,15 +496,24 @@ impl TarFlow {
             let (x, ld): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().unzip();
             return (Tensor::cat(&x, 0), Tensor::cat(&ld, 0));
         }
-        let ctx = self.context(labels, z.kind());
-        let mut h = self.tokens(z);
+        let full = z;
+        let (z, labels, t) = match labels {
+            Some(l) => {
+                let (z, l, t) = self.trim(full, l);
+                (z, Some(l), t)
+            }
+            None => (full.shallow_clone(), None, self.config.tokens),
+        };
+        let ctx = self.context(labels.as_ref(), t, z.kind());
+        let mut h = self.tokens(&z);
         let mut logdet = Tensor::zeros([h.size()[0]], (z.kind(), z.device()));
         for b in self.blocks.iter().rev() {
             let (x, ld) = b.inverse(&h, ctx.as_ref());
             h = x;
             logdet += ld;
         }
-        (h.view([-1, self.config.dim()]), logdet)
+        let x = h.view([z.size()[0], -1]);
+        (self.untrim(x, full), logdet)
     }
 
     /// log N(z; 0, tau^2 I) per sample over its real dimensions, (batch).

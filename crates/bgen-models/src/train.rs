@@ -371,7 +371,8 @@ impl Trainer {
         tch::no_grad(|| {
             let mut s = 0;
             while s < n {
-                let b = (n - s).min(1024);
+                // Small chunks: each is cut to its longest molecule (rows sorted by size).
+                let b = (n - s).min(256);
                 let l = labels.narrow(s, b);
                 let lq = model.log_prob_labelled(&data.narrow(0, s, b), &l);
                 total += f64::try_from(lq.sum(Kind::Double)).unwrap_or(f64::NAN);

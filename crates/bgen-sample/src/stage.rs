@@ -112,7 +112,8 @@ pub struct SampleArgs {
     pub device: String,
     /// Worker threads on the CPU, each with its own copy of the model, splitting the samples
     /// by batches (libtorch runs single-threaded in each; the samples do not depend on it).
-    #[arg(long, default_value_t = 1, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
+    /// Default: all cores.
+    #[arg(long, default_value_t = bgen_system::options::cores(), value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub threads: usize,
     /// Use the raw weights instead of their moving average.
     #[arg(long)]
@@ -168,7 +169,7 @@ impl SampleArgs {
             no_final_moves: false,
             ess_threshold: ESS_THRESHOLD,
             device: "cpu".into(),
-            threads: 1,
+            threads: bgen_system::options::cores(),
             no_ema: false,
             batch: BATCH,
             pdb: None,

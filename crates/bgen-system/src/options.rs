@@ -100,6 +100,12 @@ fn number(s: &str) -> Result<f64, String> {
         .map_err(|_| format!("'{s}' is not a number"))
 }
 
+/// The cores this process may use: the default number of worker threads of `bgen train` and
+/// `bgen sample`.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// A finite number > 0.
 pub fn positive(s: &str) -> Result<f64, String> {
     let v = number(s)?;
