@@ -2,6 +2,7 @@
 //!
 //! Exact optimal transport for Wasserstein distances on the torus of backbone dihedrals.
 
+pub mod curve;
 pub mod error;
 pub mod evaluate;
 pub mod features;

@@ -258,3 +258,70 @@ pub fn write_plots(dir: &Path, data: &EvalData) -> PlotResult<Vec<(String, PathB
     }
     Ok(out)
 }
+
+/// MD convergence ([`crate::curve::md_curve`]): E-W2, T-W2 and the largest basin error against
+/// simulated ns (log axes), each with a dashed line at `marks` (a sampler's scores), if given.
+pub fn curve_plot(
+    path: &Path,
+    curve: &[crate::curve::CurvePoint],
+    marks: Option<[f64; 3]>,
+) -> PlotResult<()> {
+    register_font();
+    if curve.is_empty() {
+        return Err(format!("{}: no point to draw", path.display()).into());
+    }
+    let root = BitMapBackend::new(path, (1200, 400)).into_drawing_area();
+    root.fill(&WHITE).map_err(err(path))?;
+    let panels = root.split_evenly((1, 3));
+    let (x0, x1) = (curve[0].ns, curve[curve.len() - 1].ns);
+    type Metric = fn(&crate::curve::CurvePoint) -> f64;
+    let series: [(&str, Metric); 3] = [
+        ("E-W2 / kT", |p| p.energy_w2),
+        ("T-W2 / rad", |p| p.torus_w2),
+        ("largest basin error", |p| p.basin_error),
+    ];
+    for (k, (name, f)) in series.iter().enumerate() {
+        let ys: Vec<f64> = curve.iter().map(f).collect();
+        let mut lo = ys.iter().copied().fold(f64::MAX, f64::min);
+        let mut hi = ys.iter().copied().fold(0.0, f64::max);
+        if let Some(m) = marks {
+            lo = lo.min(m[k]);
+            hi = hi.max(m[k]);
+        }
+        let (lo, hi) = ((lo * 0.8).max(1e-4), (hi * 1.25).max(2e-4));
+        let mut chart = ChartBuilder::on(&panels[k])
+            .caption(*name, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d((x0 * 0.9..x1 * 1.1).log_scale(), (lo..hi).log_scale())
+            .map_err(err(path))?;
+        chart
+            .configure_mesh()
+            .x_desc("MD ns")
+            .x_label_formatter(&|v| format!("{v:.2}"))
+            .y_label_formatter(&|v| format!("{v:.3}"))
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(err(path))?;
+        let pts: Vec<(f64, f64)> = curve.iter().map(|p| (p.ns, f(p))).collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), BLACK.stroke_width(2)))
+            .map_err(err(path))?;
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, BLACK.filled())))
+            .map_err(err(path))?;
+        if let Some(m) = marks {
+            let red = RGBColor(214, 39, 40);
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(x0 * 0.9, m[k]), (x1 * 1.1, m[k])],
+                    6,
+                    4,
+                    red.stroke_width(2),
+                ))
+                .map_err(err(path))?;
+        }
+    }
+    Ok(root.present().map_err(err(path))?)
+}

@@ -45,6 +45,14 @@ pub struct EvalArgs {
     /// More sample sets to draw in the energy plot (e.g. the proposal beside SMC); repeatable.
     #[arg(long)]
     pub compare: Vec<PathBuf>,
+    /// The samples are an MD run: also score this many prefixes of it, doubling in length up
+    /// to the whole run, with their simulated ns and wall time (curve.json, curve.png).
+    #[arg(long, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
+    pub curve: Option<usize>,
+    /// With `curve`: a sampler's metrics.json (from `bgen eval`) to set beside the curve; reports
+    /// the first prefix at which MD is as good on E-W2, T-W2 and the largest basin error.
+    #[arg(long, requires = "curve")]
+    pub reach: Option<PathBuf>,
 }
 
 /// Samples and reference frames used at most by default, and the TICA lag (frames).
@@ -65,6 +73,8 @@ impl EvalArgs {
             tica_lag: TICA_LAG,
             model: None,
             compare: Vec::new(),
+            curve: None,
+            reach: None,
         }
     }
 }
@@ -289,6 +299,9 @@ pub fn run(a: EvalArgs) -> Result<Metrics> {
         let w = cd.has_weights.then_some(cd.weights.clone());
         data.extra_energies.push((label, cd.energy_samples, w));
     }
+    if let Some(points) = a.curve {
+        md_curve_stage(&a, &sys, &reference.x, points, opts)?;
+    }
     let plots = crate::plots::write_plots(&a.out, &data)?;
     let title = format!(
         "{} ({}): samples {} against reference {}",
@@ -344,4 +357,78 @@ pub fn run(a: EvalArgs) -> Result<Metrics> {
         a.out.join("report.html").display()
     );
     Ok(metrics)
+}
+
+/// The scores of a `bgen eval` metrics.json: E-W2 (kT), T-W2 and the largest basin error.
+fn scores_of(path: &Path) -> Result<[f64; 3]> {
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(path).with_context(|| path.display().to_string())?,
+    )
+    .with_context(|| format!("{}: not a metrics.json", path.display()))?;
+    let num = |x: &serde_json::Value| x.as_f64();
+    let d = &v["details"];
+    let basin = d["basins_samples"].as_object().map(|m| {
+        m.iter()
+            .map(|(k, s)| {
+                let r = num(&d["basins_reference"][k]["value"]).unwrap_or(0.0);
+                (num(&s["value"]).unwrap_or(f64::NAN) - r).abs()
+            })
+            .fold(0.0, f64::max)
+    });
+    match (num(&v["energy_w2"]), num(&v["torus_w2"]), basin) {
+        (Some(e), Some(t), Some(b)) => Ok([e, t, b]),
+        _ => bail!("{}: no energy_w2, torus_w2 or basins", path.display()),
+    }
+}
+
+/// `--curve`: scores prefixes of the MD run `a.samples` (curve.json, curve.png), and with
+/// `--reach` the first at which MD matches a sampler's scores.
+fn md_curve_stage(
+    a: &EvalArgs,
+    sys: &bgen_system::System,
+    reference: &[f64],
+    points: usize,
+    opts: EvalOptions,
+) -> Result<()> {
+    let (settings, wall) = bgen_md::run::settings_and_wall(&a.samples)
+        .with_context(|| format!("--curve: {} is not a finished MD run", a.samples.display()))?;
+    let frames = bgen_md::dataset::load_run_temperature(&a.samples)?;
+    let cost = crate::curve::MdCost {
+        replicas: settings.replicas,
+        equilibrate_ps: settings.equilibrate_ps,
+        wall_seconds: wall,
+    };
+    let curve = crate::curve::md_curve(sys, &frames, reference, cost, points, opts)?;
+    let marks = a.reach.as_deref().map(scores_of).transpose()?;
+    let reached = marks.and_then(|m| crate::curve::first_reaching(&curve, m));
+    println!("MD prefix       ns   wall s   E-W2/kT   T-W2   basin err");
+    for p in &curve {
+        println!(
+            "{:>9.0} ps {:>8.3} {:>8.1} {:>9.4} {:>6.4} {:>9.4}",
+            p.time_ps, p.ns, p.wall_seconds, p.energy_w2, p.torus_w2, p.basin_error
+        );
+    }
+    if let Some(m) = marks {
+        match reached {
+            Some(p) => println!(
+                "MD reaches E-W2 {:.3}, T-W2 {:.3}, basin error {:.3} at {:.3} ns ({:.1} s)",
+                m[0], m[1], m[2], p.ns, p.wall_seconds
+            ),
+            None => println!(
+                "MD does not reach E-W2 {:.3}, T-W2 {:.3}, basin error {:.3} within the run",
+                m[0], m[1], m[2]
+            ),
+        }
+    }
+    crate::plots::curve_plot(&a.out.join("curve.png"), &curve, marks)?;
+    let json = serde_json::json!({
+        "run": a.samples.display().to_string(),
+        "wall_seconds": wall,
+        "points": curve,
+        "scores": marks,
+        "reached": reached,
+    });
+    let text = serde_json::to_string_pretty(&json).context("curve.json")?;
+    write_atomic(&a.out.join("curve.json"), text.as_bytes())?;
+    Ok(())
 }

@@ -137,3 +137,37 @@ fn a_reference_that_never_moves_has_no_tica() {
     assert_eq!(m.tica_w2, None, "{m:?}");
     assert!(m.torus_w2.is_finite() && m.energy_w2.is_finite());
 }
+
+/// An MD curve scores doubling prefixes of every replica: the whole run scored against itself
+/// is at distance zero, simulated ns count every replica, the wall time is shared in proportion
+/// to the steps (equilibration included), and the reach is the first prefix good enough.
+#[test]
+fn md_curve_scores_prefixes_in_time() {
+    use bgen_eval::curve::{first_reaching, md_curve, MdCost};
+    let sys = System::named("aldp", None, None).unwrap();
+    let d = 3 * sys.n_atoms();
+    let (a, b) = (frames(&sys, 4, 160), frames(&sys, 5, 160));
+    let mut run = bgen_md::Frames::new(sys.n_atoms());
+    for (r, x) in [a, b].iter().enumerate() {
+        for (k, f) in x.chunks(d).enumerate() {
+            run.push(f, f64::NAN, f64::NAN, r as i64, 0.1 * (k + 1) as f64);
+        }
+    }
+    let cost = MdCost {
+        replicas: 2,
+        equilibrate_ps: 16.0,
+        wall_seconds: 64.0,
+    };
+    let curve = md_curve(&sys, &run, &run.x, cost, 4, opts()).unwrap();
+    let t: Vec<f64> = curve.iter().map(|p| p.time_ps).collect();
+    assert_eq!(t, vec![2.0, 4.0, 8.0, 16.0]);
+    assert_eq!(curve[0].frames, 40);
+    assert!((curve[3].ns - 0.032).abs() < 1e-12);
+    assert!((curve[0].wall_seconds - 64.0 * 18.0 / 32.0).abs() < 1e-9);
+    let last = &curve[3];
+    assert!(last.energy_w2 < 1e-12 && last.torus_w2 < 1e-9 && last.basin_error < 1e-12);
+    let worst = curve[0].energy_w2.max(1e-6);
+    let reach = first_reaching(&curve, [worst * 0.5, 10.0, 1.0]).unwrap();
+    assert!(reach.time_ps > 2.0);
+    assert!(first_reaching(&curve, [-1.0, 10.0, 1.0]).is_none());
+}

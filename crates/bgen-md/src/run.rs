@@ -250,6 +250,9 @@ struct Checkpoint {
     /// Replica exchange only.
     #[serde(default)]
     exchange: Option<Exchange>,
+    /// Wall time of the integration so far, over every session, s (0 in older runs).
+    #[serde(default)]
+    wall_seconds: f64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -264,6 +267,10 @@ struct RunFile {
     /// Replica exchange only: acceptance per neighbour pair and round trips (when complete).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     exchange: Option<ExchangeSummary>,
+    /// Wall time of the integration (every session, equilibration included), s: what the
+    /// run's frames cost (0 in older runs).
+    #[serde(default)]
+    wall_seconds: f64,
     files: serde_json::Value,
 }
 
@@ -300,8 +307,17 @@ pub struct MdRun {
     chunks: usize,
     complete: bool,
     minimization: Option<MinimizeSummary>,
+    /// Wall time of the integration at the last checkpoint, s.
+    wall_seconds: f64,
     /// Held while the run is open: one writer per directory.
     _lock: bgen_system::outdir::DirLock,
+}
+
+/// The settings of the finished run in `dir` and the wall time its integration took, s (0 for
+/// runs made before bgen recorded it).
+pub fn settings_and_wall(dir: &Path) -> Result<(MdSettings, f64)> {
+    let rf: RunFile = read_json(&dir.join("run.json"))?;
+    Ok((rf.settings, rf.wall_seconds))
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
@@ -398,6 +414,7 @@ impl MdRun {
         run.exchange = cp.exchange;
         run.chunks = cp.chunks;
         run.complete = cp.complete;
+        run.wall_seconds = cp.wall_seconds;
         run.minimization = rf.minimization;
         let model = run.system.model().clone();
         let precision = run.settings.precision;
@@ -449,6 +466,7 @@ impl MdRun {
             chunks: 0,
             complete: false,
             minimization: None,
+            wall_seconds: 0.0,
             _lock: lock,
         })
     }
@@ -493,6 +511,7 @@ impl MdRun {
                 .as_ref()
                 .filter(|_| self.complete)
                 .map(Exchange::summary),
+            wall_seconds: self.wall_seconds,
             files: serde_json::json!({
                 "frames.npy": "float32 (frames, atoms, 3), nm; replica-major, then time",
                 "energies.npy": "float64 (frames,), potential energy, kJ/mol",
@@ -511,6 +530,7 @@ impl MdRun {
             complete: self.complete,
             states: self.states.clone(),
             exchange: self.exchange.clone(),
+            wall_seconds: self.wall_seconds,
         };
         write_json(&self.dir.join("checkpoint.json"), &cp)
     }
@@ -584,6 +604,7 @@ impl MdRun {
         let n_rep = self.states.len();
         let start_steps = self.states[0].step;
         let t0 = Instant::now();
+        let banked = self.wall_seconds;
         let mut last_cp = Instant::now();
         let mut pending = Frames::new(self.system.n_atoms());
         let mut written = 0;
@@ -626,6 +647,7 @@ impl MdRun {
                     self.chunks += 1;
                     pending = Frames::new(self.system.n_atoms());
                 }
+                self.wall_seconds = banked + t0.elapsed().as_secs_f64();
                 self.write_checkpoint()?;
                 last_cp = Instant::now();
                 written += 1;
