@@ -4,14 +4,15 @@
 # per ps after 100 ps; the default (mixed) precision. About 55 core-minutes per dipeptide and
 # seed on the 2-core VM (89 ns of replica-exchange data per core-hour): 12 x 2 x 40 ns, about
 # 11 core-hours. Rerun the same command to resume after a stop: finished shards are skipped,
-# interrupted ones continue from their checkpoint. NS=... shortens it for a trial.
+# interrupted ones continue from their checkpoint. NS=... shortens it for a trial; SEEDS=1 runs
+# one seed.
 # Then `references.sh floor` scores each dipeptide's seed-1 310 K rung against seed 2's (its floor).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
 NS=${NS:-10}
 if [ "${1:-run}" = run ]; then
-  for seed in 1 2; do
+  for seed in ${SEEDS:-1 2}; do
     $B md --sequences-file "$here/held_out_25.txt" --out ref25-seed$seed --ns "$NS" \
       --temperatures 310:450:4 --save-every-ps 1 --equilibrate-ps 100 --seed $seed \
       --jobs 2 --threads 2
