@@ -103,6 +103,9 @@ pub struct Transfer {
     pub temperature_k: f64,
     /// The molecules (sequences) of the training set.
     pub trained_on: Vec<String>,
+    /// How each molecule's Z-matrix closes its rings (models from before the choice: chain).
+    #[serde(default)]
+    pub ring_closure: bgen_system::RingClosure,
 }
 
 impl State {

@@ -33,9 +33,13 @@ pub struct Standards {
     pub classes: BTreeMap<String, ClassStats>,
 }
 
-/// The class of each coordinate of `z` in the molecule `sys`, in the Z-matrix's order.
+/// The class of each coordinate of `z` in the molecule `sys`, in the Z-matrix's order. The angle
+/// and torsion that close a ring from both neighbours ([`bgen_system::RingClosure::Both`]; their
+/// k is not bonded to j) are classes of their own ("ra", "rt"): an angle over a ring's chord is
+/// no bond angle of the same types.
 pub fn classes(sys: &System, z: &ZMatrix) -> Vec<String> {
     let ty = |a: usize| sys.params.atom_type[a].as_str();
+    let nb = sys.topology.bonded_to();
     let canon = |mut v: Vec<&str>| {
         let mut r = v.clone();
         r.reverse();
@@ -49,10 +53,13 @@ pub fn classes(sys: &System, z: &ZMatrix) -> Vec<String> {
         .zip(coordinate_atoms(z))
         .map(|(k, atoms)| {
             let names: Vec<&str> = atoms.iter().map(|&a| ty(a)).collect();
-            let tag = match k {
-                IcKind::Bond => "b",
-                IcKind::Angle => "a",
-                IcKind::Torsion => "t",
+            let chord = atoms.len() > 2 && !nb[atoms[1]].contains(&atoms[2]);
+            let tag = match (k, chord) {
+                (IcKind::Bond, _) => "b",
+                (IcKind::Angle, false) => "a",
+                (IcKind::Torsion, false) => "t",
+                (IcKind::Angle, true) => "ra",
+                (IcKind::Torsion, true) => "rt",
             };
             format!("{tag}: {}", canon(names))
         })
@@ -155,7 +162,8 @@ fn kind_codes(z: &ZMatrix) -> Vec<u8> {
 }
 
 /// (cut, mean, std, spread) of a coordinate from the force field: a bond or angle at its
-/// equilibrium with std sqrt(kT / k); a torsion cut at 0 with atanh of a uniform angle's
+/// equilibrium with std sqrt(kT / k) (an angle without a spring at its value in the molecule's
+/// structure); a torsion cut at 0 with atanh of a uniform angle's
 /// moments (mean 0, std pi / sqrt(12)), spread pi / sqrt(3).
 fn force_field_stats(sys: &System, kind: u8, atoms: &[usize], kt: f64) -> (f64, f64, f64, f64) {
     let p = &sys.params;
@@ -181,8 +189,13 @@ fn force_field_stats(sys: &System, kind: u8, atoms: &[usize], kt: f64) -> (f64, 
             let s = (kt / k).sqrt();
             (0.0, x0, s, s)
         }
+        // No spring (a ring's chord angle): the value in the molecule's own structure.
         (0, None) => (0.0, 0.15, 0.005, 0.005),
-        (1, None) => (0.0, 1.91, 0.1, 0.1),
+        (1, None) => {
+            let a = [atoms[0], atoms[1], atoms[2]];
+            let x0 = bgen_system::energy::bonded::angle(&sys.positions, a);
+            (0.0, x0, 0.1, 0.1)
+        }
         _ => {
             let pi = std::f64::consts::PI;
             (0.0, 0.0, pi / 12f64.sqrt(), pi / 3f64.sqrt())
@@ -249,7 +262,11 @@ pub struct Molecule {
 
 /// The molecules of a merged many-peptide data set (`bgen dataset merge`): its training ones,
 /// or its held-out ones.
-pub fn load_dataset(path: &std::path::Path, held_out: bool) -> crate::Result<Vec<Molecule>> {
+pub fn load_dataset(
+    path: &std::path::Path,
+    held_out: bool,
+    rings: bgen_system::RingClosure,
+) -> crate::Result<Vec<Molecule>> {
     use bgen_system::error::Context;
     let file = if path.is_dir() {
         path.join("dataset.json")
@@ -267,7 +284,7 @@ pub fn load_dataset(path: &std::path::Path, held_out: bool) -> crate::Result<Vec
         .map(|e| {
             let system =
                 System::from_pdb_file(&e.path.join("topology.pdb"), setup, Some(ds.temperature_k))?;
-            let zmatrix = ZMatrix::from_topology(&system.topology)?;
+            let zmatrix = ZMatrix::from_topology_with(&system.topology, rings)?;
             let frames = bgen_md::dataset::load_run_temperature(&e.path)?.x;
             Ok(Molecule {
                 name: e.name.clone(),

@@ -365,7 +365,7 @@ pub fn load_transferable(
             tokens + 2
         );
     }
-    let z = bgen_system::ZMatrix::from_topology(&sys.topology)?;
+    let z = bgen_system::ZMatrix::from_topology_with(&sys.topology, transfer.ring_closure)?;
     let (internal, _) = transfer.standards.internal(&sys, &z);
     let labels = bgen_models::transfer::padded_labels(&sys, &z, tokens);
     let seen = transfer

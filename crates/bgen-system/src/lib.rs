@@ -37,4 +37,4 @@ pub use options::SystemArgs;
 pub use system::System;
 pub use target::{Autoregressive, PartialTarget, Proposal, Target};
 pub use topology::Topology;
-pub use zmatrix::{InternalTarget, ZMatrix};
+pub use zmatrix::{InternalTarget, RingClosure, ZMatrix};

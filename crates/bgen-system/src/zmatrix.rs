@@ -47,6 +47,20 @@ pub struct ZRow {
     pub l: usize,
 }
 
+/// How a Z-matrix places an atom that closes a ring (one with two placed neighbours).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RingClosure {
+    /// As any atom: bond, angle and torsion along its parent's chain; the closing bond is no
+    /// coordinate (what models trained before the choice existed use).
+    #[default]
+    Chain,
+    /// From both ring neighbours: bond to its parent j, the angle (atom, j, k) to the other
+    /// neighbour k and a torsion about j-k, so that the closing bond follows from two
+    /// coordinates and the distance j-k instead of a chain of upstream torsions.
+    Both,
+}
+
 /// A Z-matrix: rows in placement order, every atom once.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ZMatrix {
@@ -66,6 +80,11 @@ impl ZMatrix {
     /// sibling, which is almost constant (methyl and amide hydrogens, carbonyl oxygens, CB).
     /// Fails for fewer than 3 atoms or a bond graph of more than one piece.
     pub fn from_topology(top: &Topology) -> Result<ZMatrix> {
+        ZMatrix::from_topology_with(top, RingClosure::Chain)
+    }
+
+    /// [`ZMatrix::from_topology`] with ring-closing atoms placed as `rings` says.
+    pub fn from_topology_with(top: &Topology, rings: RingClosure) -> Result<ZMatrix> {
         let n = top.n_atoms();
         let err =
             |msg: String| Error::Other(format!("{}: internal coordinates: {msg}", top.source));
@@ -123,6 +142,19 @@ impl ZMatrix {
             v.sort_by_key(|&b| placed_at[b]);
             v
         };
+        // A ring closes at atom a (placed at r) when exactly one placed neighbour besides its
+        // parent j exists: k; the torsion's l is j's parent (or another placed neighbour of j).
+        let ring_row = |a: usize, r: usize| -> Option<ZRow> {
+            let j = parent[a];
+            let others = placed_nb(a, r, &[j]);
+            let &[k] = others.as_slice() else {
+                return None;
+            };
+            let l = Some(parent[j])
+                .filter(|&p| p != NONE && p != k)
+                .or_else(|| placed_nb(j, r, &[a, k]).first().copied())?;
+            Some(ZRow { atom: a, j, k, l })
+        };
         let mut rows = Vec::with_capacity(n);
         for (r, &a) in order.iter().enumerate() {
             let row = match r {
@@ -147,6 +179,9 @@ impl ZMatrix {
                         k,
                         l: a,
                     }
+                }
+                _ if rings == RingClosure::Both && ring_row(a, r).is_some() => {
+                    ring_row(a, r).expect("checked")
                 }
                 _ => {
                     let j = parent[a];
@@ -595,11 +630,58 @@ mod tests {
     fn log_det_matches_a_brute_force_jacobian() {
         let sys = aldp();
         let z = ZMatrix::from_topology(&sys.topology).unwrap();
+        check_log_det(&sys, &z);
+    }
+
+    /// Rings closed from both neighbours (Trp's two, Pro's one): every atom from placed ones,
+    /// the round trip, and the log-determinant against the brute-force Jacobian.
+    #[test]
+    fn rings_closed_from_both_neighbours() {
+        let sys =
+            crate::peptide::build("WP", crate::peptide::Caps::None, crate::Setup::Amber14Obc1)
+                .unwrap();
+        let z = ZMatrix::from_topology_with(&sys.topology, RingClosure::Both).unwrap();
+        let nb = sys.topology.bonded_to();
+        let closing: Vec<&str> = z.rows[3..]
+            .iter()
+            .filter(|r| !nb[r.j].contains(&r.k))
+            .map(|r| sys.topology.atoms[r.atom].name.as_str())
+            .collect();
+        assert_eq!(closing.len(), 3, "{closing:?}");
+        let chain = ZMatrix::from_topology(&sys.topology).unwrap();
+        assert!(chain.rows[3..].iter().all(|r| nb[r.j].contains(&r.k)));
+        let mut seen = vec![false; z.n_atoms()];
+        for row in &z.rows[..3] {
+            seen[row.atom] = true;
+        }
+        for (r, row) in z.rows.iter().enumerate().skip(3) {
+            assert!(seen[row.j] && seen[row.k] && seen[row.l], "row {r}");
+            let refs = [row.atom, row.j, row.k, row.l];
+            assert!(
+                (0..4).all(|i| (0..i).all(|j| refs[i] != refs[j])),
+                "row {r}"
+            );
+            assert!(!seen[row.atom], "row {r}");
+            seen[row.atom] = true;
+        }
+        let x0 = &sys.positions;
+        let mut ic = vec![0.0; z.dim()];
+        z.to_internal(x0, &mut ic);
+        let mut x = vec![0.0; x0.len()];
+        z.to_cartesian(&ic, &mut x);
+        for (a, b) in distances(x0).iter().zip(distances(&x)) {
+            assert!((a - b).abs() < 1e-10, "{a} vs {b}");
+        }
+        check_log_det(&sys, &z);
+    }
+
+    fn check_log_det(sys: &System, z: &ZMatrix) {
         let d = z.dim();
+        let nx = 3 * z.n_atoms();
         let mut ic = vec![0.0; d];
         z.to_internal(&sys.positions, &mut ic);
         let reduced = |ic: &[f64]| -> Vec<f64> {
-            let mut x = vec![0.0; 66];
+            let mut x = vec![0.0; nx];
             z.to_cartesian(ic, &mut x);
             let r = &z.rows;
             let mut v = vec![x[3 * r[1].atom], x[3 * r[2].atom], x[3 * r[2].atom + 1]];
@@ -620,7 +702,7 @@ mod tests {
             }
         }
         let log_reduced = log_abs_det(jac);
-        let mut x = vec![0.0; 66];
+        let mut x = vec![0.0; nx];
         let logdet = z.to_cartesian(&ic, &mut x);
         let y3 = x[3 * z.rows[2].atom + 1];
         let brute = log_reduced + 2.0 * ic[0].ln() + y3.ln();
