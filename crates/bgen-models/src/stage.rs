@@ -38,6 +38,11 @@ pub struct TrainArgs {
     /// and temperature still come from --data.
     #[arg(long)]
     pub extra_data: Vec<PathBuf>,
+    /// A transferable model on replica-exchange data: each molecule also trains on the frames of
+    /// this many of its raised rungs, lowest first (its validation stays at the target
+    /// temperature). Broader data covers rare basins that the weights then correct.
+    #[arg(long, default_value_t = 0)]
+    pub raised_rungs: usize,
     /// Output run directory (checkpoints, run.json).
     #[arg(long)]
     pub out: PathBuf,
@@ -112,6 +117,7 @@ impl TrainArgs {
             model: None,
             data,
             extra_data: Vec::new(),
+            raised_rungs: 0,
             out,
             preset: None,
             bins: None,
@@ -609,8 +615,8 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
         TRANSFER_RING_CLOSURE
     };
     let mols = match merged_dataset(&a.data) {
-        Some(file) => load_dataset(&file, false, rings)?,
-        None => vec![one_molecule(&a.data, rings)?],
+        Some(file) => load_dataset(&file, false, rings, a.raised_rungs)?,
+        None => vec![one_molecule(&a.data, rings, a.raised_rungs)?],
     };
     if mols.is_empty() {
         bail!("{}: no training molecules", a.data.display());
@@ -622,7 +628,9 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
         let d = 3 * m.system.n_atoms();
         let n = m.frames.len() / d;
         let cut = n - (n / 10).max(1);
-        (m.frames[..cut * d].to_vec(), m.frames[cut * d..].to_vec())
+        let mut train = m.frames[..cut * d].to_vec();
+        train.extend_from_slice(&m.raised);
+        (train, m.frames[cut * d..].to_vec())
     };
     let parts: Vec<(Vec<f64>, Vec<f64>)> = mols.iter().map(split).collect();
     let mut preset_name = a.preset.clone().unwrap_or_else(|| "small".into());
@@ -796,7 +804,11 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
 
 /// One molecule's MD run (a `bgen md` directory or its data split) as a transferable model's
 /// training molecule, named by its sequence.
-fn one_molecule(data: &Path, rings: bgen_system::RingClosure) -> Result<crate::transfer::Molecule> {
+fn one_molecule(
+    data: &Path,
+    rings: bgen_system::RingClosure,
+    raised_rungs: usize,
+) -> Result<crate::transfer::Molecule> {
     let Some((_, forcefield, temperature)) = data_system(data) else {
         bail!(
             "{}: not an MD run (no run.json beside the frames)",
@@ -811,12 +823,14 @@ fn one_molecule(data: &Path, rings: bgen_system::RingClosure) -> Result<crate::t
     let system = bgen_system::System::from_pdb_file(&top, setup, Some(temperature))?;
     let zmatrix = bgen_system::ZMatrix::from_topology_with(&system.topology, rings)?;
     let frames = bgen_md::dataset::load_run_temperature(data)?.x;
+    let raised = crate::transfer::raised_frames(data, raised_rungs)?;
     let name = bgen_system::peptide::sequence(&system.topology);
     Ok(crate::transfer::Molecule {
         name,
         system,
         zmatrix,
         frames,
+        raised,
     })
 }
 

@@ -258,6 +258,30 @@ pub struct Molecule {
     pub zmatrix: ZMatrix,
     /// Frames at the run's temperature, n x N x 3, nm.
     pub frames: Vec<f64>,
+    /// Training frames from raised rungs of its replica exchange (may be empty), nm.
+    pub raised: Vec<f64>,
+}
+
+/// The frames of the `rungs` lowest raised rungs of the replica-exchange run `path` (none for
+/// 0; an error if the run has fewer raised rungs or no ladder).
+pub fn raised_frames(path: &std::path::Path, rungs: usize) -> crate::Result<Vec<f64>> {
+    if rungs == 0 {
+        return Ok(Vec::new());
+    }
+    let f = bgen_md::dataset::load_raised_temperatures(path)?;
+    let ladder = !f.replica.contains(&0);
+    let top = f.replica.iter().copied().max().unwrap_or(0) as usize;
+    if !ladder || top < rungs {
+        bgen_system::bail!(
+            "{}: {rungs} raised rung(s) asked for, the run has {}",
+            path.display(),
+            if ladder { top } else { 0 }
+        );
+    }
+    let keep: Vec<usize> = (0..f.len())
+        .filter(|&i| f.replica[i] as usize <= rungs)
+        .collect();
+    Ok(f.select(&keep).x)
 }
 
 /// The molecules of a merged many-peptide data set (`bgen dataset merge`): its training ones,
@@ -266,6 +290,7 @@ pub fn load_dataset(
     path: &std::path::Path,
     held_out: bool,
     rings: bgen_system::RingClosure,
+    raised_rungs: usize,
 ) -> crate::Result<Vec<Molecule>> {
     use bgen_system::error::Context;
     let file = if path.is_dir() {
@@ -286,11 +311,13 @@ pub fn load_dataset(
                 System::from_pdb_file(&e.path.join("topology.pdb"), setup, Some(ds.temperature_k))?;
             let zmatrix = ZMatrix::from_topology_with(&system.topology, rings)?;
             let frames = bgen_md::dataset::load_run_temperature(&e.path)?.x;
+            let raised = raised_frames(&e.path, raised_rungs)?;
             Ok(Molecule {
                 name: e.name.clone(),
                 system,
                 zmatrix,
                 frames,
+                raised,
             })
         })
         .collect()
