@@ -173,7 +173,8 @@ def test_configs_are_the_typed_stage_settings(tmp_path):
     assert len(ladder) == 3 and ladder[0] == 300.0 and abs(ladder[2] - 600.0) < 1e-9
     s = bgen.SampleConfig(out="o", system="aldp")
     assert (s.cess, s.steps, s.moves, s.tau, s.com) == (0.98, 300, 3, 1.0, "gaussian")
-    assert bgen.TrainConfig(data="d", out="o").threads == 1
+    # Training and sampling default to every core, as on the command line.
+    assert bgen.TrainConfig(data="d", out="o").threads == s.threads >= 1
     assert bgen.EvalConfig(samples="s", reference="r", out="o").max_samples == 10000
 
 
