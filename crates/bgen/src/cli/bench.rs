@@ -480,16 +480,42 @@ fn scratch(
     Ok((dir, pdb, path))
 }
 
-/// bgen MD speed: `replicas` replicas on as many threads for about `seconds`; total steps/s.
-fn md_rate(sys: &System, replicas: usize, seconds: f64, precision: Precision) -> Result<f64> {
+/// How the bench integrates: 1 fs steps with the force field's masses (OpenMM's setting in
+/// the same run), or `bgen md`'s default dynamics.
+#[derive(Clone, Copy, PartialEq)]
+enum Dynamics {
+    Plain,
+    Default,
+}
+
+/// bgen MD speed: `replicas` replicas on as many threads for about `seconds`; simulated ns/day
+/// of all replicas together.
+fn md_rate(
+    sys: &System,
+    replicas: usize,
+    seconds: f64,
+    precision: Precision,
+    dynamics: Dynamics,
+) -> Result<f64> {
     use bgen_md::langevin::{stream, LangevinMiddle};
+    let (dt_fs, mass) = match dynamics {
+        Dynamics::Plain => (1.0, sys.params.mass.clone()),
+        Dynamics::Default => {
+            let d = bgen_md::MdSettings::new(&sys.name, sys.params.setup);
+            let mass = match d.hydrogen_mass_da {
+                Some(h) => bgen_md::hmr::repartition(&sys.topology, &sys.params.mass, h)?,
+                None => sys.params.mass.clone(),
+            };
+            (d.timestep_fs, mass)
+        }
+    };
     let model = sys.model();
     let mut x = sys.positions.clone();
     let mut ws = model.workspace_in(precision);
     bgen_md::minimize(&mut x, Default::default(), |x, g| {
         model.energy_grad(x, g, &mut ws).total()
     });
-    let lm = LangevinMiddle::new(&sys.params.mass, sys.kt(), 1.0, 1e-3, true);
+    let lm = LangevinMiddle::new(&mass, sys.kt(), 1.0, dt_fs * 1e-3, true);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(replicas)
         .build()?;
@@ -512,7 +538,7 @@ fn md_rate(sys: &System, replicas: usize, seconds: f64, precision: Precision) ->
             })
             .collect()
     });
-    Ok(steps.iter().sum::<u64>() as f64)
+    Ok(steps.iter().sum::<u64>() as f64 * dt_fs * 1e-6 * 86400.0)
 }
 
 fn bench_md(a: MdBench) -> Result<()> {
@@ -520,31 +546,42 @@ fn bench_md(a: MdBench) -> Result<()> {
         .map(|n| n.get())
         .unwrap_or(1);
     let openmm = !a.no_openmm && has_openmm(&a.python);
-    let per_day = |steps_per_s: f64| steps_per_s * 1e-6 * 86400.0; // 1 fs steps
+    let d = bgen_md::MdSettings::new("", bgen_system::Setup::Amber14Obc1);
     println!("MD ns/day: Langevin middle 1/ps, 1 fs, no constraints, {cores} cores, ~{} s per measurement", a.seconds);
     println!("bgen on 1 thread in each precision (reference = the scalar f64 path), mixed on all cores (one replica per core); OpenMM's platforms");
     println!(
-        "{:<10} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
+        "default 1: bgen md's default dynamics on 1 thread ({} precision, {} fs steps, hydrogens {} Da; the same ensemble), dflt/ref its ns/day over the scalar path's at 1 fs",
+        d.precision.name(),
+        d.timestep_fs,
+        d.hydrogen_mass_da.map_or("as the force field".into(), |h| h.to_string())
+    );
+    println!(
+        "{:<10} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
         "system",
         "atoms",
         "ref 1",
         "double 1",
         "mixed 1",
         "mixed all",
+        "default 1",
         "OMM CPU1",
         "OMM CPUn",
         "OMM Ref",
         "dbl/ref",
         "mix/ref",
+        "dflt/ref",
         "mix/OMM1",
         "all/OMMn"
     );
     for name in &a.systems {
         let sys = bench_system(name)?;
-        let reference = per_day(md_rate(&sys, 1, a.seconds, Precision::Reference)?);
-        let double = per_day(md_rate(&sys, 1, a.seconds, Precision::Double)?);
-        let one = per_day(md_rate(&sys, 1, a.seconds, Precision::Mixed)?);
-        let all = per_day(md_rate(&sys, cores, a.seconds, Precision::Mixed)?);
+        let rate =
+            |threads: usize, p: Precision, dy: Dynamics| md_rate(&sys, threads, a.seconds, p, dy);
+        let reference = rate(1, Precision::Reference, Dynamics::Plain)?;
+        let double = rate(1, Precision::Double, Dynamics::Plain)?;
+        let one = rate(1, Precision::Mixed, Dynamics::Plain)?;
+        let all = rate(cores, Precision::Mixed, Dynamics::Plain)?;
+        let default = rate(1, d.precision, Dynamics::Default)?;
         let mut peer = std::collections::BTreeMap::new();
         if openmm {
             let (dir, pdb, script) =
@@ -584,18 +621,20 @@ fn bench_md(a: MdBench) -> Result<()> {
             }
         };
         println!(
-            "{:<10} {:>5} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
+            "{:<10} {:>5} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
             name,
             sys.n_atoms(),
             reference,
             double,
             one,
             all,
+            default,
             fmt(cpu1),
             fmt(cpu_all),
             fmt(omm_ref),
             ratio(double, reference),
             ratio(one, reference),
+            ratio(default, reference),
             ratio(one, best1),
             ratio(all, best_all)
         );
