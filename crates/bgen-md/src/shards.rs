@@ -197,6 +197,16 @@ fn run_shard(a: &MdArgs, s: &Shard, setup: Setup, temperature: f64) -> Result<(S
     let dir = a.out.join("shards").join(&s.name);
     let mut run = if dir.join("run.json").exists() {
         let run = MdRun::resume(&dir)?;
+        // Options given now must be those the shard was made with: else its data would be
+        // skipped as finished, or finished with another recipe, without a word.
+        let changed = a.apply(&mut run.settings.clone());
+        if !changed.is_empty() {
+            bail!(
+                "{}: made with other {} than given now; drop them to resume it, or use another --out",
+                dir.display(),
+                changed.join(", ")
+            );
+        }
         if run.is_complete() {
             return Ok(("skipped".into(), run.system.n_atoms()));
         }
@@ -259,6 +269,11 @@ pub struct MergeArgs {
     #[arg(long, default_value_t = 0)]
     #[serde(default)]
     pub seed: u64,
+    /// Merge the shards that have finished and list the others as left out (a long data run
+    /// can be trained on while it goes on); by default every shard must have finished.
+    #[arg(long)]
+    #[serde(default)]
+    pub finished_only: bool,
 }
 
 /// One shard in a merged data set.
@@ -292,18 +307,50 @@ pub fn merge(a: MergeArgs) -> Result<ShardedDataset> {
     )
     .with_context(|| format!("{}: corrupt", record_path.display()))?;
     let mut problems = Vec::new();
+    let mut unfinished = Vec::new();
     let mut entries = Vec::new();
+    // Every shard's settings but its name: one data set is one recipe.
+    let mut recipe: Option<(String, MdSettings)> = None;
     for s in &record.shards {
         let dir = a.run.join("shards").join(&s.name);
         match check_shard(&dir) {
-            Ok(e) => entries.push(Entry {
-                name: s.name.clone(),
-                path: std::path::absolute(&dir).unwrap_or(dir),
-                atoms: e.0,
-                frames: e.1,
-            }),
-            Err(e) => problems.push(format!("{}: {e}", s.name)),
+            Ok((atoms, frames, mut settings)) => {
+                settings.system.clear();
+                match &recipe {
+                    Some((first, r)) if *r != settings => problems.push(format!(
+                        "{}: made with other settings than {first} ({}); a data set mixes no \
+                         recipes",
+                        s.name,
+                        differences(r, &settings).join(", ")
+                    )),
+                    Some(_) => {}
+                    None => recipe = Some((s.name.clone(), settings)),
+                }
+                entries.push(Entry {
+                    name: s.name.clone(),
+                    path: std::path::absolute(&dir).unwrap_or(dir),
+                    atoms,
+                    frames,
+                })
+            }
+            Err(Unready::Unfinished(e)) if a.finished_only => {
+                unfinished.push(format!("{} ({e})", s.name))
+            }
+            Err(Unready::Unfinished(e)) => problems.push(format!("{}: {e}", s.name)),
+            Err(Unready::Bad(e)) => problems.push(format!("{}: {e}", s.name)),
         }
+    }
+    if !unfinished.is_empty() {
+        eprintln!(
+            "{}: {} of {} shards left out, not finished: {}",
+            a.run.display(),
+            unfinished.len(),
+            record.shards.len(),
+            unfinished.join(", ")
+        );
+    }
+    if entries.is_empty() {
+        bail!("{}: no finished shard to merge", a.run.display());
     }
     if !problems.is_empty() {
         bail!(
@@ -367,28 +414,62 @@ pub fn merge(a: MergeArgs) -> Result<ShardedDataset> {
     Ok(ds)
 }
 
-/// (atoms, frames at the run's temperature) of a finished shard.
-fn check_shard(dir: &Path) -> Result<(usize, usize)> {
+/// Why a shard cannot be merged: it has not finished, or something is wrong with it.
+enum Unready {
+    Unfinished(String),
+    Bad(crate::Error),
+}
+
+impl<E: Into<crate::Error>> From<E> for Unready {
+    fn from(e: E) -> Unready {
+        Unready::Bad(e.into())
+    }
+}
+
+/// The settings (as JSON keys) in which `a` and `b` differ.
+fn differences(a: &MdSettings, b: &MdSettings) -> Vec<String> {
+    let (a, b) = (serde_json::to_value(a), serde_json::to_value(b));
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (a, b) else {
+        return vec!["?".into()];
+    };
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            format!(
+                "{k} {v} vs {}",
+                b.get(k).unwrap_or(&serde_json::Value::Null)
+            )
+        })
+        .collect()
+}
+
+/// (atoms, frames at the run's temperature, settings) of a finished shard.
+fn check_shard(dir: &Path) -> std::result::Result<(usize, usize, MdSettings), Unready> {
     if !dir.join("run.json").exists() {
-        bail!("not started");
+        return Err(Unready::Unfinished("not started".into()));
     }
-    if !MdRun::resume(dir)?.is_complete() {
-        bail!("not finished (run it again to resume)");
+    let run = MdRun::resume(dir)?;
+    if !run.is_complete() {
+        return Err(Unready::Unfinished(
+            "not finished (run it again to resume)".into(),
+        ));
     }
+    let settings = run.settings.clone();
+    drop(run);
     let frames = dataset::load_run_temperature(dir)?;
     let top = bgen_system::pdb::PdbFile::read(&dir.join("topology.pdb"))?;
     if top.atoms.len() != frames.n_atoms {
-        bail!(
+        return Err(Unready::Bad(crate::Error::Other(format!(
             "{} atoms in its frames, {} in topology.pdb",
             frames.n_atoms,
             top.atoms.len()
-        );
+        ))));
     }
     if let Some(k) = frames.x.iter().position(|v| !v.is_finite()) {
-        bail!(
+        return Err(Unready::Bad(crate::Error::Other(format!(
             "frame {} has a non-finite coordinate",
             k / (3 * frames.n_atoms)
-        );
+        ))));
     }
-    Ok((frames.n_atoms, frames.len()))
+    Ok((frames.n_atoms, frames.len(), settings))
 }

@@ -351,6 +351,29 @@ fn the_slurm_array_runs_shards_and_merge_splits_them_by_sequence() {
         !o.status.success() && err.contains("AA: not finished"),
         "{err}"
     );
+    // Or the finished shards alone, naming the one left out.
+    let o = merge(&["--finished-only"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && err.contains("left out, not finished: AA"),
+        "{err}"
+    );
+    // Resuming with another recipe is refused, naming the option: the finished shards would be
+    // skipped and the stopped one finished differently.
+    let o = Command::new("bash")
+        .arg(&script)
+        .arg(&seqs)
+        .arg(&out)
+        .args(opts)
+        .args(["--friction", "2"])
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .env("SLURM_ARRAY_TASK_COUNT", "2")
+        .env("SLURM_CPUS_PER_TASK", "1")
+        .env("BGEN", env!("CARGO_BIN_EXE_bgen"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--friction"), "{err}");
     // Resubmitting the array completes it: KW and GP are skipped, AA resumed.
     let (mut t0, mut t1) = (task(0, &[]), task(1, &[]));
     assert!(t0.wait().unwrap().success() && t1.wait().unwrap().success());
@@ -373,6 +396,21 @@ fn the_slurm_array_runs_shards_and_merge_splits_them_by_sequence() {
         assert_eq!(e["frames"], 8, "{e}");
     }
     assert_eq!(d["train"][0]["atoms"], 49);
+    // A shard made with another recipe (here: its record edited, as a shard copied in from
+    // another run would be): merge refuses to mix them, naming the setting.
+    let gp = out.join("shards/GP/run.json");
+    let text = std::fs::read_to_string(&gp).unwrap();
+    let edited = text.replace("\"friction_per_ps\": 1.0", "\"friction_per_ps\": 2.0");
+    assert_ne!(text, edited);
+    std::fs::write(&gp, edited).unwrap();
+    let o = merge(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("GP: made with other settings than KW")
+            && err.contains("friction_per_ps"),
+        "{err}"
+    );
     // A typo in a sequence stops the run before any MD, naming it.
     let o = bgen()
         .args(["md", "--sequences", "KW,KB", "--out"])
