@@ -664,6 +664,19 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
         let Some(transfer) = t.state.transfer.as_mut() else {
             bail!("--init {}: not a transferable model", init.display());
         };
+        // Its labels index its force field's atom types and templates.
+        for m in &mols {
+            let ff = m.system.params.setup.name();
+            if ff != transfer.forcefield {
+                bail!(
+                    "--init {}: a model of {}, and {} was simulated in {ff}; fine-tune on data \
+                     of the model's force field",
+                    init.display(),
+                    transfer.forcefield,
+                    m.name
+                );
+            }
+        }
         for m in &mols {
             if !transfer.trained_on.contains(&m.name) {
                 transfer.trained_on.push(m.name.clone());
@@ -749,6 +762,11 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
     };
     if dev == tch::Device::Cpu {
         trainer.set_workers(a.threads);
+    }
+    if let ModelConfig::TarFlow(c) = &trainer.state.model {
+        for m in &mols {
+            crate::transfer::check_fits(&m.system, c).map_err(|e| format!("{}: {e}", m.name))?;
+        }
     }
     let transfer = trainer.state.transfer.clone().expect("a transferable run");
     let tokens = match &trainer.state.model {

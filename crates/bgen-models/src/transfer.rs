@@ -251,6 +251,27 @@ pub fn padded_labels(sys: &System, z: &ZMatrix, tokens: i64) -> crate::tarflow::
     }
 }
 
+/// Whether molecule `sys` fits the transferable flow `c`: its atoms within the flow's tokens
+/// (N - 2) and its residues within the residue-index table; else a message saying which.
+pub fn check_fits(sys: &System, c: &crate::tarflow::TarFlowConfig) -> Result<(), String> {
+    let tokens = sys.n_atoms() as i64 - 2;
+    if tokens > c.tokens {
+        return Err(format!(
+            "{} atoms, the model takes at most {}",
+            sys.n_atoms(),
+            c.tokens + 2
+        ));
+    }
+    let residues = sys.topology.residues.len() as i64;
+    match &c.conditioning {
+        Some(k) if residues > k.max_residues => Err(format!(
+            "{residues} residues, the model takes at most {}",
+            k.max_residues
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// One molecule of a transferable training set: its system, Z-matrix, frames and name.
 pub struct Molecule {
     pub name: String,

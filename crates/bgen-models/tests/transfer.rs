@@ -126,3 +126,32 @@ fn labels_name_the_atom_each_token_places() {
         .iter()
         .any(|&r| ff.templates[(r - 1) as usize].name == "CTRP"));
 }
+
+/// A molecule fits a transferable flow only within its tokens and its residue-index table.
+#[test]
+fn molecules_beyond_the_residue_table_are_refused() {
+    use bgen_models::tarflow::{Conditioning, TarFlowConfig};
+    let sys = bgen_system::peptide::build(
+        &"G".repeat(17),
+        bgen_system::peptide::Caps::None,
+        bgen_system::Setup::Amber14Obc1,
+    )
+    .unwrap();
+    let mut c = TarFlowConfig {
+        tokens: 200,
+        conditioning: Some(Conditioning {
+            atom_types: 10,
+            residue_types: 5,
+            max_residues: 16,
+        }),
+        ..bgen_models::stage::preset("tiny", 200).unwrap().0
+    };
+    let e = bgen_models::transfer::check_fits(&sys, &c).unwrap_err();
+    assert!(e.contains("17 residues, the model takes at most 16"), "{e}");
+    c.tokens = 50;
+    let e = bgen_models::transfer::check_fits(&sys, &c).unwrap_err();
+    assert!(e.contains("atoms, the model takes at most 52"), "{e}");
+    c.tokens = 200;
+    c.conditioning.as_mut().unwrap().max_residues = 17;
+    assert!(bgen_models::transfer::check_fits(&sys, &c).is_ok());
+}

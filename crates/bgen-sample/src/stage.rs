@@ -353,18 +353,13 @@ pub fn load_transferable(
         );
     }
     let tokens = match &state.model {
-        bgen_models::ModelConfig::TarFlow(c) => c.tokens,
+        bgen_models::ModelConfig::TarFlow(c) => {
+            bgen_models::transfer::check_fits(&sys, c)
+                .map_err(|e| format!("{}: {} has {e}", run.display(), sys.name))?;
+            c.tokens
+        }
         bgen_models::ModelConfig::Arbg(_) => bail!("{}: not a TarFlow", run.display()),
     };
-    if sys.n_atoms() as i64 - 2 > tokens {
-        bail!(
-            "{}: {} has {} atoms, the model takes at most {}",
-            run.display(),
-            sys.name,
-            sys.n_atoms(),
-            tokens + 2
-        );
-    }
     let z = bgen_system::ZMatrix::from_topology_with(&sys.topology, transfer.ring_closure)?;
     let (internal, _) = transfer.standards.internal(&sys, &z);
     let labels = bgen_models::transfer::padded_labels(&sys, &z, tokens);

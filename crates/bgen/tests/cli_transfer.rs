@@ -192,6 +192,37 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
         .output()
         .unwrap());
     assert!(log.contains("(dipeptides)"), "{log}");
+    // MD in another force field: its atom types are not the model's, refused before training.
+    ok(bgen()
+        .args([
+            "md",
+            "--ns",
+            "0.002",
+            "--save-every-ps",
+            "0.5",
+            "--equilibrate-ps",
+            "0",
+        ])
+        .args(["--forcefield", "amber99sbildn-obc2", "--pdb"])
+        .arg(&pdb)
+        .arg("--out")
+        .arg(dir.join("ad-md-obc2"))
+        .output()
+        .unwrap());
+    let o = bgen()
+        .args(["train", "--init", "dipeptides", "--steps", "2", "--data"])
+        .arg(dir.join("ad-md-obc2"))
+        .arg("--out")
+        .arg(dir.join("ft-obc2"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("a model of amber14-obc1")
+            && err.contains("amber99sbildn-obc2"),
+        "{err}"
+    );
     let o = bgen()
         .args(["sample", "--method", "snis", "--n", "8", "--run"])
         .arg(dir.join("ft"))
