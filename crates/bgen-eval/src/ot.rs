@@ -392,11 +392,11 @@ where
                 .enumerate()
                 .map(|(q, &(_, _, c))| ns.flow[solver_index(q)] * c)
                 .sum();
-            eprintln!(
+            bgen_system::say!(
                 "   primal {primal:.12} lower {lower:.12} gap {:.3e}",
                 primal - lower
             );
-            eprintln!(
+            bgen_system::say!(
                 "round {rounds}: {} arcs, {pivots} pivots in {t1:.2} s, {} violations, {:.2} s",
                 arcs.len(),
                 extra.len(),

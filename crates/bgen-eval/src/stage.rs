@@ -257,7 +257,7 @@ pub fn run(a: EvalArgs) -> Result<Metrics> {
     let (mut metrics, mut data) =
         evaluate(&sys, &x, lw.as_deref(), &reference.x, opts).context(a.samples.display())?;
     if metrics.details.n_nonfinite > 0 {
-        eprintln!(
+        bgen_system::say!(
             "{}: {} samples with a non-finite energy or zero weight left out",
             a.samples.display(),
             metrics.details.n_nonfinite
@@ -292,9 +292,11 @@ pub fn run(a: EvalArgs) -> Result<Metrics> {
         let label = c
             .file_name()
             .map_or("other".into(), |n| n.to_string_lossy().to_string());
-        println!(
+        bgen_system::show!(
             "  {label}: ESS {:.4}  E-W2 {:.4}  T-W2 {:.4}",
-            cm.ess, cm.energy_w2, cm.torus_w2
+            cm.ess,
+            cm.energy_w2,
+            cm.torus_w2
         );
         let w = cd.has_weights.then_some(cd.weights.clone());
         data.extra_energies.push((label, cd.energy_samples, w));
@@ -333,7 +335,7 @@ pub fn run(a: EvalArgs) -> Result<Metrics> {
     // Last: metrics.json marks the evaluation complete (`bgen run` skips a stage that has it).
     let text = serde_json::to_string_pretty(&metrics).context("metrics.json")?;
     write_atomic(&a.out.join("metrics.json"), text.as_bytes())?;
-    println!(
+    bgen_system::show!(
         "ESS {:.4}  E-W1 {:.4}  E-W2 {:.4} kT  T-W2 {:.4}  TICA-W2 {}",
         metrics.ess,
         metrics.energy_w1,
@@ -347,9 +349,9 @@ pub fn run(a: EvalArgs) -> Result<Metrics> {
             .basins_reference
             .get(k)
             .map_or(f64::NAN, |r| r.value);
-        println!("  {k:<14} {:.3} +- {:.3}   reference {r:.3}", v.value, v.se);
+        bgen_system::show!("  {k:<14} {:.3} +- {:.3}   reference {r:.3}", v.value, v.se);
     }
-    println!(
+    bgen_system::show!(
         "{} samples vs {} reference frames in {:.1} s; wrote {}",
         metrics.details.n_samples,
         metrics.details.n_reference,
@@ -401,22 +403,33 @@ fn md_curve_stage(
     let curve = crate::curve::md_curve(sys, &frames, reference, cost, points, opts)?;
     let marks = a.reach.as_deref().map(scores_of).transpose()?;
     let reached = marks.and_then(|m| crate::curve::first_reaching(&curve, m));
-    println!("MD prefix       ns   wall s   E-W2/kT   T-W2   basin err");
+    bgen_system::show!("MD prefix       ns   wall s   E-W2/kT   T-W2   basin err");
     for p in &curve {
-        println!(
+        bgen_system::show!(
             "{:>9.0} ps {:>8.3} {:>8.1} {:>9.4} {:>6.4} {:>9.4}",
-            p.time_ps, p.ns, p.wall_seconds, p.energy_w2, p.torus_w2, p.basin_error
+            p.time_ps,
+            p.ns,
+            p.wall_seconds,
+            p.energy_w2,
+            p.torus_w2,
+            p.basin_error
         );
     }
     if let Some(m) = marks {
         match reached {
-            Some(p) => println!(
+            Some(p) => bgen_system::show!(
                 "MD reaches E-W2 {:.3}, T-W2 {:.3}, basin error {:.3} at {:.3} ns ({:.1} s)",
-                m[0], m[1], m[2], p.ns, p.wall_seconds
+                m[0],
+                m[1],
+                m[2],
+                p.ns,
+                p.wall_seconds
             ),
-            None => println!(
+            None => bgen_system::show!(
                 "MD does not reach E-W2 {:.3}, T-W2 {:.3}, basin error {:.3} within the run",
-                m[0], m[1], m[2]
+                m[0],
+                m[1],
+                m[2]
             ),
         }
     }

@@ -146,7 +146,7 @@ pub fn run(a: &MdArgs) -> Result<MdResult> {
         .num_threads(jobs)
         .build()
         .context("thread pool")?;
-    eprintln!(
+    bgen_system::say!(
         "{} of {} shards in {}, {jobs} at a time; {} at {temperature} K",
         mine.len(),
         shards.len(),
@@ -160,7 +160,7 @@ pub fn run(a: &MdArgs) -> Result<MdResult> {
                     Ok(x) => x,
                     Err(e) => (format!("failed: {e}"), 0),
                 };
-                eprintln!("shard {}: {status}", s.name);
+                bgen_system::say!("shard {}: {status}", s.name);
                 ShardStatus {
                     name: s.name.clone(),
                     status,
@@ -341,7 +341,7 @@ pub fn merge(a: MergeArgs) -> Result<ShardedDataset> {
         }
     }
     if !unfinished.is_empty() {
-        eprintln!(
+        bgen_system::say!(
             "{}: {} of {} shards left out, not finished: {}",
             a.run.display(),
             unfinished.len(),

@@ -388,11 +388,11 @@ pub fn run(a: MdArgs) -> Result<MdResult> {
     let pool = builder.build().context("thread pool")?;
     let mut run = open_run(&a)?;
     if run.is_complete() {
-        eprintln!("{}: run already complete", a.out.display());
+        bgen_system::say!("{}: run already complete", a.out.display());
         return result(&a.out, &run);
     }
     let s = run.settings.clone();
-    eprintln!(
+    bgen_system::say!(
         "{}: {} atoms, {} at {} K; {} replica(s) x {} ns, {} fs steps{}, friction {}/ps, a frame every {} ps after {} ps, {} precision",
         s.system,
         run.system.n_atoms(),
@@ -411,7 +411,7 @@ pub fn run(a: MdArgs) -> Result<MdResult> {
     );
     if s.is_exchange() {
         let t: Vec<String> = s.temperatures_k.iter().map(|t| format!("{t:.1}")).collect();
-        eprintln!(
+        bgen_system::say!(
             "replica exchange every {} ps over {} K; replica 0 samples {} K",
             s.exchange_every_ps,
             t.join(", "),
@@ -419,7 +419,7 @@ pub fn run(a: MdArgs) -> Result<MdResult> {
         );
     }
     if let Some((e0, e1)) = run.minimization_energy() {
-        eprintln!("minimised: {e0:.3} -> {e1:.3} kJ/mol");
+        bgen_system::say!("minimised: {e0:.3} -> {e1:.3} kJ/mol");
     }
     let total = run.total_steps();
     let bar = ProgressBar::new(total);
@@ -452,18 +452,18 @@ pub fn run(a: MdArgs) -> Result<MdResult> {
     outcome?;
     let res = result(&a.out, &run)?;
     if let Some(e_mean) = res.mean_energy_kj_mol {
-        eprintln!(
+        bgen_system::say!(
             "wrote {} frames ({} replicas) to {}: <U> = {e_mean:.3} kJ/mol",
             res.frames.unwrap_or(0),
             s.replicas,
             a.out.display()
         );
     } else {
-        eprintln!("stopped at a checkpoint; continue with --resume");
+        bgen_system::say!("stopped at a checkpoint; continue with --resume");
     }
     if let Some(x) = &res.exchange {
         let acc: Vec<String> = x.acceptance.iter().map(|a| format!("{a:.2}")).collect();
-        eprintln!(
+        bgen_system::say!(
             "exchanges: acceptance per neighbour pair {}; {} round trips in {} rounds",
             acc.join(" "),
             x.round_trips,
@@ -617,7 +617,7 @@ pub fn dataset(c: DatasetCommand) -> Result<()> {
         DatasetCommand::Export(a) => export(a),
         DatasetCommand::Merge(a) => {
             let d = crate::shards::merge(a)?;
-            eprintln!(
+            bgen_system::say!(
                 "{} training and {} held-out shards ({} at {} K); held out: {}",
                 d.train.len(),
                 d.held_out.len(),
@@ -682,7 +682,7 @@ pub fn export(a: ExportArgs) -> Result<()> {
                 path
             }
         };
-        eprintln!("{}: {} frames", path.display(), sel.len());
+        bgen_system::say!("{}: {} frames", path.display(), sel.len());
     }
     Ok(())
 }
@@ -747,7 +747,7 @@ pub fn split(a: SplitArgs) -> Result<SplitResult> {
         if let Some(t) = &topology {
             copy(t, &dir.join("topology.pdb"))?;
         }
-        eprintln!("{name}: {} frames -> {}", set.len(), dir.display());
+        bgen_system::say!("{name}: {} frames -> {}", set.len(), dir.display());
     }
     let info = serde_json::json!({
         "runs": a.runs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),

@@ -506,7 +506,7 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
     let train_t = trainer.state.features(&train_x).to_device(dev);
     let val_t = trainer.state.features(&val_x).to_device(dev);
     let tc = trainer.state.train.clone();
-    eprintln!(
+    bgen_system::say!(
         "{} ({}): {n_train} training / {n_val} validation frames of {na} atoms, std {:.4} nm; {} steps of {}",
         trainer.state.model.describe(), preset_name, norm.std, tc.steps, tc.batch_size
     );
@@ -521,7 +521,7 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
             )
             .unwrap_or(f64::NAN)
         };
-        eprintln!(
+        bgen_system::say!(
             "frames with a coordinate outside +-{} std (before augmentation): training {:.2e}, validation {:.2e}",
             c.range,
             outside(&train_t),
@@ -542,11 +542,11 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
         .is_none()
         .then(|| norm.nll_in_nm(val));
     match val_nm {
-        Some(nm) => eprintln!(
+        Some(nm) => bgen_system::say!(
             "done: validation NLL {val:.4} per dim in normalised units ({nm:.4} per dim in nm units); {}",
             a.out.display()
         ),
-        None => eprintln!(
+        None => bgen_system::say!(
             "done: validation NLL {val:.4} per dim of the standardised internal coordinates; {}",
             a.out.display()
         ),
@@ -787,7 +787,7 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
     let (val_t, val_l) = (Tensor::cat(&xv, 0).to_device(dev), Labels::cat(&lv).to(dev));
     let (n_train, n_val) = (train_t.size()[0] as usize, val_t.size()[0] as usize);
     let (val_t, val_l) = validation_rows(&val_t, &val_l);
-    eprintln!(
+    bgen_system::say!(
         "transferable {} ({preset_name}): {} molecules, {n_train} training / {n_val} validation frames (NLL on {}), up to {tokens} tokens; {} steps of {}",
         trainer.state.model.describe(),
         mols.len(),
@@ -806,7 +806,7 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
         Some(&(step, _, Some(v))) if step == trainer.state.step => v,
         _ => trainer.nll_labelled(&val_t, &val_l, true),
     };
-    eprintln!(
+    bgen_system::say!(
         "done: validation NLL {val:.4} per dim of the standardised internal coordinates; {}",
         a.out.display()
     );
@@ -921,7 +921,7 @@ fn train_loop(
             trainer.state.history.push((done, loss, Some(val)));
             trainer.save(&a.out)?;
             bar.suspend(|| {
-                eprintln!("step {done}: train {loss:.4}, validation NLL {val:.4} per dim (EMA; {raw:.4} without)")
+                bgen_system::say!("step {done}: train {loss:.4}, validation NLL {val:.4} per dim (EMA; {raw:.4} without)")
             });
             last_cp = Instant::now();
         }

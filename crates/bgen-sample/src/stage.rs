@@ -450,7 +450,7 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
         }
     };
     if let Some(seen) = run.seen_in_training {
-        eprintln!(
+        bgen_system::say!(
             "{}: {} by this transferable model",
             run.sys.name,
             if seen {
@@ -625,7 +625,7 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
     let non_finite = energies.iter().filter(|e| !e.is_finite()).count();
     summary.insert("non_finite_energies".into(), non_finite.into());
     if non_finite > 0 {
-        eprintln!(
+        bgen_system::say!(
             "{non_finite} of {n} samples have a non-finite energy (zero weight); see non_finite_energies in summary.json"
         );
     }
@@ -654,6 +654,6 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
     summary.insert("wall_seconds".into(), t0.elapsed().as_secs_f64().into());
     let text = serde_json::to_string_pretty(&summary).context("summary.json")?;
     write_atomic(&a.out.join("summary.json"), text.as_bytes())?;
-    println!("{text}");
+    bgen_system::show!("{text}");
     Ok(summary)
 }

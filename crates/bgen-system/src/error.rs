@@ -58,6 +58,25 @@ macro_rules! bail {
     };
 }
 
+/// `eprintln!` that never panics: a status line to a closed stderr (`bgen md ... 2>&1 | head`)
+/// is dropped, and the long run it reports on goes on (`eprintln!` would abort it).
+#[macro_export]
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// `println!` that never panics on a closed stdout (see [`say!`]).
+#[macro_export]
+macro_rules! show {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// Adds what was being done to an error's message ("reading x.npy: ..."), as a `String` that
 /// `?` turns into the calling crate's error type. The one way every bgen crate adds context.
 pub trait Context<T> {

@@ -29,7 +29,7 @@ fn main() {
     tune_allocator();
     let cli = Cli::parse();
     if let Err(e) = bgen::cli::dispatch(cli.command) {
-        eprintln!("error: {e:#}");
+        bgen_system::say!("error: {e:#}");
         std::process::exit(1);
     }
 }

@@ -423,3 +423,36 @@ fn the_slurm_array_runs_shards_and_merge_splits_them_by_sequence() {
         "{err}"
     );
 }
+
+/// A closed output pipe (`bgen md ... 2>&1 | head -1`) loses the status lines, not the run:
+/// every shard still runs and the exit status is 0 (a status line used to panic, exit 101,
+/// leaving the remaining shards unrun).
+#[test]
+fn a_closed_output_pipe_does_not_stop_a_many_peptide_run() {
+    let out = tmp("pipe");
+    let mut child = bgen()
+        .args([
+            "md",
+            "--sequences",
+            "GG,AA,GA",
+            "--jobs",
+            "1",
+            "--ns",
+            "0.002",
+        ])
+        .args(["--save-every-ps", "0.5", "--equilibrate-ps", "0", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    assert!(child.wait().unwrap().success());
+    for s in ["GG", "AA", "GA"] {
+        assert!(
+            out.join("shards").join(s).join("frames.npy").exists(),
+            "{s}"
+        );
+    }
+}

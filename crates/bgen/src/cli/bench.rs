@@ -210,7 +210,7 @@ fn bench_smc(a: SmcBench) -> Result<()> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    println!(
+    bgen_system::show!(
         "SMC (MALA) on {} ({} atoms): {} particles x {} levels in {wall:.2} s = {:.0} particle-steps/s; model {:.2} s ({:.0}%), energy {:.2} s ({:.0}%, rayon on {cores} cores), rest {:.2} s",
         sys.name,
         sys.n_atoms(),
@@ -230,11 +230,17 @@ fn bench_tarflow(a: TarflowBench) -> Result<()> {
     let (model, tc) = bgen_models::stage::preset(&a.preset, a.tokens)?;
     let (t, step_s) = timed_trainer(model.clone(), tc.clone(), &a);
     let (bgen_sps, workers) = sampling_rate(&t, &a);
-    println!(
+    bgen_system::show!(
         "TarFlow {} ({} wide, {} blocks x {} layers, {} tokens), batch {}, {} thread(s)",
-        a.preset, model.width, model.blocks, model.layers, a.tokens, tc.batch_size, a.threads
+        a.preset,
+        model.width,
+        model.blocks,
+        model.layers,
+        a.tokens,
+        tc.batch_size,
+        a.threads
     );
-    println!(
+    bgen_system::show!(
         "bgen (tch): training step {:.1} ms, sampling {:.0} samples/s with log q (KV cache, {} worker(s))",
         step_s * 1e3,
         bgen_sps,
@@ -268,11 +274,17 @@ fn bench_arbg(a: TarflowBench) -> Result<()> {
     let (t, step_s) = timed_trainer(model.clone(), tc.clone(), &a);
     let (samples_per_s, workers) = sampling_rate(&t, &a);
     let bgen_tps = samples_per_s * d as f64;
-    println!(
+    bgen_system::show!(
         "ArBG {} ({} wide x {} layers, {} bins, {} tokens), batch {}, {} thread(s)",
-        a.preset, model.width, model.layers, model.bins, d, tc.batch_size, a.threads
+        a.preset,
+        model.width,
+        model.layers,
+        model.bins,
+        d,
+        tc.batch_size,
+        a.threads
     );
-    println!(
+    bgen_system::show!(
         "bgen (tch): training step {:.1} ms, sampling {:.0} tokens/s (KV cache, {} samples, {} worker(s))",
         step_s * 1e3,
         bgen_tps,
@@ -354,7 +366,7 @@ fn torch_peer(
     let v = match status {
         Ok(s) if s.success() => Some(serde_json::from_str(&std::fs::read_to_string(&out)?)?),
         _ => {
-            println!(
+            bgen_system::show!(
                 "PyTorch peer not run ({python} with torch not found; run under make or scripts/libtorch.sh)"
             );
             None
@@ -368,12 +380,12 @@ fn torch_peer(
 fn print_ratios(v: &serde_json::Value, step_s: f64, rate: f64, key: &str, unit: &str) {
     let ps = v["train_step_s"].as_f64().unwrap_or(f64::NAN);
     let pr = v[key].as_f64().unwrap_or(f64::NAN);
-    println!(
+    bgen_system::show!(
         "PyTorch {}: training step {:.1} ms, sampling {pr:.0} {unit} (KV cache)",
         v["torch"].as_str().unwrap_or("?"),
         ps * 1e3,
     );
-    println!(
+    bgen_system::show!(
         "ratio bgen / PyTorch: training {:.2}x, sampling {:.2}x (higher is faster)",
         ps / step_s,
         rate / pr
@@ -547,15 +559,15 @@ fn bench_md(a: MdBench) -> Result<()> {
         .unwrap_or(1);
     let openmm = !a.no_openmm && has_openmm(&a.python);
     let d = bgen_md::MdSettings::new("", bgen_system::Setup::Amber14Obc1);
-    println!("MD ns/day: Langevin middle 1/ps, 1 fs, no constraints, {cores} cores, ~{} s per measurement", a.seconds);
-    println!("bgen on 1 thread in each precision (reference = the scalar f64 path), mixed on all cores (one replica per core); OpenMM's platforms");
-    println!(
+    bgen_system::show!("MD ns/day: Langevin middle 1/ps, 1 fs, no constraints, {cores} cores, ~{} s per measurement", a.seconds);
+    bgen_system::show!("bgen on 1 thread in each precision (reference = the scalar f64 path), mixed on all cores (one replica per core); OpenMM's platforms");
+    bgen_system::show!(
         "default 1: bgen md's default dynamics on 1 thread ({} precision, {} fs steps, hydrogens {} Da; the same ensemble), dflt/ref its ns/day over the scalar path's at 1 fs",
         d.precision.name(),
         d.timestep_fs,
         d.hydrogen_mass_da.map_or("as the force field".into(), |h| h.to_string())
     );
-    println!(
+    bgen_system::show!(
         "{:<10} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
         "system",
         "atoms",
@@ -620,7 +632,7 @@ fn bench_md(a: MdBench) -> Result<()> {
                 "-".into()
             }
         };
-        println!(
+        bgen_system::show!(
             "{:<10} {:>5} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
             name,
             sys.n_atoms(),
@@ -640,7 +652,7 @@ fn bench_md(a: MdBench) -> Result<()> {
         );
     }
     if openmm {
-        println!("mix/OMM1: bgen mixed on 1 thread / the faster OpenMM platform on 1 thread; all/OMMn: bgen mixed one replica per core / the faster of OpenMM CPU on all threads and Reference");
+        bgen_system::show!("mix/OMM1: bgen mixed on 1 thread / the faster OpenMM platform on 1 thread; all/OMMn: bgen mixed one replica per core / the faster of OpenMM CPU on all threads and Reference");
     }
     Ok(())
 }
@@ -649,9 +661,9 @@ fn bench_energy(a: EnergyBench) -> Result<()> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    println!("energy+forces evaluations/s, batches of {} conformations (structure + 0.005 nm noise), {cores} cores", a.n);
-    println!("bgen on 1 thread in each precision (reference = the scalar f64 path), mixed on all cores; OpenMM's platforms");
-    println!(
+    bgen_system::show!("energy+forces evaluations/s, batches of {} conformations (structure + 0.005 nm noise), {cores} cores", a.n);
+    bgen_system::show!("bgen on 1 thread in each precision (reference = the scalar f64 path), mixed on all cores; OpenMM's platforms");
+    bgen_system::show!(
         "{:<10} {:>5} {:>19} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>8} {:>9} {:>9}",
         "system",
         "atoms",
@@ -694,7 +706,7 @@ fn bench_energy(a: EnergyBench) -> Result<()> {
                 "-".into()
             }
         };
-        println!(
+        bgen_system::show!(
             "{:<10} {:>5} {:>19} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>10} {:>10} {:>8} {:>8} {:>9} {:>9}",
             name,
             sys.n_atoms(),
@@ -714,7 +726,7 @@ fn bench_energy(a: EnergyBench) -> Result<()> {
         let ghz = cpu_ghz();
         let gflops = |rate: f64| rate * flops * pairs as f64 * 1e-9;
         let peak = |lanes: f64| 2.0 * 2.0 * lanes * ghz; // 2 FMA pipes x lanes x 2 flops
-        println!(
+        bgen_system::show!(
             "{:<10} pair terms: {flops:.0} flops/pair x {pairs} pairs; 1 thread: double {:.1} GFLOP/s ({:.0}% of {:.0}), mixed {:.1} GFLOP/s ({:.0}% of {:.0})",
             "",
             gflops(double),
@@ -725,15 +737,15 @@ fn bench_energy(a: EnergyBench) -> Result<()> {
             peak(8.0)
         );
         if let Some(w) = peer.iter().map(|r| r.2).reduce(f64::max) {
-            println!("{:<10} OpenMM and bgen energies agree to {w:.1e} kJ/mol on the first 20 conformations", "");
+            bgen_system::show!("{:<10} OpenMM and bgen energies agree to {w:.1e} kJ/mol on the first 20 conformations", "");
         }
     }
-    println!(
+    bgen_system::show!(
         "flops: the pair kernels' operations counted by running them on a counting number type (an FMA is 2, a division or square root 1, exp and ln their polynomials); GFLOP/s over the whole evaluation (bonded terms included); peak: 2 FMA pipes x 4 (f64) or 8 (f32) lanes x 2 at {:.2} GHz (/proc/cpuinfo)",
         cpu_ghz()
     );
     if a.openmm_n > 0 {
-        println!("OpenMM: Python loop of setPositions + getState(energy, forces), as Boltzmann-generator codes evaluate samples; ratios against the faster platform");
+        bgen_system::show!("OpenMM: Python loop of setPositions + getState(energy, forces), as Boltzmann-generator codes evaluate samples; ratios against the faster platform");
     }
     Ok(())
 }

@@ -84,9 +84,9 @@ pub fn run(a: EnergyArgs) -> Result<()> {
             "kT_kJ_per_mol": kt,
             "energies": list,
         });
-        println!("{out}");
+        bgen_system::show!("{out}");
     } else {
-        println!(
+        bgen_system::show!(
             "{} ({} atoms), {} at {} K (kT = {:.6} kJ/mol); energies in kJ/mol",
             sys.name,
             n_atoms,
@@ -94,12 +94,19 @@ pub fn run(a: EnergyArgs) -> Result<()> {
             sys.temperature,
             kt
         );
-        println!(
+        bgen_system::show!(
             "{:>6} {:>14} {:>12} {:>12} {:>12} {:>14} {:>14} {:>12}",
-            "conf", "total", "bond", "angle", "torsion", "nonbonded", "gb", "total/kT"
+            "conf",
+            "total",
+            "bond",
+            "angle",
+            "torsion",
+            "nonbonded",
+            "gb",
+            "total/kT"
         );
         for (c, e) in energies.iter().enumerate() {
-            println!(
+            bgen_system::show!(
                 "{c:>6} {:>14.6} {:>12.6} {:>12.6} {:>12.6} {:>14.6} {:>14.6} {:>12.6}",
                 e.total(),
                 e.bond,

@@ -56,7 +56,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Energy(a) => energy::run(a),
         Command::Build(a) => {
             let r = bgen_md::stage::build(a)?;
-            eprintln!(
+            bgen_system::say!(
                 "{}: {} atoms, {:.3} -> {:.3} kJ/mol (RMS force {:.2} kJ/mol/nm)",
                 r.out.display(),
                 r.atoms,
@@ -74,7 +74,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Systems => {
             for (name, what, _, setup) in bgen_system::systems::NAMED {
                 let s = bgen_system::Setup::from_name(setup).expect("embedded setup");
-                println!(
+                bgen_system::show!(
                     "{name:<10} {what:<45} {setup} at {} K",
                     s.default_temperature()
                 );

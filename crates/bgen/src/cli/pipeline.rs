@@ -344,7 +344,7 @@ fn stage<T, E>(name: &str, f: impl FnOnce() -> std::result::Result<T, E>) -> Res
 where
     anyhow::Error: From<E>,
 {
-    eprintln!("\n== {name}");
+    bgen_system::say!("\n== {name}");
     f().map(|_| ())
         .map_err(anyhow::Error::from)
         .with_context(|| format!("stage {name}"))
@@ -568,7 +568,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         &dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
-    println!(
+    bgen_system::show!(
         "\n{} with {} ({}): held-out NLL {:.3} per dim",
         summary["system"].as_str().unwrap_or("?"),
         c.train.model,
@@ -577,13 +577,17 @@ pub fn run(a: RunArgs) -> Result<()> {
             .and_then(|r| r.2["nll"].as_f64())
             .unwrap_or(f64::NAN)
     );
-    println!(
+    bgen_system::show!(
         "{:<10} {:>8} {:>10} {:>10} {:>10}",
-        "sampler", "ESS", "E-W2 (kT)", "T-W2", "TICA-W2"
+        "sampler",
+        "ESS",
+        "E-W2 (kT)",
+        "T-W2",
+        "TICA-W2"
     );
     for (m, s, e) in &rows {
         let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
-        println!(
+        bgen_system::show!(
             "{m:<10} {:>8.4} {:>10.3} {:>10.3} {:>10.3}",
             f(&s["ess"]),
             f(&e["energy_w2"]),
@@ -591,7 +595,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             f(&e["tica_w2"])
         );
     }
-    println!(
+    bgen_system::show!(
         "report: {}  ({:.1} min)",
         dir.join("report.html").display(),
         t0.elapsed().as_secs_f64() / 60.0
