@@ -408,6 +408,21 @@ pub fn merge(a: MergeArgs) -> Result<ShardedDataset> {
         train,
         held_out,
     };
+    // A data set is fixed once written: merging again with another split would change what
+    // models trained on it saw (their held-out peptides leaking in).
+    let path = a.out.join("dataset.json");
+    if path.exists() {
+        let old: Option<ShardedDataset> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        if old.as_ref() != Some(&ds) {
+            bail!(
+                "{}: already holds a data set with another split or other shards; merge into \
+                 another --out (models trained on it keep the split they saw)",
+                path.display()
+            );
+        }
+    }
     std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
     let text = serde_json::to_string_pretty(&ds).context("dataset.json")?;
     bgen_system::npy::write_atomic(&a.out.join("dataset.json"), text.as_bytes())?;

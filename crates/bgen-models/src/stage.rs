@@ -642,124 +642,145 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
             .map(|(p, m)| if val { &p.1 } else { &p.0 }.len() / (3 * m.system.n_atoms()))
             .sum()
     };
-    let mut trainer = if a.resume {
-        let t = Trainer::load(&a.out, dev)?;
-        if t.state.transfer.is_none() {
-            bail!("{}: not a transferable run", a.out.display());
-        }
-        preset_name = check_resume(&a, &t.state.train, &a.out.join("run.json"))?.preset;
-        t
-    } else if let Some(init) = &a.init {
-        if a.out.join("latest.json").exists() {
-            bail!(
-                "{} already holds a training run; pass --resume or choose another --out",
+    let mut trainer =
+        if a.resume {
+            let t = Trainer::load(&a.out, dev)?;
+            let Some(transfer) = &t.state.transfer else {
+                bail!("{}: not a transferable run", a.out.display());
+            };
+            // The molecules a model trains on are fixed when its run starts: a data set merged
+            // again with another split would leak held-out peptides into it unrecorded.
+            let mut now: Vec<&str> = mols.iter().map(|m| m.name.as_str()).collect();
+            let mut then: Vec<&str> = transfer.trained_on.iter().map(|s| s.as_str()).collect();
+            now.sort_unstable();
+            then.sort_unstable();
+            if now != then {
+                let added: Vec<&str> = now.iter().filter(|n| !then.contains(n)).copied().collect();
+                let gone: Vec<&str> = then.iter().filter(|n| !now.contains(n)).copied().collect();
+                bail!(
+                "{}: the run trains on other molecules than {} holds now (new: {}; missing: {}); \
+                 resume on the data it started with, or start a new run (--init {} fine-tunes \
+                 it on new data)",
+                a.out.display(),
+                a.data.display(),
+                if added.is_empty() { "none".into() } else { added.join(",") },
+                if gone.is_empty() { "none".into() } else { gone.join(",") },
                 a.out.display()
             );
-        }
-        let shipped = (!init.exists())
-            .then(|| init.to_str().and_then(|n| crate::shipped::run_dir(n).ok()))
-            .flatten();
-        let init = shipped.as_ref().unwrap_or(init);
-        let mut t = Trainer::load_weights(init, dev)?;
-        let Some(transfer) = t.state.transfer.as_mut() else {
-            bail!("--init {}: not a transferable model", init.display());
-        };
-        // Its labels index its force field's atom types and templates.
-        for m in &mols {
-            let ff = m.system.params.setup.name();
-            if ff != transfer.forcefield {
+            }
+            preset_name = check_resume(&a, &t.state.train, &a.out.join("run.json"))?.preset;
+            t
+        } else if let Some(init) = &a.init {
+            if a.out.join("latest.json").exists() {
                 bail!(
+                    "{} already holds a training run; pass --resume or choose another --out",
+                    a.out.display()
+                );
+            }
+            let shipped = (!init.exists())
+                .then(|| init.to_str().and_then(|n| crate::shipped::run_dir(n).ok()))
+                .flatten();
+            let init = shipped.as_ref().unwrap_or(init);
+            let mut t = Trainer::load_weights(init, dev)?;
+            let Some(transfer) = t.state.transfer.as_mut() else {
+                bail!("--init {}: not a transferable model", init.display());
+            };
+            // Its labels index its force field's atom types and templates.
+            for m in &mols {
+                let ff = m.system.params.setup.name();
+                if ff != transfer.forcefield {
+                    bail!(
                     "--init {}: a model of {}, and {} was simulated in {ff}; fine-tune on data \
                      of the model's force field",
                     init.display(),
                     transfer.forcefield,
                     m.name
                 );
+                }
             }
-        }
-        for m in &mols {
-            if !transfer.trained_on.contains(&m.name) {
-                transfer.trained_on.push(m.name.clone());
+            for m in &mols {
+                if !transfer.trained_on.contains(&m.name) {
+                    transfer.trained_on.push(m.name.clone());
+                }
             }
-        }
-        // A fresh schedule over the new steps, from the pretrained weights and moments.
-        let tc = &mut t.state.train;
-        tc.steps = a.steps.unwrap_or(tc.steps);
-        tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
-        tc.lr = a.lr.unwrap_or(tc.lr);
-        tc.seed = a.seed.unwrap_or(tc.seed);
-        t.state.step = 0;
-        t.state.history.clear();
-        let info_path = init.join("run.json");
-        let mut info: RunInfo = serde_json::from_str(
-            &std::fs::read_to_string(&info_path).context(info_path.display())?,
-        )
-        .with_context(|| format!("{}: corrupt", info_path.display()))?;
-        info.data = a.data.display().to_string();
-        (info.n_train, info.n_val) = (n_frames(false), n_frames(true));
-        preset_name = info.preset.clone();
-        let out_info = a.out.join("run.json");
-        let text = serde_json::to_string_pretty(&info).context(out_info.display())?;
-        bgen_system::npy::write_atomic(&out_info, text.as_bytes())?;
-        t
-    } else {
-        if a.out.join("latest.json").exists() {
-            bail!(
-                "{} already holds a training run; pass --resume or choose another --out",
-                a.out.display()
-            );
-        }
-        let setup = mols[0].system.params.setup;
-        let ff = setup.data();
-        let max_tokens = mols
-            .iter()
-            .map(|m| m.system.n_atoms() as i64 - 2)
-            .max()
-            .unwrap_or(1);
-        let tokens = max_tokens + TRANSFER_HEADROOM;
-        let (mut m, mut tc) = preset(&preset_name, tokens)?;
-        m.conditioning = Some(Conditioning {
-            atom_types: ff.types.len() as i64 + 1,
-            residue_types: ff.templates.len() as i64 + 1,
-            max_residues: TRANSFER_MAX_RESIDUES,
-        });
-        tc.steps = a.steps.unwrap_or(tc.steps);
-        tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
-        tc.lr = a.lr.unwrap_or(tc.lr);
-        tc.seed = a.seed.unwrap_or(0);
-        let fit: Vec<(&bgen_system::System, &bgen_system::ZMatrix, &[f64])> = mols
-            .iter()
-            .zip(&parts)
-            .map(|(m, p)| (&m.system, &m.zmatrix, p.0.as_slice()))
-            .collect();
-        let norm = crate::data::Normalizer {
-            n_atoms: tokens + 2,
-            std: 1.0,
+            // A fresh schedule over the new steps, from the pretrained weights and moments.
+            let tc = &mut t.state.train;
+            tc.steps = a.steps.unwrap_or(tc.steps);
+            tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
+            tc.lr = a.lr.unwrap_or(tc.lr);
+            tc.seed = a.seed.unwrap_or(tc.seed);
+            t.state.step = 0;
+            t.state.history.clear();
+            let info_path = init.join("run.json");
+            let mut info: RunInfo = serde_json::from_str(
+                &std::fs::read_to_string(&info_path).context(info_path.display())?,
+            )
+            .with_context(|| format!("{}: corrupt", info_path.display()))?;
+            info.data = a.data.display().to_string();
+            (info.n_train, info.n_val) = (n_frames(false), n_frames(true));
+            preset_name = info.preset.clone();
+            let out_info = a.out.join("run.json");
+            let text = serde_json::to_string_pretty(&info).context(out_info.display())?;
+            bgen_system::npy::write_atomic(&out_info, text.as_bytes())?;
+            t
+        } else {
+            if a.out.join("latest.json").exists() {
+                bail!(
+                    "{} already holds a training run; pass --resume or choose another --out",
+                    a.out.display()
+                );
+            }
+            let setup = mols[0].system.params.setup;
+            let ff = setup.data();
+            let max_tokens = mols
+                .iter()
+                .map(|m| m.system.n_atoms() as i64 - 2)
+                .max()
+                .unwrap_or(1);
+            let tokens = max_tokens + TRANSFER_HEADROOM;
+            let (mut m, mut tc) = preset(&preset_name, tokens)?;
+            m.conditioning = Some(Conditioning {
+                atom_types: ff.types.len() as i64 + 1,
+                residue_types: ff.templates.len() as i64 + 1,
+                max_residues: TRANSFER_MAX_RESIDUES,
+            });
+            tc.steps = a.steps.unwrap_or(tc.steps);
+            tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
+            tc.lr = a.lr.unwrap_or(tc.lr);
+            tc.seed = a.seed.unwrap_or(0);
+            let fit: Vec<(&bgen_system::System, &bgen_system::ZMatrix, &[f64])> = mols
+                .iter()
+                .zip(&parts)
+                .map(|(m, p)| (&m.system, &m.zmatrix, p.0.as_slice()))
+                .collect();
+            let norm = crate::data::Normalizer {
+                n_atoms: tokens + 2,
+                std: 1.0,
+            };
+            let mut t = Trainer::new(m, tc, norm, dev);
+            t.state.transfer = Some(crate::train::Transfer {
+                standards: Standards::fit(&fit),
+                forcefield: setup.name().into(),
+                temperature_k: mols[0].system.temperature,
+                trained_on: mols.iter().map(|m| m.name.clone()).collect(),
+                ring_closure: rings,
+            });
+            let info = RunInfo {
+                model: "tarflow".into(),
+                preset: preset_name.clone(),
+                system: "transferable".into(),
+                forcefield: setup.name().into(),
+                temperature_k: mols[0].system.temperature,
+                data: a.data.display().to_string(),
+                n_train: n_frames(false),
+                n_val: n_frames(true),
+                coords: "internal".into(),
+            };
+            let info_path = a.out.join("run.json");
+            let text = serde_json::to_string_pretty(&info).context(info_path.display())?;
+            bgen_system::npy::write_atomic(&info_path, text.as_bytes())?;
+            t
         };
-        let mut t = Trainer::new(m, tc, norm, dev);
-        t.state.transfer = Some(crate::train::Transfer {
-            standards: Standards::fit(&fit),
-            forcefield: setup.name().into(),
-            temperature_k: mols[0].system.temperature,
-            trained_on: mols.iter().map(|m| m.name.clone()).collect(),
-            ring_closure: rings,
-        });
-        let info = RunInfo {
-            model: "tarflow".into(),
-            preset: preset_name.clone(),
-            system: "transferable".into(),
-            forcefield: setup.name().into(),
-            temperature_k: mols[0].system.temperature,
-            data: a.data.display().to_string(),
-            n_train: n_frames(false),
-            n_val: n_frames(true),
-            coords: "internal".into(),
-        };
-        let info_path = a.out.join("run.json");
-        let text = serde_json::to_string_pretty(&info).context(info_path.display())?;
-        bgen_system::npy::write_atomic(&info_path, text.as_bytes())?;
-        t
-    };
     if dev == tch::Device::Cpu {
         trainer.set_workers(a.threads);
     }

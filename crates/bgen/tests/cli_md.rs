@@ -352,7 +352,13 @@ fn the_slurm_array_runs_shards_and_merge_splits_them_by_sequence() {
         "{err}"
     );
     // Or the finished shards alone, naming the one left out.
-    let o = merge(&["--finished-only"]);
+    let o = bgen()
+        .args(["dataset", "merge", "--finished-only", "--run"])
+        .arg(&out)
+        .arg("--out")
+        .arg(dir.join("finished"))
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         o.status.success() && err.contains("left out, not finished: AA"),
@@ -396,6 +402,15 @@ fn the_slurm_array_runs_shards_and_merge_splits_them_by_sequence() {
         assert_eq!(e["frames"], 8, "{e}");
     }
     assert_eq!(d["train"][0]["atoms"], 49);
+    // The same merge again is fine; another split into the same directory is refused (a model
+    // trained on it would see its held-out peptide).
+    assert!(merge(&["--held-out", "GP"]).status.success());
+    let o = merge(&["--held-out", "KW"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("another split"),
+        "{err}"
+    );
     // A shard made with another recipe (here: its record edited, as a shard copied in from
     // another run would be): merge refuses to mix them, naming the setting.
     let gp = out.join("shards/GP/run.json");

@@ -97,6 +97,28 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
         !o.status.success() && err.contains("--steps 6 (the run has 4)"),
         "{err}"
     );
+    // Resumed on data merged with another split, it would train on its held-out GA unrecorded
+    // (and call GA zero-shot): refused, naming the molecules.
+    ok(bgen()
+        .args(["dataset", "merge", "--held-out", "AG", "--run"])
+        .arg(dir.join("md"))
+        .arg("--out")
+        .arg(dir.join("data2"))
+        .output()
+        .unwrap());
+    let o = bgen()
+        .args(["train", "--resume", "--preset", "tiny", "--steps", "4"])
+        .args(["--checkpoint-secs", "0", "--data"])
+        .arg(dir.join("data2"))
+        .arg("--out")
+        .arg(dir.join("run"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("new: GA; missing: AG"),
+        "{err}"
+    );
 }
 
 /// The shipped transferable dipeptide model (`--system dipeptides`): zero-shot on a dipeptide
