@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Issue 25's measurement of a transferable model on the 12 held-out dipeptides, from the
+# directory of queue.sh (ref25-seed1/, ref25-seed2/). MODEL: a training run (default: the
+# shipped `dipeptides`). Every step is skipped when its result exists; rerun to resume.
+#   floor:  seed 2's 310 K rung scored against seed 1's (the reference's own noise);
+#   zero:   `bgen sample` with its defaults (the model's default sampler), seeds 0, 1, 2, scored
+#           against seed 1's 310 K rung, with the sampler's wall time;
+#   md:     bgen's own plain MD from the built structure (2 replicas x NS_MD ns on the 2 cores),
+#           its convergence curve and the first prefix as good as zero-shot seed 0.
+# Then table25.py prints the README's table. Usage: measure25.sh [floor|zero|md ...]
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+B=${BGEN:-bgen}
+MODEL=${MODEL:-dipeptides}
+NS_MD=${NS_MD:-10}
+out=m25-$(basename "$MODEL")
+mkdir -p "$out"
+names=$(grep -v "^#" "$here/held_out_25.txt")
+run_arg() { if [ -d "$MODEL" ]; then echo "--run $MODEL"; else echo "--system $MODEL"; fi; }
+for what in ${*:-floor zero md}; do
+  for s in $names; do
+    ref=ref25-seed1/shards/$s; pdb=$ref/topology.pdb
+    case $what in
+      floor)
+        o=m25-floor/$s; mkdir -p m25-floor
+        [ -f $o/metrics.json ] || $B eval --pdb $pdb --samples ref25-seed2/shards/$s \
+          --reference $ref --out $o > $o.log 2>&1
+        ;;
+      zero)
+        for seed in 0 1 2; do
+          o=$out/$s-$seed
+          [ -f $o/summary.json ] || $B sample $(run_arg) --pdb $pdb --seed $seed --out $o > $o.log 2>&1
+          [ -f $o-eval/metrics.json ] || $B eval --pdb $pdb --samples $o --reference $ref \
+            --out $o-eval > $o-eval.log 2>&1
+        done
+        ;;
+      md)
+        o=m25-md/$s; mkdir -p m25-md
+        [ -f $o/run.json ] && grep -q '"complete": true' $o/checkpoint.json 2>/dev/null || \
+          $B md --pdb $pdb --ns $NS_MD --replicas 2 --seed 3 --out $o > $o.log 2>&1
+        $B eval --pdb $pdb --samples $o --reference $ref --curve 10 \
+          --reach $out/$s-0-eval/metrics.json --out $out/$s-md-curve > $out/$s-md-curve.log 2>&1
+        ;;
+    esac
+  done
+done
