@@ -36,8 +36,11 @@ for what in ${*:-floor zero md}; do
         ;;
       md)
         o=m25-md/$s; mkdir -p m25-md
-        [ -f $o/run.json ] && grep -q '"complete": true' $o/checkpoint.json 2>/dev/null || \
+        if [ ! -f $o/run.json ]; then
           $B md --pdb $pdb --ns $NS_MD --replicas 2 --seed 3 --out $o > $o.log 2>&1
+        elif ! grep -q '"complete": true' $o/checkpoint.json; then
+          $B md --resume --out $o >> $o.log 2>&1
+        fi
         $B eval --pdb $pdb --samples $o --reference $ref --curve 10 \
           --reach $out/$s-0-eval/metrics.json --out $out/$s-md-curve > $out/$s-md-curve.log 2>&1
         ;;
