@@ -178,7 +178,15 @@ fn load_samples(
     log_weights: &Option<PathBuf>,
 ) -> Result<(Vec<f64>, usize, Option<Vec<f64>>)> {
     let (x, n_atoms) = if path.is_dir() && path.join("samples.npy").exists() {
-        // A `bgen sample` directory: its arrays must be those its manifest recorded.
+        // A `bgen sample` directory: its arrays must be those its manifest recorded, and a
+        // directory without one is a sampling run that did not finish (its manifest goes first).
+        if !path.join("manifest.txt").exists() {
+            bail!(
+                "{}: no manifest.txt beside samples.npy: the sampling run did not finish (rerun \
+                 bgen sample), or give the .npy file itself",
+                path.display()
+            );
+        }
         for f in ["samples.npy", "log_weights.npy"] {
             if f == "samples.npy" || path.join(f).exists() {
                 bgen_system::manifest::verify(path, "manifest.txt", f)?;
@@ -249,6 +257,12 @@ pub fn run(a: EvalArgs) -> Result<Metrics> {
         }
     }
     let _lock = bgen_system::outdir::lock_dir(&a.out)?;
+    // metrics.json marks a finished evaluation: an old one goes before anything else changes,
+    // so that a failure leaves no stale scores beside new plots.
+    let marker = a.out.join("metrics.json");
+    if marker.exists() {
+        std::fs::remove_file(&marker).with_context(|| marker.display().to_string())?;
+    }
     let opts = EvalOptions {
         max_samples: a.max_samples,
         tica_lag: a.tica_lag,

@@ -88,6 +88,41 @@ fn eval_writes_metrics_plots_and_report() {
     assert!(!o.status.success());
     assert!(!blocked.join("metrics.json").exists());
     std::fs::remove_dir_all(blocked).unwrap();
+    // Nor does a failed re-evaluation leave the previous scores beside its new plots.
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    std::fs::create_dir_all(out.join("report.html").join("x")).unwrap();
+    let o = bgen()
+        .args(["eval", "--system", "aldp", "--samples"])
+        .arg(&s)
+        .arg("--reference")
+        .arg(&r)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(!out.join("metrics.json").exists());
+    std::fs::remove_dir_all(out.join("report.html")).unwrap();
+
+    // A sampling directory without its manifest (a run that did not finish) is refused.
+    let unfinished = tmp("unfinished");
+    std::fs::create_dir_all(&unfinished).unwrap();
+    std::fs::copy(s.join("frames.npy"), unfinished.join("samples.npy")).unwrap();
+    let o = bgen()
+        .args(["eval", "--system", "aldp", "--samples"])
+        .arg(&unfinished)
+        .arg("--reference")
+        .arg(&r)
+        .arg("--out")
+        .arg(tmp("unfinished-eval"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("no manifest.txt"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(unfinished).unwrap();
 
     // Samples of another molecule are refused.
     let o = bgen()
