@@ -172,6 +172,39 @@ fn sampler_rows(samples: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// An MD run given as the reference must be of the evaluated molecule (its sequence, not only
+/// its atom count) at the evaluated temperature; a bare .npy carries no identity to check.
+fn check_identity(reference: &Path, sys: &bgen_system::System) -> Result<()> {
+    let (dir, top) = (reference.join("run.json"), reference.join("topology.pdb"));
+    if !reference.is_dir() || !dir.exists() {
+        return Ok(());
+    }
+    if let Ok((settings, _)) = bgen_md::run::settings_and_wall(reference) {
+        if (settings.temperature_k - sys.temperature).abs() > 1e-6 {
+            bail!(
+                "{}: MD at {} K, but the samples are scored at {} K (give --temperature)",
+                reference.display(),
+                settings.temperature_k,
+                sys.temperature
+            );
+        }
+    }
+    if top.exists() {
+        let theirs = bgen_system::System::from_pdb_file(&top, sys.params.setup, None)?;
+        let (a, b) = (
+            bgen_system::peptide::sequence(&theirs.topology),
+            bgen_system::peptide::sequence(&sys.topology),
+        );
+        if a != b {
+            bail!(
+                "{}: MD of {a}, but the samples are of {b}",
+                reference.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Positions (nm) and optional log-weights from a samples path.
 fn load_samples(
     path: &Path,
@@ -243,6 +276,7 @@ pub fn run(a: EvalArgs) -> Result<Metrics> {
     let sys = a.sys.load()?;
     let (x, na, lw) = load_samples(&a.samples, &a.log_weights)?;
     let reference = bgen_md::dataset::load_run_temperature(&a.reference)?;
+    check_identity(&a.reference, &sys)?;
     for (what, path, n) in [
         ("samples", &a.samples, na),
         ("reference", &a.reference, reference.n_atoms),

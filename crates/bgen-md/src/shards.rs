@@ -300,6 +300,7 @@ pub struct ShardedDataset {
 /// Checks every shard of `a.run` (complete, readable, finite, the atoms of its topology) and
 /// writes the split by sequence to `a.out/dataset.json`; names every shard that is not ready.
 pub fn merge(a: MergeArgs) -> Result<ShardedDataset> {
+    bgen_system::outdir::refuse_same(&a.run, &a.out, "the many-peptide run")?;
     let record_path = a.run.join("shards.json");
     let record: ShardsFile = serde_json::from_str(
         &std::fs::read_to_string(&record_path)

@@ -360,6 +360,25 @@ pub fn load_transferable(
         }
         bgen_models::ModelConfig::Arbg(_) => bail!("{}: not a TarFlow", run.display()),
     };
+    // Lengths it never trained on are beyond what it learned (a dipeptide model on a
+    // tripeptide): refused rather than sampled as if zero-shot meant the same.
+    let length = bgen_system::peptide::sequence(&sys.topology).len();
+    let mut lengths: Vec<usize> = transfer.trained_on.iter().map(|s| s.len()).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    if !lengths.contains(&length) {
+        bail!(
+            "{}: trained on peptides of {} residues; {} has {length} (fine-tune it on MD of such \
+             peptides with bgen train --init)",
+            run.display(),
+            lengths
+                .iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            sys.name
+        );
+    }
     let z = bgen_system::ZMatrix::from_topology_with(&sys.topology, transfer.ring_closure)?;
     let (internal, _) = transfer.standards.internal(&sys, &z);
     let labels = bgen_models::transfer::padded_labels(&sys, &z, tokens);

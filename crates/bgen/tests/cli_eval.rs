@@ -141,3 +141,51 @@ fn eval_writes_metrics_plots_and_report() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+/// A reference of another molecule with the same atom count (WK for KW), or at another
+/// temperature, is refused, named: its identity travels in its run directory.
+#[test]
+fn a_reference_of_another_molecule_or_temperature_is_refused() {
+    let md = tmp("identity");
+    let o = bgen()
+        .args([
+            "md",
+            "--sequences",
+            "KW,WK",
+            "--ns",
+            "0.002",
+            "--save-every-ps",
+            "0.5",
+        ])
+        .args(["--equilibrate-ps", "0", "--out"])
+        .arg(&md)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (kw, wk) = (md.join("shards/KW"), md.join("shards/WK"));
+    let eval = |reference: &PathBuf, extra: &[&str]| {
+        bgen()
+            .args(["eval", "--pdb"])
+            .arg(kw.join("topology.pdb"))
+            .arg("--samples")
+            .arg(&kw)
+            .arg("--reference")
+            .arg(reference)
+            .args(extra)
+            .arg("--out")
+            .arg(md.join("eval"))
+            .output()
+            .unwrap()
+    };
+    let o = eval(&wk, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("MD of WK, but the samples are of KW"),
+        "{err}"
+    );
+    let o = eval(&kw, &["--temperature", "350"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("MD at 310 K"), "{err}");
+    assert!(eval(&kw, &[]).status.success());
+    std::fs::remove_dir_all(md).unwrap();
+}

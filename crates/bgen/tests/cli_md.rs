@@ -402,6 +402,20 @@ fn the_slurm_array_runs_shards_and_merge_splits_them_by_sequence() {
         assert_eq!(e["frames"], 8, "{e}");
     }
     assert_eq!(d["train"][0]["atoms"], 49);
+    // Nor into the run it merges (a shard's directory is the run's).
+    let o = bgen()
+        .args(["dataset", "merge", "--run"])
+        .arg(&out)
+        .arg("--out")
+        .arg(out.join("shards/KW/data"))
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(!out.join("shards/KW/data").exists());
     // The same merge again is fine; another split into the same directory is refused (a model
     // trained on it would see its held-out peptide).
     assert!(merge(&["--held-out", "GP"]).status.success());

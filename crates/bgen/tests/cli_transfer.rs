@@ -171,6 +171,11 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
             "has 99 atoms, the model takes at most 59",
         ),
         ("aldp", "AA", "not a transferable model"),
+        (
+            "dipeptides",
+            "AAA",
+            "trained on peptides of 2 residues; <sequence AAA> has 3",
+        ),
     ] {
         let o = bgen()
             .args(["sample", "--system", system, "--sequence", seq, "--out"])
