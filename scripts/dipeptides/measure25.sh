@@ -7,7 +7,7 @@
 #           against seed 1's 310 K rung, with the sampler's wall time;
 #   md:     bgen's own plain MD from the built structure (2 replicas x NS_MD ns on the 2 cores),
 #           its convergence curve and the first prefix as good as zero-shot seed 0.
-# Then table25.py prints the README's table. Usage: measure25.sh [floor|zero|md ...]
+# Then python3 table25.py prints the table. Usage: measure25.sh [floor|zero|md ...]
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}

@@ -276,7 +276,6 @@ pub fn run(a: EvalArgs) -> Result<Metrics> {
     let sys = a.sys.load()?;
     let (x, na, lw) = load_samples(&a.samples, &a.log_weights)?;
     let reference = bgen_md::dataset::load_run_temperature(&a.reference)?;
-    check_identity(&a.reference, &sys)?;
     for (what, path, n) in [
         ("samples", &a.samples, na),
         ("reference", &a.reference, reference.n_atoms),
@@ -290,6 +289,7 @@ pub fn run(a: EvalArgs) -> Result<Metrics> {
             );
         }
     }
+    check_identity(&a.reference, &sys)?;
     let _lock = bgen_system::outdir::lock_dir(&a.out)?;
     // metrics.json marks a finished evaluation: an old one goes before anything else changes,
     // so that a failure leaves no stale scores beside new plots.

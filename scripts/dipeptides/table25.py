@@ -1,0 +1,48 @@
+"""Issue 25's table from measure25.sh's directories: per held-out dipeptide, the reference floor
+(seed 2 against seed 1), the zero-shot default sampler over seeds 0-2 (E-W2 kT, T-W2, largest
+basin error, SNIS/SMC ESS, wall s) and the MD time (ns, wall s) at which bgen's own MD first
+matches seed 0. Usage: python3 table25.py [MODEL_DIR_NAME] (default m25-dipeptides)."""
+import json
+import os
+import sys
+
+here = os.path.dirname(os.path.abspath(__file__))
+out = sys.argv[1] if len(sys.argv) > 1 else "m25-dipeptides"
+names = [l.strip() for l in open(os.path.join(here, "held_out_25.txt")) if l.strip() and not l.startswith("#")]
+
+
+def load(path):
+    return json.load(open(path)) if os.path.exists(path) else None
+
+
+def basin_error(m):
+    d = m["details"]
+    return max(abs(v["value"] - d["basins_reference"].get(k, {"value": 0.0})["value"]) for k, v in d["basins_samples"].items())
+
+
+def span(v, f="{:.2f}"):
+    v = [x for x in v if x is not None]
+    if not v:
+        return "-"
+    return f.format(v[0]) if len(v) == 1 else f"{f.format(min(v))}-{f.format(max(v))}"
+
+
+print("| dipeptide | floor E-W2 / T-W2 | zero-shot E-W2 | T-W2 | basin err | ESS | sampler s | MD to match: ns | MD s |")
+print("|---|---|---|---|---|---|---|---|---|")
+for s in names:
+    fl = load(f"m25-floor/{s}/metrics.json")
+    ms = [load(f"{out}/{s}-{k}-eval/metrics.json") for k in range(3)]
+    sm = [load(f"{out}/{s}-{k}/summary.json") for k in range(3)]
+    ok = [m for m in ms if m]
+    curve = load(f"{out}/{s}-md-curve/curve.json")
+    reach = curve and curve.get("reached")
+    print(
+        f"| {s} | {fl['energy_w2']:.2f} / {fl['torus_w2']:.2f} |" if fl else f"| {s} | - |",
+        span([m["energy_w2"] for m in ok]),
+        "|", span([m["torus_w2"] for m in ok]),
+        "|", span([basin_error(m) for m in ok], "{:.3f}"),
+        "|", span([x.get("ess") for x in sm if x], "{:.3f}"),
+        "|", span([x.get("wall_seconds") for x in sm if x], "{:.0f}"),
+        "|", f"{reach['ns']:.2f}" if reach else ("not in run" if curve else "-"),
+        "|", f"{reach['wall_seconds']:.0f} |" if reach else "- |",
+    )
