@@ -7,12 +7,8 @@ use thiserror::Error;
 pub enum Error {
     #[error(transparent)]
     System(#[from] bgen_system::Error),
-    #[error("{file}: {source}")]
-    Io {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{file}: {error}")]
+    Io { file: String, error: std::io::Error },
     #[error("{file}: {msg}")]
     File { file: String, msg: String },
     #[error("invalid settings: {0}")]
@@ -40,9 +36,9 @@ impl From<String> for Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
+    move |error| Error::Io {
         file: path.display().to_string(),
-        source,
+        error,
     }
 }
 

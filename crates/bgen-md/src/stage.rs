@@ -101,7 +101,7 @@ pub struct MdArgs {
     /// modulo `shard_count` is `shard_index` (SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT).
     #[arg(long, requires = "shard_count")]
     pub shard_index: Option<usize>,
-    #[arg(long, value_parser = count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, requires = "shard_index", value_parser = count::<usize>, allow_hyphen_values = true)]
     pub shard_count: Option<usize>,
 }
 
@@ -353,10 +353,14 @@ impl MdArgs {
                 check::non_negative(k, v)?;
             }
         }
-        if let (Some(i), Some(n)) = (self.shard_index, self.shard_count) {
-            if i >= n {
-                bail!("shard_index {i}: must be below shard_count {n}");
+        match (self.shard_index, self.shard_count) {
+            (Some(i), Some(n)) if i >= n => {
+                bail!("shard_index {i}: must be below shard_count {n}")
             }
+            (Some(_), None) | (None, Some(_)) => {
+                bail!("shard_index and shard_count go together (this task's index, and how many)")
+            }
+            _ => {}
         }
         if self.is_many() && (self.sys.system.is_some() || self.sys.pdb.is_some()) {
             bail!("give sequences/pdbs (many peptides) or system/pdb (one molecule), not both");

@@ -5,12 +5,8 @@
 pub enum Error {
     #[error("{file}: {msg}")]
     Checkpoint { file: String, msg: String },
-    #[error("{file}: {source}")]
-    Io {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{file}: {error}")]
+    Io { file: String, error: std::io::Error },
     #[error(transparent)]
     System(#[from] bgen_system::Error),
     #[error(transparent)]

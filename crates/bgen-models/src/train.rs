@@ -398,9 +398,9 @@ impl Trainer {
     pub fn save(&self, dir: &Path) -> Result<PathBuf, Error> {
         let io = |p: &Path| {
             let f = p.display().to_string();
-            move |source| Error::Io {
+            move |error| Error::Io {
                 file: f.clone(),
-                source,
+                error,
             }
         };
         let name = format!("ckpt-{:08}", self.state.step);

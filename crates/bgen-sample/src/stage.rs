@@ -78,8 +78,9 @@ pub struct SampleArgs {
     /// one (--cess 0).
     #[arg(long, default_value_t = SMC_STEPS, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub steps: usize,
-    /// SMC: Langevin moves at each level (more let the particles relax between reweightings).
-    #[arg(long, default_value_t = SMC_MOVES)]
+    /// SMC: Langevin moves at each level (more let the particles relax between reweightings;
+    /// at least 1).
+    #[arg(long, default_value_t = SMC_MOVES, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub moves: usize,
     /// SMC: initial Langevin step size (MALA adapts it): nm^2 per kT for a Cartesian model
     /// (default 1e-6); for a model in internal coordinates in units of each coordinate's squared
@@ -219,6 +220,7 @@ impl SampleArgs {
         for (k, v) in [
             ("n", self.n),
             ("steps", Some(self.steps)),
+            ("moves", Some(self.moves)),
             ("threads", Some(self.threads)),
             ("batch", Some(self.batch)),
         ] {
@@ -548,6 +550,13 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
                     truncate: method == "snis" && !a.no_truncate,
                 },
             );
+            if method == "snis" && r.log_weights.iter().all(|w| *w == f64::NEG_INFINITY) {
+                bail!(
+                    "SNIS: every one of the {n} samples has weight zero (log q or the energy not \
+                     finite, or all cut off); at --tau {} the proposal may be too narrow: raise it",
+                    a.tau
+                );
+            }
             merge(&mut summary, &r)?;
             summary.insert("energy_evaluations".into(), n.into());
             summary.insert("model_evaluations".into(), n.into());
@@ -604,7 +613,7 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
         "smc" => {
             let o = SmcOptions {
                 steps: a.steps,
-                moves_per_step: a.moves.max(1),
+                moves_per_step: a.moves,
                 step_size: a.step_size.unwrap_or(match run.internal {
                     Some(_) => 0.05,
                     None => 1e-6,

@@ -5,12 +5,9 @@ use thiserror::Error;
 /// Errors from reading structures, assigning force-field parameters and evaluating energies.
 #[derive(Debug, Error)]
 pub enum Error {
-    #[error("{file}: cannot read: {source}")]
-    Io {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O failure on `file`, reading or writing (the OS's reason in the message, once).
+    #[error("{file}: {error}")]
+    Io { file: String, error: std::io::Error },
     #[error("{file}:{line}: {msg}")]
     Pdb {
         file: String,

@@ -9,9 +9,9 @@ use crate::npy::write_atomic;
 use std::path::Path;
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
+    move |error| Error::Io {
         file: path.display().to_string(),
-        source,
+        error,
     }
 }
 

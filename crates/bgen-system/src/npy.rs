@@ -26,7 +26,7 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| Error::Io {
         file: file.clone(),
-        source: e,
+        error: e,
     })?;
     parse_npy(&bytes, &file)
 }
@@ -195,7 +195,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let file = path.display().to_string();
     let io = |e| Error::Io {
         file: file.clone(),
-        source: e,
+        error: e,
     };
     // A temporary name of its own per process and call, so that concurrent writers of one path
     // never write into each other's file: the last rename wins, and readers see whole files.

@@ -22,7 +22,7 @@ pub struct DirLock {
 pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     std::fs::create_dir_all(dir).map_err(|e| Error::Io {
         file: dir.display().to_string(),
-        source: e,
+        error: e,
     })?;
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
@@ -32,7 +32,7 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
         .open(&path)
         .map_err(|e| Error::Io {
             file: path.display().to_string(),
-            source: e,
+            error: e,
         })?;
     match file.try_lock() {
         Ok(()) => Ok(DirLock { _file: file, path }),
@@ -44,7 +44,7 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
         ))),
         Err(TryLockError::Error(e)) => Err(Error::Io {
             file: path.display().to_string(),
-            source: e,
+            error: e,
         }),
     }
 }

@@ -40,7 +40,7 @@ impl PdbFile {
     pub fn read(path: &std::path::Path) -> Result<PdbFile> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
             file: path.display().to_string(),
-            source: e,
+            error: e,
         })?;
         PdbFile::parse(&text, &path.display().to_string())
     }

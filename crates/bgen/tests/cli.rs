@@ -192,6 +192,7 @@ fn bad_numbers_are_refused_by_name_before_any_work() {
             "--step-size",
         ),
         (&["sample", "--system", "aldp", "--cess", "1.5"], "--cess"),
+        (&["sample", "--system", "aldp", "--moves", "0"], "--moves"),
         (
             &["train", "--data", "x", "--batch-size", "0"],
             "--batch-size",
@@ -225,6 +226,25 @@ fn bad_numbers_are_refused_by_name_before_any_work() {
         );
         assert!(!out.exists(), "{args:?} wrote {o}");
     }
+}
+
+/// Options that only work together, or would be ignored, are refused by name; a proposal so
+/// narrow that every SNIS weight is zero says so instead of writing zero weights.
+#[test]
+fn ignored_options_and_empty_weights_are_refused() {
+    let out = tmp("ignored");
+    let o = out.to_str().unwrap();
+    let (ok, _, err) = bgen(&["md", "--sequences", "AA", "--shard-count", "2", "--out", o]);
+    assert!(!ok && err.contains("--shard-index"), "{err}");
+    let (ok, _, err) = bgen(&[
+        "sample", "--system", "aldp", "--method", "snis", "--n", "16", "--tau", "1e-300", "--out",
+        o,
+    ]);
+    assert!(
+        !ok && err.contains("weight zero") && err.contains("--tau"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(out);
 }
 
 /// All atoms at one point: a clear error naming the conformation and the atoms, not a NaN table.
