@@ -349,10 +349,26 @@ pub fn load_chunks(path: &Path) -> Result<Frames> {
             return Ok(a);
         }
     }
+    if is_many_peptide_run(path) {
+        return Err(file_err(
+            path,
+            format!(
+                "a many-peptide MD directory (a shard per peptide): merge it into a data set \
+                 (bgen dataset merge --run {0} --out DATA) for a transferable model, or give one \
+                 shard ({0}/shards/SEQ)",
+                path.display()
+            ),
+        ));
+    }
     Err(file_err(
         path,
         "no frames.npy and no chunks/ with frames: not a run or data-set directory",
     ))
+}
+
+/// Whether `dir` is the directory of `bgen md --sequences/--pdbs` (its shards.json).
+pub fn is_many_peptide_run(dir: &Path) -> bool {
+    dir.join("shards.json").is_file()
 }
 
 /// How [`split`] cuts the frames.

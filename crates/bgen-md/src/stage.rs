@@ -270,6 +270,13 @@ pub fn parse_ladder(text: &str) -> std::result::Result<Ladder, String> {
 fn open_run(a: &MdArgs) -> Result<MdRun> {
     let run_json = a.out.join("run.json");
     if a.resume {
+        if crate::dataset::is_many_peptide_run(&a.out) {
+            bail!(
+                "{}: a many-peptide directory; its shards resume when the same bgen md \
+                 --sequences/--sequences-file/--pdbs command runs again (without --resume)",
+                a.out.display()
+            );
+        }
         if !run_json.exists() {
             bail!("{}: no run to resume (run.json missing)", a.out.display());
         }

@@ -603,8 +603,14 @@ pub fn nll(model: &Model, data: &Tensor) -> f64 {
 /// The directory and state of the checkpoint that `dir/latest.json` names.
 fn read_state(dir: &Path) -> Result<(PathBuf, State), Error> {
     let latest = dir.join("latest.json");
-    let text = std::fs::read_to_string(&latest)
-        .map_err(|e| ck(&latest, format!("no checkpoint ({e})")))?;
+    let text = std::fs::read_to_string(&latest).map_err(|e| {
+        let hint = if dir.join("run.json").exists() {
+            "the run stopped before its first checkpoint: start it again without --resume"
+        } else {
+            "not a training run"
+        };
+        ck(&latest, format!("no checkpoint ({e}); {hint}"))
+    })?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| ck(&latest, format!("corrupt: {e}")))?;
     let name = v["checkpoint"]

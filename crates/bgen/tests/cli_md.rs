@@ -485,3 +485,61 @@ fn a_closed_output_pipe_does_not_stop_a_many_peptide_run() {
         );
     }
 }
+
+/// A many-peptide directory given where one run or a data set is expected says what to do:
+/// merge it, or give one shard; `md --resume` on it says to rerun the same command.
+#[test]
+fn a_many_peptide_directory_given_as_one_run_says_what_to_do() {
+    let out = tmp("many-hint");
+    let o = bgen()
+        .args([
+            "md",
+            "--sequences",
+            "GG",
+            "--ns",
+            "0.002",
+            "--save-every-ps",
+            "0.5",
+        ])
+        .args(["--equilibrate-ps", "0", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d = out.to_str().unwrap();
+    let gg = out.join("shards/GG/topology.pdb");
+    let gg = gg.to_str().unwrap();
+    let x = tmp("many-hint-out");
+    let x = x.to_str().unwrap();
+    for args in [
+        vec![
+            "eval",
+            "--pdb",
+            gg,
+            "--samples",
+            d,
+            "--reference",
+            d,
+            "--out",
+            x,
+        ],
+        vec!["train", "--data", d, "--out", x],
+        vec!["dataset", "split", "--run", d, "--out", x],
+    ] {
+        let o = bgen().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("bgen dataset merge --run"),
+            "{args:?}: {err}"
+        );
+    }
+    let o = bgen()
+        .args(["md", "--resume", "--out", d])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("runs again (without --resume)"),
+        "{err}"
+    );
+}
