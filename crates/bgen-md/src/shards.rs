@@ -51,20 +51,29 @@ pub struct ShardsFile {
 
 /// The shards of `a`: its sequences (and file of them), then its PDBs; names must be unique.
 pub fn shards_of(a: &MdArgs) -> Result<Vec<Shard>> {
-    let mut seqs: Vec<String> = a.sequences.iter().map(|s| s.trim().to_string()).collect();
+    // (sequence, where it was given: for messages)
+    let mut seqs: Vec<(String, String)> = a
+        .sequences
+        .iter()
+        .map(|s| (s.trim().to_string(), format!("--sequences '{}'", s.trim())))
+        .collect();
     if let Some(f) = &a.sequences_file {
         let text = std::fs::read_to_string(f).with_context(|| f.display().to_string())?;
-        seqs.extend(
-            text.lines()
-                .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
-                .filter(|l| !l.is_empty()),
-        );
+        // A byte-order mark (editors on Windows write one) is not part of the first line.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        for (k, l) in text.lines().enumerate() {
+            let l = l.split('#').next().unwrap_or("").trim();
+            if !l.is_empty() {
+                seqs.push((l.to_string(), format!("{}:{}", f.display(), k + 1)));
+            }
+        }
     }
+    let caps = bgen_system::peptide::Caps::from_name(&a.caps)?;
     let mut out: Vec<Shard> = Vec::new();
-    for s in seqs {
+    for (s, origin) in seqs {
         let s = s.to_ascii_uppercase();
         // Checked now, so that a typo stops the run before any MD.
-        bgen_system::peptide::residues(&s, bgen_system::peptide::Caps::from_name(&a.caps)?)?;
+        bgen_system::peptide::residues(&s, caps).map_err(|e| format!("{origin}: {e}"))?;
         out.push(Shard {
             name: s.clone(),
             source: Source::Sequence {

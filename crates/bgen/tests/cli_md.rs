@@ -543,3 +543,45 @@ fn a_many_peptide_directory_given_as_one_run_says_what_to_do() {
         "{err}"
     );
 }
+
+/// A sequences file with a byte-order mark reads as without one, and a bad sequence is named
+/// by file and line (or by the --sequences item).
+#[test]
+fn a_sequences_file_names_its_bad_lines_and_takes_a_bom() {
+    let dir = tmp("seqfile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.txt");
+    std::fs::write(&bad, "\u{feff}KW\n# a comment\nAX\n").unwrap();
+    let o = bgen()
+        .args(["md", "--sequences-file"])
+        .arg(&bad)
+        .arg("--out")
+        .arg(dir.join("bad"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("bad.txt:3: sequence AX"),
+        "{err}"
+    );
+    let good = dir.join("good.txt");
+    std::fs::write(&good, "\u{feff}GG\n").unwrap();
+    let o = bgen()
+        .args([
+            "md",
+            "--ns",
+            "0.002",
+            "--save-every-ps",
+            "0.5",
+            "--equilibrate-ps",
+            "0",
+        ])
+        .arg("--sequences-file")
+        .arg(&good)
+        .arg("--out")
+        .arg(dir.join("good"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.join("good/shards/GG/frames.npy").exists());
+}
