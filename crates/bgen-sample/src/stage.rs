@@ -462,7 +462,8 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
                 (None, Some(s)) => {
                     let caps = bgen_system::peptide::Caps::from_name(&a.caps)?;
                     let pdb = bgen_system::peptide::build_pdb(s, caps, setup)?;
-                    let file = bgen_system::pdb::PdbFile::parse(&pdb, &format!("<sequence {s}>"))?;
+                    let file =
+                        bgen_system::pdb::PdbFile::parse(&pdb, &bgen_system::peptide::label(s))?;
                     System::from_pdb(&file, setup, Some(info.temperature_k))?
                 }
                 (None, None) => unreachable!("matched above"),

@@ -144,7 +144,7 @@ struct BuildAtom {
 /// Builds `sequence` with `caps` under the force field of `setup` (unminimised positions).
 pub fn build(sequence: &str, caps: Caps, setup: Setup) -> Result<System> {
     let pdb = build_pdb(sequence, caps, setup)?;
-    let file = PdbFile::parse(&pdb, &format!("<sequence {sequence}>"))?;
+    let file = PdbFile::parse(&pdb, &label(sequence))?;
     System::from_pdb(&file, setup, None)
 }
 
@@ -186,7 +186,34 @@ pub fn build_pdb(sequence: &str, caps: Caps, setup: Setup) -> Result<String> {
     }
     let rings = small_rings(&nb);
     let x = place(&atoms, &nb, &rings, &res, ff);
+    // PDB columns: coordinates -999.999..9999.999 A, 4-digit residue and 5-digit atom numbers.
+    let fits = |v: f64| (-999.999..=9999.999).contains(&(10.0 * v));
+    if !x.iter().flatten().all(|&v| fits(v)) || res.len() > 9999 || n > 99_999 {
+        let lo = x.iter().flatten().fold(f64::MAX, |a, &b| a.min(b));
+        let hi = x.iter().flatten().fold(f64::MIN, |a, &b| a.max(b));
+        bail!(
+            "{}: its extended chain ({} residues, {n} atoms) spans {:.0} nm, beyond what PDB \
+             columns hold (coordinates -999.999 to 9999.999 A, 9,999 residues, 99,999 atoms)",
+            label(sequence),
+            res.len(),
+            hi - lo
+        );
+    }
     Ok(pdb_text(&atoms, &res, &x))
+}
+
+/// How messages name a built sequence: in full when short, else its ends and length.
+pub fn label(sequence: &str) -> String {
+    let c: Vec<char> = sequence.trim().chars().collect();
+    let text = |r: &[char]| r.iter().collect::<String>();
+    match c.len() {
+        0..=40 => format!("<sequence {}>", text(&c)),
+        n => format!(
+            "<sequence {}...{} ({n} residues)>",
+            text(&c[..12]),
+            text(&c[n - 12..])
+        ),
+    }
 }
 
 /// Rings of up to 7 atoms (the shortest cycle through each bond).

@@ -332,3 +332,24 @@ fn large_molecules_recompute_pairs_with_the_same_numbers() {
         }
     }
 }
+
+/// A sequence too long for the PDB format's columns is refused with its length, not written as
+/// a PDB that cannot be read back; long sequences are named by their ends in messages.
+#[test]
+fn a_chain_beyond_pdb_columns_is_refused_and_named_briefly() {
+    use bgen_system::peptide::{build_pdb, label, Caps};
+    assert_eq!(label("KW"), "<sequence KW>");
+    let l = label(&"A".repeat(1000));
+    assert!(l.len() < 60 && l.contains("(1000 residues)"), "{l}");
+    let e = build_pdb(
+        &"A".repeat(1000),
+        Caps::None,
+        bgen_system::Setup::Amber14Obc1,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("beyond what PDB columns hold") && e.len() < 300,
+        "{e}"
+    );
+}
