@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Mutation fuzzing of every reader of user files (PDB, npy, XTC, DCD, MD checkpoint, bgen run TOML) for
+# Mutation fuzzing of every reader of user files (PDB, npy, XTC, DCD, MD checkpoint, bgen run TOML,
+# sequences file, dataset.json) for
 # BGEN_FUZZ_SECS seconds per target (default 600), reporting the executions of each.
 # A panicking input is saved and named in the failure. Usage: scripts/fuzz.sh [SECONDS]
 set -euo pipefail

@@ -1,5 +1,6 @@
 //! Mutation fuzzing of every reader of user files: PDB (and the force-field assignment behind
-//! it), npy, XTC, DCD, an MD run's checkpoint, a `bgen run` TOML. Valid files are mutated at random (bit flips,
+//! it), npy, XTC, DCD, an MD run's checkpoint, a `bgen run` TOML, a sequences file, a merged
+//! `dataset.json`. Valid files are mutated at random (bit flips,
 //! random bytes, cuts, repeated or inserted slices, changed digits in text) and each reader must
 //! return Ok or an error, never panic. The default test runs each target for a few seconds;
 //! `scripts/fuzz.sh` runs them longer (BGEN_FUZZ_SECS per target) and reports executions. An
@@ -243,5 +244,44 @@ fn fuzz_run_config() {
     assert!(bgen::cli::pipeline::check_config(&seed).is_ok());
     fuzz("toml", seed.as_bytes(), secs(), |b| {
         let _ = bgen::cli::pipeline::check_config(&String::from_utf8_lossy(b));
+    });
+}
+
+#[test]
+fn fuzz_sequences_file() {
+    let seed = b"\xef\xbb\xbf# training dipeptides\nKW\naa  # lower case\n\nGP\nHHHH\n";
+    fuzz("sequences", seed, secs(), |b| {
+        through_file("seqs.txt", b, |p| {
+            let mut a = bgen_md::MdArgs::new(Default::default(), PathBuf::from("unused"));
+            a.sequences_file = Some(p.to_path_buf());
+            let _ = bgen_md::shards::shards_of(&a);
+        })
+    });
+}
+
+#[test]
+fn fuzz_dataset_json() {
+    let d = scratch("dataset");
+    let md = d.join("md");
+    let mut a = bgen_md::MdArgs::new(Default::default(), md.clone());
+    a.sequences = vec!["GG".into()];
+    (a.ns, a.save_every_ps, a.equilibrate_ps) = (Some(0.002), Some(0.5), Some(0.0));
+    bgen_md::stage::run(a).unwrap();
+    let m = bgen_md::shards::MergeArgs {
+        run: md,
+        out: d.join("data"),
+        held_out: Vec::new(),
+        held_out_count: 0,
+        seed: 0,
+        finished_only: false,
+    };
+    bgen_md::shards::merge(m).unwrap();
+    let seed = std::fs::read(d.join("data/dataset.json")).unwrap();
+    let rings = bgen_system::RingClosure::Both;
+    assert!(bgen::models::transfer::load_dataset(&d.join("data"), false, rings, 0).is_ok());
+    fuzz("dataset", &seed, secs(), |b| {
+        through_file("dataset.json", b, |p| {
+            let _ = bgen::models::transfer::load_dataset(p, false, rings, 0);
+        })
     });
 }
