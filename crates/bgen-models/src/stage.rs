@@ -598,21 +598,16 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
     tch::set_num_threads(1);
     // Each molecule's Z-matrix closes its rings as the model does: a new model from both
     // neighbours, a resumed or fine-tuned one as it was trained (read before the data).
-    let rings = if a.resume {
-        Trainer::load_weights(&a.out, dev)?
-            .state
+    let earlier = match (a.resume, &a.init) {
+        (true, _) => Some(a.out.clone()),
+        (false, Some(init)) => Some(init_dir(init)),
+        (false, None) => None,
+    };
+    let rings = match earlier {
+        Some(d) => Trainer::load_state(&d)?
             .transfer
-            .map_or(TRANSFER_RING_CLOSURE, |t| t.ring_closure)
-    } else if let Some(init) = &a.init {
-        let shipped = (!init.exists())
-            .then(|| init.to_str().and_then(|n| crate::shipped::run_dir(n).ok()))
-            .flatten();
-        Trainer::load_weights(shipped.as_ref().unwrap_or(init), dev)?
-            .state
-            .transfer
-            .map_or(TRANSFER_RING_CLOSURE, |t| t.ring_closure)
-    } else {
-        TRANSFER_RING_CLOSURE
+            .map_or(TRANSFER_RING_CLOSURE, |t| t.ring_closure),
+        None => TRANSFER_RING_CLOSURE,
     };
     let mols = match merged_dataset(&a.data) {
         Some(file) => load_dataset(&file, false, rings, a.raised_rungs)?,
@@ -677,10 +672,7 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
                     a.out.display()
                 );
             }
-            let shipped = (!init.exists())
-                .then(|| init.to_str().and_then(|n| crate::shipped::run_dir(n).ok()))
-                .flatten();
-            let init = shipped.as_ref().unwrap_or(init);
+            let init = &init_dir(init);
             let mut t = Trainer::load_weights(init, dev)?;
             let Some(transfer) = t.state.transfer.as_mut() else {
                 bail!("--init {}: not a transferable model", init.display());
@@ -967,6 +959,14 @@ fn validation_rows(x: &Tensor, l: &crate::tarflow::Labels) -> (Tensor, crate::ta
 /// Most validation rows of a transferable run (an NLL per dimension within about 0.003; the
 /// same rows at every checkpoint, so differences between checkpoints are much finer).
 const VALIDATION_ROWS: i64 = 2048;
+
+/// The run `--init` names: a training run directory, or a shipped model's name (`dipeptides`).
+fn init_dir(init: &Path) -> PathBuf {
+    (!init.exists())
+        .then(|| init.to_str().and_then(|n| crate::shipped::run_dir(n).ok()))
+        .flatten()
+        .unwrap_or_else(|| init.to_path_buf())
+}
 
 /// Batches of molecules of like sizes from a shuffled `order` of rows (`tokens`: each row's real
 /// tokens): the order is cut into groups of `SORTISH_BATCHES` batches, each group sorted by

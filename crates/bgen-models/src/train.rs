@@ -469,6 +469,12 @@ impl Trainer {
 
     /// The checkpoint directory that `dir/latest.json` names, and a trainer of its state whose
     /// tensors are still to be loaded.
+    /// The state (settings, step, a transferable model's record) of the latest checkpoint in
+    /// `dir`, without building the model or reading its weights.
+    pub fn load_state(dir: &Path) -> Result<State, Error> {
+        Ok(read_state(dir)?.1)
+    }
+
     fn unloaded(dir: &Path, device: Device) -> Result<(PathBuf, Trainer), Error> {
         let (cdir, state) = read_state(dir)?;
         let mut t = Trainer::new(

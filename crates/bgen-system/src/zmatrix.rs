@@ -602,14 +602,7 @@ mod tests {
     fn round_trip_to_round_off() {
         let sys = aldp();
         let z = ZMatrix::from_topology(&sys.topology).unwrap();
-        let x0 = &sys.positions;
-        let mut ic = vec![0.0; z.dim()];
-        z.to_internal(x0, &mut ic);
-        let mut x = vec![0.0; x0.len()];
-        z.to_cartesian(&ic, &mut x);
-        for (a, b) in distances(x0).iter().zip(distances(&x)) {
-            assert!((a - b).abs() < 1e-10, "{a} vs {b}");
-        }
+        let (ic, x) = rebuild(&sys, &z);
         let mut ic2 = vec![0.0; z.dim()];
         z.to_internal(&x, &mut ic2);
         for (a, b) in ic.iter().zip(&ic2) {
@@ -664,6 +657,13 @@ mod tests {
             assert!(!seen[row.atom], "row {r}");
             seen[row.atom] = true;
         }
+        rebuild(&sys, &z);
+        check_log_det(&sys, &z);
+    }
+
+    /// The structure of `sys` through internal coordinates and back, its pairwise distances
+    /// kept to round-off: (internal coordinates, rebuilt positions).
+    fn rebuild(sys: &System, z: &ZMatrix) -> (Vec<f64>, Vec<f64>) {
         let x0 = &sys.positions;
         let mut ic = vec![0.0; z.dim()];
         z.to_internal(x0, &mut ic);
@@ -672,7 +672,7 @@ mod tests {
         for (a, b) in distances(x0).iter().zip(distances(&x)) {
             assert!((a - b).abs() < 1e-10, "{a} vs {b}");
         }
-        check_log_det(&sys, &z);
+        (ic, x)
     }
 
     fn check_log_det(sys: &System, z: &ZMatrix) {
