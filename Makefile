@@ -1,6 +1,6 @@
 # The project's entry points on a fresh machine: they install what they need (libtorch through
 # PyPI's torch wheel into .venv/, once) and set up the environment for cargo.
-.PHONY: test run bench libtorch python
+.PHONY: test run bench libtorch python docs
 
 libtorch:
 	@scripts/libtorch.sh > /dev/null
@@ -24,3 +24,7 @@ run:
 bench:
 	@eval "$$(scripts/libtorch.sh)" && cargo run --release -p bgen -- bench md && cargo run --release -p bgen -- bench energy \
 	  && cargo run --release -p bgen -- bench tarflow && cargo run --release -p bgen -- bench arbg
+
+# docs/cli.md and docs/config.md from the clap and serde definitions (a test fails when stale).
+docs:
+	@eval "$$(scripts/libtorch.sh)" && cargo run --release -p bgen -- docs --out docs

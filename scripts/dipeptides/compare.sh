@@ -76,4 +76,4 @@ np.save('cmp/ref-$s.npy', x); np.save('cmp/floor-$s-a.npy', x[:h]); np.save('cmp
     esac
   done
 done
-$PY "$here/readme_table.py" "$here/held_out.txt" # the README's two tables
+$PY "$here/readme_table.py" "$here/held_out.txt" # docs/results.md's two tables

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Issue 25's long CPU work in the order that gives feedback soonest, each step resumable (rerun
-# after a stop): the held-out references of seed 1 (a pilot model can be scored against them),
-# the training data, then the references of seed 2 (the floors). Run from a work directory
-# with BGEN set; the three steps write ref25-seed1/, train-remd/ and ref25-seed2/ there.
+# Issue 25's long CPU work, each step resumable (rerun after a stop): the held-out references of
+# seed 1 and seed 2 (with their floors), then the training data. References first: they are small
+# enough to keep (`references.sh keep` thins them into scripts/dipeptides/ref25/), so a lost
+# machine loses at most the training data. Run from a work directory with BGEN set; the steps
+# write ref25-seed1/, ref25-seed2/ and train-remd/ there.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-SEEDS=1 "$here/references.sh"
+SEEDS="1 2" "$here/references.sh"
 "$here/train_data.sh"
-SEEDS=2 "$here/references.sh"

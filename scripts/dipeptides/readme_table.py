@@ -1,4 +1,4 @@
-"""The README's tables of the transferable dipeptide model (from compare.sh's cmp/ directory)."""
+"""The tables in docs/results.md of the transferable dipeptide model (from compare.sh's cmp/ directory)."""
 import json
 import os
 import statistics as st

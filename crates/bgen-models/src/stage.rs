@@ -85,7 +85,7 @@ pub struct TrainArgs {
     /// Worker threads on the CPU: each computes the gradients of a slice of every batch on its
     /// own copy of the model, with libtorch single-threaded inside (the steps do not depend on
     /// it beyond round-off). Default: all cores.
-    #[arg(long, default_value_t = bgen_system::options::cores(), value_parser = count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = bgen_system::options::cores(), hide_default_value = true, value_parser = count::<usize>, allow_hyphen_values = true)]
     pub threads: usize,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]

@@ -114,7 +114,7 @@ pub struct SampleArgs {
     /// Worker threads on the CPU, each with its own copy of the model, splitting the samples
     /// by batches (libtorch runs single-threaded in each; the samples do not depend on it).
     /// Default: all cores.
-    #[arg(long, default_value_t = bgen_system::options::cores(), value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = bgen_system::options::cores(), hide_default_value = true, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub threads: usize,
     /// Use the raw weights instead of their moving average.
     #[arg(long)]

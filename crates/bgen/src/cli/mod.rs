@@ -4,6 +4,7 @@
 //! measure them (`bgen run`, `bgen bench`) and `bgen energy`.
 
 pub mod bench;
+pub mod docs;
 pub mod energy;
 pub mod pipeline;
 
@@ -47,6 +48,9 @@ pub enum Command {
     /// Benchmarks that print bgen's speed beside its peer measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Write the command-line and `bgen run` TOML references (docs/cli.md, docs/config.md)
+    /// from these definitions.
+    Docs(docs::DocsArgs),
 }
 
 /// Runs one command.
@@ -82,5 +86,6 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(b) => bench::run(b),
+        Command::Docs(a) => docs::run(a),
     }
 }

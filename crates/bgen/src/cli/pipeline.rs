@@ -41,36 +41,49 @@ pub struct RunArgs {
 /// section holds the pipeline's choices for one stage (e.g. a temperature ladder as its top and
 /// rungs); `run` turns them into that stage's typed settings ([`MdArgs`], [`TrainArgs`],
 /// [`SampleArgs`], [`EvalArgs`]) and calls the stage.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
-    /// Embedded system name, or empty with `pdb`.
+    /// Embedded system name (`bgen systems`), or empty with `pdb`.
     pub system: String,
+    /// Your own molecule: a PDB file with hydrogens, instead of `system`.
     pub pdb: Option<PathBuf>,
+    /// Force field and implicit solvent: amber99sbildn-obc2 or amber14-obc1 (default: the
+    /// system's own).
     pub forcefield: Option<String>,
+    /// Temperature, K (default: the force field's).
     pub temperature: Option<f64>,
+    /// MD data.
     pub md: MdSection,
+    /// Training of the proposal.
     pub train: TrainSection,
+    /// The samplers.
     pub sample: SampleSection,
+    /// Evaluation against reference MD.
     pub eval: EvalSection,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MdSection {
     /// Existing data instead of new MD: a `bgen dataset split` directory (train/, val/, test/)
     /// or an MD run directory.
     pub data: Option<PathBuf>,
-    /// Production ns per replica.
+    /// Production ns per replica (per rung of the ladder).
     pub ns: f64,
+    /// Independent replicas of plain MD (without a ladder).
     pub replicas: usize,
+    /// A frame every this many ps.
     pub save_every_ps: f64,
+    /// Equilibration before the first frame, ps.
     pub equilibrate_ps: f64,
+    /// Seed of the Langevin noise and initial velocities.
     pub seed: u64,
     /// Replica exchange from the run's temperature up to this one (K), over `ladder_rungs`
     /// rungs of `ns` each: the lowest rung is the data (split in time), the raised rungs are
     /// extra training frames. None: `replicas` independent runs at the run's temperature.
     pub ladder_top_k: Option<f64>,
+    /// Rungs of the ladder (geometric temperatures), at least 2.
     pub ladder_rungs: usize,
     /// Raised temperatures (K) of more MD runs (same length and replicas) whose frames are
     /// added to the training data: they cross barriers that MD at the target temperature
@@ -78,17 +91,22 @@ pub struct MdSection {
     pub extra_temperatures: Vec<f64>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainSection {
-    /// tarflow or arbg.
+    /// Model family: tarflow or arbg.
     pub model: String,
+    /// Size and schedule (`bgen train --help` lists the presets).
     pub preset: String,
+    /// Optimiser steps (default: the preset's).
     pub steps: Option<i64>,
+    /// Frames per step (default: the preset's).
     pub batch_size: Option<i64>,
+    /// Peak learning rate (default: the preset's).
     pub lr: Option<f64>,
+    /// Seed of the initial weights and batches.
     pub seed: u64,
-    /// cpu or cuda.
+    /// cpu, cuda or cuda:N.
     pub device: String,
     /// internal or cartesian (default: internal).
     pub coords: Option<String>,
@@ -96,20 +114,22 @@ pub struct TrainSection {
     pub checkpoint_secs: f64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SampleSection {
     /// Samples for SNIS.
     pub n: usize,
     /// Samplers: snis, smc (TarFlow), twisted (ArBG).
     pub methods: Vec<String>,
-    /// Particles, annealing levels (the most levels with `cess`) and Langevin moves per level
-    /// of SMC, initial Langevin step (default by coordinates: see `bgen sample --step-size`),
-    /// MALA.
+    /// Particles of SMC.
     pub smc_particles: usize,
+    /// SMC: annealing levels (the most levels with `cess`).
     pub smc_steps: usize,
+    /// SMC: Langevin moves per level.
     pub smc_moves: usize,
+    /// SMC: initial Langevin step (default by coordinates: see `bgen sample --step-size`).
     pub step_size: Option<f64>,
+    /// SMC: Metropolis-adjusted (MALA) moves; false: unadjusted (ULA).
     pub mala: bool,
     /// SMC: adaptive schedule at this conditional ESS (none: `smc_steps` equal levels).
     pub cess: Option<f64>,
@@ -121,15 +141,18 @@ pub struct SampleSection {
     pub tau: f64,
     /// Particles of twisted SMC.
     pub twisted_particles: usize,
-    /// CoM term: gaussian, chi or none.
+    /// CoM term of a Cartesian model: gaussian, chi or none.
     pub com: String,
+    /// Seed of the samplers.
     pub seed: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalSection {
+    /// At most this many samples and reference frames are scored (evenly strided).
     pub max_samples: usize,
+    /// TICA lag, in reference frames.
     pub tica_lag: usize,
     /// Reference MD to evaluate against. Default: the long held-out MD shipped for an embedded
     /// system at its own force field and temperature (replica exchange for aldp, ala3 and ala4,
