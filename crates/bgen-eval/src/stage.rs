@@ -56,8 +56,10 @@ pub struct EvalArgs {
 }
 
 /// Samples and reference frames used at most by default, and the TICA lag (frames).
-const MAX_SAMPLES: usize = 10_000;
-const TICA_LAG: usize = 10;
+/// Samples and reference frames scored at most, by default.
+pub const MAX_SAMPLES: usize = 10_000;
+/// TICA lag in reference frames, by default.
+pub const TICA_LAG: usize = 10;
 
 impl EvalArgs {
     /// The defaults of `bgen eval --samples SAMPLES --reference REFERENCE --out OUT` for the

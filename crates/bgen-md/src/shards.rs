@@ -8,6 +8,7 @@
 use crate::stage::{MdArgs, MdResult};
 use crate::{dataset, MdRun, MdSettings, Result};
 use bgen_system::error::Context;
+use bgen_system::peptide::Caps;
 use bgen_system::{bail, Setup, System};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -17,8 +18,8 @@ use std::time::Duration;
 /// Where one shard comes from.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum Source {
-    /// Built from one-letter codes with these caps ("none" or "ace-nme").
-    Sequence { sequence: String, caps: String },
+    /// Built from one-letter codes with these caps.
+    Sequence { sequence: String, caps: Caps },
     /// A PDB file with hydrogens.
     Pdb(PathBuf),
 }
@@ -68,7 +69,7 @@ pub fn shards_of(a: &MdArgs) -> Result<Vec<Shard>> {
             }
         }
     }
-    let caps = bgen_system::peptide::Caps::from_name(&a.caps)?;
+    let caps = a.caps;
     let mut out: Vec<Shard> = Vec::new();
     for (s, origin) in seqs {
         let s = s.to_ascii_uppercase();
@@ -76,10 +77,7 @@ pub fn shards_of(a: &MdArgs) -> Result<Vec<Shard>> {
         bgen_system::peptide::residues(&s, caps).map_err(|e| format!("{origin}: {e}"))?;
         out.push(Shard {
             name: s.clone(),
-            source: Source::Sequence {
-                sequence: s,
-                caps: a.caps.clone(),
-            },
+            source: Source::Sequence { sequence: s, caps },
         });
     }
     for p in &a.pdbs {
@@ -227,7 +225,7 @@ fn run_shard(a: &MdArgs, s: &Shard, setup: Setup, temperature: f64) -> Result<(S
             Source::Sequence { sequence, caps } => {
                 let b = crate::stage::BuildArgs {
                     sequence: sequence.clone(),
-                    caps: caps.clone(),
+                    caps: *caps,
                     forcefield: setup.name().into(),
                     out: input.clone(),
                     no_minimize: false,

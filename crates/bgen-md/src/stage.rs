@@ -8,6 +8,7 @@ use crate::{ExchangeSummary, MdRun, MdSettings, Result};
 use bgen_system::energy::Precision;
 use bgen_system::error::Context;
 use bgen_system::options::{count, non_negative, positive};
+use bgen_system::peptide::Caps;
 use bgen_system::{bail, SystemArgs};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -92,8 +93,8 @@ pub struct MdArgs {
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["system", "pdb"])]
     pub pdbs: Vec<PathBuf>,
     /// Many peptides built from sequences: their ends, none (zwitterions) or ace-nme.
-    #[arg(long, default_value = "none", value_parser = ["none", "ace-nme"])]
-    pub caps: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub caps: Caps,
     /// Many peptides: shards run at once (default: the threads; each shard's replicas share them).
     #[arg(long, value_parser = count::<usize>, allow_hyphen_values = true)]
     pub jobs: Option<usize>,
@@ -139,7 +140,7 @@ impl MdArgs {
             sequences: Vec::new(),
             sequences_file: None,
             pdbs: Vec::new(),
-            caps: "none".into(),
+            caps: Caps::None,
             jobs: None,
             shard_index: None,
             shard_count: None,
@@ -789,9 +790,9 @@ pub struct BuildArgs {
     #[arg(long)]
     pub sequence: String,
     /// Ends: ace-nme (acetyl and N-methylamide caps) or none (a zwitterion, NH3+ ... COO-).
-    #[arg(long, default_value = "none", value_parser = ["ace-nme", "none"])]
-    #[serde(default = "no_caps")]
-    pub caps: String,
+    #[arg(long, value_enum, default_value_t)]
+    #[serde(default)]
+    pub caps: Caps,
     /// Force field whose templates and equilibrium geometry are used (and whose energy is
     /// minimised): amber14-obc1 (default) or amber99sbildn-obc2.
     #[arg(long, default_value = "amber14-obc1")]
@@ -810,9 +811,6 @@ pub struct BuildArgs {
     pub minimize_tol: f64,
 }
 
-fn no_caps() -> String {
-    "none".into()
-}
 fn amber14() -> String {
     "amber14-obc1".into()
 }
@@ -835,9 +833,9 @@ pub struct BuildResult {
 /// Builds `a.sequence` ([`bgen_system::peptide`]), minimises it with the L-BFGS minimiser and
 /// writes it as a PDB (atomically).
 pub fn build(a: BuildArgs) -> Result<BuildResult> {
-    use bgen_system::peptide::{self, Caps};
+    use bgen_system::peptide;
     let setup = bgen_system::Setup::from_name(&a.forcefield)?;
-    let caps = Caps::from_name(&a.caps)?;
+    let caps = a.caps;
     bgen_system::options::check::positive("minimize_tol", a.minimize_tol)?;
     let sys = peptide::build(&a.sequence, caps, setup)?;
     let model = sys.model();

@@ -6,6 +6,7 @@
 pub mod arbg;
 pub mod attention;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod internal;
 pub mod model;
@@ -17,7 +18,8 @@ pub mod train;
 pub mod transfer;
 
 pub use arbg::{Arbg, ArbgConfig};
+pub use device::DeviceChoice;
 pub use error::{Error, Result};
-pub use model::{Model, ModelConfig};
+pub use model::{Coords, Family, Model, ModelConfig};
 pub use stage::{RunInfo, TrainArgs};
 pub use tarflow::{TarFlow, TarFlowConfig};

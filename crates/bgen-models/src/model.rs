@@ -6,6 +6,62 @@ use crate::tarflow::{TarFlow, TarFlowConfig};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
+/// The model family (`tarflow` or `arbg` on the command line and in files).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// The Transformer autoregressive normalizing flow (SBG).
+    #[default]
+    Tarflow,
+    /// The autoregressive Transformer over binned coordinates (ArBG).
+    Arbg,
+}
+
+/// The coordinates a model works in (`internal` or `cartesian`).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Coords {
+    /// The Z-matrix's bonds, angles and torsions (the default).
+    #[default]
+    Internal,
+    /// Centred Cartesian positions with rotation and CoM augmentation (the SBG paper's).
+    Cartesian,
+}
+
+macro_rules! display_as_serde {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let v = clap::ValueEnum::to_possible_value(self).expect("no skipped variants");
+                f.write_str(v.get_name())
+            }
+        }
+    )*};
+}
+display_as_serde!(Family, Coords);
+
 /// Configuration of either family (a checkpoint's `state.json` holds one; the fields tell
 /// which).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,11 +91,11 @@ impl ModelConfig {
             ModelConfig::Arbg(c) => c.dim(),
         }
     }
-    /// "tarflow" or "arbg".
-    pub fn family(&self) -> &'static str {
+    /// Which family it configures.
+    pub fn family(&self) -> Family {
         match self {
-            ModelConfig::TarFlow(_) => "tarflow",
-            ModelConfig::Arbg(_) => "arbg",
+            ModelConfig::TarFlow(_) => Family::Tarflow,
+            ModelConfig::Arbg(_) => Family::Arbg,
         }
     }
     /// One line on the sizes, for logs.

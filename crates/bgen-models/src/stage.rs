@@ -6,7 +6,7 @@
 use crate::data::Normalizer;
 use crate::internal::Internal;
 use crate::train::{TrainConfig, Trainer};
-use crate::{ArbgConfig, ModelConfig, Result, TarFlowConfig};
+use crate::{ArbgConfig, Coords, DeviceChoice, Family, ModelConfig, Result, TarFlowConfig};
 use bgen_system::bail;
 use bgen_system::error::Context;
 use bgen_system::options::{count, non_negative, positive};
@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// The settings of `bgen train` (and of `bgen run`'s training stage, which builds them with
 /// [`TrainArgs::new`]).
@@ -24,8 +24,8 @@ use tch::{Device, Kind, Tensor};
 #[serde(deny_unknown_fields, default)]
 pub struct TrainArgs {
     /// Model family: tarflow (default) or arbg.
-    #[arg(long, value_parser = ["tarflow", "arbg"])]
-    pub model: Option<String>,
+    #[arg(long, value_enum)]
+    pub model: Option<Family>,
     /// Training frames: a data-set or run directory (from `bgen md` / `bgen dataset split`) or
     /// a (frames, atoms, 3) .npy in nm or an .xtc. A sibling `val/` directory is used for validation,
     /// else the last 10% of the frames.
@@ -67,8 +67,8 @@ pub struct TrainArgs {
     /// the default, as in `bgen run`: on aldp a TarFlow's SNIS ESS went from 4e-4 in Cartesian
     /// coordinates to 0.07-0.12, an ArBG's from 1e-4 to 0.014) or cartesian (centred, with
     /// rotation and CoM augmentation, as in the SBG paper).
-    #[arg(long, value_parser = ["internal", "cartesian"])]
-    pub coords: Option<String>,
+    #[arg(long, value_enum)]
+    pub coords: Option<Coords>,
     /// Training steps (overrides the preset's).
     #[arg(long, value_parser = count::<i64>, allow_hyphen_values = true)]
     pub steps: Option<i64>,
@@ -79,9 +79,9 @@ pub struct TrainArgs {
     /// Seed of the initialisation and the batches (default 0).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// cpu or cuda.
-    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
-    pub device: String,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value_t)]
+    pub device: DeviceChoice,
     /// Worker threads on the CPU: each computes the gradients of a slice of every batch on its
     /// own copy of the model, with libtorch single-threaded inside (the steps do not depend on
     /// it beyond round-off). Default: all cores.
@@ -104,8 +104,8 @@ pub struct TrainArgs {
     pub init: Option<PathBuf>,
 }
 
-/// The coordinates of a model by default (of `bgen train` and `bgen run`).
-pub const DEFAULT_COORDS: &str = "internal";
+/// The preset of `bgen train` (and `bgen run`) without --preset.
+pub const DEFAULT_PRESET: &str = "small";
 
 /// Seconds between training checkpoints by default.
 const TRAIN_CHECKPOINT_SECS: f64 = 120.0;
@@ -128,7 +128,7 @@ impl TrainArgs {
             batch_size: None,
             lr: None,
             seed: None,
-            device: "cpu".into(),
+            device: DeviceChoice::Cpu,
             threads: bgen_system::options::cores(),
             resume: false,
             checkpoint_secs: TRAIN_CHECKPOINT_SECS,
@@ -154,16 +154,6 @@ impl TrainArgs {
         }
         if self.out.as_os_str().is_empty() {
             bail!("out: give an output directory");
-        }
-        if let Some(m) = &self.model {
-            if !matches!(m.as_str(), "tarflow" | "arbg") {
-                bail!("model '{m}': tarflow or arbg");
-            }
-        }
-        if let Some(c) = &self.coords {
-            if !matches!(c.as_str(), "internal" | "cartesian") {
-                bail!("coords '{c}': internal or cartesian");
-            }
         }
         for (k, v) in [
             ("bins", self.bins),
@@ -204,7 +194,7 @@ pub struct TrainResult {
 /// What `bgen sample` needs to know about a run besides the checkpoint.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunInfo {
-    pub model: String,
+    pub model: Family,
     pub preset: String,
     /// Embedded system name, or "pdb" with topology.pdb in the run directory.
     pub system: String,
@@ -213,13 +203,13 @@ pub struct RunInfo {
     pub data: String,
     pub n_train: usize,
     pub n_val: usize,
-    /// "cartesian" or "internal".
+    /// The model's coordinates (a run from before internal coordinates has none: Cartesian).
     #[serde(default = "cartesian")]
-    pub coords: String,
+    pub coords: Coords,
 }
 
-fn cartesian() -> String {
-    "cartesian".into()
+fn cartesian() -> Coords {
+    Coords::Cartesian
 }
 
 /// (model, training) configuration of a preset for `tokens` atoms.
@@ -291,19 +281,6 @@ pub fn arbg_preset(name: &str, atoms: i64) -> Result<(ArbgConfig, TrainConfig)> 
     ))
 }
 
-pub fn device(name: &str) -> Result<Device> {
-    Ok(match name {
-        "cpu" => Device::Cpu,
-        "cuda" => {
-            if !tch::Cuda::is_available() {
-                bail!("--device cuda: no CUDA device is available to libtorch");
-            }
-            Device::Cuda(0)
-        }
-        other => bail!("unknown device '{other}' (cpu or cuda)"),
-    })
-}
-
 /// The system label, force field and temperature recorded with the data, if any.
 fn data_system(data: &Path) -> Option<(String, String, f64)> {
     let rj = [data.join("run.json"), data.join("../run.json")]
@@ -325,7 +302,7 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
     if a.init.is_some() || merged_dataset(&a.data).is_some() {
         return run_transferable(a);
     }
-    let dev = device(&a.device)?;
+    let dev = a.device.open()?;
     // Data-parallel over the batch rather than inside libtorch: at these model sizes its
     // intra-op threads scale poorly (2 threads: 1.2-1.4x slower per step than 2 workers).
     tch::set_num_threads(1);
@@ -373,9 +350,9 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
     }
     let _lock = bgen_system::outdir::lock_dir(&a.out)?;
     let info_path = a.out.join("run.json");
-    let model_name = a.model.clone().unwrap_or_else(|| "tarflow".into());
-    let mut preset_name = a.preset.clone().unwrap_or_else(|| "small".into());
-    let coords = a.coords.clone().unwrap_or_else(|| DEFAULT_COORDS.into());
+    let family = a.model.unwrap_or_default();
+    let mut preset_name = a.preset.clone().unwrap_or_else(|| DEFAULT_PRESET.into());
+    let coords = a.coords.unwrap_or_default();
     let mut trainer = if a.resume {
         let t = Trainer::load(&a.out, dev)?;
         preset_name = check_resume(&a, &t.state.train, &info_path)?.preset;
@@ -387,8 +364,8 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
                 a.out.display()
             );
         }
-        let (model, mut tc): (ModelConfig, TrainConfig) = match model_name.as_str() {
-            "tarflow" => {
+        let (model, mut tc): (ModelConfig, TrainConfig) = match family {
+            Family::Tarflow => {
                 let (mut m, tc) = preset(&preset_name, na as i64)?;
                 if a.per_coordinate {
                     m.tokens = 3 * na as i64;
@@ -396,7 +373,7 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
                 }
                 (m.into(), tc)
             }
-            "arbg" => {
+            Family::Arbg => {
                 let (mut m, tc) = arbg_preset(&preset_name, na as i64)?;
                 m.bins = a.bins.unwrap_or(m.bins);
                 m.range = a.range.unwrap_or(m.range);
@@ -405,9 +382,8 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
                 }
                 (m.into(), tc)
             }
-            other => bail!("unknown --model '{other}' (tarflow or arbg)"),
         };
-        let internal = coords == "internal";
+        let internal = coords == Coords::Internal;
         let model = match (model, internal) {
             (m, false) => m,
             (ModelConfig::TarFlow(mut m), true) => {
@@ -448,7 +424,7 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
             ),
         };
         let info = RunInfo {
-            model: model_name.clone(),
+            model: family,
             preset: preset_name.clone(),
             system,
             forcefield,
@@ -460,7 +436,7 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
                 .join(", "),
             n_train,
             n_val,
-            coords: coords.clone(),
+            coords,
         };
         let text = serde_json::to_string_pretty(&info).context(info_path.display())?;
         bgen_system::npy::write_atomic(&info_path, text.as_bytes())?;
@@ -588,13 +564,13 @@ pub const TRANSFER_MAX_RESIDUES: i64 = 16;
 fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
     use crate::tarflow::{Conditioning, Labels};
     use crate::transfer::{load_dataset, rows, Standards};
-    if a.model.as_deref().is_some_and(|m| m != "tarflow") {
+    if a.model.is_some_and(|m| m != Family::Tarflow) {
         bail!("a transferable model is a TarFlow (--model tarflow)");
     }
-    if a.coords.as_deref().is_some_and(|c| c != "internal") || a.per_coordinate {
+    if a.coords.is_some_and(|c| c != Coords::Internal) || a.per_coordinate {
         bail!("a transferable model works in each molecule's internal coordinates, one token per atom");
     }
-    let dev = device(&a.device)?;
+    let dev = a.device.open()?;
     tch::set_num_threads(1);
     // Each molecule's Z-matrix closes its rings as the model does: a new model from both
     // neighbours, a resumed or fine-tuned one as it was trained (read before the data).
@@ -758,7 +734,7 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
                 ring_closure: rings,
             });
             let info = RunInfo {
-                model: "tarflow".into(),
+                model: Family::Tarflow,
                 preset: preset_name.clone(),
                 system: "transferable".into(),
                 forcefield: setup.name().into(),
@@ -766,7 +742,7 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
                 data: a.data.display().to_string(),
                 n_train: n_frames(false),
                 n_val: n_frames(true),
-                coords: "internal".into(),
+                coords: Coords::Internal,
             };
             let info_path = a.out.join("run.json");
             let text = serde_json::to_string_pretty(&info).context(info_path.display())?;
@@ -1000,16 +976,24 @@ fn check_resume(a: &TrainArgs, tc: &TrainConfig, info_path: &Path) -> Result<Run
     )
     .with_context(|| format!("{}: corrupt", info_path.display()))?;
     let mut diff = Vec::new();
-    let mut text = |name: &str, given: &Option<String>, saved: &str| {
+    let mut text = |name: &str, given: Option<String>, saved: String| {
         if let Some(g) = given {
             if g != saved {
                 diff.push(format!("--{name} {g} (the run has {saved})"));
             }
         }
     };
-    text("model", &a.model, &info.model);
-    text("preset", &a.preset, &info.preset);
-    text("coords", &a.coords, &info.coords);
+    text(
+        "model",
+        a.model.map(|m| m.to_string()),
+        info.model.to_string(),
+    );
+    text("preset", a.preset.clone(), info.preset.clone());
+    text(
+        "coords",
+        a.coords.map(|c| c.to_string()),
+        info.coords.to_string(),
+    );
     let num = |name: &str, given: Option<f64>, saved: f64| {
         given
             .filter(|g| g != &saved)

@@ -353,7 +353,9 @@ impl Model {
         };
         let molecule = molecule.map(|m| m.inner.clone());
         let run = detached(py, || {
-            let cpu = bgen::models::stage::device("cpu").map_err(value_error)?;
+            let cpu = bgen::models::DeviceChoice::Cpu
+                .open()
+                .map_err(value_error)?;
             match molecule {
                 None => bgen::sample::stage::load_run(&dir, cpu, 256, true, tau, threads),
                 Some(m) => {
@@ -381,11 +383,12 @@ impl Model {
 
     /// "internal" or "cartesian".
     #[getter]
-    fn coords(&self) -> &'static str {
+    fn coords(&self) -> String {
         match self.run.internal {
-            Some(_) => "internal",
-            None => "cartesian",
+            Some(_) => bgen::models::Coords::Internal,
+            None => bgen::models::Coords::Cartesian,
         }
+        .to_string()
     }
 
     /// `n` samples drawn reproducibly from `seed`: a dict of `samples` (n, atoms, 3) nm

@@ -12,24 +12,34 @@
 
 use crate::proposal::Proposal;
 
-/// Which CoM density the target is given.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+/// Which CoM density the target is given (`gaussian`, `chi` or `none` on the command line and
+/// in files).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum ComForm {
     /// No CoM term (a proposal that is itself centred).
     None,
+    /// log N(c; 0, sigma^2 I), the density of the training noise (the default).
+    #[default]
     Gaussian,
+    /// log chi_3(|c|; sigma).
     Chi,
 }
 
-impl ComForm {
-    /// "none", "gaussian" or "chi".
-    pub fn from_name(s: &str) -> Option<ComForm> {
-        match s {
-            "none" => Some(ComForm::None),
-            "gaussian" => Some(ComForm::Gaussian),
-            "chi" => Some(ComForm::Chi),
-            _ => None,
-        }
+impl std::fmt::Display for ComForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = clap::ValueEnum::to_possible_value(self).expect("no skipped variants");
+        f.write_str(v.get_name())
     }
 }
 

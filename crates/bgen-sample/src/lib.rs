@@ -19,5 +19,5 @@ pub use error::{Error, Result};
 pub use proposal::{Gaussian, Proposal};
 pub use smc::{smc, Degenerate, SmcOptions, SmcResult};
 pub use snis::{snis, SnisOptions, SnisResult};
-pub use stage::SampleArgs;
+pub use stage::{Blocks, Method, SampleArgs};
 pub use twisted::{twisted_smc, Autoregressive, TwistedOptions, TwistedResult};

@@ -10,10 +10,12 @@ use crate::{
 };
 use bgen_models::internal::Internal;
 use bgen_models::proposal::Pooled;
-use bgen_models::stage::{device, RunInfo};
+use bgen_models::stage::RunInfo;
 use bgen_models::train::Trainer;
+use bgen_models::{Coords, DeviceChoice};
 use bgen_system::error::Context;
 use bgen_system::npy::{write_atomic, write_npy};
+use bgen_system::peptide::Caps;
 use bgen_system::{bail, InternalTarget, Setup, System, Target};
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -40,16 +42,16 @@ pub struct SampleArgs {
     pub n: Option<usize>,
     /// proposal, snis, smc (annealed Langevin; TarFlow) or twisted (SMC over partial
     /// molecules; ArBG). Default: smc for a TarFlow, twisted for an ArBG.
-    #[arg(long, value_parser = ["proposal", "snis", "smc", "twisted"])]
-    pub method: Option<String>,
+    #[arg(long, value_enum)]
+    pub method: Option<Method>,
     /// Centre-of-mass term of the proposal energy (SBG Proposition 1): gaussian, chi or none.
-    #[arg(long, default_value = COM, value_parser = ["gaussian", "chi", "none"])]
-    pub com: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub com: ComForm,
     /// Twisted SMC: blocks of generation, residue or atom (default: residue in Cartesian
     /// coordinates; atom in internal ones, where a residue-sized block of Z-matrix atoms is a
     /// fragment whose partial energy collapses the particles).
-    #[arg(long, value_parser = ["residue", "atom"])]
-    pub blocks: Option<String>,
+    #[arg(long, value_enum)]
+    pub blocks: Option<Blocks>,
     /// Sampling temperature, with log q exact at it: a TarFlow's prior becomes N(0, tau^2 I),
     /// an ArBG's bin distributions softmax(logits / tau). Below 1 trades the tails for fewer
     /// high-energy proposals.
@@ -108,9 +110,9 @@ pub struct SampleArgs {
     /// SMC and twisted SMC: resample when the normalised ESS falls below this.
     #[arg(long, default_value_t = ESS_THRESHOLD, value_parser = bgen_system::options::closed_fraction, allow_hyphen_values = true)]
     pub ess_threshold: f64,
-    /// cpu or cuda.
-    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
-    pub device: String,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value_t)]
+    pub device: DeviceChoice,
     /// Worker threads on the CPU, each with its own copy of the model, splitting the samples
     /// by batches (libtorch runs single-threaded in each; the samples do not depend on it).
     /// Default: all cores.
@@ -130,8 +132,39 @@ pub struct SampleArgs {
     #[arg(long)]
     pub sequence: Option<String>,
     /// With `sequence`: the ends, none (a zwitterion) or ace-nme.
-    #[arg(long, default_value = "none", value_parser = ["none", "ace-nme"])]
-    pub caps: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub caps: Caps,
+}
+
+/// A sampler (`proposal`, `snis`, `smc` or `twisted`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// The model's own samples, unweighted.
+    Proposal,
+    /// Self-normalised importance sampling.
+    Snis,
+    /// SMC from the proposal to the target with Langevin moves (TarFlow).
+    Smc,
+    /// SMC over partial molecules (ArBG).
+    Twisted,
+}
+
+/// Twisted SMC's blocks of generation (`residue` or `atom`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Blocks {
+    Residue,
+    Atom,
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = clap::ValueEnum::to_possible_value(self).expect("no skipped variants");
+        f.write_str(v.get_name())
+    }
 }
 
 /// Defaults of [`SampleArgs`], shared by the command line and [`SampleArgs::new`].
@@ -142,7 +175,6 @@ const CESS: f64 = 0.98;
 const INDEPENDENCE: usize = 1;
 const ESS_THRESHOLD: f64 = 0.5;
 const BATCH: usize = 256;
-const COM: &str = "gaussian";
 
 impl SampleArgs {
     /// The defaults of `bgen sample --run RUN --out OUT`.
@@ -152,7 +184,7 @@ impl SampleArgs {
             system: None,
             n: None,
             method: None,
-            com: COM.into(),
+            com: ComForm::default(),
             blocks: None,
             tau: TAU,
             out,
@@ -169,13 +201,13 @@ impl SampleArgs {
             independence: INDEPENDENCE,
             no_final_moves: false,
             ess_threshold: ESS_THRESHOLD,
-            device: "cpu".into(),
+            device: DeviceChoice::Cpu,
             threads: bgen_system::options::cores(),
             no_ema: false,
             batch: BATCH,
             pdb: None,
             sequence: None,
-            caps: "none".into(),
+            caps: Caps::None,
         }
     }
 }
@@ -200,19 +232,6 @@ impl SampleArgs {
             (None, None) => bail!("give run (a training run) or system (shipped weights)"),
             (Some(_), Some(_)) => bail!("give run or system, not both"),
             _ => {}
-        }
-        if let Some(m) = &self.method {
-            if !matches!(m.as_str(), "proposal" | "snis" | "smc" | "twisted") {
-                bail!("method '{m}': proposal, snis, smc or twisted");
-            }
-        }
-        if ComForm::from_name(&self.com).is_none() {
-            bail!("com '{}': gaussian, chi or none", self.com);
-        }
-        if let Some(b) = &self.blocks {
-            if !matches!(b.as_str(), "residue" | "atom") {
-                bail!("blocks '{b}': residue or atom");
-            }
         }
         if self.mala && self.ula {
             bail!("mala and ula exclude each other");
@@ -408,11 +427,11 @@ pub fn load_transferable(
 /// Samples or particles of `method` when `--n` is not given: 5,000 particles for SMC (with 2,000
 /// the energy W2 alone has a noise floor of about 0.2 kT), 2,000 for twisted SMC, 10,000 samples
 /// otherwise. `bgen run` uses the same numbers.
-pub fn default_n(method: &str) -> usize {
+pub fn default_n(method: Method) -> usize {
     match method {
-        "smc" => 5000,
-        "twisted" => 2000,
-        _ => 10_000,
+        Method::Smc => 5000,
+        Method::Twisted => 2000,
+        Method::Proposal | Method::Snis => 10_000,
     }
 }
 
@@ -433,7 +452,7 @@ fn merge(
 /// them, manifest.txt, and last summary.json, which it returns.
 pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> {
     a.check()?;
-    let dev = device(&a.device)?;
+    let dev = a.device.open()?;
     // Parallel over samples, not inside libtorch: at these model sizes its intra-op threads
     // gain little, while each worker on its own rows scales.
     tch::set_num_threads(1);
@@ -441,8 +460,7 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
         tch::Device::Cpu => a.threads.max(1),
         _ => 1,
     };
-    let com = ComForm::from_name(&a.com)
-        .with_context(|| format!("--com {}: gaussian, chi or none", a.com))?;
+    let com = a.com;
     let run_dir = match (&a.run, &a.system) {
         (Some(r), _) => r.clone(),
         (None, Some(name)) => bgen_models::shipped::run_dir(name)?,
@@ -460,8 +478,7 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
             let sys = match (pdb, seq) {
                 (Some(p), _) => System::from_pdb_file(p, setup, Some(info.temperature_k))?,
                 (None, Some(s)) => {
-                    let caps = bgen_system::peptide::Caps::from_name(&a.caps)?;
-                    let pdb = bgen_system::peptide::build_pdb(s, caps, setup)?;
+                    let pdb = bgen_system::peptide::build_pdb(s, a.caps, setup)?;
                     let file =
                         bgen_system::pdb::PdbFile::parse(&pdb, &bgen_system::peptide::label(s))?;
                     System::from_pdb(&file, setup, Some(info.temperature_k))?
@@ -482,11 +499,11 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
             }
         );
     }
-    let method = a.method.clone().unwrap_or_else(|| match run.model {
-        Pooled::Flow(_) => "smc".into(),
-        Pooled::Arbg(_) => "twisted".into(),
+    let method = a.method.unwrap_or(match run.model {
+        Pooled::Flow(_) => Method::Smc,
+        Pooled::Arbg(_) => Method::Twisted,
     });
-    let n = a.n.unwrap_or(default_n(&method));
+    let n = a.n.unwrap_or(default_n(method));
     let sys = &run.sys;
     // In internal coordinates the target is U(x(ic)) - log|det J| and there is no CoM.
     let zmatrix = run.internal.as_ref().map(|t| t.zmatrix());
@@ -498,9 +515,9 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
         Some(t) => t,
         None => sys,
     };
-    let (com, com_name) = match run.internal {
-        Some(_) => (ComForm::None, "none"),
-        None => (com, a.com.as_str()),
+    let com = match run.internal {
+        Some(_) => ComForm::None,
+        None => com,
     };
     let proposal = run.adjusted(com);
     let _lock = bgen_system::outdir::lock_dir(&a.out)?;
@@ -515,25 +532,26 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
     let t0 = Instant::now();
     let na = sys.n_atoms();
     let mut summary = serde_json::Map::new();
-    summary.insert("method".into(), method.clone().into());
+    summary.insert("method".into(), method.to_string().into());
     summary.insert("n".into(), n.into());
-    summary.insert("com".into(), com_name.into());
+    summary.insert("com".into(), com.to_string().into());
     if let Some(seen) = run.seen_in_training {
         summary.insert("seen_in_training".into(), seen.into());
         summary.insert("molecule".into(), run.sys.name.clone().into());
     }
     summary.insert(
         "coords".into(),
-        if run.internal.is_some() {
-            "internal"
-        } else {
-            "cartesian"
+        match run.internal {
+            Some(_) => Coords::Internal,
+            None => Coords::Cartesian,
         }
+        .to_string()
         .into(),
     );
     // Samples, their energies, and for SNIS (and the raw proposal) the log-weights and log q.
-    let (x, energies, log_w, log_q) = match method.as_str() {
-        "proposal" | "snis" => {
+    let is_snis = method == Method::Snis;
+    let (x, energies, log_w, log_q) = match method {
+        Method::Proposal | Method::Snis => {
             let (x, lq) = proposal.sample(n, a.seed);
             let mut e = vec![0.0; n];
             target.energy_and_grad(&x, &mut e, None);
@@ -542,16 +560,12 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
                 &src,
                 &e,
                 SnisOptions {
-                    drop_top: if method == "snis" { a.drop_top } else { 0.0 },
-                    energy_cutoff: if method == "snis" {
-                        a.energy_cutoff
-                    } else {
-                        None
-                    },
-                    truncate: method == "snis" && !a.no_truncate,
+                    drop_top: if is_snis { a.drop_top } else { 0.0 },
+                    energy_cutoff: if is_snis { a.energy_cutoff } else { None },
+                    truncate: is_snis && !a.no_truncate,
                 },
             );
-            if method == "snis" && r.log_weights.iter().all(|w| *w == f64::NEG_INFINITY) {
+            if is_snis && r.log_weights.iter().all(|w| *w == f64::NEG_INFINITY) {
                 bail!(
                     "SNIS: every one of the {n} samples has weight zero (log q or the energy not \
                      finite, or all cut off); at --tau {} the proposal may be too narrow: raise it",
@@ -561,31 +575,26 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
             merge(&mut summary, &r)?;
             summary.insert("energy_evaluations".into(), n.into());
             summary.insert("model_evaluations".into(), n.into());
-            let lw = if method == "snis" {
-                Some(r.log_weights)
-            } else {
-                None
-            };
+            let lw = is_snis.then_some(r.log_weights);
             (x, e, lw, Some(lq))
         }
-        "smc" if matches!(run.model, Pooled::Arbg(_)) => bail!(
+        Method::Smc if matches!(run.model, Pooled::Arbg(_)) => bail!(
             "--method smc anneals with Langevin moves along grad log q, which an ArBG (piecewise-constant density) does not have; use snis or twisted"
         ),
-        "twisted" => {
+        Method::Twisted => {
             let Pooled::Arbg(model) = &run.model else {
                 bail!("--method twisted needs an autoregressive model (an ArBG run)");
             };
             // Atoms placed after each block: per residue (as many atoms as each residue has)
             // or one at a time; in internal coordinates in Z-matrix order, whose first block
             // holds at least the first three atoms.
-            let blocks = a.blocks.as_deref().unwrap_or(match zmatrix {
-                Some(_) => "atom",
-                None => "residue",
+            let blocks = a.blocks.unwrap_or(match zmatrix {
+                Some(_) => Blocks::Atom,
+                None => Blocks::Residue,
             });
             let atoms: Vec<usize> = match blocks {
-                "residue" => sys.residue_ends(),
-                "atom" => (1..=na).collect(),
-                other => bail!("--blocks {other}: residue or atom"),
+                Blocks::Residue => sys.residue_ends(),
+                Blocks::Atom => (1..=na).collect(),
             };
             let mut ends: Vec<usize> = match &zmatrix {
                 None => atoms.iter().map(|k| 3 * k).collect(),
@@ -611,7 +620,7 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
             merge(&mut summary, &r)?;
             (r.x, r.energies, None, None)
         }
-        "smc" => {
+        Method::Smc => {
             let o = SmcOptions {
                 steps: a.steps,
                 moves_per_step: a.moves,
@@ -633,7 +642,6 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
             merge(&mut summary, &r)?;
             (r.x, r.energies, None, None)
         }
-        other => bail!("unknown --method '{other}' (proposal, snis, smc, twisted)"),
     };
     // Internal coordinates to Cartesian (canonical frame), with the energies U in kT.
     let (mut x, energies) = match &run.internal {

@@ -16,24 +16,25 @@ use crate::pdb::PdbFile;
 use crate::{bail, Setup, System};
 use std::collections::VecDeque;
 
-/// The ends of a built peptide.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The ends of a built peptide (`ace-nme` or `none` on the command line and in files).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Caps {
     /// Acetyl and N-methylamide caps (ACE ... NME), neutral ends.
     AceNme,
     /// A zwitterion: NH3+ and COO- termini.
+    #[default]
     None,
-}
-
-impl Caps {
-    /// "ace-nme" or "none".
-    pub fn from_name(s: &str) -> Result<Caps> {
-        match s {
-            "ace-nme" => Ok(Caps::AceNme),
-            "none" => Ok(Caps::None),
-            other => bail!("caps '{other}': ace-nme or none"),
-        }
-    }
 }
 
 /// One-letter code -> residue name (PDB) and template name (the force field's).

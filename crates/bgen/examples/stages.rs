@@ -10,7 +10,7 @@
 use bgen::eval::EvalArgs;
 use bgen::md::{MdArgs, SplitArgs};
 use bgen::models::TrainArgs;
-use bgen::sample::SampleArgs;
+use bgen::sample::{Method, SampleArgs};
 use bgen::system::SystemArgs;
 use std::path::PathBuf;
 
@@ -45,9 +45,9 @@ fn main() -> anyhow::Result<()> {
     // SNIS and SMC, each scored against the shipped held-out reference.
     let reference =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/reference/aldp-300K-remd.npy");
-    for (method, n) in [("snis", 5000), ("smc", 1000)] {
+    for (method, n) in [(Method::Snis, 5000), (Method::Smc, 1000)] {
         let mut s = SampleArgs::new(out.join("model"), out.join(format!("sample-{method}")));
-        s.method = Some(method.into());
+        s.method = Some(method);
         s.n = Some(n);
         s.threads = 2;
         let summary = bgen::sample::stage::run(s)?;

@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use bgen_eval::stage::EvalArgs;
 use bgen_md::stage::{MdArgs, SplitArgs};
 use bgen_models::stage::TrainArgs;
-use bgen_sample::stage::SampleArgs;
+use bgen_models::{Coords, DeviceChoice, Family};
+use bgen_sample::stage::{default_n, SampleArgs};
+use bgen_sample::{ComForm, Method};
 use bgen_system::SystemArgs;
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -29,9 +31,9 @@ pub struct RunArgs {
     /// Output directory (stages in md/, data/, model/, sample-*/, eval-*/).
     #[arg(long)]
     out: PathBuf,
-    /// Model family, tarflow or arbg (overrides the config's).
-    #[arg(long, value_parser = ["tarflow", "arbg"])]
-    model: Option<String>,
+    /// Model family (overrides the config's).
+    #[arg(long, value_enum)]
+    model: Option<Family>,
     /// Threads (MD replicas, energies, libtorch); default: all cores.
     #[arg(long)]
     threads: Option<usize>,
@@ -95,7 +97,7 @@ pub struct MdSection {
 #[serde(deny_unknown_fields, default)]
 pub struct TrainSection {
     /// Model family: tarflow or arbg.
-    pub model: String,
+    pub model: Family,
     /// Size and schedule (`bgen train --help` lists the presets).
     pub preset: String,
     /// Optimiser steps (default: the preset's).
@@ -107,9 +109,10 @@ pub struct TrainSection {
     /// Seed of the initial weights and batches.
     pub seed: u64,
     /// cpu, cuda or cuda:N.
-    pub device: String,
+    #[schemars(with = "String")]
+    pub device: DeviceChoice,
     /// internal or cartesian (default: internal).
-    pub coords: Option<String>,
+    pub coords: Option<Coords>,
     /// Seconds between checkpoints.
     pub checkpoint_secs: f64,
 }
@@ -119,8 +122,8 @@ pub struct TrainSection {
 pub struct SampleSection {
     /// Samples for SNIS.
     pub n: usize,
-    /// Samplers: snis, smc (TarFlow), twisted (ArBG).
-    pub methods: Vec<String>,
+    /// Samplers: snis, smc (TarFlow), twisted (ArBG); none given: snis and the model's SMC.
+    pub methods: Vec<Method>,
     /// Particles of SMC.
     pub smc_particles: usize,
     /// SMC: annealing levels (the most levels with `cess`).
@@ -142,7 +145,7 @@ pub struct SampleSection {
     /// Particles of twisted SMC.
     pub twisted_particles: usize,
     /// CoM term of a Cartesian model: gaussian, chi or none.
-    pub com: String,
+    pub com: ComForm,
     /// Seed of the samplers.
     pub seed: u64,
 }
@@ -191,48 +194,54 @@ impl Default for MdSection {
     }
 }
 
+/// The training stage's own defaults (`bgen train`'s), but for the steps: `bgen run` trains
+/// 3,000 (the `small` preset's 8,000 gain little on aldp).
 impl Default for TrainSection {
     fn default() -> Self {
+        let t = TrainArgs::default();
         TrainSection {
-            model: "tarflow".into(),
-            preset: "small".into(),
+            model: t.model.unwrap_or_default(),
+            preset: bgen_models::stage::DEFAULT_PRESET.into(),
             steps: Some(3000),
-            batch_size: None,
-            lr: None,
-            seed: 0,
-            device: "cpu".into(),
-            coords: None,
-            checkpoint_secs: 120.0,
+            batch_size: t.batch_size,
+            lr: t.lr,
+            seed: t.seed.unwrap_or(0),
+            device: t.device,
+            coords: t.coords,
+            checkpoint_secs: t.checkpoint_secs,
         }
     }
 }
 
+/// The sampling stage's own defaults (`bgen sample`'s).
 impl Default for SampleSection {
     fn default() -> Self {
+        let s = SampleArgs::default();
         SampleSection {
-            n: bgen_sample::stage::default_n("snis"),
+            n: default_n(Method::Snis),
             methods: Vec::new(),
-            smc_particles: bgen_sample::stage::default_n("smc"),
-            smc_steps: 300,
-            smc_moves: 3,
-            step_size: None,
-            mala: true,
-            cess: Some(0.98),
-            independence: 1,
-            final_moves: true,
-            tau: 1.0,
-            twisted_particles: bgen_sample::stage::default_n("twisted"),
-            com: "gaussian".into(),
-            seed: 0,
+            smc_particles: default_n(Method::Smc),
+            smc_steps: s.steps,
+            smc_moves: s.moves,
+            step_size: s.step_size,
+            mala: !s.ula,
+            cess: Some(s.cess),
+            independence: s.independence,
+            final_moves: !s.no_final_moves,
+            tau: s.tau,
+            twisted_particles: default_n(Method::Twisted),
+            com: s.com,
+            seed: s.seed,
         }
     }
 }
 
+/// The evaluation stage's own defaults (`bgen eval`'s).
 impl Default for EvalSection {
     fn default() -> Self {
         EvalSection {
-            max_samples: 10_000,
-            tica_lag: 10,
+            max_samples: bgen_eval::stage::MAX_SAMPLES,
+            tica_lag: bgen_eval::stage::TICA_LAG,
             reference: None,
         }
     }
@@ -240,41 +249,31 @@ impl Default for EvalSection {
 
 impl RunConfig {
     /// The samplers to run: the configured ones, else SNIS plus the model's SMC.
-    fn methods(&self) -> Vec<String> {
+    fn methods(&self) -> Vec<Method> {
         if !self.sample.methods.is_empty() {
             return self.sample.methods.clone();
         }
-        let smc = if self.train.model == "arbg" {
-            "twisted"
-        } else {
-            "smc"
+        let smc = match self.train.model {
+            Family::Arbg => Method::Twisted,
+            Family::Tarflow => Method::Smc,
         };
-        vec!["snis".into(), smc.into()]
+        vec![Method::Snis, smc]
     }
 
     /// The model's coordinates: the configured ones, else internal (for both families: on
     /// aldp an ArBG's SNIS ESS goes from 1e-4 in Cartesian coordinates to 0.014).
-    fn coords(&self) -> &str {
-        self.train
-            .coords
-            .as_deref()
-            .unwrap_or(bgen_models::stage::DEFAULT_COORDS)
+    fn coords(&self) -> Coords {
+        self.train.coords.unwrap_or_default()
     }
 
     /// The arguments that name the system to a subcommand.
     /// Checks every setting before the first stage runs, naming the offending key.
     fn validate(&self) -> Result<()> {
         let c = self;
-        if !matches!(c.train.model.as_str(), "tarflow" | "arbg") {
-            bail!("model '{}': tarflow or arbg", c.train.model);
-        }
-        if c.train.model == "arbg" && c.methods().iter().any(|m| m == "smc") {
+        if c.train.model == Family::Arbg && c.methods().contains(&Method::Smc) {
             bail!("sample.methods: smc needs a TarFlow; an ArBG uses snis and twisted");
         }
-        if !matches!(c.coords(), "internal" | "cartesian") {
-            bail!("train.coords '{}': internal or cartesian", c.coords());
-        }
-        if c.train.model == "tarflow" && c.methods().iter().any(|m| m == "twisted") {
+        if c.train.model == Family::Tarflow && c.methods().contains(&Method::Twisted) {
             bail!("sample.methods: twisted needs an ArBG");
         }
         let positive = |k: &str, v: f64| match v.is_finite() && v > 0.0 {
@@ -320,9 +319,6 @@ impl RunConfig {
             positive("train.lr", v)?;
         }
         non_negative("train.checkpoint_secs", t.checkpoint_secs)?;
-        if !matches!(t.device.as_str(), "cpu" | "cuda") && !t.device.starts_with("cuda:") {
-            bail!("train.device = '{}': cpu, cuda or cuda:N", t.device);
-        }
         let sc = &self.sample;
         count("sample.n", sc.n as i64)?;
         count("sample.smc_particles", sc.smc_particles as i64)?;
@@ -335,14 +331,6 @@ impl RunConfig {
         if let Some(c) = sc.cess {
             if !(0.0..1.0).contains(&c) {
                 bail!("sample.cess = {c}: must lie in [0, 1)");
-            }
-        }
-        if !matches!(sc.com.as_str(), "gaussian" | "chi" | "none") {
-            bail!("sample.com = '{}': gaussian, chi or none", sc.com);
-        }
-        for method in &sc.methods {
-            if !matches!(method.as_str(), "proposal" | "snis" | "smc" | "twisted") {
-                bail!("sample.methods: '{method}': proposal, snis, smc or twisted");
             }
         }
         count("eval.max_samples", self.eval.max_samples as i64)?;
@@ -406,8 +394,8 @@ fn load_config(a: &RunArgs) -> Result<RunConfig> {
     if let Some(p) = &a.pdb {
         c.pdb = Some(std::fs::canonicalize(p).with_context(|| p.display().to_string())?);
     }
-    if let Some(m) = &a.model {
-        c.train.model = m.clone();
+    if let Some(m) = a.model {
+        c.train.model = m;
     }
     c.validate().with_context(|| match &a.config {
         Some(p) => format!("{}: invalid settings", p.display()),
@@ -488,10 +476,10 @@ pub fn run(a: RunArgs) -> Result<()> {
     let model = dir.join("model");
     let tc = &c.train;
     let mut args = TrainArgs::new(data.join("train"), model.clone());
-    args.model = Some(tc.model.clone());
+    args.model = Some(tc.model);
     args.preset = Some(tc.preset.clone());
     args.seed = Some(tc.seed);
-    args.device = tc.device.clone();
+    args.device = tc.device;
     args.threads = threads;
     args.checkpoint_secs = tc.checkpoint_secs;
     args.steps = tc.steps;
@@ -504,7 +492,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     if model.join("latest.json").exists() {
         args.resume = true;
     } else {
-        args.coords = Some(c.coords().into());
+        args.coords = Some(c.coords());
     }
     let label = match args.resume {
         true => "training (resumed)",
@@ -523,20 +511,20 @@ pub fn run(a: RunArgs) -> Result<()> {
     for method in c.methods() {
         let out = dir.join(format!("sample-{method}"));
         if !out.join("summary.json").exists() {
-            let n = match method.as_str() {
-                "smc" => sc.smc_particles,
-                "twisted" => sc.twisted_particles,
-                _ => sc.n,
+            let n = match method {
+                Method::Smc => sc.smc_particles,
+                Method::Twisted => sc.twisted_particles,
+                Method::Snis | Method::Proposal => sc.n,
             };
             let mut args = SampleArgs::new(model.clone(), out.clone());
-            args.method = Some(method.clone());
+            args.method = Some(method);
             args.n = Some(n);
-            args.com = sc.com.clone();
+            args.com = sc.com;
             args.seed = sc.seed;
             args.tau = sc.tau;
-            args.device = tc.device.clone();
+            args.device = tc.device;
             args.threads = threads;
-            if method == "smc" {
+            if method == Method::Smc {
                 args.steps = sc.smc_steps;
                 args.moves = sc.smc_moves;
                 args.independence = sc.independence;

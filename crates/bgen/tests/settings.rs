@@ -1,0 +1,137 @@
+//! One source per default: each stage's settings type holds its defaults once, and the command
+//! line (clap), Python's configs (serde from the same type) and `bgen run`'s TOML (whose
+//! sections take their defaults from the stage types) must agree with it. A default changed
+//! in one place only fails here.
+
+use bgen::cli::{Cli, Command};
+use bgen::system::SystemArgs;
+use clap::Parser;
+use std::path::PathBuf;
+
+fn parse(args: &[&str]) -> Command {
+    Cli::try_parse_from(std::iter::once("bgen").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        .command
+}
+
+fn json(v: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(v).unwrap()
+}
+
+#[test]
+fn the_command_line_defaults_are_the_settings_types_defaults() {
+    let p = PathBuf::from;
+    let Command::Md(md) = parse(&["md", "--system", "aldp", "--out", "o"]) else {
+        panic!()
+    };
+    assert_eq!(
+        json(&md),
+        json(&bgen::md::MdArgs::new(SystemArgs::named("aldp"), p("o")))
+    );
+    let Command::Train(t) = parse(&["train", "--data", "d", "--out", "o"]) else {
+        panic!()
+    };
+    assert_eq!(
+        json(&t),
+        json(&bgen::models::TrainArgs::new(p("d"), p("o")))
+    );
+    let Command::Sample(s) = parse(&["sample", "--run", "r", "--out", "o"]) else {
+        panic!()
+    };
+    assert_eq!(
+        json(&s),
+        json(&bgen::sample::SampleArgs::new(p("r"), p("o")))
+    );
+    let Command::Eval(e) = parse(&[
+        "eval",
+        "--system",
+        "aldp",
+        "--samples",
+        "s",
+        "--reference",
+        "r",
+        "--out",
+        "o",
+    ]) else {
+        panic!()
+    };
+    let want = bgen::eval::EvalArgs::new(SystemArgs::named("aldp"), p("s"), p("r"), p("o"));
+    assert_eq!(json(&e), json(&want));
+}
+
+/// Python's `bgen.SampleConfig(run=..., out=...)` is serde's reading of the given keys over the
+/// type's `Default`: the same values as the command line's.
+#[test]
+fn python_configs_default_to_the_same_values() {
+    let s: bgen::sample::SampleArgs =
+        serde_json::from_value(serde_json::json!({"run": "r", "out": "o"})).unwrap();
+    let want = bgen::sample::SampleArgs::new("r".into(), "o".into());
+    assert_eq!(json(&s), json(&want));
+    let t: bgen::models::TrainArgs =
+        serde_json::from_value(serde_json::json!({"data": "d", "out": "o"})).unwrap();
+    assert_eq!(
+        json(&t),
+        json(&bgen::models::TrainArgs::new("d".into(), "o".into()))
+    );
+}
+
+/// `bgen run`'s TOML sections default to what the stages default to (but for the choices the
+/// pipeline makes on purpose: 3,000 training steps, a replica-exchange ladder, its MD seed).
+#[test]
+fn the_run_toml_defaults_are_the_stages_defaults() {
+    let c = bgen::cli::pipeline::RunConfig::default();
+    let s = bgen::sample::SampleArgs::new("r".into(), "o".into());
+    assert_eq!(c.sample.smc_steps, s.steps);
+    assert_eq!(c.sample.smc_moves, s.moves);
+    assert_eq!(c.sample.cess, Some(s.cess));
+    assert_eq!(c.sample.independence, s.independence);
+    assert_eq!(c.sample.final_moves, !s.no_final_moves);
+    assert_eq!(c.sample.mala, !s.ula);
+    assert_eq!(
+        (c.sample.tau, c.sample.com, c.sample.seed),
+        (s.tau, s.com, s.seed)
+    );
+    use bgen::sample::{stage::default_n, Method};
+    assert_eq!(c.sample.n, default_n(Method::Snis));
+    assert_eq!(c.sample.smc_particles, default_n(Method::Smc));
+    assert_eq!(c.sample.twisted_particles, default_n(Method::Twisted));
+    let t = bgen::models::TrainArgs::new("d".into(), "o".into());
+    assert_eq!(Some(c.train.model), Some(t.model.unwrap_or_default()));
+    assert_eq!(c.train.coords, t.coords);
+    assert_eq!(c.train.device, t.device);
+    assert_eq!(c.train.checkpoint_secs, t.checkpoint_secs);
+    let e = bgen::eval::EvalArgs::new(
+        SystemArgs::named("aldp"),
+        "s".into(),
+        "r".into(),
+        "o".into(),
+    );
+    assert_eq!(
+        (c.eval.max_samples, c.eval.tica_lag),
+        (e.max_samples, e.tica_lag)
+    );
+}
+
+/// A closed choice outside its values is refused by name wherever it comes from, and `cuda:N`
+/// parses the same in the TOML as on the command line.
+#[test]
+fn closed_choices_are_refused_in_one_place() {
+    let bad = bgen::cli::pipeline::check_config("[train]\nmodel = \"flow\"\n").unwrap_err();
+    assert!(format!("{bad:#}").contains("flow"), "{bad:#}");
+    let bad = bgen::cli::pipeline::check_config("[sample]\nmethods = [\"mcmc\"]\n").unwrap_err();
+    assert!(format!("{bad:#}").contains("mcmc"), "{bad:#}");
+    let bad = bgen::cli::pipeline::check_config("[train]\ndevice = \"gpu\"\n").unwrap_err();
+    assert!(
+        format!("{bad:#}").contains("cpu, cuda or cuda:N"),
+        "{bad:#}"
+    );
+    let c = bgen::cli::pipeline::check_config("[train]\ndevice = \"cuda:1\"\n").unwrap();
+    let Command::Train(t) = parse(&["train", "--data", "d", "--out", "o", "--device", "cuda:1"])
+    else {
+        panic!()
+    };
+    assert_eq!(c.train.device, t.device);
+    assert!(
+        Cli::try_parse_from(["bgen", "sample", "--run", "r", "--out", "o", "--com", "x"]).is_err()
+    );
+}
