@@ -6,7 +6,8 @@
 # 11 core-hours. Rerun the same command to resume after a stop: finished shards are skipped,
 # interrupted ones continue from their checkpoint. NS=... shortens it for a trial; SEEDS=1 runs
 # one seed.
-# Then `references.sh floor` scores each dipeptide's seed-1 310 K rung against seed 2's (its floor).
+# Then `references.sh floor` scores each dipeptide's seed-1 310 K rung against seed 2's (its floor),
+# and `references.sh keep` thins the finished ones into scripts/dipeptides/ref25/ (committed).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
@@ -20,6 +21,21 @@ if [ "${1:-run}" = run ]; then
   exit 0
 fi
 PY=${PYTHON:-python3}
+if [ "$1" = keep ]; then
+  # The finished references, thinned to a frame per 10 ps of the 310 K rung (1,000 frames, about
+  # 0.5 MB per dipeptide and seed), into the repository: a lost machine loses no reference.
+  keep="$here/ref25"; mkdir -p "$keep"
+  for seed in 1 2; do
+    for d in ref25-seed$seed/shards/*/; do
+      s=$(basename "$d"); [ -f "$d/frames.npy" ] || continue
+      $PY -c "
+import numpy as np; x=np.load('$d/frames.npy'); r=np.load('$d/replica.npy')
+np.save('$keep/$s-seed$seed.npy', np.ascontiguousarray(x[r==0][::10], dtype=np.float32))"
+      cp "$d/topology.pdb" "$keep/$s.pdb"
+    done
+  done
+  exit 0
+fi
 mkdir -p ref25-floor
 for s in $(grep -v "^#" "$here/held_out_25.txt"); do
   for seed in 1 2; do

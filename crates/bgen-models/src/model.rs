@@ -133,7 +133,7 @@ impl Model {
     /// TarFlow; for an ArBG that of the coordinates clipped to [-R, R], at tau = 1.
     pub fn training_log_prob(&self, x: &Tensor) -> Tensor {
         match self {
-            Model::TarFlow(f) => f.log_prob(x),
+            Model::TarFlow(f) => f.log_prob(x, 1.0, None),
             Model::Arbg(a) => a.log_prob_clipped(x, 1.0),
         }
     }
@@ -141,7 +141,7 @@ impl Model {
     /// The log density of a transferable TarFlow's batch, per sample over its real dimensions.
     pub fn log_prob_labelled(&self, x: &Tensor, labels: &crate::tarflow::Labels) -> Tensor {
         match self {
-            Model::TarFlow(f) => f.log_prob_labelled(x, 1.0, labels),
+            Model::TarFlow(f) => f.log_prob(x, 1.0, Some(labels)),
             Model::Arbg(_) => panic!("an ArBG is not transferable"),
         }
     }
@@ -150,7 +150,7 @@ impl Model {
     /// outside its range).
     pub fn log_prob(&self, x: &Tensor) -> Tensor {
         match self {
-            Model::TarFlow(f) => f.log_prob(x),
+            Model::TarFlow(f) => f.log_prob(x, 1.0, None),
             Model::Arbg(a) => a.log_prob(x, 1.0),
         }
     }

@@ -65,7 +65,7 @@ impl FlowProposal {
                     .view([b as i64, d as i64])
                     .to_kind(self.kind)
                     .to_device(self.device);
-                self.flow.sample_at(&z, self.tau)
+                self.flow.sample(&z, self.tau, None)
             }
             Some((labels, width)) => {
                 // The molecule's dimensions first; the padding's noise is never used.
@@ -74,9 +74,8 @@ impl FlowProposal {
                     .view([b as i64, width])
                     .to_kind(self.kind)
                     .to_device(self.device);
-                let (ys, l) = self
-                    .flow
-                    .sample_labelled(&z, self.tau, &labels.to(self.device));
+                let labels = labels.to(self.device);
+                let (ys, l) = self.flow.sample(&z, self.tau, Some(&labels));
                 (ys.narrow(1, 0, d as i64), l)
             }
         };
@@ -123,13 +122,13 @@ impl FlowProposal {
         let ys = self.to_tensor(&y);
         let labelled = self.labelled(out.len());
         let log_prob = |ys: &Tensor| match &labelled {
-            None => self.flow.log_prob_at(ys, self.tau),
+            None => self.flow.log_prob(ys, self.tau, None),
             Some((labels, width)) => {
                 let rows = ys.size()[0];
                 let pad = Tensor::zeros([rows, width - ys.size()[1]], (ys.kind(), ys.device()));
                 let padded = Tensor::cat(&[ys.shallow_clone(), pad], 1);
                 self.flow
-                    .log_prob_labelled(&padded, self.tau, &labels.to(self.device))
+                    .log_prob(&padded, self.tau, Some(&labels.to(self.device)))
             }
         };
         let (l, g) = match want_grad {

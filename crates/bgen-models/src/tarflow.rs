@@ -448,13 +448,9 @@ impl TarFlow {
         }
     }
 
-    /// Data x (batch, dim) to noise z (batch, dim) and log|det dz/dx| (batch).
-    pub fn forward(&self, x: &Tensor) -> (Tensor, Tensor) {
-        self.forward_labelled(x, None)
-    }
-
-    /// [`TarFlow::forward`] of a transferable flow, whose tokens are `labels`.
-    pub fn forward_labelled(&self, x: &Tensor, labels: Option<&Labels>) -> (Tensor, Tensor) {
+    /// Data x (batch, dim) to noise z (batch, dim) and log|det dz/dx| (batch); a transferable
+    /// flow's tokens are `labels` (one row per sample).
+    pub fn forward(&self, x: &Tensor, labels: Option<&Labels>) -> (Tensor, Tensor) {
         let full = x;
         let (x, labels, t) = match labels {
             Some(l) => {
@@ -475,14 +471,10 @@ impl TarFlow {
         (self.untrim(z, full), logdet)
     }
 
-    /// Noise z (batch, dim) to data x (batch, dim), and log|det dz/dx| at x (batch). Decodes
-    /// `DECODE_ROWS` rows at a time, so that their KV caches stay in the CPU's caches.
-    pub fn inverse_with_logdet(&self, z: &Tensor) -> (Tensor, Tensor) {
-        self.inverse_labelled(z, None)
-    }
-
-    /// [`TarFlow::inverse_with_logdet`] of a transferable flow, whose tokens are `labels`.
-    pub fn inverse_labelled(&self, z: &Tensor, labels: Option<&Labels>) -> (Tensor, Tensor) {
+    /// Noise z (batch, dim) to data x (batch, dim), and log|det dz/dx| at x (batch); a
+    /// transferable flow's tokens are `labels`. Decodes `DECODE_ROWS` rows at a time, so that
+    /// their KV caches stay in the CPU's caches.
+    pub fn inverse(&self, z: &Tensor, labels: Option<&Labels>) -> (Tensor, Tensor) {
         let n = z.size()[0];
         if n > DECODE_ROWS {
             let mut parts = Vec::new();
@@ -490,7 +482,7 @@ impl TarFlow {
             while start < n {
                 let len = DECODE_ROWS.min(n - start);
                 let l = labels.map(|l| l.narrow(start, len));
-                parts.push(self.inverse_labelled(&z.narrow(0, start, len), l.as_ref()));
+                parts.push(self.inverse(&z.narrow(0, start, len), l.as_ref()));
                 start += len;
             }
             let (x, ld): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().unzip();
@@ -517,9 +509,12 @@ impl TarFlow {
     }
 
     /// log N(z; 0, tau^2 I) per sample over its real dimensions, (batch).
-    fn log_prior_labelled(&self, z: &Tensor, tau: f64, labels: Option<&Labels>) -> Tensor {
+    fn log_prior(&self, z: &Tensor, tau: f64, labels: Option<&Labels>) -> Tensor {
         let Some(l) = labels else {
-            return self.log_prior(z, tau);
+            let d = self.config.dim() as f64;
+            return z.square().sum_dim_intlist([1].as_slice(), false, z.kind())
+                * (-0.5 / (tau * tau))
+                - d * (tau.ln() + 0.5 * (2.0 * std::f64::consts::PI).ln());
         };
         let real = self.tokens(z).ones_like() * self.context_mask(l, z.kind());
         let d = l.tokens.to_kind(z.kind()) * self.config.token_dim as f64;
@@ -540,66 +535,21 @@ impl TarFlow {
             .unsqueeze(2)
     }
 
-    /// log q(x) of a transferable flow over each molecule's real dimensions, (batch).
-    pub fn log_prob_labelled(&self, x: &Tensor, tau: f64, labels: &Labels) -> Tensor {
-        let (z, logdet) = self.forward_labelled(x, Some(labels));
-        self.log_prior_labelled(&z, tau, Some(labels)) + logdet
+    /// log q(x) with the prior at temperature `tau`, N(0, tau^2 I) (1: as trained), (batch);
+    /// a transferable flow's over each molecule's real dimensions.
+    pub fn log_prob(&self, x: &Tensor, tau: f64, labels: Option<&Labels>) -> Tensor {
+        let (z, logdet) = self.forward(x, labels);
+        self.log_prior(&z, tau, labels) + logdet
     }
 
-    /// Samples of a transferable flow for the molecules of `labels` from standard normal `eps`
-    /// (batch, dim) at prior temperature `tau`, with their log q (pads of x are eps's, no
-    /// gradient).
-    pub fn sample_labelled(&self, eps: &Tensor, tau: f64, labels: &Labels) -> (Tensor, Tensor) {
+    /// Samples x = inverse(tau eps) of standard normal `eps` (batch, dim) with their log q at
+    /// `tau`, in one pass (no gradient); a transferable flow's pads of x are eps's.
+    pub fn sample(&self, eps: &Tensor, tau: f64, labels: Option<&Labels>) -> (Tensor, Tensor) {
         tch::no_grad(|| {
             let z = eps * tau;
-            let (x, logdet) = self.inverse_labelled(&z, Some(labels));
-            let lq = self.log_prior_labelled(&z, tau, Some(labels)) + logdet;
+            let (x, logdet) = self.inverse(&z, labels);
+            let lq = self.log_prior(&z, tau, labels) + logdet;
             (x, lq)
         })
-    }
-
-    /// Noise z (batch, dim) to data x (batch, dim).
-    pub fn inverse(&self, z: &Tensor) -> Tensor {
-        self.inverse_with_logdet(z).0
-    }
-
-    /// log N(z; 0, tau^2 I) per sample, (batch).
-    fn log_prior(&self, z: &Tensor, tau: f64) -> Tensor {
-        let d = self.config.dim() as f64;
-        z.square().sum_dim_intlist([1].as_slice(), false, z.kind()) * (-0.5 / (tau * tau))
-            - d * (tau.ln() + 0.5 * (2.0 * std::f64::consts::PI).ln())
-    }
-
-    /// log q(x) under the standard normal prior, (batch).
-    pub fn log_prob(&self, x: &Tensor) -> Tensor {
-        self.log_prob_at(x, 1.0)
-    }
-
-    /// log q(x) of the flow with its prior at temperature `tau`, N(0, tau^2 I), (batch).
-    pub fn log_prob_at(&self, x: &Tensor, tau: f64) -> Tensor {
-        let (z, logdet) = self.forward(x);
-        self.log_prior(&z, tau) + logdet
-    }
-
-    /// Samples x = inverse(z) of given noise z (batch, dim) and their log q, in one pass
-    /// (no gradient).
-    pub fn sample_from(&self, z: &Tensor) -> (Tensor, Tensor) {
-        self.sample_at(z, 1.0)
-    }
-
-    /// Samples of the flow with its prior at temperature `tau`: x = inverse(tau eps) for
-    /// standard normal `eps` (batch, dim), and their log q at `tau` (no gradient).
-    pub fn sample_at(&self, eps: &Tensor, tau: f64) -> (Tensor, Tensor) {
-        tch::no_grad(|| {
-            let z = eps * tau;
-            let (x, logdet) = self.inverse_with_logdet(&z);
-            let lq = self.log_prior(&z, tau) + logdet;
-            (x, lq)
-        })
-    }
-
-    /// `n` samples and their log q: z ~ N(0, I), x = inverse(z) (no gradient).
-    pub fn sample(&self, n: i64, kind: Kind, device: tch::Device) -> (Tensor, Tensor) {
-        self.sample_from(&Tensor::randn([n, self.config.dim()], (kind, device)))
     }
 }

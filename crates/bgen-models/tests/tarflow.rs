@@ -54,16 +54,16 @@ fn inverts_to_round_off() {
     ] {
         let (_vs, flow) = randomised_with(kind, scale);
         let x = Tensor::randn([64, 15], (kind, Device::Cpu));
-        let (z, _) = tch::no_grad(|| flow.forward(&x));
+        let (z, _) = tch::no_grad(|| flow.forward(&x, None));
         let moved = f64::try_from((&z - &x).abs().max()).unwrap();
         assert!(moved > 0.1, "the flow must not be the identity ({moved})");
-        let back = tch::no_grad(|| flow.inverse(&z));
+        let back = tch::no_grad(|| flow.inverse(&z, None).0);
         let err = f64::try_from((&back - &x).abs().max()).unwrap();
         assert!(err < tol, "{kind:?}: round trip error {err}");
         // and the other way: sample z, invert, map forward
         let z2 = Tensor::randn([64, 15], (kind, Device::Cpu));
         let err = f64::try_from(
-            (tch::no_grad(|| flow.forward(&flow.inverse(&z2)).0) - &z2)
+            (tch::no_grad(|| flow.forward(&flow.inverse(&z2, None).0, None).0) - &z2)
                 .abs()
                 .max(),
         )
@@ -90,7 +90,7 @@ fn per_coordinate_tokens_invert() {
         }
     });
     let x = Tensor::randn([16, 15], (Kind::Float, Device::Cpu));
-    let back = tch::no_grad(|| flow.inverse(&flow.forward(&x).0));
+    let back = tch::no_grad(|| flow.inverse(&flow.forward(&x, None).0, None).0);
     assert!(f64::try_from((back - &x).abs().max()).unwrap() < 1e-5);
 }
 
@@ -100,7 +100,7 @@ fn log_determinant_equals_brute_force_jacobian() {
     let d = 15;
     for s in 0..3 {
         let x = Tensor::randn([1, d], (Kind::Double, Device::Cpu)).set_requires_grad(true);
-        let (z, logdet) = flow.forward(&x);
+        let (z, logdet) = flow.forward(&x, None);
         let mut jac = vec![0.0; (d * d) as usize];
         for i in 0..d {
             let g = Tensor::run_backward(&[z.get(0).get(i)], &[&x], true, false);
@@ -120,13 +120,18 @@ fn log_determinant_equals_brute_force_jacobian() {
 fn gradient_of_log_q_matches_finite_differences() {
     let (_vs, flow) = randomised_with(Kind::Double, 0.1);
     let x = Tensor::randn([3, 15], (Kind::Double, Device::Cpu)).set_requires_grad(true);
-    let lq = flow.log_prob(&x);
+    let lq = flow.log_prob(&x, 1.0, None);
     let g = Tensor::run_backward(&[lq.sum(Kind::Double)], &[&x], false, false).remove(0);
     let x0 = x.detach();
     for k in [0i64, 4, 7, 14] {
         let e = Tensor::zeros([3, 15], (Kind::Double, Device::Cpu));
         let _ = e.narrow(1, k, 1).fill_(1e-5);
-        let (lp, lm) = tch::no_grad(|| (flow.log_prob(&(&x0 + &e)), flow.log_prob(&(&x0 - &e))));
+        let (lp, lm) = tch::no_grad(|| {
+            (
+                flow.log_prob(&(&x0 + &e), 1.0, None),
+                flow.log_prob(&(&x0 - &e), 1.0, None),
+            )
+        });
         let fd = (lp - lm) / 2e-5;
         let gk = g.narrow(1, k, 1).view([-1]);
         let scale = f64::try_from(gk.abs().max()).unwrap().max(1.0);
@@ -141,8 +146,12 @@ fn gradient_of_log_q_matches_finite_differences() {
 #[test]
 fn samples_carry_their_exact_log_q() {
     let (_vs, flow) = randomised(Kind::Double);
-    let (x, lq) = flow.sample(32, Kind::Double, Device::Cpu);
-    let again = tch::no_grad(|| flow.log_prob(&x));
+    let (x, lq) = flow.sample(
+        &Tensor::randn([32, flow.config.dim()], (Kind::Double, Device::Cpu)),
+        1.0,
+        None,
+    );
+    let again = tch::no_grad(|| flow.log_prob(&x, 1.0, None));
     assert!(f64::try_from((lq - again).abs().max()).unwrap() < 1e-10);
 }
 
@@ -201,7 +210,7 @@ fn a_transferable_flow_inverts_and_leaves_pads_alone() {
     let (_vs, flow) = transferable();
     let l = labels(&[5, 8, 3], 1);
     let x = Tensor::randn([3, 24], (Kind::Double, Device::Cpu));
-    let (z, _) = tch::no_grad(|| flow.forward_labelled(&x, Some(&l)));
+    let (z, _) = tch::no_grad(|| flow.forward(&x, Some(&l)));
     assert!(max_abs(&(&z - &x)) > 0.1, "not the identity");
     // Pads: tokens 5.. of the first molecule, 3.. of the third.
     assert_eq!(
@@ -212,7 +221,7 @@ fn a_transferable_flow_inverts_and_leaves_pads_alone() {
         max_abs(&(z.get(2).narrow(0, 9, 15) - x.get(2).narrow(0, 9, 15))),
         0.0
     );
-    let (back, _) = tch::no_grad(|| flow.inverse_labelled(&z, Some(&l)));
+    let (back, _) = tch::no_grad(|| flow.inverse(&z, Some(&l)));
     assert!(max_abs(&(&back - &x)) < 1e-10);
 }
 
@@ -225,7 +234,7 @@ fn transferable_log_determinant_equals_the_jacobian_of_the_real_dimensions() {
         let l = labels(&[len], seed);
         let d = 3 * len;
         let x = Tensor::randn([1, 24], (Kind::Double, Device::Cpu)).set_requires_grad(true);
-        let (z, logdet) = flow.forward_labelled(&x, Some(&l));
+        let (z, logdet) = flow.forward(&x, Some(&l));
         let mut jac = vec![0.0; (d * d) as usize];
         for i in 0..d {
             let g = Tensor::run_backward(&[z.get(0).get(i)], &[&x], true, false);
@@ -248,22 +257,22 @@ fn molecules_see_neither_each_other_nor_their_padding() {
     let (_vs, flow) = transferable();
     let l = labels(&[5, 8], 6);
     let x = Tensor::randn([2, 24], (Kind::Double, Device::Cpu));
-    let (z, ld) = tch::no_grad(|| flow.forward_labelled(&x, Some(&l)));
+    let (z, ld) = tch::no_grad(|| flow.forward(&x, Some(&l)));
     for i in 0..2 {
         let li = l.narrow(i, 1);
-        let (zi, ldi) = tch::no_grad(|| flow.forward_labelled(&x.narrow(0, i, 1), Some(&li)));
+        let (zi, ldi) = tch::no_grad(|| flow.forward(&x.narrow(0, i, 1), Some(&li)));
         assert!(max_abs(&(zi - z.narrow(0, i, 1))) < 1e-12);
         assert!(max_abs(&(ldi - ld.narrow(0, i, 1))) < 1e-12);
     }
     let other = x.narrow(0, 0, 1).copy();
     let _ = other.narrow(1, 15, 9).fill_(7.0);
     let l0 = l.narrow(0, 1);
-    let (z0, _) = tch::no_grad(|| flow.forward_labelled(&other, Some(&l0)));
+    let (z0, _) = tch::no_grad(|| flow.forward(&other, Some(&l0)));
     assert!(max_abs(&(z0.narrow(1, 0, 15) - z.narrow(0, 0, 1).narrow(1, 0, 15))) < 1e-12);
     // Another atom type at token 3 changes the map.
     let relabelled = labels(&[5, 8], 6);
     let _ = relabelled.atom.get(0).get(3).fill_(9);
-    let (z1, _) = tch::no_grad(|| flow.forward_labelled(&x, Some(&relabelled)));
+    let (z1, _) = tch::no_grad(|| flow.forward(&x, Some(&relabelled)));
     assert!(max_abs(&(z1.get(0) - z.get(0))) > 1e-3);
 }
 
@@ -273,14 +282,14 @@ fn transferable_samples_carry_their_exact_log_q() {
     let (_vs, flow) = transferable();
     let l = labels(&[4, 8, 6], 7);
     let eps = Tensor::randn([3, 24], (Kind::Double, Device::Cpu));
-    let (x, lq) = flow.sample_labelled(&eps, 0.8, &l);
-    let again = tch::no_grad(|| flow.log_prob_labelled(&x, 0.8, &l));
+    let (x, lq) = flow.sample(&eps, 0.8, Some(&l));
+    let again = tch::no_grad(|| flow.log_prob(&x, 0.8, Some(&l)));
     assert!(max_abs(&(again - &lq)) < 1e-9);
     // The prior counts 3 x tokens dimensions per molecule: a 4-token molecule at the origin of
     // z has log q = -12/2 log(2 pi tau^2) + log|det|.
     let zero = Tensor::zeros([3, 24], (Kind::Double, Device::Cpu));
-    let (x0, lq0) = flow.sample_labelled(&zero, 0.8, &l);
-    let (_, ld) = tch::no_grad(|| flow.forward_labelled(&x0, Some(&l)));
+    let (x0, lq0) = flow.sample(&zero, 0.8, Some(&l));
+    let (_, ld) = tch::no_grad(|| flow.forward(&x0, Some(&l)));
     let prior = -6.0 * (2.0 * std::f64::consts::PI * 0.64f64).ln();
     let got = f64::try_from(lq0.get(0) - ld.get(0)).unwrap();
     assert!((got - prior).abs() < 1e-9, "{got} vs {prior}");

@@ -4,14 +4,15 @@
 //! threshold and always at the end, and Langevin moves at every level: unadjusted (ULA) or
 //! Metropolis-adjusted (MALA) with the step size adapted toward a target acceptance rate.
 
+mod kernel;
+
 use crate::ess::{ess, log_sum_exp};
 use crate::proposal::Proposal;
 use crate::resample::{gather, Scheme};
 use bgen_system::Target;
-use rand::{RngExt, SeedableRng};
-use rand_distr::StandardNormal;
+use kernel::{evaluate, move_particles, Counts};
+use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
-use rayon::prelude::*;
 use serde::Serialize;
 
 /// Settings of [`smc`].
@@ -104,176 +105,6 @@ pub struct SmcResult {
     pub particle_steps_per_s: f64,
 }
 
-/// Energies and gradients of both ends at a batch.
-struct Ends {
-    src: Vec<f64>,
-    tgt: Vec<f64>,
-    g_src: Vec<f64>,
-    g_tgt: Vec<f64>,
-}
-
-impl Ends {
-    /// The rows `idx` (particles of dimension `d`), in that order.
-    fn rows(&self, idx: &[usize], d: usize) -> Ends {
-        Ends {
-            src: idx.iter().map(|&i| self.src[i]).collect(),
-            tgt: idx.iter().map(|&i| self.tgt[i]).collect(),
-            g_src: gather(&self.g_src, idx, d),
-            g_tgt: gather(&self.g_tgt, idx, d),
-        }
-    }
-
-    /// Row `i` (dimension `d`) taken from `from`.
-    fn set_row(&mut self, i: usize, from: &Ends, d: usize) {
-        let r = i * d..(i + 1) * d;
-        self.src[i] = from.src[i];
-        self.tgt[i] = from.tgt[i];
-        self.g_src[r.clone()].copy_from_slice(&from.g_src[r.clone()]);
-        self.g_tgt[r.clone()].copy_from_slice(&from.g_tgt[r]);
-    }
-}
-
-/// Evaluation counts and the wall time spent in the model and the target.
-#[derive(Default)]
-struct Counts {
-    energy: usize,
-    model: usize,
-    model_s: f64,
-    energy_s: f64,
-}
-
-fn evaluate<P: Proposal, T: Target>(p: &P, t: &T, x: &[f64], counts: &mut Counts) -> Ends {
-    let n = x.len() / t.dim();
-    let mut e = Ends {
-        src: vec![0.0; n],
-        tgt: vec![0.0; n],
-        g_src: vec![0.0; x.len()],
-        g_tgt: vec![0.0; x.len()],
-    };
-    let t0 = std::time::Instant::now();
-    p.log_q(x, &mut e.src, Some(&mut e.g_src));
-    counts.model_s += t0.elapsed().as_secs_f64();
-    // E_src = -log q
-    e.src.iter_mut().for_each(|v| *v = -*v);
-    e.g_src.iter_mut().for_each(|v| *v = -*v);
-    let t0 = std::time::Instant::now();
-    t.energy_and_grad(x, &mut e.tgt, Some(&mut e.g_tgt));
-    counts.energy_s += t0.elapsed().as_secs_f64();
-    counts.energy += n;
-    counts.model += n;
-    e
-}
-
-/// Acceptance counts of one round of moves.
-#[derive(Default)]
-struct Moved {
-    accepted: usize,
-    tried: usize,
-    ind_accepted: usize,
-    ind_tried: usize,
-}
-
-/// One round of moves of every particle at annealing time `t` (level `level`, for the random
-/// streams), each invariant for exp(-E_t): `opts.moves_per_step` Langevin moves (MALA, or ULA)
-/// with step `h` and preconditioner `precond`, then `opts.independence` independence moves.
-#[allow(clippy::too_many_arguments)]
-fn move_particles<P: Proposal, T: Target>(
-    proposal: &P,
-    target: &T,
-    x: &mut [f64],
-    ends: &mut Ends,
-    t: f64,
-    level: usize,
-    h: f64,
-    precond: &[f64],
-    opts: &SmcOptions,
-    counts: &mut Counts,
-) -> Moved {
-    let d = target.dim();
-    let n = x.len() / d;
-    let mut mv = Moved::default();
-    // Move with Langevin dynamics invariant for (MALA) or approximating (ULA) exp(-E_t).
-    for sub in 0..opts.moves_per_step {
-        let grad_t = |e: &Ends, k: usize| (1.0 - t) * e.g_src[k] + t * e.g_tgt[k];
-        let noise = (2.0 * h).sqrt();
-        let mut y = vec![0.0; x.len()];
-        let mut xi = vec![0.0; x.len()];
-        y.par_chunks_mut(d)
-            .zip(xi.par_chunks_mut(d))
-            .enumerate()
-            .for_each(|(i, (yi, xii))| {
-                let mut r = particle_rng(opts.seed, level, sub, i);
-                for k in 0..d {
-                    let z: f64 = r.sample(StandardNormal);
-                    xii[k] = z;
-                    let m = precond[k];
-                    yi[k] = x[i * d + k] - h * m * grad_t(ends, i * d + k) + noise * m.sqrt() * z;
-                }
-            });
-        let new = evaluate(proposal, target, &y, counts);
-        let energy_t = |e: &Ends, i: usize| {
-            if t >= 1.0 {
-                e.tgt[i]
-            } else {
-                (1.0 - t) * e.src[i] + t * e.tgt[i]
-            }
-        };
-        let mut accept = vec![true; n];
-        if opts.mala {
-            accept.par_iter_mut().enumerate().for_each(|(i, a)| {
-                let (e0, e1) = (energy_t(ends, i), energy_t(&new, i));
-                if !e1.is_finite() {
-                    *a = false;
-                    return;
-                }
-                // log q(x | y) - log q(y | x) for the Gaussian Langevin proposals.
-                let (mut fwd, mut bwd) = (0.0, 0.0);
-                for (k, &m) in precond.iter().enumerate() {
-                    let q = i * d + k;
-                    fwd += xi[q] * xi[q] * 2.0 * h; // |y - x + h M g(x)|^2 / M
-                    let back = x[q] - y[q] + h * m * grad_t(&new, q);
-                    bwd += back * back / m;
-                }
-                let log_ratio = -e1 + e0 - (bwd - fwd) / (4.0 * h);
-                let u: f64 = particle_rng(opts.seed, level, sub + (1 << 20), i).random();
-                *a = u.ln() < log_ratio;
-            });
-        } else {
-            for (i, a) in accept.iter_mut().enumerate() {
-                *a = energy_t(&new, i).is_finite();
-            }
-        }
-        for (i, &a) in accept.iter().enumerate() {
-            mv.tried += 1;
-            if a {
-                mv.accepted += 1;
-                x[i * d..(i + 1) * d].copy_from_slice(&y[i * d..(i + 1) * d]);
-                ends.set_row(i, &new, d);
-            }
-        }
-    }
-    // Independence moves: fresh proposals, accepted with the exact ratio for exp(-E_t).
-    for sub in 0..opts.independence {
-        let seed = opts.seed ^ 0x1D_E9E7 ^ ((level as u64) << 24) ^ sub as u64;
-        let t0 = std::time::Instant::now();
-        let (y, _) = proposal.sample(n, seed);
-        counts.model_s += t0.elapsed().as_secs_f64();
-        let new = evaluate(proposal, target, &y, counts);
-        let log_w_of = |e: &Ends, i: usize| -(e.tgt[i] - e.src[i]);
-        for i in 0..n {
-            mv.ind_tried += 1;
-            let ratio = t * (log_w_of(&new, i) - log_w_of(ends, i));
-            let u: f64 = particle_rng(opts.seed, level, sub + (1 << 21), i).random();
-            if new.tgt[i].is_finite() && u.ln() < ratio {
-                mv.ind_accepted += 1;
-                x[i * d..(i + 1) * d].copy_from_slice(&y[i * d..(i + 1) * d]);
-                ends.set_row(i, &new, d);
-            }
-        }
-    }
-    mv
-}
-
 /// The largest increment dt in (0, max_dt] of the annealing time whose weight increments
 /// exp(-dt de_i) keep the conditional ESS (sum W u)^2 / sum W u^2 (W the normalised current
 /// weights) at `target` or above; bisection in dt.
@@ -327,15 +158,6 @@ fn distinct(v: &[usize]) -> usize {
     s.sort_unstable();
     s.dedup();
     s.len()
-}
-
-fn particle_rng(seed: u64, level: usize, sub: usize, i: usize) -> Xoshiro256PlusPlus {
-    let mut h = seed ^ 0x9E37_79B9_7F4A_7C15;
-    for v in [level as u64, sub as u64, i as u64] {
-        h = (h ^ v).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        h ^= h >> 31;
-    }
-    Xoshiro256PlusPlus::seed_from_u64(h)
 }
 
 /// SMC stopped: at annealing level `t` every particle had zero weight (the target is +inf, or

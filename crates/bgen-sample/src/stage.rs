@@ -449,9 +449,62 @@ fn merge(
 
 /// Samples the model of `a.run` (or the shipped weights of `a.system`) with `a.method`,
 /// writing samples.npy (nm), energies.npy (kJ/mol), log-weights and log q where the method has
-/// them, manifest.txt, and last summary.json, which it returns.
+/// them, manifest.txt, and last summary.json, which it returns. The steps: load the model and
+/// its molecule, draw with the method (in the model's coordinates), write.
 pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> {
     a.check()?;
+    let run = load(&a)?;
+    let method = a.method.unwrap_or(match run.model {
+        Pooled::Flow(_) => Method::Smc,
+        Pooled::Arbg(_) => Method::Twisted,
+    });
+    let n = a.n.unwrap_or(default_n(method));
+    // In internal coordinates the target is U(x(ic)) - log|det J| and there is no CoM.
+    let com = match run.internal {
+        Some(_) => ComForm::None,
+        None => a.com,
+    };
+    let _lock = bgen_system::outdir::lock_dir(&a.out)?;
+    // The outputs are committed as one at the end (manifest, then summary.json): until then the
+    // directory must not look finished with an earlier run's summary.
+    for f in ["summary.json", "manifest.txt"] {
+        let p = a.out.join(f);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    let t0 = Instant::now();
+    let mut summary = serde_json::Map::new();
+    summary.insert("method".into(), method.to_string().into());
+    summary.insert("n".into(), n.into());
+    summary.insert("com".into(), com.to_string().into());
+    if let Some(seen) = run.seen_in_training {
+        summary.insert("seen_in_training".into(), seen.into());
+        summary.insert("molecule".into(), run.sys.name.clone().into());
+    }
+    let coords = match run.internal {
+        Some(_) => Coords::Internal,
+        None => Coords::Cartesian,
+    };
+    summary.insert("coords".into(), coords.to_string().into());
+    let zmatrix = run.internal.as_ref().map(|t| t.zmatrix());
+    let internal = zmatrix.as_ref().map(|z| InternalTarget {
+        target: &run.sys,
+        zmatrix: z,
+    });
+    let drawn = match method {
+        Method::Proposal | Method::Snis => {
+            draw_snis(&a, &run, &internal, com, n, method, &mut summary)?
+        }
+        Method::Smc => draw_smc(&a, &run, &internal, com, n, &mut summary)?,
+        Method::Twisted => draw_twisted(&a, &run, &internal, com, n, &mut summary)?,
+    };
+    write(&a, &run, drawn, summary, t0)
+}
+
+/// The model of `a.run` or `a.system`, with the molecule of `a.pdb` or `a.sequence` for a
+/// transferable one.
+fn load(a: &SampleArgs) -> Result<LoadedRun> {
     let dev = a.device.open()?;
     // Parallel over samples, not inside libtorch: at these model sizes its intra-op threads
     // gain little, while each worker on its own rows scales.
@@ -460,7 +513,6 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
         tch::Device::Cpu => a.threads.max(1),
         _ => 1,
     };
-    let com = a.com;
     let run_dir = match (&a.run, &a.system) {
         (Some(r), _) => r.clone(),
         (None, Some(name)) => bgen_models::shipped::run_dir(name)?,
@@ -489,169 +541,192 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
         }
     };
     if let Some(seen) = run.seen_in_training {
-        bgen_system::say!(
-            "{}: {} by this transferable model",
-            run.sys.name,
-            if seen {
-                "seen in training"
-            } else {
-                "never seen in training (zero-shot)"
-            }
+        let what = match seen {
+            true => "seen in training",
+            false => "never seen in training (zero-shot)",
+        };
+        bgen_system::say!("{}: {what} by this transferable model", run.sys.name);
+    }
+    Ok(run)
+}
+
+/// What a sampler drew, in the model's coordinates: samples, their energies (kT), and for
+/// SNIS (and the raw proposal) the log-weights and log q.
+struct Drawn {
+    x: Vec<f64>,
+    energies: Vec<f64>,
+    log_w: Option<Vec<f64>>,
+    log_q: Option<Vec<f64>>,
+}
+
+/// The target the samplers see: U(x(ic)) - log|det J| in internal coordinates, else U(x).
+fn target_of<'a>(
+    run: &'a LoadedRun,
+    internal: &'a Option<InternalTarget<'a, System>>,
+) -> &'a dyn Target {
+    match internal {
+        Some(t) => t,
+        None => &run.sys,
+    }
+}
+
+/// `n` proposals, weighted toward the target for SNIS (raw for `Method::Proposal`).
+fn draw_snis(
+    a: &SampleArgs,
+    run: &LoadedRun,
+    internal: &Option<InternalTarget<'_, System>>,
+    com: ComForm,
+    n: usize,
+    method: Method,
+    summary: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<Drawn> {
+    let is_snis = method == Method::Snis;
+    let (x, lq) = run.adjusted(com).sample(n, a.seed);
+    let mut e = vec![0.0; n];
+    target_of(run, internal).energy_and_grad(&x, &mut e, None);
+    let src: Vec<f64> = lq.iter().map(|v| -v).collect();
+    let options = SnisOptions {
+        drop_top: if is_snis { a.drop_top } else { 0.0 },
+        energy_cutoff: if is_snis { a.energy_cutoff } else { None },
+        truncate: is_snis && !a.no_truncate,
+    };
+    let r = snis(&src, &e, options);
+    if is_snis && r.log_weights.iter().all(|w| *w == f64::NEG_INFINITY) {
+        bail!(
+            "SNIS: every one of the {n} samples has weight zero (log q or the energy not \
+             finite, or all cut off); at --tau {} the proposal may be too narrow: raise it",
+            a.tau
         );
     }
-    let method = a.method.unwrap_or(match run.model {
-        Pooled::Flow(_) => Method::Smc,
-        Pooled::Arbg(_) => Method::Twisted,
-    });
-    let n = a.n.unwrap_or(default_n(method));
-    let sys = &run.sys;
-    // In internal coordinates the target is U(x(ic)) - log|det J| and there is no CoM.
-    let zmatrix = run.internal.as_ref().map(|t| t.zmatrix());
-    let internal_target = zmatrix.as_ref().map(|z| InternalTarget {
-        target: sys,
-        zmatrix: z,
-    });
-    let target: &dyn Target = match &internal_target {
-        Some(t) => t,
-        None => sys,
-    };
-    let com = match run.internal {
-        Some(_) => ComForm::None,
-        None => com,
-    };
-    let proposal = run.adjusted(com);
-    let _lock = bgen_system::outdir::lock_dir(&a.out)?;
-    // The outputs are committed as one at the end (manifest, then summary.json): until then the
-    // directory must not look finished with an earlier run's summary.
-    for f in ["summary.json", "manifest.txt"] {
-        let p = a.out.join(f);
-        if p.exists() {
-            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
-        }
-    }
-    let t0 = Instant::now();
-    let na = sys.n_atoms();
-    let mut summary = serde_json::Map::new();
-    summary.insert("method".into(), method.to_string().into());
-    summary.insert("n".into(), n.into());
-    summary.insert("com".into(), com.to_string().into());
-    if let Some(seen) = run.seen_in_training {
-        summary.insert("seen_in_training".into(), seen.into());
-        summary.insert("molecule".into(), run.sys.name.clone().into());
-    }
-    summary.insert(
-        "coords".into(),
-        match run.internal {
-            Some(_) => Coords::Internal,
-            None => Coords::Cartesian,
-        }
-        .to_string()
-        .into(),
-    );
-    // Samples, their energies, and for SNIS (and the raw proposal) the log-weights and log q.
-    let is_snis = method == Method::Snis;
-    let (x, energies, log_w, log_q) = match method {
-        Method::Proposal | Method::Snis => {
-            let (x, lq) = proposal.sample(n, a.seed);
-            let mut e = vec![0.0; n];
-            target.energy_and_grad(&x, &mut e, None);
-            let src: Vec<f64> = lq.iter().map(|v| -v).collect();
-            let r = snis(
-                &src,
-                &e,
-                SnisOptions {
-                    drop_top: if is_snis { a.drop_top } else { 0.0 },
-                    energy_cutoff: if is_snis { a.energy_cutoff } else { None },
-                    truncate: is_snis && !a.no_truncate,
-                },
-            );
-            if is_snis && r.log_weights.iter().all(|w| *w == f64::NEG_INFINITY) {
-                bail!(
-                    "SNIS: every one of the {n} samples has weight zero (log q or the energy not \
-                     finite, or all cut off); at --tau {} the proposal may be too narrow: raise it",
-                    a.tau
-                );
-            }
-            merge(&mut summary, &r)?;
-            summary.insert("energy_evaluations".into(), n.into());
-            summary.insert("model_evaluations".into(), n.into());
-            let lw = is_snis.then_some(r.log_weights);
-            (x, e, lw, Some(lq))
-        }
-        Method::Smc if matches!(run.model, Pooled::Arbg(_)) => bail!(
+    merge(summary, &r)?;
+    summary.insert("energy_evaluations".into(), n.into());
+    summary.insert("model_evaluations".into(), n.into());
+    let log_w = is_snis.then_some(r.log_weights);
+    Ok(Drawn {
+        x,
+        energies: e,
+        log_w,
+        log_q: Some(lq),
+    })
+}
+
+/// SMC from the proposal to the target (a TarFlow: it needs grad log q).
+fn draw_smc(
+    a: &SampleArgs,
+    run: &LoadedRun,
+    internal: &Option<InternalTarget<'_, System>>,
+    com: ComForm,
+    n: usize,
+    summary: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<Drawn> {
+    if matches!(run.model, Pooled::Arbg(_)) {
+        bail!(
             "--method smc anneals with Langevin moves along grad log q, which an ArBG (piecewise-constant density) does not have; use snis or twisted"
-        ),
-        Method::Twisted => {
-            let Pooled::Arbg(model) = &run.model else {
-                bail!("--method twisted needs an autoregressive model (an ArBG run)");
-            };
-            // Atoms placed after each block: per residue (as many atoms as each residue has)
-            // or one at a time; in internal coordinates in Z-matrix order, whose first block
-            // holds at least the first three atoms.
-            let blocks = a.blocks.unwrap_or(match zmatrix {
-                Some(_) => Blocks::Atom,
-                None => Blocks::Residue,
-            });
-            let atoms: Vec<usize> = match blocks {
-                Blocks::Residue => sys.residue_ends(),
-                Blocks::Atom => (1..=na).collect(),
-            };
-            let mut ends: Vec<usize> = match &zmatrix {
-                None => atoms.iter().map(|k| 3 * k).collect(),
-                Some(_) => atoms
-                    .iter()
-                    .map(|&k| bgen_system::ZMatrix::coords_of_rows(k.max(3)))
-                    .collect(),
-            };
-            ends.dedup();
-            let o = TwistedOptions {
-                ess_threshold: a.ess_threshold,
-                scheme: Scheme::Systematic,
-                seed: a.seed,
-                com,
-                com_sigma: run.com_sigma,
-                n_atoms: na,
-            };
-            let r = match &internal_target {
-                Some(t) => twisted_smc(model, t, n, &ends, o),
-                None => twisted_smc(model, sys, n, &ends, o),
-            };
-            summary.insert("blocks".into(), ends.len().into());
-            merge(&mut summary, &r)?;
-            (r.x, r.energies, None, None)
-        }
-        Method::Smc => {
-            let o = SmcOptions {
-                steps: a.steps,
-                moves_per_step: a.moves,
-                step_size: a.step_size.unwrap_or(match run.internal {
-                    Some(_) => 0.05,
-                    None => 1e-6,
-                }),
-                mala: !a.ula,
-                ess_threshold: a.ess_threshold,
-                scheme: Scheme::Systematic,
-                seed: a.seed,
-                cess_target: (a.cess > 0.0).then_some(a.cess),
-                independence: a.independence,
-                final_moves: !a.no_final_moves,
-                ..Default::default()
-            };
-            let r = smc(&proposal, &target, n, o)?;
-            summary.insert("levels".into(), r.schedule.len().into());
-            merge(&mut summary, &r)?;
-            (r.x, r.energies, None, None)
-        }
+        );
+    }
+    let o = SmcOptions {
+        steps: a.steps,
+        moves_per_step: a.moves,
+        step_size: a.step_size.unwrap_or(match run.internal {
+            Some(_) => 0.05,
+            None => 1e-6,
+        }),
+        mala: !a.ula,
+        ess_threshold: a.ess_threshold,
+        scheme: Scheme::Systematic,
+        seed: a.seed,
+        cess_target: (a.cess > 0.0).then_some(a.cess),
+        independence: a.independence,
+        final_moves: !a.no_final_moves,
+        ..Default::default()
     };
+    let r = smc(&run.adjusted(com), &target_of(run, internal), n, o)?;
+    summary.insert("levels".into(), r.schedule.len().into());
+    merge(summary, &r)?;
+    Ok(Drawn {
+        x: r.x,
+        energies: r.energies,
+        log_w: None,
+        log_q: None,
+    })
+}
+
+/// Twisted SMC over partial molecules (an ArBG), block by block.
+fn draw_twisted(
+    a: &SampleArgs,
+    run: &LoadedRun,
+    internal: &Option<InternalTarget<'_, System>>,
+    com: ComForm,
+    n: usize,
+    summary: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<Drawn> {
+    let Pooled::Arbg(model) = &run.model else {
+        bail!("--method twisted needs an autoregressive model (an ArBG run)");
+    };
+    let na = run.sys.n_atoms();
+    // Atoms placed after each block: per residue (as many atoms as each residue has) or one
+    // at a time; in internal coordinates in Z-matrix order, whose first block holds at least
+    // the first three atoms.
+    let blocks = a.blocks.unwrap_or(match internal {
+        Some(_) => Blocks::Atom,
+        None => Blocks::Residue,
+    });
+    let atoms: Vec<usize> = match blocks {
+        Blocks::Residue => run.sys.residue_ends(),
+        Blocks::Atom => (1..=na).collect(),
+    };
+    let mut ends: Vec<usize> = match internal {
+        None => atoms.iter().map(|k| 3 * k).collect(),
+        Some(_) => atoms
+            .iter()
+            .map(|&k| bgen_system::ZMatrix::coords_of_rows(k.max(3)))
+            .collect(),
+    };
+    ends.dedup();
+    let o = TwistedOptions {
+        ess_threshold: a.ess_threshold,
+        scheme: Scheme::Systematic,
+        seed: a.seed,
+        com,
+        com_sigma: run.com_sigma,
+        n_atoms: na,
+    };
+    let r = match internal {
+        Some(t) => twisted_smc(model, t, n, &ends, o),
+        None => twisted_smc(model, &run.sys, n, &ends, o),
+    };
+    summary.insert("blocks".into(), ends.len().into());
+    merge(summary, &r)?;
+    Ok(Drawn {
+        x: r.x,
+        energies: r.energies,
+        log_w: None,
+        log_q: None,
+    })
+}
+
+/// Writes the samples as Cartesian nm (mirror images reflected back), their energies in
+/// kJ/mol, the weights and log q the method has (removing an earlier method's), the manifest,
+/// and last summary.json.
+fn write(
+    a: &SampleArgs,
+    run: &LoadedRun,
+    drawn: Drawn,
+    mut summary: serde_json::Map<String, serde_json::Value>,
+    t0: Instant,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let sys = &run.sys;
+    let na = sys.n_atoms();
+    let n = drawn.energies.len();
     // Internal coordinates to Cartesian (canonical frame), with the energies U in kT.
     let (mut x, energies) = match &run.internal {
         Some(t) => {
-            let x = t.to_cartesian(&x);
-            let mut u = vec![0.0; energies.len()];
+            let x = t.to_cartesian(&drawn.x);
+            let mut u = vec![0.0; n];
             sys.energy_and_grad(&x, &mut u, None);
             (x, u)
         }
-        None => (x, energies),
+        None => (drawn.x, drawn.energies),
     };
     // Mirror images (all chiral centres inverted) are reflected back; the energy is unchanged.
     let centres = sys.topology.chiral_centres();
@@ -672,7 +747,10 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
     let kj: Vec<f64> = energies.iter().map(|u| u * kt).collect();
     write_npy(&a.out.join("energies.npy"), &[n], &kj, false)?;
     let mut written = vec!["samples.npy", "energies.npy"];
-    for (name, values) in [("log_weights.npy", &log_w), ("log_q.npy", &log_q)] {
+    for (name, values) in [
+        ("log_weights.npy", &drawn.log_w),
+        ("log_q.npy", &drawn.log_q),
+    ] {
         if let Some(v) = values {
             write_npy(&a.out.join(name), &[n], v, false)?;
             written.push(name);
