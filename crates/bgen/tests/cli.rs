@@ -1,24 +1,18 @@
 //! The `bgen energy` command-line contract.
 
 use bgen_system::npy::{read_npy, write_npy};
-use std::process::Command;
 
+mod common;
+
+/// Runs bgen: (success, stdout, stderr).
 fn bgen(args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_bgen"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
+    let o = common::bgen().args(args).output().unwrap();
+    let p = common::printed(&o);
+    (o.status.success(), p.stdout, p.stderr)
 }
 
 fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("bgen-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    common::scratch(name)
 }
 
 #[test]
@@ -290,69 +284,4 @@ fn an_smc_schedule_target_outside_its_range_is_a_clear_error() {
     ]);
     assert!(!ok && err.contains("'1.5' for '--cess"), "{err}");
     assert!(!out.join("summary.json").exists());
-}
-
-/// The typed stage settings that `bgen run` and the library build ([`SampleArgs::new`] etc.)
-/// equal what the command line gives for the same required options: one set of defaults.
-#[test]
-fn typed_stage_defaults_equal_the_command_line() {
-    use bgen::cli::{Cli, Command};
-    use bgen::eval::stage::EvalArgs;
-    use bgen::md::stage::{DatasetCommand, MdArgs, SplitArgs};
-    use bgen::models::stage::TrainArgs;
-    use bgen::sample::stage::SampleArgs;
-    use bgen_system::SystemArgs;
-    use clap::Parser;
-    let parse = |args: &[&str]| {
-        Cli::try_parse_from(std::iter::once("bgen").chain(args.iter().copied()))
-            .unwrap()
-            .command
-    };
-    let debug = |c: Command| match c {
-        Command::Sample(a) => format!("{a:?}"),
-        Command::Train(a) => format!("{a:?}"),
-        Command::Eval(a) => format!("{a:?}"),
-        Command::Md(a) => format!("{a:?}"),
-        Command::Dataset(DatasetCommand::Split(a)) => format!("{a:?}"),
-        _ => unreachable!(),
-    };
-    let p = |s: &str| std::path::PathBuf::from(s);
-    let aldp = SystemArgs {
-        system: Some("aldp".into()),
-        ..Default::default()
-    };
-    for (cli, typed) in [
-        (
-            vec!["sample", "--run", "R", "--out", "O"],
-            format!("{:?}", SampleArgs::new(p("R"), p("O"))),
-        ),
-        (
-            vec!["train", "--data", "D", "--out", "O"],
-            format!("{:?}", TrainArgs::new(p("D"), p("O"))),
-        ),
-        (
-            vec![
-                "eval",
-                "--system",
-                "aldp",
-                "--samples",
-                "S",
-                "--reference",
-                "R",
-                "--out",
-                "O",
-            ],
-            format!("{:?}", EvalArgs::new(aldp.clone(), p("S"), p("R"), p("O"))),
-        ),
-        (
-            vec!["md", "--system", "aldp", "--out", "O"],
-            format!("{:?}", MdArgs::new(aldp.clone(), p("O"))),
-        ),
-        (
-            vec!["dataset", "split", "--run", "R", "--out", "O"],
-            format!("{:?}", SplitArgs::new(p("R"), p("O"))),
-        ),
-    ] {
-        assert_eq!(debug(parse(&cli)), typed, "{cli:?}");
-    }
 }

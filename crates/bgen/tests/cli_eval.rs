@@ -2,16 +2,12 @@
 //! self-contained report; mismatched input is refused with the file named.
 
 use std::path::PathBuf;
-use std::process::Command;
 
-fn bgen() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_bgen"))
-}
+mod common;
+use common::bgen;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bgen-cli-eval-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::scratch(name)
 }
 
 fn md(out: &PathBuf, seed: &str) {

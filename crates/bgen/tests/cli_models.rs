@@ -3,25 +3,21 @@
 
 use bgen_system::npy::read_npy;
 use std::path::PathBuf;
-use std::process::Command;
 
-fn bgen() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_bgen"))
-}
+mod common;
+use common::bgen;
 
 fn path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("bgen-cli-models-{}-{name}", std::process::id()))
+    common::scratch_path(name)
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = path(name);
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::scratch(name)
 }
 
+/// The stdout of a bgen run that must succeed.
 fn ok(o: std::process::Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into()
+    common::ok(o).stdout
 }
 
 #[test]

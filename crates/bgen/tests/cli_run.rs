@@ -2,17 +2,13 @@
 //! during training that the rerun resumes, skipped stages, and clear errors for bad settings.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn bgen() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_bgen"))
-}
+mod common;
+use common::bgen;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bgen-cli-run-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::scratch(name)
 }
 
 const TINY: &str = r#"

@@ -3,22 +3,17 @@
 //! zero-shot SNIS and SMC of the held-out peptide, evaluated against its MD.
 
 use std::path::PathBuf;
-use std::process::Command;
 
-fn bgen() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_bgen"))
-}
+mod common;
+use common::bgen;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bgen-cli-transfer-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch_dir(name)
 }
 
+/// The stderr (the status lines) of a bgen run that must succeed.
 fn ok(o: std::process::Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stderr).to_string()
+    common::ok(o).stderr
 }
 
 #[test]

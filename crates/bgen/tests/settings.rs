@@ -6,7 +6,6 @@
 use bgen::cli::{Cli, Command};
 use bgen::system::SystemArgs;
 use clap::Parser;
-use std::path::PathBuf;
 
 fn parse(args: &[&str]) -> Command {
     Cli::try_parse_from(std::iter::once("bgen").chain(args.iter().copied()))
@@ -18,45 +17,69 @@ fn json(v: &impl serde::Serialize) -> serde_json::Value {
     serde_json::to_value(v).unwrap()
 }
 
+/// The typed stage settings that `bgen run` and the library build ([`SampleArgs::new`] etc.)
+/// equal what the command line gives for the same required options: one set of defaults.
 #[test]
-fn the_command_line_defaults_are_the_settings_types_defaults() {
-    let p = PathBuf::from;
-    let Command::Md(md) = parse(&["md", "--system", "aldp", "--out", "o"]) else {
-        panic!()
+fn typed_stage_defaults_equal_the_command_line() {
+    use bgen::cli::{Cli, Command};
+    use bgen::eval::stage::EvalArgs;
+    use bgen::md::stage::{DatasetCommand, MdArgs, SplitArgs};
+    use bgen::models::stage::TrainArgs;
+    use bgen::sample::stage::SampleArgs;
+    use bgen_system::SystemArgs;
+    use clap::Parser;
+    let parse = |args: &[&str]| {
+        Cli::try_parse_from(std::iter::once("bgen").chain(args.iter().copied()))
+            .unwrap()
+            .command
     };
-    assert_eq!(
-        json(&md),
-        json(&bgen::md::MdArgs::new(SystemArgs::named("aldp"), p("o")))
-    );
-    let Command::Train(t) = parse(&["train", "--data", "d", "--out", "o"]) else {
-        panic!()
+    let debug = |c: Command| match c {
+        Command::Sample(a) => format!("{a:?}"),
+        Command::Train(a) => format!("{a:?}"),
+        Command::Eval(a) => format!("{a:?}"),
+        Command::Md(a) => format!("{a:?}"),
+        Command::Dataset(DatasetCommand::Split(a)) => format!("{a:?}"),
+        _ => unreachable!(),
     };
-    assert_eq!(
-        json(&t),
-        json(&bgen::models::TrainArgs::new(p("d"), p("o")))
-    );
-    let Command::Sample(s) = parse(&["sample", "--run", "r", "--out", "o"]) else {
-        panic!()
+    let p = |s: &str| std::path::PathBuf::from(s);
+    let aldp = SystemArgs {
+        system: Some("aldp".into()),
+        ..Default::default()
     };
-    assert_eq!(
-        json(&s),
-        json(&bgen::sample::SampleArgs::new(p("r"), p("o")))
-    );
-    let Command::Eval(e) = parse(&[
-        "eval",
-        "--system",
-        "aldp",
-        "--samples",
-        "s",
-        "--reference",
-        "r",
-        "--out",
-        "o",
-    ]) else {
-        panic!()
-    };
-    let want = bgen::eval::EvalArgs::new(SystemArgs::named("aldp"), p("s"), p("r"), p("o"));
-    assert_eq!(json(&e), json(&want));
+    for (cli, typed) in [
+        (
+            vec!["sample", "--run", "R", "--out", "O"],
+            format!("{:?}", SampleArgs::new(p("R"), p("O"))),
+        ),
+        (
+            vec!["train", "--data", "D", "--out", "O"],
+            format!("{:?}", TrainArgs::new(p("D"), p("O"))),
+        ),
+        (
+            vec![
+                "eval",
+                "--system",
+                "aldp",
+                "--samples",
+                "S",
+                "--reference",
+                "R",
+                "--out",
+                "O",
+            ],
+            format!("{:?}", EvalArgs::new(aldp.clone(), p("S"), p("R"), p("O"))),
+        ),
+        (
+            vec!["md", "--system", "aldp", "--out", "O"],
+            format!("{:?}", MdArgs::new(aldp.clone(), p("O"))),
+        ),
+        (
+            vec!["dataset", "split", "--run", "R", "--out", "O"],
+            format!("{:?}", SplitArgs::new(p("R"), p("O"))),
+        ),
+    ] {
+        assert_eq!(debug(parse(&cli)), typed, "{cli:?}");
+    }
 }
 
 /// Python's `bgen.SampleConfig(run=..., out=...)` is serde's reading of the given keys over the
