@@ -7,6 +7,7 @@ pub enum Error {
     System(#[from] bgen_system::Error),
     #[error(transparent)]
     Md(#[from] bgen_md::Error),
+    #[cfg(feature = "stage")]
     #[error(transparent)]
     Models(#[from] bgen_models::Error),
     #[error("{0}")]

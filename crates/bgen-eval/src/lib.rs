@@ -10,9 +10,11 @@ pub mod metrics;
 pub mod ot;
 pub mod plots;
 pub mod report;
+#[cfg(feature = "stage")]
 pub mod stage;
 pub mod tica;
 pub mod wasserstein;
 
 pub use error::{Error, Result};
+#[cfg(feature = "stage")]
 pub use stage::EvalArgs;

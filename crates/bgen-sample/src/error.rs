@@ -7,6 +7,7 @@ pub enum Error {
     Degenerate(#[from] crate::smc::Degenerate),
     #[error(transparent)]
     System(#[from] bgen_system::Error),
+    #[cfg(feature = "stage")]
     #[error(transparent)]
     Models(#[from] bgen_models::Error),
     #[error("{0}")]

@@ -11,6 +11,7 @@ pub mod proposal;
 pub mod resample;
 pub mod smc;
 pub mod snis;
+#[cfg(feature = "stage")]
 pub mod stage;
 pub mod twisted;
 
@@ -19,5 +20,6 @@ pub use error::{Error, Result};
 pub use proposal::{Gaussian, Proposal};
 pub use smc::{smc, Degenerate, SmcOptions, SmcResult};
 pub use snis::{snis, SnisOptions, SnisResult};
+#[cfg(feature = "stage")]
 pub use stage::{Blocks, Method, SampleArgs};
 pub use twisted::{twisted_smc, Autoregressive, TwistedOptions, TwistedResult};
