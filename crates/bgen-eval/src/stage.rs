@@ -6,6 +6,7 @@ use crate::evaluate::{evaluate, EvalOptions, Metrics};
 use crate::Result;
 use bgen_system::error::Context;
 use bgen_system::npy::{read_npy, write_atomic};
+use bgen_system::peptide::identity;
 use bgen_system::{bail, SystemArgs};
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -174,33 +175,70 @@ fn sampler_rows(samples: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// An MD run given as the reference must be of the evaluated molecule (its sequence, not only
-/// its atom count) at the evaluated temperature; a bare .npy carries no identity to check.
+/// An MD run given as the reference must be of the evaluated molecule (its identity, caps
+/// included, not only its atom count) in the evaluated force field at the evaluated
+/// temperature; a bare .npy carries no identity to check.
 fn check_identity(reference: &Path, sys: &bgen_system::System) -> Result<()> {
     let (dir, top) = (reference.join("run.json"), reference.join("topology.pdb"));
     if !reference.is_dir() || !dir.exists() {
         return Ok(());
     }
     if let Ok((settings, _)) = bgen_md::run::settings_and_wall(reference) {
-        if (settings.temperature_k - sys.temperature).abs() > 1e-6 {
-            bail!(
-                "{}: MD at {} K, but the samples are scored at {} K (give --temperature)",
-                reference.display(),
-                settings.temperature_k,
-                sys.temperature
-            );
-        }
+        let what = format!("{}: MD", reference.display());
+        check_conditions(&what, &settings.forcefield, settings.temperature_k, sys)?;
     }
     if top.exists() {
         let theirs = bgen_system::System::from_pdb_file(&top, sys.params.setup, None)?;
-        let (a, b) = (
-            bgen_system::peptide::sequence(&theirs.topology),
-            bgen_system::peptide::sequence(&sys.topology),
-        );
+        let (a, b) = (identity(&theirs.topology), identity(&sys.topology));
         if a != b {
             bail!(
-                "{}: MD of {a}, but the samples are of {b}",
+                "{}: MD of {a}, but the samples are scored as {b}",
                 reference.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `what` (MD or samples) was made in `forcefield` at `temperature_k`: the evaluated system's.
+fn check_conditions(
+    what: &str,
+    forcefield: &str,
+    temperature_k: f64,
+    sys: &bgen_system::System,
+) -> Result<()> {
+    let ours = sys.params.setup.name();
+    if forcefield != ours {
+        bail!("{what} in {forcefield}, but the samples are scored in {ours} (give --forcefield)");
+    }
+    if (temperature_k - sys.temperature).abs() > 1e-6 {
+        bail!(
+            "{what} at {temperature_k} K, but the samples are scored at {} K (give --temperature)",
+            sys.temperature
+        );
+    }
+    Ok(())
+}
+
+/// A `bgen sample` directory records what its samples are of (its summary.json's identity,
+/// force field and temperature): they must be the evaluated system's, or the weights and the
+/// metrics mean nothing. Directories from before the record pass unchecked.
+fn check_samples(samples: &Path, sys: &bgen_system::System) -> Result<()> {
+    let summary = samples.join("summary.json");
+    let Ok(text) = std::fs::read_to_string(&summary) else {
+        return Ok(());
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: corrupt", summary.display()))?;
+    let what = format!("{}: samples", samples.display());
+    if let (Some(ff), Some(t)) = (v["forcefield"].as_str(), v["temperature_k"].as_f64()) {
+        check_conditions(&what, ff, t, sys)?;
+    }
+    if let Some(theirs) = v["identity"].as_str() {
+        let ours = identity(&sys.topology);
+        if theirs != ours {
+            bail!(
+                "{what} of {theirs}, but scored as {ours} (give the PDB of the sampled molecule)"
             );
         }
     }
@@ -284,7 +322,7 @@ pub fn run(a: EvalArgs) -> Result<Metrics> {
     ] {
         if n != sys.n_atoms() {
             bail!(
-                "{}: {what} have {n} atoms, but {} has {}",
+                "{}: {what} of {n} atoms, but {} has {}",
                 path.display(),
                 sys.name,
                 sys.n_atoms()
@@ -292,6 +330,11 @@ pub fn run(a: EvalArgs) -> Result<Metrics> {
         }
     }
     check_identity(&a.reference, &sys)?;
+    let samples_dir = match a.samples.file_name() {
+        Some(f) if f == "samples.npy" => a.samples.parent().unwrap_or(Path::new(".")),
+        _ => a.samples.as_path(),
+    };
+    check_samples(samples_dir, &sys)?;
     let _lock = bgen_system::outdir::lock_dir(&a.out)?;
     // metrics.json marks a finished evaluation: an old one goes before anything else changes,
     // so that a failure leaves no stale scores beside new plots.

@@ -369,11 +369,27 @@ pub fn merge(a: MergeArgs) -> Result<ShardedDataset> {
             problems.join("; ")
         );
     }
-    let mut held: Vec<String> = a.held_out.iter().map(|s| s.to_ascii_uppercase()).collect();
-    for h in &held {
-        if !entries.iter().any(|e| &e.name == h) {
-            bail!("held_out: no shard '{h}' in {}", a.run.display());
-        }
+    // A name is its shard's exactly (a --pdbs shard keeps its file's case), else the one shard
+    // that matches it in another case (sequences are upper case: kw holds out KW).
+    let mut held: Vec<String> = Vec::new();
+    for h in &a.held_out {
+        let exact = entries.iter().find(|e| &e.name == h);
+        let other: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.name.eq_ignore_ascii_case(h))
+            .map(|e| e.name.as_str())
+            .collect();
+        let name = match (exact, other.as_slice()) {
+            (Some(e), _) => e.name.clone(),
+            (None, [one]) => one.to_string(),
+            (None, []) => bail!("held_out: no shard '{h}' in {}", a.run.display()),
+            (None, many) => bail!(
+                "held_out: '{h}' matches shards {} of {} in other cases; give one exactly",
+                many.join(", "),
+                a.run.display()
+            ),
+        };
+        held.push(name);
     }
     if a.held_out_count > 0 {
         if a.held_out_count >= entries.len() {

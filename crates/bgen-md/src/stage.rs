@@ -373,6 +373,27 @@ impl MdArgs {
         if self.is_many() && (self.sys.system.is_some() || self.sys.pdb.is_some()) {
             bail!("give sequences/pdbs (many peptides) or system/pdb (one molecule), not both");
         }
+        // Options of the many-peptide path take effect there or are refused.
+        if !self.is_many() {
+            for (k, given) in [
+                ("shard_index", self.shard_index.is_some()),
+                ("jobs", self.jobs.is_some()),
+                ("caps", self.caps != Caps::None),
+            ] {
+                if given {
+                    bail!("{k}: for many peptides (sequences, sequences_file or pdbs); one molecule runs as one job");
+                }
+            }
+        }
+        if self.caps != Caps::None && self.sequences.is_empty() && self.sequences_file.is_none() {
+            bail!("caps: for peptides built from sequences; a PDB keeps its own ends");
+        }
+        if self.is_many() && self.resume {
+            bail!(
+                "resume: a many-peptide run resumes when the same command runs again (finished \
+                 shards are skipped, stopped ones continue from their checkpoints); drop --resume"
+            );
+        }
         for (k, v) in [
             ("replicas", self.replicas),
             ("threads", self.threads),

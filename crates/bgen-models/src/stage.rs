@@ -302,6 +302,12 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
     if a.init.is_some() || merged_dataset(&a.data).is_some() {
         return run_transferable(a);
     }
+    if a.raised_rungs > 0 {
+        bail!(
+            "--raised-rungs: for a transferable model on a merged data set; one molecule's raised \
+             rungs come with --extra-data RUN"
+        );
+    }
     let dev = a.device.open()?;
     // Data-parallel over the batch rather than inside libtorch: at these model sizes its
     // intra-op threads scale poorly (2 threads: 1.2-1.4x slower per step than 2 workers).
@@ -564,11 +570,29 @@ pub const TRANSFER_MAX_RESIDUES: i64 = 16;
 fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
     use crate::tarflow::{Conditioning, Labels};
     use crate::transfer::{load_dataset, rows, Standards};
+    use bgen_system::peptide::identity;
     if a.model.is_some_and(|m| m != Family::Tarflow) {
         bail!("a transferable model is a TarFlow (--model tarflow)");
     }
     if a.coords.is_some_and(|c| c != Coords::Internal) || a.per_coordinate {
         bail!("a transferable model works in each molecule's internal coordinates, one token per atom");
+    }
+    // Options of single-molecule training take effect there or are refused here.
+    for (k, given) in [
+        (
+            "--extra-data (raised rungs come with --raised-rungs)",
+            !a.extra_data.is_empty(),
+        ),
+        (
+            "--system (each molecule's comes with its data)",
+            a.system.is_some(),
+        ),
+        ("--bins", a.bins.is_some()),
+        ("--range", a.range.is_some()),
+    ] {
+        if given {
+            bail!("{k}: not an option of a transferable model");
+        }
     }
     let dev = a.device.open()?;
     tch::set_num_threads(1);
@@ -621,7 +645,8 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
             };
             // The molecules a model trains on are fixed when its run starts: a data set merged
             // again with another split would leak held-out peptides into it unrecorded.
-            let mut now: Vec<&str> = mols.iter().map(|m| m.name.as_str()).collect();
+            let ids: Vec<String> = mols.iter().map(|m| identity(&m.system.topology)).collect();
+            let mut now: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
             let mut then: Vec<&str> = transfer.trained_on.iter().map(|s| s.as_str()).collect();
             now.sort_unstable();
             then.sort_unstable();
@@ -666,9 +691,23 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
                 );
                 }
             }
+            // Its standards and weights are of its temperature's ensemble.
             for m in &mols {
-                if !transfer.trained_on.contains(&m.name) {
-                    transfer.trained_on.push(m.name.clone());
+                if (m.system.temperature - transfer.temperature_k).abs() > 1e-6 {
+                    bail!(
+                        "--init {}: a model of {} K, and {} was simulated at {} K; fine-tune on \
+                         data at the model's temperature",
+                        init.display(),
+                        transfer.temperature_k,
+                        m.name,
+                        m.system.temperature
+                    );
+                }
+            }
+            for m in &mols {
+                let id = identity(&m.system.topology);
+                if !transfer.trained_on.contains(&id) {
+                    transfer.trained_on.push(id);
                 }
             }
             // A fresh schedule over the new steps, from the pretrained weights and moments.
@@ -730,7 +769,7 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
                 standards: Standards::fit(&fit),
                 forcefield: setup.name().into(),
                 temperature_k: mols[0].system.temperature,
-                trained_on: mols.iter().map(|m| m.name.clone()).collect(),
+                trained_on: mols.iter().map(|m| identity(&m.system.topology)).collect(),
                 ring_closure: rings,
             });
             let info = RunInfo {

@@ -101,7 +101,8 @@ pub struct Transfer {
     /// The force field whose type and template indices the labels are.
     pub forcefield: String,
     pub temperature_k: f64,
-    /// The molecules (sequences) of the training set.
+    /// The molecules of the training set, by [`bgen_system::peptide::identity`] (runs from
+    /// before it recorded shard names, which for zwitterions built from sequences are the same).
     pub trained_on: Vec<String>,
     /// How each molecule's Z-matrix closes its rings (models from before the choice: chain).
     #[serde(default)]

@@ -383,8 +383,13 @@ pub fn load_transferable(
     };
     // Lengths it never trained on are beyond what it learned (a dipeptide model on a
     // tripeptide): refused rather than sampled as if zero-shot meant the same.
-    let length = bgen_system::peptide::sequence(&sys.topology).len();
-    let mut lengths: Vec<usize> = transfer.trained_on.iter().map(|s| s.len()).collect();
+    use bgen_system::peptide::{identity, identity_length};
+    let length = identity_length(&identity(&sys.topology));
+    let mut lengths: Vec<usize> = transfer
+        .trained_on
+        .iter()
+        .map(|s| identity_length(s))
+        .collect();
     lengths.sort_unstable();
     lengths.dedup();
     if !lengths.contains(&length) {
@@ -403,9 +408,9 @@ pub fn load_transferable(
     let z = bgen_system::ZMatrix::from_topology_with(&sys.topology, transfer.ring_closure)?;
     let (internal, _) = transfer.standards.internal(&sys, &z);
     let labels = bgen_models::transfer::padded_labels(&sys, &z, tokens);
-    let seen = transfer
-        .trained_on
-        .contains(&bgen_system::peptide::sequence(&sys.topology));
+    // Seen when this very molecule (caps included) reached training, whatever its shard was
+    // called.
+    let seen = transfer.trained_on.contains(&identity(&sys.topology));
     let model = Pooled::labelled(
         models,
         &state.normalizer,
@@ -482,6 +487,11 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
         summary.insert("seen_in_training".into(), seen.into());
         summary.insert("molecule".into(), run.sys.name.clone().into());
     }
+    // What the samples are of, for every consumer to check (`bgen eval` does).
+    let identity = bgen_system::peptide::identity(&run.sys.topology);
+    summary.insert("identity".into(), identity.into());
+    summary.insert("forcefield".into(), run.sys.params.setup.name().into());
+    summary.insert("temperature_k".into(), run.sys.temperature.into());
     let coords = match run.internal {
         Some(_) => Coords::Internal,
         None => Coords::Cartesian,

@@ -102,6 +102,35 @@ pub fn sequence(top: &crate::Topology) -> String {
         .collect()
 }
 
+/// A molecule's identity as a transferable model records it: amino acids as one-letter codes
+/// (upper case), any other residue (caps) by its name in lower case, runs joined by '-': "KW"
+/// for the zwitterion Lys-Trp, "ace-KW-nme" for the capped one. Two molecules with the same
+/// identity are the same peptide (protonation variants of HIS, CYS, ASP, GLU, LYS aside).
+pub fn identity(top: &crate::Topology) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut run = String::new();
+    for r in &top.residues {
+        match one_letter(&r.name) {
+            Some(c) => run.push(c),
+            None => {
+                if !run.is_empty() {
+                    parts.push(std::mem::take(&mut run));
+                }
+                parts.push(r.name.to_ascii_lowercase());
+            }
+        }
+    }
+    if !run.is_empty() {
+        parts.push(run);
+    }
+    parts.join("-")
+}
+
+/// The number of amino acids of an [`identity`] (its upper-case letters).
+pub fn identity_length(identity: &str) -> usize {
+    identity.chars().filter(|c| c.is_ascii_uppercase()).count()
+}
+
 /// The residues of `sequence` (one-letter codes, e.g. "KW"): (PDB name, template name).
 pub fn residues(sequence: &str, caps: Caps) -> Result<Vec<(String, String)>> {
     let seq: Vec<char> = sequence.trim().chars().collect();

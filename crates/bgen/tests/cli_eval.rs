@@ -176,7 +176,7 @@ fn a_reference_of_another_molecule_or_temperature_is_refused() {
     let o = eval(&wk, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        !o.status.success() && err.contains("MD of WK, but the samples are of KW"),
+        !o.status.success() && err.contains("MD of WK, but the samples are scored as KW"),
         "{err}"
     );
     let o = eval(&kw, &["--temperature", "350"]);

@@ -582,3 +582,47 @@ fn a_sequences_file_names_its_bad_lines_and_takes_a_bom() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(dir.join("good/shards/GG/frames.npy").exists());
 }
+
+/// Options of the many-peptide path take effect there or are refused by name (issue 27, class
+/// 3): shards, jobs and caps on one molecule, caps on PDBs, --resume on a many-peptide run.
+#[test]
+fn many_peptide_options_on_one_molecule_are_refused() {
+    let dir = tmp("many-options");
+    for (args, says) in [
+        (
+            vec!["--system", "aldp", "--jobs", "2"],
+            "jobs: for many peptides",
+        ),
+        (
+            vec![
+                "--system",
+                "aldp",
+                "--shard-index",
+                "0",
+                "--shard-count",
+                "2",
+            ],
+            "shard_index: for many peptides",
+        ),
+        (
+            vec!["--system", "aldp", "--caps", "ace-nme"],
+            "caps: for many peptides",
+        ),
+        (
+            vec!["--pdbs", "x.pdb", "--caps", "ace-nme"],
+            "caps: for peptides built from sequences",
+        ),
+        (vec!["--sequences", "AA", "--resume"], "drop --resume"),
+    ] {
+        let o = bgen()
+            .arg("md")
+            .args(&args)
+            .arg("--out")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(says), "{args:?}: {err}");
+        assert!(!dir.exists(), "{args:?} wrote {}", dir.display());
+    }
+}

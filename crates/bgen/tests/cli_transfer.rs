@@ -150,6 +150,15 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
     assert!(ess > 0.0 && ess <= 1.0, "{s}");
     let (_, s) = sample(&["--sequence", "AA"], "aa");
     assert_eq!(s["seen_in_training"], true);
+    // Seen means this very molecule: the capped Ace-Ala-Ala-Nme never reached training (the
+    // model knew only zwitterions), whatever the one-letter sequence says.
+    let (log, s) = sample(&["--sequence", "AA", "--caps", "ace-nme"], "aa-capped");
+    assert_eq!(s["seen_in_training"], false, "{log}");
+    assert_eq!(s["identity"], "ace-AA-nme");
+    assert_eq!(
+        (s["forcefield"].as_str(), s["temperature_k"].as_f64()),
+        (Some("amber14-obc1"), Some(310.0))
+    );
     let o = bgen()
         .args(["sample", "--system", "dipeptides", "--out"])
         .arg(dir.join("none"))
@@ -245,6 +254,69 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
             && err.contains("amber99sbildn-obc2"),
         "{err}"
     );
+    // MD at another temperature: the model's standards and weights are of its own ensemble.
+    ok(bgen()
+        .args([
+            "md",
+            "--ns",
+            "0.002",
+            "--save-every-ps",
+            "0.5",
+            "--equilibrate-ps",
+            "0",
+        ])
+        .args(["--temperature", "300", "--pdb"])
+        .arg(&pdb)
+        .arg("--out")
+        .arg(dir.join("ad-md-300"))
+        .output()
+        .unwrap());
+    let o = bgen()
+        .args(["train", "--init", "dipeptides", "--steps", "2", "--data"])
+        .arg(dir.join("ad-md-300"))
+        .arg("--out")
+        .arg(dir.join("ft-300"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("a model of 310 K"),
+        "{err}"
+    );
+    // Samples are scored only as the molecule, force field and temperature they are of: Ala-Asp's
+    // samples as Asp-Ala (the same atoms), or at 300 K, are refused even against a bare .npy
+    // reference that carries no identity of its own.
+    let da = dir.join("da.pdb");
+    ok(bgen()
+        .args(["build", "--sequence", "DA", "--out"])
+        .arg(&da)
+        .output()
+        .unwrap());
+    let frames = dir.join("ad-md").join("frames.npy");
+    for (pdb_of, extra, says) in [
+        (&da, vec![], "samples of AD, but scored as DA"),
+        (
+            &pdb,
+            vec!["--temperature", "300"],
+            "samples at 310 K, but the samples are scored at 300 K",
+        ),
+    ] {
+        let o = bgen()
+            .arg("eval")
+            .arg("--pdb")
+            .arg(pdb_of)
+            .args(extra)
+            .arg("--samples")
+            .arg(dir.join("ad"))
+            .arg("--reference")
+            .arg(&frames)
+            .arg("--out")
+            .arg(dir.join("ev-refused"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(says), "{err}");
+    }
     let o = bgen()
         .args(["sample", "--method", "snis", "--n", "8", "--run"])
         .arg(dir.join("ft"))
