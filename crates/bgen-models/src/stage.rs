@@ -609,9 +609,16 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
             .map_or(TRANSFER_RING_CLOSURE, |t| t.ring_closure),
         None => TRANSFER_RING_CLOSURE,
     };
-    let mols = match merged_dataset(&a.data) {
-        Some(file) => load_dataset(&file, false, rings, a.raised_rungs)?,
-        None => vec![one_molecule(&a.data, rings, a.raised_rungs)?],
+    let (mols, data_crc) = match merged_dataset(&a.data) {
+        Some(file) => {
+            let bytes = std::fs::read(&file).with_context(|| file.display().to_string())?;
+            let crc = bgen_system::manifest::crc32(&bytes);
+            (
+                load_dataset(&file, false, rings, a.raised_rungs)?,
+                Some(crc),
+            )
+        }
+        None => (vec![one_molecule(&a.data, rings, a.raised_rungs)?], None),
     };
     if mols.is_empty() {
         bail!("{}: no training molecules", a.data.display());
@@ -664,6 +671,18 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
                 a.out.display()
             );
             }
+            // The same names can hold other frames: a data set removed and merged again.
+            if let (Some(then), Some(now)) = (transfer.data_crc, data_crc) {
+                if then != now {
+                    bail!(
+                        "{}: the run started on another {} (merged again since: its \
+                         dataset.json changed); resume on the data it started with, or start a \
+                         new run",
+                        a.out.display(),
+                        a.data.display()
+                    );
+                }
+            }
             preset_name = check_resume(&a, &t.state.train, &a.out.join("run.json"))?.preset;
             t
         } else if let Some(init) = &a.init {
@@ -710,6 +729,7 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
                     transfer.trained_on.push(id);
                 }
             }
+            transfer.data_crc = data_crc;
             // A fresh schedule over the new steps, from the pretrained weights and moments.
             let tc = &mut t.state.train;
             tc.steps = a.steps.unwrap_or(tc.steps);
@@ -771,6 +791,7 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
                 temperature_k: mols[0].system.temperature,
                 trained_on: mols.iter().map(|m| identity(&m.system.topology)).collect(),
                 ring_closure: rings,
+                data_crc,
             });
             let info = RunInfo {
                 model: Family::Tarflow,

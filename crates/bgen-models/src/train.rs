@@ -107,6 +107,10 @@ pub struct Transfer {
     /// How each molecule's Z-matrix closes its rings (models from before the choice: chain).
     #[serde(default)]
     pub ring_closure: bgen_system::RingClosure,
+    /// CRC-32 of the merged dataset.json the run trains on, checked on resume (none: one
+    /// molecule's MD, or a run from before the check).
+    #[serde(default)]
+    pub data_crc: Option<u32>,
 }
 
 impl State {

@@ -114,6 +114,21 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
         !o.status.success() && err.contains("new: GA; missing: AG"),
         "{err}"
     );
+    // The same names over other frames (the data set removed and merged again from another
+    // run: here its record of the source changed in place) are refused as well.
+    let path = dir.join("data").join("dataset.json");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
+    v["source"] = serde_json::json!("/elsewhere/md");
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    let o = train("4", &["--resume"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("merged again since"),
+        "{err}"
+    );
+    std::fs::write(&path, original).unwrap();
+    ok(train("4", &["--resume"]));
 }
 
 /// The shipped transferable dipeptide model (`--system dipeptides`): zero-shot on a dipeptide
