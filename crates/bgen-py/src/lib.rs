@@ -485,7 +485,11 @@ fn typed<T: serde::de::DeserializeOwned>(
             m.insert("sys".into(), sys.into());
         }
     }
-    let t: T = serde_json::from_value(v).map_err(|e| value_error(format!("bgen.{stage}: {e}")))?;
+    // The key is named: `method: unknown variant `mcmc`, expected one of ...`.
+    let t: T = serde_path_to_error::deserialize(v).map_err(|e| {
+        let key = e.path().to_string().replace("sys.", "");
+        value_error(format!("bgen.{stage}: {key}: {}", e.into_inner()))
+    })?;
     check(&t).map_err(|e| value_error(format!("bgen.{stage}: {e}")))?;
     Ok(t)
 }

@@ -132,7 +132,7 @@ def test_bad_input_raises_clear_errors(aldp, tmp_path):
         bgen.md(tmp_path / "md", ns=-1)
     with pytest.raises(ValueError, match="unknown field `nss`"):
         bgen.MdConfig(out=tmp_path / "md", nss=1)
-    with pytest.raises(ValueError, match="method 'mcmc'"):
+    with pytest.raises(ValueError, match="method: unknown variant `mcmc`, expected one of `proposal`"):
         bgen.SampleConfig(out=tmp_path / "s", system="aldp", method="mcmc")
     with pytest.raises(ValueError, match="invalid type"):
         bgen.TrainConfig(data="d", out="o", steps="many")

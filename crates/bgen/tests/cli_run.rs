@@ -210,8 +210,9 @@ fn bad_settings_are_refused_by_key_before_any_stage() {
         ("[sample]\nn = 0\n", "sample.n"),
         ("[md]\nns = -1.0\n", "md.ns"),
         ("[train]\nlr = 0.0\n", "train.lr"),
-        ("[sample]\ncom = \"x\"\n", "sample.com"),
-        ("[sample]\nmethods = [\"mcmc\"]\n", "sample.methods"),
+        // A closed choice: the line, the value and the allowed ones.
+        ("[sample]\ncom = \"x\"\n", "com = \"x\""),
+        ("[sample]\nmethods = [\"mcmc\"]\n", "expected one of `proposal`, `snis`"),
         ("[eval]\ntica_lag = 0\n", "eval.tica_lag"),
         ("temperature = 0.0\n", "temperature"),
     ] {
