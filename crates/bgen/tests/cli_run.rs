@@ -212,7 +212,10 @@ fn bad_settings_are_refused_by_key_before_any_stage() {
         ("[train]\nlr = 0.0\n", "train.lr"),
         // A closed choice: the line, the value and the allowed ones.
         ("[sample]\ncom = \"x\"\n", "com = \"x\""),
-        ("[sample]\nmethods = [\"mcmc\"]\n", "expected one of `proposal`, `snis`"),
+        (
+            "[sample]\nmethods = [\"mcmc\"]\n",
+            "expected one of `proposal`, `snis`",
+        ),
         ("[eval]\ntica_lag = 0\n", "eval.tica_lag"),
         ("temperature = 0.0\n", "temperature"),
     ] {
