@@ -96,7 +96,13 @@ pub fn shards_of(a: &MdArgs) -> Result<Vec<Shard>> {
         bail!("shard '{}' is given twice", w[0]);
     }
     if out.is_empty() {
-        bail!("no sequences or PDBs to run");
+        match &a.sequences_file {
+            Some(f) => bail!(
+                "{}: no sequences (only comments or blank lines)",
+                f.display()
+            ),
+            None => bail!("no sequences or PDBs to run"),
+        }
     }
     Ok(out)
 }
@@ -307,7 +313,7 @@ pub struct ShardedDataset {
 /// Checks every shard of `a.run` (complete, readable, finite, the atoms of its topology) and
 /// writes the split by sequence to `a.out/dataset.json`; names every shard that is not ready.
 pub fn merge(a: MergeArgs) -> Result<ShardedDataset> {
-    bgen_system::outdir::refuse_same(&a.run, &a.out, "the many-peptide run")?;
+    bgen_system::outdir::refuse_same(&a.run, &a.out, "many-peptide run")?;
     let record_path = a.run.join("shards.json");
     let record: ShardsFile = serde_json::from_str(
         &std::fs::read_to_string(&record_path)

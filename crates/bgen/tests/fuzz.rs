@@ -2,8 +2,9 @@
 //! it), npy, XTC, DCD, an MD run's checkpoint, a `bgen run` TOML, a sequences file, a merged
 //! `dataset.json`. Valid files are mutated at random (bit flips,
 //! random bytes, cuts, repeated or inserted slices, changed digits in text) and each reader must
-//! return Ok or an error, never panic. The default test runs each target for a few seconds;
-//! `scripts/fuzz.sh` runs them longer (BGEN_FUZZ_SECS per target) and reports executions. An
+//! return Ok or an error, never panic. The default test runs 1,000 seeded mutations per target
+//! (the same inputs on every machine, a second or two each); `scripts/fuzz.sh` runs more
+//! (BGEN_FUZZ_RUNS per target) and reports the rate. An
 //! input that panics is saved under the temporary directory and named in the failure, to become
 //! a regression test.
 
@@ -104,13 +105,13 @@ fn quiet_panics() {
     });
 }
 
-/// Runs `read` on mutations of `seed` for `secs` seconds; panics name the saved input.
-fn fuzz(name: &str, seed: &[u8], secs: f64, read: impl Fn(&[u8])) -> u64 {
+/// Runs `read` on `n` seeded mutations of `seed`; panics name the saved input.
+fn fuzz(name: &str, seed: &[u8], n: u64, read: impl Fn(&[u8])) -> u64 {
     let out = scratch(name);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ name.len() as u64);
     let t0 = Instant::now();
     let mut runs = 0u64;
-    while t0.elapsed() < Duration::from_secs_f64(secs) {
+    while runs < n {
         let mut b = seed.to_vec();
         for _ in 0..1 + rng.below(4) {
             mutate(&mut b, &mut rng);
@@ -131,16 +132,18 @@ fn fuzz(name: &str, seed: &[u8], secs: f64, read: impl Fn(&[u8])) -> u64 {
         }
         runs += 1;
     }
-    eprintln!("{name}: {runs} executions in {secs} s, no panic");
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!("{name}: {runs} executions in {secs:.1} s, no panic");
     let _ = std::fs::remove_dir_all(out);
     runs
 }
 
-fn secs() -> f64 {
-    std::env::var("BGEN_FUZZ_SECS")
+/// Mutations per target: BGEN_FUZZ_RUNS, default 1,000.
+fn runs() -> u64 {
+    std::env::var("BGEN_FUZZ_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0)
+        .unwrap_or(1000)
 }
 
 fn through_file(name: &str, bytes: &[u8], read: impl Fn(&Path)) {
@@ -154,7 +157,7 @@ fn through_file(name: &str, bytes: &[u8], read: impl Fn(&Path)) {
 #[test]
 fn fuzz_pdb() {
     let seed = include_bytes!("../../bgen-system/data/systems/aldp.pdb");
-    fuzz("pdb", seed, secs(), |b| {
+    fuzz("pdb", seed, runs(), |b| {
         let text = String::from_utf8_lossy(b);
         if let Ok(pdb) = PdbFile::parse(&text, "fuzz.pdb") {
             let _ = System::from_pdb(&pdb, Setup::Amber99sbildnObc2, None);
@@ -175,7 +178,7 @@ fn fuzz_npy() {
     )
     .unwrap();
     let seed = std::fs::read(&p).unwrap();
-    fuzz("npy", &seed, secs(), |b| {
+    fuzz("npy", &seed, runs(), |b| {
         let _ = bgen_system::npy::parse_npy(b, "fuzz.npy");
         through_file("fuzz.npy", b, |p| {
             let _ = dataset::load(p);
@@ -196,7 +199,7 @@ fn fuzz_xtc() {
     let p = d.join("x.xtc");
     bgen_md::xtc::write_xtc(&p, &x, 22, 1.0, 1000.0).unwrap();
     let seed = std::fs::read(&p).unwrap();
-    fuzz("xtc", &seed, secs(), |b| {
+    fuzz("xtc", &seed, runs(), |b| {
         through_file("fuzz.xtc", b, |p| {
             let _ = dataset::load(p);
         });
@@ -210,7 +213,7 @@ fn fuzz_dcd() {
     let p = d.join("x.dcd");
     bgen_md::dcd::write_dcd(&p, &x, 22, 1.0).unwrap();
     let seed = std::fs::read(&p).unwrap();
-    fuzz("dcd", &seed, secs(), |b| {
+    fuzz("dcd", &seed, runs(), |b| {
         through_file("fuzz.dcd", b, |p| {
             let _ = bgen_md::dcd::read_dcd(p);
         });
@@ -231,7 +234,7 @@ fn fuzz_md_checkpoint() {
     let cp = run_dir.join("checkpoint.json");
     let seed = std::fs::read(&cp).unwrap();
     // Resuming is slower (it builds the system): fewer executions in the same time.
-    fuzz("checkpoint", &seed, secs(), |b| {
+    fuzz("checkpoint", &seed, runs(), |b| {
         std::fs::write(&cp, b).unwrap();
         let _ = MdRun::resume(&run_dir);
     });
@@ -242,7 +245,7 @@ fn fuzz_run_config() {
     // Every key of the settings, as `bgen run` would save them.
     let seed = toml::to_string(&bgen::cli::pipeline::RunConfig::default()).unwrap();
     assert!(bgen::cli::pipeline::check_config(&seed).is_ok());
-    fuzz("toml", seed.as_bytes(), secs(), |b| {
+    fuzz("toml", seed.as_bytes(), runs(), |b| {
         let _ = bgen::cli::pipeline::check_config(&String::from_utf8_lossy(b));
     });
 }
@@ -250,7 +253,7 @@ fn fuzz_run_config() {
 #[test]
 fn fuzz_sequences_file() {
     let seed = b"\xef\xbb\xbf# training dipeptides\nKW\naa  # lower case\n\nGP\nHHHH\n";
-    fuzz("sequences", seed, secs(), |b| {
+    fuzz("sequences", seed, runs(), |b| {
         through_file("seqs.txt", b, |p| {
             let mut a = bgen_md::MdArgs::new(Default::default(), PathBuf::from("unused"));
             a.sequences_file = Some(p.to_path_buf());
@@ -279,7 +282,7 @@ fn fuzz_dataset_json() {
     let seed = std::fs::read(d.join("data/dataset.json")).unwrap();
     let rings = bgen_system::RingClosure::Both;
     assert!(bgen::models::transfer::load_dataset(&d.join("data"), false, rings, 0).is_ok());
-    fuzz("dataset", &seed, secs(), |b| {
+    fuzz("dataset", &seed, runs(), |b| {
         through_file("dataset.json", b, |p| {
             let _ = bgen::models::transfer::load_dataset(p, false, rings, 0);
         })
