@@ -110,7 +110,8 @@ fn stride(n: usize, max: usize) -> Vec<usize> {
 /// Evaluates `samples` (n x atoms x 3, nm) with optional `log_weights` against `reference`
 /// frames (in time order, nm) of `system`. Samples with a non-finite energy or a log-weight of
 /// -inf are left out and counted (`details.n_nonfinite`); an error when none is left, when a
-/// log-weight is NaN or +inf, or when there is no reference frame.
+/// log-weight is NaN or +inf, or when there is no reference frame. The metrics, each its own
+/// step: energy W1/W2, torus W2 of the backbone dihedrals, basins per residue, TICA-W2.
 pub fn evaluate(
     system: &System,
     samples: &[f64],
@@ -120,10 +121,97 @@ pub fn evaluate(
 ) -> crate::Result<(Metrics, EvalData)> {
     let t0 = Instant::now();
     let na = system.n_atoms();
+    let s = weighted_samples(system, samples, log_weights, opts.max_samples)?;
+    if reference.len() < 3 * na {
+        return Err(Error::Other("no reference frames".into()));
+    }
+    let (xr, e_r) = reference_frames(system, reference, opts.max_samples);
+    let n_reference = e_r.len();
+    // Unweighted samples go in as such (uniform weights exactly, not normalised round-off).
+    let wopt = log_weights.is_some().then_some(s.w.as_slice());
+    let energy_w1 = wasserstein_1d(&s.e, wopt, &e_r, None, 1.0);
+    let energy_w2 = wasserstein_1d(&s.e, wopt, &e_r, None, 2.0);
+    let defs = system.topology.backbone_dihedrals();
+    let nd = defs.len();
+    let ang_s = dihedrals(&s.x, na, &defs);
+    let ang_r = dihedrals(&xr, na, &defs);
+    let torus = match nd {
+        0 => f64::NAN,
+        _ => torus_w2(&ang_s, wopt, &ang_r, None, nd),
+    };
+    let b = basins(system, &defs, &ang_s, &ang_r, &s.w, opts.blocks);
+    let t = tica_w2(system, &s.x, &xr, wopt, &defs, opts.tica_lag);
+    let mean = |v: &[f64], w: Option<&[f64]>| match w {
+        Some(w) => v.iter().zip(w).map(|(a, b)| a * b).sum::<f64>(),
+        None => v.iter().sum::<f64>() / v.len() as f64,
+    };
+    let metrics = Metrics {
+        ess: s.ess,
+        energy_w1,
+        energy_w2,
+        torus_w2: torus,
+        tica_w2: t.w2,
+        basins: b
+            .samples
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value))
+            .collect(),
+        nll: None,
+        nll_nm: None,
+        details: Details {
+            n_samples: s.e.len(),
+            n_reference,
+            n_nonfinite: s.n_nonfinite,
+            n_mirrored: s.n_mirrored,
+            energy_mean_samples_kt: mean(&s.e, Some(&s.w)),
+            energy_mean_reference_kt: mean(&e_r, None),
+            basins_samples: b.samples,
+            basins_reference: b.reference,
+            proposal_basins: log_weights
+                .is_some()
+                .then(|| crate::features::basin_shares(&system.topology, &s.x, None)),
+            free_energy_samples_kt: b.free_energy_samples,
+            free_energy_reference_kt: b.free_energy_reference,
+            dihedrals: defs.iter().map(|d| d.name.clone()).collect(),
+            tica_eigenvalues: t.eigenvalues,
+            options: opts,
+            seconds: t0.elapsed().as_secs_f64(),
+        },
+    };
+    let data = EvalData {
+        energy_samples: s.e,
+        weights: s.w,
+        has_weights: log_weights.is_some(),
+        energy_reference: e_r,
+        ramachandran: b.ramachandran,
+        tica_samples: t.samples,
+        tica_reference: t.reference,
+        extra_energies: Vec::new(),
+    };
+    Ok((metrics, data))
+}
+
+/// The samples that are scored: at most `max` (strided), mirror images reflected back, those
+/// with a finite energy and a weight above zero, with their energies (kT) and normalised weights.
+struct Weighted {
+    x: Vec<f64>,
+    e: Vec<f64>,
+    w: Vec<f64>,
+    ess: f64,
+    n_nonfinite: usize,
+    n_mirrored: usize,
+}
+
+fn weighted_samples(
+    system: &System,
+    samples: &[f64],
+    log_weights: Option<&[f64]>,
+    max: usize,
+) -> crate::Result<Weighted> {
+    use bgen_system::Target;
+    let na = system.n_atoms();
     let d = 3 * na;
-    let beta = 1.0 / system.kt();
-    // Samples: strided, finite ones only.
-    let idx = stride(samples.len() / d, opts.max_samples);
+    let idx = stride(samples.len() / d, max);
     let mut energies_all = vec![0.0; idx.len()];
     let mut xs: Vec<f64> = idx
         .iter()
@@ -133,7 +221,6 @@ pub fn evaluate(
     let centres = system.topology.chiral_centres();
     let n_mirrored =
         bgen_system::topology::fix_mirror_images(&mut xs, na, &centres, &system.positions);
-    use bgen_system::Target;
     system.energy_and_grad(&xs, &mut energies_all, None);
     let lw_all: Vec<f64> = match log_weights {
         Some(lw) => idx.iter().map(|&i| lw[i]).collect(),
@@ -159,26 +246,32 @@ pub fn evaluate(
         )
         .into());
     }
-    if reference.len() < d {
-        return Err(Error::Other("no reference frames".into()));
-    }
-    let n_nonfinite = idx.len() - keep.len();
     let x: Vec<f64> = keep
         .iter()
         .flat_map(|&k| xs[k * d..(k + 1) * d].iter().copied())
         .collect();
-    let e_s: Vec<f64> = keep.iter().map(|&k| energies_all[k]).collect();
+    let e: Vec<f64> = keep.iter().map(|&k| energies_all[k]).collect();
     let lw: Vec<f64> = keep.iter().map(|&k| lw_all[k]).collect();
-    let w = weights_from_log(&lw);
-    let ess = if log_weights.is_some() {
-        kish_ess(&lw)
-    } else {
-        1.0
+    let ess = match log_weights {
+        Some(_) => kish_ess(&lw),
+        None => 1.0,
     };
-    // Unweighted samples go in as such (uniform weights exactly, not normalised round-off).
-    let wopt = log_weights.is_some().then_some(w.as_slice());
-    // Reference: strided in time (keeps the order for the error blocks).
-    let ridx = stride(reference.len() / d, opts.max_samples);
+    Ok(Weighted {
+        x,
+        e,
+        w: weights_from_log(&lw),
+        ess,
+        n_nonfinite: idx.len() - keep.len(),
+        n_mirrored,
+    })
+}
+
+/// At most `max` reference frames, strided in time (the order kept for the error blocks),
+/// with their energies in kT.
+fn reference_frames(system: &System, reference: &[f64], max: usize) -> (Vec<f64>, Vec<f64>) {
+    let d = 3 * system.n_atoms();
+    let beta = 1.0 / system.kt();
+    let ridx = stride(reference.len() / d, max);
     let xr: Vec<f64> = ridx
         .iter()
         .flat_map(|&i| reference[i * d..(i + 1) * d].iter().copied())
@@ -188,20 +281,29 @@ pub fn evaluate(
         .iter()
         .map(|e| e.total() * beta)
         .collect();
-    let energy_w1 = wasserstein_1d(&e_s, wopt, &e_r, None, 1.0);
-    let energy_w2 = wasserstein_1d(&e_s, wopt, &e_r, None, 2.0);
-    // Dihedrals.
-    let defs = system.topology.backbone_dihedrals();
+    (xr, e_r)
+}
+
+/// Basin populations (with block errors) and free energies per residue, of the samples and of
+/// the reference, and the Ramachandran points for the plots.
+struct Basins {
+    samples: BTreeMap<String, Estimate>,
+    reference: BTreeMap<String, Estimate>,
+    free_energy_samples: BTreeMap<String, Estimate>,
+    free_energy_reference: BTreeMap<String, Estimate>,
+    ramachandran: Vec<(String, Vec<[f64; 2]>, Vec<[f64; 2]>)>,
+}
+
+fn basins(
+    system: &System,
+    defs: &[bgen_system::topology::BackboneDihedral],
+    ang_s: &[f64],
+    ang_r: &[f64],
+    w: &[f64],
+    blocks: usize,
+) -> Basins {
     let nd = defs.len();
-    let ang_s = dihedrals(&x, na, &defs);
-    let ang_r = dihedrals(&xr, na, &defs);
-    let torus = if nd > 0 {
-        torus_w2(&ang_s, wopt, &ang_r, None, nd)
-    } else {
-        f64::NAN
-    };
-    // Basins per residue.
-    let pairs = phi_psi_pairs(&system.topology, &defs);
+    let pairs = phi_psi_pairs(&system.topology, defs);
     let names = ["beta", "alphaR", "alphaL"];
     let (mut basins_s, mut basins_r) = (BTreeMap::new(), BTreeMap::new());
     let (mut fe_s, mut fe_r) = (BTreeMap::new(), BTreeMap::new());
@@ -212,11 +314,11 @@ pub fn evaluate(
             .collect()
     };
     for (label, p, q) in &pairs {
-        let (rs, rr) = (deg(&ang_s, *p, *q), deg(&ang_r, *p, *q));
+        let (rs, rr) = (deg(ang_s, *p, *q), deg(ang_r, *p, *q));
         let ls: Vec<&str> = rs.iter().map(|v| basin(v[0], v[1])).collect();
         let lr: Vec<&str> = rr.iter().map(|v| basin(v[0], v[1])).collect();
-        let ps = populations(&ls, &w, &names, opts.blocks);
-        let pr = populations(&lr, &vec![1.0; lr.len()], &names, opts.blocks);
+        let ps = populations(&ls, w, &names, blocks);
+        let pr = populations(&lr, &vec![1.0; lr.len()], &names, blocks);
         let prefix = if pairs.len() > 1 {
             format!("{label} ")
         } else {
@@ -237,69 +339,62 @@ pub fn evaluate(
         }
         rama.push((label.clone(), rs, rr));
     }
-    // TICA on the reference trajectory (all frames, in order), first two components.
+    Basins {
+        samples: basins_s,
+        reference: basins_r,
+        free_energy_samples: fe_s,
+        free_energy_reference: fe_r,
+        ramachandran: rama,
+    }
+}
+
+/// TICA fitted on the reference trajectory (all frames, in order; heavy-atom distances and the
+/// backbone dihedrals' sin/cos), its first two components: W2 between samples and reference
+/// there (none when the reference is too short or never moves), the eigenvalues and the points.
+struct TicaW2 {
+    w2: Option<f64>,
+    eigenvalues: Vec<f64>,
+    samples: Vec<[f64; 2]>,
+    reference: Vec<[f64; 2]>,
+}
+
+fn tica_w2(
+    system: &System,
+    x: &[f64],
+    xr: &[f64],
+    wopt: Option<&[f64]>,
+    defs: &[bgen_system::topology::BackboneDihedral],
+    lag: usize,
+) -> TicaW2 {
+    let na = system.n_atoms();
     let hp = heavy_pairs(&system.topology);
-    let (fr, dim) = tica_features(&xr, na, &hp, &defs);
-    let lag = opts.tica_lag.max(1);
-    let tica = (ridx.len() > lag + 2 * dim.min(50))
+    let (fr, dim) = tica_features(xr, na, &hp, defs);
+    let lag = lag.max(1);
+    let frames = xr.len() / (3 * na);
+    let tica = (frames > lag + 2 * dim.min(50))
         .then(|| Tica::fit(&fr, dim, lag, 2))
         .filter(|t| t.components.ncols() > 0);
-    let (tica_w2, eig, ts, tr) = if let Some(tica) = tica {
-        let (fs, _) = tica_features(&x, na, &hp, &defs);
-        let (ps, pr) = (tica.transform(&fs), tica.transform(&fr));
-        let k = tica.components.ncols();
-        let w2 = euclidean_w2(&ps, wopt, &pr, None, k);
-        let two = |v: &[f64]| -> Vec<[f64; 2]> {
-            v.chunks(k)
-                .map(|c| [c[0], *c.get(1).unwrap_or(&0.0)])
-                .collect()
+    let Some(tica) = tica else {
+        return TicaW2 {
+            w2: None,
+            eigenvalues: vec![],
+            samples: vec![],
+            reference: vec![],
         };
-        (Some(w2), tica.eigenvalues.clone(), two(&ps), two(&pr))
-    } else {
-        (None, vec![], vec![], vec![])
     };
-    let mean = |v: &[f64], w: Option<&[f64]>| match w {
-        Some(w) => v.iter().zip(w).map(|(a, b)| a * b).sum::<f64>(),
-        None => v.iter().sum::<f64>() / v.len() as f64,
+    let (fs, _) = tica_features(x, na, &hp, defs);
+    let (ps, pr) = (tica.transform(&fs), tica.transform(&fr));
+    let k = tica.components.ncols();
+    let w2 = euclidean_w2(&ps, wopt, &pr, None, k);
+    let two = |v: &[f64]| -> Vec<[f64; 2]> {
+        v.chunks(k)
+            .map(|c| [c[0], *c.get(1).unwrap_or(&0.0)])
+            .collect()
     };
-    let metrics = Metrics {
-        ess,
-        energy_w1,
-        energy_w2,
-        torus_w2: torus,
-        tica_w2,
-        basins: basins_s.iter().map(|(k, v)| (k.clone(), v.value)).collect(),
-        nll: None,
-        nll_nm: None,
-        details: Details {
-            n_samples: keep.len(),
-            n_reference: ridx.len(),
-            n_nonfinite,
-            n_mirrored,
-            energy_mean_samples_kt: mean(&e_s, Some(&w)),
-            energy_mean_reference_kt: mean(&e_r, None),
-            basins_samples: basins_s,
-            basins_reference: basins_r,
-            proposal_basins: log_weights
-                .is_some()
-                .then(|| crate::features::basin_shares(&system.topology, &x, None)),
-            free_energy_samples_kt: fe_s,
-            free_energy_reference_kt: fe_r,
-            dihedrals: defs.iter().map(|d| d.name.clone()).collect(),
-            tica_eigenvalues: eig,
-            options: opts,
-            seconds: t0.elapsed().as_secs_f64(),
-        },
-    };
-    let data = EvalData {
-        energy_samples: e_s,
-        weights: w,
-        has_weights: log_weights.is_some(),
-        energy_reference: e_r,
-        ramachandran: rama,
-        tica_samples: ts,
-        tica_reference: tr,
-        extra_energies: Vec::new(),
-    };
-    Ok((metrics, data))
+    TicaW2 {
+        w2: Some(w2),
+        eigenvalues: tica.eigenvalues.clone(),
+        samples: two(&ps),
+        reference: two(&pr),
+    }
 }
