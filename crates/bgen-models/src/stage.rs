@@ -312,45 +312,9 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
     // Data-parallel over the batch rather than inside libtorch: at these model sizes its
     // intra-op threads scale poorly (2 threads: 1.2-1.4x slower per step than 2 workers).
     tch::set_num_threads(1);
-    let frames = bgen_md::dataset::load_run_temperature(&a.data)?;
-    let na = frames.n_atoms;
+    let (train_x, val_x, na) = single_frames(&a)?;
     let d = 3 * na;
-    let val_dir = a
-        .data
-        .parent()
-        .map(|p| p.join("val"))
-        .filter(|p| p.join("frames.npy").exists() && a.data.is_dir());
-    let (train_x, val_x): (Vec<f64>, Vec<f64>) = match &val_dir {
-        Some(v) if v != &a.data => (
-            frames.x.clone(),
-            bgen_md::dataset::load_run_temperature(v)?.x,
-        ),
-        _ => {
-            let n = frames.len();
-            let cut = n - (n / 10).max(1);
-            (frames.x[..cut * d].to_vec(), frames.x[cut * d..].to_vec())
-        }
-    };
-    let mut train_x = train_x;
-    for extra in &a.extra_data {
-        let f = bgen_md::dataset::load_raised_temperatures(extra)?;
-        if f.n_atoms != na {
-            bail!(
-                "{}: frames have {} atoms, {} has {na}",
-                extra.display(),
-                f.n_atoms,
-                a.data.display()
-            );
-        }
-        train_x.extend_from_slice(&f.x);
-    }
     let (n_train, n_val) = (train_x.len() / d, val_x.len() / d);
-    if n_train < 2 {
-        bail!(
-            "{}: {n_train} training frames are too few",
-            a.data.display()
-        );
-    }
     for input in std::iter::once(&a.data).chain(&a.extra_data) {
         bgen_system::outdir::refuse_same(input, &a.out, "training data")?;
     }
@@ -364,12 +328,7 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
         preset_name = check_resume(&a, &t.state.train, &info_path)?.preset;
         t
     } else {
-        if a.out.join("latest.json").exists() {
-            bail!(
-                "{} already holds a training run; pass --resume or choose another --out",
-                a.out.display()
-            );
-        }
+        refuse_existing(&a.out)?;
         let (model, mut tc): (ModelConfig, TrainConfig) = match family {
             Family::Tarflow => {
                 let (mut m, tc) = preset(&preset_name, na as i64)?;
@@ -409,10 +368,7 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
                 m.into()
             }
         };
-        tc.steps = a.steps.unwrap_or(tc.steps);
-        tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
-        tc.lr = a.lr.unwrap_or(tc.lr);
-        tc.seed = a.seed.unwrap_or(0);
+        overrides(&mut tc, &a, 0);
         let norm = Normalizer::fit(&train_x, na);
         let (system, forcefield, temperature) = match (&a.system, data_system(&a.data)) {
             (Some(s), _) => {
@@ -541,6 +497,51 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
         val_nll: val,
         val_nll_nm: val_nm,
     })
+}
+
+/// One molecule's frames: training (with `--extra-data`'s raised-temperature frames) and
+/// validation (a sibling `val/`, else the last 10%), nm, and the atom count.
+fn single_frames(a: &TrainArgs) -> Result<(Vec<f64>, Vec<f64>, usize)> {
+    let frames = bgen_md::dataset::load_run_temperature(&a.data)?;
+    let na = frames.n_atoms;
+    let d = 3 * na;
+    let val_dir = a
+        .data
+        .parent()
+        .map(|p| p.join("val"))
+        .filter(|p| p.join("frames.npy").exists() && a.data.is_dir());
+    let (train_x, val_x): (Vec<f64>, Vec<f64>) = match &val_dir {
+        Some(v) if v != &a.data => (
+            frames.x.clone(),
+            bgen_md::dataset::load_run_temperature(v)?.x,
+        ),
+        _ => {
+            let n = frames.len();
+            let cut = n - (n / 10).max(1);
+            (frames.x[..cut * d].to_vec(), frames.x[cut * d..].to_vec())
+        }
+    };
+    let mut train_x = train_x;
+    for extra in &a.extra_data {
+        let f = bgen_md::dataset::load_raised_temperatures(extra)?;
+        if f.n_atoms != na {
+            bail!(
+                "{}: frames have {} atoms, {} has {na}",
+                extra.display(),
+                f.n_atoms,
+                a.data.display()
+            );
+        }
+        train_x.extend_from_slice(&f.x);
+    }
+    let n_train = train_x.len() / d;
+    if n_train < 2 {
+        bail!(
+            "{}: {n_train} training frames are too few",
+            a.data.display()
+        );
+    }
+    Ok((train_x, val_x, na))
 }
 
 /// The merged many-peptide data set at `data` (a dataset.json, or a directory holding one).
@@ -686,12 +687,7 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
             preset_name = check_resume(&a, &t.state.train, &a.out.join("run.json"))?.preset;
             t
         } else if let Some(init) = &a.init {
-            if a.out.join("latest.json").exists() {
-                bail!(
-                    "{} already holds a training run; pass --resume or choose another --out",
-                    a.out.display()
-                );
-            }
+            refuse_existing(&a.out)?;
             let init = &init_dir(init);
             let mut t = Trainer::load_weights(init, dev)?;
             let Some(transfer) = t.state.transfer.as_mut() else {
@@ -732,10 +728,8 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
             transfer.data_crc = data_crc;
             // A fresh schedule over the new steps, from the pretrained weights and moments.
             let tc = &mut t.state.train;
-            tc.steps = a.steps.unwrap_or(tc.steps);
-            tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
-            tc.lr = a.lr.unwrap_or(tc.lr);
-            tc.seed = a.seed.unwrap_or(tc.seed);
+            let seed = tc.seed;
+            overrides(tc, &a, seed);
             t.state.step = 0;
             t.state.history.clear();
             let info_path = init.join("run.json");
@@ -751,12 +745,7 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
             bgen_system::npy::write_atomic(&out_info, text.as_bytes())?;
             t
         } else {
-            if a.out.join("latest.json").exists() {
-                bail!(
-                    "{} already holds a training run; pass --resume or choose another --out",
-                    a.out.display()
-                );
-            }
+            refuse_existing(&a.out)?;
             let setup = mols[0].system.params.setup;
             let ff = setup.data();
             let max_tokens = mols
@@ -771,10 +760,7 @@ fn run_transferable(a: TrainArgs) -> Result<TrainResult> {
                 residue_types: ff.templates.len() as i64 + 1,
                 max_residues: TRANSFER_MAX_RESIDUES,
             });
-            tc.steps = a.steps.unwrap_or(tc.steps);
-            tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
-            tc.lr = a.lr.unwrap_or(tc.lr);
-            tc.seed = a.seed.unwrap_or(0);
+            overrides(&mut tc, &a, 0);
             let fit: Vec<(&bgen_system::System, &bgen_system::ZMatrix, &[f64])> = mols
                 .iter()
                 .zip(&parts)
@@ -1027,6 +1013,26 @@ fn sortish(order: &[i64], tokens: &[i64], batch: usize, keys: &[f64]) -> Vec<i64
 
 /// Batches per group of [`sortish`].
 const SORTISH_BATCHES: usize = 64;
+
+/// A new run never overwrites a training run in `out` (resume it, or choose another `out`).
+fn refuse_existing(out: &Path) -> Result<()> {
+    if out.join("latest.json").exists() {
+        bail!(
+            "{} already holds a training run; pass --resume or choose another --out",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// The optimiser settings given on the command line over the preset's (or a fine-tuned run's);
+/// the seed is `seed` when none is given.
+fn overrides(tc: &mut TrainConfig, a: &TrainArgs, seed: u64) {
+    tc.steps = a.steps.unwrap_or(tc.steps);
+    tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
+    tc.lr = a.lr.unwrap_or(tc.lr);
+    tc.seed = a.seed.unwrap_or(seed);
+}
 
 /// Refuses a resume whose options differ from the run being resumed (they were ignored before),
 /// listing each difference; returns the run's record.
