@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Issue 25's long references for the held-out dipeptides (held_out_25.txt): replica exchange,
 # 4 rungs 310-450 K, 10 ns per rung, from two seeds (seed 1 and seed 2 in ref25-seed1/2), a frame
-# per ps after 100 ps; the default (mixed) precision. About 55 core-minutes per dipeptide and
-# seed on the 2-core VM (89 ns of replica-exchange data per core-hour): 12 x 2 x 40 ns, about
-# 11 core-hours. Rerun the same command to resume after a stop: finished shards are skipped,
+# per ps after 100 ps; bgen md's default dynamics (mixed precision, 2 fs, 3 Da hydrogens). On the
+# 2-core VM a shard takes 25-35 min with two running (one core each, other work beside them):
+# about 3 hours per seed for the 12. Rerun the same command to resume after a stop: finished shards are skipped,
 # interrupted ones continue from their checkpoint. NS=... shortens it for a trial; SEEDS=1 runs
 # one seed.
 # Then `references.sh floor` scores each dipeptide's seed-1 310 K rung against seed 2's (its floor),
