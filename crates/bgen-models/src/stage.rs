@@ -5,7 +5,7 @@
 
 use crate::data::Normalizer;
 use crate::internal::Internal;
-use crate::train::{TrainConfig, Trainer};
+use crate::train::{OptimConfig, Trainer};
 use crate::{ArbgConfig, Coords, DeviceChoice, Family, ModelConfig, Result, TarFlowConfig};
 use bgen_system::bail;
 use bgen_system::error::Context;
@@ -213,7 +213,7 @@ fn cartesian() -> Coords {
 }
 
 /// (model, training) configuration of a preset for `tokens` atoms.
-pub fn preset(name: &str, tokens: i64) -> Result<(TarFlowConfig, TrainConfig)> {
+pub fn preset(name: &str, tokens: i64) -> Result<(TarFlowConfig, OptimConfig)> {
     // The CPU presets train for few steps and use a 10x higher peak learning rate than the
     // paper's 1e-4 (on aldp, small: validation NLL -0.66 per dim at 1e-4 after 8,000 steps,
     // -1.04 at 1e-3 after 2,800).
@@ -242,7 +242,7 @@ pub fn preset(name: &str, tokens: i64) -> Result<(TarFlowConfig, TrainConfig)> {
             mlp_ratio: 4,
             conditioning: None,
         },
-        TrainConfig {
+        OptimConfig {
             steps,
             batch_size: batch,
             lr,
@@ -255,7 +255,7 @@ pub fn preset(name: &str, tokens: i64) -> Result<(TarFlowConfig, TrainConfig)> {
 /// Half-width (std units) of an ArBG's bins over standardised bonds and angles.
 pub const INTERNAL_ARBG_RANGE: f64 = 5.0;
 
-pub fn arbg_preset(name: &str, atoms: i64) -> Result<(ArbgConfig, TrainConfig)> {
+pub fn arbg_preset(name: &str, atoms: i64) -> Result<(ArbgConfig, OptimConfig)> {
     let (width, layers, head_dim, bins, steps, batch, lr) = match name {
         "tiny" => (32, 1, 16, 256, 200, 64, 1e-3),
         "small" => (64, 4, 32, 1024, 8_000, 128, 1e-3),
@@ -272,7 +272,7 @@ pub fn arbg_preset(name: &str, atoms: i64) -> Result<(ArbgConfig, TrainConfig)> 
             bins,
             range: 3.0,
         },
-        TrainConfig {
+        OptimConfig {
             steps,
             batch_size: batch,
             lr,
@@ -329,7 +329,7 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
         t
     } else {
         refuse_existing(&a.out)?;
-        let (model, mut tc): (ModelConfig, TrainConfig) = match family {
+        let (model, mut tc): (ModelConfig, OptimConfig) = match family {
             Family::Tarflow => {
                 let (mut m, tc) = preset(&preset_name, na as i64)?;
                 if a.per_coordinate {
@@ -1027,7 +1027,7 @@ fn refuse_existing(out: &Path) -> Result<()> {
 
 /// The optimiser settings given on the command line over the preset's (or a fine-tuned run's);
 /// the seed is `seed` when none is given.
-fn overrides(tc: &mut TrainConfig, a: &TrainArgs, seed: u64) {
+fn overrides(tc: &mut OptimConfig, a: &TrainArgs, seed: u64) {
     tc.steps = a.steps.unwrap_or(tc.steps);
     tc.batch_size = a.batch_size.unwrap_or(tc.batch_size);
     tc.lr = a.lr.unwrap_or(tc.lr);
@@ -1036,7 +1036,7 @@ fn overrides(tc: &mut TrainConfig, a: &TrainArgs, seed: u64) {
 
 /// Refuses a resume whose options differ from the run being resumed (they were ignored before),
 /// listing each difference; returns the run's record.
-fn check_resume(a: &TrainArgs, tc: &TrainConfig, info_path: &Path) -> Result<RunInfo> {
+fn check_resume(a: &TrainArgs, tc: &OptimConfig, info_path: &Path) -> Result<RunInfo> {
     let info: RunInfo = serde_json::from_str(
         &std::fs::read_to_string(info_path).with_context(|| info_path.display().to_string())?,
     )

@@ -20,9 +20,10 @@ fn ck(path: &Path, msg: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Settings of training.
+/// The optimiser and its schedule (steps, batch, learning rate, AdamW, EMA, clipping, seed):
+/// what a checkpoint records as `train` (the stage settings are [`crate::TrainArgs`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
+pub struct OptimConfig {
     pub steps: i64,
     pub batch_size: i64,
     /// Peak learning rate of the one-cycle schedule.
@@ -39,9 +40,9 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
-impl Default for TrainConfig {
+impl Default for OptimConfig {
     fn default() -> Self {
-        TrainConfig {
+        OptimConfig {
             steps: 10_000,
             batch_size: 256,
             lr: 1e-4,
@@ -58,7 +59,7 @@ impl Default for TrainConfig {
 
 /// One-cycle learning rate at `step` (0-based): linear warm-up from lr/500 to lr over the first
 /// `warmup` fraction, then a cosine back down to lr/500 at the last step.
-pub fn learning_rate(c: &TrainConfig, step: i64) -> f64 {
+pub fn learning_rate(c: &OptimConfig, step: i64) -> f64 {
     let lo = c.lr / 500.0;
     let warm = ((c.warmup * c.steps as f64).round() as i64).max(1);
     if step < warm {
@@ -78,7 +79,7 @@ fn moment_name(which: &str, n: &str) -> String {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct State {
     pub model: ModelConfig,
-    pub train: TrainConfig,
+    pub train: OptimConfig,
     pub normalizer: Normalizer,
     /// Internal coordinates, when the model works in them (else in Cartesian coordinates
     /// through `normalizer`).
@@ -156,7 +157,7 @@ impl Trainer {
     /// A fresh trainer on `device` (float32).
     pub fn new(
         model: impl Into<ModelConfig>,
-        train: TrainConfig,
+        train: OptimConfig,
         normalizer: Normalizer,
         device: Device,
     ) -> Trainer {

@@ -5,7 +5,7 @@
 
 use bgen_models::arbg::{Arbg, ArbgConfig};
 use bgen_models::data::{uniforms, Normalizer};
-use bgen_models::train::{TrainConfig, Trainer};
+use bgen_models::train::{OptimConfig, Trainer};
 use tch::{nn, Device, Kind, Tensor};
 
 /// Weight initialisation draws from libtorch's global generator: tests take turns.
@@ -183,7 +183,7 @@ fn training_lowers_held_out_nll() {
         bins: 64,
         range: 3.0,
     };
-    let tc = TrainConfig {
+    let tc = OptimConfig {
         steps: 200,
         batch_size: 64,
         lr: 3e-3,

@@ -2,7 +2,7 @@
 //! mismatched checkpoint is reported with its file.
 
 use bgen_models::data::Normalizer;
-use bgen_models::train::{learning_rate, TrainConfig, Trainer};
+use bgen_models::train::{learning_rate, OptimConfig, Trainer};
 use bgen_models::TarFlowConfig;
 use tch::{Device, Kind, Tensor};
 
@@ -55,7 +55,7 @@ fn setup(steps: i64) -> (Trainer, Tensor, Tensor) {
     let val = frames(500, 2);
     let norm = Normalizer::fit(&train, ATOMS);
     let model = tiny_flow();
-    let cfg = TrainConfig {
+    let cfg = OptimConfig {
         steps,
         batch_size: 64,
         lr: 3e-3,
@@ -93,7 +93,7 @@ fn training_lowers_held_out_nll() {
 
 #[test]
 fn one_cycle_schedule() {
-    let c = TrainConfig {
+    let c = OptimConfig {
         steps: 1000,
         lr: 1e-3,
         ..Default::default()
@@ -198,7 +198,7 @@ fn data_parallel_steps_match_one_worker() {
     let norm = Normalizer::fit(&data, ATOMS);
     let x = norm.to_model(&data, Kind::Float);
     // A short schedule, so that the three steps run near the peak learning rate.
-    let cfg = TrainConfig {
+    let cfg = OptimConfig {
         steps: 20,
         batch_size: 64,
         lr: 3e-3,

@@ -4,7 +4,7 @@
 
 use bgen_models::data::Normalizer;
 use bgen_models::proposal::{ArbgProposal, FlowProposal, Pool};
-use bgen_models::train::{TrainConfig, Trainer};
+use bgen_models::train::{OptimConfig, Trainer};
 use bgen_models::{ArbgConfig, Model, ModelConfig, TarFlowConfig};
 use bgen_sample::Proposal;
 use tch::{Device, Kind};
@@ -17,7 +17,7 @@ fn copies(config: impl Into<ModelConfig>) -> (Normalizer, Vec<Model>) {
         n_atoms: ATOMS,
         std: 0.2,
     };
-    let t = Trainer::new(config, TrainConfig::default(), norm.clone(), Device::Cpu);
+    let t = Trainer::new(config, OptimConfig::default(), norm.clone(), Device::Cpu);
     tch::no_grad(|| {
         let mut vars: Vec<_> = t.vs.variables().into_iter().collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
@@ -136,7 +136,7 @@ fn flow_prior_temperature_is_exact() {
         n_atoms: ATOMS,
         std: 0.2,
     };
-    let t = Trainer::new(cfg, TrainConfig::default(), norm.clone(), Device::Cpu);
+    let t = Trainer::new(cfg, OptimConfig::default(), norm.clone(), Device::Cpu);
     let Some(Model::TarFlow(flow)) = t.copies(1, false).pop() else {
         unreachable!()
     };
@@ -310,7 +310,7 @@ fn a_transferable_proposal_carries_its_exact_log_q() {
         std: 1.0,
     };
     let (_, models) = {
-        let t = Trainer::new(cfg, TrainConfig::default(), norm.clone(), Device::Cpu);
+        let t = Trainer::new(cfg, OptimConfig::default(), norm.clone(), Device::Cpu);
         tch::no_grad(|| {
             let mut vars: Vec<_> = t.vs.variables().into_iter().collect();
             vars.sort_by(|a, b| a.0.cmp(&b.0));

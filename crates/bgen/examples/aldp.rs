@@ -6,7 +6,7 @@
 use bgen::md::{dataset, MdRun, MdSettings, SplitBy};
 use bgen::models::data::Normalizer;
 use bgen::models::proposal::{FlowProposal, Pool};
-use bgen::models::train::{TrainConfig, Trainer};
+use bgen::models::train::{OptimConfig, Trainer};
 use bgen::models::{Model, TarFlowConfig};
 use bgen::sample::{smc, snis, ComAdjusted, ComForm, Proposal, SmcOptions, SnisOptions};
 use bgen::system::{System, Target};
@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         mlp_ratio: 4,
         conditioning: None,
     };
-    let tc = TrainConfig {
+    let tc = OptimConfig {
         steps: 600,
         batch_size: 128,
         lr: 1e-3,

@@ -397,7 +397,7 @@ fn print_ratios(v: &serde_json::Value, step_s: f64, rate: f64, key: &str, unit: 
 /// `a.steps` timed steps on a fixed random data set after 3 warm-up steps.
 fn timed_trainer(
     model: impl Into<bgen_models::ModelConfig>,
-    mut tc: bgen_models::train::TrainConfig,
+    mut tc: bgen_models::train::OptimConfig,
     a: &TarflowBench,
 ) -> (bgen_models::train::Trainer, f64) {
     let (atoms, steps, workers) = (a.tokens, a.steps, a.threads.max(1) as usize);
