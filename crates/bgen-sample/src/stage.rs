@@ -456,7 +456,7 @@ fn merge(
 /// writing samples.npy (nm), energies.npy (kJ/mol), log-weights and log q where the method has
 /// them, manifest.txt, and last summary.json, which it returns. The steps: load the model and
 /// its molecule, draw with the method (in the model's coordinates), write.
-pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> {
+pub fn run(a: SampleArgs) -> Result<SampleSummary> {
     a.check()?;
     let run = load(&a)?;
     let method = a.method.unwrap_or(match run.model {
@@ -479,35 +479,34 @@ pub fn run(a: SampleArgs) -> Result<serde_json::Map<String, serde_json::Value>> 
         }
     }
     let t0 = Instant::now();
-    let mut summary = serde_json::Map::new();
-    summary.insert("method".into(), method.to_string().into());
-    summary.insert("n".into(), n.into());
-    summary.insert("com".into(), com.to_string().into());
-    if let Some(seen) = run.seen_in_training {
-        summary.insert("seen_in_training".into(), seen.into());
-        summary.insert("molecule".into(), run.sys.name.clone().into());
-    }
-    // What the samples are of, for every consumer to check (`bgen eval` does).
-    let identity = bgen_system::peptide::identity(&run.sys.topology);
-    summary.insert("identity".into(), identity.into());
-    summary.insert("forcefield".into(), run.sys.params.setup.name().into());
-    summary.insert("temperature_k".into(), run.sys.temperature.into());
-    let coords = match run.internal {
-        Some(_) => Coords::Internal,
-        None => Coords::Cartesian,
+    let mut summary = SampleSummary {
+        method,
+        n,
+        com,
+        seen_in_training: run.seen_in_training,
+        molecule: run.seen_in_training.map(|_| run.sys.name.clone()),
+        identity: bgen_system::peptide::identity(&run.sys.topology),
+        forcefield: run.sys.params.setup.name().into(),
+        temperature_k: run.sys.temperature,
+        coords: match run.internal {
+            Some(_) => Coords::Internal,
+            None => Coords::Cartesian,
+        },
+        sampler: serde_json::Map::new(),
+        mirrored: 0,
+        non_finite_energies: 0,
+        wall_seconds: 0.0,
     };
-    summary.insert("coords".into(), coords.to_string().into());
     let zmatrix = run.internal.as_ref().map(|t| t.zmatrix());
     let internal = zmatrix.as_ref().map(|z| InternalTarget {
         target: &run.sys,
         zmatrix: z,
     });
+    let report = &mut summary.sampler;
     let drawn = match method {
-        Method::Proposal | Method::Snis => {
-            draw_snis(&a, &run, &internal, com, n, method, &mut summary)?
-        }
-        Method::Smc => draw_smc(&a, &run, &internal, com, n, &mut summary)?,
-        Method::Twisted => draw_twisted(&a, &run, &internal, com, n, &mut summary)?,
+        Method::Proposal | Method::Snis => draw_snis(&a, &run, &internal, com, n, method, report)?,
+        Method::Smc => draw_smc(&a, &run, &internal, com, n, report)?,
+        Method::Twisted => draw_twisted(&a, &run, &internal, com, n, report)?,
     };
     write(&a, &run, drawn, summary, t0)
 }
@@ -558,6 +557,38 @@ fn load(a: &SampleArgs) -> Result<LoadedRun> {
         bgen_system::say!("{}: {what} by this transferable model", run.sys.name);
     }
     Ok(run)
+}
+
+/// What `bgen sample` did, as summary.json holds it (and `run` returns): the method, what the
+/// samples are of, the sampler's own report and the wall time.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SampleSummary {
+    pub method: Method,
+    /// Samples, or SMC's particles.
+    pub n: usize,
+    /// The CoM term used (none for a model in internal coordinates).
+    pub com: ComForm,
+    /// A transferable model: whether this molecule (caps included) reached its training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_in_training: Option<bool>,
+    /// A transferable model: the molecule's name (its PDB file or sequence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub molecule: Option<String>,
+    /// What the samples are of ([`bgen_system::peptide::identity`]), in which force field and at
+    /// which temperature: `bgen eval` checks them.
+    pub identity: String,
+    pub forcefield: String,
+    pub temperature_k: f64,
+    pub coords: Coords,
+    /// The sampler's own report: ESS, log Z, evaluations, acceptances, levels, lineages, ...
+    /// (the serialised fields of its result).
+    #[serde(flatten)]
+    pub sampler: serde_json::Map<String, serde_json::Value>,
+    /// Samples reflected back from their mirror image.
+    pub mirrored: usize,
+    /// Samples whose energy is not finite (zero weight).
+    pub non_finite_energies: usize,
+    pub wall_seconds: f64,
 }
 
 /// What a sampler drew, in the model's coordinates: samples, their energies (kT), and for
@@ -722,9 +753,9 @@ fn write(
     a: &SampleArgs,
     run: &LoadedRun,
     drawn: Drawn,
-    mut summary: serde_json::Map<String, serde_json::Value>,
+    mut summary: SampleSummary,
     t0: Instant,
-) -> Result<serde_json::Map<String, serde_json::Value>> {
+) -> Result<SampleSummary> {
     let sys = &run.sys;
     let na = sys.n_atoms();
     let n = drawn.energies.len();
@@ -741,11 +772,11 @@ fn write(
     // Mirror images (all chiral centres inverted) are reflected back; the energy is unchanged.
     let centres = sys.topology.chiral_centres();
     let mirrored = bgen_system::topology::fix_mirror_images(&mut x, na, &centres, &sys.positions);
-    summary.insert("mirrored".into(), mirrored.into());
+    summary.mirrored = mirrored;
     // Samples whose energy is not finite (a clash, coinciding atoms) carry zero weight: counted
     // and said, never dropped silently.
     let non_finite = energies.iter().filter(|e| !e.is_finite()).count();
-    summary.insert("non_finite_energies".into(), non_finite.into());
+    summary.non_finite_energies = non_finite;
     if non_finite > 0 {
         bgen_system::say!(
             "{non_finite} of {n} samples have a non-finite energy (zero weight); see non_finite_energies in summary.json"
@@ -776,7 +807,7 @@ fn write(
         }
     }
     bgen_system::manifest::write(&a.out, "manifest.txt", &written)?;
-    summary.insert("wall_seconds".into(), t0.elapsed().as_secs_f64().into());
+    summary.wall_seconds = t0.elapsed().as_secs_f64();
     let text = serde_json::to_string_pretty(&summary).context("summary.json")?;
     write_atomic(&a.out.join("summary.json"), text.as_bytes())?;
     bgen_system::show!("{text}");

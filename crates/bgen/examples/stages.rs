@@ -59,8 +59,8 @@ fn main() -> anyhow::Result<()> {
         );
         let m = bgen::eval::stage::run(e)?;
         println!(
-            "{method}: ESS {:.3}, E-W2 {:.3} kT, T-W2 {:.3} ({} s of sampling)",
-            m.ess, m.energy_w2, m.torus_w2, summary["wall_seconds"]
+            "{method}: ESS {:.3}, E-W2 {:.3} kT, T-W2 {:.3} ({:.1} s of sampling)",
+            m.ess, m.energy_w2, m.torus_w2, summary.wall_seconds
         );
     }
     Ok(())
