@@ -291,7 +291,7 @@ struct Basins {
     reference: BTreeMap<String, Estimate>,
     free_energy_samples: BTreeMap<String, Estimate>,
     free_energy_reference: BTreeMap<String, Estimate>,
-    ramachandran: Vec<(String, Vec<[f64; 2]>, Vec<[f64; 2]>)>,
+    ramachandran: Vec<Ramachandran>,
 }
 
 fn basins(
