@@ -443,7 +443,15 @@ pub fn run(a: RunArgs) -> Result<()> {
             .build_global();
     }
 
-    // 1. Data: MD (resumable) and a split in time, or the data given.
+    let (data, extra) = data_stage(&c, dir, threads)?;
+    let model = train_stage(&c, dir, &data, extra, threads)?;
+    let rows = sample_and_evaluate(&c, dir, &model, &data, threads)?;
+    report(&c, dir, &rows, t0)
+}
+
+/// 1. Data: MD (resumable) and a split in time, or the data given; with the frames at raised
+/// temperatures for more training data (the ladder's raised rungs, MD at extra temperatures).
+fn data_stage(c: &RunConfig, dir: &Path, threads: usize) -> Result<(PathBuf, Vec<PathBuf>)> {
     let data = match &c.md.data {
         Some(d) if d.join("train").join("frames.npy").exists() => d.clone(),
         Some(d) => {
@@ -451,7 +459,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             dir.join("data")
         }
         None => {
-            md_stage(&c, dir, "md", None, c.md.seed, threads)?;
+            md_stage(c, dir, "md", None, c.md.seed, threads)?;
             split_stage(&dir.join("md"), &dir.join("data"))?;
             dir.join("data")
         }
@@ -467,12 +475,21 @@ pub fn run(a: RunArgs) -> Result<()> {
         for (k, &temp) in c.md.extra_temperatures.iter().enumerate() {
             let name = format!("md-{temp}K");
             let seed = c.md.seed + 1000 * (k as u64 + 1);
-            md_stage(&c, dir, &name, Some(temp), seed, threads)?;
+            md_stage(c, dir, &name, Some(temp), seed, threads)?;
             extra.push(dir.join(&name));
         }
     }
+    Ok((data, extra))
+}
 
-    // 2. Training (resumed from its last checkpoint after a kill).
+/// 2. Training (resumed from its last checkpoint after a kill); the model's directory.
+fn train_stage(
+    c: &RunConfig,
+    dir: &Path,
+    data: &Path,
+    extra: Vec<PathBuf>,
+    threads: usize,
+) -> Result<PathBuf> {
     let model = dir.join("model");
     let tc = &c.train;
     let mut args = TrainArgs::new(data.join("train"), model.clone());
@@ -499,8 +516,18 @@ pub fn run(a: RunArgs) -> Result<()> {
         false => "training",
     };
     stage(label, || bgen_models::stage::run(args))?;
+    Ok(model)
+}
 
-    // 3. Sampling and 4. evaluation, per sampler.
+/// 3. Sampling and 4. evaluation, per sampler (each skipped when done): (method, summary,
+/// metrics) of each.
+fn sample_and_evaluate(
+    c: &RunConfig,
+    dir: &Path,
+    model: &Path,
+    data: &Path,
+    threads: usize,
+) -> Result<Vec<(Method, serde_json::Value, serde_json::Value)>> {
     let reference = match (&c.eval.reference, shipped_reference(&c)?) {
         (Some(r), _) => r.clone(),
         (None, Some(r)) => r,
@@ -516,13 +543,13 @@ pub fn run(a: RunArgs) -> Result<()> {
                 Method::Twisted => sc.twisted_particles,
                 Method::Snis | Method::Proposal => sc.n,
             };
-            let mut args = SampleArgs::new(model.clone(), out.clone());
+            let mut args = SampleArgs::new(model.to_path_buf(), out.clone());
             args.method = Some(method);
             args.n = Some(n);
             args.com = sc.com;
             args.seed = sc.seed;
             args.tau = sc.tau;
-            args.device = tc.device;
+            args.device = c.train.device;
             args.threads = threads;
             if method == Method::Smc {
                 args.steps = sc.smc_steps;
@@ -541,7 +568,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         if !ev.join("metrics.json").exists() {
             let mut args =
                 EvalArgs::new(c.system_args(), out.clone(), reference.clone(), ev.clone());
-            args.model = Some(model.clone());
+            args.model = Some(model.to_path_buf());
             args.max_samples = c.eval.max_samples;
             args.tica_lag = c.eval.tica_lag;
             stage(&format!("evaluation ({method})"), || {
@@ -554,8 +581,16 @@ pub fn run(a: RunArgs) -> Result<()> {
             read_json(&ev.join("metrics.json"))?,
         ));
     }
+    Ok(rows)
+}
 
-    // The report of the last (most corrected) sampler is the run's report.
+/// The run's report (the last, most corrected sampler's), summary.json and the table.
+fn report(
+    c: &RunConfig,
+    dir: &Path,
+    rows: &[(Method, serde_json::Value, serde_json::Value)],
+    t0: Instant,
+) -> Result<()> {
     if let Some((m, _, _)) = rows.last() {
         for f in ["report.html", "metrics.json"] {
             std::fs::copy(dir.join(format!("eval-{m}")).join(f), dir.join(f))?;
@@ -596,7 +631,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         "T-W2",
         "TICA-W2"
     );
-    for (m, s, e) in &rows {
+    for (m, s, e) in rows {
         let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
         bgen_system::show!(
             "{m:<10} {:>8.4} {:>10.3} {:>10.3} {:>10.3}",
