@@ -449,7 +449,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     report(&c, dir, &rows, t0)
 }
 
-/// 1. Data: MD (resumable) and a split in time, or the data given; with the frames at raised
+/// Stage 1, data: MD (resumable) and a split in time, or the data given; with the frames at raised
 /// temperatures for more training data (the ladder's raised rungs, MD at extra temperatures).
 fn data_stage(c: &RunConfig, dir: &Path, threads: usize) -> Result<(PathBuf, Vec<PathBuf>)> {
     let data = match &c.md.data {
@@ -482,7 +482,7 @@ fn data_stage(c: &RunConfig, dir: &Path, threads: usize) -> Result<(PathBuf, Vec
     Ok((data, extra))
 }
 
-/// 2. Training (resumed from its last checkpoint after a kill); the model's directory.
+/// Stage 2, training (resumed from its last checkpoint after a kill); the model's directory.
 fn train_stage(
     c: &RunConfig,
     dir: &Path,
@@ -519,7 +519,7 @@ fn train_stage(
     Ok(model)
 }
 
-/// 3. Sampling and 4. evaluation, per sampler (each skipped when done): (method, summary,
+/// Stages 3 and 4, sampling and evaluation, per sampler (each skipped when done): (method, summary,
 /// metrics) of each.
 fn sample_and_evaluate(
     c: &RunConfig,
@@ -528,7 +528,7 @@ fn sample_and_evaluate(
     data: &Path,
     threads: usize,
 ) -> Result<Vec<(Method, serde_json::Value, serde_json::Value)>> {
-    let reference = match (&c.eval.reference, shipped_reference(&c)?) {
+    let reference = match (&c.eval.reference, shipped_reference(c)?) {
         (Some(r), _) => r.clone(),
         (None, Some(r)) => r,
         (None, None) => data.join("test"),
