@@ -268,7 +268,9 @@ fn load_samples(
         let f = bgen_md::dataset::read_frames_npy(&path.join("samples.npy"))?;
         (f.x, f.n_atoms)
     } else {
-        let f = bgen_md::dataset::load(path)?;
+        // An MD run scored as samples stands for its own temperature: a replica-exchange run's
+        // replica 0 only (its raised rungs put ES's E-W2 against its own seed at 9.9 kT).
+        let f = bgen_md::dataset::load_run_temperature(path)?;
         (f.x, f.n_atoms)
     };
     let lw_path = log_weights
