@@ -50,17 +50,7 @@ pub enum Coords {
     Cartesian,
 }
 
-macro_rules! display_as_serde {
-    ($($t:ty),*) => {$(
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                let v = clap::ValueEnum::to_possible_value(self).expect("no skipped variants");
-                f.write_str(v.get_name())
-            }
-        }
-    )*};
-}
-display_as_serde!(Family, Coords);
+bgen_system::display_as_value!(Family, Coords);
 
 /// Configuration of either family (a checkpoint's `state.json` holds one; the fields tell
 /// which).

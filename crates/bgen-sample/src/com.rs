@@ -36,12 +36,7 @@ pub enum ComForm {
     Chi,
 }
 
-impl std::fmt::Display for ComForm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let v = clap::ValueEnum::to_possible_value(self).expect("no skipped variants");
-        f.write_str(v.get_name())
-    }
-}
+bgen_system::display_as_value!(ComForm);
 
 /// A(x) for a batch of molecules x (n x 3N, nm) into `out` (n); with `grad`, dA/dx is added
 /// to it. `sigma` is the CoM noise scale in nm.

@@ -160,12 +160,7 @@ pub enum Blocks {
     Atom,
 }
 
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let v = clap::ValueEnum::to_possible_value(self).expect("no skipped variants");
-        f.write_str(v.get_name())
-    }
-}
+bgen_system::display_as_value!(Method);
 
 /// Defaults of [`SampleArgs`], shared by the command line and [`SampleArgs::new`].
 const TAU: f64 = 1.0;
@@ -306,12 +301,7 @@ pub fn load_run(
     tau: f64,
     workers: usize,
 ) -> Result<LoadedRun> {
-    let info_path = run.join("run.json");
-    let info: RunInfo = serde_json::from_str(
-        &std::fs::read_to_string(&info_path)
-            .with_context(|| format!("{}: not a training run", info_path.display()))?,
-    )
-    .with_context(|| format!("{}: corrupt", info_path.display()))?;
+    let info = RunInfo::read(run)?;
     if info.system == "transferable" {
         bail!(
             "{}: a transferable model samples a molecule you name: give --pdb FILE or --sequence SEQ",
@@ -530,11 +520,7 @@ fn load(a: &SampleArgs) -> Result<LoadedRun> {
     let run = match (&a.pdb, &a.sequence) {
         (None, None) => load_run(&run_dir, dev, a.batch, !a.no_ema, a.tau, workers)?,
         (pdb, seq) => {
-            let info: RunInfo = serde_json::from_str(
-                &std::fs::read_to_string(run_dir.join("run.json"))
-                    .with_context(|| format!("{}: not a training run", run_dir.display()))?,
-            )
-            .with_context(|| format!("{}: corrupt run.json", run_dir.display()))?;
+            let info = RunInfo::read(&run_dir)?;
             let setup = Setup::from_name(&info.forcefield)?;
             let sys = match (pdb, seq) {
                 (Some(p), _) => System::from_pdb_file(p, setup, Some(info.temperature_k))?,

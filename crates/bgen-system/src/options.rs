@@ -9,6 +9,25 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::str::FromStr;
 
+/// `Display` for closed choices (clap `ValueEnum`s): the name the command line, TOML and Python
+/// use, e.g. `display_as_value!(Family, Coords);`.
+#[macro_export]
+macro_rules! display_as_value {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                $crate::options::write_value(self, f)
+            }
+        }
+    )*};
+}
+
+/// Writes a closed choice's command-line name (see [`display_as_value!`]).
+pub fn write_value<T: clap::ValueEnum>(v: &T, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    let v = v.to_possible_value().expect("no skipped variants");
+    f.write_str(v.get_name())
+}
+
 /// Which molecule, under which force field and temperature (shared by the stages).
 #[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

@@ -126,6 +126,14 @@ pub fn identity(top: &crate::Topology) -> String {
     parts.join("-")
 }
 
+/// The [`identity`] of the molecule in a PDB file, from its residue names alone (no force field
+/// is applied).
+pub fn identity_of_pdb_file(path: &std::path::Path) -> Result<String> {
+    let pdb = PdbFile::read(path)?;
+    let top = crate::Topology::from_pdb(&pdb, crate::forcefield::name_tables())?;
+    Ok(identity(&top))
+}
+
 /// The number of amino acids of an [`identity`] (its upper-case letters).
 pub fn identity_length(identity: &str) -> usize {
     identity.chars().filter(|c| c.is_ascii_uppercase()).count()

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::bgen;
+use common::{bgen, fails};
 
 fn tmp(name: &str) -> PathBuf {
     common::scratch(name)
@@ -343,11 +343,7 @@ fn the_slurm_array_runs_shards_and_merge_splits_them_by_sequence() {
             .unwrap()
     };
     let o = merge(&["--held-out", "GP"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("AA: not finished"),
-        "{err}"
-    );
+    fails(o, "AA: not finished");
     // Or the finished shards alone, naming the one left out.
     let o = bgen()
         .args(["dataset", "merge", "--finished-only", "--run"])
@@ -375,8 +371,7 @@ fn the_slurm_array_runs_shards_and_merge_splits_them_by_sequence() {
         .env("BGEN", env!("CARGO_BIN_EXE_bgen"))
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("--friction"), "{err}");
+    fails(o, "--friction");
     // Resubmitting the array completes it: KW and GP are skipped, AA resumed.
     let (mut t0, mut t1) = (task(0, &[]), task(1, &[]));
     assert!(t0.wait().unwrap().success() && t1.wait().unwrap().success());
@@ -417,11 +412,7 @@ fn the_slurm_array_runs_shards_and_merge_splits_them_by_sequence() {
     // trained on it would see its held-out peptide).
     assert!(merge(&["--held-out", "GP"]).status.success());
     let o = merge(&["--held-out", "KW"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("another split"),
-        "{err}"
-    );
+    fails(o, "another split");
     // A shard made with another recipe (here: its record edited, as a shard copied in from
     // another run would be): merge refuses to mix them, naming the setting.
     let gp = out.join("shards/GP/run.json");
@@ -443,11 +434,7 @@ fn the_slurm_array_runs_shards_and_merge_splits_them_by_sequence() {
         .arg(dir.join("typo"))
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("'B' at position 2"),
-        "{err}"
-    );
+    fails(o, "'B' at position 2");
 }
 
 /// A closed output pipe (`bgen md ... 2>&1 | head -1`) loses the status lines, not the run:
@@ -556,11 +543,7 @@ fn a_sequences_file_names_its_bad_lines_and_takes_a_bom() {
         .arg(dir.join("bad"))
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("bad.txt:3: sequence AX"),
-        "{err}"
-    );
+    fails(o, "bad.txt:3: sequence AX");
     let good = dir.join("good.txt");
     std::fs::write(&good, "\u{feff}GG\n").unwrap();
     let o = bgen()

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 mod common;
-use common::bgen;
+use common::{bgen, fails};
 
 fn tmp(name: &str) -> PathBuf {
     common::scratch_dir(name)
@@ -86,12 +86,7 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
     assert_eq!(state["step"], 4);
     // A resume continues the run as it was set up; other settings are refused, by name.
     ok(train("4", &["--resume"]));
-    let o = train("6", &["--resume"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("--steps 6 (the run has 4)"),
-        "{err}"
-    );
+    fails(train("6", &["--resume"]), "--steps 6 (the run has 4)");
     // Resumed on data merged with another split, it would train on its held-out GA unrecorded
     // (and call GA zero-shot): refused, naming the molecules.
     ok(bgen()
@@ -109,11 +104,7 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
         .arg(dir.join("run"))
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("new: GA; missing: AG"),
-        "{err}"
-    );
+    fails(o, "new: GA; missing: AG");
     // The same names over other frames (the data set removed and merged again from another
     // run: here its record of the source changed in place) are refused as well.
     let path = dir.join("data").join("dataset.json");
@@ -122,11 +113,7 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
     v["source"] = serde_json::json!("/elsewhere/md");
     std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
     let o = train("4", &["--resume"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("merged again since"),
-        "{err}"
-    );
+    fails(o, "merged again since");
     std::fs::write(&path, original).unwrap();
     ok(train("4", &["--resume"]));
 }
@@ -179,8 +166,7 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
         .arg(dir.join("none"))
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("--pdb"), "{err}");
+    fails(o, "--pdb");
     // A molecule larger than the model's token slots, and a single-molecule model given a
     // molecule, are refused with what is wrong.
     for (system, seq, says) in [
@@ -201,103 +187,63 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
             .arg(dir.join("refused"))
             .output()
             .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && err.contains(says), "{err}");
+        fails(o, says);
     }
     // Fine-tuned on Ala-Asp's own (short) MD from the shipped weights, it has seen Ala-Asp.
-    ok(bgen()
-        .args([
-            "md",
-            "--ns",
-            "0.004",
-            "--save-every-ps",
-            "0.5",
-            "--equilibrate-ps",
-            "0",
-        ])
-        .arg("--pdb")
-        .arg(&pdb)
-        .arg("--out")
-        .arg(dir.join("ad-md"))
-        .output()
-        .unwrap());
-    let log = ok(bgen()
-        .args([
-            "train",
-            "--init",
-            "dipeptides",
-            "--steps",
-            "2",
-            "--batch-size",
-            "8",
-        ])
-        .args(["--checkpoint-secs", "0", "--data"])
-        .arg(dir.join("ad-md"))
-        .arg("--out")
-        .arg(dir.join("ft"))
-        .output()
-        .unwrap());
+    let md = |ns: &str, extra: &[&str], out: &str| {
+        ok(bgen()
+            .args([
+                "md",
+                "--ns",
+                ns,
+                "--save-every-ps",
+                "0.5",
+                "--equilibrate-ps",
+                "0",
+            ])
+            .args(extra)
+            .arg("--pdb")
+            .arg(&pdb)
+            .arg("--out")
+            .arg(dir.join(out))
+            .output()
+            .unwrap())
+    };
+    let fine_tune = |data: &str, out: &str| {
+        bgen()
+            .args([
+                "train",
+                "--init",
+                "dipeptides",
+                "--steps",
+                "2",
+                "--batch-size",
+                "8",
+            ])
+            .args(["--checkpoint-secs", "0", "--data"])
+            .arg(dir.join(data))
+            .arg("--out")
+            .arg(dir.join(out))
+            .output()
+            .unwrap()
+    };
+    md("0.004", &[], "ad-md");
+    let log = ok(fine_tune("ad-md", "ft"));
     assert!(log.contains("(dipeptides)"), "{log}");
     // MD in another force field: its atom types are not the model's, refused before training.
-    ok(bgen()
-        .args([
-            "md",
-            "--ns",
-            "0.002",
-            "--save-every-ps",
-            "0.5",
-            "--equilibrate-ps",
-            "0",
-        ])
-        .args(["--forcefield", "amber99sbildn-obc2", "--pdb"])
-        .arg(&pdb)
-        .arg("--out")
-        .arg(dir.join("ad-md-obc2"))
-        .output()
-        .unwrap());
-    let o = bgen()
-        .args(["train", "--init", "dipeptides", "--steps", "2", "--data"])
-        .arg(dir.join("ad-md-obc2"))
-        .arg("--out")
-        .arg(dir.join("ft-obc2"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success()
-            && err.contains("a model of amber14-obc1")
-            && err.contains("amber99sbildn-obc2"),
-        "{err}"
+    md(
+        "0.002",
+        &["--forcefield", "amber99sbildn-obc2"],
+        "ad-md-obc2",
     );
+    let err = fails(
+        fine_tune("ad-md-obc2", "ft-obc2"),
+        "a model of amber14-obc1",
+    );
+    assert!(err.contains("amber99sbildn-obc2"), "{err}");
     // MD at another temperature: the model's standards and weights are of its own ensemble.
-    ok(bgen()
-        .args([
-            "md",
-            "--ns",
-            "0.002",
-            "--save-every-ps",
-            "0.5",
-            "--equilibrate-ps",
-            "0",
-        ])
-        .args(["--temperature", "300", "--pdb"])
-        .arg(&pdb)
-        .arg("--out")
-        .arg(dir.join("ad-md-300"))
-        .output()
-        .unwrap());
-    let o = bgen()
-        .args(["train", "--init", "dipeptides", "--steps", "2", "--data"])
-        .arg(dir.join("ad-md-300"))
-        .arg("--out")
-        .arg(dir.join("ft-300"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("a model of 310 K"),
-        "{err}"
-    );
+    md("0.002", &["--temperature", "300"], "ad-md-300");
+    fails(fine_tune("ad-md-300", "ft-300"), "a model of 310 K");
     // Samples are scored only as the molecule, force field and temperature they are of: Ala-Asp's
     // samples as Asp-Ala (the same atoms), or at 300 K, are refused even against a bare .npy
     // reference that carries no identity of its own.
@@ -329,8 +275,7 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
             .arg(dir.join("ev-refused"))
             .output()
             .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && err.contains(says), "{err}");
+        fails(o, says);
     }
     let o = bgen()
         .args(["sample", "--method", "snis", "--n", "8", "--run"])

@@ -52,3 +52,16 @@ pub fn printed(o: &Output) -> Printed {
         stderr: String::from_utf8_lossy(&o.stderr).into(),
     }
 }
+
+/// The stderr of a command that must have failed saying `says` (else the test fails with what
+/// it printed).
+pub fn fails(o: Output, says: &str) -> String {
+    let p = printed(&o);
+    assert!(
+        !o.status.success() && p.stderr.contains(says),
+        "expected a failure saying {says:?}, got {}: {}",
+        o.status,
+        p.stderr
+    );
+    p.stderr
+}

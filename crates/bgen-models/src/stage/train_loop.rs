@@ -1,0 +1,142 @@
+//! The training loop shared by every model.
+
+use super::TrainArgs;
+use crate::train::Trainer;
+use crate::Result;
+use bgen_system::bail;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::time::{Duration, Instant};
+use tch::Tensor;
+
+/// The training loop shared by every model: batches drawn from a fresh permutation of the rows
+/// per epoch (reproducible from the seed and the epoch), with their labels for a transferable
+/// flow; a checkpoint and the validation NLL (`val(trainer, ema)`) every `checkpoint_secs` and at
+/// the end; a clear error (the last checkpoint intact) if the loss diverges.
+pub(super) fn train_loop(
+    trainer: &mut Trainer,
+    a: &TrainArgs,
+    train_t: &Tensor,
+    labels: Option<&crate::tarflow::Labels>,
+    val: &dyn Fn(&Trainer, bool) -> f64,
+) -> Result<()> {
+    let tc = trainer.state.train.clone();
+    let dev = train_t.device();
+    let n_train = train_t.size()[0] as usize;
+    let bar = ProgressBar::new(tc.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} {msg} [{elapsed_precise}, ETA {eta_precise}]",
+        )
+        .expect("template"),
+    );
+    bar.set_position(trainer.state.step as u64);
+    bar.reset_eta();
+    let t0 = Instant::now();
+    let start = trainer.state.step;
+    let mut last_cp = Instant::now();
+    let mut order: Vec<i64> = Vec::new();
+    let n = n_train as i64;
+    // Molecules of mixed sizes: each row's real tokens, for batches of like sizes.
+    let row_tokens: Option<Vec<i64>> = labels.map(|l| Vec::try_from(&l.tokens).unwrap_or_default());
+    while trainer.state.step < tc.steps {
+        let s = trainer.state.step;
+        // A fresh permutation per epoch, reproducible from the seed and the epoch.
+        let per_epoch = (n / tc.batch_size).max(1);
+        let (epoch, k) = (s / per_epoch, s % per_epoch);
+        if order.is_empty() || k == 0 {
+            let keys = crate::data::normals(
+                n as usize,
+                tc.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9),
+            );
+            let mut idx: Vec<i64> = (0..n).collect();
+            idx.sort_by(|&p, &q| keys[p as usize].total_cmp(&keys[q as usize]));
+            order = match &row_tokens {
+                Some(t) => sortish(&idx, t, tc.batch_size as usize, &keys),
+                None => idx,
+            };
+        }
+        let b: Vec<i64> = (0..tc.batch_size)
+            .map(|j| order[((k * tc.batch_size + j) % n) as usize])
+            .collect();
+        let batch = train_t.index_select(0, &Tensor::from_slice(&b).to_device(dev));
+        let idx = Tensor::from_slice(&b).to_device(dev);
+        let l = labels.map(|l| l.select(&idx));
+        let loss = trainer.step_labelled(&batch, l.as_ref());
+        if !loss.is_finite() {
+            bail!(
+                "training diverged at step {s} (loss {loss}); the last checkpoint in {} is intact",
+                a.out.display()
+            );
+        }
+        let done = trainer.state.step;
+        let rate = (done - start) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        bar.set_position(done as u64);
+        bar.set_message(format!("loss {loss:.3}/dim, {rate:.1} steps/s"));
+        if last_cp.elapsed() >= Duration::from_secs_f64(a.checkpoint_secs) || done == tc.steps {
+            let (val, raw) = (val(trainer, true), val(trainer, false));
+            trainer.state.history.push((done, loss, Some(val)));
+            trainer.save(&a.out)?;
+            bar.suspend(|| {
+                bgen_system::say!("step {done}: train {loss:.4}, validation NLL {val:.4} per dim (EMA; {raw:.4} without)")
+            });
+            last_cp = Instant::now();
+        }
+    }
+    bar.finish();
+    Ok(())
+}
+
+/// Batches of molecules of like sizes from a shuffled `order` of rows (`tokens`: each row's real
+/// tokens): the order is cut into groups of `SORTISH_BATCHES` batches, each group sorted by
+/// size and its batches put back in a shuffled order (`keys`: one normal per row). Every row is
+/// still drawn once per epoch, while a batch's pads, which the flow cuts before its work
+/// ([`crate::tarflow::TarFlow`]), shrink to a few tokens.
+fn sortish(order: &[i64], tokens: &[i64], batch: usize, keys: &[f64]) -> Vec<i64> {
+    let group = batch * SORTISH_BATCHES;
+    let mut out = Vec::with_capacity(order.len());
+    for g in order.chunks(group) {
+        let mut rows = g.to_vec();
+        rows.sort_by_key(|&r| tokens[r as usize]);
+        // Whole batches shuffled; a last, partial one stays last (batches are read in place).
+        let whole = rows.len() / batch * batch;
+        let mut batches: Vec<&[i64]> = rows[..whole].chunks(batch).collect();
+        batches.sort_by(|a, b| keys[a[0] as usize].total_cmp(&keys[b[0] as usize]));
+        out.extend(batches.into_iter().flatten());
+        out.extend(&rows[whole..]);
+    }
+    out
+}
+
+/// Batches per group of [`sortish`].
+const SORTISH_BATCHES: usize = 64;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sortish batches draw every row once and put molecules of like sizes together.
+    #[test]
+    fn sortish_batches_are_a_permutation_of_like_sizes() {
+        let n = 10_000usize;
+        let keys = crate::data::normals(n, 3);
+        let tokens: Vec<i64> = (0..n).map(|i| 15 + (i * 7919 % 33) as i64).collect();
+        let mut order: Vec<i64> = (0..n as i64).collect();
+        order.sort_by(|&p, &q| keys[p as usize].total_cmp(&keys[q as usize]));
+        let out = sortish(&order, &tokens, 32, &keys);
+        let mut seen = out.clone();
+        seen.sort();
+        assert_eq!(seen, (0..n as i64).collect::<Vec<_>>());
+        // Mean padding per row (batch max minus own size): random batches about 30 tokens.
+        let pad = |o: &[i64]| {
+            let total: i64 = o
+                .chunks(32)
+                .map(|b| {
+                    let m = b.iter().map(|&r| tokens[r as usize]).max().unwrap();
+                    b.iter().map(|&r| m - tokens[r as usize]).sum::<i64>()
+                })
+                .sum();
+            total as f64 / o.len() as f64
+        };
+        let (random, sorted) = (pad(&order), pad(&out));
+        assert!(random > 10.0 && sorted < 1.5, "{random} {sorted}");
+    }
+}

@@ -1,0 +1,394 @@
+//! A transferable TarFlow's training run on a merged many-peptide data set (`bgen dataset
+//! merge`), or fine-tuned from `--init`: each molecule in its own internal coordinates,
+//! standardised per class ([`crate::transfer`]), batches mixing molecules; the last 10% of each
+//! molecule's frames validate.
+
+use super::{
+    data_system, init_dir, merged_dataset, overrides, prepare_trainer, preset, Job, Rows, RunInfo,
+    Start, TrainArgs,
+};
+use crate::tarflow::{Conditioning, Labels};
+use crate::train::Trainer;
+use crate::transfer::{load_dataset, rows, Molecule, Standards};
+use crate::{Coords, Family, ModelConfig, Result};
+use bgen_system::bail;
+use bgen_system::error::Context;
+use bgen_system::peptide::identity;
+use std::path::Path;
+use tch::Tensor;
+
+/// Tokens a transferable model makes room for beyond the largest training molecule's, so that
+/// it can sample somewhat larger molecules zero-shot.
+pub const TRANSFER_HEADROOM: i64 = 8;
+/// How a new transferable model's Z-matrices close rings: from both neighbours (a perturbation of
+/// 5% of each coordinate's spread strains PW by 0.58 kT (median) this way, 1.09 kT along the
+/// chain; KW 1.00 against 1.33).
+pub const TRANSFER_RING_CLOSURE: bgen_system::RingClosure = bgen_system::RingClosure::Both;
+
+/// Largest residue index plus one (and molecule length) a transferable model embeds.
+pub const TRANSFER_MAX_RESIDUES: i64 = 16;
+
+/// One molecule's training (with its raised rungs') and validation frames, nm.
+type Split = (Vec<f64>, Vec<f64>);
+
+/// The trainer and labelled rows of a transferable run on `a.data`.
+pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
+    refuse_options(a)?;
+    let rings = ring_closure(a)?;
+    let (mols, data_crc) = molecules(a, rings)?;
+    bgen_system::outdir::refuse_same(&a.data, &a.out, "training data")?;
+    let lock = bgen_system::outdir::lock_dir(&a.out)?;
+    let parts: Vec<Split> = mols.iter().map(split).collect();
+    // Training (false) or validation (true) frames over all molecules.
+    let n_frames = |val: bool| -> usize {
+        let frames = |(p, m): (&Split, &Molecule)| {
+            if val { &p.1 } else { &p.0 }.len() / (3 * m.system.n_atoms())
+        };
+        parts.iter().zip(&mols).map(frames).sum()
+    };
+    let counts = (n_frames(false), n_frames(true));
+    let (trainer, preset_name) = prepare_trainer(
+        a,
+        dev,
+        counts,
+        |t, start| adopt(t, start, a, &mols, data_crc),
+        |preset| fresh(a, dev, preset, &mols, &parts, rings, data_crc, counts),
+    )?;
+    let ModelConfig::TarFlow(c) = &trainer.state.model else {
+        bail!("{}: not a TarFlow", a.out.display());
+    };
+    for m in &mols {
+        crate::transfer::check_fits(&m.system, c).map_err(|e| format!("{}: {e}", m.name))?;
+    }
+    let rows = labelled_rows(&trainer, &mols, &parts, c.tokens, dev)?;
+    bgen_system::say!(
+        "transferable {} ({preset_name}): {} molecules, {} training / {} validation frames (NLL on {}), up to {} tokens; {} steps of {}",
+        trainer.state.model.describe(),
+        mols.len(),
+        counts.0,
+        counts.1,
+        rows.val.size()[0],
+        c.tokens,
+        trainer.state.train.steps,
+        trainer.state.train.batch_size
+    );
+    Ok(Job {
+        trainer,
+        rows,
+        counts,
+        _lock: lock,
+    })
+}
+
+/// Refuses the options of single-molecule training (they take effect there).
+fn refuse_options(a: &TrainArgs) -> Result<()> {
+    if a.model.is_some_and(|m| m != Family::Tarflow) {
+        bail!("a transferable model is a TarFlow (--model tarflow)");
+    }
+    if a.coords.is_some_and(|c| c != Coords::Internal) || a.per_coordinate {
+        bail!("a transferable model works in each molecule's internal coordinates, one token per atom");
+    }
+    for (k, given) in [
+        (
+            "--extra-data (raised rungs come with --raised-rungs)",
+            !a.extra_data.is_empty(),
+        ),
+        (
+            "--system (each molecule's comes with its data)",
+            a.system.is_some(),
+        ),
+        ("--bins", a.bins.is_some()),
+        ("--range", a.range.is_some()),
+    ] {
+        if given {
+            bail!("{k}: not an option of a transferable model");
+        }
+    }
+    Ok(())
+}
+
+/// How each molecule's Z-matrix closes its rings: as the model does, a new one from both
+/// neighbours, a resumed or fine-tuned one as it was trained (read before the data).
+fn ring_closure(a: &TrainArgs) -> Result<bgen_system::RingClosure> {
+    let earlier = match (a.resume, &a.init) {
+        (true, _) => Some(a.out.clone()),
+        (false, Some(init)) => Some(init_dir(init)),
+        (false, None) => None,
+    };
+    Ok(match earlier {
+        Some(d) => Trainer::load_state(&d)?
+            .transfer
+            .map_or(TRANSFER_RING_CLOSURE, |t| t.ring_closure),
+        None => TRANSFER_RING_CLOSURE,
+    })
+}
+
+/// The training molecules of `a.data` (a merged data set, or one molecule's MD run), with the
+/// data set's dataset.json CRC.
+fn molecules(
+    a: &TrainArgs,
+    rings: bgen_system::RingClosure,
+) -> Result<(Vec<Molecule>, Option<u32>)> {
+    let (mols, crc) = match merged_dataset(&a.data) {
+        Some(file) => {
+            let bytes = std::fs::read(&file).with_context(|| file.display().to_string())?;
+            let crc = bgen_system::manifest::crc32(&bytes);
+            let mols = load_dataset(&file, false, rings, a.raised_rungs)?;
+            (mols, Some(crc))
+        }
+        None => (vec![one_molecule(&a.data, rings, a.raised_rungs)?], None),
+    };
+    if mols.is_empty() {
+        bail!("{}: no training molecules", a.data.display());
+    }
+    Ok((mols, crc))
+}
+
+/// A molecule's training frames (the first 90% and its raised rungs') and validation frames
+/// (the last 10%).
+fn split(m: &Molecule) -> Split {
+    let d = 3 * m.system.n_atoms();
+    let n = m.frames.len() / d;
+    let cut = n - (n / 10).max(1);
+    let mut train = m.frames[..cut * d].to_vec();
+    train.extend_from_slice(&m.raised);
+    (train, m.frames[cut * d..].to_vec())
+}
+
+/// Checks an earlier model against the molecules before it trains on them. Resumed: the same
+/// molecules and data set as when its run started. Fine-tuned: their force field and
+/// temperature are the model's, and they join what it was trained on.
+fn adopt(
+    t: &mut Trainer,
+    start: &Start,
+    a: &TrainArgs,
+    mols: &[Molecule],
+    data_crc: Option<u32>,
+) -> Result<()> {
+    let Some(transfer) = t.state.transfer.as_mut() else {
+        match start {
+            Start::FineTune(init) => bail!("--init {}: not a transferable model", init.display()),
+            _ => bail!("{}: not a transferable run", a.out.display()),
+        }
+    };
+    let Start::FineTune(init) = start else {
+        return check_same_data(transfer, a, mols, data_crc);
+    };
+    for m in mols {
+        // Its labels index its force field's atom types and templates.
+        let ff = m.system.params.setup.name();
+        if ff != transfer.forcefield {
+            bail!(
+                "--init {}: a model of {}, and {} was simulated in {ff}; fine-tune on data of \
+                 the model's force field",
+                init.display(),
+                transfer.forcefield,
+                m.name
+            );
+        }
+        // Its standards and weights are of its temperature's ensemble.
+        if (m.system.temperature - transfer.temperature_k).abs() > 1e-6 {
+            bail!(
+                "--init {}: a model of {} K, and {} was simulated at {} K; fine-tune on data at \
+                 the model's temperature",
+                init.display(),
+                transfer.temperature_k,
+                m.name,
+                m.system.temperature
+            );
+        }
+    }
+    for m in mols {
+        let id = identity(&m.system.topology);
+        if !transfer.trained_on.contains(&id) {
+            transfer.trained_on.push(id);
+        }
+    }
+    transfer.data_crc = data_crc;
+    Ok(())
+}
+
+/// A resumed run trains on the molecules and data set it started with: a data set merged again
+/// with another split would leak held-out peptides into it unrecorded, and the same names can
+/// hold other frames.
+fn check_same_data(
+    transfer: &crate::train::Transfer,
+    a: &TrainArgs,
+    mols: &[Molecule],
+    data_crc: Option<u32>,
+) -> Result<()> {
+    let ids: Vec<String> = mols.iter().map(|m| identity(&m.system.topology)).collect();
+    let mut now: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
+    let mut then: Vec<&str> = transfer.trained_on.iter().map(|s| s.as_str()).collect();
+    now.sort_unstable();
+    then.sort_unstable();
+    if now != then {
+        let list = |a: &[&str], b: &[&str]| {
+            let only: Vec<&str> = a.iter().filter(|n| !b.contains(n)).copied().collect();
+            if only.is_empty() {
+                "none".to_string()
+            } else {
+                only.join(",")
+            }
+        };
+        bail!(
+            "{}: the run trains on other molecules than {} holds now (new: {}; missing: {}); \
+             resume on the data it started with, or start a new run (--init {} fine-tunes it on \
+             new data)",
+            a.out.display(),
+            a.data.display(),
+            list(&now, &then),
+            list(&then, &now),
+            a.out.display()
+        );
+    }
+    if let (Some(then), Some(now)) = (transfer.data_crc, data_crc) {
+        if then != now {
+            bail!(
+                "{}: the run started on another {} (merged again since: its dataset.json \
+                 changed); resume on the data it started with, or start a new run",
+                a.out.display(),
+                a.data.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A new transferable TarFlow of `preset`, with room for the largest molecule plus
+/// [`TRANSFER_HEADROOM`] tokens, labels over its force field's atom types and templates, and
+/// per-class standards fitted to the training frames; and its record.
+#[allow(clippy::too_many_arguments)]
+fn fresh(
+    a: &TrainArgs,
+    dev: tch::Device,
+    preset_name: &str,
+    mols: &[Molecule],
+    parts: &[Split],
+    rings: bgen_system::RingClosure,
+    data_crc: Option<u32>,
+    counts: (usize, usize),
+) -> Result<(Trainer, RunInfo)> {
+    let setup = mols[0].system.params.setup;
+    let ff = setup.data();
+    let largest = mols.iter().map(|m| m.system.n_atoms() as i64 - 2).max();
+    let tokens = largest.unwrap_or(1) + TRANSFER_HEADROOM;
+    let (mut m, mut tc) = preset(preset_name, tokens)?;
+    m.conditioning = Some(Conditioning {
+        atom_types: ff.types.len() as i64 + 1,
+        residue_types: ff.templates.len() as i64 + 1,
+        max_residues: TRANSFER_MAX_RESIDUES,
+    });
+    overrides(&mut tc, a, 0);
+    let fit: Vec<(&bgen_system::System, &bgen_system::ZMatrix, &[f64])> = mols
+        .iter()
+        .zip(parts)
+        .map(|(m, p)| (&m.system, &m.zmatrix, p.0.as_slice()))
+        .collect();
+    let norm = crate::data::Normalizer {
+        n_atoms: tokens + 2,
+        std: 1.0,
+    };
+    let temperature_k = mols[0].system.temperature;
+    let mut t = Trainer::new(m, tc, norm, dev);
+    t.state.transfer = Some(crate::train::Transfer {
+        standards: Standards::fit(&fit),
+        forcefield: setup.name().into(),
+        temperature_k,
+        trained_on: mols.iter().map(|m| identity(&m.system.topology)).collect(),
+        ring_closure: rings,
+        data_crc,
+    });
+    let info = RunInfo {
+        model: Family::Tarflow,
+        preset: preset_name.to_string(),
+        system: "transferable".into(),
+        forcefield: setup.name().into(),
+        temperature_k,
+        data: a.data.display().to_string(),
+        n_train: counts.0,
+        n_val: counts.1,
+        coords: Coords::Internal,
+    };
+    Ok((t, info))
+}
+
+/// Every molecule's training and validation frames as rows of `tokens` tokens in the model's
+/// standardised internal coordinates, with their labels; the validation rows cut to
+/// [`validation_rows`].
+fn labelled_rows(
+    trainer: &Trainer,
+    mols: &[Molecule],
+    parts: &[Split],
+    tokens: i64,
+    dev: tch::Device,
+) -> Result<Rows> {
+    let transfer = trainer.state.transfer.as_ref().expect("a transferable run");
+    let (mut xt, mut lt, mut xv, mut lv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (m, p) in mols.iter().zip(parts) {
+        let (internal, _) = transfer.standards.internal(&m.system, &m.zmatrix);
+        let (x, l) = rows(m, &internal, &p.0, tokens)?;
+        xt.push(x);
+        lt.push(l);
+        let (x, l) = rows(m, &internal, &p.1, tokens)?;
+        xv.push(x);
+        lv.push(l);
+    }
+    let (val, val_l) = (Tensor::cat(&xv, 0).to_device(dev), Labels::cat(&lv).to(dev));
+    let (val, val_labels) = validation_rows(&val, &val_l);
+    Ok(Rows {
+        train: Tensor::cat(&xt, 0).to_device(dev),
+        train_labels: Some(Labels::cat(&lt).to(dev)),
+        val,
+        val_labels: Some(val_labels),
+    })
+}
+
+/// The validation rows a transferable run scores at each checkpoint: at most `VALIDATION_ROWS`,
+/// evenly spaced (rows come molecule by molecule, so every molecule keeps its share), ordered
+/// by size so that each pass cuts its pads. The same rows every time, so NLLs compare.
+fn validation_rows(x: &Tensor, l: &Labels) -> (Tensor, Labels) {
+    let n = x.size()[0];
+    let stride = (n + VALIDATION_ROWS - 1) / VALIDATION_ROWS;
+    let tokens: Vec<i64> = Vec::try_from(&l.tokens).unwrap_or_default();
+    let mut rows: Vec<i64> = (0..n).step_by(stride.max(1) as usize).collect();
+    rows.sort_by_key(|&r| tokens.get(r as usize).copied().unwrap_or(0));
+    let idx = Tensor::from_slice(&rows).to_device(x.device());
+    (x.index_select(0, &idx), l.select(&idx))
+}
+
+/// Most validation rows of a transferable run (an NLL per dimension within about 0.003; the
+/// same rows at every checkpoint, so differences between checkpoints are much finer).
+const VALIDATION_ROWS: i64 = 2048;
+
+/// One molecule's MD run (a `bgen md` directory or its data split) as a transferable model's
+/// training molecule, named by its sequence.
+fn one_molecule(
+    data: &Path,
+    rings: bgen_system::RingClosure,
+    raised_rungs: usize,
+) -> Result<Molecule> {
+    let Some((_, forcefield, temperature)) = data_system(data) else {
+        bail!(
+            "{}: not an MD run (no run.json beside the frames)",
+            data.display()
+        );
+    };
+    let setup = bgen_system::Setup::from_name(&forcefield)?;
+    let top = [data.join("topology.pdb"), data.join("../topology.pdb")]
+        .into_iter()
+        .find(|p| p.exists())
+        .with_context(|| format!("{}: no topology.pdb", data.display()))?;
+    let system = bgen_system::System::from_pdb_file(&top, setup, Some(temperature))?;
+    let zmatrix = bgen_system::ZMatrix::from_topology_with(&system.topology, rings)?;
+    let frames = bgen_md::dataset::load_run_temperature(data)?.x;
+    let raised = crate::transfer::raised_frames(data, raised_rungs)?;
+    let name = bgen_system::peptide::sequence(&system.topology);
+    Ok(Molecule {
+        name,
+        system,
+        zmatrix,
+        frames,
+        raised,
+    })
+}
