@@ -10,7 +10,7 @@ use crate::ess::{ess, log_sum_exp};
 use crate::proposal::Proposal;
 use crate::resample::{gather, Scheme};
 use bgen_system::Target;
-use kernel::{evaluate, move_particles, Counts};
+use kernel::{evaluate, move_particles, Counts, Ends};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
@@ -180,6 +180,31 @@ impl std::fmt::Display for Degenerate {
 
 impl std::error::Error for Degenerate {}
 
+/// The annealing time of `level` after `t_prev`: evenly spaced over `opts.steps` levels, or
+/// (with a conditional-ESS target) the largest step that keeps the conditional ESS at the
+/// target, reaching 1 at the last level.
+fn next_time(opts: &SmcOptions, level: usize, t_prev: f64, log_w: &[f64], ends: &Ends) -> f64 {
+    let k_levels = opts.steps.max(1);
+    match opts.cess_target {
+        None => level as f64 / k_levels as f64,
+        Some(_) if level >= k_levels => 1.0,
+        Some(target) => {
+            let de: Vec<f64> = ends.tgt.iter().zip(&ends.src).map(|(a, b)| a - b).collect();
+            t_prev + next_increment(log_w, &de, 1.0 - t_prev, target)
+        }
+    }
+}
+
+/// Jarzynski reweighting: particles follow E_{t - dt}, the increment -dt (E_tgt - E_src) takes
+/// them to E_t (a NaN energy weighs nothing). Returns the increment of log Z.
+fn reweight(log_w: &mut [f64], ends: &Ends, dt: f64) -> f64 {
+    let before = log_sum_exp(log_w);
+    for ((lw, tgt), src) in log_w.iter_mut().zip(&ends.tgt).zip(&ends.src) {
+        let inc = -dt * (tgt - src);
+        *lw += if inc.is_nan() { f64::NEG_INFINITY } else { inc };
+    }
+    log_sum_exp(log_w) - before
+}
 /// Runs SMC with `n` particles drawn from `proposal` toward `target`.
 pub fn smc<P: Proposal, T: Target>(
     proposal: &P,
@@ -218,14 +243,7 @@ pub fn smc<P: Proposal, T: Target>(
     let mut level = 0;
     while t_prev < 1.0 {
         level += 1;
-        let t = match opts.cess_target {
-            None => level as f64 / k_levels as f64,
-            Some(_) if level >= k_levels => 1.0,
-            Some(target) => {
-                let de: Vec<f64> = ends.tgt.iter().zip(&ends.src).map(|(a, b)| a - b).collect();
-                t_prev + next_increment(&log_w, &de, 1.0 - t_prev, target)
-            }
-        };
+        let t = next_time(&opts, level, t_prev, &log_w, &ends);
         let dt = match opts.cess_target {
             None => 1.0 / k_levels as f64,
             Some(_) => t - t_prev,
@@ -233,13 +251,7 @@ pub fn smc<P: Proposal, T: Target>(
         t_prev = t;
         schedule.push(t);
         let last = t >= 1.0;
-        // Reweight: particles follow E_{t - dt}; the increment takes them to E_t.
-        let before = log_sum_exp(&log_w);
-        for ((lw, tgt), src) in log_w.iter_mut().zip(&ends.tgt).zip(&ends.src) {
-            let inc = -dt * (tgt - src);
-            *lw += if inc.is_nan() { f64::NEG_INFINITY } else { inc };
-        }
-        log_z += log_sum_exp(&log_w) - before;
+        log_z += reweight(&mut log_w, &ends, dt);
         if !log_w.iter().any(|v| v.is_finite()) {
             return Err(Degenerate { t }.into());
         }
