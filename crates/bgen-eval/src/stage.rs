@@ -315,6 +315,49 @@ fn load_samples(
 /// plots and report.html to `a.out`.
 pub fn run(a: EvalArgs) -> Result<Metrics> {
     a.check()?;
+    let (sys, samples, reference) = inputs(&a)?;
+    let _lock = bgen_system::outdir::lock_dir(&a.out)?;
+    // metrics.json marks a finished evaluation: an old one goes before anything else changes,
+    // so that a failure leaves no stale scores beside new plots.
+    let marker = a.out.join("metrics.json");
+    if marker.exists() {
+        std::fs::remove_file(&marker).with_context(|| marker.display().to_string())?;
+    }
+    let opts = EvalOptions {
+        max_samples: a.max_samples,
+        tica_lag: a.tica_lag,
+        ..Default::default()
+    };
+    let (x, lw) = samples;
+    let (mut metrics, mut data) =
+        evaluate(&sys, &x, lw.as_deref(), &reference, opts).context(a.samples.display())?;
+    if metrics.details.n_nonfinite > 0 {
+        bgen_system::say!(
+            "{}: {} samples with a non-finite energy or zero weight left out",
+            a.samples.display(),
+            metrics.details.n_nonfinite
+        );
+    }
+    if let Some(run) = &a.model {
+        let (nll, nll_nm) = held_out_nll(run, &reference, sys.n_atoms())?;
+        metrics.nll = Some(nll);
+        metrics.nll_nm = Some(nll_nm).filter(|v| v.is_finite());
+    }
+    for c in &a.compare {
+        compare(c, &sys, &reference, opts, &mut data)?;
+    }
+    if let Some(points) = a.curve {
+        md_curve_stage(&a, &sys, &reference, points, opts)?;
+    }
+    write_report(&a, &sys, &metrics, &data)?;
+    show(&metrics, &a.out);
+    Ok(metrics)
+}
+
+/// The evaluation's system, samples (nm, with their log-weights) and reference frames (nm),
+/// checked to be of one molecule, force field and temperature.
+#[allow(clippy::type_complexity)]
+fn inputs(a: &EvalArgs) -> Result<(bgen_system::System, (Vec<f64>, Option<Vec<f64>>), Vec<f64>)> {
     let sys = a.sys.load()?;
     let (x, na, lw) = load_samples(&a.samples, &a.log_weights)?;
     let reference = bgen_md::dataset::load_run_temperature(&a.reference)?;
@@ -337,69 +380,51 @@ pub fn run(a: EvalArgs) -> Result<Metrics> {
         _ => a.samples.as_path(),
     };
     check_samples(samples_dir, &sys)?;
-    let _lock = bgen_system::outdir::lock_dir(&a.out)?;
-    // metrics.json marks a finished evaluation: an old one goes before anything else changes,
-    // so that a failure leaves no stale scores beside new plots.
-    let marker = a.out.join("metrics.json");
-    if marker.exists() {
-        std::fs::remove_file(&marker).with_context(|| marker.display().to_string())?;
-    }
-    let opts = EvalOptions {
-        max_samples: a.max_samples,
-        tica_lag: a.tica_lag,
-        ..Default::default()
-    };
-    let (mut metrics, mut data) =
-        evaluate(&sys, &x, lw.as_deref(), &reference.x, opts).context(a.samples.display())?;
-    if metrics.details.n_nonfinite > 0 {
-        bgen_system::say!(
-            "{}: {} samples with a non-finite energy or zero weight left out",
-            a.samples.display(),
-            metrics.details.n_nonfinite
+    Ok((sys, (x, lw), reference.x))
+}
+
+/// Scores another sampler's output `c` (`--compare`) against the same reference, printed, its
+/// energies added to the plots' data.
+fn compare(
+    c: &Path,
+    sys: &bgen_system::System,
+    reference: &[f64],
+    opts: EvalOptions,
+    data: &mut crate::evaluate::EvalData,
+) -> Result<()> {
+    let (cx, cna, clw) = load_samples(c, &None)?;
+    if cna != sys.n_atoms() {
+        bail!(
+            "{}: {cna} atoms, but {} has {}",
+            c.display(),
+            sys.name,
+            sys.n_atoms()
         );
     }
-    if let Some(run) = &a.model {
-        let (nll, nll_nm) = held_out_nll(run, &reference.x, sys.n_atoms())?;
-        metrics.nll = Some(nll);
-        metrics.nll_nm = Some(nll_nm).filter(|v| v.is_finite());
-    }
-    for c in &a.compare {
-        let (cx, cna, clw) = load_samples(c, &None)?;
-        if cna != sys.n_atoms() {
-            bail!(
-                "{}: {cna} atoms, but {} has {}",
-                c.display(),
-                sys.name,
-                sys.n_atoms()
-            );
-        }
-        let (cm, cd) = evaluate(
-            &sys,
-            &cx,
-            clw.as_deref(),
-            &reference.x,
-            EvalOptions {
-                max_samples: a.max_samples,
-                ..opts
-            },
-        )
-        .context(c.display())?;
-        let label = c
-            .file_name()
-            .map_or("other".into(), |n| n.to_string_lossy().to_string());
-        bgen_system::show!(
-            "  {label}: ESS {:.4}  E-W2 {:.4}  T-W2 {:.4}",
-            cm.ess,
-            cm.energy_w2,
-            cm.torus_w2
-        );
-        let w = cd.has_weights.then_some(cd.weights.clone());
-        data.extra_energies.push((label, cd.energy_samples, w));
-    }
-    if let Some(points) = a.curve {
-        md_curve_stage(&a, &sys, &reference.x, points, opts)?;
-    }
-    let plots = crate::plots::write_plots(&a.out, &data)?;
+    let (cm, cd) = evaluate(sys, &cx, clw.as_deref(), reference, opts).context(c.display())?;
+    let label = c
+        .file_name()
+        .map_or("other".into(), |n| n.to_string_lossy().to_string());
+    bgen_system::show!(
+        "  {label}: ESS {:.4}  E-W2 {:.4}  T-W2 {:.4}",
+        cm.ess,
+        cm.energy_w2,
+        cm.torus_w2
+    );
+    let w = cd.has_weights.then_some(cd.weights.clone());
+    data.extra_energies.push((label, cd.energy_samples, w));
+    Ok(())
+}
+
+/// The plots, report.html and, last, metrics.json (which marks the evaluation complete: `bgen
+/// run` skips a stage that has it).
+fn write_report(
+    a: &EvalArgs,
+    sys: &bgen_system::System,
+    metrics: &Metrics,
+    data: &crate::evaluate::EvalData,
+) -> Result<()> {
+    let plots = crate::plots::write_plots(&a.out, data)?;
     let title = format!(
         "{} ({}): samples {} against reference {}",
         sys.name,
@@ -425,11 +450,15 @@ pub fn run(a: EvalArgs) -> Result<Metrics> {
             .collect();
         rows.push(("weight basins".into(), share(&w)));
     }
-    let html = crate::report::html(&title, &metrics, &rows, &plots)?;
+    let html = crate::report::html(&title, metrics, &rows, &plots)?;
     write_atomic(&a.out.join("report.html"), html.as_bytes())?;
-    // Last: metrics.json marks the evaluation complete (`bgen run` skips a stage that has it).
-    let text = serde_json::to_string_pretty(&metrics).context("metrics.json")?;
+    let text = serde_json::to_string_pretty(metrics).context("metrics.json")?;
     write_atomic(&a.out.join("metrics.json"), text.as_bytes())?;
+    Ok(())
+}
+
+/// Prints the scores and each basin beside the reference's.
+fn show(metrics: &Metrics, out: &Path) {
     bgen_system::show!(
         "ESS {:.4}  E-W1 {:.4}  E-W2 {:.4} kT  T-W2 {:.4}  TICA-W2 {}",
         metrics.ess,
@@ -451,9 +480,8 @@ pub fn run(a: EvalArgs) -> Result<Metrics> {
         metrics.details.n_samples,
         metrics.details.n_reference,
         metrics.details.seconds,
-        a.out.join("report.html").display()
+        out.join("report.html").display()
     );
-    Ok(metrics)
 }
 
 /// The scores of a `bgen eval` metrics.json: E-W2 (kT), T-W2 and the largest basin error.
