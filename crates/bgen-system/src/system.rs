@@ -1,6 +1,6 @@
 //! A molecular system: topology, force-field parameters, temperature and the energy model.
 
-use crate::energy::{Energies, EnergyModel, Precision, Workspace};
+use crate::energy::{Energies, EnergyModel, Precision};
 use crate::error::{Error, Result};
 use crate::forcefield::{name_tables, Parameters, Setup};
 use crate::pdb::PdbFile;
@@ -154,36 +154,55 @@ impl System {
         self.energies_batch_in(x, forces, Precision::default())
     }
 
-    /// [`System::energies_batch`] in `precision`.
+    /// [`System::energies_batch`] in `precision`: groups of conformations in SIMD lanes (one
+    /// conformation per lane, [`crate::energy::batch`]), the groups on rayon's threads.
     pub fn energies_batch_in(
         &self,
         x: &[f64],
-        forces: Option<&mut [f64]>,
+        mut forces: Option<&mut [f64]>,
         precision: Precision,
     ) -> Vec<Energies> {
         let d = 3 * self.n_atoms();
-        let n = x.len() / d;
-        let mut out = vec![Energies::default(); n];
-        match forces {
-            Some(f) => out
-                .par_iter_mut()
-                .zip(x.par_chunks(d))
-                .zip(f.par_chunks_mut(d))
-                .for_each_init(
-                    || self.model.workspace_in(precision),
-                    |ws, ((e, xi), fi)| {
-                        *e = self.model.energy_grad(xi, fi, ws);
-                        fi.iter_mut().for_each(|v| *v = -*v);
-                    },
-                ),
-            None => out.par_iter_mut().zip(x.par_chunks(d)).for_each_init(
-                || self.model.workspace_in(precision),
-                |ws, (e, xi)| *e = self.model.energy(xi, ws),
-            ),
+        let mut out = vec![Energies::default(); x.len() / d];
+        self.batch_in(x, forces.as_deref_mut(), &mut out, precision);
+        if let Some(f) = forces {
+            f.iter_mut().for_each(|v| *v = -*v);
         }
         out
     }
+
+    /// Energies (kJ/mol) of the batch `x` into `out`, and with `grad` their gradients (kJ/mol/nm),
+    /// in groups of conformation lanes on rayon's threads.
+    fn batch_in(
+        &self,
+        x: &[f64],
+        grad: Option<&mut [f64]>,
+        out: &mut [Energies],
+        precision: Precision,
+    ) {
+        let d = 3 * self.n_atoms();
+        let model = &self.model;
+        // Groups of a few lane-fulls: enough work per task, and every thread busy.
+        let group = BATCH_GROUP_LANES * model.batch_workspace(precision).lanes();
+        let init = || model.batch_workspace(precision);
+        match grad {
+            Some(g) => out
+                .par_chunks_mut(group)
+                .zip(x.par_chunks(group * d))
+                .zip(g.par_chunks_mut(group * d))
+                .for_each_init(init, |ws, ((e, xs), gs)| {
+                    model.energy_grad_batch(xs, Some(gs), e, ws)
+                }),
+            None => out
+                .par_chunks_mut(group)
+                .zip(x.par_chunks(group * d))
+                .for_each_init(init, |ws, (e, xs)| model.energy_grad_batch(xs, None, e, ws)),
+        }
+    }
 }
+
+/// Lane-fulls of conformations per rayon task in batch evaluations.
+const BATCH_GROUP_LANES: usize = 4;
 
 impl Target for System {
     fn dim(&self) -> usize {
@@ -192,46 +211,31 @@ impl Target for System {
 
     /// Energies in kT and gradients in kT/nm; +inf (zero gradient) for non-finite positions or
     /// a non-finite energy.
-    fn energy_and_grad(&self, x: &[f64], energy: &mut [f64], grad: Option<&mut [f64]>) {
+    fn energy_and_grad(&self, x: &[f64], energy: &mut [f64], mut grad: Option<&mut [f64]>) {
         let d = self.dim();
         let beta = 1.0 / self.kt();
-        let one = |ws: &mut Workspace, xi: &[f64], e: &mut f64, g: Option<&mut [f64]>| {
-            if xi.iter().any(|v| !v.is_finite()) {
-                *e = f64::INFINITY;
-                if let Some(g) = g {
-                    g.fill(0.0);
-                }
-                return;
-            }
-            match g {
-                Some(g) => {
-                    *e = self.model.energy_grad(xi, g, ws).total() * beta;
-                    g.iter_mut().for_each(|v| *v *= beta);
-                    if !e.is_finite() {
-                        g.fill(0.0);
-                    }
-                }
-                None => *e = self.model.energy(xi, ws).total() * beta,
-            }
+        let mut e = vec![Energies::default(); energy.len()];
+        self.batch_in(x, grad.as_deref_mut(), &mut e, Precision::default());
+        let clean = |(xi, (ei, out)): (&[f64], (&Energies, &mut f64)), gi: Option<&mut [f64]>| {
             // Coinciding atoms give inf - inf = NaN (or -inf between opposite charges without
-            // Lennard-Jones): such a conformation has zero Boltzmann weight, never a NaN one.
-            if !e.is_finite() {
-                *e = f64::INFINITY;
+            // Lennard-Jones): such a conformation, and one with non-finite positions, has zero
+            // Boltzmann weight, never a NaN one.
+            let u = ei.total() * beta;
+            let ok = u.is_finite() && xi.iter().all(|v| v.is_finite());
+            *out = if ok { u } else { f64::INFINITY };
+            if let Some(g) = gi {
+                match ok {
+                    true => g.iter_mut().for_each(|v| *v *= beta),
+                    false => g.fill(0.0),
+                }
             }
         };
+        let rows = x.par_chunks(d).zip(e.par_iter().zip(energy.par_iter_mut()));
         match grad {
-            Some(g) => energy
-                .par_iter_mut()
-                .zip(x.par_chunks(d))
+            Some(g) => rows
                 .zip(g.par_chunks_mut(d))
-                .for_each_init(
-                    || self.model.workspace(),
-                    |ws, ((e, xi), gi)| one(ws, xi, e, Some(gi)),
-                ),
-            None => energy.par_iter_mut().zip(x.par_chunks(d)).for_each_init(
-                || self.model.workspace(),
-                |ws, (e, xi)| one(ws, xi, e, None),
-            ),
+                .for_each(|(r, gi)| clean(r, Some(gi))),
+            None => rows.for_each(|r| clean(r, None)),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! aldp (both setups), a zwitterionic dipeptide, ala6, chignolin and villin headpiece (HP35), at
 //! the embedded structures and at perturbed ones.
 
-use bgen_system::energy::Precision;
+use bgen_system::energy::{Isa, Precision};
 use bgen_system::peptide::{build, Caps};
 use bgen_system::{EnergyModel, Setup, System};
 
@@ -109,6 +109,63 @@ fn mixed_path_is_within_its_tolerances() {
 fn portable_lanes_agree_too() {
     compare(Precision::Double, true, 1e-12, 1e-12);
     compare(Precision::Mixed, true, 1e-6, 1e-4);
+}
+
+/// Conformation lanes (several conformations at once): the same numbers as one at a time, in
+/// every precision and lane type, for batches that fill the lanes and one that leaves a tail.
+#[test]
+fn conformation_lanes_equal_one_at_a_time() {
+    for (name, s) in systems() {
+        let m = EnergyModel::new(&s.params);
+        let d = 3 * s.n_atoms();
+        // 11 conformations: the structure and perturbed copies.
+        let x: Vec<f64> = (0..11)
+            .flat_map(|c| {
+                s.positions.iter().enumerate().map(move |(k, v)| {
+                    v + 0.003 * c as f64 * (((k * 7 + c * 5) % 13) as f64 / 6.0 - 1.0)
+                })
+            })
+            .collect();
+        let k = x.len() / d;
+        for (precision, tol_e, tol_f) in [
+            (Precision::Double, 1e-12, 1e-12),
+            (Precision::Mixed, 1e-6, 1e-4),
+            (Precision::Reference, 0.0, 0.0),
+        ] {
+            for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
+                if isa > Isa::detect() {
+                    continue;
+                }
+                let mut bw = m.batch_workspace_on(precision, isa);
+                let (mut e, mut g) = (vec![Default::default(); k], vec![f64::NAN; x.len()]);
+                m.energy_grad_batch(&x, Some(&mut g), &mut e, &mut bw);
+                let mut e_only = vec![Default::default(); k];
+                m.energy_grad_batch(&x, None, &mut e_only, &mut bw);
+                let mut reference = m.workspace_in(Precision::Reference);
+                for c in 0..k {
+                    let xc = &x[c * d..(c + 1) * d];
+                    let mut g0 = vec![0.0; d];
+                    let e0 = m.energy_grad(xc, &mut g0, &mut reference);
+                    let e1: &bgen_system::Energies = &e[c];
+                    let scale = e0.named().iter().map(|t| t.1.abs()).fold(1.0, f64::max);
+                    for ((term, a), (_, b)) in e1.named().iter().zip(e0.named()) {
+                        assert!(
+                            (a - b).abs() <= tol_e * scale,
+                            "{name} {precision:?} {isa:?} lanes, conformation {c} {term}: {a} vs {b}"
+                        );
+                    }
+                    assert_eq!(e_only[c].total().to_bits(), e1.total().to_bits());
+                    let fmax = g0.iter().fold(0.0f64, |a, b| a.max(b.abs()));
+                    for (i, (a, b)) in g[c * d..(c + 1) * d].iter().zip(&g0).enumerate() {
+                        assert!(
+                            (a - b).abs() <= tol_f * fmax,
+                            "{name} {precision:?} {isa:?} lanes, conformation {c} [{i}]: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Far beyond every cutoff and inside one another: the masked lanes never leak a NaN, and

@@ -92,6 +92,9 @@ pub trait Lane:
     const LANES: usize;
     /// Whether the type needs AVX2 + FMA (the kernels then run only where the CPU has them).
     const AVX2: bool;
+    /// Whether the type needs AVX-512 (F and DQ; the kernels then run only where the CPU has
+    /// them).
+    const AVX512: bool = false;
 
     fn splat(v: Self::T) -> Self;
     /// The lanes `s[at..at + LANES]`.
@@ -857,6 +860,325 @@ pub(crate) mod avx {
     }
 }
 
+/// AVX-512 registers (16 f32 or 8 f64 lanes, masks in mask registers). Their functions are
+/// safe to call only on a CPU with AVX-512 F and DQ; the kernels reach them only through a
+/// `#[target_feature]` entry taken after the run-time check ([`avx512`]).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use super::Lane;
+    use std::arch::x86_64::*;
+    use std::ops::{Add, AddAssign, BitAnd, Div, Mul, Neg, Sub, SubAssign};
+
+    /// Whether this CPU runs the AVX-512 lanes (F, DQ, and AVX2 + FMA for the bonded lanes).
+    pub fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && super::super::simd::avx2_fma()
+    }
+
+    macro_rules! register {
+        ($name:ident, $mask:ident, $k:ty, $reg:ty,
+         $add:ident, $sub:ident, $mul:ident, $div:ident, $xor:ident, $set1:ident) => {
+            #[derive(Clone, Copy, Debug)]
+            pub struct $name(pub $reg);
+            /// A lane mask: one bit per lane.
+            #[derive(Clone, Copy, Debug)]
+            pub struct $mask(pub $k);
+            impl BitAnd for $mask {
+                type Output = $mask;
+                #[inline(always)]
+                fn bitand(self, o: $mask) -> $mask {
+                    $mask(self.0 & o.0)
+                }
+            }
+            impl Add for $name {
+                type Output = $name;
+                #[inline(always)]
+                fn add(self, o: $name) -> $name {
+                    unsafe { $name($add(self.0, o.0)) }
+                }
+            }
+            impl Sub for $name {
+                type Output = $name;
+                #[inline(always)]
+                fn sub(self, o: $name) -> $name {
+                    unsafe { $name($sub(self.0, o.0)) }
+                }
+            }
+            impl Mul for $name {
+                type Output = $name;
+                #[inline(always)]
+                fn mul(self, o: $name) -> $name {
+                    unsafe { $name($mul(self.0, o.0)) }
+                }
+            }
+            impl Div for $name {
+                type Output = $name;
+                #[inline(always)]
+                fn div(self, o: $name) -> $name {
+                    unsafe { $name($div(self.0, o.0)) }
+                }
+            }
+            impl Neg for $name {
+                type Output = $name;
+                #[inline(always)]
+                fn neg(self) -> $name {
+                    unsafe { $name($xor(self.0, $set1(-0.0))) }
+                }
+            }
+            impl AddAssign for $name {
+                #[inline(always)]
+                fn add_assign(&mut self, o: $name) {
+                    *self = *self + o;
+                }
+            }
+            impl SubAssign for $name {
+                #[inline(always)]
+                fn sub_assign(&mut self, o: $name) {
+                    *self = *self - o;
+                }
+            }
+            // SAFETY (all the unsafe blocks of these types): the intrinsics need AVX-512 F and
+            // DQ, which the only callers (the kernels' AVX-512 entries) have checked; loads and
+            // stores go through bounds-checked slices.
+        };
+    }
+
+    register!(
+        F64x8,
+        K8,
+        __mmask8,
+        __m512d,
+        _mm512_add_pd,
+        _mm512_sub_pd,
+        _mm512_mul_pd,
+        _mm512_div_pd,
+        _mm512_xor_pd,
+        _mm512_set1_pd
+    );
+    register!(
+        F32x16,
+        K16,
+        __mmask16,
+        __m512,
+        _mm512_add_ps,
+        _mm512_sub_ps,
+        _mm512_mul_ps,
+        _mm512_div_ps,
+        _mm512_xor_ps,
+        _mm512_set1_ps
+    );
+
+    impl Lane for F64x8 {
+        type T = f64;
+        type Mask = K8;
+        const LANES: usize = 8;
+        const AVX2: bool = false;
+        const AVX512: bool = true;
+        #[inline(always)]
+        fn splat(v: f64) -> Self {
+            unsafe { F64x8(_mm512_set1_pd(v)) }
+        }
+        #[inline(always)]
+        fn load(s: &[f64], at: usize) -> Self {
+            unsafe { F64x8(_mm512_loadu_pd(s[at..at + 8].as_ptr())) }
+        }
+        #[inline(always)]
+        fn store(self, s: &mut [f64], at: usize) {
+            unsafe { _mm512_storeu_pd(s[at..at + 8].as_mut_ptr(), self.0) }
+        }
+        #[inline(always)]
+        fn iota() -> Self {
+            unsafe { F64x8(_mm512_setr_pd(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)) }
+        }
+        #[inline(always)]
+        fn sum(self) -> f64 {
+            unsafe { _mm512_reduce_add_pd(self.0) }
+        }
+        #[inline(always)]
+        fn sqrt(self) -> Self {
+            unsafe { F64x8(_mm512_sqrt_pd(self.0)) }
+        }
+        #[inline(always)]
+        fn abs(self) -> Self {
+            unsafe { F64x8(_mm512_abs_pd(self.0)) }
+        }
+        #[inline(always)]
+        fn mul_add(self, a: Self, b: Self) -> Self {
+            unsafe { F64x8(_mm512_fmadd_pd(self.0, a.0, b.0)) }
+        }
+        #[inline(always)]
+        fn lt(self, o: Self) -> K8 {
+            unsafe { K8(_mm512_cmp_pd_mask::<_CMP_LT_OQ>(self.0, o.0)) }
+        }
+        #[inline(always)]
+        fn le(self, o: Self) -> K8 {
+            unsafe { K8(_mm512_cmp_pd_mask::<_CMP_LE_OQ>(self.0, o.0)) }
+        }
+        #[inline(always)]
+        fn select(m: K8, a: Self, b: Self) -> Self {
+            unsafe { F64x8(_mm512_mask_blend_pd(m.0, b.0, a.0)) }
+        }
+        #[inline(always)]
+        fn or_zero(self, m: K8) -> Self {
+            unsafe { F64x8(_mm512_maskz_mov_pd(m.0, self.0)) }
+        }
+        #[inline(always)]
+        fn clear_bits(bits: u16) -> K8 {
+            K8(!(bits as u8))
+        }
+        #[inline(always)]
+        fn round(self) -> Self {
+            unsafe {
+                F64x8(_mm512_roundscale_pd::<
+                    { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+                >(self.0))
+            }
+        }
+        #[inline(always)]
+        fn pow2(n: Self) -> Self {
+            unsafe {
+                let i = _mm512_cvtepi32_epi64(_mm512_cvtpd_epi32(n.0));
+                let e = _mm512_slli_epi64::<52>(_mm512_add_epi64(i, _mm512_set1_epi64(1023)));
+                F64x8(_mm512_castsi512_pd(e))
+            }
+        }
+        #[inline(always)]
+        fn split_exp(self) -> (Self, Self) {
+            unsafe {
+                let b = _mm512_castpd_si512(self.0);
+                let m = _mm512_or_si512(
+                    _mm512_and_si512(b, _mm512_set1_epi64(0x000F_FFFF_FFFF_FFFF)),
+                    _mm512_set1_epi64(0x3FF0_0000_0000_0000),
+                );
+                // the biased exponent (11 bits) as a float: OR it into 2^52's mantissa
+                let eb = _mm512_or_si512(
+                    _mm512_srli_epi64::<52>(b),
+                    _mm512_set1_epi64(0x4330_0000_0000_0000),
+                );
+                let e = _mm512_sub_pd(
+                    _mm512_castsi512_pd(eb),
+                    _mm512_set1_pd(4_503_599_627_371_519.0),
+                );
+                (F64x8(_mm512_castsi512_pd(m)), F64x8(e))
+            }
+        }
+    }
+
+    impl Lane for F32x16 {
+        type T = f32;
+        type Mask = K16;
+        const LANES: usize = 16;
+        const AVX2: bool = false;
+        const AVX512: bool = true;
+        #[inline(always)]
+        fn splat(v: f32) -> Self {
+            unsafe { F32x16(_mm512_set1_ps(v)) }
+        }
+        #[inline(always)]
+        fn load(s: &[f32], at: usize) -> Self {
+            unsafe { F32x16(_mm512_loadu_ps(s[at..at + 16].as_ptr())) }
+        }
+        #[inline(always)]
+        fn store(self, s: &mut [f32], at: usize) {
+            unsafe { _mm512_storeu_ps(s[at..at + 16].as_mut_ptr(), self.0) }
+        }
+        #[inline(always)]
+        fn iota() -> Self {
+            unsafe {
+                F32x16(_mm512_setr_ps(
+                    0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0,
+                    15.0,
+                ))
+            }
+        }
+        /// The two halves widened to f64 and added as a tree (no f32 rounding in the sum).
+        #[inline(always)]
+        fn sum(self) -> f64 {
+            unsafe {
+                let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(self.0));
+                let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+                    _mm512_castps_pd(self.0),
+                )));
+                _mm512_reduce_add_pd(_mm512_add_pd(lo, hi))
+            }
+        }
+        #[inline(always)]
+        fn sqrt(self) -> Self {
+            unsafe { F32x16(_mm512_sqrt_ps(self.0)) }
+        }
+        /// The 14-bit hardware estimate and one Newton step y (3 - x y^2) / 2: about 1e-7
+        /// relative.
+        #[inline(always)]
+        fn rsqrt(self) -> Self {
+            unsafe {
+                let y = _mm512_rsqrt14_ps(self.0);
+                let xy2 = _mm512_mul_ps(_mm512_mul_ps(self.0, y), y);
+                let h = _mm512_mul_ps(y, _mm512_set1_ps(0.5));
+                F32x16(_mm512_mul_ps(h, _mm512_sub_ps(_mm512_set1_ps(3.0), xy2)))
+            }
+        }
+        #[inline(always)]
+        fn abs(self) -> Self {
+            unsafe { F32x16(_mm512_abs_ps(self.0)) }
+        }
+        #[inline(always)]
+        fn mul_add(self, a: Self, b: Self) -> Self {
+            unsafe { F32x16(_mm512_fmadd_ps(self.0, a.0, b.0)) }
+        }
+        #[inline(always)]
+        fn lt(self, o: Self) -> K16 {
+            unsafe { K16(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(self.0, o.0)) }
+        }
+        #[inline(always)]
+        fn le(self, o: Self) -> K16 {
+            unsafe { K16(_mm512_cmp_ps_mask::<_CMP_LE_OQ>(self.0, o.0)) }
+        }
+        #[inline(always)]
+        fn select(m: K16, a: Self, b: Self) -> Self {
+            unsafe { F32x16(_mm512_mask_blend_ps(m.0, b.0, a.0)) }
+        }
+        #[inline(always)]
+        fn or_zero(self, m: K16) -> Self {
+            unsafe { F32x16(_mm512_maskz_mov_ps(m.0, self.0)) }
+        }
+        #[inline(always)]
+        fn clear_bits(bits: u16) -> K16 {
+            K16(!bits)
+        }
+        #[inline(always)]
+        fn round(self) -> Self {
+            unsafe {
+                F32x16(_mm512_roundscale_ps::<
+                    { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+                >(self.0))
+            }
+        }
+        #[inline(always)]
+        fn pow2(n: Self) -> Self {
+            unsafe {
+                let i = _mm512_add_epi32(_mm512_cvtps_epi32(n.0), _mm512_set1_epi32(127));
+                F32x16(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(i)))
+            }
+        }
+        #[inline(always)]
+        fn split_exp(self) -> (Self, Self) {
+            unsafe {
+                let b = _mm512_castps_si512(self.0);
+                let m = _mm512_or_si512(
+                    _mm512_and_si512(b, _mm512_set1_epi32(0x007F_FFFF)),
+                    _mm512_set1_epi32(0x3F80_0000),
+                );
+                let e = _mm512_sub_ps(
+                    _mm512_cvtepi32_ps(_mm512_srli_epi32::<23>(b)),
+                    _mm512_set1_ps(127.0),
+                );
+                (F32x16(_mm512_castsi512_ps(m)), F32x16(e))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -901,6 +1223,11 @@ mod tests {
         {
             results.push(("F64x4", worst::<avx::F64x4>(d.0, d.1, d.2), 2.0));
             results.push(("F32x8", worst::<avx::F32x8>(s.0, s.1, s.2), 3.0));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx512::available() {
+            results.push(("F64x8", worst::<avx512::F64x8>(d.0, d.1, d.2), 2.0));
+            results.push(("F32x16", worst::<avx512::F32x16>(s.0, s.1, s.2), 3.0));
         }
         for (name, (e, l), tol) in results {
             assert!(e < tol && l < tol, "{name}: exp {e} ulp, ln {l} ulp");

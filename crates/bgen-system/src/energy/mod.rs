@@ -4,6 +4,7 @@
 //! [`EnergyModel`] holds the parameters in evaluation-friendly arrays; a [`Workspace`] holds the
 //! scratch memory of one evaluation, so repeated evaluations allocate nothing.
 
+pub mod batch;
 pub mod bonded;
 pub mod bonded_lanes;
 pub mod gbsa;
@@ -161,6 +162,88 @@ enum Kernel {
     DoubleAvx2(Box<simd::Lanes<lanes::avx::F64x4, lanes::avx::F64x4>>),
     #[cfg(target_arch = "x86_64")]
     MixedAvx2(Box<simd::Lanes<lanes::avx::F32x8, lanes::avx::F64x4>>),
+}
+
+/// The widest SIMD lanes a kernel may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Plain arrays (any CPU).
+    Portable,
+    /// AVX2 + FMA registers: 4 f64 or 8 f32.
+    Avx2,
+    /// AVX-512 registers: 8 f64 or 16 f32.
+    Avx512,
+}
+
+impl Isa {
+    /// The widest this CPU has.
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        if lanes::avx512::available() {
+            return Isa::Avx512;
+        }
+        match simd::avx2_fma() {
+            true => Isa::Avx2,
+            false => Isa::Portable,
+        }
+    }
+}
+
+/// Scratch memory of evaluations in conformation lanes ([`batch`]): several conformations at
+/// once, one per lane, for batches (one per thread).
+#[derive(Clone, Debug)]
+pub struct BatchWorkspace(BatchKernel);
+
+#[derive(Clone, Debug)]
+enum BatchKernel {
+    /// The reference precision: one conformation at a time.
+    One(Workspace),
+    Double(Box<batch::Batch<lanes::V<f64, 4>, lanes::V<f64, 4>>>),
+    Mixed(Box<batch::Batch<lanes::V<f32, 8>, lanes::V<f64, 4>>>),
+    #[cfg(target_arch = "x86_64")]
+    DoubleAvx2(Box<batch::Batch<lanes::avx::F64x4, lanes::avx::F64x4>>),
+    #[cfg(target_arch = "x86_64")]
+    MixedAvx2(Box<batch::Batch<lanes::avx::F32x8, lanes::avx::F64x4>>),
+    #[cfg(target_arch = "x86_64")]
+    DoubleAvx512(Box<batch::Batch<lanes::avx512::F64x8, lanes::avx::F64x4>>),
+    #[cfg(target_arch = "x86_64")]
+    MixedAvx512(Box<batch::Batch<lanes::avx512::F32x16, lanes::avx::F64x4>>),
+}
+
+impl BatchWorkspace {
+    /// Conformations evaluated together.
+    pub fn lanes(&self) -> usize {
+        match &self.0 {
+            BatchKernel::One(_) => 1,
+            BatchKernel::Double(_) => 4,
+            BatchKernel::Mixed(_) => 8,
+            #[cfg(target_arch = "x86_64")]
+            BatchKernel::DoubleAvx2(_) => 4,
+            #[cfg(target_arch = "x86_64")]
+            BatchKernel::MixedAvx2(_) => 8,
+            #[cfg(target_arch = "x86_64")]
+            BatchKernel::DoubleAvx512(_) => 8,
+            #[cfg(target_arch = "x86_64")]
+            BatchKernel::MixedAvx512(_) => 16,
+        }
+    }
+
+    /// Bytes of scratch memory this workspace holds.
+    pub fn bytes(&self) -> usize {
+        match &self.0 {
+            BatchKernel::One(w) => w.bytes(),
+            BatchKernel::Double(b) => b.bytes(),
+            BatchKernel::Mixed(b) => b.bytes(),
+            #[cfg(target_arch = "x86_64")]
+            BatchKernel::DoubleAvx2(b) => b.bytes(),
+            #[cfg(target_arch = "x86_64")]
+            BatchKernel::MixedAvx2(b) => b.bytes(),
+            #[cfg(target_arch = "x86_64")]
+            BatchKernel::DoubleAvx512(b) => b.bytes(),
+            #[cfg(target_arch = "x86_64")]
+            BatchKernel::MixedAvx512(b) => b.bytes(),
+        }
+    }
 }
 
 /// Scratch memory of the scalar reference.
@@ -367,6 +450,103 @@ impl EnergyModel {
             Precision::Double => Kernel::Double(Box::new(simd::Lanes::new(self))),
             Precision::Mixed => Kernel::Mixed(Box::new(simd::Lanes::new(self))),
         })
+    }
+
+    /// Scratch memory for [`EnergyModel::energy_grad_batch`] in `precision`.
+    pub fn batch_workspace(&self, precision: Precision) -> BatchWorkspace {
+        self.batch_workspace_with(precision, Isa::detect())
+    }
+
+    /// [`EnergyModel::batch_workspace`] in the lanes of `isa` (which the CPU must have; for
+    /// testing each kind of lane on CPUs that have the widest).
+    pub fn batch_workspace_on(&self, precision: Precision, isa: Isa) -> BatchWorkspace {
+        assert!(isa <= Isa::detect(), "{isa:?} lanes on a CPU without them");
+        self.batch_workspace_with(precision, isa)
+    }
+
+    fn batch_workspace_with(&self, precision: Precision, isa: Isa) -> BatchWorkspace {
+        let avx2 = isa >= Isa::Avx2;
+        BatchWorkspace(match precision {
+            Precision::Reference => BatchKernel::One(self.workspace_in(precision)),
+            #[cfg(target_arch = "x86_64")]
+            Precision::Double if isa == Isa::Avx512 => {
+                BatchKernel::DoubleAvx512(Box::new(batch::Batch::new(self)))
+            }
+            #[cfg(target_arch = "x86_64")]
+            Precision::Mixed if isa == Isa::Avx512 => {
+                BatchKernel::MixedAvx512(Box::new(batch::Batch::new(self)))
+            }
+            #[cfg(target_arch = "x86_64")]
+            Precision::Double if avx2 => BatchKernel::DoubleAvx2(Box::new(batch::Batch::new(self))),
+            #[cfg(target_arch = "x86_64")]
+            Precision::Mixed if avx2 => BatchKernel::MixedAvx2(Box::new(batch::Batch::new(self))),
+            Precision::Double => BatchKernel::Double(Box::new(batch::Batch::new(self))),
+            Precision::Mixed => BatchKernel::Mixed(Box::new(batch::Batch::new(self))),
+        })
+    }
+
+    /// Energies by term (kJ/mol) of the conformations in `x` (k x atoms x 3, nm) into `out` (k),
+    /// several at a time in conformation lanes; with `grad` (same shape as `x`) their gradients
+    /// dU/dx (kJ/mol/nm, overwritten). The numbers equal [`EnergyModel::energy_grad`]'s in the
+    /// same precision to round-off (double) or within the mixed path's tolerances.
+    pub fn energy_grad_batch(
+        &self,
+        x: &[f64],
+        mut grad: Option<&mut [f64]>,
+        out: &mut [Energies],
+        ws: &mut BatchWorkspace,
+    ) {
+        let d = 3 * self.n;
+        assert_eq!(
+            x.len(),
+            d * out.len(),
+            "positions must have k x 3 x {} entries",
+            self.n
+        );
+        if let Some(g) = &grad {
+            assert_eq!(g.len(), x.len(), "gradients must have the positions' shape");
+        }
+        let l = ws.lanes();
+        for (c, (xs, es)) in x.chunks(l * d).zip(out.chunks_mut(l)).enumerate() {
+            let gs = grad
+                .as_deref_mut()
+                .map(|g| &mut g[c * l * d..c * l * d + xs.len()]);
+            match (&mut ws.0, gs) {
+                (BatchKernel::One(w), Some(g)) => {
+                    for ((xi, gi), e) in xs.chunks(d).zip(g.chunks_mut(d)).zip(es.iter_mut()) {
+                        *e = self.energy_grad(xi, gi, w);
+                    }
+                }
+                (BatchKernel::One(w), None) => {
+                    for (xi, e) in xs.chunks(d).zip(es.iter_mut()) {
+                        *e = self.energy(xi, w);
+                    }
+                }
+                (BatchKernel::Double(b), g) => self.batch_eval(b, xs, g, es),
+                (BatchKernel::Mixed(b), g) => self.batch_eval(b, xs, g, es),
+                #[cfg(target_arch = "x86_64")]
+                (BatchKernel::DoubleAvx2(b), g) => self.batch_eval(b, xs, g, es),
+                #[cfg(target_arch = "x86_64")]
+                (BatchKernel::MixedAvx2(b), g) => self.batch_eval(b, xs, g, es),
+                #[cfg(target_arch = "x86_64")]
+                (BatchKernel::DoubleAvx512(b), g) => self.batch_eval(b, xs, g, es),
+                #[cfg(target_arch = "x86_64")]
+                (BatchKernel::MixedAvx512(b), g) => self.batch_eval(b, xs, g, es),
+            }
+        }
+    }
+
+    fn batch_eval<S: lanes::Lane, B: lanes::Lane<T = f64>>(
+        &self,
+        b: &mut batch::Batch<S, B>,
+        x: &[f64],
+        grad: Option<&mut [f64]>,
+        out: &mut [Energies],
+    ) {
+        match grad {
+            Some(g) => b.eval::<true>(self, x, g, out),
+            None => b.eval::<false>(self, x, &mut [], out),
+        }
     }
 
     /// Energy by term (kJ/mol) of positions `x` (atoms x 3, nm).

@@ -457,7 +457,7 @@ impl<S: Lane, B: Lane<T = f64>> Lanes<S, B> {
 
 /// [`gbsa::born_pair`] in lanes: every branch computed and selected.
 #[inline(always)]
-fn born_pair<S: Lane>(r: S, inv_r: S, or_i: S, sr_j: S, engulf: bool) -> (S, S) {
+pub(super) fn born_pair<S: Lane>(r: S, inv_r: S, or_i: S, sr_j: S, engulf: bool) -> (S, S) {
     let (zero, one, half, quarter) = (S::c(0.0), S::c(1.0), S::c(0.5), S::c(0.25));
     let u = r + sr_j;
     let active = or_i.lt(u);

@@ -125,6 +125,26 @@ fn time_batch(sys: &System, x: &[f64], threads: usize, precision: Precision) -> 
     Ok(n as f64 / t0.elapsed().as_secs_f64())
 }
 
+/// Evaluations per second (energy and forces) of the batch `x` on one thread in conformation
+/// lanes ([`bgen_system::energy::batch`]).
+fn time_lanes(sys: &System, x: &[f64], precision: Precision) -> f64 {
+    let m = sys.model();
+    let d = 3 * sys.n_atoms();
+    let n = x.len() / d;
+    let mut ws = m.batch_workspace(precision);
+    let (mut g, mut e) = (vec![0.0; x.len()], vec![Default::default(); n]);
+    let warm = n.min(100);
+    m.energy_grad_batch(
+        &x[..warm * d],
+        Some(&mut g[..warm * d]),
+        &mut e[..warm],
+        &mut ws,
+    );
+    let t0 = Instant::now();
+    m.energy_grad_batch(x, Some(&mut g), &mut e, &mut ws);
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
 /// OpenMM's evals/s per platform (CPU 1 thread, Reference) and the largest |dE| (kJ/mol) from ours.
 fn openmm_rates(
     sys: &System,
@@ -735,6 +755,14 @@ fn bench_energy(a: EnergyBench) -> Result<()> {
             gflops(one),
             100.0 * gflops(one) / peak(8.0),
             peak(8.0)
+        );
+        let (dl, ml) = (
+            time_lanes(&sys, &x, Precision::Double),
+            time_lanes(&sys, &x, Precision::Mixed),
+        );
+        bgen_system::show!(
+            "{:<10} conformation lanes, 1 thread: double {dl:.0} ({:.2}x double 1, {:.1}x ref), mixed {ml:.0} ({:.2}x mixed 1, {:.1}x ref)",
+            "", dl / double, dl / reference, ml / one, ml / reference
         );
         if let Some(w) = peer.iter().map(|r| r.2).reduce(f64::max) {
             bgen_system::show!("{:<10} OpenMM and bgen energies agree to {w:.1e} kJ/mol on the first 20 conformations", "");
