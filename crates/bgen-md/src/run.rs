@@ -417,16 +417,7 @@ impl MdRun {
         run.wall_seconds = cp.wall_seconds;
         run.minimization = rf.minimization;
         let model = run.system.model().clone();
-        let precision = run.settings.precision;
-        run.states
-            .par_iter_mut()
-            .zip(&run.integrators)
-            .for_each_init(
-                || model.workspace_in(precision),
-                |ws, (s, integrator)| {
-                    integrator.refresh(s, |x, g| model.energy_grad(x, g, ws).total())
-                },
-            );
+        run.refresh_all(&model);
         if !run.complete {
             run.clear_chunks_from(run.chunks)?;
         }
@@ -669,17 +660,31 @@ impl MdRun {
         };
         let mut left = steps;
         let precision = self.settings.precision;
+        let (per, lockstep) = self.grouping(model);
         while left > 0 {
             let m = block.min(left);
-            self.states
-                .par_iter_mut()
-                .zip(&self.integrators)
-                .for_each_init(
-                    || model.workspace_in(precision),
-                    |ws, (st, integrator)| {
-                        integrator.run(st, m, |x, g| model.energy_grad(x, g, ws).total())
-                    },
-                );
+            match lockstep {
+                true => self
+                    .states
+                    .par_chunks_mut(per)
+                    .zip(self.integrators.par_chunks(per))
+                    .for_each(|(states, integrators)| {
+                        let mut eval = GroupEval::new(model, precision, states.len());
+                        LangevinMiddle::run_lockstep(integrators, states, m, |x, g, e| {
+                            eval.run(model, x, g, e)
+                        });
+                    }),
+                false => self
+                    .states
+                    .par_iter_mut()
+                    .zip(&self.integrators)
+                    .for_each_init(
+                        || model.workspace_in(precision),
+                        |ws, (st, integrator)| {
+                            integrator.run(st, m, |x, g| model.energy_grad(x, g, ws).total())
+                        },
+                    ),
+            }
             left -= m;
             if let Some(ex) = &mut self.exchange {
                 if self.states[0].step.is_multiple_of(block)
@@ -693,6 +698,47 @@ impl MdRun {
                 }
             }
         }
+    }
+
+    /// Replicas per thread (split evenly), and whether a thread's replicas step in lockstep:
+    /// when they fill a register's conformation lanes (one batched evaluation a step).
+    fn grouping(&self, model: &bgen_system::EnergyModel) -> (usize, bool) {
+        let threads = rayon::current_num_threads().clamp(1, self.states.len().max(1));
+        let per = self.states.len().div_ceil(threads).max(1);
+        let lockstep = model
+            .batch_workspace_filled_by(self.settings.precision, per)
+            .is_some();
+        (per, lockstep)
+    }
+
+    /// Recomputes every replica's energy and gradient (after loading a checkpoint) exactly as
+    /// the steps compute them, so that a resumed run continues bit for bit.
+    fn refresh_all(&mut self, model: &bgen_system::EnergyModel) {
+        let precision = self.settings.precision;
+        let (per, lockstep) = self.grouping(model);
+        if !lockstep {
+            return self
+                .states
+                .par_iter_mut()
+                .zip(&self.integrators)
+                .for_each_init(
+                    || model.workspace_in(precision),
+                    |ws, (s, integrator)| {
+                        integrator.refresh(s, |x, g| model.energy_grad(x, g, ws).total())
+                    },
+                );
+        }
+        self.states.par_chunks_mut(per).for_each(|states| {
+            let d = states[0].x.len();
+            let k = states.len();
+            let x: Vec<f64> = states.iter().flat_map(|s| s.x.iter().copied()).collect();
+            let (mut g, mut e) = (vec![0.0; k * d], vec![0.0; k]);
+            GroupEval::new(model, precision, k).run(model, &x, &mut g, &mut e);
+            for (r, s) in states.iter_mut().enumerate() {
+                s.grad = g[r * d..(r + 1) * d].to_vec();
+                s.energy = e[r];
+            }
+        });
     }
 
     /// Merges the chunks into the final files, marks the run complete, removes the chunks.
@@ -710,6 +756,42 @@ impl MdRun {
         self.write_run_file()?;
         self.write_checkpoint()?;
         self.clear_chunks_from(0)
+    }
+}
+
+/// The energies of a thread's group of replicas stepping in lockstep: in conformation lanes
+/// when the group fills them, else (a last, smaller group) one at a time.
+struct GroupEval {
+    kernel: std::result::Result<bgen_system::energy::BatchWorkspace, bgen_system::Workspace>,
+    out: Vec<bgen_system::Energies>,
+}
+
+impl GroupEval {
+    fn new(model: &bgen_system::EnergyModel, precision: Precision, k: usize) -> GroupEval {
+        GroupEval {
+            kernel: model
+                .batch_workspace_filled_by(precision, k)
+                .ok_or_else(|| model.workspace_in(precision)),
+            out: vec![bgen_system::Energies::default(); k],
+        }
+    }
+
+    /// Energies (kJ/mol) into `e` and gradients (kJ/mol/nm) into `g` of the group's positions
+    /// `x` (k x atoms x 3, nm).
+    fn run(&mut self, model: &bgen_system::EnergyModel, x: &[f64], g: &mut [f64], e: &mut [f64]) {
+        match &mut self.kernel {
+            Ok(ws) => model.energy_grad_batch(x, Some(g), &mut self.out, ws),
+            Err(one) => {
+                let d = x.len() / self.out.len();
+                for (r, o) in self.out.iter_mut().enumerate() {
+                    let (xr, gr) = (&x[r * d..(r + 1) * d], &mut g[r * d..(r + 1) * d]);
+                    *o = model.energy_grad(xr, gr, one);
+                }
+            }
+        }
+        for (ei, o) in e.iter_mut().zip(&self.out) {
+            *ei = o.total();
+        }
     }
 }
 

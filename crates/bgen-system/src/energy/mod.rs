@@ -457,6 +457,26 @@ impl EnergyModel {
         self.batch_workspace_with(precision, Isa::detect())
     }
 
+    /// The widest conformation lanes of `precision` on this CPU that `replicas` conformations
+    /// fill (all lanes busy), if any: for MD replicas stepped in lockstep, which gain from lanes
+    /// only when they fill them. None for the reference precision and on CPUs without AVX2.
+    pub fn batch_workspace_filled_by(
+        &self,
+        precision: Precision,
+        replicas: usize,
+    ) -> Option<BatchWorkspace> {
+        let widths: &[(Isa, usize)] = match precision {
+            Precision::Reference => &[],
+            Precision::Double => &[(Isa::Avx512, 8), (Isa::Avx2, 4)],
+            Precision::Mixed => &[(Isa::Avx512, 16), (Isa::Avx2, 8)],
+        };
+        let have = Isa::detect();
+        widths
+            .iter()
+            .find(|&&(isa, lanes)| isa <= have && lanes <= replicas)
+            .map(|&(isa, _)| self.batch_workspace_with(precision, isa))
+    }
+
     /// [`EnergyModel::batch_workspace`] in the lanes of `isa` (which the CPU must have; for
     /// testing each kind of lane on CPUs that have the widest).
     pub fn batch_workspace_on(&self, precision: Precision, isa: Isa) -> BatchWorkspace {

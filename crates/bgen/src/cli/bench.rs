@@ -588,6 +588,43 @@ fn md_rate(
     Ok(steps.iter().sum::<u64>() as f64 * dt_fs * 1e-6 * 86400.0)
 }
 
+/// bgen MD speed on one thread with as many replicas as `precision`'s conformation lanes hold,
+/// stepped in lockstep (one batched evaluation a step, as `bgen md` runs many replicas), about
+/// `seconds`, plain dynamics (1 fs); simulated ns/day of all replicas together.
+fn md_lockstep_rate(sys: &System, seconds: f64, precision: Precision) -> Result<f64> {
+    use bgen_md::langevin::{stream, LangevinMiddle};
+    let model = sys.model();
+    let mut x = sys.positions.clone();
+    let mut ws = model.workspace_in(precision);
+    bgen_md::minimize(&mut x, Default::default(), |x, g| {
+        model.energy_grad(x, g, &mut ws).total()
+    });
+    let mut bws = model.batch_workspace(precision);
+    let k = bws.lanes();
+    let lm = LangevinMiddle::new(&sys.params.mass, sys.kt(), 1.0, 1e-3, true);
+    let ints = vec![lm.clone(); k];
+    let mut f = |x: &[f64], g: &mut [f64]| model.energy_grad(x, g, &mut ws).total();
+    let mut states: Vec<_> = (0..k)
+        .map(|r| lm.init(x.clone(), stream(1, r as u64), &mut f))
+        .collect();
+    let mut out = vec![bgen_system::Energies::default(); k];
+    let mut batch = |x: &[f64], g: &mut [f64], e: &mut [f64]| {
+        model.energy_grad_batch(x, Some(g), &mut out, &mut bws);
+        for (ei, o) in e.iter_mut().zip(&out) {
+            *ei = o.total();
+        }
+    };
+    LangevinMiddle::run_lockstep(&ints, &mut states, 200, &mut batch);
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    while t0.elapsed().as_secs_f64() < seconds {
+        LangevinMiddle::run_lockstep(&ints, &mut states, 200, &mut batch);
+        n += 200;
+    }
+    let steps_per_s = (n * k as u64) as f64 / t0.elapsed().as_secs_f64();
+    Ok(steps_per_s * 1e-6 * 86400.0)
+}
+
 fn bench_md(a: MdBench) -> Result<()> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -595,7 +632,7 @@ fn bench_md(a: MdBench) -> Result<()> {
     let openmm = !a.no_openmm && has_openmm(&a.python);
     let d = bgen_md::MdSettings::new("", bgen_system::Setup::Amber14Obc1);
     bgen_system::show!("MD ns/day: Langevin middle 1/ps, 1 fs, no constraints, {cores} cores, ~{} s per measurement", a.seconds);
-    bgen_system::show!("bgen on 1 thread in each precision (reference = the scalar f64 path), mixed on all cores (one replica per core); OpenMM's platforms");
+    bgen_system::show!("bgen on 1 thread in each precision (reference = the scalar f64 path), mixed on all cores (one replica per core), and on 1 thread as many replicas as the mixed conformation lanes hold in lockstep (lanes); OpenMM's platforms");
     bgen_system::show!(
         "default 1: bgen md's default dynamics on 1 thread ({} precision, {} fs steps, hydrogens {} Da; the same ensemble), dflt/ref its ns/day over the scalar path's at 1 fs",
         d.precision.name(),
@@ -603,12 +640,13 @@ fn bench_md(a: MdBench) -> Result<()> {
         d.hydrogen_mass_da.map_or("as the force field".into(), |h| h.to_string())
     );
     bgen_system::show!(
-        "{:<10} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "{:<10} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
         "system",
         "atoms",
         "ref 1",
         "double 1",
         "mixed 1",
+        "lanes 1",
         "mixed all",
         "default 1",
         "OMM CPU1",
@@ -616,6 +654,7 @@ fn bench_md(a: MdBench) -> Result<()> {
         "OMM Ref",
         "dbl/ref",
         "mix/ref",
+        "lane/ref",
         "dflt/ref",
         "mix/OMM1",
         "all/OMMn"
@@ -627,6 +666,7 @@ fn bench_md(a: MdBench) -> Result<()> {
         let reference = rate(1, Precision::Reference, Dynamics::Plain)?;
         let double = rate(1, Precision::Double, Dynamics::Plain)?;
         let one = rate(1, Precision::Mixed, Dynamics::Plain)?;
+        let lanes = md_lockstep_rate(&sys, a.seconds, Precision::Mixed)?;
         let all = rate(cores, Precision::Mixed, Dynamics::Plain)?;
         let default = rate(1, d.precision, Dynamics::Default)?;
         let mut peer = std::collections::BTreeMap::new();
@@ -668,12 +708,13 @@ fn bench_md(a: MdBench) -> Result<()> {
             }
         };
         bgen_system::show!(
-            "{:<10} {:>5} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
+            "{:<10} {:>5} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
             name,
             sys.n_atoms(),
             reference,
             double,
             one,
+            lanes,
             all,
             default,
             fmt(cpu1),
@@ -681,6 +722,7 @@ fn bench_md(a: MdBench) -> Result<()> {
             fmt(omm_ref),
             ratio(double, reference),
             ratio(one, reference),
+            ratio(lanes, reference),
             ratio(default, reference),
             ratio(one, best1),
             ratio(all, best_all)
