@@ -127,10 +127,7 @@ fn lockstep_replicas_resume_exactly_with_their_own_energies() {
     let d = 3 * sys.n_atoms();
     for (k, e) in full.energy.iter().enumerate() {
         let want = m.energy(&full.x[k * d..(k + 1) * d], &mut ws).total();
-        assert!(
-            (e - want).abs() < 0.05,
-            "frame {k}: {e} vs {want}"
-        );
+        assert!((e - want).abs() < 0.05, "frame {k}: {e} vs {want}");
     }
     for d in [a, b] {
         std::fs::remove_dir_all(d).unwrap();
