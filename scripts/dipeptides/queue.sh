@@ -8,3 +8,4 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 SEEDS="1 2" "$here/references.sh"
 "$here/train_data.sh"
+"$here/references.sh" more
