@@ -592,6 +592,9 @@ impl MdRun {
         );
         let dt_ps = s.dt_ps();
         let model = self.system.model().clone();
+        // The cached gradients as this thread pool's steps compute them (the kernel depends on
+        // the replicas per thread), so that a run continues bit for bit from any checkpoint.
+        self.refresh_all(&model);
         let n_rep = self.states.len();
         let start_steps = self.states[0].step;
         let t0 = Instant::now();
@@ -661,6 +664,15 @@ impl MdRun {
         let mut left = steps;
         let precision = self.settings.precision;
         let (per, lockstep) = self.grouping(model);
+        // One evaluator per thread's group, kept over the blocks, every one with the run's
+        // kernel (a smaller last group pads its lanes), so that swaps between groups carry
+        // gradients of the same arithmetic.
+        let mut evals: Vec<GroupEval> = match lockstep {
+            true => (0..self.states.len().div_ceil(per))
+                .map(|_| GroupEval::new(model, precision, per))
+                .collect(),
+            false => Vec::new(),
+        };
         while left > 0 {
             let m = block.min(left);
             match lockstep {
@@ -668,8 +680,8 @@ impl MdRun {
                     .states
                     .par_chunks_mut(per)
                     .zip(self.integrators.par_chunks(per))
-                    .for_each(|(states, integrators)| {
-                        let mut eval = GroupEval::new(model, precision, states.len());
+                    .zip(evals.par_iter_mut())
+                    .for_each(|((states, integrators), eval)| {
                         LangevinMiddle::run_lockstep(integrators, states, m, |x, g, e| {
                             eval.run(model, x, g, e)
                         });
@@ -706,7 +718,7 @@ impl MdRun {
         let threads = rayon::current_num_threads().clamp(1, self.states.len().max(1));
         let per = self.states.len().div_ceil(threads).max(1);
         let lockstep = model
-            .batch_workspace_filled_by(self.settings.precision, per)
+            .batch_lanes_filled_by(self.settings.precision, per)
             .is_some();
         (per, lockstep)
     }
@@ -733,7 +745,7 @@ impl MdRun {
             let k = states.len();
             let x: Vec<f64> = states.iter().flat_map(|s| s.x.iter().copied()).collect();
             let (mut g, mut e) = (vec![0.0; k * d], vec![0.0; k]);
-            GroupEval::new(model, precision, k).run(model, &x, &mut g, &mut e);
+            GroupEval::new(model, precision, per).run(model, &x, &mut g, &mut e);
             for (r, s) in states.iter_mut().enumerate() {
                 s.grad = g[r * d..(r + 1) * d].to_vec();
                 s.energy = e[r];
@@ -767,29 +779,32 @@ struct GroupEval {
 }
 
 impl GroupEval {
-    fn new(model: &bgen_system::EnergyModel, precision: Precision, k: usize) -> GroupEval {
+    /// The evaluator of groups of at most `per` replicas: the lanes that `per` fills, also for a
+    /// smaller last group.
+    fn new(model: &bgen_system::EnergyModel, precision: Precision, per: usize) -> GroupEval {
         GroupEval {
             kernel: model
-                .batch_workspace_filled_by(precision, k)
+                .batch_workspace_filled_by(precision, per)
                 .ok_or_else(|| model.workspace_in(precision)),
-            out: vec![bgen_system::Energies::default(); k],
+            out: vec![bgen_system::Energies::default(); per],
         }
     }
 
     /// Energies (kJ/mol) into `e` and gradients (kJ/mol/nm) into `g` of the group's positions
     /// `x` (k x atoms x 3, nm).
     fn run(&mut self, model: &bgen_system::EnergyModel, x: &[f64], g: &mut [f64], e: &mut [f64]) {
+        let out = &mut self.out[..e.len()];
         match &mut self.kernel {
-            Ok(ws) => model.energy_grad_batch(x, Some(g), &mut self.out, ws),
+            Ok(ws) => model.energy_grad_batch(x, Some(g), out, ws),
             Err(one) => {
-                let d = x.len() / self.out.len();
-                for (r, o) in self.out.iter_mut().enumerate() {
+                let d = x.len() / out.len();
+                for (r, o) in out.iter_mut().enumerate() {
                     let (xr, gr) = (&x[r * d..(r + 1) * d], &mut g[r * d..(r + 1) * d]);
                     *o = model.energy_grad(xr, gr, one);
                 }
             }
         }
-        for (ei, o) in e.iter_mut().zip(&self.out) {
+        for (ei, o) in e.iter_mut().zip(out.iter()) {
             *ei = o.total();
         }
     }

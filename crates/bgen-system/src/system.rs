@@ -182,9 +182,18 @@ impl System {
     ) {
         let d = 3 * self.n_atoms();
         let model = &self.model;
-        // Groups of a few lane-fulls: enough work per task, and every thread busy.
-        let group = BATCH_GROUP_LANES * model.batch_workspace(precision).lanes();
-        let init = || model.batch_workspace(precision);
+        let lanes = model.batch_lanes(precision);
+        let k = out.len();
+        // Up to a few lane-fulls per task, fewer when that would leave threads idle; a batch
+        // smaller than the lanes, one conformation at a time (padding would cost more).
+        let per_thread = k.div_ceil(rayon::current_num_threads().max(1));
+        let group = per_thread
+            .next_multiple_of(lanes)
+            .min(BATCH_GROUP_LANES * lanes);
+        let init = || match k < lanes {
+            true => model.one_at_a_time(precision),
+            false => model.batch_workspace(precision),
+        };
         match grad {
             Some(g) => out
                 .par_chunks_mut(group)

@@ -118,14 +118,18 @@ fn conformation_lanes_equal_one_at_a_time() {
     for (name, s) in systems() {
         let m = EnergyModel::new(&s.params);
         let d = 3 * s.n_atoms();
-        // 11 conformations: the structure and perturbed copies.
-        let x: Vec<f64> = (0..11)
+        // 11 conformations: the structure and perturbed copies, then one with its first atom
+        // 3 nm away (beyond the 2 nm cutoff of the amber14-obc1 setups: masked pairs).
+        let mut x: Vec<f64> = (0..11)
             .flat_map(|c| {
                 s.positions.iter().enumerate().map(move |(k, v)| {
                     v + 0.003 * c as f64 * (((k * 7 + c * 5) % 13) as f64 / 6.0 - 1.0)
                 })
             })
             .collect();
+        let mut far = s.positions.clone();
+        far[0] += 3.0;
+        x.extend_from_slice(&far);
         let k = x.len() / d;
         for (precision, tol_e, tol_f) in [
             (Precision::Double, 1e-12, 1e-12),
@@ -166,6 +170,51 @@ fn conformation_lanes_equal_one_at_a_time() {
             }
         }
     }
+}
+
+/// A conformation with non-finite positions in a batch leaves its lane-mates' numbers exactly
+/// as they are without it, in every precision.
+#[test]
+fn a_bad_conformation_stays_in_its_lane() {
+    let s = System::named("aldp", Some(Setup::Amber14Obc1), None).unwrap();
+    let m = EnergyModel::new(&s.params);
+    let d = 3 * s.n_atoms();
+    let x: Vec<f64> = (0..16)
+        .flat_map(|c| s.positions.iter().map(move |v| v + 0.002 * c as f64))
+        .collect();
+    let mut bad = x.clone();
+    bad[5 * d + 4] = f64::NAN;
+    bad[9 * d] = f64::INFINITY;
+    for precision in [Precision::Double, Precision::Mixed] {
+        let mut ws = m.batch_workspace(precision);
+        let run = |x: &[f64], ws: &mut bgen_system::energy::BatchWorkspace| {
+            let (mut e, mut g) = (vec![Default::default(); 16], vec![0.0; x.len()]);
+            m.energy_grad_batch(x, Some(&mut g), &mut e, ws);
+            (e, g)
+        };
+        let (e0, g0) = run(&x, &mut ws);
+        let (e1, g1) = run(&bad, &mut ws);
+        for c in (0..16).filter(|&c| c != 5 && c != 9) {
+            let (a, b): (&bgen_system::Energies, &bgen_system::Energies) = (&e0[c], &e1[c]);
+            assert_eq!(
+                a.total().to_bits(),
+                b.total().to_bits(),
+                "{precision:?} {c}"
+            );
+            assert_eq!(
+                g0[c * d..(c + 1) * d],
+                g1[c * d..(c + 1) * d],
+                "{precision:?} {c}"
+            );
+        }
+        assert!(!e1[5].total().is_finite() && !e1[9].total().is_finite());
+    }
+    // Through the samplers' Target: +inf, zero gradient, never NaN.
+    use bgen_system::Target;
+    let (mut u, mut g) = (vec![0.0; 16], vec![0.0; bad.len()]);
+    s.energy_and_grad(&bad, &mut u, Some(&mut g));
+    assert!(u[5] == f64::INFINITY && u[9] == f64::INFINITY && u[0].is_finite());
+    assert!(g.iter().all(|v| v.is_finite()) && g[5 * d..6 * d].iter().all(|&v| v == 0.0));
 }
 
 /// Far beyond every cutoff and inside one another: the masked lanes never leak a NaN, and

@@ -89,7 +89,10 @@ impl<S: Lane, B: Lane<T = f64>> Batch<S, B> {
             inv_born: lanes(),
             dedb: lanes(),
             dbdi: vec![0.0; n * l],
-            cache: match m.cache_pairs {
+            // The per-conformation kernels' budget of 48 bytes a pair, in bytes.
+            cache: match m.cache_pairs
+                && pairs * std::mem::size_of::<[S; 2]>() <= 48 * super::MAX_CACHED_PAIRS
+            {
                 true => vec![[S::c(0.0); 2]; pairs],
                 false => Vec::new(),
             },

@@ -189,6 +189,20 @@ impl Isa {
     }
 }
 
+/// The widest (ISA, lanes) of `precision` on this CPU that `replicas` conformations fill.
+fn filled_by(precision: Precision, replicas: usize) -> Option<(Isa, usize)> {
+    let widths: &[(Isa, usize)] = match precision {
+        Precision::Reference => &[],
+        Precision::Double => &[(Isa::Avx512, 8), (Isa::Avx2, 4)],
+        Precision::Mixed => &[(Isa::Avx512, 16), (Isa::Avx2, 8)],
+    };
+    let have = Isa::detect();
+    widths
+        .iter()
+        .find(|&&(isa, lanes)| isa <= have && lanes <= replicas)
+        .copied()
+}
+
 /// Scratch memory of evaluations in conformation lanes ([`batch`]): several conformations at
 /// once, one per lane, for batches (one per thread).
 #[derive(Clone, Debug)]
@@ -465,16 +479,28 @@ impl EnergyModel {
         precision: Precision,
         replicas: usize,
     ) -> Option<BatchWorkspace> {
-        let widths: &[(Isa, usize)] = match precision {
-            Precision::Reference => &[],
-            Precision::Double => &[(Isa::Avx512, 8), (Isa::Avx2, 4)],
-            Precision::Mixed => &[(Isa::Avx512, 16), (Isa::Avx2, 8)],
-        };
-        let have = Isa::detect();
-        widths
-            .iter()
-            .find(|&&(isa, lanes)| isa <= have && lanes <= replicas)
-            .map(|&(isa, _)| self.batch_workspace_with(precision, isa))
+        filled_by(precision, replicas).map(|(isa, _)| self.batch_workspace_with(precision, isa))
+    }
+
+    /// A [`BatchWorkspace`] that evaluates one conformation at a time in `precision` (partner
+    /// atoms in lanes): for batches smaller than the conformation lanes.
+    pub fn one_at_a_time(&self, precision: Precision) -> BatchWorkspace {
+        BatchWorkspace(BatchKernel::One(self.workspace_in(precision)))
+    }
+
+    /// The lanes of [`EnergyModel::batch_workspace_filled_by`], without building it.
+    pub fn batch_lanes_filled_by(&self, precision: Precision, replicas: usize) -> Option<usize> {
+        filled_by(precision, replicas).map(|(_, lanes)| lanes)
+    }
+
+    /// The lanes of [`EnergyModel::batch_workspace`] in `precision`, without building it.
+    pub fn batch_lanes(&self, precision: Precision) -> usize {
+        let wide = Isa::detect() == Isa::Avx512;
+        match precision {
+            Precision::Reference => 1,
+            Precision::Double => 4 * (1 + wide as usize),
+            Precision::Mixed => 8 * (1 + wide as usize),
+        }
     }
 
     /// [`EnergyModel::batch_workspace`] in the lanes of `isa` (which the CPU must have; for
