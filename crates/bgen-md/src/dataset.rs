@@ -85,6 +85,14 @@ impl Frames {
         out
     }
 
+    /// The frames of a replica-exchange run whose rung (replica % `ladder_len`) passes `keep`.
+    fn of_rungs(&self, ladder_len: usize, keep: impl Fn(usize) -> bool) -> Frames {
+        let idx: Vec<usize> = (0..self.len())
+            .filter(|&i| keep(self.replica[i] as usize % ladder_len))
+            .collect();
+        self.select(&idx)
+    }
+
     /// Reorders the frames by replica, then time.
     pub fn sort(&mut self) {
         let mut idx: Vec<usize> = (0..self.len()).collect();
@@ -233,8 +241,8 @@ pub fn read_frames_npy(path: &Path) -> Result<Frames> {
 }
 
 /// Loads the frames that sample the run's own temperature: as [`load`], but from a
-/// replica-exchange run (a `run.json` with a temperature ladder) only replica 0, since the other
-/// replicas sample raised temperatures. Use it wherever frames stand for one ensemble (training
+/// replica-exchange run (a `run.json` with a temperature ladder) only the lowest rung of each
+/// ladder (replica 0 of one ladder), since the other replicas sample raised temperatures. Use it wherever frames stand for one ensemble (training
 /// data, a reference); [`load`] gives every replica.
 pub fn load_run_temperature(path: &Path) -> Result<Frames> {
     if path.is_dir() && run_complete(path)? == Some(false) {
@@ -248,13 +256,10 @@ pub fn load_run_temperature(path: &Path) -> Result<Frames> {
         ));
     }
     let frames = load(path)?;
-    if !is_ladder_run(path)? {
+    let Some(len) = ladder_len(path)? else {
         return Ok(frames);
-    }
-    let keep: Vec<usize> = (0..frames.len())
-        .filter(|&i| frames.replica[i] == 0)
-        .collect();
-    Ok(frames.select(&keep))
+    };
+    Ok(frames.of_rungs(len, |k| k == 0))
 }
 
 /// Loads frames at raised temperatures for extra training data: of a replica-exchange run its
@@ -262,27 +267,39 @@ pub fn load_run_temperature(path: &Path) -> Result<Frames> {
 /// [`load_run_temperature`]); of anything else, every frame ([`load`]).
 pub fn load_raised_temperatures(path: &Path) -> Result<Frames> {
     let frames = load(path)?;
-    if !is_ladder_run(path)? {
+    let Some(len) = ladder_len(path)? else {
         return Ok(frames);
-    }
-    let keep: Vec<usize> = (0..frames.len())
-        .filter(|&i| frames.replica[i] != 0)
-        .collect();
-    Ok(frames.select(&keep))
+    };
+    Ok(frames.of_rungs(len, |k| k != 0))
 }
 
-/// Whether `path` is the directory of a replica-exchange run (its run.json has a ladder).
-fn is_ladder_run(path: &Path) -> Result<bool> {
+/// Loads the frames of the `rungs` lowest raised rungs (1..=rungs of every ladder) of the
+/// replica-exchange run `path`; an error if it is not one or has fewer raised rungs.
+pub fn load_raised_rungs(path: &Path, rungs: usize) -> Result<Frames> {
+    let len = ladder_len(path)?.unwrap_or(1);
+    if len <= rungs {
+        return Err(file_err(
+            path,
+            format!("{rungs} raised rung(s) asked for, the run has {}", len - 1),
+        ));
+    }
+    Ok(load(path)?.of_rungs(len, |k| (1..=rungs).contains(&k)))
+}
+
+/// Rungs per ladder of a replica-exchange run directory (its run.json has a ladder); None for
+/// anything else.
+fn ladder_len(path: &Path) -> Result<Option<usize>> {
     let run_json = path.join("run.json");
     if !path.is_dir() || !run_json.exists() {
-        return Ok(false);
+        return Ok(None);
     }
     let text = std::fs::read_to_string(&run_json).map_err(io_err(&run_json))?;
     let v: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| file_err(&run_json, format!("corrupt or not a bgen file: {e}")))?;
     Ok(v["settings"]["temperatures_k"]
         .as_array()
-        .is_some_and(|t| !t.is_empty()))
+        .map(Vec::len)
+        .filter(|&n| n > 0))
 }
 
 /// Loads frames from a data-set or run directory (a run that is still going yields the frames

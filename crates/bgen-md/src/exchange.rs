@@ -4,7 +4,10 @@
 //! b = 1/kT. The product of the rungs' Boltzmann distributions is invariant, so the lowest rung
 //! samples its temperature exactly while hot rungs carry it over barriers. Each configuration is
 //! followed as a walker, and a walker's trips between the ladder's ends (the usual measure of how
-//! well a ladder mixes) are counted. Temperatures K, energies kJ/mol.
+//! well a ladder mixes) are counted. Several independent ladders of the same temperatures may run
+//! side by side (replica r is rung r % len of ladder r / len): more replicas of one molecule,
+//! which step together in SIMD lanes, and independent chains at every temperature. Temperatures
+//! K, energies kJ/mol.
 
 use crate::langevin::Stream;
 use rand::RngExt;
@@ -42,8 +45,12 @@ pub struct Exchange {
     pub walker: Vec<usize>,
     /// Per walker: the end of the ladder it touched last (0 bottom, 1 top, -1 neither yet).
     pub last_end: Vec<i8>,
-    /// Trips of any walker from one end of the ladder to the other.
+    /// Trips of any walker from one end of its ladder to the other.
     pub end_to_end: u64,
+    /// Rungs per ladder (the replicas are ladders of this many rungs side by side); 0 (a
+    /// checkpoint from before ladders could be repeated): one ladder of all the rungs.
+    #[serde(default)]
+    pub ladder_len: usize,
 }
 
 /// What a finished run reports about its exchanges (in `run.json`).
@@ -58,70 +65,99 @@ pub struct ExchangeSummary {
 }
 
 impl Exchange {
-    /// Exchanges for `rungs` rungs, drawing from `rng`.
+    /// Exchanges for one ladder of `rungs` rungs, drawing from `rng`.
     pub fn new(rungs: usize, rng: Stream) -> Exchange {
-        let mut last_end = vec![-1; rungs];
-        last_end[0] = 0;
-        if rungs > 1 {
-            last_end[rungs - 1] = 1;
-        }
+        Exchange::ladders(rungs, 1, rng)
+    }
+
+    /// Exchanges for `ladders` independent ladders of `len` rungs each (replica r is rung
+    /// r % len of ladder r / len), drawing from `rng`.
+    pub fn ladders(len: usize, ladders: usize, rng: Stream) -> Exchange {
+        let n = len * ladders;
+        let last_end = (0..n)
+            .map(|r| match r % len {
+                0 => 0,
+                k if k + 1 == len => 1,
+                _ => -1,
+            })
+            .collect();
         Exchange {
             rng,
             rounds: 0,
-            tried: vec![0; rungs.saturating_sub(1)],
-            accepted: vec![0; rungs.saturating_sub(1)],
-            walker: (0..rungs).collect(),
+            tried: vec![0; n.saturating_sub(1)],
+            accepted: vec![0; n.saturating_sub(1)],
+            walker: (0..n).collect(),
             last_end,
             end_to_end: 0,
+            ladder_len: len,
         }
     }
 
-    /// Number of rungs.
+    /// Number of rungs, all ladders together.
     pub fn rungs(&self) -> usize {
         self.walker.len()
     }
 
+    /// Rungs per ladder.
+    pub fn ladder_len(&self) -> usize {
+        match self.ladder_len {
+            0 => self.rungs(),
+            len => len,
+        }
+    }
+
     /// One round: given each rung's potential energy `energy` (kJ/mol) and inverse temperature
-    /// `beta` (mol/kJ), decides which neighbour pairs of this round's parity swap. Returns the
-    /// lower rung k of every accepted pair (k, k+1); the caller swaps the configurations.
+    /// `beta` (mol/kJ), decides which neighbour pairs of this round's parity swap, in every
+    /// ladder. Returns the lower rung k of every accepted pair (k, k+1); the caller swaps the
+    /// configurations.
     pub fn round(&mut self, energy: &[f64], beta: &[f64]) -> Vec<usize> {
-        let n = self.rungs();
+        let (n, len) = (self.rungs(), self.ladder_len());
         assert!(energy.len() == n && beta.len() == n);
         let mut swaps = Vec::new();
-        let mut k = (self.rounds % 2) as usize;
-        while k + 1 < n {
-            self.tried[k] += 1;
-            let log_ratio = (beta[k] - beta[k + 1]) * (energy[k] - energy[k + 1]);
-            let u: f64 = self.rng.random();
-            if log_ratio >= 0.0 || u.ln() < log_ratio {
-                self.accepted[k] += 1;
-                self.walker.swap(k, k + 1);
-                swaps.push(k);
+        for base in (0..n).step_by(len) {
+            let mut k = base + (self.rounds % 2) as usize;
+            while k + 1 < base + len {
+                self.tried[k] += 1;
+                let log_ratio = (beta[k] - beta[k + 1]) * (energy[k] - energy[k + 1]);
+                let u: f64 = self.rng.random();
+                if log_ratio >= 0.0 || u.ln() < log_ratio {
+                    self.accepted[k] += 1;
+                    self.walker.swap(k, k + 1);
+                    swaps.push(k);
+                }
+                k += 2;
             }
-            k += 2;
+            for (end, rung) in [(0i8, base), (1, base + len - 1)] {
+                let w = self.walker[rung];
+                if self.last_end[w] != end {
+                    if self.last_end[w] >= 0 {
+                        self.end_to_end += 1;
+                    }
+                    self.last_end[w] = end;
+                }
+            }
         }
         self.rounds += 1;
-        for (end, rung) in [(0i8, 0usize), (1, n - 1)] {
-            let w = self.walker[rung];
-            if self.last_end[w] != end {
-                if self.last_end[w] >= 0 {
-                    self.end_to_end += 1;
-                }
-                self.last_end[w] = end;
-            }
-        }
         swaps
     }
 
-    /// Acceptance per pair and round trips so far.
+    /// Acceptance per neighbour pair of a ladder (all ladders together) and round trips so far.
     pub fn summary(&self) -> ExchangeSummary {
+        let len = self.ladder_len();
+        let acceptance = (0..len.saturating_sub(1))
+            .map(|j| {
+                let pairs = (j..self.tried.len()).step_by(len);
+                let t: u64 = pairs.clone().map(|k| self.tried[k]).sum();
+                let a: u64 = pairs.map(|k| self.accepted[k]).sum();
+                if t == 0 {
+                    0.0
+                } else {
+                    a as f64 / t as f64
+                }
+            })
+            .collect();
         ExchangeSummary {
-            acceptance: self
-                .tried
-                .iter()
-                .zip(&self.accepted)
-                .map(|(&t, &a)| if t == 0 { 0.0 } else { a as f64 / t as f64 })
-                .collect(),
+            acceptance,
             round_trips: self.end_to_end as f64 / 2.0,
             rounds: self.rounds,
         }
@@ -188,5 +224,63 @@ mod tests {
         let mut w = ex.walker.clone();
         w.sort();
         assert_eq!(w, vec![0, 1, 2, 3]);
+    }
+
+    /// Three ladders of the toy's four temperatures side by side: every rung of every ladder
+    /// holds its Boltzmann population, no walker leaves its ladder, no pair across two ladders
+    /// is tried, and one ladder made by `ladders` draws exactly as `new` (old runs resume bit
+    /// for bit).
+    #[test]
+    fn side_by_side_ladders_stay_apart_and_each_samples_its_temperatures() {
+        let gap = 2.0;
+        let temps = [1.0, 1.6, 2.5, 4.0];
+        let beta: Vec<f64> = (0..12).map(|r| 1.0 / temps[r % 4]).collect();
+        let mut rng = stream(9, 0);
+        let mut ex = Exchange::ladders(4, 3, stream(9, 1));
+        let mut state = [0usize; 12];
+        let mut counts = [0usize; 12];
+        let sweeps = 200_000;
+        for _ in 0..sweeps {
+            for k in (0..12).filter(|k| k % 4 >= 2) {
+                let p1 = 1.0 / (1.0 + (beta[k] * gap).exp());
+                let u: f64 = rng.random();
+                state[k] = usize::from(u < p1);
+            }
+            let energy: Vec<f64> = state.iter().map(|&s| s as f64 * gap).collect();
+            for k in ex.round(&energy, &beta) {
+                assert_ne!(k % 4, 3, "a swap across two ladders");
+                state.swap(k, k + 1);
+            }
+            for k in 0..12 {
+                counts[k] += state[k];
+            }
+        }
+        for k in 0..12 {
+            let exact = 1.0 / (1.0 + (beta[k] * gap).exp());
+            let got = counts[k] as f64 / sweeps as f64;
+            assert!(
+                (got - exact).abs() < 0.012,
+                "rung {k}: {got:.4} vs {exact:.4}"
+            );
+        }
+        for (r, &w) in ex.walker.iter().enumerate() {
+            assert_eq!(r / 4, w / 4, "walker {w} left its ladder");
+        }
+        assert!([3, 7].iter().all(|&k| ex.tried[k] == 0));
+        let s = ex.summary();
+        assert_eq!(s.acceptance.len(), 3);
+        assert!(s.acceptance.iter().all(|&a| a > 0.3 && a <= 1.0));
+        assert!(s.round_trips > 1000.0, "{}", s.round_trips);
+
+        let (mut one, mut old) = (
+            Exchange::ladders(5, 1, stream(3, 2)),
+            Exchange::new(5, stream(3, 2)),
+        );
+        let e = [1.0, -2.0, 0.5, 3.0, -1.0];
+        let b = [1.0, 0.8, 0.6, 0.5, 0.4];
+        for _ in 0..50 {
+            assert_eq!(one.round(&e, &b), old.round(&e, &b));
+        }
+        assert_eq!(one.summary(), old.summary());
     }
 }

@@ -45,8 +45,9 @@ pub struct MdSettings {
     pub equilibrate_ps: f64,
     /// RMS force tolerance of the initial minimisation, kJ/mol/nm.
     pub minimize_tolerance: f64,
-    /// Replica exchange: the temperature of each replica, K, lowest first and equal to
-    /// `temperature_k` (e.g. [`crate::exchange::geometric_ladder`]). Empty: independent replicas
+    /// Replica exchange: the ladder's temperatures, K, lowest first and equal to
+    /// `temperature_k` (e.g. [`crate::exchange::geometric_ladder`]); `replicas` is a whole
+    /// number of ladders, side by side (replica r at rung r % len). Empty: independent replicas
     /// all at `temperature_k`.
     #[serde(default)]
     pub temperatures_k: Vec<f64>,
@@ -107,10 +108,18 @@ impl MdSettings {
     /// Temperature of each replica, K.
     pub fn replica_temperatures(&self) -> Vec<f64> {
         if self.is_exchange() {
-            self.temperatures_k.clone()
+            let t = &self.temperatures_k;
+            (0..self.replicas).map(|r| t[r % t.len()]).collect()
         } else {
             vec![self.temperature_k; self.replicas]
         }
+    }
+
+    /// Replica exchange: how many ladders run side by side (0 without a ladder).
+    pub fn ladders(&self) -> usize {
+        self.replicas
+            .checked_div(self.temperatures_k.len())
+            .unwrap_or(0)
     }
 
     /// Integration steps between exchange rounds (with a ladder).
@@ -176,10 +185,10 @@ impl MdSettings {
         }
         if self.is_exchange() {
             let t = &self.temperatures_k;
-            if t.len() < 2 || t.len() != self.replicas {
+            if t.len() < 2 || !self.replicas.is_multiple_of(t.len()) {
                 return bad(format!(
-                    "a replica-exchange ladder needs at least 2 temperatures, one per replica \
-                     ({} temperatures, {} replicas)",
+                    "a replica-exchange ladder needs at least 2 temperatures, and the replicas \
+                     must fill whole ladders ({} temperatures, {} replicas)",
                     t.len(),
                     self.replicas
                 ));
@@ -400,10 +409,10 @@ impl MdRun {
             }
         }
         if run.settings.is_exchange()
-            && cp
-                .exchange
-                .as_ref()
-                .is_none_or(|e| e.rungs() != run.settings.replicas)
+            && cp.exchange.as_ref().is_none_or(|e| {
+                e.rungs() != run.settings.replicas
+                    || e.ladder_len() != run.settings.temperatures_k.len()
+            })
         {
             return Err(file_err(
                 &cp_path,
@@ -482,11 +491,11 @@ impl MdRun {
                 })
             })
             .collect();
-        let n = self.settings.replicas;
+        let (n, len) = (self.settings.replicas, self.settings.temperatures_k.len());
         self.exchange = self
             .settings
             .is_exchange()
-            .then(|| Exchange::new(n, stream(self.settings.seed, n as u64)));
+            .then(|| Exchange::ladders(len, n / len, stream(self.settings.seed, n as u64)));
     }
 
     fn write_run_file(&self) -> Result<()> {

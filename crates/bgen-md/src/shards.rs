@@ -10,7 +10,6 @@ use crate::{dataset, MdRun, MdSettings, Result};
 use bgen_system::error::Context;
 use bgen_system::peptide::Caps;
 use bgen_system::{bail, Setup, System};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -155,10 +154,6 @@ pub fn run(a: &MdArgs) -> Result<MdResult> {
             .unwrap_or(1)
     });
     let jobs = a.jobs.unwrap_or(threads).max(1);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs)
-        .build()
-        .context("thread pool")?;
     bgen_system::say!(
         "{} of {} shards in {}, {jobs} at a time; {} at {temperature} K",
         mine.len(),
@@ -166,22 +161,18 @@ pub fn run(a: &MdArgs) -> Result<MdResult> {
         a.out.display(),
         setup.name()
     );
-    let status: Vec<ShardStatus> = pool.install(|| {
-        mine.par_iter()
-            .map(|s| {
-                let (status, atoms) = match run_shard(a, s, setup, temperature) {
-                    Ok(x) => x,
-                    Err(e) => (format!("failed: {e}"), 0),
-                };
-                bgen_system::say!("shard {}: {status}", s.name);
-                ShardStatus {
-                    name: s.name.clone(),
-                    status,
-                    atoms,
-                }
-            })
-            .collect()
-    });
+    let status = run_jobs(&mine, jobs, (threads / jobs).max(1), |s| {
+        let (status, atoms) = match run_shard(a, s, setup, temperature) {
+            Ok(x) => x,
+            Err(e) => (format!("failed: {e}"), 0),
+        };
+        bgen_system::say!("shard {}: {status}", s.name);
+        ShardStatus {
+            name: s.name.clone(),
+            status,
+            atoms,
+        }
+    })?;
     let failed: Vec<String> = status
         .iter()
         .filter(|s| s.status.starts_with("failed"))
@@ -203,6 +194,48 @@ pub fn run(a: &MdArgs) -> Result<MdResult> {
         exchange: None,
         shards: Some(status),
     })
+}
+
+/// `work` on every shard, `jobs` shards at a time, each on a thread pool of its own with
+/// `threads` threads: the replicas per thread (and with them the SIMD lanes they fill) do not
+/// depend on what the other shards do. (Not a rayon pool of `jobs` threads: a worker waiting on
+/// another pool would start further shards meanwhile.) The results in the shards' order.
+fn run_jobs<T: Send>(
+    shards: &[&Shard],
+    jobs: usize,
+    threads: usize,
+    work: impl Fn(&Shard) -> T + Sync,
+) -> Result<Vec<T>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let pools = (0..jobs.min(shards.len()))
+        .map(|_| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .context("thread pool")
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = pools
+            .iter()
+            .map(|pool| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(s) = shards.get(i) else { break mine };
+                        mine.push((i, pool.install(|| work(s))));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a shard worker panicked"))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, t)| t).collect())
 }
 
 /// Runs one shard to its end (or to `stop_after_checkpoints`): (status, atoms).
@@ -517,4 +550,46 @@ fn check_shard(dir: &Path) -> std::result::Result<(usize, usize, MdSettings), Un
         ))));
     }
     Ok((frames.n_atoms, frames.len(), settings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// `jobs` shards at a time and no more, each on its own pool of `threads` (work that waits
+    /// on a nested parallel loop, as a shard's replicas do, must not start further shards), and
+    /// the results in the shards' order.
+    #[test]
+    fn jobs_run_that_many_shards_at_a_time_each_on_its_own_threads() {
+        let shards: Vec<Shard> = (0..9)
+            .map(|i| Shard {
+                name: format!("S{i}"),
+                source: Source::Pdb(PathBuf::from("none.pdb")),
+            })
+            .collect();
+        let refs: Vec<&Shard> = shards.iter().collect();
+        let (active, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let out = run_jobs(&refs, 2, 3, |s| {
+            let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            let threads = rayon::current_num_threads();
+            let sum: u64 = (0..20_000u64)
+                .into_par_iter()
+                .map(|k| {
+                    std::thread::sleep(std::time::Duration::from_nanos(k % 2));
+                    k
+                })
+                .sum();
+            active.fetch_sub(1, Ordering::SeqCst);
+            (s.name.clone(), threads, sum)
+        })
+        .unwrap();
+        assert_eq!(most.load(Ordering::SeqCst), 2, "shards at once");
+        for (i, (name, threads, sum)) in out.iter().enumerate() {
+            assert_eq!((name.as_str(), *threads), (format!("S{i}").as_str(), 3));
+            assert_eq!(*sum, 19_999 * 20_000 / 2);
+        }
+    }
 }

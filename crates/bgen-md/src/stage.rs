@@ -27,7 +27,9 @@ pub struct MdArgs {
     /// Production length of each replica, ns.
     #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub ns: Option<f64>,
-    /// Independent replicas, run in parallel (use at least as many as cores).
+    /// Independent replicas, run in parallel (use at least as many as cores). With
+    /// `temperatures`: a whole number of ladders side by side (the default is one), e.g. 16
+    /// replicas on a 4-rung ladder are 4 independent ladders, which step together in SIMD lanes.
     #[arg(long, value_parser = count::<usize>, allow_hyphen_values = true)]
     pub replicas: Option<usize>,
     /// Seed of the random streams (replica r uses stream r of this seed).
@@ -55,8 +57,8 @@ pub struct MdArgs {
     #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub minimize_tol: Option<f64>,
     /// Replica exchange (parallel tempering): one replica per temperature, K, lowest first; the
-    /// lowest is the run's temperature and its frames are replica 0. Give a list
-    /// (300,340,385) or a geometric ladder as LOW:HIGH:COUNT (300:600:8).
+    /// lowest is the run's temperature and its frames are replica 0 (of each ladder, with more
+    /// `replicas`). Give a list (300,340,385) or a geometric ladder as LOW:HIGH:COUNT (300:600:8).
     #[arg(long, value_parser = parse_ladder)]
     pub temperatures: Option<Ladder>,
     /// Replica exchange: interval between exchange rounds, ps.
@@ -444,8 +446,12 @@ pub fn run(a: MdArgs) -> Result<MdResult> {
     );
     if s.is_exchange() {
         let t: Vec<String> = s.temperatures_k.iter().map(|t| format!("{t:.1}")).collect();
+        let ladders = match s.ladders() {
+            1 => String::new(),
+            n => format!("{n} ladders side by side, "),
+        };
         bgen_system::say!(
-            "replica exchange every {} ps over {} K; replica 0 samples {} K",
+            "replica exchange every {} ps over {} K; {ladders}the lowest rung samples {} K",
             s.exchange_every_ps,
             t.join(", "),
             s.temperature_k

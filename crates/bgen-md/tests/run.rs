@@ -282,6 +282,73 @@ fn replica_exchange_resumes_exactly_and_reports_its_ladder() {
     }
 }
 
+/// Two ladders of the same three temperatures side by side (6 replicas): each rung holds its
+/// temperature, the run's temperature is the lowest rung of both, the raised rungs are counted
+/// per ladder, and the run resumes bit for bit.
+#[test]
+fn ladders_side_by_side_sample_their_rungs_and_resume_exactly() {
+    let (a, b) = (tmp("ladders-full"), tmp("ladders-cut"));
+    let mut s = ladder_settings();
+    s.replicas = 6;
+    assert_eq!(s.ladders(), 2);
+    assert_eq!(
+        s.replica_temperatures(),
+        [300.0, 400.0, 550.0, 300.0, 400.0, 550.0]
+    );
+    let mut run = MdRun::create(&a, s.clone(), aldp()).unwrap();
+    run.run(Duration::from_secs(3600), None, |_| {}).unwrap();
+    let full = dataset::load(&a).unwrap();
+    assert_eq!(full.len(), 6 * 20);
+    let summary = run.exchange_summary().unwrap();
+    assert_eq!(summary.acceptance.len(), 2, "per pair of one ladder");
+    let mean = |r: i64| {
+        let e: Vec<f64> = (0..full.len())
+            .filter(|&i| full.replica[i] == r)
+            .map(|i| full.energy[i])
+            .collect();
+        e.iter().sum::<f64>() / e.len() as f64
+    };
+    for hot in [2, 5] {
+        for cold in [0, 3] {
+            assert!(mean(hot) > mean(cold) + 20.0, "{hot} vs {cold}");
+        }
+    }
+    let replicas = |f: &dataset::Frames| {
+        let mut r = f.replica.clone();
+        r.dedup();
+        r
+    };
+    assert_eq!(
+        replicas(&dataset::load_run_temperature(&a).unwrap()),
+        [0, 3]
+    );
+    assert_eq!(
+        replicas(&dataset::load_raised_rungs(&a, 1).unwrap()),
+        [1, 4]
+    );
+    assert_eq!(
+        replicas(&dataset::load_raised_temperatures(&a).unwrap()),
+        [1, 2, 4, 5]
+    );
+    let err = dataset::load_raised_rungs(&a, 3).unwrap_err().to_string();
+    assert!(err.contains("the run has 2"), "{err}");
+
+    let mut run = MdRun::create(&b, s, aldp()).unwrap();
+    run.run(Duration::ZERO, Some(5), |_| {}).unwrap();
+    drop(run);
+    let mut run = MdRun::resume(&b).unwrap();
+    run.run(Duration::ZERO, None, |_| {}).unwrap();
+    assert_eq!(
+        dataset::load(&b).unwrap(),
+        full,
+        "bit for bit after a resume"
+    );
+    assert_eq!(run.exchange_summary().unwrap(), summary);
+    for d in [a, b] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
 #[test]
 fn bad_ladders_are_refused() {
     type Change = fn(&mut MdSettings);
@@ -294,7 +361,7 @@ fn bad_ladders_are_refused() {
             |s| s.temperatures_k = vec![300.0, 300.0, 550.0],
             "increasing",
         ),
-        (|s| s.temperatures_k = vec![300.0, 400.0], "one per replica"),
+        (|s| s.temperatures_k = vec![300.0, 400.0], "whole ladders"),
         (|s| s.exchange_every_ps = 0.3, "divides the save interval"),
     ];
     for (change, want) in cases {

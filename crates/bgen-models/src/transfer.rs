@@ -289,20 +289,7 @@ pub fn raised_frames(path: &std::path::Path, rungs: usize) -> crate::Result<Vec<
     if rungs == 0 {
         return Ok(Vec::new());
     }
-    let f = bgen_md::dataset::load_raised_temperatures(path)?;
-    let ladder = !f.replica.contains(&0);
-    let top = f.replica.iter().copied().max().unwrap_or(0) as usize;
-    if !ladder || top < rungs {
-        bgen_system::bail!(
-            "{}: {rungs} raised rung(s) asked for, the run has {}",
-            path.display(),
-            if ladder { top } else { 0 }
-        );
-    }
-    let keep: Vec<usize> = (0..f.len())
-        .filter(|&i| f.replica[i] as usize <= rungs)
-        .collect();
-    Ok(f.select(&keep).x)
+    Ok(bgen_md::dataset::load_raised_rungs(path, rungs)?.x)
 }
 
 /// The molecules of a merged many-peptide data set (`bgen dataset merge`): its training ones,
