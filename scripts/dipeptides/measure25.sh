@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Issue 25's measurement of a transferable model on the 12 held-out dipeptides, from the
-# directory of queue.sh (ref25-seed1/, ref25-seed2/). MODEL: a training run (default: the
-# shipped `dipeptides`). Every step is skipped when its result exists; rerun to resume.
+# Issue 25's measurement of a transferable model on the 12 held-out dipeptides, against the
+# committed references (ref25/: each seed's 310 K rung, a frame per 10 ps; the reference is all
+# seeds pooled, written to m25-ref/). MODEL: a training run (default: the shipped
+# `dipeptides`). Every step is skipped when its result exists; rerun to resume.
 #   floor:  seed 2's 310 K rung scored against seed 1's (the reference's own noise);
 #   zero:   `bgen sample` with its defaults (the model's default sampler), seeds 0, 1, 2, scored
-#           against seed 1's 310 K rung, with the sampler's wall time;
+#           against the pooled reference, with the sampler's wall time;
 #   md:     bgen's own plain MD from the built structure (2 replicas x NS_MD ns on the 2 cores),
 #           its convergence curve and the first prefix as good as zero-shot seed 0.
 # Then python3 table25.py prints the table. Usage: measure25.sh [floor|zero|md ...]
@@ -19,12 +20,14 @@ names=$(grep -v "^#" "$here/held_out_25.txt")
 run_arg() { if [ -d "$MODEL" ]; then echo "--run $MODEL"; else echo "--system $MODEL"; fi; }
 for what in ${*:-floor zero md}; do
   for s in $names; do
-    ref=ref25-seed1/shards/$s; pdb=$ref/topology.pdb
+    pdb=$here/ref25/$s.pdb; ref=m25-ref/$s.npy; mkdir -p m25-ref
+    [ -f $ref ] || python3 -c "import numpy as np, glob
+np.save('$ref', np.concatenate([np.load(f) for f in sorted(glob.glob('$here/ref25/$s-seed*.npy'))]))"
     case $what in
       floor)
         o=m25-floor/$s; mkdir -p m25-floor
-        [ -f $o/metrics.json ] || $B eval --pdb $pdb --samples ref25-seed2/shards/$s \
-          --reference $ref --out $o > $o.log 2>&1
+        [ -f $o/metrics.json ] || $B eval --pdb $pdb --samples $here/ref25/$s-seed2.npy \
+          --reference $here/ref25/$s-seed1.npy --out $o > $o.log 2>&1
         ;;
       zero)
         for seed in 0 1 2; do
