@@ -8,7 +8,8 @@
 #           against the pooled reference, with the sampler's wall time;
 #   md:     bgen's own plain MD from the built structure (2 replicas x NS_MD ns on the 2 cores),
 #           its convergence curve and the first prefix as good as zero-shot seed 0.
-# Then python3 table25.py prints the table. Usage: measure25.sh [floor|zero|md ...]
+# PYTHON: a Python with numpy (default python3; the repository's .venv has one). Then python3
+# table25.py prints the table. Usage: measure25.sh [floor|zero|md ...]
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
@@ -21,7 +22,7 @@ run_arg() { if [ -d "$MODEL" ]; then echo "--run $MODEL"; else echo "--system $M
 for what in ${*:-floor zero md}; do
   for s in $names; do
     pdb=$here/ref25/$s.pdb; ref=m25-ref/$s.npy; mkdir -p m25-ref
-    [ -f $ref ] || python3 -c "import numpy as np, glob
+    [ -f $ref ] || ${PYTHON:-python3} -c "import numpy as np, glob
 np.save('$ref', np.concatenate([np.load(f) for f in sorted(glob.glob('$here/ref25/$s-seed*.npy'))]))"
     case $what in
       floor)
