@@ -380,20 +380,18 @@ pub fn merge(a: MergeArgs) -> Result<ShardedDataset> {
                     frames,
                 })
             }
-            Err(Unready::Unfinished(e)) if a.finished_only => {
-                unfinished.push(format!("{} ({e})", s.name))
-            }
+            Err(Unready::Unfinished(e)) if a.finished_only => unfinished.push((s.name.clone(), e)),
             Err(Unready::Unfinished(e)) => problems.push(format!("{}: {e}", s.name)),
             Err(Unready::Bad(e)) => problems.push(format!("{}: {e}", s.name)),
         }
     }
     if !unfinished.is_empty() {
         bgen_system::say!(
-            "{}: {} of {} shards left out, not finished: {}",
+            "{}: {} of {} shards left out: {}",
             a.run.display(),
             unfinished.len(),
             record.shards.len(),
-            unfinished.join(", ")
+            left_out(&unfinished)
         );
     }
     if entries.is_empty() {
@@ -522,9 +520,42 @@ fn differences(a: &MdSettings, b: &MdSettings) -> Vec<String> {
 }
 
 /// (atoms, frames at the run's temperature, settings) of a finished shard.
+/// The shards left out, by reason, each with its first few names.
+fn left_out(shards: &[(String, String)]) -> String {
+    let mut reasons: Vec<&str> = shards.iter().map(|(_, r)| r.as_str()).collect();
+    reasons.sort();
+    reasons.dedup();
+    let parts: Vec<String> = reasons
+        .iter()
+        .map(|&r| {
+            let names: Vec<&str> = shards
+                .iter()
+                .filter(|(_, why)| why == r)
+                .map(|(n, _)| n.as_str())
+                .collect();
+            let more = match names.len() {
+                n if n > 8 => format!(" and {} more", n - 8),
+                _ => String::new(),
+            };
+            format!(
+                "{} {r} ({}{more})",
+                names.len(),
+                names[..names.len().min(8)].join(", ")
+            )
+        })
+        .collect();
+    parts.join("; ")
+}
+
 fn check_shard(dir: &Path) -> std::result::Result<(usize, usize, MdSettings), Unready> {
     if !dir.join("run.json").exists() {
         return Err(Unready::Unfinished("not started".into()));
+    }
+    // From its checkpoint first: a shard that another process is running holds its lock.
+    if dataset::run_complete(dir)? != Some(true) {
+        return Err(Unready::Unfinished(
+            "not finished (running, or run it again to resume)".into(),
+        ));
     }
     let run = MdRun::resume(dir)?;
     if !run.is_complete() {

@@ -344,7 +344,9 @@ fn the_slurm_array_runs_shards_and_merge_splits_them_by_sequence() {
     };
     let o = merge(&["--held-out", "GP"]);
     fails(o, "AA: not finished");
-    // Or the finished shards alone, naming the one left out.
+    // Or the finished shards alone, naming the one left out, also while another process is
+    // running it (it holds the shard's lock).
+    let lock = bgen_system::outdir::lock_dir(&out.join("shards/AA")).unwrap();
     let o = bgen()
         .args(["dataset", "merge", "--finished-only", "--run"])
         .arg(&out)
@@ -354,9 +356,11 @@ fn the_slurm_array_runs_shards_and_merge_splits_them_by_sequence() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        o.status.success() && err.contains("left out, not finished: AA"),
+        o.status.success()
+            && err.contains("left out: 1 not finished (running, or run it again to resume) (AA)"),
         "{err}"
     );
+    drop(lock);
     // Resuming with another recipe is refused, naming the option: the finished shards would be
     // skipped and the stopped one finished differently.
     let o = Command::new("bash")
