@@ -17,6 +17,7 @@
 //! the density (log q counts real dimensions only).
 
 use crate::attention::{attend, KvCache};
+use crate::matmul::linear;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -159,15 +160,16 @@ impl Layer {
     /// h: (batch, t, width), causal over the t tokens; or, with a cache, one new token
     /// (batch, 1, width) attending to the cached ones and itself.
     fn forward(&self, h: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
-        let qkv = self.qkv.forward(&h.apply(&self.ln1));
+        let qkv = linear(&self.qkv, &h.apply(&self.ln1));
         let o = match cache {
             Some(c) => c.step(&qkv, self.heads),
             None => attend(&qkv, self.heads),
         };
-        let h = h + self.proj.forward(&o);
-        let m = self
-            .fc2
-            .forward(&self.fc1.forward(&h.apply(&self.ln2)).gelu("none"));
+        let h = h + linear(&self.proj, &o);
+        let m = linear(
+            &self.fc2,
+            &linear(&self.fc1, &h.apply(&self.ln2)).gelu("none"),
+        );
         h + m
     }
 }

@@ -38,6 +38,10 @@ pub struct OptimConfig {
     /// EMA decay of the weights used for sampling (warmed up as min(ema, (1+t)/(10+t))).
     pub ema: f64,
     pub seed: u64,
+    /// The training step's matrix products in bfloat16 ([`crate::matmul`]); a checkpoint
+    /// without it trained in f32.
+    #[serde(default)]
+    pub bf16: bool,
 }
 
 impl Default for OptimConfig {
@@ -53,6 +57,7 @@ impl Default for OptimConfig {
             clip: 1.0,
             ema: 0.999,
             seed: 0,
+            bf16: false,
         }
     }
 }
@@ -301,8 +306,9 @@ impl Trainer {
         });
         // The slice's share of the batch-mean loss; gradients as fresh tensors (autograd.grad),
         // so there is nothing to zero or accumulate into.
+        let bf16 = self.state.train.bf16;
         let slice_grads = |model: &Model, vs: &nn::VarStore, x: &Tensor, l: Option<Labels>| {
-            let loss = match (&l, real) {
+            let loss = crate::matmul::with(bf16, || match (&l, real) {
                 (Some(l), Some(real)) => {
                     -model.log_prob_labelled(x, l).sum(Kind::Float) * (1.0 / real)
                 }
@@ -310,7 +316,7 @@ impl Trainer {
                     let share = x.size()[0] as f64 / total as f64;
                     -model.training_log_prob(x).mean(Kind::Float) * (share / dim)
                 }
-            };
+            });
             let vars = vs.variables();
             let params: Vec<&Tensor> = self.names.iter().map(|n| &vars[n]).collect();
             let grads = Tensor::run_backward(&[&loss], &params, false, false);
