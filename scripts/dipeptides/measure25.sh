@@ -4,12 +4,13 @@
 # seeds pooled, written to m25-ref/). MODEL: a training run (default: the shipped
 # `dipeptides`). Every step is skipped when its result exists; rerun to resume.
 #   floor:  seed 2's 310 K rung scored against seed 1's (the reference's own noise);
+#   snis:   SNIS of 10,000 proposals, seed 0, scored against the pooled reference (minutes);
 #   zero:   `bgen sample` with its defaults (the model's default sampler), seeds 0, 1, 2, scored
 #           against the pooled reference, with the sampler's wall time;
 #   md:     bgen's own plain MD from the built structure (2 replicas x NS_MD ns on the 2 cores),
 #           its convergence curve and the first prefix as good as zero-shot seed 0.
 # PYTHON: a Python with numpy (default python3; the repository's .venv has one). Then python3
-# table25.py prints the table. Usage: measure25.sh [floor|zero|md ...]
+# table25.py prints the table. Usage: measure25.sh [floor|snis|zero|md ...]
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
@@ -17,7 +18,7 @@ MODEL=${MODEL:-dipeptides}
 NS_MD=${NS_MD:-10}
 out=m25-$(basename "$MODEL")
 mkdir -p "$out"
-names=$(grep -v "^#" "$here/held_out_25.txt")
+names=${NAMES:-$(grep -v "^#" "$here/held_out_25.txt")}
 run_arg() { if [ -d "$MODEL" ]; then echo "--run $MODEL"; else echo "--system $MODEL"; fi; }
 for what in ${*:-floor zero md}; do
   for s in $names; do
@@ -29,6 +30,13 @@ np.save('$ref', np.concatenate([np.load(f) for f in sorted(glob.glob('$here/ref2
         o=m25-floor/$s; mkdir -p m25-floor
         [ -f $o/metrics.json ] || $B eval --pdb $pdb --samples $here/ref25/$s-seed2.npy \
           --reference $here/ref25/$s-seed1.npy --out $o > $o.log 2>&1
+        ;;
+      snis)
+        # The proposal's quality at a glance: SNIS of 10,000 proposals, seed 0 (minutes).
+        o=$out/$s-snis
+        [ -f $o/summary.json ] || $B sample $(run_arg) --pdb $pdb --method snis --seed 0 --out $o > $o.log 2>&1
+        [ -f $o-eval/metrics.json ] || $B eval --pdb $pdb --samples $o --reference $ref \
+          --out $o-eval > $o-eval.log 2>&1
         ;;
       zero)
         for seed in 0 1 2; do
