@@ -180,43 +180,60 @@ mod tests {
         assert_eq!(geometric_ladder(300.0, 600.0, 1), vec![300.0]);
     }
 
-    /// A two-state toy: state 0 has energy 0, state 1 energy `gap`. The cold rung can never
-    /// change state by itself (a barrier); the hottest flips freely (exact Gibbs draws). With
-    /// exchanges, every rung, the cold one included, holds its own Boltzmann population. A wrong
-    /// sign or a missing factor in the acceptance ratio fails this.
-    #[test]
-    fn exchanges_give_every_rung_its_boltzmann_population() {
+    /// A two-state toy: state 0 has energy 0, state 1 energy 2. The replicas at temperatures
+    /// below 2.5 can never change state by themselves (a barrier); the hotter ones flip freely
+    /// (exact Gibbs draws, in replica order). Runs `sweeps` rounds of `ex` with replica r at
+    /// `temps[r]`, starting from `state`, calls `swapped` with each accepted pair's lower
+    /// replica, and checks that every replica holds its own Boltzmann population within `tol`.
+    fn toy(
+        ex: &mut Exchange,
+        temps: &[f64],
+        mut state: Vec<usize>,
+        (sweeps, tol, seed): (usize, f64, u64),
+        mut swapped: impl FnMut(usize),
+    ) {
         let gap = 2.0;
-        let temps = [1.0, 1.6, 2.5, 4.0];
         let beta: Vec<f64> = temps.iter().map(|t| 1.0 / t).collect();
-        let mut rng = stream(7, 0);
-        let mut ex = Exchange::new(4, stream(7, 1));
-        let mut state = [0usize, 1, 0, 1];
-        let mut counts = [0usize; 4];
-        let sweeps = 400_000;
+        let mut rng = stream(seed, 0);
+        let mut counts = vec![0usize; temps.len()];
         for _ in 0..sweeps {
-            // Local moves: only the two hottest rungs may change state (exact heat bath).
-            for k in 2..4 {
+            for k in (0..temps.len()).filter(|&k| temps[k] >= 2.5) {
                 let p1 = 1.0 / (1.0 + (beta[k] * gap).exp());
                 let u: f64 = rng.random();
                 state[k] = usize::from(u < p1);
             }
             let energy: Vec<f64> = state.iter().map(|&s| s as f64 * gap).collect();
             for k in ex.round(&energy, &beta) {
+                swapped(k);
                 state.swap(k, k + 1);
             }
-            for k in 0..4 {
-                counts[k] += state[k];
+            for (c, s) in counts.iter_mut().zip(&state) {
+                *c += s;
             }
         }
-        for k in 0..4 {
+        for (k, c) in counts.iter().enumerate() {
             let exact = 1.0 / (1.0 + (beta[k] * gap).exp());
-            let got = counts[k] as f64 / sweeps as f64;
+            let got = *c as f64 / sweeps as f64;
             assert!(
-                (got - exact).abs() < 0.01,
+                (got - exact).abs() < tol,
                 "rung {k}: population {got:.4}, Boltzmann {exact:.4}"
             );
         }
+    }
+
+    /// The toy on one ladder: with exchanges, every rung, the cold ones included, holds its own
+    /// Boltzmann population. A wrong sign or a missing factor in the acceptance ratio fails this.
+    #[test]
+    fn exchanges_give_every_rung_its_boltzmann_population() {
+        let mut ex = Exchange::new(4, stream(7, 1));
+        let temps = [1.0, 1.6, 2.5, 4.0];
+        toy(
+            &mut ex,
+            &temps,
+            vec![0, 1, 0, 1],
+            (400_000, 0.01, 7),
+            |_| {},
+        );
         let s = ex.summary();
         assert!(s.acceptance.iter().all(|&a| a > 0.3 && a <= 1.0));
         assert!(s.round_trips > 1000.0, "{}", s.round_trips);
@@ -232,37 +249,11 @@ mod tests {
     /// for bit).
     #[test]
     fn side_by_side_ladders_stay_apart_and_each_samples_its_temperatures() {
-        let gap = 2.0;
-        let temps = [1.0, 1.6, 2.5, 4.0];
-        let beta: Vec<f64> = (0..12).map(|r| 1.0 / temps[r % 4]).collect();
-        let mut rng = stream(9, 0);
         let mut ex = Exchange::ladders(4, 3, stream(9, 1));
-        let mut state = [0usize; 12];
-        let mut counts = [0usize; 12];
-        let sweeps = 200_000;
-        for _ in 0..sweeps {
-            for k in (0..12).filter(|k| k % 4 >= 2) {
-                let p1 = 1.0 / (1.0 + (beta[k] * gap).exp());
-                let u: f64 = rng.random();
-                state[k] = usize::from(u < p1);
-            }
-            let energy: Vec<f64> = state.iter().map(|&s| s as f64 * gap).collect();
-            for k in ex.round(&energy, &beta) {
-                assert_ne!(k % 4, 3, "a swap across two ladders");
-                state.swap(k, k + 1);
-            }
-            for k in 0..12 {
-                counts[k] += state[k];
-            }
-        }
-        for k in 0..12 {
-            let exact = 1.0 / (1.0 + (beta[k] * gap).exp());
-            let got = counts[k] as f64 / sweeps as f64;
-            assert!(
-                (got - exact).abs() < 0.012,
-                "rung {k}: {got:.4} vs {exact:.4}"
-            );
-        }
+        let temps: Vec<f64> = (0..12).map(|r| [1.0, 1.6, 2.5, 4.0][r % 4]).collect();
+        toy(&mut ex, &temps, vec![0; 12], (200_000, 0.012, 9), |k| {
+            assert_ne!(k % 4, 3, "a swap across two ladders")
+        });
         for (r, &w) in ex.walker.iter().enumerate() {
             assert_eq!(r / 4, w / 4, "walker {w} left its ladder");
         }

@@ -491,11 +491,11 @@ impl MdRun {
                 })
             })
             .collect();
-        let (n, len) = (self.settings.replicas, self.settings.temperatures_k.len());
-        self.exchange = self
-            .settings
+        let s = &self.settings;
+        let (n, len) = (s.replicas, s.temperatures_k.len());
+        self.exchange = s
             .is_exchange()
-            .then(|| Exchange::ladders(len, n / len, stream(self.settings.seed, n as u64)));
+            .then(|| Exchange::ladders(len, s.ladders(), stream(s.seed, n as u64)));
     }
 
     fn write_run_file(&self) -> Result<()> {

@@ -1,9 +1,10 @@
 //! Resumable runs: an interrupted and resumed run equals an uninterrupted one frame for frame;
 //! damaged checkpoints give clear errors.
 
+use bgen_md::ExchangeSummary;
 use bgen_md::{dataset, MdRun, MdSettings};
 use bgen_system::{Setup, System};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn tmp(name: &str) -> PathBuf {
@@ -24,6 +25,35 @@ fn settings() -> MdSettings {
 
 fn aldp() -> System {
     System::named("aldp", None, None).unwrap()
+}
+
+/// Runs `s` again, stopped after each of `stops` checkpoints and resumed, and checks that every
+/// such run ends with the frames of the uninterrupted run in `full`, bit for bit, and with its
+/// exchange summary `summary`. Runs on the current thread pool (the kernel depends on it).
+fn resumes_exactly(
+    full: &Path,
+    s: &MdSettings,
+    summary: Option<&ExchangeSummary>,
+    name: &str,
+    stops: &[usize],
+) {
+    let want = dataset::load(full).unwrap();
+    for &stop in stops {
+        let dir = tmp(&format!("{name}-cut-{stop}"));
+        let mut run = MdRun::create(&dir, s.clone(), aldp()).unwrap();
+        run.run(Duration::ZERO, Some(stop), |_| {}).unwrap();
+        drop(run);
+        let mut run = MdRun::resume(&dir).unwrap();
+        run.run(Duration::ZERO, None, |_| {}).unwrap();
+        assert_eq!(
+            dataset::load(&dir).unwrap(),
+            want,
+            "{name}: bit for bit after a resume from checkpoint {stop}"
+        );
+        assert_eq!(run.exchange_summary().as_ref(), summary, "{name}");
+        drop(run);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
 
 #[test]
@@ -104,7 +134,7 @@ fn lockstep_replicas_resume_exactly_with_their_own_energies() {
     let mut s = settings();
     s.replicas = 16;
     s.ns_per_replica = 0.004;
-    let (a, b) = (tmp("lockstep-full"), tmp("lockstep-cut"));
+    let a = tmp("lockstep-full");
     let sys = aldp();
     if sys.model().batch_lanes_filled_by(s.precision, 16).is_none() {
         return; // a CPU without AVX2: no conformation lanes, nothing in lockstep
@@ -112,15 +142,10 @@ fn lockstep_replicas_resume_exactly_with_their_own_energies() {
     pool.install(|| {
         let mut run = MdRun::create(&a, s.clone(), aldp()).unwrap();
         run.run(Duration::from_secs(3600), None, |_| {}).unwrap();
-        let mut run = MdRun::create(&b, s.clone(), aldp()).unwrap();
-        run.run(Duration::ZERO, Some(4), |_| {}).unwrap();
-        drop(run);
-        let mut run = MdRun::resume(&b).unwrap();
-        run.run(Duration::ZERO, None, |_| {}).unwrap();
+        resumes_exactly(&a, &s, None, "lockstep", &[4]);
     });
-    let (full, resumed) = (dataset::load(&a).unwrap(), dataset::load(&b).unwrap());
+    let full = dataset::load(&a).unwrap();
     assert_eq!(full.len(), 16 * 8);
-    assert_eq!(resumed, full, "every frame once, bit for bit");
     let m = sys.model();
     let mut ws = m.workspace_in(s.precision);
     let d = 3 * sys.n_atoms();
@@ -128,9 +153,7 @@ fn lockstep_replicas_resume_exactly_with_their_own_energies() {
         let want = m.energy(&full.x[k * d..(k + 1) * d], &mut ws).total();
         assert!((e - want).abs() < 0.05, "frame {k}: {e} vs {want}");
     }
-    for d in [a, b] {
-        std::fs::remove_dir_all(d).unwrap();
-    }
+    std::fs::remove_dir_all(a).unwrap();
 }
 
 /// A ladder of 19 rungs on two threads: groups of 10 and 9 replicas in lockstep (the smaller
@@ -153,26 +176,15 @@ fn a_lockstep_ladder_with_a_smaller_group_resumes_exactly() {
     {
         return; // no conformation lanes on this CPU
     }
-    let dirs = [tmp("ladder-full"), tmp("ladder-first"), tmp("ladder-later")];
+    let a = tmp("ladder-full");
     pool.install(|| {
-        let mut run = MdRun::create(&dirs[0], s.clone(), aldp()).unwrap();
+        let mut run = MdRun::create(&a, s.clone(), aldp()).unwrap();
         run.run(Duration::from_secs(3600), None, |_| {}).unwrap();
-        for (dir, stop) in [(&dirs[1], 1), (&dirs[2], 3)] {
-            let mut run = MdRun::create(dir, s.clone(), aldp()).unwrap();
-            run.run(Duration::ZERO, Some(stop), |_| {}).unwrap();
-            drop(run);
-            let mut run = MdRun::resume(dir).unwrap();
-            run.run(Duration::ZERO, None, |_| {}).unwrap();
-        }
+        let summary = run.exchange_summary();
+        resumes_exactly(&a, &s, summary.as_ref(), "ladder", &[1, 3]);
     });
-    let full = dataset::load(&dirs[0]).unwrap();
-    assert_eq!(full.len(), 19 * 4);
-    for dir in &dirs[1..] {
-        assert_eq!(dataset::load(dir).unwrap(), full, "{}", dir.display());
-    }
-    for d in dirs {
-        std::fs::remove_dir_all(d).unwrap();
-    }
+    assert_eq!(dataset::load(&a).unwrap().len(), 19 * 4);
+    std::fs::remove_dir_all(a).unwrap();
 }
 
 #[test]
@@ -235,7 +247,7 @@ fn ladder_settings() -> MdSettings {
 
 #[test]
 fn replica_exchange_resumes_exactly_and_reports_its_ladder() {
-    let (a, b) = (tmp("remd-full"), tmp("remd-cut"));
+    let a = tmp("remd-full");
     let mut run = MdRun::create(&a, ladder_settings(), aldp()).unwrap();
     run.run(Duration::from_secs(3600), None, |_| {}).unwrap();
     let full = dataset::load(&a).unwrap();
@@ -266,20 +278,8 @@ fn replica_exchange_resumes_exactly_and_reports_its_ladder() {
         60
     );
 
-    let mut run = MdRun::create(&b, ladder_settings(), aldp()).unwrap();
-    run.run(Duration::ZERO, Some(5), |_| {}).unwrap();
-    drop(run);
-    let mut run = MdRun::resume(&b).unwrap();
-    run.run(Duration::ZERO, None, |_| {}).unwrap();
-    assert_eq!(
-        dataset::load(&b).unwrap(),
-        full,
-        "bit for bit after a resume"
-    );
-    assert_eq!(run.exchange_summary().unwrap(), summary);
-    for d in [a, b] {
-        std::fs::remove_dir_all(d).unwrap();
-    }
+    resumes_exactly(&a, &ladder_settings(), Some(&summary), "remd", &[5]);
+    std::fs::remove_dir_all(a).unwrap();
 }
 
 /// Two ladders of the same three temperatures side by side (6 replicas): each rung holds its
@@ -287,7 +287,7 @@ fn replica_exchange_resumes_exactly_and_reports_its_ladder() {
 /// per ladder, and the run resumes bit for bit.
 #[test]
 fn ladders_side_by_side_sample_their_rungs_and_resume_exactly() {
-    let (a, b) = (tmp("ladders-full"), tmp("ladders-cut"));
+    let a = tmp("ladders-full");
     let mut s = ladder_settings();
     s.replicas = 6;
     assert_eq!(s.ladders(), 2);
@@ -333,20 +333,8 @@ fn ladders_side_by_side_sample_their_rungs_and_resume_exactly() {
     let err = dataset::load_raised_rungs(&a, 3).unwrap_err().to_string();
     assert!(err.contains("the run has 2"), "{err}");
 
-    let mut run = MdRun::create(&b, s, aldp()).unwrap();
-    run.run(Duration::ZERO, Some(5), |_| {}).unwrap();
-    drop(run);
-    let mut run = MdRun::resume(&b).unwrap();
-    run.run(Duration::ZERO, None, |_| {}).unwrap();
-    assert_eq!(
-        dataset::load(&b).unwrap(),
-        full,
-        "bit for bit after a resume"
-    );
-    assert_eq!(run.exchange_summary().unwrap(), summary);
-    for d in [a, b] {
-        std::fs::remove_dir_all(d).unwrap();
-    }
+    resumes_exactly(&a, &s, Some(&summary), "ladders", &[5]);
+    std::fs::remove_dir_all(a).unwrap();
 }
 
 #[test]

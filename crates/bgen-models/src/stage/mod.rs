@@ -509,14 +509,6 @@ fn bf16(a: &TrainArgs) -> bool {
     a.matmul.unwrap_or_default().bf16(cpu)
 }
 
-fn precision_name(bf16: bool) -> &'static str {
-    if bf16 {
-        "bf16"
-    } else {
-        "f32"
-    }
-}
-
 /// Refuses a resume whose options differ from the run being resumed (they were ignored before),
 /// listing each difference; returns the run's record.
 fn check_resume(a: &TrainArgs, tc: &OptimConfig, info_path: &Path) -> Result<RunInfo> {
@@ -560,7 +552,7 @@ fn check_resume(a: &TrainArgs, tc: &OptimConfig, info_path: &Path) -> Result<Run
         diff.push(format!(
             "--matmul {} (the run's products are {})",
             a.matmul.unwrap_or_default(),
-            precision_name(tc.bf16)
+            if tc.bf16 { Matmul::Bf16 } else { Matmul::F32 }
         ));
     }
     let same_path = |x: &str, y: &Path| -> bool {
