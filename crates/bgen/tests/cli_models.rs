@@ -59,6 +59,8 @@ fn train_then_sample_with_every_method() {
             "30",
             "--coords",
             "cartesian",
+            "--matmul",
+            "f32",
             "--data",
         ])
         .arg(split.join("train"))
@@ -70,7 +72,7 @@ fn train_then_sample_with_every_method() {
     // A resume with other settings is refused, each difference named (they were ignored).
     let o = bgen()
         .args([
-            "train", "--resume", "--steps", "50", "--lr", "0.01", "--data",
+            "train", "--resume", "--steps", "50", "--lr", "0.01", "--matmul", "bf16", "--data",
         ])
         .arg(split.join("val"))
         .arg("--out")
@@ -82,6 +84,7 @@ fn train_then_sample_with_every_method() {
     for want in [
         "--steps 50 (the run has 30)",
         "--lr 0.01",
+        "--matmul bf16 (the run's products are f32)",
         "--data/--extra-data",
     ] {
         assert!(err.contains(want), "{want}: {err}");
