@@ -21,10 +21,20 @@ fn tiny() -> TarFlowConfig {
 /// A flow with every weight perturbed by `scale` x N(0, 1) (a fresh flow is the identity, which
 /// proves nothing).
 fn randomised_with(kind: Kind, scale: f64) -> (nn::VarStore, TarFlow) {
-    // libtorch's generator is global: build under a lock so that each test gets the same flow.
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    tch::manual_seed(0);
+    seeded(0, || perturbed(kind, scale))
+}
+
+/// `f` run with libtorch's global generator seeded with `seed`, under one lock shared by every
+/// test here: the tests run in parallel threads, and a draw in one would otherwise move the
+/// others' numbers (a flow or an input that changes from run to run makes a flaky test).
+fn seeded<T>(seed: i64, f: impl FnOnce() -> T) -> T {
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed);
+    f()
+}
+
+fn perturbed(kind: Kind, scale: f64) -> (nn::VarStore, TarFlow) {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let flow = TarFlow::new(&vs.root(), tiny());
     if kind == Kind::Double {
@@ -53,7 +63,7 @@ fn inverts_to_round_off() {
         (Kind::Double, 0.2, 1e-10),
     ] {
         let (_vs, flow) = randomised_with(kind, scale);
-        let x = Tensor::randn([64, 15], (kind, Device::Cpu));
+        let x = seeded(1, || Tensor::randn([64, 15], (kind, Device::Cpu)));
         let (z, _) = tch::no_grad(|| flow.forward(&x, None));
         let moved = f64::try_from((&z - &x).abs().max()).unwrap();
         assert!(moved > 0.1, "the flow must not be the identity ({moved})");
@@ -61,7 +71,7 @@ fn inverts_to_round_off() {
         let err = f64::try_from((&back - &x).abs().max()).unwrap();
         assert!(err < tol, "{kind:?}: round trip error {err}");
         // and the other way: sample z, invert, map forward
-        let z2 = Tensor::randn([64, 15], (kind, Device::Cpu));
+        let z2 = seeded(2, || Tensor::randn([64, 15], (kind, Device::Cpu)));
         let err = f64::try_from(
             (tch::no_grad(|| flow.forward(&flow.inverse(&z2, None).0, None).0) - &z2)
                 .abs()
@@ -75,21 +85,26 @@ fn inverts_to_round_off() {
 /// One token per coordinate (15 tokens of dimension 1) inverts as well.
 #[test]
 fn per_coordinate_tokens_invert() {
-    tch::manual_seed(3);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let cfg = TarFlowConfig {
-        tokens: 15,
-        token_dim: 1,
-        ..tiny()
-    };
-    let flow = TarFlow::new(&vs.root(), cfg);
-    tch::no_grad(|| {
-        for (_, mut v) in vs.variables() {
-            let noise = v.randn_like() * 0.05;
-            let _ = v.f_add_(&noise).unwrap();
-        }
+    let (_vs, flow, x) = seeded(3, || {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = TarFlowConfig {
+            tokens: 15,
+            token_dim: 1,
+            ..tiny()
+        };
+        let flow = TarFlow::new(&vs.root(), cfg);
+        tch::no_grad(|| {
+            for (_, mut v) in vs.variables() {
+                let noise = v.randn_like() * 0.05;
+                let _ = v.f_add_(&noise).unwrap();
+            }
+        });
+        (
+            vs,
+            flow,
+            Tensor::randn([16, 15], (Kind::Float, Device::Cpu)),
+        )
     });
-    let x = Tensor::randn([16, 15], (Kind::Float, Device::Cpu));
     let back = tch::no_grad(|| flow.inverse(&flow.forward(&x, None).0, None).0);
     assert!(f64::try_from((back - &x).abs().max()).unwrap() < 1e-5);
 }
@@ -99,7 +114,8 @@ fn log_determinant_equals_brute_force_jacobian() {
     let (_vs, flow) = randomised(Kind::Double);
     let d = 15;
     for s in 0..3 {
-        let x = Tensor::randn([1, d], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+        let x = seeded(10, || Tensor::randn([1, d], (Kind::Double, Device::Cpu)))
+            .set_requires_grad(true);
         let (z, logdet) = flow.forward(&x, None);
         let mut jac = vec![0.0; (d * d) as usize];
         for i in 0..d {
@@ -119,7 +135,8 @@ fn log_determinant_equals_brute_force_jacobian() {
 #[test]
 fn gradient_of_log_q_matches_finite_differences() {
     let (_vs, flow) = randomised_with(Kind::Double, 0.1);
-    let x = Tensor::randn([3, 15], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+    let x =
+        seeded(11, || Tensor::randn([3, 15], (Kind::Double, Device::Cpu))).set_requires_grad(true);
     let lq = flow.log_prob(&x, 1.0, None);
     let g = Tensor::run_backward(&[lq.sum(Kind::Double)], &[&x], false, false).remove(0);
     let x0 = x.detach();
@@ -147,7 +164,9 @@ fn gradient_of_log_q_matches_finite_differences() {
 fn samples_carry_their_exact_log_q() {
     let (_vs, flow) = randomised(Kind::Double);
     let (x, lq) = flow.sample(
-        &Tensor::randn([32, flow.config.dim()], (Kind::Double, Device::Cpu)),
+        &seeded(12, || {
+            Tensor::randn([32, flow.config.dim()], (Kind::Double, Device::Cpu))
+        }),
         1.0,
         None,
     );
@@ -157,9 +176,10 @@ fn samples_carry_their_exact_log_q() {
 
 /// A transferable flow of up to 8 tokens, every weight perturbed, in f64.
 fn transferable() -> (nn::VarStore, TarFlow) {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    tch::manual_seed(5);
+    seeded(5, perturbed_transferable)
+}
+
+fn perturbed_transferable() -> (nn::VarStore, TarFlow) {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let cfg = TarFlowConfig {
         tokens: 8,
@@ -183,7 +203,10 @@ fn transferable() -> (nn::VarStore, TarFlow) {
 
 /// Labels of molecules with `lengths` real tokens (of 8), drawn from `seed`; pads are 0.
 fn labels(lengths: &[i64], seed: i64) -> Labels {
-    tch::manual_seed(seed);
+    seeded(seed, || drawn_labels(lengths))
+}
+
+fn drawn_labels(lengths: &[i64]) -> Labels {
     let b = lengths.len() as i64;
     let len = Tensor::from_slice(lengths);
     let real = Tensor::arange(8, (Kind::Int64, Device::Cpu))
@@ -209,7 +232,7 @@ fn max_abs(t: &Tensor) -> f64 {
 fn a_transferable_flow_inverts_and_leaves_pads_alone() {
     let (_vs, flow) = transferable();
     let l = labels(&[5, 8, 3], 1);
-    let x = Tensor::randn([3, 24], (Kind::Double, Device::Cpu));
+    let x = seeded(13, || Tensor::randn([3, 24], (Kind::Double, Device::Cpu)));
     let (z, _) = tch::no_grad(|| flow.forward(&x, Some(&l)));
     assert!(max_abs(&(&z - &x)) > 0.1, "not the identity");
     // Pads: tokens 5.. of the first molecule, 3.. of the third.
@@ -233,7 +256,8 @@ fn transferable_log_determinant_equals_the_jacobian_of_the_real_dimensions() {
     for (len, seed) in [(5i64, 2), (8, 3), (2, 4)] {
         let l = labels(&[len], seed);
         let d = 3 * len;
-        let x = Tensor::randn([1, 24], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+        let x = seeded(14, || Tensor::randn([1, 24], (Kind::Double, Device::Cpu)))
+            .set_requires_grad(true);
         let (z, logdet) = flow.forward(&x, Some(&l));
         let mut jac = vec![0.0; (d * d) as usize];
         for i in 0..d {
@@ -256,7 +280,7 @@ fn transferable_log_determinant_equals_the_jacobian_of_the_real_dimensions() {
 fn molecules_see_neither_each_other_nor_their_padding() {
     let (_vs, flow) = transferable();
     let l = labels(&[5, 8], 6);
-    let x = Tensor::randn([2, 24], (Kind::Double, Device::Cpu));
+    let x = seeded(15, || Tensor::randn([2, 24], (Kind::Double, Device::Cpu)));
     let (z, ld) = tch::no_grad(|| flow.forward(&x, Some(&l)));
     for i in 0..2 {
         let li = l.narrow(i, 1);
@@ -281,7 +305,7 @@ fn molecules_see_neither_each_other_nor_their_padding() {
 fn transferable_samples_carry_their_exact_log_q() {
     let (_vs, flow) = transferable();
     let l = labels(&[4, 8, 6], 7);
-    let eps = Tensor::randn([3, 24], (Kind::Double, Device::Cpu));
+    let eps = seeded(16, || Tensor::randn([3, 24], (Kind::Double, Device::Cpu)));
     let (x, lq) = flow.sample(&eps, 0.8, Some(&l));
     let again = tch::no_grad(|| flow.log_prob(&x, 0.8, Some(&l)));
     assert!(max_abs(&(again - &lq)) < 1e-9);
