@@ -10,7 +10,7 @@ use crate::ess::{ess, log_sum_exp};
 use crate::proposal::Proposal;
 use crate::resample::{gather, Scheme};
 use bgen_system::Target;
-use kernel::{evaluate, move_particles, Counts, Ends};
+use kernel::{evaluate, move_particles, Counts, Ends, Src};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
@@ -40,9 +40,11 @@ pub struct SmcOptions {
     /// Metropolis-Hastings ratio for exp(-E_t), min(1, exp(t (log w(y) - log w(x)))), with
     /// log w = -E_target + log q. They let particles jump between basins.
     pub independence: usize,
-    /// After the final resampling, one more round of moves at t = 1 (invariant for the
-    /// target), so that the copies the resampling made part ways.
-    pub final_moves: bool,
+    /// Rounds of moves at t = 1 after the final resampling (invariant for the target), so that
+    /// the copies the resampling made part ways and relax in their basins. They need the
+    /// target's gradient only (the model is evaluated only for independence moves, without its
+    /// gradient), so a round costs about 1% of an annealing level's.
+    pub final_rounds: usize,
 }
 
 impl Default for SmcOptions {
@@ -58,7 +60,7 @@ impl Default for SmcOptions {
             seed: 0,
             cess_target: None,
             independence: 0,
-            final_moves: false,
+            final_rounds: 0,
         }
     }
 }
@@ -84,6 +86,8 @@ pub struct SmcResult {
     /// Mean acceptance of the moves (1 for ULA), and per level.
     pub acceptance: f64,
     pub acceptance_per_step: Vec<f64>,
+    /// Mean acceptance of the Langevin moves of the final rounds at t = 1 (NaN without them).
+    pub final_acceptance: f64,
     /// The annealing times t of the levels (the last is 1).
     pub schedule: Vec<f64>,
     /// Mean acceptance of the independence moves (NaN without them).
@@ -220,7 +224,7 @@ pub fn smc<P: Proposal, T: Target>(
     let t0 = std::time::Instant::now();
     let (mut x, _) = proposal.sample(n, opts.seed);
     counts.model_s += t0.elapsed().as_secs_f64();
-    let mut ends = evaluate(proposal, target, &x, &mut counts);
+    let mut ends = evaluate(proposal, target, &x, Src::WithGradient, &mut counts);
     let mut log_w = vec![0.0; n];
     let mut log_z = 0.0;
     let mut h = opts.step_size;
@@ -295,15 +299,15 @@ pub fn smc<P: Proposal, T: Target>(
     let mean_acc = acc_per_step.iter().sum::<f64>() / acc_per_step.len() as f64;
     let mut x_final = gather(&x, &idx, d);
     let mut final_ends = ends.rows(&idx, d);
-    if opts.final_moves {
-        // Copies made by the final resampling part ways: one more round of moves at t = 1.
+    let mut final_acc = 0.0;
+    for round in 0..opts.final_rounds {
         let moved = move_particles(
             proposal,
             target,
             &mut x_final,
             &mut final_ends,
             1.0,
-            level + 1,
+            level + 1 + round,
             h,
             precond,
             &opts,
@@ -311,6 +315,11 @@ pub fn smc<P: Proposal, T: Target>(
         );
         ind_acc += moved.ind_accepted;
         ind_tried += moved.ind_tried;
+        let acc = moved.accepted as f64 / moved.tried.max(1) as f64;
+        final_acc += acc;
+        if opts.mala {
+            h *= (acc - opts.target_acceptance).clamp(-0.5, 0.5).exp();
+        }
     }
     Ok(SmcResult {
         x: x_final,
@@ -321,6 +330,7 @@ pub fn smc<P: Proposal, T: Target>(
         log_z,
         acceptance: mean_acc,
         acceptance_per_step: acc_per_step,
+        final_acceptance: final_acc / opts.final_rounds as f64,
         schedule,
         independence_acceptance: ind_acc as f64 / ind_tried as f64,
         final_step_size: h,

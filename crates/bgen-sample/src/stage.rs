@@ -103,10 +103,11 @@ pub struct SampleArgs {
     /// let particles jump between basins.
     #[arg(long, default_value_t = INDEPENDENCE)]
     pub independence: usize,
-    /// SMC: no round of moves after the final resampling (by default the resampled copies
-    /// are moved once more at t = 1, so that they part ways).
-    #[arg(long)]
-    pub no_final_moves: bool,
+    /// SMC: rounds of moves at t = 1 after the final resampling, so that the resampled copies
+    /// part ways and relax in their basins (0: none). A round needs the target's gradient only,
+    /// not the model's: about 1% of an annealing level's cost.
+    #[arg(long, default_value_t = FINAL_ROUNDS)]
+    pub final_rounds: usize,
     /// SMC and twisted SMC: resample when the normalised ESS falls below this.
     #[arg(long, default_value_t = ESS_THRESHOLD, value_parser = bgen_system::options::closed_fraction, allow_hyphen_values = true)]
     pub ess_threshold: f64,
@@ -168,6 +169,7 @@ const SMC_STEPS: usize = 300;
 const SMC_MOVES: usize = 3;
 const CESS: f64 = 0.98;
 const INDEPENDENCE: usize = 1;
+const FINAL_ROUNDS: usize = 1;
 const ESS_THRESHOLD: f64 = 0.5;
 const BATCH: usize = 256;
 
@@ -194,7 +196,7 @@ impl SampleArgs {
             ula: false,
             cess: CESS,
             independence: INDEPENDENCE,
-            no_final_moves: false,
+            final_rounds: FINAL_ROUNDS,
             ess_threshold: ESS_THRESHOLD,
             device: DeviceChoice::Cpu,
             threads: bgen_system::options::cores(),
@@ -664,7 +666,7 @@ fn draw_smc(
         seed: a.seed,
         cess_target: (a.cess > 0.0).then_some(a.cess),
         independence: a.independence,
-        final_moves: !a.no_final_moves,
+        final_rounds: a.final_rounds,
         ..Default::default()
     };
     let r = smc(&run.adjusted(com), &target_of(run, internal), n, o)?;

@@ -293,3 +293,85 @@ fn smc_with_no_particle_left_is_an_error_not_a_panic() {
     let err = smc(&p, &Nowhere, 50, o).unwrap_err().to_string();
     assert!(err.contains("every particle has zero weight"), "{err}");
 }
+
+/// The Gaussian proposal, counting the rows whose log q was asked for with and without its
+/// gradient.
+struct Counted {
+    inner: Gaussian,
+    with_gradient: std::sync::atomic::AtomicUsize,
+    value_only: std::sync::atomic::AtomicUsize,
+}
+
+impl Proposal for Counted {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn sample(&self, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+        self.inner.sample(n, seed)
+    }
+    fn log_q(&self, x: &[f64], log_q: &mut [f64], grad: Option<&mut [f64]>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match grad {
+            Some(_) => self.with_gradient.fetch_add(log_q.len(), Relaxed),
+            None => self.value_only.fetch_add(log_q.len(), Relaxed),
+        };
+        self.inner.log_q(x, log_q, grad)
+    }
+}
+
+/// Rounds of moves at t = 1 after the final resampling never ask the model for its gradient
+/// (only for log q of the independence moves' states, without it), and they keep the target:
+/// after 50 rounds the particles still hold the 0.3 / 0.7 mode weights, while the MALA moves
+/// alone (no independence moves) stay in their modes.
+#[test]
+fn final_rounds_move_on_the_target_without_the_models_gradient() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let n = 4000;
+    let counted = || Counted {
+        inner: proposal(),
+        with_gradient: 0.into(),
+        value_only: 0.into(),
+    };
+    let o = SmcOptions {
+        independence: 1,
+        ..opts(300)
+    };
+    let (none, fifty) = (counted(), counted());
+    let r0 = smc(&none, &Mixture, n, o).unwrap();
+    let r50 = smc(
+        &fifty,
+        &Mixture,
+        n,
+        SmcOptions {
+            final_rounds: 50,
+            ..o
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        fifty.with_gradient.load(Relaxed),
+        none.with_gradient.load(Relaxed)
+    );
+    // Each final round: log q at the Langevin moves' and the independence moves' states.
+    assert_eq!(
+        fifty.value_only.load(Relaxed) - none.value_only.load(Relaxed),
+        50 * (o.moves_per_step + 1) * n
+    );
+    assert_eq!(
+        r50.energy_evaluations - r0.energy_evaluations,
+        50 * (o.moves_per_step + 1) * n
+    );
+    assert!(r50.final_acceptance > 0.3 && r50.final_acceptance < 1.0);
+    let pos = r50.x.chunks(D).filter(|p| p[0] > 0.0).count() as f64 / n as f64;
+    assert!((pos - 0.3).abs() < 0.03, "mode weight {pos}");
+    // Within a mode the particles are the target's: the spread about its centre is S.
+    let (mut r2, mut m) = (0.0, 0.0);
+    for p in r50.x.chunks(D).filter(|p| p[0] < 0.0) {
+        r2 += (1..D)
+            .map(|k| (p[k] - Mixture::centres()[1].0[k]).powi(2))
+            .sum::<f64>();
+        m += (D - 1) as f64;
+    }
+    let sd = (r2 / m).sqrt();
+    assert!((sd - S).abs() < 0.02, "spread {sd}");
+}

@@ -108,7 +108,7 @@ fn the_run_toml_defaults_are_the_stages_defaults() {
     assert_eq!(c.sample.smc_moves, s.moves);
     assert_eq!(c.sample.cess, Some(s.cess));
     assert_eq!(c.sample.independence, s.independence);
-    assert_eq!(c.sample.final_moves, !s.no_final_moves);
+    assert_eq!(c.sample.final_rounds, s.final_rounds);
     assert_eq!(c.sample.mala, !s.ula);
     assert_eq!(
         (c.sample.tau, c.sample.com, c.sample.seed),

@@ -163,7 +163,7 @@ class SampleConfig(_Config):
     ``system`` (shipped weights); ``method`` ("proposal", "snis", "smc", "twisted"), ``n``,
     ``seed``, ``tau``, ``com``, ``blocks``; SNIS ``drop_top``, ``no_truncate``,
     ``energy_cutoff``; SMC ``steps``, ``moves``, ``step_size``, ``ula``, ``cess``,
-    ``independence``, ``no_final_moves``, ``ess_threshold``; ``threads``, ``batch``,
+    ``independence``, ``final_rounds``, ``ess_threshold``; ``threads``, ``batch``,
     ``no_ema``, ``device``."""
 
     _stage = "sample"

@@ -51,11 +51,34 @@ pub(super) struct Counts {
     pub(super) energy_s: f64,
 }
 
-/// E_src = -log q and E_target with their gradients at every particle of `x`.
+/// What of the proposal's end a move needs: below t = 1 E_src and its gradient; at t = 1 (where
+/// E_t is the target alone) only E_src itself, and that only for independence moves, whose
+/// ratio is the importance weight; or nothing (the model is not evaluated at all).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Src {
+    WithGradient,
+    Value,
+    Skip,
+}
+
+impl Src {
+    /// What moves at annealing time `t` need, with `independence` moves among them.
+    pub(super) fn at(t: f64, independence: bool) -> Src {
+        match (t >= 1.0, independence) {
+            (false, _) => Src::WithGradient,
+            (true, true) => Src::Value,
+            (true, false) => Src::Skip,
+        }
+    }
+}
+
+/// E_src = -log q and E_target with their gradients at every particle of `x` (of E_src only
+/// what `src` asks for; the rest stays 0).
 pub(super) fn evaluate<P: Proposal, T: Target>(
     p: &P,
     t: &T,
     x: &[f64],
+    src: Src,
     counts: &mut Counts,
 ) -> Ends {
     let n = x.len() / t.dim();
@@ -65,17 +88,20 @@ pub(super) fn evaluate<P: Proposal, T: Target>(
         g_src: vec![0.0; x.len()],
         g_tgt: vec![0.0; x.len()],
     };
-    let t0 = std::time::Instant::now();
-    p.log_q(x, &mut e.src, Some(&mut e.g_src));
-    counts.model_s += t0.elapsed().as_secs_f64();
-    // E_src = -log q
-    e.src.iter_mut().for_each(|v| *v = -*v);
-    e.g_src.iter_mut().for_each(|v| *v = -*v);
+    if src != Src::Skip {
+        let t0 = std::time::Instant::now();
+        let grad = (src == Src::WithGradient).then_some(&mut e.g_src[..]);
+        p.log_q(x, &mut e.src, grad);
+        counts.model_s += t0.elapsed().as_secs_f64();
+        counts.model += n;
+        // E_src = -log q
+        e.src.iter_mut().for_each(|v| *v = -*v);
+        e.g_src.iter_mut().for_each(|v| *v = -*v);
+    }
     let t0 = std::time::Instant::now();
     t.energy_and_grad(x, &mut e.tgt, Some(&mut e.g_tgt));
     counts.energy_s += t0.elapsed().as_secs_f64();
     counts.energy += n;
-    counts.model += n;
     e
 }
 
@@ -107,6 +133,7 @@ pub(super) fn move_particles<P: Proposal, T: Target>(
     let d = target.dim();
     let n = x.len() / d;
     let mut mv = Moved::default();
+    let src = Src::at(t, opts.independence > 0);
     // Move with Langevin dynamics invariant for (MALA) or approximating (ULA) exp(-E_t).
     for sub in 0..opts.moves_per_step {
         let grad_t = |e: &Ends, k: usize| (1.0 - t) * e.g_src[k] + t * e.g_tgt[k];
@@ -125,7 +152,7 @@ pub(super) fn move_particles<P: Proposal, T: Target>(
                     yi[k] = x[i * d + k] - h * m * grad_t(ends, i * d + k) + noise * m.sqrt() * z;
                 }
             });
-        let new = evaluate(proposal, target, &y, counts);
+        let new = evaluate(proposal, target, &y, src, counts);
         let energy_t = |e: &Ends, i: usize| {
             if t >= 1.0 {
                 e.tgt[i]
@@ -173,7 +200,7 @@ pub(super) fn move_particles<P: Proposal, T: Target>(
         let t0 = std::time::Instant::now();
         let (y, _) = proposal.sample(n, seed);
         counts.model_s += t0.elapsed().as_secs_f64();
-        let new = evaluate(proposal, target, &y, counts);
+        let new = evaluate(proposal, target, &y, src, counts);
         let log_w_of = |e: &Ends, i: usize| -(e.tgt[i] - e.src[i]);
         for i in 0..n {
             mv.ind_tried += 1;

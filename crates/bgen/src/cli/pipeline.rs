@@ -138,8 +138,8 @@ pub struct SampleSection {
     pub cess: Option<f64>,
     /// SMC: independence moves (fresh proposals, exact acceptance) per level.
     pub independence: usize,
-    /// SMC: one more round of moves after the final resampling.
-    pub final_moves: bool,
+    /// SMC: rounds of moves at t = 1 after the final resampling (target gradient only).
+    pub final_rounds: usize,
     /// Sampling temperature of the proposal (a TarFlow's prior, an ArBG's bins); 1: as trained.
     pub tau: f64,
     /// Particles of twisted SMC.
@@ -227,7 +227,7 @@ impl Default for SampleSection {
             mala: !s.ula,
             cess: Some(s.cess),
             independence: s.independence,
-            final_moves: !s.no_final_moves,
+            final_rounds: s.final_rounds,
             tau: s.tau,
             twisted_particles: default_n(Method::Twisted),
             com: s.com,
@@ -557,7 +557,7 @@ fn sample_and_evaluate(
                 args.independence = sc.independence;
                 args.step_size = sc.step_size;
                 args.cess = sc.cess.unwrap_or(0.0);
-                args.no_final_moves = !sc.final_moves;
+                args.final_rounds = sc.final_rounds;
                 args.ula = !sc.mala;
             }
             stage(&format!("sampling ({method})"), || {
