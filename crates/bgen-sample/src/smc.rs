@@ -42,8 +42,9 @@ pub struct SmcOptions {
     pub independence: usize,
     /// Rounds of moves at t = 1 after the final resampling (invariant for the target), so that
     /// the copies the resampling made part ways and relax in their basins. They need the
-    /// target's gradient only (the model is evaluated only for independence moves, without its
-    /// gradient), so a round costs about 1% of an annealing level's.
+    /// target's gradient only; the model is evaluated only for independence moves, for log q
+    /// without its gradient (still most of a round's time: without independence moves a round
+    /// costs energies alone, about 1% of an annealing level).
     pub final_rounds: usize,
 }
 
@@ -209,6 +210,16 @@ fn reweight(log_w: &mut [f64], ends: &Ends, dt: f64) -> f64 {
     }
     log_sum_exp(log_w) - before
 }
+/// The MALA step size after a round of moves with acceptance `acc`: moved toward the target
+/// acceptance (ULA keeps its step).
+fn adapted(h: f64, acc: f64, opts: &SmcOptions) -> f64 {
+    if opts.mala {
+        h * (acc - opts.target_acceptance).clamp(-0.5, 0.5).exp()
+    } else {
+        h
+    }
+}
+
 /// Runs SMC with `n` particles drawn from `proposal` toward `target`.
 pub fn smc<P: Proposal, T: Target>(
     proposal: &P,
@@ -287,9 +298,7 @@ pub fn smc<P: Proposal, T: Target>(
         ind_tried += moved.ind_tried;
         let acc = accepted as f64 / tried.max(1) as f64;
         acc_per_step.push(acc);
-        if opts.mala {
-            h *= (acc - opts.target_acceptance).clamp(-0.5, 0.5).exp();
-        }
+        h = adapted(h, acc, &opts);
     }
     // The ESS before the final resampling, then the final resampling.
     let final_ess = ess(&log_w);
@@ -317,9 +326,7 @@ pub fn smc<P: Proposal, T: Target>(
         ind_tried += moved.ind_tried;
         let acc = moved.accepted as f64 / moved.tried.max(1) as f64;
         final_acc += acc;
-        if opts.mala {
-            h *= (acc - opts.target_acceptance).clamp(-0.5, 0.5).exp();
-        }
+        h = adapted(h, acc, &opts);
     }
     Ok(SmcResult {
         x: x_final,
