@@ -10,7 +10,7 @@ use crate::ess::{ess, log_sum_exp};
 use crate::proposal::Proposal;
 use crate::resample::{gather, Scheme};
 use bgen_system::Target;
-use kernel::{evaluate, move_particles, Counts, Ends, Src};
+use kernel::{drawn, move_particles, Counts, Ends};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
@@ -42,9 +42,9 @@ pub struct SmcOptions {
     pub independence: usize,
     /// Rounds of moves at t = 1 after the final resampling (invariant for the target), so that
     /// the copies the resampling made part ways and relax in their basins. They need the
-    /// target's gradient only; the model is evaluated only for independence moves, for log q
-    /// without its gradient (still most of a round's time: without independence moves a round
-    /// costs energies alone, about 1% of an annealing level).
+    /// target's gradient only; the model only draws the independence moves' proposals (their
+    /// log q comes with them, no pass of its own), still most of a round's time: without
+    /// independence moves a round costs energies alone, about 1% of an annealing level.
     pub final_rounds: usize,
 }
 
@@ -233,9 +233,12 @@ pub fn smc<P: Proposal, T: Target>(
     let start = std::time::Instant::now();
     let mut counts = Counts::default();
     let t0 = std::time::Instant::now();
-    let (mut x, _) = proposal.sample(n, opts.seed);
+    let (mut x, log_q) = proposal.sample(n, opts.seed);
     counts.model_s += t0.elapsed().as_secs_f64();
-    let mut ends = evaluate(proposal, target, &x, Src::WithGradient, &mut counts);
+    counts.model += n;
+    // The model's gradient is asked for by the first moves below t = 1, not here: a schedule
+    // whose first level is t = 1 (SNIS, then moves on the target) never needs it.
+    let mut ends = drawn(target, &x, &log_q, &mut counts);
     let mut log_w = vec![0.0; n];
     let mut log_z = 0.0;
     let mut h = opts.step_size;

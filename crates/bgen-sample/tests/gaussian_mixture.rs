@@ -320,7 +320,7 @@ impl Proposal for Counted {
 }
 
 /// Rounds of moves at t = 1 after the final resampling never ask the model for its gradient
-/// (only for log q of the independence moves' states, without it), and they keep the target:
+/// (only for log q of the Langevin moves' states, without it), and they keep the target:
 /// after 50 rounds the particles still hold the 0.3 / 0.7 mode weights, while the MALA moves
 /// alone (no independence moves) stay in their modes.
 #[test]
@@ -352,10 +352,11 @@ fn final_rounds_move_on_the_target_without_the_models_gradient() {
         fifty.with_gradient.load(Relaxed),
         none.with_gradient.load(Relaxed)
     );
-    // Each final round: log q at the Langevin moves' and the independence moves' states.
+    // Each final round: log q at the Langevin moves' states; the independence moves' draws
+    // come with their own.
     assert_eq!(
         fifty.value_only.load(Relaxed) - none.value_only.load(Relaxed),
-        50 * (o.moves_per_step + 1) * n
+        50 * o.moves_per_step * n
     );
     assert_eq!(
         r50.energy_evaluations - r0.energy_evaluations,
@@ -374,4 +375,32 @@ fn final_rounds_move_on_the_target_without_the_models_gradient() {
     }
     let sd = (r2 / m).sqrt();
     assert!((sd - S).abs() < 0.02, "spread {sd}");
+}
+
+/// A schedule whose one level is t = 1 is SNIS followed by moves on the target: the draws come
+/// with their own log q, so without independence moves the model is never evaluated again (no
+/// log q, no gradient), and the particles keep SNIS's 0.3 / 0.7 mode weights.
+#[test]
+fn snis_then_target_moves_never_evaluate_the_model() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let n = 4000;
+    let counted = Counted {
+        inner: proposal(),
+        with_gradient: 0.into(),
+        value_only: 0.into(),
+    };
+    let o = SmcOptions {
+        steps: 1,
+        cess_target: None,
+        independence: 0,
+        final_rounds: 20,
+        ..opts(301)
+    };
+    let r = smc(&counted, &Mixture, n, o).unwrap();
+    assert_eq!(counted.with_gradient.load(Relaxed), 0);
+    assert_eq!(counted.value_only.load(Relaxed), 0);
+    assert_eq!(r.model_evaluations, n);
+    assert_eq!(r.schedule, vec![1.0]);
+    let pos = r.x.chunks(D).filter(|p| p[0] > 0.0).count() as f64 / n as f64;
+    assert!((pos - 0.3).abs() < 0.05, "mode weight {pos}");
 }

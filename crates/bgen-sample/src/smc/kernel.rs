@@ -19,6 +19,8 @@ pub(super) struct Ends {
     pub(super) tgt: Vec<f64>,
     pub(super) g_src: Vec<f64>,
     pub(super) g_tgt: Vec<f64>,
+    /// Whether `g_src` holds the model's gradient (else zeros: it was not asked for).
+    pub(super) has_g_src: bool,
 }
 
 impl Ends {
@@ -29,6 +31,7 @@ impl Ends {
             tgt: idx.iter().map(|&i| self.tgt[i]).collect(),
             g_src: gather(&self.g_src, idx, d),
             g_tgt: gather(&self.g_tgt, idx, d),
+            has_g_src: self.has_g_src,
         }
     }
 
@@ -87,22 +90,46 @@ pub(super) fn evaluate<P: Proposal, T: Target>(
         tgt: vec![0.0; n],
         g_src: vec![0.0; x.len()],
         g_tgt: vec![0.0; x.len()],
+        has_g_src: false,
     };
     if src != Src::Skip {
-        let t0 = std::time::Instant::now();
-        let grad = (src == Src::WithGradient).then_some(&mut e.g_src[..]);
-        p.log_q(x, &mut e.src, grad);
-        counts.model_s += t0.elapsed().as_secs_f64();
-        counts.model += n;
-        // E_src = -log q
-        e.src.iter_mut().for_each(|v| *v = -*v);
-        e.g_src.iter_mut().for_each(|v| *v = -*v);
+        model_end(p, x, &mut e, src == Src::WithGradient, counts);
     }
+    target_end(t, x, &mut e, counts);
+    e
+}
+
+/// E_src = -log q (and, when `gradient`, its gradient) into `e`.
+fn model_end<P: Proposal>(p: &P, x: &[f64], e: &mut Ends, gradient: bool, counts: &mut Counts) {
+    let t0 = std::time::Instant::now();
+    p.log_q(x, &mut e.src, gradient.then_some(&mut e.g_src[..]));
+    counts.model_s += t0.elapsed().as_secs_f64();
+    counts.model += e.src.len();
+    e.src.iter_mut().for_each(|v| *v = -*v);
+    e.g_src.iter_mut().for_each(|v| *v = -*v);
+    e.has_g_src = gradient;
+}
+
+/// The ends at fresh draws `x` of the proposal with their own `log_q` (as `sample` returns
+/// them): E_src without the model's gradient, which costs a pass of the model of its own.
+pub(super) fn drawn<T: Target>(t: &T, x: &[f64], log_q: &[f64], counts: &mut Counts) -> Ends {
+    let mut e = Ends {
+        src: log_q.iter().map(|v| -v).collect(),
+        tgt: vec![0.0; log_q.len()],
+        g_src: vec![0.0; x.len()],
+        g_tgt: vec![0.0; x.len()],
+        has_g_src: false,
+    };
+    target_end(t, x, &mut e, counts);
+    e
+}
+
+/// E_target and its gradient into `e`.
+fn target_end<T: Target>(t: &T, x: &[f64], e: &mut Ends, counts: &mut Counts) {
     let t0 = std::time::Instant::now();
     t.energy_and_grad(x, &mut e.tgt, Some(&mut e.g_tgt));
     counts.energy_s += t0.elapsed().as_secs_f64();
-    counts.energy += n;
-    e
+    counts.energy += e.tgt.len();
 }
 
 /// Acceptance counts of one round of moves.
@@ -134,6 +161,9 @@ pub(super) fn move_particles<P: Proposal, T: Target>(
     let n = x.len() / d;
     let mut mv = Moved::default();
     let src = Src::at(t, opts.independence > 0);
+    if src == Src::WithGradient && !ends.has_g_src {
+        model_end(proposal, x, ends, true, counts);
+    }
     // Move with Langevin dynamics invariant for (MALA) or approximating (ULA) exp(-E_t).
     for sub in 0..opts.moves_per_step {
         let grad_t = |e: &Ends, k: usize| (1.0 - t) * e.g_src[k] + t * e.g_tgt[k];
@@ -198,9 +228,15 @@ pub(super) fn move_particles<P: Proposal, T: Target>(
     for sub in 0..opts.independence {
         let seed = opts.seed ^ 0x1D_E9E7 ^ ((level as u64) << 24) ^ sub as u64;
         let t0 = std::time::Instant::now();
-        let (y, _) = proposal.sample(n, seed);
+        let (y, log_q) = proposal.sample(n, seed);
         counts.model_s += t0.elapsed().as_secs_f64();
-        let new = evaluate(proposal, target, &y, src, counts);
+        counts.model += n;
+        // Below t = 1 the accepted draws need the model's gradient for the next Langevin moves;
+        // at t = 1 their own log q is all the ratio needs.
+        let new = match src {
+            Src::WithGradient => evaluate(proposal, target, &y, src, counts),
+            _ => drawn(target, &y, &log_q, counts),
+        };
         let log_w_of = |e: &Ends, i: usize| -(e.tgt[i] - e.src[i]);
         for i in 0..n {
             mv.ind_tried += 1;
