@@ -53,8 +53,10 @@ np.save('$ref', np.concatenate([np.load(f) for f in sorted(glob.glob('$here/ref2
         elif ! grep -q '"complete": true' $o/checkpoint.json; then
           $B md --resume --out $o >> $o.log 2>&1
         fi
+        # The curve alone until zero-shot seed 0 has been scored; then also where MD reaches it.
+        reach=$out/$s-0-eval/metrics.json
         $B eval --pdb $pdb --samples $o --reference $ref --curve 10 \
-          --reach $out/$s-0-eval/metrics.json --out $out/$s-md-curve > $out/$s-md-curve.log 2>&1
+          $( [ -f $reach ] && echo "--reach $reach" ) --out $out/$s-md-curve > $out/$s-md-curve.log 2>&1
         ;;
     esac
   done

@@ -6,6 +6,7 @@
 # then seeds 3 and 4 of the slow references (references.sh more). About 2.5 h of data and 3.3 h
 # of training on the 2-core VM. Run from a work directory with BGEN set:
 #   BGEN=path/to/bgen nohup nice -n 15 scripts/dipeptides/pipeline25.sh >> run.log 2>&1 &
+# STEPS: training steps in place of the preset's 20,000 (the cosine schedule ends at them).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
@@ -15,7 +16,8 @@ B=${BGEN:-bgen}
 if [ -f model388/latest.json ]; then
   $B train --data data388 --out model388 --resume --raised-rungs "${RAISED:-3}" --threads 2
 else
-  $B train --data data388 --out model388 --preset dipeptides --raised-rungs "${RAISED:-3}" --threads 2
+  $B train --data data388 --out model388 --preset dipeptides --raised-rungs "${RAISED:-3}" --threads 2 \
+    ${STEPS:+--steps $STEPS}
 fi
 venv=$here/../../.venv/bin/python
 MODEL=model388 BGEN=$B PYTHON=${PYTHON:-$( [ -x "$venv" ] && echo "$venv" || echo python3 )} \
