@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::system::System;
 use crate::target::{PartialTarget, Target};
 use crate::topology::Topology;
+use rayon::prelude::*;
 
 /// What an internal coordinate measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -471,15 +472,16 @@ impl<T: Target> Target for InternalTarget<'_, T> {
         let mut x = vec![0.0; n * dx];
         let mut logdet = vec![0.0; n];
         let mut ok = vec![true; n];
-        for i in 0..n {
-            let c = &ic[i * d..(i + 1) * d];
-            ok[i] = self.zmatrix.in_domain(c);
-            if ok[i] {
-                logdet[i] = self.zmatrix.to_cartesian(c, &mut x[i * dx..(i + 1) * dx]);
-            } else {
-                x[i * dx..(i + 1) * dx].fill(f64::NAN);
-            }
-        }
+        x.par_chunks_mut(dx)
+            .zip(ic.par_chunks(d))
+            .zip(logdet.par_iter_mut().zip(ok.par_iter_mut()))
+            .for_each(|((xi, c), (ld, oki))| {
+                *oki = self.zmatrix.in_domain(c);
+                match *oki {
+                    true => *ld = self.zmatrix.to_cartesian(c, xi),
+                    false => xi.fill(f64::NAN),
+                }
+            });
         match grad {
             None => {
                 self.target.energy_and_grad(&x, energy, None);
@@ -494,26 +496,27 @@ impl<T: Target> Target for InternalTarget<'_, T> {
             Some(g) => {
                 let mut gx = vec![0.0; n * dx];
                 self.target.energy_and_grad(&x, energy, Some(&mut gx));
-                let mut gl = vec![0.0; d];
-                for i in 0..n {
-                    let gi = &mut g[i * d..(i + 1) * d];
-                    if !ok[i] || !energy[i].is_finite() {
-                        energy[i] = f64::INFINITY;
-                        gi.fill(0.0);
-                        continue;
-                    }
-                    energy[i] -= logdet[i];
-                    let c = &ic[i * d..(i + 1) * d];
-                    self.zmatrix.pull_back(
-                        c,
-                        &x[i * dx..(i + 1) * dx],
-                        &mut gx[i * dx..(i + 1) * dx],
-                        gi,
-                    );
-                    gl.fill(0.0);
-                    self.zmatrix.add_logdet_grad(c, &mut gl);
-                    gi.iter_mut().zip(&gl).for_each(|(v, l)| *v -= l);
-                }
+                let rows = g.par_chunks_mut(d).zip(energy.par_iter_mut());
+                let inputs = ic
+                    .par_chunks(d)
+                    .zip(x.par_chunks(dx))
+                    .zip(gx.par_chunks_mut(dx));
+                let extra = logdet.par_iter().zip(ok.par_iter());
+                rows.zip(inputs.zip(extra)).for_each_init(
+                    || vec![0.0; d],
+                    |gl, ((gi, e), (((c, xi), gxi), (ld, oki)))| {
+                        if !*oki || !e.is_finite() {
+                            *e = f64::INFINITY;
+                            gi.fill(0.0);
+                            return;
+                        }
+                        *e -= ld;
+                        self.zmatrix.pull_back(c, xi, gxi, gi);
+                        gl.fill(0.0);
+                        self.zmatrix.add_logdet_grad(c, gl);
+                        gi.iter_mut().zip(gl.iter()).for_each(|(v, l)| *v -= l);
+                    },
+                );
             }
         }
     }
