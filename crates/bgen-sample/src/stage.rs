@@ -37,11 +37,15 @@ pub struct SampleArgs {
     #[arg(long, conflicts_with = "run")]
     pub system: Option<String>,
     /// Number of samples (particles for SMC); default 10,000 for proposal and snis, 5,000 for
-    /// smc (with 2,000 the energy W2 alone has a noise floor of about 0.2 kT), 2,000 for twisted.
+    /// smc (with 2,000 the energy W2 alone has a noise floor of about 0.2 kT), 4,000 for
+    /// resample-move, 2,000 for twisted.
     #[arg(long, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub n: Option<usize>,
-    /// proposal, snis, smc (annealed Langevin; TarFlow) or twisted (SMC over partial
-    /// molecules; ArBG). Default: smc for a TarFlow, twisted for an ArBG.
+    /// proposal, snis, smc (annealed Langevin; TarFlow), resample-move (SNIS, resampled, then
+    /// Langevin moves on the target alone; TarFlow) or twisted (SMC over partial molecules;
+    /// ArBG). Default: smc for a TarFlow, resample-move for a transferable TarFlow (the model's
+    /// gradient, which annealing needs at every level, is most of SMC's time), twisted for an
+    /// ArBG.
     #[arg(long, value_enum)]
     pub method: Option<Method>,
     /// Centre-of-mass term of the proposal energy (SBG Proposition 1): gaussian, chi or none.
@@ -103,11 +107,12 @@ pub struct SampleArgs {
     /// let particles jump between basins.
     #[arg(long, default_value_t = INDEPENDENCE)]
     pub independence: usize,
-    /// SMC: rounds of moves at t = 1 after the final resampling, so that the resampled copies
-    /// part ways and relax in their basins (0: none). A round needs the target's gradient only,
-    /// not the model's: about 1% of an annealing level's cost.
-    #[arg(long, default_value_t = FINAL_ROUNDS)]
-    pub final_rounds: usize,
+    /// SMC and resample-move: rounds of moves at t = 1 after the final resampling, so that
+    /// the resampled copies part ways and relax in their basins (0: none; default 1 for smc,
+    /// 20 for resample-move). A round needs the target's gradient only, not the model's: about
+    /// 1% of an annealing level's cost.
+    #[arg(long)]
+    pub final_rounds: Option<usize>,
     /// SMC and twisted SMC: resample when the normalised ESS falls below this.
     #[arg(long, default_value_t = ESS_THRESHOLD, value_parser = bgen_system::options::closed_fraction, allow_hyphen_values = true)]
     pub ess_threshold: f64,
@@ -149,6 +154,11 @@ pub enum Method {
     Snis,
     /// SMC from the proposal to the target with Langevin moves (TarFlow).
     Smc,
+    /// SNIS's draws resampled, then rounds of Langevin moves (MALA) on the target alone: the
+    /// model is evaluated once per sample (TarFlow).
+    #[value(name = "resample-move")]
+    #[serde(rename = "resample-move")]
+    ResampleMove,
     /// SMC over partial molecules (ArBG).
     Twisted,
 }
@@ -170,6 +180,7 @@ const SMC_MOVES: usize = 3;
 const CESS: f64 = 0.98;
 const INDEPENDENCE: usize = 1;
 const FINAL_ROUNDS: usize = 1;
+const RESAMPLE_MOVE_ROUNDS: usize = 20;
 const ESS_THRESHOLD: f64 = 0.5;
 const BATCH: usize = 256;
 
@@ -196,7 +207,7 @@ impl SampleArgs {
             ula: false,
             cess: CESS,
             independence: INDEPENDENCE,
-            final_rounds: FINAL_ROUNDS,
+            final_rounds: None,
             ess_threshold: ESS_THRESHOLD,
             device: DeviceChoice::Cpu,
             threads: bgen_system::options::cores(),
@@ -421,12 +432,23 @@ pub fn load_transferable(
     })
 }
 
+/// Rounds of moves at t = 1 after the final resampling when `--final-rounds` is not given:
+/// one for SMC, whose particles have already moved at every level; 20 for resample-move, whose
+/// particles have moved only there.
+pub fn default_final_rounds(method: Method) -> usize {
+    match method {
+        Method::ResampleMove => RESAMPLE_MOVE_ROUNDS,
+        _ => FINAL_ROUNDS,
+    }
+}
+
 /// Samples or particles of `method` when `--n` is not given: 5,000 particles for SMC (with 2,000
-/// the energy W2 alone has a noise floor of about 0.2 kT), 2,000 for twisted SMC, 10,000 samples
-/// otherwise. `bgen run` uses the same numbers.
+/// the energy W2 alone has a noise floor of about 0.2 kT), 4,000 for resample-move, 2,000 for
+/// twisted SMC, 10,000 samples otherwise. `bgen run` uses the same numbers.
 pub fn default_n(method: Method) -> usize {
     match method {
         Method::Smc => 5000,
+        Method::ResampleMove => 4000,
         Method::Twisted => 2000,
         Method::Proposal | Method::Snis => 10_000,
     }
@@ -451,9 +473,10 @@ fn merge(
 pub fn run(a: SampleArgs) -> Result<SampleSummary> {
     a.check()?;
     let run = load(&a)?;
-    let method = a.method.unwrap_or(match run.model {
-        Pooled::Flow(_) => Method::Smc,
-        Pooled::Arbg(_) => Method::Twisted,
+    let method = a.method.unwrap_or(match (&run.model, run.seen_in_training) {
+        (Pooled::Flow(_), None) => Method::Smc,
+        (Pooled::Flow(_), Some(_)) => Method::ResampleMove,
+        (Pooled::Arbg(_), _) => Method::Twisted,
     });
     let n = a.n.unwrap_or(default_n(method));
     // In internal coordinates the target is U(x(ic)) - log|det J| and there is no CoM.
@@ -497,7 +520,9 @@ pub fn run(a: SampleArgs) -> Result<SampleSummary> {
     let report = &mut summary.sampler;
     let drawn = match method {
         Method::Proposal | Method::Snis => draw_snis(&a, &run, &internal, com, n, method, report)?,
-        Method::Smc => draw_smc(&a, &run, &internal, com, n, report)?,
+        Method::Smc | Method::ResampleMove => {
+            draw_smc(&a, &run, &internal, com, n, method, report)?
+        }
         Method::Twisted => draw_twisted(&a, &run, &internal, com, n, report)?,
     };
     write(&a, &run, drawn, summary, t0)
@@ -639,21 +664,24 @@ fn draw_snis(
     })
 }
 
-/// SMC from the proposal to the target (a TarFlow: it needs grad log q).
+/// SMC from the proposal to the target (a TarFlow: it needs grad log q), or resample-move:
+/// the same with one level straight to t = 1 (SNIS's weights) and no independence moves, so
+/// that after the draws only the target is evaluated.
 fn draw_smc(
     a: &SampleArgs,
     run: &LoadedRun,
     internal: &Option<InternalTarget<'_, System>>,
     com: ComForm,
     n: usize,
+    method: Method,
     summary: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<Drawn> {
     if matches!(run.model, Pooled::Arbg(_)) {
         bail!(
-            "--method smc anneals with Langevin moves along grad log q, which an ArBG (piecewise-constant density) does not have; use snis or twisted"
+            "--method {method} moves along the gradient of a TarFlow's density, which an ArBG (piecewise-constant density) does not have; use snis or twisted"
         );
     }
-    let o = SmcOptions {
+    let smc_opts = SmcOptions {
         steps: a.steps,
         moves_per_step: a.moves,
         step_size: a.step_size.unwrap_or(match run.internal {
@@ -666,8 +694,17 @@ fn draw_smc(
         seed: a.seed,
         cess_target: (a.cess > 0.0).then_some(a.cess),
         independence: a.independence,
-        final_rounds: a.final_rounds,
+        final_rounds: a.final_rounds.unwrap_or(default_final_rounds(method)),
         ..Default::default()
+    };
+    let o = match method {
+        Method::ResampleMove => SmcOptions {
+            steps: 1,
+            cess_target: None,
+            independence: 0,
+            ..smc_opts
+        },
+        _ => smc_opts,
     };
     let r = smc(&run.adjusted(com), &target_of(run, internal), n, o)?;
     summary.insert("levels".into(), r.schedule.len().into());

@@ -9,7 +9,7 @@ use bgen_eval::stage::EvalArgs;
 use bgen_md::stage::{MdArgs, SplitArgs};
 use bgen_models::stage::TrainArgs;
 use bgen_models::{Coords, DeviceChoice, Family};
-use bgen_sample::stage::{default_n, SampleArgs};
+use bgen_sample::stage::{default_final_rounds, default_n, SampleArgs};
 use bgen_sample::{ComForm, Method};
 use bgen_system::SystemArgs;
 use clap::Args;
@@ -227,7 +227,7 @@ impl Default for SampleSection {
             mala: !s.ula,
             cess: Some(s.cess),
             independence: s.independence,
-            final_rounds: s.final_rounds,
+            final_rounds: default_final_rounds(Method::Smc),
             tau: s.tau,
             twisted_particles: default_n(Method::Twisted),
             com: s.com,
@@ -539,7 +539,7 @@ fn sample_and_evaluate(
         let out = dir.join(format!("sample-{method}"));
         if !out.join("summary.json").exists() {
             let n = match method {
-                Method::Smc => sc.smc_particles,
+                Method::Smc | Method::ResampleMove => sc.smc_particles,
                 Method::Twisted => sc.twisted_particles,
                 Method::Snis | Method::Proposal => sc.n,
             };
@@ -557,7 +557,7 @@ fn sample_and_evaluate(
                 args.independence = sc.independence;
                 args.step_size = sc.step_size;
                 args.cess = sc.cess.unwrap_or(0.0);
-                args.final_rounds = sc.final_rounds;
+                args.final_rounds = Some(sc.final_rounds);
                 args.ula = !sc.mala;
             }
             stage(&format!("sampling ({method})"), || {
