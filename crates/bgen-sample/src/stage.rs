@@ -90,7 +90,8 @@ pub struct SampleArgs {
     pub moves: usize,
     /// SMC: initial Langevin step size (MALA adapts it): nm^2 per kT for a Cartesian model
     /// (default 1e-6); for a model in internal coordinates in units of each coordinate's squared
-    /// spread in the training data (default 0.05).
+    /// spread in the training data (default 0.05; 0.002 for resample-move, whose moves are on
+    /// the target from the start).
     #[arg(long, value_parser = bgen_system::options::positive, allow_hyphen_values = true)]
     pub step_size: Option<f64>,
     /// SMC: Metropolis-adjusted moves (MALA, the default) with the step size adapted.
@@ -473,11 +474,13 @@ fn merge(
 pub fn run(a: SampleArgs) -> Result<SampleSummary> {
     a.check()?;
     let run = load(&a)?;
-    let method = a.method.unwrap_or(match (&run.model, run.seen_in_training) {
-        (Pooled::Flow(_), None) => Method::Smc,
-        (Pooled::Flow(_), Some(_)) => Method::ResampleMove,
-        (Pooled::Arbg(_), _) => Method::Twisted,
-    });
+    let method = a
+        .method
+        .unwrap_or(match (&run.model, run.seen_in_training) {
+            (Pooled::Flow(_), None) => Method::Smc,
+            (Pooled::Flow(_), Some(_)) => Method::ResampleMove,
+            (Pooled::Arbg(_), _) => Method::Twisted,
+        });
     let n = a.n.unwrap_or(default_n(method));
     // In internal coordinates the target is U(x(ic)) - log|det J| and there is no CoM.
     let com = match run.internal {
@@ -684,9 +687,11 @@ fn draw_smc(
     let smc_opts = SmcOptions {
         steps: a.steps,
         moves_per_step: a.moves,
-        step_size: a.step_size.unwrap_or(match run.internal {
-            Some(_) => 0.05,
-            None => 1e-6,
+        step_size: a.step_size.unwrap_or(match (&run.internal, method) {
+            // On the target alone the steps start as small as they end up in SMC (KW: 0.0024).
+            (Some(_), Method::ResampleMove) => 0.002,
+            (Some(_), _) => 0.05,
+            (None, _) => 1e-6,
         }),
         mala: !a.ula,
         ess_threshold: a.ess_threshold,

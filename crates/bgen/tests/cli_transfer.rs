@@ -161,6 +161,32 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
         (s["forcefield"].as_str(), s["temperature_k"].as_f64()),
         (Some("amber14-obc1"), Some(310.0))
     );
+    // With no method a transferable TarFlow resamples SNIS's draws and moves them on the target:
+    // the model draws each particle once and is asked nothing more.
+    ok(bgen()
+        .args([
+            "sample",
+            "--system",
+            "dipeptides",
+            "--n",
+            "64",
+            "--final-rounds",
+            "2",
+        ])
+        .args(["--pdb", pdb.to_str().unwrap(), "--out"])
+        .arg(dir.join("default"))
+        .output()
+        .unwrap());
+    let s: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("default").join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(s["method"], "resample-move", "{s}");
+    assert_eq!(
+        (s["levels"].as_u64(), s["model_evaluations"].as_u64()),
+        (Some(1), Some(64))
+    );
+    assert!(s["final_acceptance"].as_f64().unwrap() > 0.0, "{s}");
     let o = bgen()
         .args(["sample", "--system", "dipeptides", "--out"])
         .arg(dir.join("none"))

@@ -108,13 +108,17 @@ fn the_run_toml_defaults_are_the_stages_defaults() {
     assert_eq!(c.sample.smc_moves, s.moves);
     assert_eq!(c.sample.cess, Some(s.cess));
     assert_eq!(c.sample.independence, s.independence);
-    assert_eq!(c.sample.final_rounds, s.final_rounds);
+    assert_eq!(s.final_rounds, None);
     assert_eq!(c.sample.mala, !s.ula);
     assert_eq!(
         (c.sample.tau, c.sample.com, c.sample.seed),
         (s.tau, s.com, s.seed)
     );
-    use bgen::sample::{stage::default_n, Method};
+    use bgen::sample::{
+        stage::{default_final_rounds, default_n},
+        Method,
+    };
+    assert_eq!(c.sample.final_rounds, default_final_rounds(Method::Smc));
     assert_eq!(c.sample.n, default_n(Method::Snis));
     assert_eq!(c.sample.smc_particles, default_n(Method::Smc));
     assert_eq!(c.sample.twisted_particles, default_n(Method::Twisted));
