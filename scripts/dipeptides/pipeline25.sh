@@ -7,6 +7,9 @@
 # of training on the 2-core VM. Run from a work directory with BGEN set:
 #   BGEN=path/to/bgen nohup nice -n 15 scripts/dipeptides/pipeline25.sh >> run.log 2>&1 &
 # STEPS: training steps in place of the preset's 20,000 (the cosine schedule ends at them).
+# With setsid (or from another login) it runs in an autogroup of its own, and nice then does
+# nothing against other sessions' work: it takes a core from every timing beside it. Yield with
+#   echo 19 > /proc/$(pgrep -f pipeline25.sh | head -1)/autogroup    (0 to share again)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
