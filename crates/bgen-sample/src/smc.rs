@@ -10,7 +10,7 @@ use crate::ess::{ess, log_sum_exp};
 use crate::proposal::Proposal;
 use crate::resample::{gather, Scheme};
 use bgen_system::Target;
-use kernel::{drawn, move_particles, Counts, Ends};
+use kernel::{draw, drawn, move_particles, Counts, Ends};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
@@ -232,10 +232,7 @@ pub fn smc<P: Proposal, T: Target>(
     let k_levels = opts.steps.max(1);
     let start = std::time::Instant::now();
     let mut counts = Counts::default();
-    let t0 = std::time::Instant::now();
-    let (mut x, log_q) = proposal.sample(n, opts.seed);
-    counts.model_s += t0.elapsed().as_secs_f64();
-    counts.model += n;
+    let (mut x, log_q) = draw(proposal, n, opts.seed, &mut counts);
     // The model's gradient is asked for by the first moves below t = 1, not here: a schedule
     // whose first level is t = 1 (SNIS, then moves on the target) never needs it.
     let mut ends = drawn(target, &x, &log_q, &mut counts);

@@ -24,6 +24,17 @@ pub(super) struct Ends {
 }
 
 impl Ends {
+    /// Zeros for `n` particles of `len` coordinates in all, no gradient of the model.
+    fn zeros(n: usize, len: usize) -> Ends {
+        Ends {
+            src: vec![0.0; n],
+            tgt: vec![0.0; n],
+            g_src: vec![0.0; len],
+            g_tgt: vec![0.0; len],
+            has_g_src: false,
+        }
+    }
+
     /// The rows `idx` (particles of dimension `d`), in that order.
     pub(super) fn rows(&self, idx: &[usize], d: usize) -> Ends {
         Ends {
@@ -84,14 +95,7 @@ pub(super) fn evaluate<P: Proposal, T: Target>(
     src: Src,
     counts: &mut Counts,
 ) -> Ends {
-    let n = x.len() / t.dim();
-    let mut e = Ends {
-        src: vec![0.0; n],
-        tgt: vec![0.0; n],
-        g_src: vec![0.0; x.len()],
-        g_tgt: vec![0.0; x.len()],
-        has_g_src: false,
-    };
+    let mut e = Ends::zeros(x.len() / t.dim(), x.len());
     if src != Src::Skip {
         model_end(p, x, &mut e, src == Src::WithGradient, counts);
     }
@@ -113,15 +117,24 @@ fn model_end<P: Proposal>(p: &P, x: &[f64], e: &mut Ends, gradient: bool, counts
 /// The ends at fresh draws `x` of the proposal with their own `log_q` (as `sample` returns
 /// them): E_src without the model's gradient, which costs a pass of the model of its own.
 pub(super) fn drawn<T: Target>(t: &T, x: &[f64], log_q: &[f64], counts: &mut Counts) -> Ends {
-    let mut e = Ends {
-        src: log_q.iter().map(|v| -v).collect(),
-        tgt: vec![0.0; log_q.len()],
-        g_src: vec![0.0; x.len()],
-        g_tgt: vec![0.0; x.len()],
-        has_g_src: false,
-    };
+    let mut e = Ends::zeros(log_q.len(), x.len());
+    e.src.iter_mut().zip(log_q).for_each(|(s, l)| *s = -l);
     target_end(t, x, &mut e, counts);
     e
+}
+
+/// `n` fresh draws of the proposal with their log q, timed and counted as model evaluations.
+pub(super) fn draw<P: Proposal>(
+    p: &P,
+    n: usize,
+    seed: u64,
+    counts: &mut Counts,
+) -> (Vec<f64>, Vec<f64>) {
+    let t0 = std::time::Instant::now();
+    let drawn = p.sample(n, seed);
+    counts.model_s += t0.elapsed().as_secs_f64();
+    counts.model += n;
+    drawn
 }
 
 /// E_target and its gradient into `e`.
@@ -227,10 +240,7 @@ pub(super) fn move_particles<P: Proposal, T: Target>(
     // Independence moves: fresh proposals, accepted with the exact ratio for exp(-E_t).
     for sub in 0..opts.independence {
         let seed = opts.seed ^ 0x1D_E9E7 ^ ((level as u64) << 24) ^ sub as u64;
-        let t0 = std::time::Instant::now();
-        let (y, log_q) = proposal.sample(n, seed);
-        counts.model_s += t0.elapsed().as_secs_f64();
-        counts.model += n;
+        let (y, log_q) = draw(proposal, n, seed, counts);
         // Below t = 1 the accepted draws need the model's gradient for the next Langevin moves;
         // at t = 1 their own log q is all the ratio needs.
         let new = match src {
