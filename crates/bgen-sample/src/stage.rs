@@ -684,6 +684,9 @@ fn draw_smc(
             "--method {method} moves along the gradient of a TarFlow's density, which an ArBG (piecewise-constant density) does not have; use snis or twisted"
         );
     }
+    if method == Method::ResampleMove {
+        refuse_annealing_settings(a)?;
+    }
     let smc_opts = SmcOptions {
         steps: a.steps,
         moves_per_step: a.moves,
@@ -720,6 +723,28 @@ fn draw_smc(
         log_w: None,
         log_q: None,
     })
+}
+
+/// Resample-move goes to t = 1 in one level and moves only on the target: the annealing
+/// settings (levels, conditional ESS, independence moves) would be ignored, so a value other
+/// than the default is refused rather than dropped.
+fn refuse_annealing_settings(a: &SampleArgs) -> Result<()> {
+    let set: Vec<&str> = [
+        (a.steps != SMC_STEPS, "--steps"),
+        (a.cess != CESS, "--cess"),
+        (a.independence != INDEPENDENCE, "--independence"),
+    ]
+    .into_iter()
+    .filter_map(|(differs, flag)| differs.then_some(flag))
+    .collect();
+    if !set.is_empty() {
+        bail!(
+            "{} set the annealing of --method smc, which resample-move does not anneal (one level \
+             to the target, then --final-rounds of moves on it); use --method smc, or leave them out",
+            set.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Twisted SMC over partial molecules (an ArBG), block by block.

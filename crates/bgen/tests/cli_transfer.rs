@@ -187,6 +187,22 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
         (Some(1), Some(64))
     );
     assert!(s["final_acceptance"].as_f64().unwrap() > 0.0, "{s}");
+    // Annealing settings mean nothing to resample-move: refused, not silently dropped.
+    let o = bgen()
+        .args([
+            "sample",
+            "--system",
+            "dipeptides",
+            "--n",
+            "8",
+            "--independence",
+            "3",
+        ])
+        .args(["--pdb", pdb.to_str().unwrap(), "--out"])
+        .arg(dir.join("annealed"))
+        .output()
+        .unwrap();
+    fails(o, "--independence set the annealing of --method smc");
     let o = bgen()
         .args(["sample", "--system", "dipeptides", "--out"])
         .arg(dir.join("none"))
