@@ -46,6 +46,10 @@ pub struct SmcOptions {
     /// log q comes with them, no pass of its own), still most of a round's time: without
     /// independence moves a round costs energies alone, about 1% of an annealing level.
     pub final_rounds: usize,
+    /// Skip the final resampling: the final rounds move every particle with its weight, which
+    /// moves invariant for the target leave unchanged (`x` then pairs with `log_weights`). No
+    /// copies, so every draw relaxes in its own basin; the estimate is SNIS's, not a subset.
+    pub keep_weights: bool,
 }
 
 impl Default for SmcOptions {
@@ -62,6 +66,7 @@ impl Default for SmcOptions {
             cess_target: None,
             independence: 0,
             final_rounds: 0,
+            keep_weights: false,
         }
     }
 }
@@ -69,7 +74,8 @@ impl Default for SmcOptions {
 /// Outcome of [`smc`].
 #[derive(Clone, Debug, Serialize)]
 pub struct SmcResult {
-    /// Final particles after the final resampling (equally weighted), n x dim.
+    /// Final particles after the final resampling (equally weighted), n x dim; with
+    /// `keep_weights`, the particles moved without it, weighted by `log_weights`.
     #[serde(skip)]
     pub x: Vec<f64>,
     /// Target energies (kT) of the final particles.
@@ -302,7 +308,11 @@ pub fn smc<P: Proposal, T: Target>(
     }
     // The ESS before the final resampling, then the final resampling.
     let final_ess = ess(&log_w);
-    let idx = opts.scheme.draw_log(&log_w, n, &mut rng);
+    let idx = if opts.keep_weights {
+        (0..n).collect()
+    } else {
+        opts.scheme.draw_log(&log_w, n, &mut rng)
+    };
     ancestor = idx.iter().map(|&i| ancestor[i]).collect();
     let final_lineages = distinct(&ancestor);
     let mean_acc = acc_per_step.iter().sum::<f64>() / acc_per_step.len() as f64;

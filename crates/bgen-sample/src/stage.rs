@@ -114,6 +114,11 @@ pub struct SampleArgs {
     /// 1% of an annealing level's cost.
     #[arg(long)]
     pub final_rounds: Option<usize>,
+    /// SMC and resample-move: no final resampling; the final rounds move every particle, and
+    /// its weight goes to log_weights.npy. Lower variance than copies of a few survivors, and
+    /// every draw relaxes in its own basin (relaxed draws to fine-tune a model on, say).
+    #[arg(long)]
+    pub keep_weights: bool,
     /// SMC and twisted SMC: resample when the normalised ESS falls below this.
     #[arg(long, default_value_t = ESS_THRESHOLD, value_parser = bgen_system::options::closed_fraction, allow_hyphen_values = true)]
     pub ess_threshold: f64,
@@ -209,6 +214,7 @@ impl SampleArgs {
             cess: CESS,
             independence: INDEPENDENCE,
             final_rounds: None,
+            keep_weights: false,
             ess_threshold: ESS_THRESHOLD,
             device: DeviceChoice::Cpu,
             threads: bgen_system::options::cores(),
@@ -703,6 +709,7 @@ fn draw_smc(
         cess_target: (a.cess > 0.0).then_some(a.cess),
         independence: a.independence,
         final_rounds: a.final_rounds.unwrap_or(default_final_rounds(method)),
+        keep_weights: a.keep_weights,
         ..Default::default()
     };
     let o = match method {
@@ -720,7 +727,7 @@ fn draw_smc(
     Ok(Drawn {
         x: r.x,
         energies: r.energies,
-        log_w: None,
+        log_w: a.keep_weights.then_some(r.log_weights),
         log_q: None,
     })
 }

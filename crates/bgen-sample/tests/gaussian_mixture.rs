@@ -404,3 +404,84 @@ fn snis_then_target_moves_never_evaluate_the_model() {
     let pos = r.x.chunks(D).filter(|p| p[0] > 0.0).count() as f64 / n as f64;
     assert!((pos - 0.3).abs() < 0.05, "mode weight {pos}");
 }
+
+/// Resample-move with the weights kept: one level to t = 1, then rounds of MALA on the target
+/// without the final resampling. The moves leave every weight as SNIS gave it (the same draws,
+/// the same log-weights as a run without rounds), every particle keeps its own lineage, and the
+/// weighted moved particles recover the 0.3 / 0.7 modes and the target's spread in them.
+#[test]
+fn kept_weights_survive_target_moves_and_recover_the_modes() {
+    let n = 40_000;
+    let o = SmcOptions {
+        steps: 1,
+        step_size: 0.05,
+        final_rounds: 30,
+        keep_weights: true,
+        seed: 11,
+        ..Default::default()
+    };
+    let r = smc(&proposal(), &Mixture, n, o).unwrap();
+    let unmoved = smc(
+        &proposal(),
+        &Mixture,
+        n,
+        SmcOptions {
+            final_rounds: 0,
+            ..o
+        },
+    )
+    .unwrap();
+    assert_eq!(r.log_weights, unmoved.log_weights);
+    assert_eq!(r.final_lineages, n);
+    assert!(
+        r.x != unmoved.x && r.final_acceptance > 0.3,
+        "{}",
+        r.final_acceptance
+    );
+    let m = r
+        .log_weights
+        .iter()
+        .cloned()
+        .fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = r.log_weights.iter().map(|v| (v - m).exp()).collect();
+    let total: f64 = w.iter().sum();
+    let pos: f64 =
+        r.x.chunks(D)
+            .zip(&w)
+            .filter(|(p, _)| p[0] > 0.0)
+            .map(|(_, w)| w)
+            .sum::<f64>()
+            / total;
+    // Within a mode the target's spread in x3 is S; the proposal's is 2.0.
+    let var3: f64 =
+        r.x.chunks(D)
+            .zip(&w)
+            .map(|(p, w)| w * p[3] * p[3])
+            .sum::<f64>()
+            / total;
+    // SNIS's standard error of a mode weight: sqrt(p (1 - p) / (ESS n)).
+    let se = (0.21 / (r.ess * n as f64)).sqrt();
+    eprintln!(
+        "kept weights: mode weight {pos:.3} (se {se:.3}), var(x3) {var3:.3} (want {}), ESS {:.4}",
+        S * S,
+        r.ess
+    );
+    assert!((pos - 0.3).abs() < 4.0 * se, "mode weight {pos}, se {se}");
+    assert!((var3 - S * S).abs() < 0.05, "var(x3) {var3}");
+    // The same run with the final resampling keeps far fewer lineages.
+    let resampled = smc(
+        &proposal(),
+        &Mixture,
+        n,
+        SmcOptions {
+            keep_weights: false,
+            ..o
+        },
+    )
+    .unwrap();
+    assert!(
+        resampled.final_lineages < n / 2,
+        "{}",
+        resampled.final_lineages
+    );
+}
