@@ -50,6 +50,11 @@ pub struct SmcOptions {
     /// moves invariant for the target leave unchanged (`x` then pairs with `log_weights`). No
     /// copies, so every draw relaxes in its own basin; the estimate is SNIS's, not a subset.
     pub keep_weights: bool,
+    /// The final resampling draws from the final weights truncated as SNIS's
+    /// ([`crate::snis::truncate`]: each capped at sqrt(n) times the mean). With a proposal far
+    /// from the target (ESS 1e-3), the raw weights hand the population to a few draws, chosen
+    /// by strain in stiff coordinates more than by basin, and the basins come out wrong.
+    pub truncate: bool,
 }
 
 impl Default for SmcOptions {
@@ -67,6 +72,7 @@ impl Default for SmcOptions {
             independence: 0,
             final_rounds: 0,
             keep_weights: false,
+            truncate: false,
         }
     }
 }
@@ -106,6 +112,8 @@ pub struct SmcResult {
     /// handful of proposals has collapsed, whatever its ESS says.
     pub lineages: Vec<usize>,
     pub final_lineages: usize,
+    /// Final weights capped by the truncation (0 without it); `ess` is before it.
+    pub truncated: usize,
     /// Per-sample evaluations of the target energy (with gradient) and of the model.
     pub energy_evaluations: usize,
     pub model_evaluations: usize,
@@ -308,6 +316,11 @@ pub fn smc<P: Proposal, T: Target>(
     }
     // The ESS before the final resampling, then the final resampling.
     let final_ess = ess(&log_w);
+    let truncated = if opts.truncate {
+        crate::snis::truncate(&mut log_w)
+    } else {
+        0
+    };
     let idx = if opts.keep_weights {
         (0..n).collect()
     } else {
@@ -354,6 +367,7 @@ pub fn smc<P: Proposal, T: Target>(
         resamplings,
         lineages,
         final_lineages,
+        truncated,
         energy_evaluations: counts.energy,
         model_evaluations: counts.model,
         model_seconds: counts.model_s,

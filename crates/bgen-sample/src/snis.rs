@@ -81,16 +81,7 @@ pub fn snis(e_src: &[f64], e_target: &[f64], opts: SnisOptions) -> SnisResult {
             lw[i] = f64::NEG_INFINITY;
         }
     }
-    let mut truncated = 0;
-    if opts.truncate {
-        let cap = log_sum_exp(&lw) - 0.5 * (n as f64).ln();
-        for w in lw.iter_mut() {
-            if *w > cap {
-                *w = cap;
-                truncated += 1;
-            }
-        }
-    }
+    let truncated = if opts.truncate { truncate(&mut lw) } else { 0 };
     SnisResult {
         ess: ess(&lw),
         log_weights: lw,
@@ -99,6 +90,21 @@ pub fn snis(e_src: &[f64], e_target: &[f64], opts: SnisOptions) -> SnisResult {
         dropped_energy,
         truncated,
     }
+}
+
+/// Truncated importance sampling (Ionides 2008): caps each log-weight at sqrt(n) times the
+/// mean weight, so that no sample carries more than about 1/sqrt(n) of the mass; the bias
+/// vanishes as n grows. Returns how many were capped.
+pub fn truncate(log_w: &mut [f64]) -> usize {
+    let cap = log_sum_exp(log_w) - 0.5 * (log_w.len() as f64).ln();
+    let mut capped = 0;
+    for w in log_w.iter_mut() {
+        if *w > cap {
+            *w = cap;
+            capped += 1;
+        }
+    }
+    capped
 }
 
 #[cfg(test)]
