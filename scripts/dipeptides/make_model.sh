@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# How the shipped transferable dipeptide model (models/dipeptides-tarflow-internal) was made, on
+# How the FIRST shipped transferable dipeptide model (until 2026-12-04; the current one is made by
+# pipeline25.sh with STEPS=8000, see models/README.md) was made, on
 # a 2-core CPU VM; run from an empty working directory: scripts/dipeptides/make_model.sh
 #   1. MD of the 100 training dipeptides (train.txt): zwitterions, amber14-obc1, 310 K, 1 ns each
 #      after 50 ps of equilibration, a frame per ps (63 min on 2 cores).
