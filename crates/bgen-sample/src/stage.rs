@@ -72,9 +72,9 @@ pub struct SampleArgs {
     /// dropping the top 0.2% takes alphaL from 2.2% of the weight to 0.6%.
     #[arg(long, default_value_t = 0.0, value_parser = bgen_system::options::fraction, allow_hyphen_values = true)]
     pub drop_top: f64,
-    /// SNIS and resample-move: keep the raw weights; by default each is capped at sqrt(n) times the mean weight
-    /// (truncated importance sampling, consistent as n grows), so that no single sample carries
-    /// more than about 1/sqrt(n) of the mass.
+    /// SNIS and resample-move: keep the raw weights; by default each is capped at sqrt(n) times
+    /// the mean weight (truncated importance sampling, consistent as n grows), so that no single
+    /// sample carries more than about 1/sqrt(n) of the mass.
     #[arg(long)]
     pub no_truncate: bool,
     /// SNIS: samples with a target energy above this (kT) get zero weight.
@@ -711,7 +711,6 @@ fn draw_smc(
         independence: a.independence,
         final_rounds: a.final_rounds.unwrap_or(default_final_rounds(method)),
         keep_weights: a.keep_weights,
-        truncate: false,
         ..Default::default()
     };
     let o = match method {

@@ -1,6 +1,7 @@
 //! Samplers on an analytic problem with a known answer: a two-mode Gaussian mixture target in
 //! d dimensions, log Z = d/2 ln(2 pi s^2), mode weights 0.3 / 0.7, and a broad Gaussian proposal.
 
+use bgen_sample::ess::log_sum_exp;
 use bgen_sample::resample::Scheme;
 use bgen_sample::{smc, snis, Gaussian, Proposal, SmcOptions, SnisOptions};
 use bgen_system::Target;
@@ -438,29 +439,18 @@ fn kept_weights_survive_target_moves_and_recover_the_modes() {
         "{}",
         r.final_acceptance
     );
-    let m = r
-        .log_weights
-        .iter()
-        .cloned()
-        .fold(f64::NEG_INFINITY, f64::max);
-    let w: Vec<f64> = r.log_weights.iter().map(|v| (v - m).exp()).collect();
-    let total: f64 = w.iter().sum();
+    // Normalised weights.
+    let lz = log_sum_exp(&r.log_weights);
+    let w: Vec<f64> = r.log_weights.iter().map(|v| (v - lz).exp()).collect();
     let pos: f64 =
         r.x.chunks(D)
             .zip(&w)
             .filter(|(p, _)| p[0] > 0.0)
             .map(|(_, w)| w)
-            .sum::<f64>()
-            / total;
+            .sum();
     // Within a mode the target's spread in x3 is S; the proposal's is 2.0.
-    let var3: f64 =
-        r.x.chunks(D)
-            .zip(&w)
-            .map(|(p, w)| w * p[3] * p[3])
-            .sum::<f64>()
-            / total;
-    // SNIS's standard error of a mode weight: sqrt(p (1 - p) / (ESS n)).
-    let se = (0.21 / (r.ess * n as f64)).sqrt();
+    let var3: f64 = r.x.chunks(D).zip(&w).map(|(p, w)| w * p[3] * p[3]).sum();
+    let se = mode_weight_se(r.ess * n as f64);
     eprintln!(
         "kept weights: mode weight {pos:.3} (se {se:.3}), var(x3) {var3:.3} (want {}), ESS {:.4}",
         S * S,
@@ -521,12 +511,18 @@ fn resampling_truncated_weights_keeps_more_lineages_and_the_modes() {
         capped += cut.truncated;
         pos += cut.x.chunks(D).filter(|p| p[0] > 0.0).count() as f64 / (n * seeds as usize) as f64;
     }
-    // The pooled standard error of a mode weight from the raw weights' effective sample size.
-    let se = (0.21 / n_eff).sqrt();
+    // Pooled over the seeds, from the raw weights' effective sample size.
+    let se = mode_weight_se(n_eff);
     eprintln!(
         "truncated: {capped} capped, lineages {lin_cut} (raw {lin_raw}), mode weight {pos:.3} (se {se:.3})"
     );
     assert!(capped > 0);
     assert!(lin_cut > lin_raw, "{lin_cut} vs {lin_raw}");
     assert!((pos - 0.3).abs() < 4.0 * se, "mode weight {pos}, se {se}");
+}
+
+/// The standard error of the 0.3 mode weight from `n_eff` effective samples:
+/// sqrt(p (1 - p) / n_eff).
+fn mode_weight_se(n_eff: f64) -> f64 {
+    (0.3 * 0.7 / n_eff).sqrt()
 }
