@@ -110,10 +110,16 @@ pub struct SampleArgs {
     pub independence: usize,
     /// SMC and resample-move: rounds of moves at t = 1 after the final resampling, so that
     /// the resampled copies part ways and relax in their basins (0: none; default 1 for smc,
-    /// 100 for resample-move). A round needs the target's gradient only, not the model's: about
-    /// 1% of an annealing level's cost.
+    /// 30 for resample-move). A round needs the target's gradient only, not the model's: about
+    /// 1% of an annealing level's cost per Langevin move or leapfrog step.
     #[arg(long)]
     pub final_rounds: Option<usize>,
+    /// SMC and resample-move: each final round is a Hamiltonian Monte Carlo trajectory of this
+    /// many leapfrog steps on the target (0: --moves Langevin moves). Default 10 for
+    /// resample-move (30 rounds: the 300 target gradients of 100 rounds of 3 Langevin moves,
+    /// and strained rings relax: KW's E-W2 0.7 kT instead of 2.4), 0 for smc.
+    #[arg(long)]
+    pub leapfrog: Option<usize>,
     /// SMC and resample-move: no final resampling; the final rounds move every particle, and
     /// its weight goes to log_weights.npy. Lower variance than copies of a few survivors, and
     /// every draw relaxes in its own basin (relaxed draws to fine-tune a model on, say).
@@ -186,7 +192,8 @@ const SMC_MOVES: usize = 3;
 const CESS: f64 = 0.98;
 const INDEPENDENCE: usize = 1;
 const FINAL_ROUNDS: usize = 1;
-const RESAMPLE_MOVE_ROUNDS: usize = 100;
+const RESAMPLE_MOVE_ROUNDS: usize = 30;
+const RESAMPLE_MOVE_LEAPFROG: usize = 10;
 const ESS_THRESHOLD: f64 = 0.5;
 const BATCH: usize = 256;
 
@@ -214,6 +221,7 @@ impl SampleArgs {
             cess: CESS,
             independence: INDEPENDENCE,
             final_rounds: None,
+            leapfrog: None,
             keep_weights: false,
             ess_threshold: ESS_THRESHOLD,
             device: DeviceChoice::Cpu,
@@ -440,13 +448,23 @@ pub fn load_transferable(
 }
 
 /// Rounds of moves at t = 1 after the final resampling when `--final-rounds` is not given:
-/// one for SMC, whose particles have already moved at every level; 100 for resample-move, whose
-/// particles have moved only there and relax strained rings slowly (model388 on KW: E-W2 5.6 kT
-/// after 20 rounds, 2.4 after 100, 0.8 after 300; 10, 21 and 63 s on 2 cores).
+/// one for SMC, whose particles have already moved at every level; 30 HMC trajectories for
+/// resample-move, whose particles have moved only there and relax strained rings slowly
+/// (model388 on KW with Langevin moves: E-W2 5.6 kT after 20 rounds of 3, 2.4 after 100, 0.8
+/// after 300; with 30 HMC trajectories of 10 steps, as many gradients as 100 rounds: 0.7).
 pub fn default_final_rounds(method: Method) -> usize {
     match method {
         Method::ResampleMove => RESAMPLE_MOVE_ROUNDS,
         _ => FINAL_ROUNDS,
+    }
+}
+
+/// Leapfrog steps of each final round when `--leapfrog` is not given: HMC trajectories of 10
+/// for resample-move, Langevin moves (0) for SMC.
+pub fn default_leapfrog(method: Method) -> usize {
+    match method {
+        Method::ResampleMove => RESAMPLE_MOVE_LEAPFROG,
+        _ => 0,
     }
 }
 
@@ -710,6 +728,7 @@ fn draw_smc(
         cess_target: (a.cess > 0.0).then_some(a.cess),
         independence: a.independence,
         final_rounds: a.final_rounds.unwrap_or(default_final_rounds(method)),
+        leapfrog: a.leapfrog.unwrap_or(default_leapfrog(method)),
         keep_weights: a.keep_weights,
         ..Default::default()
     };
@@ -725,6 +744,8 @@ fn draw_smc(
     };
     let r = smc(&run.adjusted(com), &target_of(run, internal), n, o)?;
     summary.insert("levels".into(), r.schedule.len().into());
+    summary.insert("final_rounds".into(), o.final_rounds.into());
+    summary.insert("leapfrog".into(), o.leapfrog.into());
     merge(summary, &r)?;
     Ok(Drawn {
         x: r.x,

@@ -187,6 +187,10 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
         (Some(1), Some(64))
     );
     assert!(s["final_acceptance"].as_f64().unwrap() > 0.0, "{s}");
+    // Its final rounds are HMC trajectories of 10 leapfrog steps: one target gradient each,
+    // after the draws' energies and the level's 3 Langevin moves.
+    assert_eq!(s["leapfrog"].as_u64(), Some(10), "{s}");
+    assert_eq!(s["energy_evaluations"].as_u64(), Some(64 * (1 + 3 + 2 * 10)), "{s}");
     // Annealing settings mean nothing to resample-move: refused, not silently dropped.
     let o = bgen()
         .args([

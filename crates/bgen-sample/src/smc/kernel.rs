@@ -272,3 +272,109 @@ fn particle_rng(seed: u64, level: usize, sub: usize, i: usize) -> Xoshiro256Plus
     }
     Xoshiro256PlusPlus::seed_from_u64(h)
 }
+
+/// Buffers of one Hamiltonian trajectory for every particle, reused across rounds: positions,
+/// momenta, and the target's energies and gradients along it.
+#[derive(Default)]
+pub(super) struct Trajectory {
+    y: Vec<f64>,
+    p: Vec<f64>,
+    e: Vec<f64>,
+    g: Vec<f64>,
+    h0: Vec<f64>,
+    /// Each particle's step this round.
+    eps: Vec<f64>,
+}
+
+/// One round of Hamiltonian Monte Carlo on the target alone (t = 1), invariant for
+/// exp(-E_target): every particle draws a momentum p ~ N(0, M^-1) (M = `precond`, the inverse
+/// mass), takes `leapfrog` steps of its own size, drawn uniformly in [eps / 2, 3 eps / 2] (a
+/// fixed trajectory length would turn some modes by whole half-periods and never relax them),
+/// and is accepted with min(1, exp(-dH)), H = E + p M p / 2. One evaluation of the target's
+/// energy and gradient per step, none of the model. Momentum carries a particle along soft directions that Langevin moves, whose step the
+/// stiffest coordinates limit, only diffuse along: strained rings relax in fewer evaluations.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn hmc_round<T: Target>(
+    target: &T,
+    x: &mut [f64],
+    ends: &mut Ends,
+    buf: &mut Trajectory,
+    round: usize,
+    eps: f64,
+    leapfrog: usize,
+    precond: &[f64],
+    seed: u64,
+    counts: &mut Counts,
+) -> Moved {
+    let d = target.dim();
+    let n = x.len() / d;
+    let Trajectory {
+        y,
+        p,
+        e,
+        g,
+        h0,
+        eps: step,
+    } = buf;
+    y.clear();
+    y.extend_from_slice(x);
+    g.clear();
+    g.extend_from_slice(&ends.g_tgt);
+    p.resize(x.len(), 0.0);
+    e.resize(n, 0.0);
+    h0.resize(n, 0.0);
+    step.resize(n, 0.0);
+    let kinetic = |p: &[f64]| -> f64 { p.iter().zip(precond).map(|(v, m)| 0.5 * m * v * v).sum() };
+    p.par_chunks_mut(d)
+        .zip(h0.par_iter_mut())
+        .zip(step.par_iter_mut())
+        .enumerate()
+        .for_each(|(i, ((pi, h), s))| {
+            let mut r = particle_rng(seed, round, 1 << 22, i);
+            for (v, m) in pi.iter_mut().zip(precond) {
+                let z: f64 = r.sample(StandardNormal);
+                *v = z / m.sqrt();
+            }
+            *h = ends.tgt[i] + kinetic(pi);
+            *s = eps * (0.5 + r.random::<f64>());
+        });
+    for _ in 0..leapfrog {
+        let half_kick = |p: &mut [f64], g: &[f64]| {
+            p.par_chunks_mut(d)
+                .zip(g.par_chunks(d))
+                .zip(step.par_iter())
+                .for_each(|((pi, gi), s)| {
+                    pi.iter_mut().zip(gi).for_each(|(v, gk)| *v -= 0.5 * s * gk);
+                });
+        };
+        half_kick(p, g);
+        y.par_chunks_mut(d)
+            .zip(p.par_chunks(d))
+            .zip(step.par_iter())
+            .for_each(|((yi, pi), s)| {
+                for ((v, m), pk) in yi.iter_mut().zip(precond).zip(pi) {
+                    *v += s * m * pk;
+                }
+            });
+        let t0 = std::time::Instant::now();
+        target.energy_and_grad(y, e, Some(g));
+        counts.energy_s += t0.elapsed().as_secs_f64();
+        counts.energy += n;
+        half_kick(p, g);
+    }
+    let mut mv = Moved::default();
+    for i in 0..n {
+        let r = i * d..(i + 1) * d;
+        let h1 = e[i] + kinetic(&p[r.clone()]);
+        let u: f64 = particle_rng(seed, round, 1 << 23, i).random();
+        mv.tried += 1;
+        // A NaN anywhere on the way (a clash's infinite energy) makes h1 NaN: rejected.
+        if h1.is_finite() && u.ln() < h0[i] - h1 {
+            mv.accepted += 1;
+            x[r.clone()].copy_from_slice(&y[r.clone()]);
+            ends.tgt[i] = e[i];
+            ends.g_tgt[r.clone()].copy_from_slice(&g[r]);
+        }
+    }
+    mv
+}
