@@ -3,7 +3,8 @@
 # committed references (ref25/: each seed's 310 K rung, a frame per 10 ps; the reference is all
 # seeds pooled, written to m25-ref/). MODEL: a training run (default: the shipped
 # `dipeptides`). Every step is skipped when its result exists; rerun to resume.
-#   floor:  seed 2's 310 K rung scored against seed 1's (the reference's own noise);
+#   floor:  seed 2's 310 K rung scored against seed 1's (the reference's own noise; seeds 3+4
+#           against 1+2 where `references.sh more` ran them);
 #   snis:   SNIS of 10,000 proposals, seed 0, scored against the pooled reference (minutes);
 #   zero:   `bgen sample` with its defaults (the model's default sampler), seeds 0, 1, 2, scored
 #           against the pooled reference, with the sampler's wall time;
@@ -29,9 +30,17 @@ for what in ${*:-floor zero md}; do
 np.save('$ref', np.concatenate([np.load(f) for f in sorted(glob.glob('$here/ref25/$s-seed*.npy'))]))"
     case $what in
       floor)
+        # Seed 2 against seed 1; where seeds 3 and 4 were run (references.sh more), 3+4
+        # against 1+2, the halves of the pooled reference.
         o=m25-floor/$s; mkdir -p m25-floor
-        [ -f $o/metrics.json ] || $B eval --pdb $pdb --samples $here/ref25/$s-seed2.npy \
-          --reference $here/ref25/$s-seed1.npy --out $o > $o.log 2>&1
+        a=$here/ref25/$s-seed2.npy; b=$here/ref25/$s-seed1.npy
+        if [ -f $here/ref25/$s-seed4.npy ]; then
+          a=m25-floor/$s-34.npy; b=m25-floor/$s-12.npy
+          ${PYTHON:-python3} -c "import numpy as np
+np.save('$a', np.concatenate([np.load('$here/ref25/$s-seed3.npy'), np.load('$here/ref25/$s-seed4.npy')]))
+np.save('$b', np.concatenate([np.load('$here/ref25/$s-seed1.npy'), np.load('$here/ref25/$s-seed2.npy')]))"
+        fi
+        [ -f $o/metrics.json ] || $B eval --pdb $pdb --samples $a --reference $b --out $o > $o.log 2>&1
         ;;
       snis)
         # The proposal's quality at a glance: SNIS of 10,000 proposals, seed 0 (minutes).

@@ -31,8 +31,10 @@ PY=${PYTHON:-python3}
 if [ "$1" = keep ]; then
   # The finished references, thinned to a frame per 10 ps of the 310 K rung (1,000 frames, about
   # 0.5 MB per dipeptide and seed), into the repository: a lost machine loses no reference.
+  # Seeds 3 and 4 (`more`) where they were run.
   keep="$here/ref25"; mkdir -p "$keep"
-  for seed in 1 2; do
+  for seed in 1 2 3 4; do
+    [ -d ref25-seed$seed/shards ] || continue
     for d in ref25-seed$seed/shards/*/; do
       s=$(basename "$d"); [ -f "$d/frames.npy" ] || continue
       $PY -c "
