@@ -58,6 +58,10 @@ pub struct SmcOptions {
     /// Leapfrog steps of each final round's Hamiltonian Monte Carlo trajectory on the target
     /// ([`kernel::hmc_round`]; 0: the final rounds are `moves_per_step` Langevin moves).
     pub leapfrog: usize,
+    /// Particles the final resampling keeps (None: all n). Fewer than drawn: the weights come
+    /// from every draw (their ESS grows with the draws), while the final rounds, most of
+    /// resample-move's time, move only the kept ones.
+    pub keep: Option<usize>,
 }
 
 impl Default for SmcOptions {
@@ -77,6 +81,7 @@ impl Default for SmcOptions {
             keep_weights: false,
             truncate: false,
             leapfrog: 0,
+            keep: None,
         }
     }
 }
@@ -332,7 +337,8 @@ pub fn smc<P: Proposal, T: Target>(
     let idx = if opts.keep_weights {
         (0..n).collect()
     } else {
-        opts.scheme.draw_log(&log_w, n, &mut rng)
+        opts.scheme
+            .draw_log(&log_w, opts.keep.unwrap_or(n), &mut rng)
     };
     ancestor = idx.iter().map(|&i| ancestor[i]).collect();
     let final_lineages = distinct(&ancestor);

@@ -120,6 +120,13 @@ pub struct SampleArgs {
     /// and strained rings relax: KW's E-W2 0.7 kT instead of 2.4), 0 for smc.
     #[arg(long)]
     pub leapfrog: Option<usize>,
+    /// Resample-move: proposals drawn and weighted, of which the final resampling keeps --n
+    /// (default 2.5 x --n: 10,000 for 4,000; at least --n; with --keep-weights every draw is
+    /// kept). The weights of
+    /// more draws spread over more lineages (KW: 201 instead of 110, basin error 0.08 instead
+    /// of 0.18), while the final rounds, most of the time, move only the kept ones.
+    #[arg(long, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
+    pub draws: Option<usize>,
     /// SMC and resample-move: no final resampling; the final rounds move every particle, and
     /// its weight goes to log_weights.npy. Lower variance than copies of a few survivors, and
     /// every draw relaxes in its own basin (relaxed draws to fine-tune a model on, say).
@@ -194,6 +201,8 @@ const INDEPENDENCE: usize = 1;
 const FINAL_ROUNDS: usize = 1;
 const RESAMPLE_MOVE_ROUNDS: usize = 30;
 const RESAMPLE_MOVE_LEAPFROG: usize = 10;
+/// Resample-move's proposals per sample kept (10,000 for the default 4,000).
+const RESAMPLE_MOVE_DRAWS_PER_SAMPLE: f64 = 2.5;
 const ESS_THRESHOLD: f64 = 0.5;
 const BATCH: usize = 256;
 
@@ -222,6 +231,7 @@ impl SampleArgs {
             independence: INDEPENDENCE,
             final_rounds: None,
             leapfrog: None,
+            draws: None,
             keep_weights: false,
             ess_threshold: ESS_THRESHOLD,
             device: DeviceChoice::Cpu,
@@ -507,6 +517,7 @@ pub fn run(a: SampleArgs) -> Result<SampleSummary> {
             (Pooled::Arbg(_), _) => Method::Twisted,
         });
     let n = a.n.unwrap_or(default_n(method));
+    draws(&a, method, n)?;
     // In internal coordinates the target is U(x(ic)) - log|det J| and there is no CoM.
     let com = match run.internal {
         Some(_) => ComForm::None,
@@ -712,6 +723,7 @@ fn draw_smc(
     if method == Method::ResampleMove {
         refuse_annealing_settings(a)?;
     }
+    let draws = draws(a, method, n)?;
     let smc_opts = SmcOptions {
         steps: a.steps,
         moves_per_step: a.moves,
@@ -738,14 +750,16 @@ fn draw_smc(
             cess_target: None,
             independence: 0,
             truncate: !a.no_truncate,
+            keep: (draws > n).then_some(n),
             ..smc_opts
         },
         _ => smc_opts,
     };
-    let r = smc(&run.adjusted(com), &target_of(run, internal), n, o)?;
+    let r = smc(&run.adjusted(com), &target_of(run, internal), draws, o)?;
     summary.insert("levels".into(), r.schedule.len().into());
     summary.insert("final_rounds".into(), o.final_rounds.into());
     summary.insert("leapfrog".into(), o.leapfrog.into());
+    summary.insert("draws".into(), draws.into());
     merge(summary, &r)?;
     Ok(Drawn {
         x: r.x,
@@ -753,6 +767,24 @@ fn draw_smc(
         log_w: a.keep_weights.then_some(r.log_weights),
         log_q: None,
     })
+}
+
+/// The proposals resample-move draws and weights: `--draws`, else 2.5 per sample kept; the other
+/// methods draw their `n`, and `--draws` is refused there.
+fn draws(a: &SampleArgs, method: Method, n: usize) -> Result<usize> {
+    match (method, a.draws) {
+        (Method::ResampleMove, Some(d)) if d < n => {
+            bail!("--draws {d} is fewer than the {n} samples (--n) it keeps")
+        }
+        (Method::ResampleMove, Some(d)) => Ok(d),
+        (Method::ResampleMove, None) => {
+            Ok((RESAMPLE_MOVE_DRAWS_PER_SAMPLE * n as f64).ceil() as usize)
+        }
+        (_, None) => Ok(n),
+        (_, Some(_)) => bail!(
+            "--draws is resample-move's (proposals weighted, --n kept); --method {method} draws --n"
+        ),
+    }
 }
 
 /// Resample-move goes to t = 1 in one level and moves only on the target: the annealing

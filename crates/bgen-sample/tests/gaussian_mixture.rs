@@ -526,3 +526,46 @@ fn resampling_truncated_weights_keeps_more_lineages_and_the_modes() {
 fn mode_weight_se(n_eff: f64) -> f64 {
     (0.3 * 0.7 / n_eff).sqrt()
 }
+
+/// Resample-move keeping fewer particles than it draws (`keep`): the final resampling draws the
+/// kept ones from every draw's weight, so 5 draws per particle kept give more lineages than
+/// drawing only as many as are kept, the population is the kept size, and the modes come out
+/// 0.3 / 0.7 over seeds.
+#[test]
+fn keeping_fewer_than_drawn_spreads_over_more_lineages() {
+    let kept = 1000;
+    let (mut lin_few, mut lin_many, mut pos, mut n_eff) = (0, 0, 0.0, 0.0);
+    let seeds = 8;
+    for seed in 0..seeds {
+        let o = SmcOptions {
+            steps: 1,
+            step_size: 0.05,
+            final_rounds: 2,
+            seed: 60 + seed,
+            ..Default::default()
+        };
+        let few = smc(&proposal(), &Mixture, kept, o).unwrap();
+        let many = smc(
+            &proposal(),
+            &Mixture,
+            5 * kept,
+            SmcOptions {
+                keep: Some(kept),
+                ..o
+            },
+        )
+        .unwrap();
+        assert_eq!(many.x.len(), kept * D);
+        assert_eq!(many.energies.len(), kept);
+        assert_eq!(many.log_weights.len(), 5 * kept);
+        lin_few += few.final_lineages;
+        lin_many += many.final_lineages;
+        n_eff += many.ess * (5 * kept) as f64;
+        pos +=
+            many.x.chunks(D).filter(|p| p[0] > 0.0).count() as f64 / (kept * seeds as usize) as f64;
+    }
+    // The kept particles' own multinomial noise adds to the weights' (kept x seeds draws).
+    let se = (mode_weight_se(n_eff).powi(2) + 0.21 / (kept * seeds as usize) as f64).sqrt();
+    assert!(lin_many > lin_few, "{lin_many} vs {lin_few}");
+    assert!((pos - 0.3).abs() < 4.0 * se, "mode weight {pos}, se {se}");
+}

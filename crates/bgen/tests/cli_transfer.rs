@@ -182,15 +182,39 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
     )
     .unwrap();
     assert_eq!(s["method"], "resample-move", "{s}");
+    // It weights 2.5 draws per sample kept: 160 for 64.
     assert_eq!(
         (s["levels"].as_u64(), s["model_evaluations"].as_u64()),
-        (Some(1), Some(64))
+        (Some(1), Some(160))
     );
+    let kept = bgen_system::npy::read_npy(&dir.join("default").join("samples.npy")).unwrap();
+    assert_eq!(kept.shape[0], 64);
     assert!(s["final_acceptance"].as_f64().unwrap() > 0.0, "{s}");
-    // Its final rounds are HMC trajectories of 10 leapfrog steps: one target gradient each,
-    // after the draws' energies and the level's 3 Langevin moves.
+    // Its final rounds are HMC trajectories of 10 leapfrog steps of the 64 kept, one target
+    // gradient a step, after the draws' energies and the level's 3 Langevin moves.
     assert_eq!(s["leapfrog"].as_u64(), Some(10), "{s}");
-    assert_eq!(s["energy_evaluations"].as_u64(), Some(64 * (1 + 3 + 2 * 10)), "{s}");
+    assert_eq!(
+        s["energy_evaluations"].as_u64(),
+        Some(160 * (1 + 3) + 64 * 2 * 10),
+        "{s}"
+    );
+    // Fewer draws than samples kept, or draws for a method that keeps what it draws: refused.
+    for (extra, says) in [
+        (
+            ["--method", "resample-move"],
+            "--draws 32 is fewer than the 64 samples",
+        ),
+        (["--method", "snis"], "--draws is resample-move's"),
+    ] {
+        let o = bgen()
+            .args(["sample", "--system", "dipeptides", "--n", "64"])
+            .args(extra)
+            .args(["--draws", "32", "--pdb", pdb.to_str().unwrap(), "--out"])
+            .arg(dir.join("draws"))
+            .output()
+            .unwrap();
+        fails(o, says);
+    }
     // Annealing settings mean nothing to resample-move: refused, not silently dropped.
     let o = bgen()
         .args([
