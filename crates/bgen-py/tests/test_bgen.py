@@ -256,9 +256,11 @@ def test_the_shipped_dipeptide_model_is_zero_shot_on_held_out_dipeptides(tmp_pat
     s = model.sample(16, seed=0)
     assert s["samples"].shape == (16, 49, 3) and np.isfinite(s["log_weights"]).all()
     np.testing.assert_allclose(model.log_q(s["samples"]), s["log_q"], rtol=1e-4, atol=1e-3)
-    # Without a method, a transferable TarFlow's sampler is resample-move.
+    # Without a method, a transferable TarFlow's sampler is resample-move: 2.5 draws weighted per
+    # sample kept, then HMC trajectories of 10 leapfrog steps.
     rm = bgen.sample(tmp_path / "kw-rm", system="dipeptides", pdb=str(tmp_path / "kw.pdb"), n=32, final_rounds=2)
-    assert rm["summary"]["method"] == "resample-move" and rm["summary"]["model_evaluations"] == 32
+    assert rm["summary"]["method"] == "resample-move" and rm["summary"]["model_evaluations"] == 80
+    assert rm["samples"].shape == (32, 49, 3) and rm["summary"]["leapfrog"] == 10
     aa = bgen.build("AA", tmp_path / "aa.pdb")["system"]
     assert bgen.Model.load(system="dipeptides", molecule=aa).seen_in_training is True
     with pytest.raises(bgen.BgenError, match="--pdb"):
