@@ -233,11 +233,16 @@ fn reweight(log_w: &mut [f64], ends: &Ends, dt: f64) -> f64 {
     }
     log_sum_exp(log_w) - before
 }
-/// The MALA step size after a round of moves with acceptance `acc`: moved toward the target
-/// acceptance (ULA keeps its step).
+/// A step size after a round of moves with acceptance `acc`, moved toward `target`: larger
+/// when more were accepted, by at most a factor e^0.5 a round.
+fn toward(step: f64, acc: f64, target: f64) -> f64 {
+    step * (acc - target).clamp(-0.5, 0.5).exp()
+}
+
+/// The MALA step size after a round of moves with acceptance `acc` (ULA keeps its step).
 fn adapted(h: f64, acc: f64, opts: &SmcOptions) -> f64 {
     if opts.mala {
-        h * (acc - opts.target_acceptance).clamp(-0.5, 0.5).exp()
+        toward(h, acc, opts.target_acceptance)
     } else {
         h
     }
@@ -383,7 +388,7 @@ pub fn smc<P: Proposal, T: Target>(
         final_acc += acc;
         match opts.leapfrog {
             0 => h = adapted(h, acc, &opts),
-            _ => eps *= (acc - HMC_ACCEPTANCE).clamp(-0.5, 0.5).exp(),
+            _ => eps = toward(eps, acc, HMC_ACCEPTANCE),
         }
     }
     Ok(SmcResult {

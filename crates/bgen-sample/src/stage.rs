@@ -122,9 +122,9 @@ pub struct SampleArgs {
     pub leapfrog: Option<usize>,
     /// Resample-move: proposals drawn and weighted, of which the final resampling keeps --n
     /// (default 2.5 x --n: 10,000 for 4,000; at least --n; with --keep-weights every draw is
-    /// kept). The weights of
-    /// more draws spread over more lineages (KW: 201 instead of 110, basin error 0.08 instead
-    /// of 0.18), while the final rounds, most of the time, move only the kept ones.
+    /// kept). The weights of more draws spread over more lineages (KW: 201 instead of 110,
+    /// basin error 0.08 instead of 0.18), while the final rounds, most of the time, move only
+    /// the kept ones.
     #[arg(long, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub draws: Option<usize>,
     /// SMC and resample-move: no final resampling; the final rounds move every particle, and

@@ -414,12 +414,8 @@ fn snis_then_target_moves_never_evaluate_the_model() {
 fn kept_weights_survive_target_moves_and_recover_the_modes() {
     let n = 40_000;
     let o = SmcOptions {
-        steps: 1,
-        step_size: 0.05,
-        final_rounds: 30,
         keep_weights: true,
-        seed: 11,
-        ..Default::default()
+        ..resample_move(30, 11)
     };
     let r = smc(&proposal(), &Mixture, n, o).unwrap();
     let unmoved = smc(
@@ -486,13 +482,7 @@ fn resampling_truncated_weights_keeps_more_lineages_and_the_modes() {
     let (mut lin_raw, mut lin_cut, mut pos, mut capped, mut n_eff) = (0, 0, 0.0, 0, 0.0);
     let seeds = 8;
     for seed in 0..seeds {
-        let o = SmcOptions {
-            steps: 1,
-            step_size: 0.05,
-            final_rounds: 2,
-            seed: 40 + seed,
-            ..Default::default()
-        };
+        let o = resample_move(2, 40 + seed);
         let raw = smc(&proposal(), &Mixture, n, o).unwrap();
         let cut = smc(
             &proposal(),
@@ -521,6 +511,18 @@ fn resampling_truncated_weights_keeps_more_lineages_and_the_modes() {
     assert!((pos - 0.3).abs() < 4.0 * se, "mode weight {pos}, se {se}");
 }
 
+/// Resample-move as the tests here run it: one level to t = 1, then `final_rounds` rounds of
+/// MALA with step 0.05.
+fn resample_move(final_rounds: usize, seed: u64) -> SmcOptions {
+    SmcOptions {
+        steps: 1,
+        step_size: 0.05,
+        final_rounds,
+        seed,
+        ..Default::default()
+    }
+}
+
 /// The standard error of the 0.3 mode weight from `n_eff` effective samples:
 /// sqrt(p (1 - p) / n_eff).
 fn mode_weight_se(n_eff: f64) -> f64 {
@@ -537,13 +539,7 @@ fn keeping_fewer_than_drawn_spreads_over_more_lineages() {
     let (mut lin_few, mut lin_many, mut pos, mut n_eff) = (0, 0, 0.0, 0.0);
     let seeds = 8;
     for seed in 0..seeds {
-        let o = SmcOptions {
-            steps: 1,
-            step_size: 0.05,
-            final_rounds: 2,
-            seed: 60 + seed,
-            ..Default::default()
-        };
+        let o = resample_move(2, 60 + seed);
         let few = smc(&proposal(), &Mixture, kept, o).unwrap();
         let many = smc(
             &proposal(),

@@ -291,8 +291,9 @@ pub(super) struct Trajectory {
 /// mass), takes `leapfrog` steps of its own size, drawn uniformly in [eps / 2, 3 eps / 2] (a
 /// fixed trajectory length would turn some modes by whole half-periods and never relax them),
 /// and is accepted with min(1, exp(-dH)), H = E + p M p / 2. One evaluation of the target's
-/// energy and gradient per step, none of the model. Momentum carries a particle along soft directions that Langevin moves, whose step the
-/// stiffest coordinates limit, only diffuse along: strained rings relax in fewer evaluations.
+/// energy and gradient per step, none of the model. Momentum carries a particle along soft
+/// directions that Langevin moves, whose step the stiffest coordinates limit, only diffuse
+/// along: strained rings relax in fewer evaluations.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn hmc_round<T: Target>(
     target: &T,
@@ -338,16 +339,16 @@ pub(super) fn hmc_round<T: Target>(
             *h = ends.tgt[i] + kinetic(pi);
             *s = eps * (0.5 + r.random::<f64>());
         });
+    let half_kick = |p: &mut [f64], g: &[f64], step: &[f64]| {
+        p.par_chunks_mut(d)
+            .zip(g.par_chunks(d))
+            .zip(step.par_iter())
+            .for_each(|((pi, gi), s)| {
+                pi.iter_mut().zip(gi).for_each(|(v, gk)| *v -= 0.5 * s * gk);
+            });
+    };
     for _ in 0..leapfrog {
-        let half_kick = |p: &mut [f64], g: &[f64]| {
-            p.par_chunks_mut(d)
-                .zip(g.par_chunks(d))
-                .zip(step.par_iter())
-                .for_each(|((pi, gi), s)| {
-                    pi.iter_mut().zip(gi).for_each(|(v, gk)| *v -= 0.5 * s * gk);
-                });
-        };
-        half_kick(p, g);
+        half_kick(p, g, step);
         y.par_chunks_mut(d)
             .zip(p.par_chunks(d))
             .zip(step.par_iter())
@@ -360,7 +361,7 @@ pub(super) fn hmc_round<T: Target>(
         target.energy_and_grad(y, e, Some(g));
         counts.energy_s += t0.elapsed().as_secs_f64();
         counts.energy += n;
-        half_kick(p, g);
+        half_kick(p, g, step);
     }
     let mut mv = Moved::default();
     for i in 0..n {
