@@ -9,9 +9,10 @@ import json
 import os
 import sys
 
+from m25 import names
+
 here = os.path.dirname(os.path.abspath(__file__))
 work = sys.argv[1:3]
-names = [l.strip() for l in open(os.path.join(here, "held_out_25.txt")) if l.strip() and not l.startswith("#")]
 
 print("| dipeptide | bar E-W2 / T-W2 | MD meets the bar at: ns | wall s | whole run: ns | wall s | E-W2 | T-W2 | basin err |")
 print("|---|---|---|---|---|---|---|---|---|")

@@ -2,22 +2,11 @@
 (seed 2 against seed 1), the zero-shot default sampler over seeds 0-2 (E-W2 kT, T-W2, largest
 basin error, SNIS/SMC ESS, wall s) and the MD time (ns, wall s) at which bgen's own MD first
 matches seed 0. Usage: python3 table25.py [MODEL_DIR_NAME] (default m25-dipeptides)."""
-import json
-import os
 import sys
 
-here = os.path.dirname(os.path.abspath(__file__))
+from m25 import basin_error, load, names
+
 out = sys.argv[1] if len(sys.argv) > 1 else "m25-dipeptides"
-names = [l.strip() for l in open(os.path.join(here, "held_out_25.txt")) if l.strip() and not l.startswith("#")]
-
-
-def load(path):
-    return json.load(open(path)) if os.path.exists(path) else None
-
-
-def basin_error(m):
-    d = m["details"]
-    return max(abs(v["value"] - d["basins_reference"].get(k, {"value": 0.0})["value"]) for k, v in d["basins_samples"].items())
 
 
 def span(v, f="{:.2f}"):

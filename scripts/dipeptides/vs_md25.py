@@ -7,9 +7,10 @@ wins on at least two of the three seeds. Also where MD first matches seed 0 (the
 Reads the committed copies (zero25-hmc/: XY-K.json metrics and XY-K-summary.json; md25/XY.json
 curves), or with arguments measure25.sh's own outputs:
   python3 vs_md25.py [MEASURE25_DIR [MODEL_OUT_DIR]]   (MODEL_OUT_DIR default m25-dipeptides)"""
-import json
 import os
 import sys
+
+from m25 import basin_error, load, names
 
 here = os.path.dirname(os.path.abspath(__file__))
 if len(sys.argv) > 1:
@@ -25,16 +26,6 @@ else:
         "metrics": lambda s, k: os.path.join(here, f"zero25-hmc/{s}-{k}.json"),
         "summary": lambda s, k: os.path.join(here, f"zero25-hmc/{s}-{k}-summary.json"),
     }
-names = [l.strip() for l in open(os.path.join(here, "held_out_25.txt")) if l.strip() and not l.startswith("#")]
-
-
-def load(p):
-    return json.load(open(p)) if os.path.exists(p) else None
-
-
-def basin_error(m):
-    d = m["details"]
-    return max(abs(v["value"] - d["basins_reference"].get(k, {"value": 0.0})["value"]) for k, v in d["basins_samples"].items())
 
 
 wins = {"E-W2": [], "T-W2": [], "basins": []}
