@@ -276,19 +276,44 @@ pub fn load_raised_temperatures(path: &Path) -> Result<Frames> {
 /// Loads the frames of the `rungs` lowest raised rungs (1..=rungs of every ladder) of the
 /// replica-exchange run `path`; an error if it is not one or has fewer raised rungs.
 pub fn load_raised_rungs(path: &Path, rungs: usize) -> Result<Frames> {
-    let len = ladder_len(path)?.unwrap_or(1);
-    if len <= rungs {
+    let len = raised_ladder(path, rungs)?.len();
+    Ok(load(path)?.of_rungs(len, |k| (1..=rungs).contains(&k)))
+}
+
+/// As [`load_raised_rungs`], rung by rung, lowest first: each rung's temperature (K) and frames.
+pub fn load_raised_rungs_apart(path: &Path, rungs: usize) -> Result<Vec<(f64, Frames)>> {
+    let ladder = raised_ladder(path, rungs)?;
+    let frames = load(path)?;
+    Ok((1..=rungs)
+        .map(|r| (ladder[r], frames.of_rungs(ladder.len(), |k| k == r)))
+        .collect())
+}
+
+/// The temperatures (K) of the replica-exchange run `path`'s ladder, checked to have `rungs`
+/// rungs above the lowest.
+fn raised_ladder(path: &Path, rungs: usize) -> Result<Vec<f64>> {
+    let ladder = ladder_temperatures(path)?.unwrap_or_default();
+    if ladder.len() <= rungs {
         return Err(file_err(
             path,
-            format!("{rungs} raised rung(s) asked for, the run has {}", len - 1),
+            format!(
+                "{rungs} raised rung(s) asked for, the run has {}",
+                ladder.len().saturating_sub(1)
+            ),
         ));
     }
-    Ok(load(path)?.of_rungs(len, |k| (1..=rungs).contains(&k)))
+    Ok(ladder)
 }
 
 /// Rungs per ladder of a replica-exchange run directory (its run.json has a ladder); None for
 /// anything else.
 fn ladder_len(path: &Path) -> Result<Option<usize>> {
+    Ok(ladder_temperatures(path)?.map(|t| t.len()))
+}
+
+/// The ladder's temperatures (K, lowest first) of a replica-exchange run directory; None for
+/// anything else.
+fn ladder_temperatures(path: &Path) -> Result<Option<Vec<f64>>> {
     let run_json = path.join("run.json");
     if !path.is_dir() || !run_json.exists() {
         return Ok(None);
@@ -296,10 +321,15 @@ fn ladder_len(path: &Path) -> Result<Option<usize>> {
     let text = std::fs::read_to_string(&run_json).map_err(io_err(&run_json))?;
     let v: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| file_err(&run_json, format!("corrupt or not a bgen file: {e}")))?;
-    Ok(v["settings"]["temperatures_k"]
-        .as_array()
-        .map(Vec::len)
-        .filter(|&n| n > 0))
+    let Some(t) = v["settings"]["temperatures_k"].as_array() else {
+        return Ok(None);
+    };
+    let t: Option<Vec<f64>> = t.iter().map(|x| x.as_f64()).collect();
+    match t {
+        Some(t) if !t.is_empty() => Ok(Some(t)),
+        Some(_) => Ok(None),
+        None => Err(file_err(&run_json, "corrupt: a temperature that is not a number")),
+    }
 }
 
 /// Loads frames from a data-set or run directory (a run that is still going yields the frames

@@ -332,6 +332,15 @@ fn ladders_side_by_side_sample_their_rungs_and_resume_exactly() {
     );
     let err = dataset::load_raised_rungs(&a, 3).unwrap_err().to_string();
     assert!(err.contains("the run has 2"), "{err}");
+    // Rung by rung: each raised rung's temperature with its replicas' frames.
+    let apart = dataset::load_raised_rungs_apart(&a, 2).unwrap();
+    let temps: Vec<f64> = apart.iter().map(|r| r.0).collect();
+    assert_eq!(temps, [400.0, 550.0]);
+    assert_eq!(replicas(&apart[0].1), [1, 4]);
+    assert_eq!(replicas(&apart[1].1), [2, 5]);
+    assert_eq!(apart[0].1.x, dataset::load_raised_rungs(&a, 1).unwrap().x);
+    let err = dataset::load_raised_rungs_apart(&a, 3).unwrap_err().to_string();
+    assert!(err.contains("the run has 2"), "{err}");
 
     resumes_exactly(&a, &s, Some(&summary), "ladders", &[5]);
     std::fs::remove_dir_all(a).unwrap();

@@ -14,7 +14,10 @@
 //! next token's (whose affine map the position predicts). Molecules of different sizes share a
 //! batch padded at the end: a block reverses each molecule's real tokens only, so pads stay last,
 //! causal attention keeps them out of every real token, and their maps are the identity outside
-//! the density (log q counts real dimensions only).
+//! the density (log q counts real dimensions only). A flow conditioned on temperature also
+//! embeds each row's [`temperature_feature`] (0 at the model's own temperature, where the
+//! embedding is exactly zero), so that it learns every replica-exchange rung as its own
+//! distribution and samples the target temperature's.
 
 use crate::attention::{attend, KvCache};
 use crate::matmul::linear;
@@ -47,6 +50,16 @@ pub struct Conditioning {
     pub atom_types: i64,
     pub residue_types: i64,
     pub max_residues: i64,
+    /// Each row also carries the temperature of its frame ([`Labels::temperature`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub temperature: bool,
+}
+
+/// How a frame's temperature T (K) enters a flow conditioned on temperature, for a model of
+/// temperature `model_k`: 4 ln(T / model_k), 0 at the model's own temperature and about 1.5 at
+/// the top of a 310-450 K ladder.
+pub fn temperature_feature(t_k: f64, model_k: f64) -> f64 {
+    4.0 * (t_k / model_k).ln()
 }
 
 /// What each token of a transferable batch is (batch b, token t). Pad tokens: labels 0.
@@ -61,6 +74,9 @@ pub struct Labels {
     /// (batch) i64: residues of the molecule, and its real tokens (the rest are padding).
     pub residues: Tensor,
     pub tokens: Tensor,
+    /// (batch) f32: [`temperature_feature`] of the row's frame (0 at the model's temperature;
+    /// read only by a flow conditioned on temperature).
+    pub temperature: Tensor,
 }
 
 /// Embeddings of the labels, summed per token.
@@ -70,6 +86,10 @@ struct LabelEmbedding {
     residue: nn::Embedding,
     index: nn::Embedding,
     length: nn::Embedding,
+    /// A flow conditioned on temperature: feature -> width -> gelu -> width, without biases and
+    /// with the second map zero at the start, so that the embedding is 0 at the model's
+    /// temperature and a fine-tuned model starts as the one it came from.
+    temperature: Option<(nn::Linear, nn::Linear)>,
 }
 
 impl LabelEmbedding {
@@ -80,15 +100,37 @@ impl LabelEmbedding {
             residue: e("residue", c.residue_types),
             index: e("index", c.max_residues),
             length: e("length", c.max_residues + 1),
+            temperature: c.temperature.then(|| {
+                let no_bias = |ws_init| nn::LinearConfig {
+                    ws_init,
+                    bs_init: None,
+                    bias: false,
+                };
+                let first = no_bias(nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 1.0,
+                });
+                (
+                    nn::linear(&p / "temperature_in", 1, width, first),
+                    nn::linear(&p / "temperature_out", width, width, no_bias(nn::Init::Const(0.0))),
+                )
+            }),
         }
     }
 
     /// (batch, tokens, width).
     fn forward(&self, l: &Labels) -> Tensor {
-        self.atom.forward(&l.atom)
+        let e = self.atom.forward(&l.atom)
             + self.residue.forward(&l.residue)
             + self.index.forward(&l.index)
-            + self.length.forward(&l.residues).unsqueeze(1)
+            + self.length.forward(&l.residues).unsqueeze(1);
+        match &self.temperature {
+            Some((a, b)) => {
+                let f = l.temperature.to_kind(self.atom.ws.kind()).unsqueeze(1);
+                e + b.forward(&a.forward(&f).gelu("none")).unsqueeze(1)
+            }
+            None => e,
+        }
     }
 }
 
@@ -334,6 +376,7 @@ impl Labels {
             index: f(|l| &l.index),
             residues: f(|l| &l.residues),
             tokens: f(|l| &l.tokens),
+            temperature: f(|l| &l.temperature),
         }
     }
 
@@ -345,6 +388,7 @@ impl Labels {
             index: self.index.to_device(device),
             residues: self.residues.to_device(device),
             tokens: self.tokens.to_device(device),
+            temperature: self.temperature.to_device(device),
         }
     }
 
@@ -356,6 +400,7 @@ impl Labels {
             index: self.index.index_select(0, idx),
             residues: self.residues.index_select(0, idx),
             tokens: self.tokens.index_select(0, idx),
+            temperature: self.temperature.index_select(0, idx),
         }
     }
 
@@ -369,6 +414,7 @@ impl Labels {
             index: e(&self.index),
             residues: s(&self.residues),
             tokens: s(&self.tokens),
+            temperature: s(&self.temperature),
         }
     }
 
@@ -380,6 +426,7 @@ impl Labels {
             index: self.index.narrow(1, 0, t),
             residues: self.residues.shallow_clone(),
             tokens: self.tokens.shallow_clone(),
+            temperature: self.temperature.shallow_clone(),
         }
     }
 
@@ -391,6 +438,7 @@ impl Labels {
             index: self.index.narrow(0, start, len),
             residues: self.residues.narrow(0, start, len),
             tokens: self.tokens.narrow(0, start, len),
+            temperature: self.temperature.narrow(0, start, len),
         }
     }
 }

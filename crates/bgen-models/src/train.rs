@@ -489,6 +489,11 @@ impl Trainer {
 
     fn unloaded(dir: &Path, device: Device) -> Result<(PathBuf, Trainer), Error> {
         let (cdir, state) = read_state(dir)?;
+        Ok((cdir, Trainer::unloaded_from(state, device)))
+    }
+
+    /// A trainer of `state` whose tensors are still to be loaded.
+    fn unloaded_from(state: State, device: Device) -> Trainer {
         let mut t = Trainer::new(
             state.model.clone(),
             state.train.clone(),
@@ -496,23 +501,38 @@ impl Trainer {
             device,
         );
         t.state = state;
-        Ok((cdir, t))
+        t
     }
 
     /// Loads the last checkpoint to train it further (fine-tuning): as [`Trainer::load`], but a
     /// checkpoint that holds only the moving average of the weights (a shipped model) starts
-    /// from the average as both weights and average, with fresh optimiser moments.
-    pub fn load_weights(dir: &Path, device: Device) -> Result<Trainer, Error> {
-        let (cdir, mut t) = Trainer::unloaded(dir, device)?;
+    /// from the average as both weights and average, with fresh optimiser moments. With
+    /// `add_temperature`, a transferable TarFlow not yet conditioned on temperature gains the
+    /// temperature embedding, new (zero at the model's temperature, so the model is unchanged
+    /// there) with fresh moments.
+    pub fn load_weights(dir: &Path, device: Device, add_temperature: bool) -> Result<Trainer, Error> {
+        let (cdir, mut state) = read_state(dir)?;
+        let mut added = false;
+        if let ModelConfig::TarFlow(c) = &mut state.model {
+            if let Some(k) = c.conditioning.as_mut().filter(|k| add_temperature && !k.temperature) {
+                k.temperature = true;
+                added = true;
+            }
+        }
+        let mut t = Trainer::unloaded_from(state, device);
+        let load = |vs: &mut nn::VarStore, p: &Path| match added {
+            true => load_vars_adding(vs, p, "temperature_"),
+            false => load_vars(vs, p),
+        };
         let raw = cdir.join("weights.safetensors");
         let ema = cdir.join("ema.safetensors");
         if raw.exists() {
-            load_vars(&mut t.vs, &raw)?;
-            load_vars(&mut t.moments, &cdir.join("optimizer.safetensors"))?;
+            load(&mut t.vs, &raw)?;
+            load(&mut t.moments, &cdir.join("optimizer.safetensors"))?;
         } else {
-            load_vars(&mut t.vs, &ema)?;
+            load(&mut t.vs, &ema)?;
         }
-        load_vars(&mut t.ema_vs, &ema)?;
+        load(&mut t.ema_vs, &ema)?;
         Ok(t)
     }
 
@@ -600,6 +620,22 @@ fn load_vars(vs: &mut nn::VarStore, p: &Path) -> Result<(), Error> {
             format!("corrupt or does not match the configuration in state.json: {e}"),
         )
     })
+}
+
+/// As [`load_vars`], where the variables whose names contain `new` may be missing from the
+/// file (they keep their initial values); any other missing one is an error.
+fn load_vars_adding(vs: &mut nn::VarStore, p: &Path, new: &str) -> Result<(), Error> {
+    if !p.exists() {
+        return Err(ck(p, "missing"));
+    }
+    verify(p)?;
+    let missing = vs
+        .load_partial(p)
+        .map_err(|e| ck(p, format!("corrupt: {e}")))?;
+    match missing.iter().find(|n| !n.contains(new)) {
+        Some(n) => Err(ck(p, format!("does not match the configuration: no {n}"))),
+        None => Ok(()),
+    }
 }
 
 /// NLL per dimension (normalised units) of centred, normalised data (n, 3N) under `model`.

@@ -234,7 +234,7 @@ pub fn labels(sys: &System, z: &ZMatrix) -> (Vec<i64>, Vec<i64>, Vec<i64>, i64) 
 }
 
 /// The labels of a molecule's tokens ([`labels`]) as one row of a flow of `tokens` tokens, the
-/// rest padding.
+/// rest padding, at the model's own temperature.
 pub fn padded_labels(sys: &System, z: &ZMatrix, tokens: i64) -> crate::tarflow::Labels {
     let (atom, residue, index, residues) = labels(sys, z);
     let n_tok = atom.len() as i64;
@@ -248,6 +248,7 @@ pub fn padded_labels(sys: &System, z: &ZMatrix, tokens: i64) -> crate::tarflow::
         index: pad(index),
         residues: tch::Tensor::from_slice(&[residues]),
         tokens: tch::Tensor::from_slice(&[n_tok]),
+        temperature: tch::Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu)),
     }
 }
 
@@ -279,17 +280,23 @@ pub struct Molecule {
     pub zmatrix: ZMatrix,
     /// Frames at the run's temperature, n x N x 3, nm.
     pub frames: Vec<f64>,
-    /// Training frames from raised rungs of its replica exchange (may be empty), nm.
-    pub raised: Vec<f64>,
+    /// Training frames from raised rungs of its replica exchange (may be none), rung by rung:
+    /// the rung's temperature (K) and its frames (nm).
+    pub raised: Vec<(f64, Vec<f64>)>,
 }
 
-/// The frames of the `rungs` lowest raised rungs of the replica-exchange run `path` (none for
-/// 0; an error if the run has fewer raised rungs or no ladder).
-pub fn raised_frames(path: &std::path::Path, rungs: usize) -> crate::Result<Vec<f64>> {
+/// The frames of the `rungs` lowest raised rungs of the replica-exchange run `path`, rung by
+/// rung with their temperatures, K (none for 0; an error if the run has fewer raised rungs or
+/// no ladder).
+pub fn raised_frames(
+    path: &std::path::Path,
+    rungs: usize,
+) -> crate::Result<Vec<(f64, Vec<f64>)>> {
     if rungs == 0 {
         return Ok(Vec::new());
     }
-    Ok(bgen_md::dataset::load_raised_rungs(path, rungs)?.x)
+    let apart = bgen_md::dataset::load_raised_rungs_apart(path, rungs)?;
+    Ok(apart.into_iter().map(|(t, f)| (t, f.x)).collect())
 }
 
 /// The molecules of a merged many-peptide data set (`bgen dataset merge`): its training ones,
@@ -332,12 +339,16 @@ pub fn load_dataset(
 }
 
 /// A molecule's rows for a transferable flow of `tokens` tokens: model features (n, 3 tokens)
-/// padded with zeros, and the labels of each row.
+/// padded with zeros, and the labels of each row, whose frame's [`temperature_feature`] is
+/// `temperature`.
+///
+/// [`temperature_feature`]: crate::tarflow::temperature_feature
 pub fn rows(
     m: &Molecule,
     internal: &Internal,
     frames: &[f64],
     tokens: i64,
+    temperature: f64,
 ) -> crate::Result<(tch::Tensor, crate::tarflow::Labels)> {
     use tch::{Kind, Tensor};
     let n_tok = m.system.n_atoms() as i64 - 2;
@@ -361,6 +372,7 @@ pub fn rows(
         ],
         1,
     );
-    let l = padded_labels(&m.system, &m.zmatrix, tokens).repeat(n);
+    let mut l = padded_labels(&m.system, &m.zmatrix, tokens).repeat(n);
+    l.temperature = Tensor::full([n], temperature, (Kind::Float, tch::Device::Cpu));
     Ok((x, l))
 }

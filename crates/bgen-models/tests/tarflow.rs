@@ -187,6 +187,7 @@ fn perturbed_transferable() -> (nn::VarStore, TarFlow) {
             atom_types: 10,
             residue_types: 5,
             max_residues: 4,
+            temperature: false,
         }),
         ..tiny()
     };
@@ -219,6 +220,7 @@ fn drawn_labels(lengths: &[i64]) -> Labels {
         index: Tensor::randint(4, [b, 8], (Kind::Int64, Device::Cpu)) * &real,
         residues: Tensor::randint_low(1, 5, [b], (Kind::Int64, Device::Cpu)),
         tokens: len,
+        temperature: Tensor::zeros([b], (Kind::Float, Device::Cpu)),
     }
 }
 
@@ -246,6 +248,54 @@ fn a_transferable_flow_inverts_and_leaves_pads_alone() {
     );
     let (back, _) = tch::no_grad(|| flow.inverse(&z, Some(&l)));
     assert!(max_abs(&(&back - &x)) < 1e-10);
+}
+
+/// A flow conditioned on temperature, built over the weights of one that is not (as a
+/// fine-tune adds it): at the model's temperature (feature 0) it is the same flow to the last
+/// bit, before and after its temperature embedding trains; at a raised rung it is another
+/// flow that still inverts to round-off.
+#[test]
+fn a_temperature_label_leaves_the_model_temperature_alone_and_conditions_the_rest() {
+    let (plain_vs, plain) = transferable();
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let mut cfg = plain.config.clone();
+    cfg.conditioning.as_mut().unwrap().temperature = true;
+    let flow = seeded(6, || TarFlow::new(&vs.root(), cfg));
+    vs.double();
+    let own = plain_vs.variables();
+    tch::no_grad(|| {
+        for (name, mut v) in vs.variables() {
+            match own.get(&name) {
+                Some(w) => v.copy_(w),
+                None => assert!(name.contains("temperature_"), "{name}"),
+            }
+        }
+    });
+    let mut l = labels(&[5, 8, 3], 1);
+    let x = seeded(13, || Tensor::randn([3, 24], (Kind::Double, Device::Cpu)));
+    let lq = |f: &TarFlow, l: &Labels| tch::no_grad(|| f.log_prob(&x, 1.0, Some(l)));
+    let base = lq(&plain, &l);
+    assert_eq!(max_abs(&(lq(&flow, &l) - &base)), 0.0, "new: the same flow");
+    // Trained: the embedding's second map is no longer zero.
+    tch::no_grad(|| {
+        for (name, mut v) in vs.variables() {
+            if name.contains("temperature_out") {
+                let noise = seeded(7, || v.randn_like() * 0.2);
+                let _ = v.f_add_(&noise).unwrap();
+            }
+        }
+    });
+    assert_eq!(max_abs(&(lq(&flow, &l) - &base)), 0.0, "trained, at 0");
+    l.temperature = Tensor::from_slice(&[0.0f32, 1.5, 0.7]);
+    let hot = lq(&flow, &l);
+    assert_eq!(f64::try_from(hot.get(0) - base.get(0)).unwrap(), 0.0);
+    for r in [1, 2] {
+        let d = f64::try_from(hot.get(r) - base.get(r)).unwrap().abs();
+        assert!(d > 1e-3, "row {r}: the label changes nothing ({d})");
+    }
+    let (z, _) = tch::no_grad(|| flow.forward(&x, Some(&l)));
+    let (back, _) = tch::no_grad(|| flow.inverse(&z, Some(&l)));
+    assert!(max_abs(&(back - &x)) < 1e-10);
 }
 
 /// The log-determinant of each molecule equals the brute-force Jacobian's over its real

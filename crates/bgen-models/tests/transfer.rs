@@ -143,6 +143,7 @@ fn molecules_beyond_the_residue_table_are_refused() {
             atom_types: 10,
             residue_types: 5,
             max_residues: 16,
+            temperature: false,
         }),
         ..bgen_models::stage::preset("tiny", 200).unwrap().0
     };

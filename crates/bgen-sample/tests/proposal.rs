@@ -303,6 +303,7 @@ fn a_transferable_proposal_carries_its_exact_log_q() {
             atom_types: ff.types.len() as i64 + 1,
             residue_types: ff.templates.len() as i64 + 1,
             max_residues: 4,
+            temperature: false,
         }),
     };
     let norm = Normalizer {

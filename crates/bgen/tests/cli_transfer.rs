@@ -300,6 +300,37 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
     md("0.004", &[], "ad-md");
     let log = ok(fine_tune("ad-md", "ft"));
     assert!(log.contains("(dipeptides)"), "{log}");
+    // A replica-exchange run's raised rungs, each labelled with its temperature: the fine-tune
+    // adds the label to the shipped model; a run started without it cannot resume with it.
+    md("0.002", &["--temperatures", "310,380"], "ad-remd");
+    let labelled = |extra: &[&str], out: &str| {
+        let mut c = bgen();
+        c.args(["train", "--raised-rungs", "1", "--temperature-label"]);
+        c.args(["--steps", "2", "--batch-size", "8", "--checkpoint-secs", "0"]);
+        c.args(extra).arg("--data").arg(dir.join("ad-remd"));
+        c.arg("--out").arg(dir.join(out)).output().unwrap()
+    };
+    let log = ok(labelled(&["--init", "dipeptides"], "ft-t"));
+    assert!(log.contains("7 training"), "3 at 310 K + 4 at 380 K: {log}");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("ft-t/ckpt-00000002/state.json")).unwrap(),
+    )
+    .unwrap();
+    let conditioning = &state["model"]["conditioning"];
+    assert_eq!(conditioning["temperature"], true, "{conditioning}");
+    fails(labelled(&["--resume"], "ft"), "was started without it");
+    // A fine-tune on one molecule's MD resumes as a transferable run (it was taken for a
+    // single-molecule one: "frames have 25 atoms, the run's model 59").
+    let mut resume = bgen();
+    resume.args(["train", "--resume", "--batch-size", "8", "--checkpoint-secs", "0"]);
+    let log = ok(resume
+        .arg("--data")
+        .arg(dir.join("ad-md"))
+        .arg("--out")
+        .arg(dir.join("ft"))
+        .output()
+        .unwrap());
+    assert!(log.contains("1 molecules"), "{log}");
     // MD in another force field: its atom types are not the model's, refused before training.
     md(
         "0.002",
@@ -354,6 +385,16 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
         .arg(&pdb)
         .arg("--out")
         .arg(dir.join("ft-ad"))
+        .output()
+        .unwrap();
+    ok(o);
+    let o = bgen()
+        .args(["sample", "--method", "snis", "--n", "8", "--run"])
+        .arg(dir.join("ft-t"))
+        .arg("--pdb")
+        .arg(&pdb)
+        .arg("--out")
+        .arg(dir.join("ft-t-ad"))
         .output()
         .unwrap();
     ok(o);

@@ -47,6 +47,12 @@ pub struct TrainArgs {
     /// temperature). Broader data covers rare basins that the weights then correct.
     #[arg(long, default_value_t = 0)]
     pub raised_rungs: usize,
+    /// A transferable model: condition it on each frame's temperature (its rung's), so that the
+    /// raised rungs train a distribution of their own rather than widening the target
+    /// temperature's; sampling is at the model's temperature. Fine-tuning a model without it
+    /// (--init) adds it.
+    #[arg(long)]
+    pub temperature_label: bool,
     /// Output run directory (checkpoints, run.json).
     #[arg(long)]
     pub out: PathBuf,
@@ -127,6 +133,7 @@ impl TrainArgs {
             data,
             extra_data: Vec::new(),
             raised_rungs: 0,
+            temperature_label: false,
             out,
             preset: None,
             bins: None,
@@ -314,7 +321,7 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
     // Data-parallel over the batch rather than inside libtorch: at these model sizes its
     // intra-op threads scale poorly (2 threads: 1.2-1.4x slower per step than 2 workers).
     tch::set_num_threads(1);
-    let mut job = if a.init.is_some() || merged_dataset(&a.data).is_some() {
+    let mut job = if a.init.is_some() || merged_dataset(&a.data).is_some() || resumes_transfer(&a) {
         transferable::prepare(&a, dev)?
     } else {
         single::prepare(&a, dev)?
@@ -331,6 +338,15 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
         &|t: &Trainer, ema: bool| rows.val_nll(t, ema),
     )?;
     Ok(job.finish(&a.out))
+}
+
+/// Whether `a` resumes a transferable run (one fine-tuned on one molecule's MD has neither
+/// --init nor a merged data set to say so).
+fn resumes_transfer(a: &TrainArgs) -> bool {
+    a.resume
+        && Trainer::load_state(&a.out)
+            .map(|s| s.transfer.is_some())
+            .unwrap_or(false)
 }
 
 /// A training run ready for its loop: the trainer, its rows and the lock on its directory.
@@ -430,7 +446,7 @@ fn prepare_trainer(
             return Ok((t, info.preset));
         }
         Start::FineTune(init) => {
-            let mut t = Trainer::load_weights(init, dev)?;
+            let mut t = Trainer::load_weights(init, dev, a.temperature_label)?;
             adopt(&mut t, &start)?;
             let seed = t.state.train.seed;
             overrides(&mut t.state.train, a, seed);

@@ -21,6 +21,9 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
              rungs come with --extra-data RUN"
         );
     }
+    if a.temperature_label {
+        bail!("--temperature-label: for a transferable model (on a merged data set, or with --init)");
+    }
     let (train_x, val_x, na) = single_frames(a)?;
     let d = 3 * na;
     let counts = (train_x.len() / d, val_x.len() / d);

@@ -7,7 +7,7 @@ use super::{
     data_system, init_dir, merged_dataset, overrides, prepare_trainer, preset, Job, Rows, RunInfo,
     Start, TrainArgs,
 };
-use crate::tarflow::{Conditioning, Labels};
+use crate::tarflow::{temperature_feature, Conditioning, Labels};
 use crate::train::Trainer;
 use crate::transfer::{load_dataset, rows, Molecule, Standards};
 use crate::{Coords, Family, ModelConfig, Result};
@@ -28,12 +28,18 @@ pub const TRANSFER_RING_CLOSURE: bgen_system::RingClosure = bgen_system::RingClo
 /// Largest residue index plus one (and molecule length) a transferable model embeds.
 pub const TRANSFER_MAX_RESIDUES: i64 = 16;
 
-/// One molecule's training (with its raised rungs') and validation frames, nm.
-type Split = (Vec<f64>, Vec<f64>);
+/// One molecule's frames, nm: for training rung by rung (temperature K and frames: the target
+/// temperature's first 90%, then its raised rungs'), and for validation (the last 10% at the
+/// target temperature).
+struct Split {
+    train: Vec<(f64, Vec<f64>)>,
+    val: Vec<f64>,
+}
 
 /// The trainer and labelled rows of a transferable run on `a.data`.
 pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
     refuse_options(a)?;
+    refuse_new_label(a)?;
     let rings = ring_closure(a)?;
     let (mols, data_crc) = molecules(a, rings)?;
     bgen_system::outdir::refuse_same(&a.data, &a.out, "training data")?;
@@ -42,7 +48,11 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
     // Training (false) or validation (true) frames over all molecules.
     let n_frames = |val: bool| -> usize {
         let frames = |(p, m): (&Split, &Molecule)| {
-            if val { &p.1 } else { &p.0 }.len() / (3 * m.system.n_atoms())
+            let values = match val {
+                true => p.val.len(),
+                false => p.train.iter().map(|r| r.1.len()).sum(),
+            };
+            values / (3 * m.system.n_atoms())
         };
         parts.iter().zip(&mols).map(frames).sum()
     };
@@ -107,6 +117,26 @@ fn refuse_options(a: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// A resumed run keeps its conditioning: `--temperature-label` is refused for a run started
+/// without it (read before the data).
+fn refuse_new_label(a: &TrainArgs) -> Result<()> {
+    if !(a.resume && a.temperature_label) {
+        return Ok(());
+    }
+    let labelled = match Trainer::load_state(&a.out)?.model {
+        ModelConfig::TarFlow(c) => c.conditioning.is_some_and(|k| k.temperature),
+        ModelConfig::Arbg(_) => false,
+    };
+    if !labelled {
+        bail!(
+            "--temperature-label: {} was started without it; start a new run (--init {} adds it)",
+            a.out.display(),
+            a.out.display()
+        );
+    }
+    Ok(())
+}
+
 /// How each molecule's Z-matrix closes its rings: as the model does, a new one from both
 /// neighbours, a resumed or fine-tuned one as it was trained (read before the data).
 fn ring_closure(a: &TrainArgs) -> Result<bgen_system::RingClosure> {
@@ -150,9 +180,12 @@ fn split(m: &Molecule) -> Split {
     let d = 3 * m.system.n_atoms();
     let n = m.frames.len() / d;
     let cut = n - (n / 10).max(1);
-    let mut train = m.frames[..cut * d].to_vec();
-    train.extend_from_slice(&m.raised);
-    (train, m.frames[cut * d..].to_vec())
+    let mut train = vec![(m.system.temperature, m.frames[..cut * d].to_vec())];
+    train.extend(m.raised.iter().cloned());
+    Split {
+        train,
+        val: m.frames[cut * d..].to_vec(),
+    }
 }
 
 /// Checks an earlier model against the molecules before it trains on them. Resumed: the same
@@ -210,7 +243,8 @@ fn adopt(
 
 /// A resumed run trains on the molecules and data set it started with: a data set merged again
 /// with another split would leak held-out peptides into it unrecorded, and the same names can
-/// hold other frames.
+/// hold other frames. Its data hold no molecule it has not seen (a fine-tuned run has seen
+/// more than its data).
 fn check_same_data(
     transfer: &crate::train::Transfer,
     a: &TrainArgs,
@@ -222,7 +256,9 @@ fn check_same_data(
     let mut then: Vec<&str> = transfer.trained_on.iter().map(|s| s.as_str()).collect();
     now.sort_unstable();
     then.sort_unstable();
-    if now != then {
+    // A fine-tuned run has seen more than its data (the model it started from saw the rest);
+    // its data are checked by path (and a merged set's by checksum) below and in check_resume.
+    if now.iter().any(|n| !then.contains(n)) {
         let list = |a: &[&str], b: &[&str]| {
             let only: Vec<&str> = a.iter().filter(|n| !b.contains(n)).copied().collect();
             if only.is_empty() {
@@ -278,12 +314,13 @@ fn fresh(
         atom_types: ff.types.len() as i64 + 1,
         residue_types: ff.templates.len() as i64 + 1,
         max_residues: TRANSFER_MAX_RESIDUES,
+        temperature: a.temperature_label,
     });
     overrides(&mut tc, a, 0);
     let fit: Vec<(&bgen_system::System, &bgen_system::ZMatrix, &[f64])> = mols
         .iter()
         .zip(parts)
-        .map(|(m, p)| (&m.system, &m.zmatrix, p.0.as_slice()))
+        .flat_map(|(m, p)| p.train.iter().map(|r| (&m.system, &m.zmatrix, r.1.as_slice())))
         .collect();
     let norm = crate::data::Normalizer {
         n_atoms: tokens + 2,
@@ -314,8 +351,8 @@ fn fresh(
 }
 
 /// Every molecule's training and validation frames as rows of `tokens` tokens in the model's
-/// standardised internal coordinates, with their labels; the validation rows cut to
-/// [`validation_rows`].
+/// standardised internal coordinates, with their labels (each training frame's temperature its
+/// rung's); the validation rows cut to [`validation_rows`].
 fn labelled_rows(
     trainer: &Trainer,
     mols: &[Molecule],
@@ -327,10 +364,13 @@ fn labelled_rows(
     let (mut xt, mut lt, mut xv, mut lv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (m, p) in mols.iter().zip(parts) {
         let (internal, _) = transfer.standards.internal(&m.system, &m.zmatrix);
-        let (x, l) = rows(m, &internal, &p.0, tokens)?;
-        xt.push(x);
-        lt.push(l);
-        let (x, l) = rows(m, &internal, &p.1, tokens)?;
+        for (t_k, frames) in &p.train {
+            let feature = temperature_feature(*t_k, transfer.temperature_k);
+            let (x, l) = rows(m, &internal, frames, tokens, feature)?;
+            xt.push(x);
+            lt.push(l);
+        }
+        let (x, l) = rows(m, &internal, &p.val, tokens, 0.0)?;
         xv.push(x);
         lv.push(l);
     }
