@@ -328,7 +328,10 @@ fn ladder_temperatures(path: &Path) -> Result<Option<Vec<f64>>> {
     match t {
         Some(t) if !t.is_empty() => Ok(Some(t)),
         Some(_) => Ok(None),
-        None => Err(file_err(&run_json, "corrupt: a temperature that is not a number")),
+        None => Err(file_err(
+            &run_json,
+            "corrupt: a temperature that is not a number",
+        )),
     }
 }
 

@@ -339,7 +339,9 @@ fn ladders_side_by_side_sample_their_rungs_and_resume_exactly() {
     assert_eq!(replicas(&apart[0].1), [1, 4]);
     assert_eq!(replicas(&apart[1].1), [2, 5]);
     assert_eq!(apart[0].1.x, dataset::load_raised_rungs(&a, 1).unwrap().x);
-    let err = dataset::load_raised_rungs_apart(&a, 3).unwrap_err().to_string();
+    let err = dataset::load_raised_rungs_apart(&a, 3)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("the run has 2"), "{err}");
 
     resumes_exactly(&a, &s, Some(&summary), "ladders", &[5]);

@@ -112,7 +112,12 @@ impl LabelEmbedding {
                 });
                 (
                     nn::linear(&p / "temperature_in", 1, width, first),
-                    nn::linear(&p / "temperature_out", width, width, no_bias(nn::Init::Const(0.0))),
+                    nn::linear(
+                        &p / "temperature_out",
+                        width,
+                        width,
+                        no_bias(nn::Init::Const(0.0)),
+                    ),
                 )
             }),
         }

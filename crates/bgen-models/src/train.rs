@@ -510,11 +510,19 @@ impl Trainer {
     /// `add_temperature`, a transferable TarFlow not yet conditioned on temperature gains the
     /// temperature embedding, new (zero at the model's temperature, so the model is unchanged
     /// there) with fresh moments.
-    pub fn load_weights(dir: &Path, device: Device, add_temperature: bool) -> Result<Trainer, Error> {
+    pub fn load_weights(
+        dir: &Path,
+        device: Device,
+        add_temperature: bool,
+    ) -> Result<Trainer, Error> {
         let (cdir, mut state) = read_state(dir)?;
         let mut added = false;
         if let ModelConfig::TarFlow(c) = &mut state.model {
-            if let Some(k) = c.conditioning.as_mut().filter(|k| add_temperature && !k.temperature) {
+            if let Some(k) = c
+                .conditioning
+                .as_mut()
+                .filter(|k| add_temperature && !k.temperature)
+            {
                 k.temperature = true;
                 added = true;
             }

@@ -288,10 +288,7 @@ pub struct Molecule {
 /// The frames of the `rungs` lowest raised rungs of the replica-exchange run `path`, rung by
 /// rung with their temperatures, K (none for 0; an error if the run has fewer raised rungs or
 /// no ladder).
-pub fn raised_frames(
-    path: &std::path::Path,
-    rungs: usize,
-) -> crate::Result<Vec<(f64, Vec<f64>)>> {
+pub fn raised_frames(path: &std::path::Path, rungs: usize) -> crate::Result<Vec<(f64, Vec<f64>)>> {
     if rungs == 0 {
         return Ok(Vec::new());
     }

@@ -518,6 +518,7 @@ pub fn run(a: SampleArgs) -> Result<SampleSummary> {
         });
     let n = a.n.unwrap_or(default_n(method));
     draws(&a, method, n)?;
+    refuse_final_round_settings(&a, method)?;
     // In internal coordinates the target is U(x(ic)) - log|det J| and there is no CoM.
     let com = match run.internal {
         Some(_) => ComForm::None,
@@ -785,6 +786,29 @@ fn draws(a: &SampleArgs, method: Method, n: usize) -> Result<usize> {
             "--draws is resample-move's (proposals weighted, --n kept); --method {method} draws --n"
         ),
     }
+}
+
+/// The final rounds (and keeping every weight) are SMC's and resample-move's: with another
+/// method they would be ignored, so they are refused.
+fn refuse_final_round_settings(a: &SampleArgs, method: Method) -> Result<()> {
+    if matches!(method, Method::Smc | Method::ResampleMove) {
+        return Ok(());
+    }
+    let set: Vec<&str> = [
+        (a.final_rounds.is_some(), "--final-rounds"),
+        (a.leapfrog.is_some(), "--leapfrog"),
+        (a.keep_weights, "--keep-weights"),
+    ]
+    .into_iter()
+    .filter_map(|(given, flag)| given.then_some(flag))
+    .collect();
+    if !set.is_empty() {
+        bail!(
+            "{}: for --method smc or resample-move; --method {method} has no final rounds",
+            set.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Resample-move goes to t = 1 in one level and moves only on the target: the annealing

@@ -215,6 +215,30 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
             .unwrap();
         fails(o, says);
     }
+    // Final rounds mean nothing to SNIS or twisted SMC: refused, not silently dropped.
+    for (method, flags) in [
+        ("snis", vec!["--leapfrog", "4", "--keep-weights"]),
+        ("twisted", vec!["--final-rounds", "2"]),
+    ] {
+        let o = bgen()
+            .args([
+                "sample",
+                "--system",
+                "dipeptides",
+                "--n",
+                "8",
+                "--method",
+                method,
+            ])
+            .args(&flags)
+            .args(["--pdb", pdb.to_str().unwrap(), "--out"])
+            .arg(dir.join("final-refused"))
+            .output()
+            .unwrap();
+        let err = fails(o, &format!("--method {method} has no final rounds"));
+        let named = flags.iter().filter(|f| f.starts_with("--"));
+        assert!(named.clone().all(|f| err.contains(f)), "{err}");
+    }
     // Annealing settings mean nothing to resample-move: refused, not silently dropped.
     let o = bgen()
         .args([
@@ -306,7 +330,14 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
     let labelled = |extra: &[&str], out: &str| {
         let mut c = bgen();
         c.args(["train", "--raised-rungs", "1", "--temperature-label"]);
-        c.args(["--steps", "2", "--batch-size", "8", "--checkpoint-secs", "0"]);
+        c.args([
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--checkpoint-secs",
+            "0",
+        ]);
         c.args(extra).arg("--data").arg(dir.join("ad-remd"));
         c.arg("--out").arg(dir.join(out)).output().unwrap()
     };
@@ -322,7 +353,14 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
     // A fine-tune on one molecule's MD resumes as a transferable run (it was taken for a
     // single-molecule one: "frames have 25 atoms, the run's model 59").
     let mut resume = bgen();
-    resume.args(["train", "--resume", "--batch-size", "8", "--checkpoint-secs", "0"]);
+    resume.args([
+        "train",
+        "--resume",
+        "--batch-size",
+        "8",
+        "--checkpoint-secs",
+        "0",
+    ]);
     let log = ok(resume
         .arg("--data")
         .arg(dir.join("ad-md"))

@@ -22,7 +22,9 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
         );
     }
     if a.temperature_label {
-        bail!("--temperature-label: for a transferable model (on a merged data set, or with --init)");
+        bail!(
+            "--temperature-label: for a transferable model (on a merged data set, or with --init)"
+        );
     }
     let (train_x, val_x, na) = single_frames(a)?;
     let d = 3 * na;

@@ -320,7 +320,11 @@ fn fresh(
     let fit: Vec<(&bgen_system::System, &bgen_system::ZMatrix, &[f64])> = mols
         .iter()
         .zip(parts)
-        .flat_map(|(m, p)| p.train.iter().map(|r| (&m.system, &m.zmatrix, r.1.as_slice())))
+        .flat_map(|(m, p)| {
+            p.train
+                .iter()
+                .map(|r| (&m.system, &m.zmatrix, r.1.as_slice()))
+        })
         .collect();
     let norm = crate::data::Normalizer {
         n_atoms: tokens + 2,
