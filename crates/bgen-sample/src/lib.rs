@@ -7,6 +7,7 @@
 pub mod com;
 pub mod error;
 pub mod ess;
+pub mod pareto;
 pub mod proposal;
 pub mod resample;
 pub mod smc;

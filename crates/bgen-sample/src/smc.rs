@@ -123,6 +123,9 @@ pub struct SmcResult {
     pub final_lineages: usize,
     /// Final weights capped by the truncation (0 without it); `ess` is before it.
     pub truncated: usize,
+    /// The Pareto shape of the final weights' tail before truncation ([`crate::pareto`]):
+    /// above 0.7 they are unreliable whatever the ESS says (None: too few to tell).
+    pub pareto_k: Option<f64>,
     /// Per-sample evaluations of the target energy (with gradient) and of the model.
     pub energy_evaluations: usize,
     pub model_evaluations: usize,
@@ -334,6 +337,7 @@ pub fn smc<P: Proposal, T: Target>(
     }
     // The ESS before the final resampling, then the final resampling.
     let final_ess = ess(&log_w);
+    let pareto_k = crate::pareto::pareto_k(&log_w);
     let truncated = if opts.truncate {
         crate::snis::truncate(&mut log_w)
     } else {
@@ -408,6 +412,7 @@ pub fn smc<P: Proposal, T: Target>(
         lineages,
         final_lineages,
         truncated,
+        pareto_k,
         energy_evaluations: counts.energy,
         model_evaluations: counts.model,
         model_seconds: counts.model_s,

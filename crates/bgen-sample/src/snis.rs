@@ -44,6 +44,9 @@ pub struct SnisResult {
     pub dropped_energy: usize,
     /// Weights capped by the truncation.
     pub truncated: usize,
+    /// The Pareto shape of the raw weights' tail ([`crate::pareto`]): above 0.7 the estimates
+    /// are unreliable whatever the ESS says (None: too few weights to tell).
+    pub pareto_k: Option<f64>,
 }
 
 /// Importance weights of samples with source energies `e_src` (-log q, kT) and target energies
@@ -63,6 +66,7 @@ pub fn snis(e_src: &[f64], e_target: &[f64], opts: SnisOptions) -> SnisResult {
         })
         .collect();
     let log_z = log_sum_exp(&raw) - (n as f64).ln();
+    let pareto_k = crate::pareto::pareto_k(&raw);
     let mut lw = raw;
     let mut dropped_energy = 0;
     if let Some(cut) = opts.energy_cutoff {
@@ -89,6 +93,7 @@ pub fn snis(e_src: &[f64], e_target: &[f64], opts: SnisOptions) -> SnisResult {
         dropped_top: k,
         dropped_energy,
         truncated,
+        pareto_k,
     }
 }
 
@@ -136,6 +141,30 @@ mod tests {
         assert!(raw.ess < 1e-3 && r.ess > 0.09, "{} -> {}", raw.ess, r.ess);
         // log Z is that of the raw weights.
         assert_eq!(r.log_z, raw.log_z);
+    }
+
+    /// A Gaussian proposal of width s for a standard normal target: narrower than the target,
+    /// its weights exp(x^2 (1/s^2 - 1) / 2) have a Pareto tail of shape 1 - s^2 (0.84 at s = 0.4,
+    /// flagged); wider, they are bounded (k well below 0.5).
+    #[test]
+    fn the_pareto_k_of_a_too_narrow_proposal_is_one_minus_its_variance() {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, StandardNormal};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(9);
+        let z: Vec<f64> = (0..20_000)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect();
+        let k_of = |s: f64| {
+            let x: Vec<f64> = z.iter().map(|v| s * v).collect();
+            let src: Vec<f64> = x.iter().map(|v| 0.5 * (v / s).powi(2) + s.ln()).collect();
+            let tgt: Vec<f64> = x.iter().map(|v| 0.5 * v * v).collect();
+            snis(&src, &tgt, SnisOptions::default()).pareto_k.unwrap()
+        };
+        let narrow = k_of(0.4);
+        assert!((narrow - 0.84).abs() < 0.12, "{narrow}");
+        assert!(narrow > crate::pareto::RELIABLE_K);
+        let wide = k_of(1.5);
+        assert!(wide < 0.3, "{wide}");
     }
 
     #[test]

@@ -565,7 +565,23 @@ pub fn run(a: SampleArgs) -> Result<SampleSummary> {
         }
         Method::Twisted => draw_twisted(&a, &run, &internal, com, n, report)?,
     };
+    warn_heavy_tail(report);
     write(&a, &run, drawn, summary, t0)
+}
+
+/// Says so when the weights' tail is too heavy for their estimates to be trusted (the
+/// sampler's `pareto_k` above [`RELIABLE_K`]).
+fn warn_heavy_tail(report: &serde_json::Map<String, serde_json::Value>) {
+    use crate::pareto::RELIABLE_K;
+    if let Some(k) = report.get("pareto_k").and_then(|v| v.as_f64()) {
+        if k > RELIABLE_K {
+            bgen_system::say!(
+                "the importance weights' Pareto k is {k:.2}, above {RELIABLE_K}: their estimates \
+                 (basin populations above all) are unreliable whatever the ESS says; more draws \
+                 will not fix it, a closer proposal will"
+            );
+        }
+    }
 }
 
 /// The model of `a.run` or `a.system`, with the molecule of `a.pdb` or `a.sequence` for a

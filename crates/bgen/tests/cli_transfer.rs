@@ -193,6 +193,8 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
     // Its final rounds are HMC trajectories of 10 leapfrog steps of the 64 kept, one target
     // gradient a step, after the draws' energies and the level's 3 Langevin moves.
     assert_eq!(s["leapfrog"].as_u64(), Some(10), "{s}");
+    // The weights' tail is reported beside their ESS (a shape, finite).
+    assert!(s["pareto_k"].as_f64().is_some_and(f64::is_finite), "{s}");
     assert_eq!(
         s["energy_evaluations"].as_u64(),
         Some(160 * (1 + 3) + 64 * 2 * 10),
