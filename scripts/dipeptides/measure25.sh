@@ -6,6 +6,7 @@
 #   floor:  seed 2's 310 K rung scored against seed 1's (the reference's own noise; seeds 3+4
 #           against 1+2 where `references.sh more` ran them);
 #   snis:   SNIS of 10,000 proposals, seed 0, scored against the pooled reference (minutes);
+#           its summary's pareto_k is the weights' tail (pareto25.py tabulates it);
 #   zero:   `bgen sample` with its defaults (the model's default sampler), seeds 0, 1, 2, scored
 #           against the pooled reference, with the sampler's wall time;
 #   md:     bgen's own plain MD from the built structure, its convergence curve and the first
