@@ -617,11 +617,16 @@ fn verify(p: &Path) -> Result<(), Error> {
     })
 }
 
-fn load_vars(vs: &mut nn::VarStore, p: &Path) -> Result<(), Error> {
+/// A checkpoint file that exists and matches its manifest.
+fn checked(p: &Path) -> Result<(), Error> {
     if !p.exists() {
         return Err(ck(p, "missing"));
     }
-    verify(p)?;
+    verify(p)
+}
+
+fn load_vars(vs: &mut nn::VarStore, p: &Path) -> Result<(), Error> {
+    checked(p)?;
     vs.load(p).map_err(|e| {
         ck(
             p,
@@ -633,10 +638,7 @@ fn load_vars(vs: &mut nn::VarStore, p: &Path) -> Result<(), Error> {
 /// As [`load_vars`], where the variables whose names contain `new` may be missing from the
 /// file (they keep their initial values); any other missing one is an error.
 fn load_vars_adding(vs: &mut nn::VarStore, p: &Path, new: &str) -> Result<(), Error> {
-    if !p.exists() {
-        return Err(ck(p, "missing"));
-    }
-    verify(p)?;
+    checked(p)?;
     let missing = vs
         .load_partial(p)
         .map_err(|e| ck(p, format!("corrupt: {e}")))?;

@@ -418,26 +418,19 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
             .unwrap();
         fails(o, says);
     }
-    let o = bgen()
-        .args(["sample", "--method", "snis", "--n", "8", "--run"])
-        .arg(dir.join("ft"))
-        .arg("--pdb")
-        .arg(&pdb)
-        .arg("--out")
-        .arg(dir.join("ft-ad"))
-        .output()
-        .unwrap();
-    ok(o);
-    let o = bgen()
-        .args(["sample", "--method", "snis", "--n", "8", "--run"])
-        .arg(dir.join("ft-t"))
-        .arg("--pdb")
-        .arg(&pdb)
-        .arg("--out")
-        .arg(dir.join("ft-t-ad"))
-        .output()
-        .unwrap();
-    ok(o);
+    // Both fine-tunes sample: the unlabelled one and the temperature-labelled one.
+    for (run, out) in [("ft", "ft-ad"), ("ft-t", "ft-t-ad")] {
+        let o = bgen()
+            .args(["sample", "--method", "snis", "--n", "8", "--run"])
+            .arg(dir.join(run))
+            .arg("--pdb")
+            .arg(&pdb)
+            .arg("--out")
+            .arg(dir.join(out))
+            .output()
+            .unwrap();
+        ok(o);
+    }
     let s: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("ft-ad").join("summary.json")).unwrap(),
     )
