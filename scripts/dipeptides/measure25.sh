@@ -7,13 +7,15 @@
 #           against 1+2 where `references.sh more` ran them);
 #   snis:   SNIS of 10,000 proposals, seed 0, scored against the pooled reference (minutes);
 #           its summary's pareto_k is the weights' tail (pareto25.py tabulates it);
+#   proposal: the proposal alone (no weights), 4,000 draws, seeds 0, 1, 2, scored against the
+#           pooled reference: its basins against the reweighted ones (basins25.py);
 #   zero:   `bgen sample` with its defaults (the model's default sampler), seeds 0, 1, 2, scored
 #           against the pooled reference, with the sampler's wall time;
 #   md:     bgen's own plain MD from the built structure, its convergence curve and the first
 #           prefix as good as zero-shot seed 0: REPLICAS_MD (32: 16 per core fill the AVX-512
 #           f32 lanes: KW 15 ns per minute against 2 replicas' 8.9) x NS_MD ns (0.6) on the 2 cores.
 # PYTHON: a Python with numpy (default python3; the repository's .venv has one). Then python3
-# table25.py prints the table. Usage: measure25.sh [floor|snis|zero|md ...]
+# table25.py prints the table. Usage: measure25.sh [floor|snis|proposal|zero|md ...]
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
@@ -49,6 +51,15 @@ np.save('$b', np.concatenate([np.load('$here/ref25/$s-seed1.npy'), np.load('$her
         [ -f $o/summary.json ] || $B sample $(run_arg) --pdb $pdb --method snis --seed 0 --out $o > $o.log 2>&1
         [ -f $o-eval/metrics.json ] || $B eval --pdb $pdb --samples $o --reference $ref \
           --out $o-eval > $o-eval.log 2>&1
+        ;;
+      proposal)
+        for seed in 0 1 2; do
+          o=$out/$s-q$seed
+          [ -f $o/summary.json ] || $B sample $(run_arg) --pdb $pdb --method proposal --n 4000 \
+            --seed $seed --out $o > $o.log 2>&1
+          [ -f $o-eval/metrics.json ] || $B eval --pdb $pdb --samples $o --reference $ref \
+            --out $o-eval > $o-eval.log 2>&1
+        done
         ;;
       zero)
         for seed in 0 1 2; do
