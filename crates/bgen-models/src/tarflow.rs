@@ -53,12 +53,6 @@ pub struct Conditioning {
     /// Each row also carries the temperature of its frame ([`Labels::temperature`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub temperature: bool,
-    /// Every token also carries the whole molecule: an embedding of each residue's (template,
-    /// index) averaged over the molecule's real tokens ([`LabelEmbedding`]), so that the first
-    /// tokens of a block, which see few others, know the residues that set the backbone's
-    /// conformations.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub molecule: bool,
 }
 
 /// How a frame's temperature T (K) enters a flow conditioned on temperature, for a model of
@@ -96,31 +90,12 @@ struct LabelEmbedding {
     /// with the second map zero at the start, so that the embedding is 0 at the model's
     /// temperature and a fine-tuned model starts as the one it came from.
     temperature: Option<(nn::Linear, nn::Linear)>,
-    /// A flow with molecule context: (template, index) of each token's residue -> width,
-    /// averaged over the molecule's real tokens -> gelu -> width without bias, the last map
-    /// zero at the start (so a fine-tuned model starts as the one it came from); added to every
-    /// token.
-    molecule: Option<(nn::Embedding, nn::Linear)>,
-    /// Residue indices per template in the (template, index) vocabulary.
-    max_residues: i64,
 }
 
 impl LabelEmbedding {
     fn new(p: nn::Path, c: &Conditioning, width: i64) -> LabelEmbedding {
         let e = |name: &str, n: i64| nn::embedding(&p / name, n, width, Default::default());
-        let zero = nn::LinearConfig {
-            ws_init: nn::Init::Const(0.0),
-            bs_init: None,
-            bias: false,
-        };
         LabelEmbedding {
-            max_residues: c.max_residues,
-            molecule: c.molecule.then(|| {
-                (
-                    e("molecule_residue", c.residue_types * c.max_residues),
-                    nn::linear(&p / "molecule_out", width, width, zero),
-                )
-            }),
             atom: e("atom", c.atom_types),
             residue: e("residue", c.residue_types),
             index: e("index", c.max_residues),
@@ -154,26 +129,10 @@ impl LabelEmbedding {
             + self.residue.forward(&l.residue)
             + self.index.forward(&l.index)
             + self.length.forward(&l.residues).unsqueeze(1);
-        let e = match &self.temperature {
+        match &self.temperature {
             Some((a, b)) => {
                 let f = l.temperature.to_kind(self.atom.ws.kind()).unsqueeze(1);
                 e + b.forward(&a.forward(&f).gelu("none")).unsqueeze(1)
-            }
-            None => e,
-        };
-        match &self.molecule {
-            Some((residues, out)) => {
-                let kind = self.atom.ws.kind();
-                let pos = Tensor::arange(l.atom.size()[1], (Kind::Int64, l.atom.device()));
-                let real = pos
-                    .unsqueeze(0)
-                    .lt_tensor(&l.tokens.unsqueeze(1))
-                    .to_kind(kind)
-                    .unsqueeze(2);
-                let r = residues.forward(&(&l.residue * self.max_residues + &l.index)) * real;
-                let mean = r.sum_dim_intlist([1].as_slice(), false, kind)
-                    / l.tokens.to_kind(kind).unsqueeze(1);
-                e + out.forward(&mean.gelu("none")).unsqueeze(1)
             }
             None => e,
         }
@@ -408,7 +367,7 @@ pub struct TarFlow {
     pub config: TarFlowConfig,
     blocks: Vec<Block>,
     /// Transferable: the label embeddings.
-    labels: Option<Box<LabelEmbedding>>,
+    labels: Option<LabelEmbedding>,
 }
 
 impl Labels {
@@ -498,7 +457,7 @@ impl TarFlow {
         let labels = config
             .conditioning
             .as_ref()
-            .map(|c| Box::new(LabelEmbedding::new(p / "labels", c, config.width)));
+            .map(|c| LabelEmbedding::new(p / "labels", c, config.width));
         TarFlow {
             config,
             blocks,

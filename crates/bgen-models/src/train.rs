@@ -507,28 +507,30 @@ impl Trainer {
     /// Loads the last checkpoint to train it further (fine-tuning): as [`Trainer::load`], but a
     /// checkpoint that holds only the moving average of the weights (a shipped model) starts
     /// from the average as both weights and average, with fresh optimiser moments. With
-    /// `add`, a transferable TarFlow gains the conditioning it lacks: the temperature embedding
-    /// (zero at the model's temperature, so the model is unchanged there), the molecule
-    /// context (zero at the start); new, with fresh moments.
-    pub fn load_weights(dir: &Path, device: Device, add: Added) -> Result<Trainer, Error> {
+    /// `add_temperature`, a transferable TarFlow not yet conditioned on temperature gains the
+    /// temperature embedding, new (zero at the model's temperature, so the model is unchanged
+    /// there) with fresh moments.
+    pub fn load_weights(
+        dir: &Path,
+        device: Device,
+        add_temperature: bool,
+    ) -> Result<Trainer, Error> {
         let (cdir, mut state) = read_state(dir)?;
-        let mut added: Vec<&str> = Vec::new();
+        let mut added = false;
         if let ModelConfig::TarFlow(c) = &mut state.model {
-            if let Some(k) = c.conditioning.as_mut() {
-                if add.temperature && !k.temperature {
-                    k.temperature = true;
-                    added.push("temperature_");
-                }
-                if add.molecule && !k.molecule {
-                    k.molecule = true;
-                    added.push("molecule_");
-                }
+            if let Some(k) = c
+                .conditioning
+                .as_mut()
+                .filter(|k| add_temperature && !k.temperature)
+            {
+                k.temperature = true;
+                added = true;
             }
         }
         let mut t = Trainer::unloaded_from(state, device);
-        let load = |vs: &mut nn::VarStore, p: &Path| match added.is_empty() {
-            false => load_vars_adding(vs, p, &added),
-            true => load_vars(vs, p),
+        let load = |vs: &mut nn::VarStore, p: &Path| match added {
+            true => load_vars_adding(vs, p, "temperature_"),
+            false => load_vars(vs, p),
         };
         let raw = cdir.join("weights.safetensors");
         let ema = cdir.join("ema.safetensors");
@@ -633,24 +635,17 @@ fn load_vars(vs: &mut nn::VarStore, p: &Path) -> Result<(), Error> {
     })
 }
 
-/// As [`load_vars`], where the variables whose names contain one of `new` may be missing from the
+/// As [`load_vars`], where the variables whose names contain `new` may be missing from the
 /// file (they keep their initial values); any other missing one is an error.
-fn load_vars_adding(vs: &mut nn::VarStore, p: &Path, new: &[&str]) -> Result<(), Error> {
+fn load_vars_adding(vs: &mut nn::VarStore, p: &Path, new: &str) -> Result<(), Error> {
     checked(p)?;
     let missing = vs
         .load_partial(p)
         .map_err(|e| ck(p, format!("corrupt: {e}")))?;
-    match missing.iter().find(|n| !new.iter().any(|w| n.contains(w))) {
+    match missing.iter().find(|n| !n.contains(new)) {
         Some(n) => Err(ck(p, format!("does not match the configuration: no {n}"))),
         None => Ok(()),
     }
-}
-
-/// Conditioning that [`Trainer::load_weights`] adds to a transferable TarFlow that lacks it.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Added {
-    pub temperature: bool,
-    pub molecule: bool,
 }
 
 /// NLL per dimension (normalised units) of centred, normalised data (n, 3N) under `model`.

@@ -188,7 +188,6 @@ fn perturbed_transferable() -> (nn::VarStore, TarFlow) {
             residue_types: 5,
             max_residues: 4,
             temperature: false,
-            molecule: false,
         }),
         ..tiny()
     };
@@ -297,99 +296,6 @@ fn a_temperature_label_leaves_the_model_temperature_alone_and_conditions_the_res
     let (z, _) = tch::no_grad(|| flow.forward(&x, Some(&l)));
     let (back, _) = tch::no_grad(|| flow.inverse(&z, Some(&l)));
     assert!(max_abs(&(back - &x)) < 1e-10);
-}
-
-/// A flow `extended` by a molecule context over the weights of `plain` (as a fine-tune adds
-/// it), its new weights drawn from `seed`, and its context's last map perturbed (trained) or
-/// not.
-fn with_molecule_context(
-    plain: &(nn::VarStore, TarFlow),
-    trained: bool,
-) -> (nn::VarStore, TarFlow) {
-    let mut vs = nn::VarStore::new(Device::Cpu);
-    let mut cfg = plain.1.config.clone();
-    cfg.conditioning.as_mut().unwrap().molecule = true;
-    let flow = seeded(8, || TarFlow::new(&vs.root(), cfg));
-    vs.double();
-    let own = plain.0.variables();
-    tch::no_grad(|| {
-        for (name, mut v) in vs.variables() {
-            match own.get(&name) {
-                Some(w) => v.copy_(w),
-                None => assert!(name.contains("molecule_"), "{name}"),
-            }
-            if trained && name.contains("molecule_out") {
-                let noise = seeded(9, || v.randn_like() * 0.2);
-                let _ = v.f_add_(&noise).unwrap();
-            }
-        }
-    });
-    (vs, flow)
-}
-
-/// A molecule context, added to a flow, starts as that flow to the last bit; trained, it shows
-/// every token the whole molecule: in a block that reads in order, token 1's map (which without
-/// it sees tokens 0 and 1 only) changes with the last residue; and the flow still inverts to
-/// round-off.
-#[test]
-fn a_molecule_context_starts_as_the_flow_and_shows_the_first_tokens_the_last_residue() {
-    let plain = transferable();
-    let l = labels(&[5, 8, 3], 1);
-    let x = seeded(13, || Tensor::randn([3, 24], (Kind::Double, Device::Cpu)));
-    let lq = |f: &TarFlow| tch::no_grad(|| f.log_prob(&x, 1.0, Some(&l)));
-    let (_new_vs, new) = with_molecule_context(&plain, false);
-    assert_eq!(
-        max_abs(&(lq(&new) - lq(&plain.1))),
-        0.0,
-        "new: the same flow"
-    );
-    let (_vs, flow) = with_molecule_context(&plain, true);
-    assert!(
-        max_abs(&(lq(&flow) - lq(&plain.1))) > 1e-3,
-        "trained: the context changes nothing"
-    );
-    let (z, _) = tch::no_grad(|| flow.forward(&x, Some(&l)));
-    let (back, _) = tch::no_grad(|| flow.inverse(&z, Some(&l)));
-    assert!(max_abs(&(back - &x)) < 1e-10);
-    // One block in order: token 1 (columns 3..6) of the 8-token molecule, its last residue
-    // relabelled.
-    let one_block = |f: &(nn::VarStore, TarFlow)| {
-        let mut vs = nn::VarStore::new(Device::Cpu);
-        let cfg = TarFlowConfig {
-            blocks: 1,
-            ..f.1.config.clone()
-        };
-        let g = TarFlow::new(&vs.root(), cfg);
-        vs.double();
-        let own = f.0.variables();
-        tch::no_grad(|| {
-            for (name, mut v) in vs.variables() {
-                v.copy_(&own[&name]);
-            }
-        });
-        (vs, g)
-    };
-    let other = labels(&[5, 8, 3], 1);
-    let _ = other.residue.get(1).get(7).fill_(
-        if i64::try_from(l.residue.get(1).get(7)).unwrap() == 1 {
-            2
-        } else {
-            1
-        },
-    );
-    let token_one =
-        |f: &TarFlow, l: &Labels| tch::no_grad(|| f.forward(&x, Some(l)).0.get(1).narrow(0, 3, 3));
-    let (_pv, p1) = one_block(&plain);
-    assert_eq!(
-        max_abs(&(token_one(&p1, &l) - token_one(&p1, &other))),
-        0.0,
-        "without: blind to it"
-    );
-    let (_fv, f1) = one_block(&(_vs, flow));
-    assert!(
-        max_abs(&(token_one(&f1, &l) - token_one(&f1, &other))) > 1e-4,
-        "with: sees it"
-    );
 }
 
 /// The log-determinant of each molecule equals the brute-force Jacobian's over its real

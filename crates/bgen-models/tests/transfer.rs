@@ -144,7 +144,6 @@ fn molecules_beyond_the_residue_table_are_refused() {
             residue_types: 5,
             max_residues: 16,
             temperature: false,
-            molecule: false,
         }),
         ..bgen_models::stage::preset("tiny", 200).unwrap().0
     };

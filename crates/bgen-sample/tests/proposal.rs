@@ -304,7 +304,6 @@ fn a_transferable_proposal_carries_its_exact_log_q() {
             residue_types: ff.templates.len() as i64 + 1,
             max_residues: 4,
             temperature: false,
-            molecule: false,
         }),
     };
     let norm = Normalizer {

@@ -327,8 +327,7 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
     let log = ok(fine_tune("ad-md", "ft"));
     assert!(log.contains("(dipeptides)"), "{log}");
     // A replica-exchange run's raised rungs, each labelled with its temperature: the fine-tune
-    // adds the label (and the molecule context) to the shipped model; a run started without
-    // them cannot resume with them.
+    // adds the label to the shipped model; a run started without it cannot resume with it.
     md("0.002", &["--temperatures", "310,380"], "ad-remd");
     let labelled = |extra: &[&str], out: &str| {
         let mut c = bgen();
@@ -344,7 +343,7 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
         c.args(extra).arg("--data").arg(dir.join("ad-remd"));
         c.arg("--out").arg(dir.join(out)).output().unwrap()
     };
-    let log = ok(labelled(&["--init", "dipeptides", "--molecule-context"], "ft-t"));
+    let log = ok(labelled(&["--init", "dipeptides"], "ft-t"));
     assert!(log.contains("7 training"), "3 at 310 K + 4 at 380 K: {log}");
     let state: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("ft-t/ckpt-00000002/state.json")).unwrap(),
@@ -352,16 +351,7 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
     .unwrap();
     let conditioning = &state["model"]["conditioning"];
     assert_eq!(conditioning["temperature"], true, "{conditioning}");
-    assert_eq!(conditioning["molecule"], true, "{conditioning}");
     fails(labelled(&["--resume"], "ft"), "was started without it");
-    let o = bgen()
-        .args(["train", "--resume", "--molecule-context", "--data"])
-        .arg(dir.join("ad-md"))
-        .arg("--out")
-        .arg(dir.join("ft"))
-        .output()
-        .unwrap();
-    fails(o, "--molecule-context: ");
     // A fine-tune on one molecule's MD resumes as a transferable run (it was taken for a
     // single-molecule one: "frames have 25 atoms, the run's model 59").
     let mut resume = bgen();

@@ -53,12 +53,6 @@ pub struct TrainArgs {
     /// (--init) adds it.
     #[arg(long)]
     pub temperature_label: bool,
-    /// A transferable model: every token also carries an embedding of the whole molecule (its
-    /// residues and their order), so that the backbone's first tokens, which a block's causal
-    /// attention shows few others, know which residues follow. Fine-tuning a model without it
-    /// (--init) adds it, zero at the start.
-    #[arg(long)]
-    pub molecule_context: bool,
     /// Output run directory (checkpoints, run.json).
     #[arg(long)]
     pub out: PathBuf,
@@ -140,7 +134,6 @@ impl TrainArgs {
             extra_data: Vec::new(),
             raised_rungs: 0,
             temperature_label: false,
-            molecule_context: false,
             out,
             preset: None,
             bins: None,
@@ -453,14 +446,7 @@ fn prepare_trainer(
             return Ok((t, info.preset));
         }
         Start::FineTune(init) => {
-            let mut t = Trainer::load_weights(
-                init,
-                dev,
-                crate::train::Added {
-                    temperature: a.temperature_label,
-                    molecule: a.molecule_context,
-                },
-            )?;
+            let mut t = Trainer::load_weights(init, dev, a.temperature_label)?;
             adopt(&mut t, &start)?;
             let seed = t.state.train.seed;
             overrides(&mut t.state.train, a, seed);

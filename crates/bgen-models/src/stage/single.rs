@@ -21,13 +21,10 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
              rungs come with --extra-data RUN"
         );
     }
-    for (set, flag) in [
-        (a.temperature_label, "--temperature-label"),
-        (a.molecule_context, "--molecule-context"),
-    ] {
-        if set {
-            bail!("{flag}: for a transferable model (on a merged data set, or with --init)");
-        }
+    if a.temperature_label {
+        bail!(
+            "--temperature-label: for a transferable model (on a merged data set, or with --init)"
+        );
     }
     let (train_x, val_x, na) = single_frames(a)?;
     let d = 3 * na;

@@ -117,28 +117,22 @@ fn refuse_options(a: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// A resumed run keeps its conditioning: `--temperature-label` and `--molecule-context` are
-/// refused for a run started without them (read before the data).
+/// A resumed run keeps its conditioning: `--temperature-label` is refused for a run started
+/// without it (read before the data).
 fn refuse_new_label(a: &TrainArgs) -> Result<()> {
-    if !(a.resume && (a.temperature_label || a.molecule_context)) {
+    if !(a.resume && a.temperature_label) {
         return Ok(());
     }
-    let has = match Trainer::load_state(&a.out)?.model {
-        ModelConfig::TarFlow(c) => c.conditioning.map(|k| (k.temperature, k.molecule)),
-        ModelConfig::Arbg(_) => None,
-    }
-    .unwrap_or((false, false));
-    for (asked, there, flag) in [
-        (a.temperature_label, has.0, "--temperature-label"),
-        (a.molecule_context, has.1, "--molecule-context"),
-    ] {
-        if asked && !there {
-            bail!(
-                "{flag}: {} was started without it; start a new run (--init {} adds it)",
-                a.out.display(),
-                a.out.display()
-            );
-        }
+    let labelled = match Trainer::load_state(&a.out)?.model {
+        ModelConfig::TarFlow(c) => c.conditioning.is_some_and(|k| k.temperature),
+        ModelConfig::Arbg(_) => false,
+    };
+    if !labelled {
+        bail!(
+            "--temperature-label: {} was started without it; start a new run (--init {} adds it)",
+            a.out.display(),
+            a.out.display()
+        );
     }
     Ok(())
 }
@@ -321,7 +315,6 @@ fn fresh(
         residue_types: ff.templates.len() as i64 + 1,
         max_residues: TRANSFER_MAX_RESIDUES,
         temperature: a.temperature_label,
-        molecule: a.molecule_context,
     });
     overrides(&mut tc, a, 0);
     let fit: Vec<(&bgen_system::System, &bgen_system::ZMatrix, &[f64])> = mols
