@@ -8,8 +8,17 @@
 //! SwiGLU), a final RMSNorm and an untied head over the L bins. Sampling draws a bin from
 //! softmax(logits / tau) and a uniform offset inside it, so the density of what is drawn is
 //! exact: log q(x) = sum_t log softmax(logits_t / tau)(bin_t) - D ln w (zero outside \[-R, R\]^D).
+//!
+//! **Transferable** (with [`Conditioning`]): one model for many molecules, in internal
+//! coordinates (3 per placed atom). The learned atom embedding gives way to the embedding of each
+//! atom's [`Labels`] (force-field type, residue template, residue index, the molecule's length;
+//! the TarFlow's), shared by its 3 coordinates. Token t's input carries token t's labels, so the
+//! distribution of a coordinate is predicted knowing which atom and residue it places. Molecules
+//! of different sizes share a batch padded at the end: causal attention keeps pads out of every
+//! real token, and log q sums over real tokens only.
 
 use crate::attention::{attend, KvCache};
+use crate::tarflow::{Conditioning, LabelEmbedding, Labels};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
@@ -26,6 +35,10 @@ pub struct ArbgConfig {
     pub bins: i64,
     /// Half-width R of the binned range, in normalised units (the scalar std of the data).
     pub range: f64,
+    /// A transferable ArBG: the label vocabularies (None: one molecule, `atoms` fixed; else
+    /// the most atoms a molecule may place).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditioning: Option<Conditioning>,
 }
 
 impl ArbgConfig {
@@ -103,7 +116,9 @@ pub struct Arbg {
     /// Embeddings of the L bins and of the start token (index L).
     bin_emb: nn::Embedding,
     axis_emb: Tensor,
-    atom_emb: Tensor,
+    /// One molecule's atoms; a transferable model has labels instead.
+    atom_emb: Option<Tensor>,
+    labels: Option<Box<LabelEmbedding>>,
     /// Sinusoidal position code (3N, width), fixed.
     pos: Tensor,
     layers: Vec<Layer>,
@@ -118,6 +133,8 @@ pub struct Generation {
     pub done: i64,
     /// Bin of the last generated token (batch), or None before the first.
     last: Option<Tensor>,
+    /// A transferable model's per-row context (batch, 3N, width) and real tokens (batch, 3N).
+    rows: Option<(Tensor, Tensor)>,
 }
 
 impl Generation {
@@ -127,6 +144,10 @@ impl Generation {
             caches: self.caches.iter().map(|c| c.rows(idx)).collect(),
             done: self.done,
             last: self.last.as_ref().map(|l| l.index_select(0, idx)),
+            rows: self
+                .rows
+                .as_ref()
+                .map(|(c, r)| (c.index_select(0, idx), r.index_select(0, idx))),
         }
     }
 
@@ -140,17 +161,22 @@ impl Generation {
         );
         let layers = parts[0].caches.len();
         let mut caches: Vec<Vec<KvCache>> = (0..layers).map(|_| Vec::new()).collect();
-        let mut last = Vec::new();
+        let (mut last, mut ctx, mut real) = (Vec::new(), Vec::new(), Vec::new());
         for g in parts {
             for (l, c) in g.caches.into_iter().enumerate() {
                 caches[l].push(c);
             }
             last.extend(g.last);
+            if let Some((c, r)) = g.rows {
+                ctx.push(c);
+                real.push(r);
+            }
         }
         Generation {
             caches: caches.into_iter().map(KvCache::concat).collect(),
             done,
             last: (!last.is_empty()).then(|| Tensor::cat(&last, 0)),
+            rows: (!ctx.is_empty()).then(|| (Tensor::cat(&ctx, 0), Tensor::cat(&real, 0))),
         }
     }
 }
@@ -176,7 +202,14 @@ impl Arbg {
         Arbg {
             bin_emb: nn::embedding(p / "bin_emb", config.bins + 1, w, Default::default()),
             axis_emb: p.var("axis_emb", &[3, w], small),
-            atom_emb: p.var("atom_emb", &[config.atoms, w], small),
+            atom_emb: config
+                .conditioning
+                .is_none()
+                .then(|| p.var("atom_emb", &[config.atoms, w], small)),
+            labels: config
+                .conditioning
+                .as_ref()
+                .map(|c| Box::new(LabelEmbedding::new(p / "labels", c, w))),
             pos: Tensor::from_slice(&pos).view([d, w]).to_device(p.device()),
             layers: (0..config.layers)
                 .map(|l| Layer::new(p / format!("layer{l}"), &config))
@@ -187,15 +220,34 @@ impl Arbg {
         }
     }
 
-    /// Position, axis and atom embedding of tokens [from, from + n): (n, width).
-    fn context(&self, from: i64, n: i64) -> Tensor {
+    /// Position, axis and atom embedding of tokens [from, from + n): (n, width); or, for a
+    /// transferable model, of all 3N tokens of each row of `labels` (batch, 3N, width), with
+    /// the rows' real tokens (batch, 3N; 1 real, 0 pad).
+    fn context(&self, from: i64, n: i64, labels: Option<&Labels>) -> (Tensor, Option<Tensor>) {
         let dev = self.pos.device();
         let t = Tensor::arange_start(from, from + n, (Kind::Int64, dev));
-        self.pos.narrow(0, from, n).to_kind(self.axis_emb.kind())
-            + self.axis_emb.index_select(0, &t.remainder(3))
-            + self
-                .atom_emb
-                .index_select(0, &t.divide_scalar_mode(3, "floor"))
+        let common = self.pos.narrow(0, from, n).to_kind(self.axis_emb.kind())
+            + self.axis_emb.index_select(0, &t.remainder(3));
+        match (&self.atom_emb, &self.labels, labels) {
+            (Some(atoms), None, None) => (
+                common + atoms.index_select(0, &t.divide_scalar_mode(3, "floor")),
+                None,
+            ),
+            (None, Some(emb), Some(l)) => {
+                let per_atom = emb.forward(l).to_kind(common.kind());
+                let per_token = per_atom.repeat_interleave_self_int(3, 1, None);
+                let real = t
+                    .unsqueeze(0)
+                    .lt_tensor(&(l.tokens.unsqueeze(1) * 3))
+                    .to_kind(common.kind());
+                (
+                    common.unsqueeze(0) + per_token * real.unsqueeze(2),
+                    Some(real),
+                )
+            }
+            (Some(_), None, Some(_)) => panic!("this ArBG is not transferable: it takes no labels"),
+            _ => panic!("a transferable ArBG needs the tokens' labels"),
+        }
     }
 
     /// Bins (batch, 3N, int64) of normalised coordinates, clipped to [-R, R].
@@ -207,12 +259,13 @@ impl Arbg {
             .to_kind(Kind::Int64)
     }
 
-    /// Teacher-forced logits (batch, 3N, L) of target bins (batch, 3N).
-    pub fn logits(&self, bins: &Tensor) -> Tensor {
+    /// Teacher-forced logits (batch, 3N, L) of target bins (batch, 3N); a transferable
+    /// model's tokens are `labels` (one row per sample).
+    pub fn logits(&self, bins: &Tensor, labels: Option<&Labels>) -> Tensor {
         let (b, d) = bins.size2().expect("(batch, tokens)");
         let start = Tensor::full([b, 1], self.config.bins, (Kind::Int64, bins.device()));
         let inputs = Tensor::cat(&[start, bins.narrow(1, 0, d - 1)], 1);
-        let mut h = self.bin_emb.forward(&inputs) + self.context(0, d);
+        let mut h = self.bin_emb.forward(&inputs) + self.context(0, d, labels).0;
         for l in &self.layers {
             h = l.forward(&h, None);
         }
@@ -220,32 +273,52 @@ impl Arbg {
     }
 
     /// log q(x) (batch) of normalised coordinates x (batch, 3N) at temperature `tau`; -inf
-    /// outside [-R, R]^3N.
-    pub fn log_prob(&self, x: &Tensor, tau: f64) -> Tensor {
-        let outside = x
-            .abs()
-            .gt(self.config.range)
-            .any_dims([1].as_slice(), false);
-        self.log_prob_clipped(x, tau)
+    /// outside [-R, R] in a real coordinate.
+    pub fn log_prob(&self, x: &Tensor, tau: f64, labels: Option<&Labels>) -> Tensor {
+        let mut far = x.abs().gt(self.config.range);
+        if let Some(l) = labels {
+            far = far.logical_and(&self.real(l));
+        }
+        let outside = far.any_dims([1].as_slice(), false);
+        self.log_prob_clipped(x, tau, labels)
             .masked_fill(&outside, f64::NEG_INFINITY)
     }
 
-    /// log q of x clipped to [-R, R] (the training objective: every coordinate counts).
-    pub fn log_prob_clipped(&self, x: &Tensor, tau: f64) -> Tensor {
+    /// The real coordinates (batch, 3N, bool) of the molecules of `labels`.
+    fn real(&self, l: &Labels) -> Tensor {
+        let t = Tensor::arange(self.config.dim(), (Kind::Int64, l.tokens.device()));
+        t.unsqueeze(0).lt_tensor(&(l.tokens.unsqueeze(1) * 3))
+    }
+
+    /// log q of x clipped to [-R, R] (the training objective: every coordinate counts); a
+    /// transferable model's over each molecule's real coordinates.
+    pub fn log_prob_clipped(&self, x: &Tensor, tau: f64, labels: Option<&Labels>) -> Tensor {
         let bins = self.bins_of(x);
-        let logits = self.logits(&bins);
+        let logits = self.logits(&bins, labels);
         let logits = if tau == 1.0 { logits } else { logits / tau };
-        let lp = logits
+        let mut lp = logits
             .log_softmax(2, logits.kind())
             .gather(2, &bins.unsqueeze(2), false)
             .squeeze_dim(2);
+        let dims = match labels {
+            Some(l) => {
+                lp *= self.real(l).to_kind(lp.kind());
+                l.tokens.to_kind(x.kind()) * 3
+            }
+            None => Tensor::full(
+                [x.size()[0]],
+                self.config.dim() as f64,
+                (x.kind(), x.device()),
+            ),
+        };
         lp.sum_dim_intlist([1].as_slice(), false, lp.kind())
             .to_kind(x.kind())
-            - self.config.dim() as f64 * self.config.bin_width().ln()
+            - dims * self.config.bin_width().ln()
     }
 
-    /// Starts generating `batch` samples.
-    pub fn start(&self) -> Generation {
+    /// Starts generating samples; a transferable model's of the molecules of `labels` (one row
+    /// per sample).
+    pub fn start(&self, labels: Option<&Labels>) -> Generation {
         Generation {
             caches: self
                 .layers
@@ -254,6 +327,10 @@ impl Arbg {
                 .collect(),
             done: 0,
             last: None,
+            rows: labels.map(|l| {
+                let (c, r) = self.context(0, self.config.dim(), Some(l));
+                (c, r.expect("real tokens"))
+            }),
         }
     }
 
@@ -263,7 +340,11 @@ impl Arbg {
             Some(b) => b.view([batch, 1]),
             None => Tensor::full([batch, 1], self.config.bins, (Kind::Int64, device)),
         };
-        let mut h = self.bin_emb.forward(&prev) + self.context(g.done, 1);
+        let ctx = match &g.rows {
+            Some((c, _)) => c.narrow(1, g.done, 1),
+            None => self.context(g.done, 1, None).0,
+        };
+        let mut h = self.bin_emb.forward(&prev) + ctx;
         for (l, c) in self.layers.iter().zip(g.caches.iter_mut()) {
             h = l.forward(&h, Some(c));
         }
@@ -296,23 +377,33 @@ impl Arbg {
                     .lt_tensor(&u)
                     .sum_dim_intlist([1].as_slice(), false, Kind::Int64)
                     .clamp_max(c.bins - 1);
-                lq += lp
-                    .gather(1, &bin.unsqueeze(1), false)
-                    .squeeze_dim(1)
-                    .to_kind(Kind::Double);
+                // Pads (of a molecule shorter than the batch's longest) add nothing.
+                let real = match &g.rows {
+                    Some((_, r)) => r.narrow(1, g.done, 1).squeeze_dim(1).to_kind(Kind::Double),
+                    None => Tensor::ones([b], (Kind::Double, dev)),
+                };
+                let picked = lp.gather(1, &bin.unsqueeze(1), false).squeeze_dim(1);
+                lq += (picked.to_kind(Kind::Double) - c.bin_width().ln()) * &real;
                 let off = u_off.narrow(1, k, 1).squeeze_dim(1).to_kind(Kind::Double);
                 xs.push((bin.to_kind(Kind::Double) + off) * c.bin_width() - c.range);
                 g.last = Some(bin);
                 g.done += 1;
             }
-            (Tensor::stack(&xs, 1), lq - n as f64 * c.bin_width().ln())
+            (Tensor::stack(&xs, 1), lq)
         })
     }
 
     /// `n` whole samples (batch, 3N, normalised units, f64) and their log q, from the uniform
-    /// numbers `u_bin`, `u_off` (n, 3N).
-    pub fn sample_from(&self, u_bin: &Tensor, u_off: &Tensor, tau: f64) -> (Tensor, Tensor) {
-        let mut g = self.start();
+    /// numbers `u_bin`, `u_off` (n, 3N); a transferable model's of the molecules of `labels`
+    /// (their pads' coordinates are left as drawn and count for nothing).
+    pub fn sample_from(
+        &self,
+        u_bin: &Tensor,
+        u_off: &Tensor,
+        tau: f64,
+        labels: Option<&Labels>,
+    ) -> (Tensor, Tensor) {
+        let mut g = self.start(labels);
         self.extend(&mut g, u_bin, u_off, tau)
     }
 }

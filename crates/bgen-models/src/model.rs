@@ -124,15 +124,16 @@ impl Model {
     pub fn training_log_prob(&self, x: &Tensor) -> Tensor {
         match self {
             Model::TarFlow(f) => f.log_prob(x, 1.0, None),
-            Model::Arbg(a) => a.log_prob_clipped(x, 1.0),
+            Model::Arbg(a) => a.log_prob_clipped(x, 1.0, None),
         }
     }
 
-    /// The log density of a transferable TarFlow's batch, per sample over its real dimensions.
+    /// The log density of a transferable model's batch, per sample over its real dimensions
+    /// (an ArBG's of the coordinates clipped to [-R, R], as it trains).
     pub fn log_prob_labelled(&self, x: &Tensor, labels: &crate::tarflow::Labels) -> Tensor {
         match self {
             Model::TarFlow(f) => f.log_prob(x, 1.0, Some(labels)),
-            Model::Arbg(_) => panic!("an ArBG is not transferable"),
+            Model::Arbg(a) => a.log_prob_clipped(x, 1.0, Some(labels)),
         }
     }
 
@@ -141,7 +142,7 @@ impl Model {
     pub fn log_prob(&self, x: &Tensor) -> Tensor {
         match self {
             Model::TarFlow(f) => f.log_prob(x, 1.0, None),
-            Model::Arbg(a) => a.log_prob(x, 1.0),
+            Model::Arbg(a) => a.log_prob(x, 1.0, None),
         }
     }
 }

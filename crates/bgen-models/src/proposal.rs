@@ -234,6 +234,7 @@ impl ArbgProposal {
             &self.uniform(b, d, s),
             &self.uniform(b, d, s ^ 0x0FF5_E700),
             self.tau,
+            None,
         );
         let mut x = Vec::<f64>::try_from(ys.view([-1])).expect("f64");
         let jac = self.tokens_to_coords(&mut x, 0..d);
@@ -257,7 +258,7 @@ impl ArbgProposal {
             .view([-1, d as i64])
             .to_kind(Kind::Float)
             .to_device(self.device);
-        let l = tch::no_grad(|| self.model.log_prob(&t, self.tau));
+        let l = tch::no_grad(|| self.model.log_prob(&t, self.tau, None));
         let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
         for (o, v) in out.iter_mut().zip(l) {
             *o = v + jac;
@@ -522,7 +523,7 @@ impl Autoregressive for Pool<ArbgProposal> {
         ArbgParticles {
             parts: row_slices(n, self.workers())
                 .iter()
-                .map(|_| p.model.start())
+                .map(|_| p.model.start(None))
                 .collect(),
             n,
             seed,

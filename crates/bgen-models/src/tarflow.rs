@@ -81,7 +81,7 @@ pub struct Labels {
 
 /// Embeddings of the labels, summed per token.
 #[derive(Debug)]
-struct LabelEmbedding {
+pub(crate) struct LabelEmbedding {
     atom: nn::Embedding,
     residue: nn::Embedding,
     index: nn::Embedding,
@@ -93,7 +93,7 @@ struct LabelEmbedding {
 }
 
 impl LabelEmbedding {
-    fn new(p: nn::Path, c: &Conditioning, width: i64) -> LabelEmbedding {
+    pub(crate) fn new(p: nn::Path, c: &Conditioning, width: i64) -> LabelEmbedding {
         let e = |name: &str, n: i64| nn::embedding(&p / name, n, width, Default::default());
         LabelEmbedding {
             atom: e("atom", c.atom_types),
@@ -124,7 +124,7 @@ impl LabelEmbedding {
     }
 
     /// (batch, tokens, width).
-    fn forward(&self, l: &Labels) -> Tensor {
+    pub(crate) fn forward(&self, l: &Labels) -> Tensor {
         let e = self.atom.forward(&l.atom)
             + self.residue.forward(&l.residue)
             + self.index.forward(&l.index)

@@ -23,6 +23,7 @@ fn model(atoms: i64, bins: i64, seed: i64) -> (nn::VarStore, Arbg) {
             head_dim: 16,
             bins,
             range: 1.5,
+            conditioning: None,
         },
     );
     vs.double();
@@ -58,13 +59,13 @@ fn density_sums_to_one_over_all_bins() {
         }
     }
     let x = Tensor::from_slice(&xs).view([125, 3]);
-    let lq = tch::no_grad(|| m.log_prob(&x, 1.0));
+    let lq = tch::no_grad(|| m.log_prob(&x, 1.0, None));
     // The density is constant on a cell of volume w^3.
     let cell = 3.0 * c.bin_width().ln();
     let total: f64 = f64::try_from((lq + cell).exp().sum(Kind::Double)).unwrap();
     assert!((total - 1.0).abs() < 1e-12, "sum over cells {total}");
     // At a lower temperature too.
-    let lq = tch::no_grad(|| m.log_prob(&x, 0.7));
+    let lq = tch::no_grad(|| m.log_prob(&x, 0.7, None));
     let total: f64 = f64::try_from((lq + cell).exp().sum(Kind::Double)).unwrap();
     assert!(
         (total - 1.0).abs() < 1e-12,
@@ -72,7 +73,7 @@ fn density_sums_to_one_over_all_bins() {
     );
     // Outside the range the density is zero.
     let out = Tensor::from_slice(&[0.1, 1.6, 0.0]).view([1, 3]);
-    let l: f64 = f64::try_from(tch::no_grad(|| m.log_prob(&out, 1.0)).get(0)).unwrap();
+    let l: f64 = f64::try_from(tch::no_grad(|| m.log_prob(&out, 1.0, None)).get(0)).unwrap();
     assert_eq!(l, f64::NEG_INFINITY);
 }
 
@@ -83,8 +84,8 @@ fn sampled_log_q_equals_recomputed_and_blocks_equal_one_pass() {
     let (n, d) = (50, 12);
     let (ub, uo) = (uniform(n, d, 1), uniform(n, d, 2));
     for tau in [1.0, 0.8] {
-        let (x, lq) = m.sample_from(&ub, &uo, tau);
-        let re = tch::no_grad(|| m.log_prob(&x, tau));
+        let (x, lq) = m.sample_from(&ub, &uo, tau, None);
+        let re = tch::no_grad(|| m.log_prob(&x, tau, None));
         let err = f64::try_from((&lq - &re).abs().max()).unwrap();
         assert!(
             err < 1e-9,
@@ -93,8 +94,8 @@ fn sampled_log_q_equals_recomputed_and_blocks_equal_one_pass() {
         assert!(f64::try_from(x.abs().max()).unwrap() <= m.config.range);
     }
     // Generating in blocks 5 + 4 + 3 with a KV cache gives the same samples and the same total.
-    let (x, lq) = m.sample_from(&ub, &uo, 1.0);
-    let mut g = m.start();
+    let (x, lq) = m.sample_from(&ub, &uo, 1.0, None);
+    let mut g = m.start(None);
     let mut parts = Vec::new();
     let mut total = Tensor::zeros([n], (Kind::Double, Device::Cpu));
     for (from, len) in [(0, 5), (5, 4), (9, 3)] {
@@ -113,7 +114,7 @@ fn sampled_log_q_equals_recomputed_and_blocks_equal_one_pass() {
     // Reordering particles half way (resampling) and continuing equals the reordered one-pass
     // samples whose second half uses the reordered random numbers.
     let perm = Tensor::from_slice(&(0..n).map(|k| (k * 7 + 3) % n).collect::<Vec<i64>>());
-    let mut g = m.start();
+    let mut g = m.start(None);
     let (x1, _) = m.extend(&mut g, &ub.narrow(1, 0, 6), &uo.narrow(1, 0, 6), 1.0);
     g = g.rows(&perm);
     let (x2, _) = m.extend(&mut g, &ub.narrow(1, 6, 6), &uo.narrow(1, 6, 6), 1.0);
@@ -132,7 +133,7 @@ fn sampled_log_q_equals_recomputed_and_blocks_equal_one_pass() {
         ],
         1,
     );
-    let (want, _) = m.sample_from(&ub2, &uo2, 1.0);
+    let (want, _) = m.sample_from(&ub2, &uo2, 1.0, None);
     assert!(f64::try_from((&mixed - &want).abs().max()).unwrap() < 1e-12);
 }
 
@@ -142,7 +143,7 @@ fn sampled_bins_follow_the_model() {
     let (_vs, m) = model(1, 3, 3);
     let c = m.config.clone();
     let n = 40_000;
-    let (x, _) = m.sample_from(&uniform(n, 3, 11), &uniform(n, 3, 12), 1.0);
+    let (x, _) = m.sample_from(&uniform(n, 3, 11), &uniform(n, 3, 12), 1.0, None);
     let bins = m.bins_of(&x);
     let code = bins.select(1, 0) * 9 + bins.select(1, 1) * 3 + bins.select(1, 2);
     let counts: Vec<i64> = Vec::try_from(code.bincount::<Tensor>(None, 27)).unwrap();
@@ -151,7 +152,7 @@ fn sampled_bins_follow_the_model() {
         .flat_map(|k| [k / 9, (k / 3) % 3, k % 3])
         .map(|b| (b as f64 + 0.5) * c.bin_width() - c.range)
         .collect();
-    let lq = tch::no_grad(|| m.log_prob(&Tensor::from_slice(&centres).view([27, 3]), 1.0));
+    let lq = tch::no_grad(|| m.log_prob(&Tensor::from_slice(&centres).view([27, 3]), 1.0, None));
     let p: Vec<f64> = Vec::try_from((lq + 3.0 * c.bin_width().ln()).exp()).unwrap();
     let mut chi2 = 0.0;
     for k in 0..27 {
@@ -182,6 +183,7 @@ fn training_lowers_held_out_nll() {
         head_dim: 16,
         bins: 64,
         range: 3.0,
+        conditioning: None,
     };
     let tc = OptimConfig {
         steps: 200,
@@ -206,4 +208,115 @@ fn training_lowers_held_out_nll() {
         after.is_finite() && after < before - 0.5,
         "{before} -> {after}"
     );
+}
+
+/// A transferable ArBG of up to `atoms` atoms, every weight random (in name order).
+fn transferable(atoms: i64, bins: i64, seed: i64) -> (nn::VarStore, Arbg) {
+    use bgen_models::tarflow::Conditioning;
+    tch::manual_seed(seed);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let m = Arbg::new(
+        &vs.root(),
+        ArbgConfig {
+            atoms,
+            width: 32,
+            layers: 2,
+            head_dim: 16,
+            bins,
+            range: 1.5,
+            conditioning: Some(Conditioning {
+                atom_types: 10,
+                residue_types: 5,
+                max_residues: 4,
+                temperature: false,
+            }),
+        },
+    );
+    vs.double();
+    tch::no_grad(|| {
+        let mut vars: Vec<_> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, mut v) in vars {
+            let r = Tensor::randn_like(&v) * 0.5;
+            v.copy_(&r);
+        }
+    });
+    (vs, m)
+}
+
+/// Labels of molecules of `lengths` atoms (of `atoms`), drawn from `seed`; pads are 0.
+fn labels(lengths: &[i64], atoms: i64, seed: i64) -> bgen_models::tarflow::Labels {
+    tch::manual_seed(seed);
+    let b = lengths.len() as i64;
+    let len = Tensor::from_slice(lengths);
+    let real = Tensor::arange(atoms, (Kind::Int64, Device::Cpu))
+        .unsqueeze(0)
+        .lt_tensor(&len.unsqueeze(1));
+    let draw = |hi: i64| Tensor::randint_low(1, hi, [b, atoms], (Kind::Int64, Device::Cpu)) * &real;
+    bgen_models::tarflow::Labels {
+        atom: draw(10),
+        residue: draw(5),
+        index: Tensor::randint(4, [b, atoms], (Kind::Int64, Device::Cpu)) * &real,
+        residues: Tensor::randint_low(1, 5, [b], (Kind::Int64, Device::Cpu)),
+        tokens: len,
+        temperature: Tensor::zeros([b], (Kind::Float, Device::Cpu)),
+    }
+}
+
+/// A transferable ArBG's density sums to one over every bin of each molecule's real
+/// coordinates, whatever its pads hold: 4^6 cells of a molecule of 2 atoms, 4^3 of one of 1 atom
+/// padded to 2.
+#[test]
+fn a_transferable_density_sums_to_one_over_each_molecules_real_bins() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_vs, m) = transferable(2, 4, 3);
+    let w = m.config.bin_width();
+    for (atoms, seed) in [(2i64, 4), (1, 5)] {
+        let real = (3 * atoms) as usize;
+        let cells = 4usize.pow(real as u32);
+        let u = uniforms(6 * cells, 10 + seed as u64);
+        let mut xs = Vec::with_capacity(6 * cells);
+        for k in 0..cells {
+            for a in 0..6 {
+                let bin = (k / 4usize.pow(a as u32)) % 4;
+                // Pads far outside the range: they must count for nothing.
+                xs.push(match a < real {
+                    true => (bin as f64 + u[6 * k + a]) * w - m.config.range,
+                    false => 7.0 + u[6 * k + a],
+                });
+            }
+        }
+        let x = Tensor::from_slice(&xs).view([cells as i64, 6]);
+        let l = labels(&[atoms], 2, seed).repeat(cells as i64);
+        let lq = tch::no_grad(|| m.log_prob(&x, 1.0, Some(&l)));
+        let total = f64::try_from((lq.exp() * w.powi(real as i32)).sum(Kind::Double)).unwrap();
+        assert!((total - 1.0).abs() < 1e-9, "{atoms} atoms: {total}");
+    }
+}
+
+/// Sampled log q equals recomputed log q for molecules of 5, 8 and 3 atoms in one padded batch;
+/// each row's log q does not depend on the others in the batch; and the labels condition it.
+#[test]
+fn a_transferable_arbg_scores_what_it_samples_molecule_by_molecule() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_vs, m) = transferable(8, 16, 6);
+    let l = labels(&[5, 8, 3], 8, 7);
+    let (x, lq) = m.sample_from(&uniform(3, 24, 21), &uniform(3, 24, 22), 0.8, Some(&l));
+    let again = tch::no_grad(|| m.log_prob(&x, 0.8, Some(&l)));
+    let diff = f64::try_from((&again - &lq).abs().max()).unwrap();
+    assert!(diff < 1e-9, "sampled vs recomputed log q: {diff}");
+    for r in 0..3 {
+        let idx = Tensor::from_slice(&[r]);
+        let alone =
+            tch::no_grad(|| m.log_prob(&x.index_select(0, &idx), 0.8, Some(&l.select(&idx))));
+        let d = f64::try_from(alone.get(0) - again.get(r)).unwrap().abs();
+        assert!(d < 1e-9, "row {r}: {d}");
+    }
+    // Every real token's residue moved to the next template (1..4 -> 2..4, 1).
+    let mut other = labels(&[5, 8, 3], 8, 7);
+    let real = other.residue.gt(0).to_kind(Kind::Int64);
+    other.residue = (other.residue.remainder(4) + 1) * real;
+    let changed = tch::no_grad(|| m.log_prob(&x, 0.8, Some(&other)));
+    let d = f64::try_from((changed - &again).abs().min()).unwrap();
+    assert!(d > 1e-6, "the labels change nothing: {d}");
 }

@@ -191,6 +191,7 @@ fn data_parallel_steps_match_one_worker() {
             head_dim: 16,
             bins: 32,
             range: 3.0,
+            conditioning: None,
         }
         .into(),
     ];

@@ -91,6 +91,7 @@ fn arbg_pool_matches_one_copy() {
         head_dim: 16,
         bins: 16,
         range: 3.0,
+        conditioning: None,
     };
     let (norm, models) = copies(cfg);
     let mut props = models.into_iter().map(|m| match m {

@@ -27,6 +27,7 @@ fn random_proposals(na: usize, copies: usize, internal: Option<&Internal>) -> Ve
         head_dim: 16,
         bins: 64,
         range: if internal.is_some() { 5.0 } else { 3.0 },
+        conditioning: None,
     };
     // libtorch's generator is global: tests build their models in turn.
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());

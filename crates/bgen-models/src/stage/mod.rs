@@ -288,6 +288,7 @@ pub fn arbg_preset(name: &str, atoms: i64) -> Result<(ArbgConfig, OptimConfig)> 
             head_dim,
             bins,
             range: 3.0,
+            conditioning: None,
         },
         OptimConfig {
             steps,
