@@ -74,6 +74,15 @@ impl From<ArbgConfig> for ModelConfig {
 }
 
 impl ModelConfig {
+    /// A transferable model's tokens (atoms placed after the first two) and label vocabularies;
+    /// None for one molecule's.
+    pub fn transfer_capacity(&self) -> Option<(i64, &crate::tarflow::Conditioning)> {
+        match self {
+            ModelConfig::TarFlow(c) => c.conditioning.as_ref().map(|k| (c.tokens, k)),
+            ModelConfig::Arbg(c) => c.conditioning.as_ref().map(|k| (c.atoms, k)),
+        }
+    }
+
     /// Coordinates per sample, 3N.
     pub fn dim(&self) -> i64 {
         match self {

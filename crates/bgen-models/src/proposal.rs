@@ -176,6 +176,8 @@ pub struct ArbgProposal {
     pub tau: f64,
     /// Samples per network pass.
     pub batch: usize,
+    /// A transferable model's molecule: its tokens' labels (one row).
+    pub labels: Option<Labels>,
 }
 
 /// Particles of an ArBG being generated (twisted SMC), in contiguous slices of rows: one
@@ -230,11 +232,13 @@ impl ArbgProposal {
         let d = self.dim();
         let b = (n - chunk * self.batch).min(self.batch);
         let s = chunk_seed(seed, chunk);
+        // A transferable model generates the molecule's tokens only (its pads come after).
+        let labels = self.labels.as_ref().map(|l| l.repeat(b as i64));
         let (ys, l) = self.model.sample_from(
             &self.uniform(b, d, s),
             &self.uniform(b, d, s ^ 0x0FF5_E700),
             self.tau,
-            None,
+            labels.as_ref(),
         );
         let mut x = Vec::<f64>::try_from(ys.view([-1])).expect("f64");
         let jac = self.tokens_to_coords(&mut x, 0..d);
@@ -254,11 +258,19 @@ impl ArbgProposal {
                 (y, jac)
             }
         };
-        let t = Tensor::from_slice(&y)
+        let mut t = Tensor::from_slice(&y)
             .view([-1, d as i64])
             .to_kind(Kind::Float)
             .to_device(self.device);
-        let l = tch::no_grad(|| self.model.log_prob(&t, self.tau, None));
+        let rows = t.size()[0];
+        let labels = self.labels.as_ref().map(|l| l.repeat(rows));
+        let full = self.model.config.dim();
+        if labels.is_some() && full > d as i64 {
+            // A transferable model's pads, which count for nothing.
+            let pads = Tensor::zeros([rows, full - d as i64], (Kind::Float, self.device));
+            t = Tensor::cat(&[t, pads], 1);
+        }
+        let l = tch::no_grad(|| self.model.log_prob(&t, self.tau, labels.as_ref()));
         let l: Vec<f64> = Vec::try_from(l.to_kind(Kind::Double)).expect("f64");
         for (o, v) in out.iter_mut().zip(l) {
             *o = v + jac;
@@ -423,6 +435,7 @@ impl Pooled {
                             device,
                             tau,
                             batch,
+                            labels: labels.map(|l| l.to(device)),
                         }),
                         Model::TarFlow(_) => None,
                     })
@@ -523,7 +536,10 @@ impl Autoregressive for Pool<ArbgProposal> {
         ArbgParticles {
             parts: row_slices(n, self.workers())
                 .iter()
-                .map(|_| p.model.start(None))
+                .map(|r| {
+                    let labels = p.labels.as_ref().map(|l| l.repeat(r.len() as i64));
+                    p.model.start(labels.as_ref())
+                })
                 .collect(),
             n,
             seed,

@@ -254,17 +254,21 @@ pub fn padded_labels(sys: &System, z: &ZMatrix, tokens: i64) -> crate::tarflow::
 
 /// Whether molecule `sys` fits the transferable flow `c`: its atoms within the flow's tokens
 /// (N - 2) and its residues within the residue-index table; else a message saying which.
-pub fn check_fits(sys: &System, c: &crate::tarflow::TarFlowConfig) -> Result<(), String> {
-    let tokens = sys.n_atoms() as i64 - 2;
-    if tokens > c.tokens {
+pub fn check_fits(
+    sys: &System,
+    tokens: i64,
+    conditioning: Option<&crate::tarflow::Conditioning>,
+) -> Result<(), String> {
+    let needs = sys.n_atoms() as i64 - 2;
+    if needs > tokens {
         return Err(format!(
             "{} atoms, the model takes at most {}",
             sys.n_atoms(),
-            c.tokens + 2
+            tokens + 2
         ));
     }
     let residues = sys.topology.residues.len() as i64;
-    match &c.conditioning {
+    match conditioning {
         Some(k) if residues > k.max_residues => Err(format!(
             "{residues} residues, the model takes at most {}",
             k.max_residues
@@ -335,9 +339,10 @@ pub fn load_dataset(
         .collect()
 }
 
-/// A molecule's rows for a transferable flow of `tokens` tokens: model features (n, 3 tokens)
-/// padded with zeros, and the labels of each row, whose frame's [`temperature_feature`] is
-/// `temperature`.
+/// A molecule's rows for a transferable model of `tokens` tokens: model features (n, 3 tokens)
+/// padded with zeros (a TarFlow's; an ArBG's, with `binned` its range, binned as
+/// [`Internal::to_binned`] says), and the labels of each row, whose frame's
+/// [`temperature_feature`] is `temperature`.
 ///
 /// [`temperature_feature`]: crate::tarflow::temperature_feature
 pub fn rows(
@@ -346,6 +351,7 @@ pub fn rows(
     frames: &[f64],
     tokens: i64,
     temperature: f64,
+    binned: Option<f64>,
 ) -> crate::Result<(tch::Tensor, crate::tarflow::Labels)> {
     use tch::{Kind, Tensor};
     let n_tok = m.system.n_atoms() as i64 - 2;
@@ -358,7 +364,14 @@ pub fn rows(
     }
     let ic = internal.from_cartesian(frames);
     let mut y = vec![0.0; ic.len()];
-    internal.to_model(&ic, &mut y, None);
+    match binned {
+        Some(range) => {
+            internal.to_binned(&ic, 0..internal.dim(), &mut y, range);
+        }
+        None => {
+            internal.to_model(&ic, &mut y, None);
+        }
+    }
     let d = internal.dim() as i64;
     let n = ic.len() as i64 / d;
     let x = Tensor::from_slice(&y).view([n, d]).to_kind(Kind::Float);

@@ -147,12 +147,12 @@ fn molecules_beyond_the_residue_table_are_refused() {
         }),
         ..bgen_models::stage::preset("tiny", 200).unwrap().0
     };
-    let e = bgen_models::transfer::check_fits(&sys, &c).unwrap_err();
+    let e = bgen_models::transfer::check_fits(&sys, c.tokens, c.conditioning.as_ref()).unwrap_err();
     assert!(e.contains("17 residues, the model takes at most 16"), "{e}");
     c.tokens = 50;
-    let e = bgen_models::transfer::check_fits(&sys, &c).unwrap_err();
+    let e = bgen_models::transfer::check_fits(&sys, c.tokens, c.conditioning.as_ref()).unwrap_err();
     assert!(e.contains("atoms, the model takes at most 52"), "{e}");
     c.tokens = 200;
     c.conditioning.as_mut().unwrap().max_residues = 17;
-    assert!(bgen_models::transfer::check_fits(&sys, &c).is_ok());
+    assert!(bgen_models::transfer::check_fits(&sys, c.tokens, c.conditioning.as_ref()).is_ok());
 }

@@ -403,11 +403,15 @@ pub fn load_transferable(
     }
     let tokens = match &state.model {
         bgen_models::ModelConfig::TarFlow(c) => {
-            bgen_models::transfer::check_fits(&sys, c)
+            bgen_models::transfer::check_fits(&sys, c.tokens, c.conditioning.as_ref())
                 .map_err(|e| format!("{}: {} has {e}", run.display(), sys.name))?;
             c.tokens
         }
-        bgen_models::ModelConfig::Arbg(_) => bail!("{}: not a TarFlow", run.display()),
+        bgen_models::ModelConfig::Arbg(c) => {
+            bgen_models::transfer::check_fits(&sys, c.atoms, c.conditioning.as_ref())
+                .map_err(|e| format!("{}: {} has {e}", run.display(), sys.name))?;
+            c.atoms
+        }
     };
     // Lengths it never trained on are beyond what it learned (a dipeptide model on a
     // tripeptide): refused rather than sampled as if zero-shot meant the same.

@@ -102,6 +102,7 @@ fn arbg_pool_matches_one_copy() {
             device: Device::Cpu,
             tau: 1.0,
             batch: 30,
+            labels: None,
         },
         Model::TarFlow(_) => unreachable!(),
     });

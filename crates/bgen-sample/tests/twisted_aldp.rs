@@ -61,6 +61,7 @@ fn random_proposals(na: usize, copies: usize, internal: Option<&Internal>) -> Ve
             device: Device::Cpu,
             tau: 1.0,
             batch: 64,
+            labels: None,
         })
         .collect()
 }

@@ -116,6 +116,48 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
     fails(o, "merged again since");
     std::fs::write(&path, original).unwrap();
     ok(train("4", &["--resume"]));
+    // The other family: a transferable ArBG trains on the same molecules and samples the one
+    // it never saw (SNIS: its draws and their log q agree, or the weights would not be finite).
+    let log = ok(bgen()
+        .args([
+            "train", "--model", "arbg", "--preset", "tiny", "--bins", "32",
+        ])
+        .args(["--steps", "2", "--checkpoint-secs", "0", "--data"])
+        .arg(dir.join("data"))
+        .arg("--out")
+        .arg(dir.join("run-arbg"))
+        .output()
+        .unwrap());
+    assert!(
+        log.contains("transferable ArBG") && log.contains("3 molecules"),
+        "{log}"
+    );
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run-arbg/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(run["model"], "arbg");
+    ok(bgen()
+        .args([
+            "sample",
+            "--method",
+            "snis",
+            "--n",
+            "16",
+            "--sequence",
+            "GA",
+            "--run",
+        ])
+        .arg(dir.join("run-arbg"))
+        .arg("--out")
+        .arg(dir.join("ga-arbg"))
+        .output()
+        .unwrap());
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ga-arbg/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(s["seen_in_training"], false, "{s}");
+    let ess = s["ess"].as_f64().unwrap();
+    assert!(ess > 0.0 && ess <= 1.0, "{s}");
 }
 
 /// The shipped transferable dipeptide model (`--system dipeptides`): zero-shot on a dipeptide

@@ -59,8 +59,9 @@ pub struct TrainArgs {
     /// Size preset. TarFlow: tiny (smoke tests), small (CPU, 64 wide, 4 blocks x 2 layers, 8000
     /// steps: about 40 min on one core for aldp), aldp (256 wide, 4x4), peptide (384, 6x6),
     /// chignolin (384, 8x8); transferable: dipeptides (CPU, 128 wide, 4x2, 20,000 steps), prose
-    /// (GPU, 1024 wide, 8x3, about SBG's Prose's 285M parameters). ArBG: tiny, small (CPU), base (256 wide x 8 layers), medium
-    /// (512 x 12). Default: small.
+    /// (GPU, 1024 wide, 8x3, about SBG's Prose's 285M parameters). ArBG (one molecule's or,
+    /// on a merged data set, transferable): tiny, small (CPU), base (256 wide x 8 layers),
+    /// medium (512 x 12). Default: small.
     #[arg(long)]
     pub preset: Option<String>,
     /// ArBG: bins per coordinate (overrides the preset's).

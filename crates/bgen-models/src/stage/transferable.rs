@@ -64,13 +64,14 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
         |t, start| adopt(t, start, a, &mols, data_crc),
         |preset| fresh(a, dev, preset, &mols, &parts, rings, data_crc, counts),
     )?;
-    let ModelConfig::TarFlow(c) = &trainer.state.model else {
-        bail!("{}: not a TarFlow", a.out.display());
+    let Some((tokens, conditioning)) = trainer.state.model.transfer_capacity() else {
+        bail!("{}: not a transferable model", a.out.display());
     };
     for m in &mols {
-        crate::transfer::check_fits(&m.system, c).map_err(|e| format!("{}: {e}", m.name))?;
+        crate::transfer::check_fits(&m.system, tokens, Some(conditioning))
+            .map_err(|e| format!("{}: {e}", m.name))?;
     }
-    let rows = labelled_rows(&trainer, &mols, &parts, c.tokens, dev)?;
+    let rows = labelled_rows(&trainer, &mols, &parts, tokens, dev)?;
     bgen_system::say!(
         "transferable {} ({preset_name}): {} molecules, {} training / {} validation frames (NLL on {}), up to {} tokens; {} steps of {}",
         trainer.state.model.describe(),
@@ -78,7 +79,7 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
         counts.0,
         counts.1,
         rows.val.size()[0],
-        c.tokens,
+        tokens,
         trainer.state.train.steps,
         trainer.state.train.batch_size
     );
@@ -92,9 +93,6 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
 
 /// Refuses the options of single-molecule training (they take effect there).
 fn refuse_options(a: &TrainArgs) -> Result<()> {
-    if a.model.is_some_and(|m| m != Family::Tarflow) {
-        bail!("a transferable model is a TarFlow (--model tarflow)");
-    }
     if a.coords.is_some_and(|c| c != Coords::Internal) || a.per_coordinate {
         bail!("a transferable model works in each molecule's internal coordinates, one token per atom");
     }
@@ -107,8 +105,14 @@ fn refuse_options(a: &TrainArgs) -> Result<()> {
             "--system (each molecule's comes with its data)",
             a.system.is_some(),
         ),
-        ("--bins", a.bins.is_some()),
-        ("--range", a.range.is_some()),
+        (
+            "--bins (an ArBG's)",
+            a.bins.is_some() && a.model != Some(Family::Arbg),
+        ),
+        (
+            "--range (an ArBG's)",
+            a.range.is_some() && a.model != Some(Family::Arbg),
+        ),
     ] {
         if given {
             bail!("{k}: not an option of a transferable model");
@@ -309,13 +313,31 @@ fn fresh(
     let ff = setup.data();
     let largest = mols.iter().map(|m| m.system.n_atoms() as i64 - 2).max();
     let tokens = largest.unwrap_or(1) + TRANSFER_HEADROOM;
-    let (mut m, mut tc) = preset(preset_name, tokens)?;
-    m.conditioning = Some(Conditioning {
+    let conditioning = Some(Conditioning {
         atom_types: ff.types.len() as i64 + 1,
         residue_types: ff.templates.len() as i64 + 1,
         max_residues: TRANSFER_MAX_RESIDUES,
         temperature: a.temperature_label,
     });
+    let family = a.model.unwrap_or(Family::Tarflow);
+    let (m, mut tc): (ModelConfig, _) = match family {
+        Family::Tarflow => {
+            let (mut m, tc) = preset(preset_name, tokens)?;
+            m.conditioning = conditioning;
+            (m.into(), tc)
+        }
+        Family::Arbg => {
+            // Tokens of 3 per placed atom, as the TarFlow's; torsions fill the binned range.
+            let (mut m, tc) = super::arbg_preset(preset_name, tokens)?;
+            m.bins = a.bins.unwrap_or(m.bins);
+            m.range = a.range.unwrap_or(super::INTERNAL_ARBG_RANGE);
+            if m.bins < 2 || m.range <= 0.0 {
+                bail!("--bins must be at least 2 and --range positive");
+            }
+            m.conditioning = conditioning;
+            (m.into(), tc)
+        }
+    };
     overrides(&mut tc, a, 0);
     let fit: Vec<(&bgen_system::System, &bgen_system::ZMatrix, &[f64])> = mols
         .iter()
@@ -341,7 +363,7 @@ fn fresh(
         data_crc,
     });
     let info = RunInfo {
-        model: Family::Tarflow,
+        model: family,
         preset: preset_name.to_string(),
         system: "transferable".into(),
         forcefield: setup.name().into(),
@@ -365,16 +387,20 @@ fn labelled_rows(
     dev: tch::Device,
 ) -> Result<Rows> {
     let transfer = trainer.state.transfer.as_ref().expect("a transferable run");
+    let binned = match &trainer.state.model {
+        ModelConfig::Arbg(c) => Some(c.range),
+        ModelConfig::TarFlow(_) => None,
+    };
     let (mut xt, mut lt, mut xv, mut lv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (m, p) in mols.iter().zip(parts) {
         let (internal, _) = transfer.standards.internal(&m.system, &m.zmatrix);
         for (t_k, frames) in &p.train {
             let feature = temperature_feature(*t_k, transfer.temperature_k);
-            let (x, l) = rows(m, &internal, frames, tokens, feature)?;
+            let (x, l) = rows(m, &internal, frames, tokens, feature, binned)?;
             xt.push(x);
             lt.push(l);
         }
-        let (x, l) = rows(m, &internal, &p.val, tokens, 0.0)?;
+        let (x, l) = rows(m, &internal, &p.val, tokens, 0.0, binned)?;
         xv.push(x);
         lv.push(l);
     }
