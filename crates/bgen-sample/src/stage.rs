@@ -726,7 +726,7 @@ fn draw_snis(
 
 /// SMC from the proposal to the target (a TarFlow: it needs grad log q), or resample-move:
 /// the same with one level straight to t = 1 (SNIS's weights) and no independence moves, so
-/// that after the draws only the target is evaluated.
+/// that after the draws only the target is evaluated (any proposal, an ArBG's too).
 fn draw_smc(
     a: &SampleArgs,
     run: &LoadedRun,
@@ -736,9 +736,11 @@ fn draw_smc(
     method: Method,
     summary: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<Drawn> {
-    if matches!(run.model, Pooled::Arbg(_)) {
+    // Resample-move's moves are on the target alone (t = 1), which any proposal allows; SMC's
+    // below t = 1 follow the model's gradient.
+    if method == Method::Smc && matches!(run.model, Pooled::Arbg(_)) {
         bail!(
-            "--method {method} moves along the gradient of a TarFlow's density, which an ArBG (piecewise-constant density) does not have; use snis or twisted"
+            "--method smc moves along the gradient of a TarFlow's density, which an ArBG (piecewise-constant density) does not have; use snis, resample-move or twisted"
         );
     }
     if method == Method::ResampleMove {
