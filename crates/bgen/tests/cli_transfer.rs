@@ -160,7 +160,15 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
     assert!(ess > 0.0 && ess <= 1.0, "{s}");
     // Resample-move needs no gradient of the model (its moves are on the target alone).
     ok(bgen()
-        .args(["sample", "--method", "resample-move", "--n", "8", "--final-rounds", "2"])
+        .args([
+            "sample",
+            "--method",
+            "resample-move",
+            "--n",
+            "8",
+            "--final-rounds",
+            "2",
+        ])
         .args(["--sequence", "GA", "--run"])
         .arg(dir.join("run-arbg"))
         .arg("--out")
