@@ -12,6 +12,17 @@ use tch::{nn, Device, Kind, Tensor};
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn model(atoms: i64, bins: i64, seed: i64) -> (nn::VarStore, Arbg) {
+    built(atoms, bins, None, seed)
+}
+
+/// An ArBG of `atoms` atoms (with `conditioning`, transferable: up to `atoms`) with every
+/// weight random, drawn from `seed`.
+fn built(
+    atoms: i64,
+    bins: i64,
+    conditioning: Option<bgen_models::tarflow::Conditioning>,
+    seed: i64,
+) -> (nn::VarStore, Arbg) {
     tch::manual_seed(seed);
     let mut vs = nn::VarStore::new(Device::Cpu);
     let m = Arbg::new(
@@ -23,7 +34,7 @@ fn model(atoms: i64, bins: i64, seed: i64) -> (nn::VarStore, Arbg) {
             head_dim: 16,
             bins,
             range: 1.5,
-            conditioning: None,
+            conditioning,
         },
     );
     vs.double();
@@ -210,38 +221,15 @@ fn training_lowers_held_out_nll() {
     );
 }
 
-/// A transferable ArBG of up to `atoms` atoms, every weight random (in name order).
+/// A transferable ArBG of up to `atoms` atoms, every weight random.
 fn transferable(atoms: i64, bins: i64, seed: i64) -> (nn::VarStore, Arbg) {
-    use bgen_models::tarflow::Conditioning;
-    tch::manual_seed(seed);
-    let mut vs = nn::VarStore::new(Device::Cpu);
-    let m = Arbg::new(
-        &vs.root(),
-        ArbgConfig {
-            atoms,
-            width: 32,
-            layers: 2,
-            head_dim: 16,
-            bins,
-            range: 1.5,
-            conditioning: Some(Conditioning {
-                atom_types: 10,
-                residue_types: 5,
-                max_residues: 4,
-                temperature: false,
-            }),
-        },
-    );
-    vs.double();
-    tch::no_grad(|| {
-        let mut vars: Vec<_> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        for (_, mut v) in vars {
-            let r = Tensor::randn_like(&v) * 0.5;
-            v.copy_(&r);
-        }
-    });
-    (vs, m)
+    let conditioning = bgen_models::tarflow::Conditioning {
+        atom_types: 10,
+        residue_types: 5,
+        max_residues: 4,
+        temperature: false,
+    };
+    built(atoms, bins, Some(conditioning), seed)
 }
 
 /// Labels of molecules of `lengths` atoms (of `atoms`), drawn from `seed`; pads are 0.
