@@ -221,8 +221,8 @@ impl Arbg {
     }
 
     /// Position, axis and atom embedding of tokens [from, from + n): (n, width); or, for a
-    /// transferable model, of all 3N tokens of each row of `labels` (batch, 3N, width), with
-    /// the rows' real tokens (batch, 3N; 1 real, 0 pad).
+    /// transferable model, of all 3N tokens (`from` 0, `n` 3N) of each row of `labels` (batch,
+    /// 3N, width), with the rows' real tokens (batch, 3N; 1 real, 0 pad).
     fn context(&self, from: i64, n: i64, labels: Option<&Labels>) -> (Tensor, Option<Tensor>) {
         let dev = self.pos.device();
         let t = Tensor::arange_start(from, from + n, (Kind::Int64, dev));
@@ -236,10 +236,7 @@ impl Arbg {
             (None, Some(emb), Some(l)) => {
                 let per_atom = emb.forward(l).to_kind(common.kind());
                 let per_token = per_atom.repeat_interleave_self_int(3, 1, None);
-                let real = t
-                    .unsqueeze(0)
-                    .lt_tensor(&(l.tokens.unsqueeze(1) * 3))
-                    .to_kind(common.kind());
+                let real = self.real(l).to_kind(common.kind());
                 (
                     common.unsqueeze(0) + per_token * real.unsqueeze(2),
                     Some(real),

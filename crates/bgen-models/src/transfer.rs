@@ -252,8 +252,9 @@ pub fn padded_labels(sys: &System, z: &ZMatrix, tokens: i64) -> crate::tarflow::
     }
 }
 
-/// Whether molecule `sys` fits the transferable flow `c`: its atoms within the flow's tokens
-/// (N - 2) and its residues within the residue-index table; else a message saying which.
+/// Whether molecule `sys` fits a transferable model of `tokens` tokens and label vocabularies
+/// `conditioning`: its atoms within the tokens (N - 2) and its residues within the
+/// residue-index table; else a message saying which.
 pub fn check_fits(
     sys: &System,
     tokens: i64,

@@ -401,18 +401,14 @@ pub fn load_transferable(
             sys.params.setup.name()
         );
     }
-    let tokens = match &state.model {
-        bgen_models::ModelConfig::TarFlow(c) => {
-            bgen_models::transfer::check_fits(&sys, c.tokens, c.conditioning.as_ref())
-                .map_err(|e| format!("{}: {} has {e}", run.display(), sys.name))?;
-            c.tokens
-        }
-        bgen_models::ModelConfig::Arbg(c) => {
-            bgen_models::transfer::check_fits(&sys, c.atoms, c.conditioning.as_ref())
-                .map_err(|e| format!("{}: {} has {e}", run.display(), sys.name))?;
-            c.atoms
-        }
+    let Some((tokens, conditioning)) = state.model.transfer_capacity() else {
+        bail!(
+            "{}: a transferable record but no labels in its model",
+            run.display()
+        );
     };
+    bgen_models::transfer::check_fits(&sys, tokens, Some(conditioning))
+        .map_err(|e| format!("{}: {} has {e}", run.display(), sys.name))?;
     // Lengths it never trained on are beyond what it learned (a dipeptide model on a
     // tripeptide): refused rather than sampled as if zero-shot meant the same.
     use bgen_system::peptide::{identity, identity_length};

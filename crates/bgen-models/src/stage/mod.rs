@@ -269,10 +269,32 @@ pub fn preset(name: &str, tokens: i64) -> Result<(TarFlowConfig, OptimConfig)> {
     ))
 }
 
-/// (model, training) configuration of an ArBG preset for `atoms` atoms.
+/// An ArBG of `preset` for `atoms` atoms (tokens of 3) with `--bins` and `--range` applied; in
+/// internal coordinates the range defaults to [`INTERNAL_ARBG_RANGE`]: bonds and angles in std
+/// units, +-5 std holding all but ~1e-6 of each (a torsion fills the range whatever it is).
+fn arbg_sized(
+    a: &TrainArgs,
+    preset: &str,
+    atoms: i64,
+    internal: bool,
+) -> Result<(ArbgConfig, OptimConfig)> {
+    let (mut m, tc) = arbg_preset(preset, atoms)?;
+    m.bins = a.bins.unwrap_or(m.bins);
+    m.range = a.range.unwrap_or(if internal {
+        INTERNAL_ARBG_RANGE
+    } else {
+        m.range
+    });
+    if m.bins < 2 || m.range <= 0.0 {
+        bail!("--bins must be at least 2 and --range positive");
+    }
+    Ok((m, tc))
+}
+
 /// Half-width (std units) of an ArBG's bins over standardised bonds and angles.
 pub const INTERNAL_ARBG_RANGE: f64 = 5.0;
 
+/// (model, training) configuration of an ArBG preset for `atoms` atoms.
 pub fn arbg_preset(name: &str, atoms: i64) -> Result<(ArbgConfig, OptimConfig)> {
     let (width, layers, head_dim, bins, steps, batch, lr) = match name {
         "tiny" => (32, 1, 16, 256, 200, 64, 1e-3),

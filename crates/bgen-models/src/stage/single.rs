@@ -2,8 +2,7 @@
 //! preset in Cartesian or internal coordinates, and the run's record.
 
 use super::{
-    arbg_preset, data_system, overrides, prepare_trainer, preset, Job, Rows, RunInfo, TrainArgs,
-    INTERNAL_ARBG_RANGE,
+    arbg_sized, data_system, overrides, prepare_trainer, preset, Job, Rows, RunInfo, TrainArgs,
 };
 use crate::data::Normalizer;
 use crate::internal::Internal;
@@ -190,19 +189,10 @@ fn model_of(
             (m.into(), tc)
         }
         Family::Arbg => {
-            let (mut m, tc) = arbg_preset(preset_name, n)?;
-            m.bins = a.bins.unwrap_or(m.bins);
-            m.range = a.range.unwrap_or(m.range);
-            if m.bins < 2 || m.range <= 0.0 {
-                bail!("--bins must be at least 2 and --range positive");
-            }
-            if internal {
-                // Tokens of 3: (b1, b2, theta2), then (b, theta, phi) per atom from the fourth.
-                m.atoms = n - 2;
-                // Bonds and angles in std units: +-5 std holds all but ~1e-6 of each (a torsion
-                // fills the range whatever it is).
-                m.range = a.range.unwrap_or(INTERNAL_ARBG_RANGE);
-            }
+            // Internal: tokens of 3, (b1, b2, theta2), then (b, theta, phi) per atom from the
+            // fourth.
+            let atoms = if internal { n - 2 } else { n };
+            let (m, tc) = arbg_sized(a, preset_name, atoms, internal)?;
             (m.into(), tc)
         }
     })

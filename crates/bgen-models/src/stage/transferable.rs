@@ -327,13 +327,8 @@ fn fresh(
             (m.into(), tc)
         }
         Family::Arbg => {
-            // Tokens of 3 per placed atom, as the TarFlow's; torsions fill the binned range.
-            let (mut m, tc) = super::arbg_preset(preset_name, tokens)?;
-            m.bins = a.bins.unwrap_or(m.bins);
-            m.range = a.range.unwrap_or(super::INTERNAL_ARBG_RANGE);
-            if m.bins < 2 || m.range <= 0.0 {
-                bail!("--bins must be at least 2 and --range positive");
-            }
+            // Tokens of 3 per placed atom, as the TarFlow's.
+            let (mut m, tc) = super::arbg_sized(a, preset_name, tokens, true)?;
             m.conditioning = conditioning;
             (m.into(), tc)
         }
