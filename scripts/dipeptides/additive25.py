@@ -15,27 +15,9 @@ import sys
 
 import numpy as np
 
-from m25 import here, load, names
+from m25 import here, load, names, shares
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
-
-
-def dihedral(x, i, j, k, l):
-    b0, b1, b2 = x[:, i] - x[:, j], x[:, k] - x[:, j], x[:, l] - x[:, k]
-    b1 = b1 / np.linalg.norm(b1, axis=1, keepdims=True)
-    v = b0 - (b0 * b1).sum(1, keepdims=True) * b1
-    w = b2 - (b2 * b1).sum(1, keepdims=True) * b1
-    return np.degrees(np.arctan2((np.cross(b1, v) * w).sum(1), (v * w).sum(1)))
-
-
-def shares(x, pdb):
-    """(alphaR, alphaL) of frames x (n, atoms, 3) of the zwitterionic dipeptide `pdb`."""
-    atoms = [(l[12:16].strip(), int(l[22:26])) for l in open(pdb) if l.startswith(("ATOM", "HETATM"))]
-    at = lambda n, r: atoms.index((n, r))
-    psi1 = dihedral(x.reshape(len(x), len(atoms), 3), at("N", 1), at("CA", 1), at("C", 1), at("N", 2))
-    phi2 = dihedral(x.reshape(len(x), len(atoms), 3), at("C", 1), at("N", 2), at("CA", 2), at("C", 2))
-    left = phi2 >= 0
-    return float(((~left) & (psi1 >= -150) & (psi1 < 50)).mean()), float(left.mean())
 
 
 def features(seq):

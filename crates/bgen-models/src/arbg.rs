@@ -18,6 +18,7 @@
 //! real token, and log q sums over real tokens only.
 
 use crate::attention::{attend, KvCache};
+use crate::matmul::linear;
 use crate::tarflow::{Conditioning, LabelEmbedding, Labels};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
@@ -94,18 +95,18 @@ impl Layer {
     /// h: (batch, t, width), causal over the t tokens; or, with a cache, one new token
     /// (batch, 1, width) attending to the cached ones and itself.
     fn forward(&self, h: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
-        let qkv = self.qkv.forward(&rms_norm(h, &self.norm1));
+        let qkv = linear(&self.qkv, &rms_norm(h, &self.norm1));
         let o = match cache {
             Some(c) => c.step(&qkv, self.heads),
             None => attend(&qkv, self.heads),
         };
-        let h = h + self.out.forward(&o);
-        let gu = self.gate_up.forward(&rms_norm(&h, &self.norm2));
+        let h = h + linear(&self.out, &o);
+        let gu = linear(&self.gate_up, &rms_norm(&h, &self.norm2));
         let (g, u) = (
             gu.narrow(2, 0, self.hidden),
             gu.narrow(2, self.hidden, self.hidden),
         );
-        h + self.down.forward(&(g.silu() * u))
+        h + linear(&self.down, &(g.silu() * u))
     }
 }
 
@@ -221,8 +222,9 @@ impl Arbg {
     }
 
     /// Position, axis and atom embedding of tokens [from, from + n): (n, width); or, for a
-    /// transferable model, of all 3N tokens (`from` 0, `n` 3N) of each row of `labels` (batch,
-    /// 3N, width), with the rows' real tokens (batch, 3N; 1 real, 0 pad).
+    /// transferable model, of the first n tokens (`from` 0, `n` 3 x the atoms of `labels`) of
+    /// each row of `labels` (batch, n, width), with the rows' real tokens (batch, n; 1 real, 0
+    /// pad).
     fn context(&self, from: i64, n: i64, labels: Option<&Labels>) -> (Tensor, Option<Tensor>) {
         let dev = self.pos.device();
         let t = Tensor::arange_start(from, from + n, (Kind::Int64, dev));
@@ -236,7 +238,7 @@ impl Arbg {
             (None, Some(emb), Some(l)) => {
                 let per_atom = emb.forward(l).to_kind(common.kind());
                 let per_token = per_atom.repeat_interleave_self_int(3, 1, None);
-                let real = self.real(l).to_kind(common.kind());
+                let real = self.real(l, n).to_kind(common.kind());
                 (
                     common.unsqueeze(0) + per_token * real.unsqueeze(2),
                     Some(real),
@@ -256,8 +258,8 @@ impl Arbg {
             .to_kind(Kind::Int64)
     }
 
-    /// Teacher-forced logits (batch, 3N, L) of target bins (batch, 3N); a transferable
-    /// model's tokens are `labels` (one row per sample).
+    /// Teacher-forced logits (batch, d, L) of target bins (batch, d): d is 3N, or for a
+    /// transferable model 3 x the atoms of `labels` (one row per sample).
     pub fn logits(&self, bins: &Tensor, labels: Option<&Labels>) -> Tensor {
         let (b, d) = bins.size2().expect("(batch, tokens)");
         let start = Tensor::full([b, 1], self.config.bins, (Kind::Int64, bins.device()));
@@ -266,7 +268,7 @@ impl Arbg {
         for l in &self.layers {
             h = l.forward(&h, None);
         }
-        self.head.forward(&rms_norm(&h, &self.norm))
+        linear(&self.head, &rms_norm(&h, &self.norm))
     }
 
     /// log q(x) (batch) of normalised coordinates x (batch, 3N) at temperature `tau`; -inf
@@ -274,22 +276,40 @@ impl Arbg {
     pub fn log_prob(&self, x: &Tensor, tau: f64, labels: Option<&Labels>) -> Tensor {
         let mut far = x.abs().gt(self.config.range);
         if let Some(l) = labels {
-            far = far.logical_and(&self.real(l));
+            far = far.logical_and(&self.real(l, self.config.dim()));
         }
         let outside = far.any_dims([1].as_slice(), false);
         self.log_prob_clipped(x, tau, labels)
             .masked_fill(&outside, f64::NEG_INFINITY)
     }
 
-    /// The real coordinates (batch, 3N, bool) of the molecules of `labels`.
-    fn real(&self, l: &Labels) -> Tensor {
-        let t = Tensor::arange(self.config.dim(), (Kind::Int64, l.tokens.device()));
+    /// Which of the first `d` coordinates (batch, d, bool) are real in the molecules of `labels`.
+    fn real(&self, l: &Labels, d: i64) -> Tensor {
+        let t = Tensor::arange(d, (Kind::Int64, l.tokens.device()));
         t.unsqueeze(0).lt_tensor(&(l.tokens.unsqueeze(1) * 3))
+    }
+
+    /// A transferable batch x (batch, 3N) cut to its longest molecule's coordinates, with the
+    /// labels of its atoms. Pads are last and attention is causal, so no real coordinate's
+    /// logits see them: cutting them first saves their work (in a batch of mixed sizes, or
+    /// one molecule smaller than the model's capacity, much of it).
+    fn trim(&self, x: &Tensor, l: &Labels) -> (Tensor, Labels) {
+        let n = self.config.atoms;
+        let t = i64::try_from(l.tokens.max()).unwrap_or(n).clamp(1, n);
+        (x.narrow(1, 0, 3 * t), l.first_tokens(t))
     }
 
     /// log q of x clipped to [-R, R] (the training objective: every coordinate counts); a
     /// transferable model's over each molecule's real coordinates.
     pub fn log_prob_clipped(&self, x: &Tensor, tau: f64, labels: Option<&Labels>) -> Tensor {
+        let (x, labels) = match labels {
+            Some(l) => {
+                let (x, l) = self.trim(x, l);
+                (x, Some(l))
+            }
+            None => (x.shallow_clone(), None),
+        };
+        let (x, labels) = (&x, labels.as_ref());
         let bins = self.bins_of(x);
         let logits = self.logits(&bins, labels);
         let logits = if tau == 1.0 { logits } else { logits / tau };
@@ -299,7 +319,7 @@ impl Arbg {
             .squeeze_dim(2);
         let dims = match labels {
             Some(l) => {
-                lp *= self.real(l).to_kind(lp.kind());
+                lp *= self.real(l, x.size()[1]).to_kind(lp.kind());
                 l.tokens.to_kind(x.kind()) * 3
             }
             None => Tensor::full(
@@ -345,7 +365,7 @@ impl Arbg {
         for (l, c) in self.layers.iter().zip(g.caches.iter_mut()) {
             h = l.forward(&h, Some(c));
         }
-        self.head.forward(&rms_norm(&h, &self.norm)).squeeze_dim(1)
+        linear(&self.head, &rms_norm(&h, &self.norm)).squeeze_dim(1)
     }
 
     /// Generates the next `n` tokens of every sample of `g` (no gradient): `u_bin`, `u_off`

@@ -98,9 +98,10 @@ pub struct TrainArgs {
     /// it beyond round-off). Default: all cores.
     #[arg(long, default_value_t = bgen_system::options::cores(), hide_default_value = true, value_parser = count::<usize>, allow_hyphen_values = true)]
     pub threads: usize,
-    /// Matrix products of a TarFlow's training steps: auto (bf16 on a CPU with native bfloat16,
-    /// AVX512-BF16: 1.5x faster steps for the dipeptides preset, the same validation
-    /// NLL; else f32), f32 or bf16. Validation and sampling stay f32. A resumed run keeps its own.
+    /// Matrix products of a training step: auto (bf16 on a CPU with native bfloat16,
+    /// AVX512-BF16: 1.5x faster steps for the dipeptides TarFlow, 1.08x for the small ArBG, the
+    /// same validation NLL; else f32), f32 or bf16. Validation and sampling stay f32. A resumed
+    /// run keeps its own.
     #[arg(long, value_enum)]
     pub matmul: Option<Matmul>,
     /// Continue the run in --out from its last checkpoint.
