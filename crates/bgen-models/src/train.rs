@@ -117,6 +117,10 @@ pub struct Transfer {
     /// molecule's MD, or a run from before the check).
     #[serde(default)]
     pub data_crc: Option<u32>,
+    /// Raised replica-exchange rungs each molecule trains on beside the target temperature's
+    /// (`--raised-rungs`), kept by a resume (none: a run from before they were recorded).
+    #[serde(default)]
+    pub raised_rungs: Option<usize>,
 }
 
 impl State {

@@ -8,7 +8,7 @@ use super::{
     Start, TrainArgs,
 };
 use crate::tarflow::{temperature_feature, Conditioning, Labels};
-use crate::train::Trainer;
+use crate::train::{State, Trainer};
 use crate::transfer::{load_dataset, rows, Molecule, Standards};
 use crate::{Coords, Family, ModelConfig, Result};
 use bgen_system::bail;
@@ -39,9 +39,15 @@ struct Split {
 /// The trainer and labelled rows of a transferable run on `a.data`.
 pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
     refuse_options(a)?;
-    refuse_new_label(a)?;
-    let rings = ring_closure(a)?;
-    let (mols, data_crc) = molecules(a, rings)?;
+    let earlier = earlier_state(a)?;
+    refuse_new_label(a, earlier.as_ref())?;
+    // Rings close as the model was trained to close them (a new one's from both neighbours).
+    let rings = earlier
+        .as_ref()
+        .and_then(|s| s.transfer.as_ref())
+        .map_or(TRANSFER_RING_CLOSURE, |t| t.ring_closure);
+    let raised = raised_rungs(a, earlier.as_ref())?;
+    let (mols, data_crc) = molecules(a, rings, raised)?;
     bgen_system::outdir::refuse_same(&a.data, &a.out, "training data")?;
     let lock = bgen_system::outdir::lock_dir(&a.out)?;
     let parts: Vec<Split> = mols.iter().map(split).collect();
@@ -121,17 +127,28 @@ fn refuse_options(a: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// A resumed run keeps its conditioning: `--temperature-label` is refused for a run started
-/// without it (read before the data).
-fn refuse_new_label(a: &TrainArgs) -> Result<()> {
-    if !(a.resume && a.temperature_label) {
-        return Ok(());
-    }
-    let labelled = match Trainer::load_state(&a.out)?.model {
-        ModelConfig::TarFlow(c) => c.conditioning.is_some_and(|k| k.temperature),
-        ModelConfig::Arbg(_) => false,
+/// The state of the run a training run continues, read once before the data: the resumed run's
+/// or the fine-tuned model's (none for a new model).
+fn earlier_state(a: &TrainArgs) -> Result<Option<State>> {
+    let dir = match (a.resume, &a.init) {
+        (true, _) => a.out.clone(),
+        (false, Some(init)) => init_dir(init),
+        (false, None) => return Ok(None),
     };
-    if !labelled {
+    Ok(Some(Trainer::load_state(&dir)?))
+}
+
+/// A resumed run keeps its conditioning: `--temperature-label` is refused for a run started
+/// without it.
+fn refuse_new_label(a: &TrainArgs, earlier: Option<&State>) -> Result<()> {
+    let Some(state) = earlier.filter(|_| a.resume && a.temperature_label) else {
+        return Ok(());
+    };
+    let conditioning = match &state.model {
+        ModelConfig::TarFlow(c) => c.conditioning.as_ref(),
+        ModelConfig::Arbg(c) => c.conditioning.as_ref(),
+    };
+    if !conditioning.is_some_and(|k| k.temperature) {
         bail!(
             "--temperature-label: {} was started without it; start a new run (--init {} adds it)",
             a.out.display(),
@@ -141,20 +158,24 @@ fn refuse_new_label(a: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// How each molecule's Z-matrix closes its rings: as the model does, a new one from both
-/// neighbours, a resumed or fine-tuned one as it was trained (read before the data).
-fn ring_closure(a: &TrainArgs) -> Result<bgen_system::RingClosure> {
-    let earlier = match (a.resume, &a.init) {
-        (true, _) => Some(a.out.clone()),
-        (false, Some(init)) => Some(init_dir(init)),
-        (false, None) => None,
-    };
-    Ok(match earlier {
-        Some(d) => Trainer::load_state(&d)?
-            .transfer
-            .map_or(TRANSFER_RING_CLOSURE, |t| t.ring_closure),
-        None => TRANSFER_RING_CLOSURE,
-    })
+/// The raised rungs each molecule trains on: a resumed run's own (`--raised-rungs` may be left
+/// out, and another count is refused; a run from before they were recorded takes the option),
+/// else the option's.
+fn raised_rungs(a: &TrainArgs, earlier: Option<&State>) -> Result<usize> {
+    let saved = earlier
+        .filter(|_| a.resume)
+        .and_then(|s| s.transfer.as_ref())
+        .and_then(|t| t.raised_rungs);
+    match saved {
+        Some(r) if a.raised_rungs != 0 && a.raised_rungs != r => bail!(
+            "{}: --resume with other settings than the run's: --raised-rungs {} (the run has \
+             {r}); drop it or train into another --out",
+            a.out.display(),
+            a.raised_rungs
+        ),
+        Some(r) => Ok(r),
+        None => Ok(a.raised_rungs),
+    }
 }
 
 /// The training molecules of `a.data` (a merged data set, or one molecule's MD run), with the
@@ -162,15 +183,16 @@ fn ring_closure(a: &TrainArgs) -> Result<bgen_system::RingClosure> {
 fn molecules(
     a: &TrainArgs,
     rings: bgen_system::RingClosure,
+    raised: usize,
 ) -> Result<(Vec<Molecule>, Option<u32>)> {
     let (mols, crc) = match merged_dataset(&a.data) {
         Some(file) => {
             let bytes = std::fs::read(&file).with_context(|| file.display().to_string())?;
             let crc = bgen_system::manifest::crc32(&bytes);
-            let mols = load_dataset(&file, false, rings, a.raised_rungs)?;
+            let mols = load_dataset(&file, false, rings, raised)?;
             (mols, Some(crc))
         }
-        None => (vec![one_molecule(&a.data, rings, a.raised_rungs)?], None),
+        None => (vec![one_molecule(&a.data, rings, raised)?], None),
     };
     if mols.is_empty() {
         bail!("{}: no training molecules", a.data.display());
@@ -242,6 +264,7 @@ fn adopt(
         }
     }
     transfer.data_crc = data_crc;
+    transfer.raised_rungs = Some(a.raised_rungs);
     Ok(())
 }
 
@@ -356,6 +379,7 @@ fn fresh(
         trained_on: mols.iter().map(|m| identity(&m.system.topology)).collect(),
         ring_closure: rings,
         data_crc,
+        raised_rungs: Some(a.raised_rungs),
     });
     let info = RunInfo {
         model: family,
@@ -456,4 +480,87 @@ fn one_molecule(
         frames,
         raised,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arbg::ArbgConfig;
+    use crate::data::Normalizer;
+    use crate::train::{OptimConfig, Transfer};
+
+    /// The state of a tiny transferable ArBG, with or without the temperature label, trained
+    /// on `raised` raised rungs.
+    fn arbg_state(temperature: bool, raised: Option<usize>) -> State {
+        let conditioning = Conditioning {
+            atom_types: 4,
+            residue_types: 3,
+            max_residues: 4,
+            temperature,
+        };
+        let config = ArbgConfig {
+            atoms: 4,
+            width: 16,
+            layers: 1,
+            head_dim: 8,
+            bins: 8,
+            range: 3.0,
+            conditioning: Some(conditioning),
+        };
+        let norm = Normalizer {
+            n_atoms: 6,
+            std: 1.0,
+        };
+        let mut t = Trainer::new(config, OptimConfig::default(), norm, tch::Device::Cpu);
+        t.state.transfer = Some(Transfer {
+            standards: Standards::default(),
+            forcefield: "amber14-obc1".into(),
+            temperature_k: 310.0,
+            trained_on: Vec::new(),
+            ring_closure: TRANSFER_RING_CLOSURE,
+            data_crc: None,
+            raised_rungs: raised,
+        });
+        t.state
+    }
+
+    /// A labelled ArBG resumes with `--temperature-label` (it was refused as unlabelled), an
+    /// unlabelled one does not.
+    #[test]
+    fn a_resumed_arbg_keeps_its_temperature_label() {
+        let a = TrainArgs {
+            resume: true,
+            temperature_label: true,
+            ..Default::default()
+        };
+        assert!(refuse_new_label(&a, Some(&arbg_state(true, None))).is_ok());
+        let err = refuse_new_label(&a, Some(&arbg_state(false, None))).unwrap_err();
+        assert!(err.to_string().contains("was started without it"), "{err}");
+    }
+
+    /// A resume trains on the run's raised rungs when not told them, refuses another count, and
+    /// takes the option for a run from before they were recorded; a new run takes the option.
+    #[test]
+    fn a_resume_keeps_the_runs_raised_rungs() {
+        let resume = |r: usize| TrainArgs {
+            resume: true,
+            raised_rungs: r,
+            ..Default::default()
+        };
+        let recorded = arbg_state(true, Some(3));
+        assert_eq!(raised_rungs(&resume(0), Some(&recorded)).unwrap(), 3);
+        assert_eq!(raised_rungs(&resume(3), Some(&recorded)).unwrap(), 3);
+        let err = raised_rungs(&resume(1), Some(&recorded)).unwrap_err();
+        assert!(
+            err.to_string().contains("--raised-rungs 1 (the run has 3)"),
+            "{err}"
+        );
+        let older = arbg_state(true, None);
+        assert_eq!(raised_rungs(&resume(2), Some(&older)).unwrap(), 2);
+        let fresh = TrainArgs {
+            raised_rungs: 2,
+            ..Default::default()
+        };
+        assert_eq!(raised_rungs(&fresh, Some(&recorded)).unwrap(), 2);
+    }
 }
