@@ -554,6 +554,39 @@ impl MdRun {
         Ok(())
     }
 
+    /// Lengthens the run to `ns` per replica, more than it was set to: it continues from its
+    /// last state as if it had been started this long, and a finished run's frames become its
+    /// first chunk, kept bit for bit. A kill at any point leaves the run finished at its old
+    /// length (lengthen it again) or open at the new one (resume it).
+    pub fn lengthen(&mut self, ns: f64) -> Result<()> {
+        let old = self.settings.ns_per_replica;
+        if ns.is_nan() || ns <= old {
+            return Err(file_err(
+                &self.dir.join("run.json"),
+                format!("runs {old} ns per replica; it can only be lengthened, not to {ns} ns"),
+            ));
+        }
+        if self.complete {
+            let frames = Frames::read(&self.dir, "")?;
+            self.clear_chunks_from(0)?;
+            frames.write(&self.chunk_dir(), "00000.")?;
+            self.chunks = 1;
+            self.complete = false;
+            self.write_checkpoint()?;
+        }
+        self.settings.ns_per_replica = ns;
+        self.settings.validate()?;
+        self.write_run_file()?;
+        // The old length's merged files, now the first chunk (the end writes them anew).
+        for name in ["energies", "kinetic", "replica", "time_ps", "frames"] {
+            let f = self.dir.join(format!("{name}.npy"));
+            if f.exists() {
+                std::fs::remove_file(&f).map_err(io_err(&f))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether all frames have been saved and merged.
     pub fn is_complete(&self) -> bool {
         self.complete

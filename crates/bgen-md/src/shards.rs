@@ -126,9 +126,14 @@ pub fn run(a: &MdArgs) -> Result<MdResult> {
             &std::fs::read_to_string(&record_path).context(record_path.display())?,
         )
         .with_context(|| format!("{}: corrupt", record_path.display()))?;
-        if old != record {
+        // Some of its shards alone may run again (to lengthen them, say).
+        let part = old.forcefield == record.forcefield
+            && old.temperature_k == record.temperature_k
+            && record.shards.iter().all(|s| old.shards.contains(s));
+        if !part {
             bail!(
-                "{}: records other shards or settings ({} shards, {} at {} K); use another --out",
+                "{}: records other shards or settings ({} shards, {} at {} K); name some of \
+                 its shards, or use another --out",
                 record_path.display(),
                 old.shards.len(),
                 old.forcefield,
@@ -242,13 +247,15 @@ fn run_jobs<T: Send>(
 fn run_shard(a: &MdArgs, s: &Shard, setup: Setup, temperature: f64) -> Result<(String, usize)> {
     let dir = a.out.join("shards").join(&s.name);
     let mut run = if dir.join("run.json").exists() {
-        let run = MdRun::resume(&dir)?;
-        // Options given now must be those the shard was made with: else its data would be
-        // skipped as finished, or finished with another recipe, without a word.
-        let changed = a.apply(&mut run.settings.clone());
+        let mut run = MdRun::resume(&dir)?;
+        // Options given now must be those the shard was made with (else its data would be
+        // skipped as finished, or finished with another recipe, without a word), or a longer
+        // --ns alone, which lengthens it.
+        let changed = crate::stage::reopen(a, &mut run)?;
         if !changed.is_empty() {
             bail!(
-                "{}: made with other {} than given now; drop them to resume it, or use another --out",
+                "{}: made with other {} than given now; drop them to resume it (a longer --ns \
+                 alone lengthens it), or use another --out",
                 dir.display(),
                 changed.join(", ")
             );

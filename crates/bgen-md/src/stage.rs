@@ -24,7 +24,8 @@ use std::time::Duration;
 pub struct MdArgs {
     #[command(flatten)]
     pub sys: SystemArgs,
-    /// Production length of each replica, ns.
+    /// Production length of each replica, ns. Given longer with --resume (or to a many-peptide
+    /// run's command again), it lengthens the run: as if made that long from the start.
     #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub ns: Option<f64>,
     /// Independent replicas, run in parallel (use at least as many as cores). With
@@ -270,6 +271,19 @@ pub fn parse_ladder(text: &str) -> std::result::Result<Ladder, String> {
     }
 }
 
+/// Continues `run` with the options of `a`: the same as the run's, or a longer `--ns` alone,
+/// which lengthens it ([`MdRun::lengthen`]). Returns the options that differ otherwise (the
+/// run is left as it was).
+pub(crate) fn reopen(a: &MdArgs, run: &mut MdRun) -> Result<Vec<&'static str>> {
+    let mut s = run.settings.clone();
+    let changed = a.apply(&mut s);
+    if changed == ["--ns"] && s.ns_per_replica > run.settings.ns_per_replica {
+        run.lengthen(s.ns_per_replica)?;
+        return Ok(Vec::new());
+    }
+    Ok(changed)
+}
+
 fn open_run(a: &MdArgs) -> Result<MdRun> {
     let run_json = a.out.join("run.json");
     if a.resume {
@@ -283,12 +297,12 @@ fn open_run(a: &MdArgs) -> Result<MdRun> {
         if !run_json.exists() {
             bail!("{}: no run to resume (run.json missing)", a.out.display());
         }
-        let run = MdRun::resume(&a.out)?;
-        let mut s = run.settings.clone();
-        let changed = a.apply(&mut s);
+        let mut run = MdRun::resume(&a.out)?;
+        let changed = reopen(a, &mut run)?;
         if !changed.is_empty() {
             bail!(
-                "{}: {} differ from the run being resumed; drop them or start a new run",
+                "{}: {} differ from the run being resumed; drop them or start a new run \
+                 (a longer --ns alone lengthens it)",
                 run_json.display(),
                 changed.join(", ")
             );

@@ -370,3 +370,44 @@ fn bad_ladders_are_refused() {
         assert!(err.contains(want), "{want}: {err}");
     }
 }
+
+/// A finished replica-exchange run lengthened to twice its ns ends with the frames of a run
+/// made that long from the start, bit for bit, and its exchange summary; so does one stopped
+/// after its first checkpoint at the new length and resumed. Shortening is refused.
+#[test]
+fn a_finished_run_lengthens_as_if_made_that_long() {
+    let mut long = ladder_settings();
+    long.ns_per_replica = 0.02;
+    let a = tmp("lengthen-full");
+    let mut run = MdRun::create(&a, long.clone(), aldp()).unwrap();
+    run.run(Duration::from_secs(3600), None, |_| {}).unwrap();
+    let want = dataset::load(&a).unwrap();
+    assert_eq!(want.len(), 3 * 40);
+    let summary = run.exchange_summary();
+    drop(run);
+    for stop in [None, Some(1)] {
+        let dir = tmp(&format!("lengthen-{stop:?}"));
+        let mut run = MdRun::create(&dir, ladder_settings(), aldp()).unwrap();
+        run.run(Duration::from_secs(3600), None, |_| {}).unwrap();
+        assert_eq!(dataset::load(&dir).unwrap().len(), 3 * 20);
+        drop(run);
+        let mut run = MdRun::resume(&dir).unwrap();
+        let err = run.lengthen(0.005).unwrap_err().to_string();
+        assert!(err.contains("only be lengthened"), "{err}");
+        run.lengthen(0.02).unwrap();
+        assert!(!run.is_complete());
+        assert!(!dir.join("frames.npy").exists(), "the old length's files");
+        run.run(Duration::ZERO, stop, |_| {}).unwrap();
+        if stop.is_some() {
+            drop(run);
+            run = MdRun::resume(&dir).unwrap();
+            run.run(Duration::ZERO, None, |_| {}).unwrap();
+        }
+        assert!(run.is_complete());
+        assert_eq!(dataset::load(&dir).unwrap(), want, "{stop:?}: bit for bit");
+        assert_eq!(run.exchange_summary(), summary, "{stop:?}");
+        drop(run);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    std::fs::remove_dir_all(a).unwrap();
+}

@@ -613,3 +613,29 @@ fn many_peptide_options_on_one_molecule_are_refused() {
         assert!(!dir.exists(), "{args:?} wrote {}", dir.display());
     }
 }
+
+/// Some of a many-peptide run's shards run again with a longer --ns: those are lengthened,
+/// the others left as they were; a shard the run does not hold is refused.
+#[test]
+fn some_shards_of_a_many_peptide_run_lengthen() {
+    let out = tmp("lengthen");
+    let md = |seqs: &str, ns: &str| {
+        bgen()
+            .args(["md", "--sequences", seqs, "--ns", ns, "--jobs", "1"])
+            .args(["--save-every-ps", "0.5", "--equilibrate-ps", "0", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let frames = |s: &str| {
+        let f = out.join("shards").join(s).join("time_ps.npy");
+        read_npy(&f).unwrap().data.len()
+    };
+    let o = md("GG,AA", "0.002");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!((frames("GG"), frames("AA")), (4, 4));
+    let o = md("GG", "0.004");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!((frames("GG"), frames("AA")), (8, 4));
+    fails(md("GA", "0.004"), "name some of its shards");
+}
