@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from m25 import here, load, names, shares
+from m25 import here, load, names, option, shares
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -27,11 +27,7 @@ def features(seq):
 
 
 args = sys.argv[1:]
-proposals = None
-if "--train-proposals" in args:
-    i = args.index("--train-proposals")
-    proposals = args[i + 1]
-    del args[i:i + 2]
+proposals = option(args, "--train-proposals")
 data = json.load(open(args[0]))
 train = {}
 for m in data["train"]:

@@ -9,14 +9,11 @@ import sys
 
 import numpy as np
 
-from m25 import shares
+from m25 import option, shares
 
 args = sys.argv[1:]
-over = None
-if "--over" in args:
-    i = args.index("--over")
-    over = float(args[i + 1])
-    del args[i:i + 2]
+over = option(args, "--over")
+over = None if over is None else float(over)
 shards = os.path.join(args[0], "shards")
 rows = []
 for name in sorted(os.listdir(shards)):

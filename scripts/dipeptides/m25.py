@@ -11,6 +11,16 @@ def load(path):
     return json.load(open(path)) if os.path.exists(path) else None
 
 
+def option(args, name):
+    """The value after `name` in the list `args`, both removed from it; None when absent."""
+    if name not in args:
+        return None
+    i = args.index(name)
+    value = args[i + 1]
+    del args[i:i + 2]
+    return value
+
+
 def basin_error(m):
     """The largest difference of a basin's population between samples and reference
     (`bgen eval`'s metrics.json)."""

@@ -9,14 +9,10 @@ import sys
 
 import numpy as np
 
-from m25 import shares
+from m25 import option, shares
 
 args = sys.argv[1:]
-out = None
-if "--json" in args:
-    i = args.index("--json")
-    out = args[i + 1]
-    del args[i:i + 2]
+out = option(args, "--json")
 shards, models = os.path.join(args[0], "shards"), args[1:]
 rows = {}
 print("dipeptide  data alphaR/alphaL  " + "  ".join(f"{m}" for m in models))

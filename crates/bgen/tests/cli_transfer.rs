@@ -413,43 +413,22 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
     fails(labelled(&["--resume"], "ft"), "was started without it");
     // A resume keeps the run's raised rungs when not told them (it trained at 310 K alone
     // before), and refuses others.
-    let resume_t = |extra: &[&str]| {
+    let resume = |data: &str, out: &str, extra: &[&str]| {
         let mut c = bgen();
-        c.args([
-            "train",
-            "--resume",
-            "--batch-size",
-            "8",
-            "--checkpoint-secs",
-            "0",
-        ]);
-        c.args(extra).arg("--data").arg(dir.join("ad-remd"));
-        c.arg("--out").arg(dir.join("ft-t")).output().unwrap()
+        c.args(["train", "--resume", "--batch-size", "8"]);
+        c.args(["--checkpoint-secs", "0"]).args(extra);
+        c.arg("--data").arg(dir.join(data));
+        c.arg("--out").arg(dir.join(out)).output().unwrap()
     };
-    let log = ok(resume_t(&[]));
+    let log = ok(resume("ad-remd", "ft-t", &[]));
     assert!(log.contains("7 training"), "the run's raised rung: {log}");
     fails(
-        resume_t(&["--raised-rungs", "2"]),
+        resume("ad-remd", "ft-t", &["--raised-rungs", "2"]),
         "--raised-rungs 2 (the run has 1)",
     );
     // A fine-tune on one molecule's MD resumes as a transferable run (it was taken for a
     // single-molecule one: "frames have 25 atoms, the run's model 59").
-    let mut resume = bgen();
-    resume.args([
-        "train",
-        "--resume",
-        "--batch-size",
-        "8",
-        "--checkpoint-secs",
-        "0",
-    ]);
-    let log = ok(resume
-        .arg("--data")
-        .arg(dir.join("ad-md"))
-        .arg("--out")
-        .arg(dir.join("ft"))
-        .output()
-        .unwrap());
+    let log = ok(resume("ad-md", "ft", &[]));
     assert!(log.contains("1 molecules"), "{log}");
     // MD in another force field: its atom types are not the model's, refused before training.
     md(
