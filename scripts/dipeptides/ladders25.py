@@ -3,7 +3,9 @@ finished shard of a run (train_data.sh's: independent ladders of 4 rungs, replic
 replica // 4 the ladder), alphaR and alphaL of residue 2 at 310 K in each ladder, and the
 standard error of their mean over ladders. Sorted by it, worst last; with --over S, prints only
 the names whose larger standard error exceeds S, one per line (a --sequences-file for longer
-MD). Usage: python3 ladders25.py train-remd [--over 0.03]"""
+MD), and with --below NS only those that run shorter than NS ns per replica (converge25.sh's
+rounds). Usage: python3 ladders25.py train-remd [--over 0.03 [--below 1]]"""
+import json
 import os
 import sys
 
@@ -14,11 +16,15 @@ from m25 import option, shares
 args = sys.argv[1:]
 over = option(args, "--over")
 over = None if over is None else float(over)
+below = option(args, "--below")
+below = None if below is None else float(below)
 shards = os.path.join(args[0], "shards")
 rows = []
 for name in sorted(os.listdir(shards)):
     d = os.path.join(shards, name)
     if not os.path.exists(os.path.join(d, "frames.npy")):
+        continue
+    if below is not None and json.load(open(os.path.join(d, "run.json")))["settings"]["ns_per_replica"] >= below:
         continue
     f = np.load(os.path.join(d, "frames.npy"), mmap_mode="r")
     r = np.load(os.path.join(d, "replica.npy"))
