@@ -35,7 +35,9 @@ for name in sorted(os.listdir(shards)):
     rows.append((float(np.nanmax(sem)), name, per, sem))
 rows.sort()
 if over is not None:
-    print("\n".join(name for s, name, _, _ in rows if s > over))
+    for s, name, _, _ in rows:
+        if s > over:
+            print(name)
     sys.exit(0)
 for s, name, per, sem in rows:
     print(f"{name}  alphaR {' '.join(f'{v:.3f}' for v in per[:, 0])} (sem {sem[0]:.3f})"
