@@ -363,13 +363,15 @@ pub fn merge(a: MergeArgs) -> Result<ShardedDataset> {
     let mut problems = Vec::new();
     let mut unfinished = Vec::new();
     let mut entries = Vec::new();
-    // Every shard's settings but its name: one data set is one recipe.
+    // Every shard's settings but its name and length (the slow ones run longer, see `bgen md
+    // --ns`): one data set is one recipe.
     let mut recipe: Option<(String, MdSettings)> = None;
     for s in &record.shards {
         let dir = a.run.join("shards").join(&s.name);
         match check_shard(&dir) {
             Ok((atoms, frames, mut settings)) => {
                 settings.system.clear();
+                settings.ns_per_replica = 0.0;
                 match &recipe {
                     Some((first, r)) if *r != settings => problems.push(format!(
                         "{}: made with other settings than {first} ({}); a data set mixes no \

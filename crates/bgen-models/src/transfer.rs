@@ -301,8 +301,25 @@ pub fn raised_frames(path: &std::path::Path, rungs: usize) -> crate::Result<Vec<
     Ok(apart.into_iter().map(|(t, f)| (t, f.x)).collect())
 }
 
+/// `keep` of the frames `x` (frames of `dx` values), evenly spaced from the first, in order; all
+/// of them when there are no more. A molecule whose MD ran longer (to pin a slow basin) keeps
+/// the longer run's reach, not more weight in training.
+pub fn thin(x: Vec<f64>, dx: usize, keep: usize) -> Vec<f64> {
+    let n = x.len() / dx;
+    if keep >= n {
+        return x;
+    }
+    (0..keep)
+        .flat_map(|k| {
+            let f = k * n / keep;
+            x[f * dx..(f + 1) * dx].iter().copied()
+        })
+        .collect()
+}
+
 /// The molecules of a merged many-peptide data set (`bgen dataset merge`): its training ones,
-/// or its held-out ones.
+/// or its held-out ones, each with as many frames per rung as the shortest run's (its
+/// [`thin`]ned frames).
 pub fn load_dataset(
     path: &std::path::Path,
     held_out: bool,
@@ -321,14 +338,20 @@ pub fn load_dataset(
     .with_context(|| format!("{}: not a merged data set", file.display()))?;
     let setup = bgen_system::Setup::from_name(&ds.forcefield)?;
     let entries = if held_out { &ds.held_out } else { &ds.train };
+    // Every molecule as many frames per rung as the shortest run's, spread over its whole run.
+    let keep = entries.iter().map(|e| e.frames).min().unwrap_or(0);
     entries
         .iter()
         .map(|e| {
             let system =
                 System::from_pdb_file(&e.path.join("topology.pdb"), setup, Some(ds.temperature_k))?;
             let zmatrix = ZMatrix::from_topology_with(&system.topology, rings)?;
-            let frames = bgen_md::dataset::load_run_temperature(&e.path)?.x;
-            let raised = raised_frames(&e.path, raised_rungs)?;
+            let dx = 3 * system.n_atoms();
+            let frames = thin(bgen_md::dataset::load_run_temperature(&e.path)?.x, dx, keep);
+            let raised = raised_frames(&e.path, raised_rungs)?
+                .into_iter()
+                .map(|(t, x)| (t, thin(x, dx, keep)))
+                .collect();
             Ok(Molecule {
                 name: e.name.clone(),
                 system,
@@ -386,4 +409,26 @@ pub fn rows(
     let mut l = padded_labels(&m.system, &m.zmatrix, tokens).repeat(n);
     l.temperature = Tensor::full([n], temperature, (Kind::Float, tch::Device::Cpu));
     Ok((x, l))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thin;
+
+    /// Thinning keeps whole frames, evenly spaced from the first and in order, and all of them
+    /// when asked for as many or more.
+    #[test]
+    fn thin_keeps_whole_frames_evenly_spaced() {
+        let x: Vec<f64> = (0..24).map(f64::from).collect(); // 8 frames of 3
+        assert_eq!(
+            thin(x.clone(), 3, 4),
+            [0., 1., 2., 6., 7., 8., 12., 13., 14., 18., 19., 20.]
+        );
+        assert_eq!(
+            thin(x.clone(), 3, 3),
+            [0., 1., 2., 6., 7., 8., 15., 16., 17.]
+        );
+        assert_eq!(thin(x.clone(), 3, 8), x);
+        assert_eq!(thin(x.clone(), 3, 9), x);
+    }
 }

@@ -638,4 +638,36 @@ fn some_shards_of_a_many_peptide_run_lengthen() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!((frames("GG"), frames("AA")), (8, 4));
     fails(md("GA", "0.004"), "name some of its shards");
+    // Shards of different lengths are one recipe; a model trains on as many frames of each.
+    let data = tmp("lengthen-data");
+    let o = bgen()
+        .args(["dataset", "merge", "--run"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = bgen()
+        .args([
+            "train",
+            "--preset",
+            "tiny",
+            "--steps",
+            "1",
+            "--batch-size",
+            "4",
+        ])
+        .args(["--checkpoint-secs", "0", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp("lengthen-model"))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains("6 training / 2 validation"),
+        "4 frames of each, thinned: {log}"
+    );
 }
