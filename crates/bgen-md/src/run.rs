@@ -557,7 +557,8 @@ impl MdRun {
     /// Lengthens the run to `ns` per replica, more than it was set to: it continues from its
     /// last state as if it had been started this long, and a finished run's frames become its
     /// first chunk, kept bit for bit. A kill at any point leaves the run finished at its old
-    /// length (lengthen it again) or open at the new one (resume it).
+    /// length, open at its old length (a resume finishes it again), or open at the new one (a
+    /// resume goes on); lengthening again works from each.
     pub fn lengthen(&mut self, ns: f64) -> Result<()> {
         let old = self.settings.ns_per_replica;
         if ns.is_nan() || ns <= old {
@@ -566,6 +567,9 @@ impl MdRun {
                 format!("runs {old} ns per replica; it can only be lengthened, not to {ns} ns"),
             ));
         }
+        let mut longer = self.settings.clone();
+        longer.ns_per_replica = ns;
+        longer.validate()?;
         if self.complete {
             let frames = Frames::read(&self.dir, "")?;
             self.clear_chunks_from(0)?;
@@ -574,8 +578,7 @@ impl MdRun {
             self.complete = false;
             self.write_checkpoint()?;
         }
-        self.settings.ns_per_replica = ns;
-        self.settings.validate()?;
+        self.settings = longer;
         self.write_run_file()?;
         // The old length's merged files, now the first chunk (the end writes them anew).
         for name in ["energies", "kinetic", "replica", "time_ps", "frames"] {

@@ -347,7 +347,18 @@ pub fn load_dataset(
                 System::from_pdb_file(&e.path.join("topology.pdb"), setup, Some(ds.temperature_k))?;
             let zmatrix = ZMatrix::from_topology_with(&system.topology, rings)?;
             let dx = 3 * system.n_atoms();
-            let frames = thin(bgen_md::dataset::load_run_temperature(&e.path)?.x, dx, keep);
+            let frames = bgen_md::dataset::load_run_temperature(&e.path)?.x;
+            // The frames the merge counted (a shard lengthened since holds more).
+            if frames.len() != e.frames * dx || keep == 0 {
+                bgen_system::bail!(
+                    "{}: {} holds {} frames at the run's temperature, the data set {}; merge it again",
+                    file.display(),
+                    e.name,
+                    frames.len() / dx,
+                    e.frames
+                );
+            }
+            let frames = thin(frames, dx, keep);
             let raised = raised_frames(&e.path, raised_rungs)?
                 .into_iter()
                 .map(|(t, x)| (t, thin(x, dx, keep)))

@@ -670,4 +670,18 @@ fn some_shards_of_a_many_peptide_run_lengthen() {
         log.contains("6 training / 2 validation"),
         "4 frames of each, thinned: {log}"
     );
+    // A shard lengthened after the merge: the data set is stale, and says so.
+    let o = md("AA", "0.004");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = bgen()
+        .args(["train", "--preset", "tiny", "--steps", "1", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp("lengthen-stale"))
+        .output()
+        .unwrap();
+    fails(
+        o,
+        "AA holds 8 frames at the run's temperature, the data set 4; merge it again",
+    );
 }

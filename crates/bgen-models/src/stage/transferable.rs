@@ -67,7 +67,14 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
         a,
         dev,
         counts,
-        |t, start| adopt(t, start, a, &mols, data_crc),
+        |t, start| {
+            adopt(t, start, a, &mols, data_crc)?;
+            // The raised rungs it trains on from here (a run from before the record gets one).
+            if let Some(transfer) = t.state.transfer.as_mut() {
+                transfer.raised_rungs = Some(raised);
+            }
+            Ok(())
+        },
         |preset| fresh(a, dev, preset, &mols, &parts, rings, data_crc, counts),
     )?;
     let Some((tokens, conditioning)) = trainer.state.model.transfer_capacity() else {
@@ -264,7 +271,6 @@ fn adopt(
         }
     }
     transfer.data_crc = data_crc;
-    transfer.raised_rungs = Some(a.raised_rungs);
     Ok(())
 }
 
