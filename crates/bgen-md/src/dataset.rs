@@ -104,6 +104,9 @@ impl Frames {
         *self = self.select(&idx);
     }
 
+    /// The arrays [`Frames::write`] writes, `{prefix}{name}.npy` each.
+    pub const ARRAYS: [&'static str; 5] = ["energies", "kinetic", "replica", "time_ps", "frames"];
+
     /// Writes the arrays into `dir` with file names `{prefix}frames.npy` etc., each atomically.
     /// `frames.npy` goes last: where it exists, the other arrays beside it are of the same set;
     /// then `manifest.txt` with every file's size and checksum, which [`Frames::read`] checks.
@@ -115,7 +118,7 @@ impl Frames {
         write_npy_i64(&p("replica"), &[n], &self.replica)?;
         write_npy(&p("time_ps"), &[n], &self.time_ps, false)?;
         write_npy(&p("frames"), &[n, self.n_atoms, 3], &self.x, true)?;
-        let names: Vec<String> = ["energies", "kinetic", "replica", "time_ps", "frames"]
+        let names: Vec<String> = Frames::ARRAYS
             .iter()
             .map(|a| format!("{prefix}{a}.npy"))
             .collect();

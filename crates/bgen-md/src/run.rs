@@ -581,7 +581,7 @@ impl MdRun {
         self.settings = longer;
         self.write_run_file()?;
         // The old length's merged files, now the first chunk (the end writes them anew).
-        for name in ["energies", "kinetic", "replica", "time_ps", "frames"] {
+        for name in Frames::ARRAYS {
             let f = self.dir.join(format!("{name}.npy"));
             if f.exists() {
                 std::fs::remove_file(&f).map_err(io_err(&f))?;

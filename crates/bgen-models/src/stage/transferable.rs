@@ -151,11 +151,11 @@ fn refuse_new_label(a: &TrainArgs, earlier: Option<&State>) -> Result<()> {
     let Some(state) = earlier.filter(|_| a.resume && a.temperature_label) else {
         return Ok(());
     };
-    let conditioning = match &state.model {
-        ModelConfig::TarFlow(c) => c.conditioning.as_ref(),
-        ModelConfig::Arbg(c) => c.conditioning.as_ref(),
-    };
-    if !conditioning.is_some_and(|k| k.temperature) {
+    let labelled = state
+        .model
+        .transfer_capacity()
+        .is_some_and(|(_, k)| k.temperature);
+    if !labelled {
         bail!(
             "--temperature-label: {} was started without it; start a new run (--init {} adds it)",
             a.out.display(),
