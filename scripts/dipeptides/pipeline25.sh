@@ -1,28 +1,37 @@
 #!/usr/bin/env bash
 # Issue 25 end to end, each step resumable (rerun the same command after a stop; finished steps
-# are skipped): the training data (train_data.sh), its merge, the transferable model (the
-# dipeptides preset, 20,000 steps, every rung of each ladder as training data, as aldp's
-# `bgen run` recipe), the proposal's SNIS on the 12 held-out dipeptides (measure25.sh snis),
-# then seeds 3 and 4 of the slow references (references.sh more). About 2.5 h of data and 3.3 h
-# of training on the 2-core VM. Run from a work directory with BGEN set:
+# are skipped):
+#   1. the training data (train_data.sh: 388 dipeptides x 4 ladders x 0.25 ns, about 2.2 h);
+#   2. CONVERGE=1 (default): converge25.sh lengthens the shards whose 4 ladders disagree on a
+#      basin by more than 0.05 (standard error), in rounds to NS_CONVERGE ns ("1 2 4");
+#   3. the merge (data388/);
+#   4. the transferable model (model388/): the dipeptides preset, every rung of each ladder as
+#      training data (--raised-rungs 3), LABEL=1 (default) conditions it on the rung's
+#      temperature; INIT=DIR starts from a trained model's weights (a fresh schedule); STEPS
+#      ends the cosine schedule (the preset's 20,000 if unset); a checkpoint every 5 minutes;
+#   5. the proposal's SNIS on the 12 held-out dipeptides (measure25.sh floor snis).
+# The model shipped until this recipe (models/README.md) was CONVERGE=0 LABEL=0 STEPS=8000, no
+# INIT. Run from a work directory with BGEN set:
 #   BGEN=path/to/bgen nohup nice -n 15 scripts/dipeptides/pipeline25.sh >> run.log 2>&1 &
-# STEPS: training steps in place of the preset's 20,000 (the cosine schedule ends at them).
 # With setsid (or from another login) it runs in an autogroup of its own, and nice then does
 # nothing against other sessions' work: it takes a core from every timing beside it. Yield with
 #   echo 19 > /proc/$(pgrep -f pipeline25.sh | head -1)/autogroup    (0 to share again)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
+venv=$here/../../.venv/bin/python
+PY=${PYTHON:-$( [ -x "$venv" ] && echo "$venv" || echo python3 )}
 # A shard that fails (an unstable run, say) is left out of the merge, named, not fatal.
 "$here/train_data.sh" || echo "pipeline25: some shards failed; merging the finished ones"
+if [ "${CONVERGE:-1}" = 1 ]; then
+  BGEN=$B PYTHON=$PY NS=${NS_CONVERGE:-1 2 4} "$here/converge25.sh" train-remd
+fi
 [ -f data388/dataset.json ] || $B dataset merge --run train-remd --out data388 --finished-only
 if [ -f model388/latest.json ]; then
-  $B train --data data388 --out model388 --resume --raised-rungs "${RAISED:-3}" --threads 2
+  $B train --data data388 --out model388 --resume --threads 2 --checkpoint-secs 300
 else
-  $B train --data data388 --out model388 --preset dipeptides --raised-rungs "${RAISED:-3}" --threads 2 \
-    ${STEPS:+--steps $STEPS}
+  $B train --data data388 --out model388 --raised-rungs "${RAISED:-3}" --threads 2 \
+    --checkpoint-secs 300 ${INIT:+--init $INIT} ${INIT:---preset dipeptides} \
+    $( [ "${LABEL:-1}" = 1 ] && echo --temperature-label ) ${STEPS:+--steps $STEPS}
 fi
-venv=$here/../../.venv/bin/python
-MODEL=model388 BGEN=$B PYTHON=${PYTHON:-$( [ -x "$venv" ] && echo "$venv" || echo python3 )} \
-  "$here/measure25.sh" floor snis
-"$here/references.sh" more
+MODEL=model388 BGEN=$B PYTHON=$PY "$here/measure25.sh" floor snis
