@@ -251,7 +251,16 @@ fn run_shard(a: &MdArgs, s: &Shard, setup: Setup, temperature: f64) -> Result<(S
         // Options given now must be those the shard was made with (else its data would be
         // skipped as finished, or finished with another recipe, without a word), or a longer
         // --ns alone, which lengthens it.
+        let was = run.settings.ns_per_replica;
         let changed = crate::stage::reopen(a, &mut run)?;
+        // The run's first command again after some of its shards were lengthened (a pipeline
+        // resumed from the top): those are finished, and longer than asked.
+        if changed == ["--ns"] && run.is_complete() && a.ns.is_some_and(|ns| ns < was) {
+            return Ok((
+                format!("skipped ({was} ns, longer than asked)"),
+                run.system.n_atoms(),
+            ));
+        }
         if !changed.is_empty() {
             bail!(
                 "{}: made with other {} than given now; drop them to resume it (a longer --ns \

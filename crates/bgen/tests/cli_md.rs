@@ -638,6 +638,12 @@ fn some_shards_of_a_many_peptide_run_lengthen() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!((frames("GG"), frames("AA")), (8, 4));
     fails(md("GA", "0.004"), "name some of its shards");
+    // The first command again (a pipeline resumed from the top) skips the longer shard.
+    let o = md("GG,AA", "0.002");
+    let log = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("longer than asked"), "{log}");
+    assert_eq!((frames("GG"), frames("AA")), (8, 4));
     // Shards of different lengths are one recipe; a model trains on as many frames of each.
     let data = tmp("lengthen-data");
     let o = bgen()
