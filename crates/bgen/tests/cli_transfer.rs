@@ -16,22 +16,52 @@ fn ok(o: std::process::Output) -> String {
     common::ok(o).stderr
 }
 
-#[test]
-fn a_tiny_transferable_model_trains_on_toy_peptides() {
-    let dir = tmp("toy");
+/// Short MD of `sequences` into `dir/md`, merged into `dir/data` with `held_out` left out.
+fn toy_data(dir: &std::path::Path, sequences: &str, ns: &str, held_out: &str) {
     ok(bgen()
-        .args(["md", "--sequences", "AA,GG,AG,GA", "--ns", "0.01"])
+        .args(["md", "--sequences", sequences, "--ns", ns])
         .args(["--save-every-ps", "0.5", "--equilibrate-ps", "0", "--out"])
         .arg(dir.join("md"))
         .output()
         .unwrap());
     ok(bgen()
-        .args(["dataset", "merge", "--held-out", "GA", "--run"])
+        .args(["dataset", "merge", "--held-out", held_out, "--run"])
         .arg(dir.join("md"))
         .arg("--out")
         .arg(dir.join("data"))
         .output()
         .unwrap());
+}
+
+/// SNIS of 16 draws of `sequence` from the transferable model in `run`, into `out`.
+fn snis16(run: &std::path::Path, sequence: &str, out: &std::path::Path) -> std::process::Output {
+    bgen()
+        .args([
+            "sample",
+            "--method",
+            "snis",
+            "--n",
+            "16",
+            "--sequence",
+            sequence,
+        ])
+        .arg("--run")
+        .arg(run)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// A sampler's `summary.json` in `out`.
+fn summary(out: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_tiny_transferable_model_trains_on_toy_peptides() {
+    let dir = tmp("toy");
+    toy_data(&dir, "AA,GG,AG,GA", "0.01", "GA");
     let train = |steps: &str, extra: &[&str]| {
         bgen()
             .args([
@@ -136,25 +166,8 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("run-arbg/run.json")).unwrap())
             .unwrap();
     assert_eq!(run["model"], "arbg");
-    ok(bgen()
-        .args([
-            "sample",
-            "--method",
-            "snis",
-            "--n",
-            "16",
-            "--sequence",
-            "GA",
-            "--run",
-        ])
-        .arg(dir.join("run-arbg"))
-        .arg("--out")
-        .arg(dir.join("ga-arbg"))
-        .output()
-        .unwrap());
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("ga-arbg/summary.json")).unwrap())
-            .unwrap();
+    ok(snis16(&dir.join("run-arbg"), "GA", &dir.join("ga-arbg")));
+    let s = summary(&dir.join("ga-arbg"));
     assert_eq!(s["seen_in_training"], false, "{s}");
     let ess = s["ess"].as_f64().unwrap();
     assert!(ess > 0.0 && ess <= 1.0, "{s}");
@@ -503,19 +516,7 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
 #[test]
 fn one_model_takes_peptides_of_several_lengths() {
     let dir = tmp("lengths");
-    ok(bgen()
-        .args(["md", "--sequences", "AA,GAG,AGAA,GAGA", "--ns", "0.005"])
-        .args(["--save-every-ps", "0.5", "--equilibrate-ps", "0", "--out"])
-        .arg(dir.join("md"))
-        .output()
-        .unwrap());
-    ok(bgen()
-        .args(["dataset", "merge", "--held-out", "GAGA", "--run"])
-        .arg(dir.join("md"))
-        .arg("--out")
-        .arg(dir.join("data"))
-        .output()
-        .unwrap());
+    toy_data(&dir, "AA,GAG,AGAA,GAGA", "0.005", "GAGA");
     let log = ok(bgen()
         .args(["train", "--preset", "tiny", "--steps", "2"])
         .args(["--checkpoint-secs", "0", "--data"])
@@ -525,28 +526,9 @@ fn one_model_takes_peptides_of_several_lengths() {
         .output()
         .unwrap());
     assert!(log.contains("3 molecules"), "{log}");
-    let sample = |sequence: &str| {
-        bgen()
-            .args([
-                "sample",
-                "--method",
-                "snis",
-                "--n",
-                "16",
-                "--sequence",
-                sequence,
-            ])
-            .arg("--run")
-            .arg(dir.join("run"))
-            .arg("--out")
-            .arg(dir.join(sequence))
-            .output()
-            .unwrap()
-    };
+    let sample = |sequence: &str| snis16(&dir.join("run"), sequence, &dir.join(sequence));
     ok(sample("GAGA"));
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("GAGA/summary.json")).unwrap())
-            .unwrap();
+    let s = summary(&dir.join("GAGA"));
     assert_eq!(s["seen_in_training"], false, "{s}");
     let ess = s["ess"].as_f64().unwrap();
     assert!(ess > 0.0 && ess <= 1.0, "{s}");
