@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Issue 25: lengthens the training MD of the dipeptides whose replica-exchange ladders disagree,
-# step by step, until they agree. After train_data.sh (0.25 ns per replica), each round lists
+# round by round, until they agree. After train_data.sh (0.25 ns per replica), each round lists
 # the shards of RUN whose alphaR or alphaL standard error over the 4 ladders is above SEM
 # (ladders25.py --over) and lengthens just those to the round's ns (bgen md continues each
 # from its last state, as if made that long). Resumable: rerun after a stop (each round's list
 # is kept in RUN.over-NS.txt). Run from the data
 # directory, then merge again (dataset.json records the frame counts):
 #   BGEN=path/to/bgen PYTHON=.venv/bin/python scripts/dipeptides/converge25.sh train-remd
-# SEM (default 0.05), NS (the rounds' lengths, default "1 4").
+# SEM (default 0.05), ROUNDS (the rounds' lengths, ns, default "1 2 4": a shard lengthened
+# in one round goes on from there in the next).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
 run=${1:?a many-peptide run directory (train-remd)}
-for ns in ${NS:-1 4}; do
+for ns in ${ROUNDS:-1 2 4}; do
   # A round's list is made once, when the round before has finished (a rerun resumes it).
   list=$run.over-$ns.txt
   if [ ! -f "$list" ]; then

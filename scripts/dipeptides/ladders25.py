@@ -22,7 +22,10 @@ shards = os.path.join(args[0], "shards")
 rows = []
 for name in sorted(os.listdir(shards)):
     d = os.path.join(shards, name)
-    if not os.path.exists(os.path.join(d, "frames.npy")):
+    # A finished shard only (one being lengthened has no merged frames, or, killed at the
+    # wrong moment, stale ones).
+    ck = os.path.join(d, "checkpoint.json")
+    if not os.path.exists(os.path.join(d, "frames.npy")) or not json.load(open(ck)).get("complete"):
         continue
     if below is not None and json.load(open(os.path.join(d, "run.json")))["settings"]["ns_per_replica"] >= below:
         continue

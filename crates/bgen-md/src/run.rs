@@ -580,9 +580,15 @@ impl MdRun {
         }
         self.settings = longer;
         self.write_run_file()?;
-        // The old length's merged files, now the first chunk (the end writes them anew).
-        for name in Frames::ARRAYS {
-            let f = self.dir.join(format!("{name}.npy"));
+        // The old length's merged files, now the first chunk (the end writes them anew):
+        // frames.npy first, so that a kill here leaves no frames.npy beside arrays of another
+        // set, then their manifest.
+        let files = Frames::ARRAYS
+            .iter()
+            .rev()
+            .map(|name| format!("{name}.npy"));
+        for name in files.chain(["manifest.txt".to_string()]) {
+            let f = self.dir.join(name);
             if f.exists() {
                 std::fs::remove_file(&f).map_err(io_err(&f))?;
             }

@@ -254,14 +254,16 @@ fn run_shard(a: &MdArgs, s: &Shard, setup: Setup, temperature: f64) -> Result<(S
         let was = run.settings.ns_per_replica;
         let changed = crate::stage::reopen(a, &mut run)?;
         // The run's first command again after some of its shards were lengthened (a pipeline
-        // resumed from the top): those are finished, and longer than asked.
-        if changed == ["--ns"] && run.is_complete() && a.ns.is_some_and(|ns| ns < was) {
+        // resumed from the top): a shorter --ns never shortens one; a finished shard is
+        // skipped, one stopped while being lengthened goes on to its own length.
+        let shorter = changed == ["--ns"] && a.ns.is_some_and(|ns| ns < was);
+        if shorter && run.is_complete() {
             return Ok((
                 format!("skipped ({was} ns, longer than asked)"),
                 run.system.n_atoms(),
             ));
         }
-        if !changed.is_empty() {
+        if !changed.is_empty() && !shorter {
             bail!(
                 "{}: made with other {} than given now; drop them to resume it (a longer --ns \
                  alone lengthens it), or use another --out",

@@ -351,7 +351,9 @@ pub fn load_dataset(
             // The frames the merge counted (a shard lengthened since holds more).
             if frames.len() != e.frames * dx || keep == 0 {
                 bgen_system::bail!(
-                    "{}: {} holds {} frames at the run's temperature, the data set {}; merge it again",
+                    "{}: {} holds {} frames at the run's temperature, the data set {}; merge the run again \
+                     into another --out and train on that (a model resumed on this data set \
+                     keeps to it)",
                     file.display(),
                     e.name,
                     frames.len() / dx,

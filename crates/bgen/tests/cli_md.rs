@@ -639,10 +639,14 @@ fn some_shards_of_a_many_peptide_run_lengthen() {
     assert_eq!((frames("GG"), frames("AA")), (8, 4));
     fails(md("GA", "0.004"), "name some of its shards");
     // The first command again (a pipeline resumed from the top) skips the longer shard.
+    // The first command again (a pipeline resumed from the top) skips the longer shard.
     let o = md("GG,AA", "0.002");
     let log = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{log}");
-    assert!(log.contains("longer than asked"), "{log}");
+    assert!(
+        log.contains("GG: skipped (0.004 ns, longer than asked)"),
+        "{log}"
+    );
     assert_eq!((frames("GG"), frames("AA")), (8, 4));
     // Shards of different lengths are one recipe; a model trains on as many frames of each.
     let data = tmp("lengthen-data");
@@ -688,6 +692,26 @@ fn some_shards_of_a_many_peptide_run_lengthen() {
         .unwrap();
     fails(
         o,
-        "AA holds 8 frames at the run's temperature, the data set 4; merge it again",
+        "AA holds 8 frames at the run's temperature, the data set 4; merge the run again",
     );
+    // A shard stopped while being lengthened goes on to its own length when the first
+    // command runs again.
+    let o = bgen()
+        .args(["md", "--sequences", "AA", "--ns", "0.006", "--jobs", "1"])
+        .args(["--save-every-ps", "0.5", "--equilibrate-ps", "0"])
+        .args([
+            "--checkpoint-secs",
+            "0",
+            "--stop-after-checkpoints",
+            "1",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.join("shards/AA/frames.npy").exists());
+    let o = md("GG,AA", "0.002");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!((frames("GG"), frames("AA")), (8, 12));
 }
