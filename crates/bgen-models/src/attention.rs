@@ -71,7 +71,9 @@ impl KvCache {
         let d = w / hu;
         let (len, max) = (self.len, self.max);
         let store = self.store.get_or_insert_with(|| {
-            if qkv.device() == Device::Cpu && qkv.kind() == Kind::Float {
+            // Host buffers where nothing is differentiated; else tensors that grow by
+            // concatenation, which autograd follows (sampling to train by energy).
+            if qkv.device() == Device::Cpu && qkv.kind() == Kind::Float && !qkv.requires_grad() {
                 let n = bu * max * w;
                 Store::Host {
                     batch: bu,
@@ -81,8 +83,7 @@ impl KvCache {
                     out: vec![0.0; bu * w],
                 }
             } else {
-                let z =
-                    || Tensor::zeros([b, max as i64, heads, d as i64], (qkv.kind(), qkv.device()));
+                let z = || Tensor::zeros([b, 0, heads, d as i64], (qkv.kind(), qkv.device()));
                 Store::Torch(z(), z())
             }
         });
@@ -118,14 +119,12 @@ impl KvCache {
             }
             Store::Torch(k, v) => {
                 let qkv = qkv.view([b, 3, heads, d as i64]);
-                let l = len as i64;
-                k.narrow(1, l, 1).copy_(&qkv.narrow(1, 1, 1));
-                v.narrow(1, l, 1).copy_(&qkv.narrow(1, 2, 1));
-                let (k, v) = (k.narrow(1, 0, l + 1), v.narrow(1, 0, l + 1));
+                *k = Tensor::cat(&[&*k, &qkv.narrow(1, 1, 1)], 1);
+                *v = Tensor::cat(&[&*v, &qkv.narrow(1, 2, 1)], 1);
                 let q = qkv.narrow(1, 0, 1) * (d as f64).powf(-0.5);
-                let s = (k * q).sum_dim_intlist([3].as_slice(), false, qkv.kind());
+                let s = (&*k * q).sum_dim_intlist([3].as_slice(), false, qkv.kind());
                 let p = s.softmax(1, s.kind()).unsqueeze(3);
-                (v * p)
+                (&*v * p)
                     .sum_dim_intlist([1].as_slice(), false, qkv.kind())
                     .view([b, 1, w as i64])
             }

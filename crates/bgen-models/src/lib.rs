@@ -9,6 +9,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod internal;
+pub mod kl;
 pub mod matmul;
 pub mod model;
 pub mod proposal;

@@ -597,6 +597,14 @@ impl TarFlow {
         self.log_prior(&z, tau, labels) + logdet
     }
 
+    /// Samples x = inverse(eps) of standard normal `eps` (batch, dim) with their log q, both
+    /// differentiable with respect to the flow's weights through the whole inverse (training by
+    /// energy, [`crate::kl`]).
+    pub fn sample_differentiable(&self, eps: &Tensor, labels: Option<&Labels>) -> (Tensor, Tensor) {
+        let (x, logdet) = self.inverse(eps, labels);
+        (x, self.log_prior(eps, 1.0, labels) + logdet)
+    }
+
     /// Samples x = inverse(tau eps) of standard normal `eps` (batch, dim) with their log q at
     /// `tau`, in one pass (no gradient); a transferable flow's pads of x are eps's.
     pub fn sample(&self, eps: &Tensor, tau: f64, labels: Option<&Labels>) -> (Tensor, Tensor) {

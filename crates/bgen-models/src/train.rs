@@ -42,7 +42,20 @@ pub struct OptimConfig {
     /// without it trained in f32.
     #[serde(default)]
     pub bf16: bool,
+    /// Weight of training by energy ([`crate::kl`]) beside the likelihood (0: none).
+    #[serde(default)]
+    pub kl_weight: f64,
+    /// Draws of one training molecule per step of training by energy.
+    #[serde(default = "default_kl_draws")]
+    pub kl_draws: usize,
 }
+
+fn default_kl_draws() -> usize {
+    KL_DRAWS
+}
+
+/// Draws per step of training by energy by default.
+pub const KL_DRAWS: usize = 32;
 
 impl Default for OptimConfig {
     fn default() -> Self {
@@ -58,6 +71,8 @@ impl Default for OptimConfig {
             ema: 0.999,
             seed: 0,
             bf16: false,
+            kl_weight: 0.0,
+            kl_draws: KL_DRAWS,
         }
     }
 }
@@ -72,6 +87,15 @@ pub fn learning_rate(c: &OptimConfig, step: i64) -> f64 {
     } else {
         let t = (step - warm) as f64 / ((c.steps - warm).max(1)) as f64;
         lo + (c.lr - lo) * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
+    }
+}
+
+/// The norm of all of `grads` together.
+fn global_norm(grads: &[Tensor]) -> f64 {
+    let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
+    match norms.is_empty() {
+        true => 0.0,
+        false => f64::try_from(Tensor::stack(&norms, 0).norm()).unwrap_or(0.0),
     }
 }
 
@@ -238,6 +262,18 @@ impl Trainer {
     /// [`Trainer::step`] of a transferable flow: `labels` say what each row's tokens are, and
     /// the loss is per real dimension.
     pub fn step_labelled(&mut self, batch: &Tensor, labels: Option<&Labels>) -> f64 {
+        self.step_with(batch, labels, None)
+    }
+
+    /// [`Trainer::step_labelled`] with the gradient of another loss added to the likelihood's:
+    /// `extra(model)` on the main model (training by energy, [`crate::kl`]). Returns the
+    /// likelihood's loss per dimension.
+    pub fn step_with(
+        &mut self,
+        batch: &Tensor,
+        labels: Option<&Labels>,
+        extra: Option<&dyn Fn(&Model) -> Tensor>,
+    ) -> f64 {
         let c = self.state.train.clone();
         let t = self.state.step;
         // Cartesian models learn rotations and the CoM from augmentation; internal
@@ -251,18 +287,28 @@ impl Trainer {
             ),
             false => batch.shallow_clone(),
         };
-        let (loss_v, grads) = self.gradients(&x, labels);
+        let (loss_v, mut grads) = self.gradients(&x, labels);
+        if let Some(extra) = extra {
+            let vars = self.vs.variables();
+            let params: Vec<&Tensor> = self.names.iter().map(|n| &vars[n]).collect();
+            let more = Tensor::run_backward(&[&extra(&self.model)], &params, false, false);
+            // The other loss's gradient never outweighs the likelihood's (a strained draw's
+            // can be orders of magnitude larger, and the global clip would then silence the
+            // likelihood): scaled down to the likelihood's norm where it is larger.
+            tch::no_grad(|| {
+                let (ml, other) = (global_norm(&grads), global_norm(&more));
+                let scale = if other > ml { ml / other } else { 1.0 };
+                for (a, b) in grads.iter_mut().zip(more) {
+                    *a += b * scale;
+                }
+            });
+        }
         let vars = self.vs.variables();
         let lr = learning_rate(&c, t);
         let mvars = self.moments.variables();
         tch::no_grad(|| {
             // Global gradient-norm clipping (one synchronisation for all parameters).
-            let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
-            let total = if norms.is_empty() {
-                0.0
-            } else {
-                f64::try_from(Tensor::stack(&norms, 0).norm()).unwrap_or(0.0)
-            };
+            let total = global_norm(&grads);
             let scale = if total > c.clip { c.clip / total } else { 1.0 };
             let step = (t + 1) as f64;
             let (b1c, b2c) = (1.0 - c.beta1.powf(step), 1.0 - c.beta2.powf(step));

@@ -6,7 +6,8 @@
 
 pub mod com;
 pub mod error;
-pub mod ess;
+/// The effective sample size (defined once, in bgen-system, for training by energy too).
+pub use bgen_system::ess;
 pub mod pareto;
 pub mod proposal;
 pub mod resample;

@@ -14,6 +14,7 @@
 pub mod element;
 pub mod energy;
 pub mod error;
+pub mod ess;
 pub mod ffxml;
 pub mod forcefield;
 pub mod manifest;

@@ -119,6 +119,15 @@ pub struct TrainArgs {
     /// counts --data's molecules as seen.
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// A transferable TarFlow: add this weight of the reverse KL divergence of its draws to
+    /// each training molecule's Boltzmann density (training by energy, which likelihood on MD
+    /// frames never sees: draws that clash or strain stiff coordinates) to every step; each
+    /// step draws --kl-draws of one training molecule. Default 0 (likelihood alone).
+    #[arg(long, value_parser = non_negative, allow_hyphen_values = true)]
+    pub kl_weight: Option<f64>,
+    /// Draws per step of training by energy (--kl-weight).
+    #[arg(long, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
+    pub kl_draws: Option<usize>,
 }
 
 /// The preset of `bgen train` (and `bgen run`) without --preset.
@@ -153,6 +162,8 @@ impl TrainArgs {
             checkpoint_secs: TRAIN_CHECKPOINT_SECS,
             system: None,
             init: None,
+            kl_weight: None,
+            kl_draws: None,
         }
     }
 }
@@ -360,6 +371,7 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
         &a,
         &rows.train,
         rows.train_labels.as_ref(),
+        &job.by_energy,
         &|t: &Trainer, ema: bool| rows.val_nll(t, ema),
     )?;
     Ok(job.finish(&a.out))
@@ -378,6 +390,8 @@ fn resumes_transfer(a: &TrainArgs) -> bool {
 struct Job {
     trainer: Trainer,
     rows: Rows,
+    /// The molecules of training by energy (none without --kl-weight).
+    by_energy: Vec<crate::kl::KlMolecule>,
     /// Training and validation frames (all of them; a transferable run validates on a subset).
     counts: (usize, usize),
     _lock: bgen_system::outdir::DirLock,
@@ -542,6 +556,8 @@ fn overrides(tc: &mut OptimConfig, a: &TrainArgs, seed: u64) {
     tc.lr = a.lr.unwrap_or(tc.lr);
     tc.seed = a.seed.unwrap_or(seed);
     tc.bf16 = bf16(a);
+    tc.kl_weight = a.kl_weight.unwrap_or(tc.kl_weight);
+    tc.kl_draws = a.kl_draws.unwrap_or(tc.kl_draws);
 }
 
 /// Whether `a`'s training steps use bfloat16 products.
@@ -589,6 +605,12 @@ fn check_resume(a: &TrainArgs, tc: &OptimConfig, info_path: &Path) -> Result<Run
     ));
     diff.extend(num("lr", a.lr, tc.lr));
     diff.extend(num("seed", a.seed.map(|v| v as f64), tc.seed as f64));
+    diff.extend(num("kl-weight", a.kl_weight, tc.kl_weight));
+    diff.extend(num(
+        "kl-draws",
+        a.kl_draws.map(|v| v as f64),
+        tc.kl_draws as f64,
+    ));
     if a.matmul.is_some() && bf16(a) != tc.bf16 {
         diff.push(format!(
             "--matmul {} (the run's products are {})",

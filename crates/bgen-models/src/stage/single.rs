@@ -25,6 +25,9 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
             "--temperature-label: for a transferable model (on a merged data set, or with --init)"
         );
     }
+    if a.kl_weight.is_some_and(|w| w > 0.0) {
+        bail!("--kl-weight: for a transferable TarFlow (on a merged data set, or with --init)");
+    }
     let (train_x, val_x, na) = single_frames(a)?;
     let d = 3 * na;
     let counts = (train_x.len() / d, val_x.len() / d);
@@ -76,6 +79,7 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
             val,
             val_labels: None,
         },
+        by_energy: Vec::new(),
         counts,
         _lock: lock,
     })

@@ -1,6 +1,7 @@
 //! The training loop shared by every model.
 
 use super::TrainArgs;
+use crate::kl::{KlMolecule, KlReport};
 use crate::train::Trainer;
 use crate::Result;
 use bgen_system::bail;
@@ -17,6 +18,7 @@ pub(super) fn train_loop(
     a: &TrainArgs,
     train_t: &Tensor,
     labels: Option<&crate::tarflow::Labels>,
+    by_energy: &[KlMolecule],
     val: &dyn Fn(&Trainer, bool) -> f64,
 ) -> Result<()> {
     let tc = trainer.state.train.clone();
@@ -38,6 +40,7 @@ pub(super) fn train_loop(
     let n = n_train as i64;
     // Molecules of mixed sizes: each row's real tokens, for batches of like sizes.
     let row_tokens: Option<Vec<i64>> = labels.map(|l| Vec::try_from(&l.tokens).unwrap_or_default());
+    let mut by_energy_mean = EnergyMean::default();
     while trainer.state.step < tc.steps {
         let s = trainer.state.step;
         // A fresh permutation per epoch, reproducible from the seed and the epoch.
@@ -61,7 +64,27 @@ pub(super) fn train_loop(
         let batch = train_t.index_select(0, &Tensor::from_slice(&b).to_device(dev));
         let idx = Tensor::from_slice(&b).to_device(dev);
         let l = labels.map(|l| l.select(&idx));
-        let loss = trainer.step_labelled(&batch, l.as_ref());
+        let report = std::cell::Cell::new(None);
+        let loss = match by_energy.is_empty() {
+            true => trainer.step_labelled(&batch, l.as_ref()),
+            false => {
+                // One training molecule per step, its draws from the step's own noise.
+                let seed = tc.seed ^ (s as u64).wrapping_mul(0xA24B_AED4_963E_E407);
+                let m = &by_energy[(seed % by_energy.len() as u64) as usize];
+                let extra = |model: &crate::model::Model| {
+                    let crate::model::Model::TarFlow(flow) = model else {
+                        unreachable!("training by energy is a TarFlow's")
+                    };
+                    let (loss, r) = crate::kl::loss(flow, m, tc.kl_draws, seed);
+                    report.set(Some(r));
+                    loss * tc.kl_weight
+                };
+                trainer.step_with(&batch, l.as_ref(), Some(&extra))
+            }
+        };
+        if let Some(r) = report.get() {
+            by_energy_mean.add(r);
+        }
         if !loss.is_finite() {
             bail!(
                 "training diverged at step {s} (loss {loss}); the last checkpoint in {} is intact",
@@ -71,19 +94,56 @@ pub(super) fn train_loop(
         let done = trainer.state.step;
         let rate = (done - start) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         bar.set_position(done as u64);
-        bar.set_message(format!("loss {loss:.3}/dim, {rate:.1} steps/s"));
+        bar.set_message(format!(
+            "loss {loss:.3}/dim{}, {rate:.1} steps/s",
+            by_energy_mean.text()
+        ));
         if last_cp.elapsed() >= Duration::from_secs_f64(a.checkpoint_secs) || done == tc.steps {
             let (val, raw) = (val(trainer, true), val(trainer, false));
             trainer.state.history.push((done, loss, Some(val)));
             trainer.save(&a.out)?;
+            let energy = by_energy_mean.text();
             bar.suspend(|| {
-                bgen_system::say!("step {done}: train {loss:.4}, validation NLL {val:.4} per dim (EMA; {raw:.4} without)")
+                bgen_system::say!("step {done}: train {loss:.4}, validation NLL {val:.4} per dim (EMA; {raw:.4} without){energy}")
             });
+            by_energy_mean = EnergyMean::default();
             last_cp = Instant::now();
         }
     }
     bar.finish();
     Ok(())
+}
+
+/// Training by energy since the last checkpoint: the mean of its reports.
+#[derive(Default)]
+struct EnergyMean {
+    kl: f64,
+    kept: f64,
+    ess: f64,
+    n: usize,
+}
+
+impl EnergyMean {
+    fn add(&mut self, r: KlReport) {
+        self.kl += r.kl;
+        self.kept += r.kept;
+        self.ess += r.ess;
+        self.n += 1;
+    }
+
+    /// ", by energy: KL .., ESS .., kept .." (nothing without training by energy).
+    fn text(&self) -> String {
+        if self.n == 0 {
+            return String::new();
+        }
+        let n = self.n as f64;
+        format!(
+            "; by energy: KL {:.1} kT, draws' ESS {:.3}, in domain {:.2}",
+            self.kl / n,
+            self.ess / n,
+            self.kept / n
+        )
+    }
 }
 
 /// Batches of molecules of like sizes from a shuffled `order` of rows (`tokens`: each row's real

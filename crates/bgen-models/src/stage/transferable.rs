@@ -7,6 +7,7 @@ use super::{
     data_system, init_dir, merged_dataset, overrides, prepare_trainer, preset, Job, Rows, RunInfo,
     Start, TrainArgs,
 };
+use crate::kl::KlMolecule;
 use crate::tarflow::{temperature_feature, Conditioning, Labels};
 use crate::train::{State, Trainer};
 use crate::transfer::{load_dataset, rows, Molecule, Standards};
@@ -96,13 +97,41 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
         trainer.state.train.steps,
         trainer.state.train.batch_size
     );
+    let by_energy = by_energy(&trainer, mols, tokens)?;
     Ok(Job {
         trainer,
         rows,
+        by_energy,
         counts,
         _lock: lock,
     })
 }
+
+/// The molecules of training by energy ([`crate::kl`]), when the run has a weight for it: each
+/// training molecule at the model's temperature, its typical energy from its first frames.
+fn by_energy(trainer: &Trainer, mols: Vec<Molecule>, tokens: i64) -> Result<Vec<KlMolecule>> {
+    if trainer.state.train.kl_weight <= 0.0 {
+        return Ok(Vec::new());
+    }
+    if !matches!(trainer.state.model, ModelConfig::TarFlow(_)) {
+        bail!("--kl-weight: for a transferable TarFlow (an ArBG's draws are not differentiable)");
+    }
+    let transfer = trainer.state.transfer.as_ref().expect("a transferable run");
+    let out = mols
+        .into_iter()
+        .map(|m| {
+            let (internal, _) = transfer.standards.internal(&m.system, &m.zmatrix);
+            let labels = crate::transfer::padded_labels(&m.system, &m.zmatrix, tokens);
+            let dx = 3 * m.system.n_atoms();
+            let few = &m.frames[..(KL_TYPICAL_FRAMES * dx).min(m.frames.len())];
+            KlMolecule::new(&m.name, m.system, m.zmatrix, internal, labels, few)
+        })
+        .collect();
+    Ok(out)
+}
+
+/// Frames per molecule whose mean energy is its typical one in training by energy.
+const KL_TYPICAL_FRAMES: usize = 32;
 
 /// Refuses the options of single-molecule training (they take effect there).
 fn refuse_options(a: &TrainArgs) -> Result<()> {

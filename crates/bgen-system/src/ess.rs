@@ -1,5 +1,5 @@
 //! The effective sample size of importance weights, and the log-sum-exp it is built from: the
-//! one definition that SNIS, SMC, twisted SMC, resampling and evaluation all use.
+//! one definition that SNIS, SMC, twisted SMC, resampling, evaluation and training by energy use.
 
 /// log(sum exp(v)), ignoring -inf entries; -inf when all are.
 pub fn log_sum_exp(v: &[f64]) -> f64 {
