@@ -55,6 +55,20 @@ pub struct Conditioning {
     pub temperature: bool,
 }
 
+impl Conditioning {
+    /// The vocabularies of force field `setup` (its atom types and residue templates), for
+    /// molecules of up to `max_residues` residues, with or without the temperature label.
+    pub fn of(setup: bgen_system::Setup, max_residues: i64, temperature: bool) -> Conditioning {
+        let ff = setup.data();
+        Conditioning {
+            atom_types: ff.types.len() as i64 + 1,
+            residue_types: ff.templates.len() as i64 + 1,
+            max_residues,
+            temperature,
+        }
+    }
+}
+
 /// How a frame's temperature T (K) enters a flow conditioned on temperature, for a model of
 /// temperature `model_k`: 4 ln(T / model_k), 0 at the model's own temperature and about 1.5 at
 /// the top of a 310-450 K ladder.

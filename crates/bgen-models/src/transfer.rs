@@ -424,6 +424,28 @@ pub fn rows(
     Ok((x, l))
 }
 
+/// A toy molecule for tests and examples: the zwitterion of `sequence` as built (amber14-obc1),
+/// its Z-matrix, `n` copies of its structure with each coordinate moved by up to 3 pm (n x N x
+/// 3, nm; deterministic), and the standardisation that per-class standards fitted to them give.
+pub fn toy_molecule(
+    sequence: &str,
+    n: usize,
+) -> crate::Result<(System, ZMatrix, Vec<f64>, Internal)> {
+    use bgen_system::peptide::{build, Caps};
+    let sys = build(sequence, Caps::None, bgen_system::Setup::Amber14Obc1)?;
+    let z = ZMatrix::from_topology(&sys.topology)?;
+    let frames: Vec<f64> = (0..n)
+        .flat_map(|k| {
+            sys.positions
+                .iter()
+                .enumerate()
+                .map(move |(i, x)| x + 0.003 * (((i * 7 + k * 13) % 11) as f64 - 5.0) / 5.0)
+        })
+        .collect();
+    let (internal, _) = Standards::fit(&[(&sys, &z, &frames)]).internal(&sys, &z);
+    Ok((sys, z, frames, internal))
+}
+
 #[cfg(test)]
 mod tests {
     use super::thin;

@@ -4,32 +4,19 @@
 
 use bgen_models::kl::{loss, soften, KlMolecule};
 use bgen_models::tarflow::{Conditioning, TarFlow, TarFlowConfig};
-use bgen_models::transfer::{padded_labels, Standards};
-use bgen_system::peptide::{build, Caps};
+use bgen_models::transfer::{padded_labels, toy_molecule};
 use tch::{nn, Tensor};
 
 /// Gly-Ala, a few jiggled copies of its built structure as frames, and its molecule for
 /// training by energy in a flow of `tokens` tokens.
 fn molecule(tokens: i64) -> KlMolecule {
-    let sys = build("GA", Caps::None, bgen_system::Setup::Amber14Obc1).unwrap();
-    let z = bgen_system::ZMatrix::from_topology(&sys.topology).unwrap();
-    let frames: Vec<f64> = (0..20)
-        .flat_map(|k| {
-            sys.positions
-                .iter()
-                .enumerate()
-                .map(move |(i, x)| x + 0.003 * (((i * 7 + k * 13) % 11) as f64 - 5.0) / 5.0)
-        })
-        .collect();
-    let st = Standards::fit(&[(&sys, &z, &frames)]);
-    let (internal, _) = st.internal(&sys, &z);
+    let (sys, z, frames, internal) = toy_molecule("GA", 20).unwrap();
     let labels = padded_labels(&sys, &z, tokens);
     KlMolecule::new("GA", sys, z, internal, labels, &frames)
 }
 
 /// A tiny transferable TarFlow of `tokens` tokens, its weights away from the identity.
 fn flow(vs: &nn::VarStore, tokens: i64) -> TarFlow {
-    let ff = bgen_system::Setup::Amber14Obc1.data();
     let cfg = TarFlowConfig {
         tokens,
         token_dim: 3,
@@ -38,12 +25,7 @@ fn flow(vs: &nn::VarStore, tokens: i64) -> TarFlow {
         layers: 1,
         head_dim: 8,
         mlp_ratio: 2,
-        conditioning: Some(Conditioning {
-            atom_types: ff.types.len() as i64 + 1,
-            residue_types: ff.templates.len() as i64 + 1,
-            max_residues: 4,
-            temperature: false,
-        }),
+        conditioning: Some(Conditioning::of(bgen_system::Setup::Amber14Obc1, 4, false)),
     };
     tch::manual_seed(3);
     let f = TarFlow::new(&vs.root(), cfg);

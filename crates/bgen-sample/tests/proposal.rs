@@ -277,22 +277,9 @@ fn flow_on_internal_coordinates_has_the_exact_density_and_gradient() {
 #[test]
 fn a_transferable_proposal_carries_its_exact_log_q() {
     use bgen_models::tarflow::Conditioning;
-    use bgen_models::transfer::{padded_labels, Standards};
-    use bgen_system::peptide::{build, Caps};
-    let sys = build("GA", Caps::None, bgen_system::Setup::Amber14Obc1).unwrap();
-    let z = bgen_system::ZMatrix::from_topology(&sys.topology).unwrap();
-    let frames: Vec<f64> = (0..50)
-        .flat_map(|k| {
-            sys.positions
-                .iter()
-                .enumerate()
-                .map(move |(i, x)| x + 0.003 * (((i * 7 + k * 13) % 11) as f64 - 5.0) / 5.0)
-        })
-        .collect();
-    let st = Standards::fit(&[(&sys, &z, &frames)]);
-    let (internal, _) = st.internal(&sys, &z);
+    use bgen_models::transfer::{padded_labels, toy_molecule};
+    let (sys, z, _, internal) = toy_molecule("GA", 50).unwrap();
     let tokens = sys.n_atoms() as i64 - 2 + 3;
-    let ff = sys.params.setup.data();
     let cfg = TarFlowConfig {
         tokens,
         token_dim: 3,
@@ -301,12 +288,7 @@ fn a_transferable_proposal_carries_its_exact_log_q() {
         layers: 1,
         head_dim: 16,
         mlp_ratio: 2,
-        conditioning: Some(Conditioning {
-            atom_types: ff.types.len() as i64 + 1,
-            residue_types: ff.templates.len() as i64 + 1,
-            max_residues: 4,
-            temperature: false,
-        }),
+        conditioning: Some(Conditioning::of(sys.params.setup, 4, false)),
     };
     let norm = Normalizer {
         n_atoms: tokens + 2,

@@ -368,15 +368,13 @@ fn fresh(
     counts: (usize, usize),
 ) -> Result<(Trainer, RunInfo)> {
     let setup = mols[0].system.params.setup;
-    let ff = setup.data();
     let largest = mols.iter().map(|m| m.system.n_atoms() as i64 - 2).max();
     let tokens = largest.unwrap_or(1) + TRANSFER_HEADROOM;
-    let conditioning = Some(Conditioning {
-        atom_types: ff.types.len() as i64 + 1,
-        residue_types: ff.templates.len() as i64 + 1,
-        max_residues: TRANSFER_MAX_RESIDUES,
-        temperature: a.temperature_label,
-    });
+    let conditioning = Some(Conditioning::of(
+        setup,
+        TRANSFER_MAX_RESIDUES,
+        a.temperature_label,
+    ));
     let family = a.model.unwrap_or(Family::Tarflow);
     let (m, mut tc): (ModelConfig, _) = match family {
         Family::Tarflow => {
