@@ -57,13 +57,29 @@ impl KlMolecule {
             labels,
             typical: 0.0,
         };
+        // E = U_ic + log|dy/d ic| straight from the frames' internal coordinates (no
+        // gradient, no round trip through the features).
         let ic = m.internal.from_cartesian(frames);
         let mut y = vec![0.0; ic.len()];
-        m.internal.to_model(&ic, &mut y, None);
-        let (e, _) = m.energy_and_grad(&y);
-        let finite: Vec<f64> = e.into_iter().filter(|v| v.is_finite()).collect();
+        let logdet = m.internal.to_model(&ic, &mut y, None);
+        let mut e = vec![0.0; logdet.len()];
+        m.target().energy_and_grad(&ic, &mut e, None);
+        let finite: Vec<f64> = e
+            .iter()
+            .zip(&logdet)
+            .map(|(u, l)| u + l)
+            .filter(|v| v.is_finite())
+            .collect();
         m.typical = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
         m
+    }
+
+    /// Its Boltzmann density on internal coordinates (energy U - log|det J|, kT).
+    fn target(&self) -> InternalTarget<'_, System> {
+        InternalTarget {
+            target: &self.system,
+            zmatrix: &self.zmatrix,
+        }
     }
 
     /// Model features (rows x dim).
@@ -78,12 +94,8 @@ impl KlMolecule {
         let n = y.len() / d;
         let mut ic = vec![0.0; y.len()];
         self.internal.from_model(y, &mut ic);
-        let target = InternalTarget {
-            target: &self.system,
-            zmatrix: &self.zmatrix,
-        };
         let (mut e, mut g) = (vec![0.0; n], vec![0.0; y.len()]);
-        target.energy_and_grad(&ic, &mut e, Some(&mut g));
+        self.target().energy_and_grad(&ic, &mut e, Some(&mut g));
         // E = U_ic + log|dy/d ic|; dE/dy = (dU_ic/d ic + d log|dy/d ic| / d ic) / (dy/d ic).
         let (mut y2, mut dy, mut dl) = (vec![0.0; y.len()], vec![0.0; y.len()], vec![0.0; y.len()]);
         let logdet = self
