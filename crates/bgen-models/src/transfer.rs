@@ -285,20 +285,39 @@ pub struct Molecule {
     pub zmatrix: ZMatrix,
     /// Frames at the run's temperature, n x N x 3, nm.
     pub frames: Vec<f64>,
-    /// Training frames from raised rungs of its replica exchange (may be none), rung by rung:
-    /// the rung's temperature (K) and its frames (nm).
-    pub raised: Vec<(f64, Vec<f64>)>,
+    /// Each frame's production time within its trajectory, ps (the rungs of one replica
+    /// exchange share its clock).
+    pub time_ps: Vec<f64>,
+    /// Training frames from raised rungs of its replica exchange (may be none), lowest first.
+    pub raised: Vec<Rung>,
 }
 
-/// The frames of the `rungs` lowest raised rungs of the replica-exchange run `path`, rung by
-/// rung with their temperatures, K (none for 0; an error if the run has fewer raised rungs or
-/// no ladder).
-pub fn raised_frames(path: &std::path::Path, rungs: usize) -> crate::Result<Vec<(f64, Vec<f64>)>> {
+/// The frames of one raised rung of a molecule's replica exchange.
+#[derive(Clone)]
+pub struct Rung {
+    /// The rung's temperature, K.
+    pub temperature_k: f64,
+    /// Its frames, n x N x 3, nm.
+    pub x: Vec<f64>,
+    /// Each frame's production time, ps.
+    pub time_ps: Vec<f64>,
+}
+
+/// The `rungs` lowest raised rungs of the replica-exchange run `path`, lowest first (none for
+/// 0; an error if the run has fewer raised rungs or no ladder).
+pub fn raised_frames(path: &std::path::Path, rungs: usize) -> crate::Result<Vec<Rung>> {
     if rungs == 0 {
         return Ok(Vec::new());
     }
     let apart = bgen_md::dataset::load_raised_rungs_apart(path, rungs)?;
-    Ok(apart.into_iter().map(|(t, f)| (t, f.x)).collect())
+    Ok(apart
+        .into_iter()
+        .map(|(t, f)| Rung {
+            temperature_k: t,
+            x: f.x,
+            time_ps: f.time_ps,
+        })
+        .collect())
 }
 
 /// `keep` of the frames `x` (frames of `dx` values), evenly spaced from the first, in order; all
@@ -347,29 +366,35 @@ pub fn load_dataset(
                 System::from_pdb_file(&e.path.join("topology.pdb"), setup, Some(ds.temperature_k))?;
             let zmatrix = ZMatrix::from_topology_with(&system.topology, rings)?;
             let dx = 3 * system.n_atoms();
-            let frames = bgen_md::dataset::load_run_temperature(&e.path)?.x;
+            let frames = bgen_md::dataset::load_run_temperature(&e.path)?;
             // The frames the merge counted (a shard lengthened since holds more).
-            if frames.len() != e.frames * dx || keep == 0 {
+            if frames.x.len() != e.frames * dx || keep == 0 {
                 bgen_system::bail!(
                     "{}: {} holds {} frames at the run's temperature, the data set {}; merge the run again \
                      into another --out and train on that (a model resumed on this data set \
                      keeps to it)",
                     file.display(),
                     e.name,
-                    frames.len() / dx,
+                    frames.x.len() / dx,
                     e.frames
                 );
             }
-            let frames = thin(frames, dx, keep);
+            let time_ps = thin(frames.time_ps, 1, keep);
+            let frames = thin(frames.x, dx, keep);
             let raised = raised_frames(&e.path, raised_rungs)?
                 .into_iter()
-                .map(|(t, x)| (t, thin(x, dx, keep)))
+                .map(|r| Rung {
+                    x: thin(r.x, dx, keep),
+                    time_ps: thin(r.time_ps, 1, keep),
+                    ..r
+                })
                 .collect();
             Ok(Molecule {
                 name: e.name.clone(),
                 system,
                 zmatrix,
                 frames,
+                time_ps,
                 raised,
             })
         })

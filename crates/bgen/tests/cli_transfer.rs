@@ -171,6 +171,28 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
     assert_eq!(s["seen_in_training"], false, "{s}");
     let ess = s["ess"].as_f64().unwrap();
     assert!(ess > 0.0 && ess <= 1.0, "{s}");
+    // Training by energy needs the flow's differentiable inverse over many molecules: an ArBG
+    // and one molecule's model are refused, by name, before any training.
+    let by_energy = |model: &str, data: PathBuf, out: &str| {
+        bgen()
+            .args([
+                "train", "--model", model, "--preset", "tiny", "--steps", "2",
+            ])
+            .args(["--kl-weight", "0.1", "--checkpoint-secs", "0", "--data"])
+            .arg(data)
+            .arg("--out")
+            .arg(dir.join(out))
+            .output()
+            .unwrap()
+    };
+    fails(
+        by_energy("arbg", dir.join("data"), "run-arbg-kl"),
+        "an ArBG's draws are not differentiable",
+    );
+    fails(
+        by_energy("tarflow", dir.join("md").join("AA"), "run-one-kl"),
+        "--kl-weight: for a transferable TarFlow",
+    );
     // Resample-move needs no gradient of the model (its moves are on the target alone).
     ok(bgen()
         .args([

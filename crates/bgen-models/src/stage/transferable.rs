@@ -30,8 +30,8 @@ pub const TRANSFER_RING_CLOSURE: bgen_system::RingClosure = bgen_system::RingClo
 pub const TRANSFER_MAX_RESIDUES: i64 = 16;
 
 /// One molecule's frames, nm: for training rung by rung (temperature K and frames: the target
-/// temperature's first 90%, then its raised rungs'), and for validation (the last 10% at the
-/// target temperature).
+/// temperature's first 90% of time, then its raised rungs' over the same time), and for
+/// validation (the last 10% of time at the target temperature).
 struct Split {
     train: Vec<(f64, Vec<f64>)>,
     val: Vec<f64>,
@@ -236,18 +236,36 @@ fn molecules(
     Ok((mols, crc))
 }
 
-/// A molecule's training frames (the first 90% and its raised rungs') and validation frames
-/// (the last 10%).
+/// A molecule's training and validation frames, split in time: validation is its last 10% of
+/// simulated time at the target temperature (of every ladder of a replica exchange at once),
+/// training everything before that, raised rungs included. Raised rungs over the validation
+/// time are left out: exchanges tie them to the validation frames.
 fn split(m: &Molecule) -> Split {
     let d = 3 * m.system.n_atoms();
-    let n = m.frames.len() / d;
-    let cut = n - (n / 10).max(1);
-    let mut train = vec![(m.system.temperature, m.frames[..cut * d].to_vec())];
-    train.extend(m.raised.iter().cloned());
+    let cut = validation_start(&m.time_ps);
+    let pick = |x: &[f64], time_ps: &[f64], val: bool| -> Vec<f64> {
+        (time_ps.iter().enumerate())
+            .filter(|&(_, &t)| (t >= cut) == val)
+            .flat_map(|(i, _)| x[i * d..(i + 1) * d].iter().copied())
+            .collect()
+    };
+    let mut train = vec![(m.system.temperature, pick(&m.frames, &m.time_ps, false))];
+    train.extend((m.raised.iter()).map(|r| (r.temperature_k, pick(&r.x, &r.time_ps, false))));
     Split {
         train,
-        val: m.frames[cut * d..].to_vec(),
+        val: pick(&m.frames, &m.time_ps, true),
     }
+}
+
+/// The time (ps) from which a trajectory's frames validate: the last tenth of the frames (at
+/// least one), counted over all its ladders, whose clocks agree.
+fn validation_start(time_ps: &[f64]) -> f64 {
+    let mut t = time_ps.to_vec();
+    t.sort_by(f64::total_cmp);
+    let n = t.len();
+    t.get(n - (n / 10).max(1).min(n))
+        .copied()
+        .unwrap_or(f64::INFINITY)
 }
 
 /// Checks an earlier model against the molecules before it trains on them. Resumed: the same
@@ -503,14 +521,15 @@ fn one_molecule(
         .with_context(|| format!("{}: no topology.pdb", data.display()))?;
     let system = bgen_system::System::from_pdb_file(&top, setup, Some(temperature))?;
     let zmatrix = bgen_system::ZMatrix::from_topology_with(&system.topology, rings)?;
-    let frames = bgen_md::dataset::load_run_temperature(data)?.x;
+    let frames = bgen_md::dataset::load_run_temperature(data)?;
     let raised = crate::transfer::raised_frames(data, raised_rungs)?;
     let name = bgen_system::peptide::sequence(&system.topology);
     Ok(Molecule {
         name,
         system,
         zmatrix,
-        frames,
+        frames: frames.x,
+        time_ps: frames.time_ps,
         raised,
     })
 }
@@ -595,5 +614,43 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(raised_rungs(&fresh, Some(&recorded)).unwrap(), 2);
+    }
+
+    /// Two ladders of 10 frames each (times 1..=10 ps), with a raised rung: validation is the
+    /// last tenth of the time at the target temperature, of both ladders, and no raised frame
+    /// over that time trains.
+    #[test]
+    fn validation_is_the_last_tenth_of_time_of_every_ladder() {
+        let (system, zmatrix, frames, _) = crate::transfer::toy_molecule("GA", 20).unwrap();
+        let d = 3 * system.n_atoms();
+        // Frame k's first coordinate names it (ladder k / 10, time k % 10 + 1).
+        let mut frames = frames;
+        (0..20).for_each(|k| frames[k * d] = k as f64);
+        let time_ps: Vec<f64> = (0..20).map(|k| (k % 10 + 1) as f64).collect();
+        let raised = vec![crate::transfer::Rung {
+            temperature_k: 350.0,
+            x: frames.iter().map(|v| v + 100.0).collect(),
+            time_ps: time_ps.clone(),
+        }];
+        let m = Molecule {
+            name: "GA".into(),
+            system,
+            zmatrix,
+            frames,
+            time_ps,
+            raised,
+        };
+        let names = |x: &[f64]| -> Vec<f64> { x.chunks(d).map(|f| f[0]).collect() };
+        let p = split(&m);
+        assert_eq!(names(&p.val), [9.0, 19.0]);
+        let train: Vec<f64> = (0..20).filter(|k| k % 10 != 9).map(f64::from).collect();
+        assert_eq!(p.train[0].0, m.system.temperature);
+        assert_eq!(names(&p.train[0].1), train);
+        assert_eq!(p.train[1].0, 350.0);
+        let raised: Vec<f64> = train.iter().map(|k| k + 100.0).collect();
+        assert_eq!(names(&p.train[1].1), raised);
+        // One frame validates, and trains nothing.
+        assert_eq!(validation_start(&[3.0]), 3.0);
+        assert_eq!(validation_start(&[]), f64::INFINITY);
     }
 }
