@@ -9,6 +9,7 @@ share, the additive fit's, and its proposal's (DIR/NAME/samples.npy): how well t
 the molecules it trained on.
 Usage, in measure25.sh's directory: python3 additive25.py DATASET.json [m25-MODEL]
 [--train-proposals DIR]"""
+import glob
 import json
 import os
 import sys
@@ -34,7 +35,9 @@ for m in data["train"]:
     f = np.load(os.path.join(m["path"], "frames.npy"), mmap_mode="r")
     rung = np.load(os.path.join(m["path"], "replica.npy")) % 4
     train[m["name"]] = shares(np.asarray(f[rung == 0]), os.path.join(m["path"], "topology.pdb"))
-held = {s: shares(np.load(f"m25-ref/{s}.npy"), f"{here}/ref25/{s}.pdb") for s in names}
+# Each held-out reference pooled over its seeds, as measure25.sh pools it.
+held = {s: shares(np.concatenate([np.load(f) for f in sorted(glob.glob(f"{here}/ref25/{s}-seed*.npy"))]),
+                  f"{here}/ref25/{s}.pdb") for s in names}
 x = np.array([features(s) for s in train])
 model_dir = args[1] if len(args) > 1 else None
 paths = {m["name"]: m["path"] for m in data["train"]}
