@@ -18,4 +18,4 @@ $B dataset merge --run train-md --out data-100
 $B train --data data-100 --init pilot-model --out model-100 --steps 900 --threads 2
 $B md --sequences-file "$here/held_out.txt" --out ref-md --ns 5 --temperatures 310:450:4 --save-every-ps 1 --equilibrate-ps 100 --jobs 2 --threads 2
 $B md --sequences-file "$here/held_out.txt" --out own-md --ns 1 --save-every-ps 1 --equilibrate-ps 50 --seed 7 --jobs 2 --threads 1
-echo "model-100 is the shipped model; scripts/dipeptides/compare.sh measures it"
+echo "model-100 was the first shipped model; scripts/dipeptides/compare.sh measures it"

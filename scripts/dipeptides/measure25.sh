@@ -14,11 +14,15 @@
 #   md:     bgen's own plain MD from the built structure, its convergence curve and the first
 #           prefix as good as zero-shot seed 0: REPLICAS_MD (32: 16 per core fill the AVX-512
 #           f32 lanes: KW 15 ns per minute against 2 replicas' 8.9) x NS_MD ns (0.6) on the 2 cores.
-# PYTHON: a Python with numpy (default python3; the repository's .venv has one). Then python3
-# table25.py prints the table. Usage: measure25.sh [floor|snis|proposal|zero|md ...]
+# PYTHON: a Python with numpy (default python3; the repository's .venv has one). BGEN: the bgen
+# binary (default `bgen` on PATH; a checkout's is target/release/bgen). Each run's output goes
+# to its .log beside it: a missing binary shows as "-" rows in the table. Then
+#   python3 scripts/dipeptides/table25.py m25-MODEL; vs_md25.py . m25-MODEL
+# Usage: measure25.sh [floor|snis|proposal|zero|md ...] (default: floor zero md)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
+command -v "$B" > /dev/null || { echo "measure25.sh: no bgen at '$B' (set BGEN)" >&2; exit 1; }
 MODEL=${MODEL:-dipeptides}
 NS_MD=${NS_MD:-0.6}
 REPLICAS_MD=${REPLICAS_MD:-32}

@@ -1,5 +1,5 @@
 """Issue 25's table from measure25.sh's directories: per held-out dipeptide, the reference floor
-(seed 2 against seed 1), the zero-shot default sampler over seeds 0-2 (E-W2 kT, T-W2, largest
+(seed 2 against seed 1; seeds 3+4 against 1+2 where references.sh more ran them), the zero-shot default sampler over seeds 0-2 (E-W2 kT, T-W2, largest
 basin error, SNIS/SMC ESS, wall s) and the MD time (ns, wall s) at which bgen's own MD first
 matches seed 0. Usage: python3 table25.py [MODEL_DIR_NAME] (default m25-dipeptides)."""
 import sys

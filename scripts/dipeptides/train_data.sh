@@ -9,7 +9,7 @@
 # precision). Rerun the same command to resume after a stop (finished shards are skipped,
 # interrupted ones continue from their checkpoint). Run from the data directory:
 #   BGEN=path/to/bgen scripts/dipeptides/train_data.sh        -> train-remd/shards/XY/
-# (queue.sh runs it between the references of seed 1 and of seed 2.)
+# (queue.sh runs it after the references of seeds 1 and 2, before seeds 3 and 4.)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}

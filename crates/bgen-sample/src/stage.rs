@@ -42,10 +42,10 @@ pub struct SampleArgs {
     #[arg(long, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub n: Option<usize>,
     /// proposal, snis, smc (annealed Langevin; TarFlow), resample-move (SNIS, resampled, then
-    /// Langevin moves on the target alone; TarFlow) or twisted (SMC over partial molecules;
-    /// ArBG). Default: smc for a TarFlow, resample-move for a transferable TarFlow (the model's
-    /// gradient, which annealing needs at every level, is most of SMC's time), twisted for an
-    /// ArBG.
+    /// HMC, or MALA with --leapfrog 0, on the target alone; either family) or twisted (SMC
+    /// over partial molecules; ArBG). Default: smc for a TarFlow, resample-move for a
+    /// transferable TarFlow (the model's gradient, which annealing needs at every level, is
+    /// most of SMC's time), twisted for an ArBG.
     #[arg(long, value_enum)]
     pub method: Option<Method>,
     /// Centre-of-mass term of the proposal energy (SBG Proposition 1): gaussian, chi or none.
@@ -173,8 +173,8 @@ pub enum Method {
     Snis,
     /// SMC from the proposal to the target with Langevin moves (TarFlow).
     Smc,
-    /// SNIS's draws resampled, then rounds of Langevin moves (MALA) on the target alone: the
-    /// model is evaluated once per sample (TarFlow).
+    /// SNIS's draws resampled, then rounds of HMC (or MALA, with --leapfrog 0) on the target
+    /// alone: the model is evaluated once per sample (either family).
     #[value(name = "resample-move")]
     #[serde(rename = "resample-move")]
     ResampleMove,
