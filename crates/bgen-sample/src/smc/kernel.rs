@@ -178,11 +178,12 @@ pub(super) fn move_particles<P: Proposal, T: Target>(
         model_end(proposal, x, ends, true, counts);
     }
     // Move with Langevin dynamics invariant for (MALA) or approximating (ULA) exp(-E_t).
+    // Every sub-move overwrites the proposals, their noise and the decisions in full.
+    let (mut y, mut xi) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+    let mut accept = vec![true; n];
     for sub in 0..opts.moves_per_step {
         let grad_t = |e: &Ends, k: usize| (1.0 - t) * e.g_src[k] + t * e.g_tgt[k];
         let noise = (2.0 * h).sqrt();
-        let mut y = vec![0.0; x.len()];
-        let mut xi = vec![0.0; x.len()];
         y.par_chunks_mut(d)
             .zip(xi.par_chunks_mut(d))
             .enumerate()
@@ -203,7 +204,6 @@ pub(super) fn move_particles<P: Proposal, T: Target>(
                 (1.0 - t) * e.src[i] + t * e.tgt[i]
             }
         };
-        let mut accept = vec![true; n];
         if opts.mala {
             accept.par_iter_mut().enumerate().for_each(|(i, a)| {
                 let (e0, e1) = (energy_t(ends, i), energy_t(&new, i));
