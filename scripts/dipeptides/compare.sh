@@ -11,6 +11,9 @@
 #   mdwall:   plain MD for about the SMC's wall time (9 ns on one core; KW only);
 #   many:     the transferable SMC with 1,024 particles (seeds 0, 1; AD only).
 # Then readme_table.py prints the tables. Usage: compare.sh [floor|transfer|single|early|md ...]
+# Braced and ended by exit: bash reads it whole before it runs, so an edit while it runs
+# (hours, for some) cannot change what the running copy does.
+{
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
@@ -77,3 +80,5 @@ np.save('cmp/ref-$s.npy', x); np.save('cmp/floor-$s-a.npy', x[:h]); np.save('cmp
   done
 done
 $PY "$here/readme_table.py" "$here/held_out.txt" # docs/results.md's two tables
+exit
+}

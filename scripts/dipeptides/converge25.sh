@@ -9,6 +9,9 @@
 #   BGEN=path/to/bgen PYTHON=.venv/bin/python scripts/dipeptides/converge25.sh train-remd
 # SEM (default 0.05), ROUNDS (the rounds' lengths, ns, default "1 2 4": a shard lengthened
 # in one round goes on from there in the next).
+# Braced and ended by exit: bash reads it whole before it runs, so an edit while it runs
+# (hours, for some) cannot change what the running copy does.
+{
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
@@ -27,3 +30,5 @@ for ns in ${ROUNDS:-1 2 4}; do
     --jobs "${JOBS:-2}" --threads "${JOBS:-2}"
 done
 "${PYTHON:-python3}" "$here/ladders25.py" "$run" | tail -1
+exit
+}

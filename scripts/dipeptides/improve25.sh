@@ -9,6 +9,9 @@
 # raw SNIS proposals and fine-tunes on them resampled by w^beta, beta the largest with an ESS of
 # TEMPERED (temper25.py): the model moves toward q^(1-beta) p^beta, a tempered step at a time,
 # rather than onto the few draws that the raw weights keep.
+# Braced and ended by exit: bash reads it whole before it runs, so an edit while it runs
+# (hours, for some) cannot change what the running copy does.
+{
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
@@ -45,3 +48,5 @@ for s in "$@"; do
     [ -f $o-eval/metrics.json ] || $B eval --pdb "$pdb" --samples $o --reference m25-ref/$s.npy --out $o-eval > $o-eval.log 2>&1
   done
 done
+exit
+}

@@ -8,6 +8,9 @@
 #   3. 900 more steps on all 100 from the pilot's weights (a fresh learning-rate schedule).
 #   4. MD of the 5 held-out dipeptides (held_out.txt) as references: replica exchange 310-450 K,
 #      4 rungs x 5 ns; and 1 ns at 310 K each for the single-molecule models of compare.sh.
+# Braced and ended by exit: bash reads it whole before it runs, so an edit while it runs
+# (hours, for some) cannot change what the running copy does.
+{
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
@@ -19,3 +22,5 @@ $B train --data data-100 --init pilot-model --out model-100 --steps 900 --thread
 $B md --sequences-file "$here/held_out.txt" --out ref-md --ns 5 --temperatures 310:450:4 --save-every-ps 1 --equilibrate-ps 100 --jobs 2 --threads 2
 $B md --sequences-file "$here/held_out.txt" --out own-md --ns 1 --save-every-ps 1 --equilibrate-ps 50 --seed 7 --jobs 2 --threads 1
 echo "model-100 was the first shipped model; scripts/dipeptides/compare.sh measures it"
+exit
+}

@@ -19,6 +19,9 @@
 # to its .log beside it: a missing binary shows as "-" rows in the table. Then
 #   python3 scripts/dipeptides/table25.py m25-MODEL; vs_md25.py . m25-MODEL
 # Usage: measure25.sh [floor|snis|proposal|zero|md ...] (default: floor zero md)
+# Braced and ended by exit: bash reads it whole before it runs, so an edit while it runs
+# (hours, for some) cannot change what the running copy does.
+{
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
@@ -88,3 +91,5 @@ np.save('$b', np.concatenate([np.load('$here/ref25/$s-seed1.npy'), np.load('$her
     esac
   done
 done
+exit
+}

@@ -11,6 +11,9 @@
 # TF_STEPS, ARBG_STEPS: each model's steps (its cosine schedule ends there); choose them for
 # the same wall time from each family's step time (the logs print it). Then:
 #   python3 pairs25.py pairs-remd shrink25-pairs-tarflow shrink25-pairs-arbg
+# Braced and ended by exit: bash reads it whole before it runs, so an edit while it runs
+# (hours, for some) cannot change what the running copy does.
+{
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
@@ -32,3 +35,5 @@ train pairs-arbg --model arbg --preset small --raised-rungs 3 --temperature-labe
 for m in pairs-tarflow pairs-arbg; do
   BGEN=$B MODEL=$m TRAIN_MD=pairs-remd "$here/shrink25.sh" QW KY RW KF IN DC
 done
+exit
+}

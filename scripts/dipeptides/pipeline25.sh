@@ -17,6 +17,9 @@
 # With setsid (or from another login) it runs in an autogroup of its own, and nice then does
 # nothing against other sessions' work: it takes a core from every timing beside it. Yield with
 #   echo 19 > /proc/$(pgrep -f pipeline25.sh | head -1)/autogroup    (0 to share again)
+# Braced and ended by exit: bash reads it whole before it runs, so an edit while it runs
+# (hours, for some) cannot change what the running copy does.
+{
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
@@ -44,3 +47,5 @@ MODEL=$model BGEN=$B PYTHON=$PY "$here/measure25.sh" ${MEASURE:-floor snis propo
 "$PY" "$here/table25.py" "m25-$(basename "$model")"
 "$PY" "$here/vs_md25.py" . "m25-$(basename "$model")"
 "$PY" "$here/basins25.py" "m25-$(basename "$model")"
+exit
+}

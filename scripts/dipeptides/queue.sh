@@ -5,8 +5,13 @@
 # enough to keep (`references.sh keep` thins them into scripts/dipeptides/ref25/), so a lost
 # machine loses at most the training data. Run from a work directory with BGEN set; the steps
 # write ref25-seed1/, ref25-seed2/ and train-remd/ there.
+# Braced and ended by exit: bash reads it whole before it runs, so an edit while it runs
+# (hours, for some) cannot change what the running copy does.
+{
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 SEEDS="1 2" "$here/references.sh"
 "$here/train_data.sh"
 "$here/references.sh" more
+exit
+}

@@ -8,6 +8,9 @@
 # one seed.
 # Then `references.sh floor` scores each dipeptide's seed-1 310 K rung against seed 2's (its floor),
 # and `references.sh keep` thins the finished ones into scripts/dipeptides/ref25/ (committed).
+# Braced and ended by exit: bash reads it whole before it runs, so an edit while it runs
+# (hours, for some) cannot change what the running copy does.
+{
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
@@ -55,3 +58,5 @@ x=np.load(d+'/frames.npy'); r=np.load(d+'/replica.npy'); np.save('ref25-floor/$s
   $B eval --pdb ref25-seed1/shards/$s/topology.pdb --samples ref25-floor/$s-1.npy \
     --reference ref25-floor/$s-2.npy --out ref25-floor/$s > ref25-floor/$s.log 2>&1
 done
+exit
+}

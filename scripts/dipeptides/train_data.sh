@@ -10,9 +10,14 @@
 # interrupted ones continue from their checkpoint). Run from the data directory:
 #   BGEN=path/to/bgen scripts/dipeptides/train_data.sh        -> train-remd/shards/XY/
 # (queue.sh runs it after the references of seeds 1 and 2, before seeds 3 and 4.)
+# Braced and ended by exit: bash reads it whole before it runs, so an edit while it runs
+# (hours, for some) cannot change what the running copy does.
+{
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
 $B md --sequences-file "$here/train_388.txt" --out train-remd --ns "${NS:-0.25}" \
   --temperatures 310:450:4 --replicas 16 --save-every-ps 1 --equilibrate-ps 50 --seed 1 \
   --jobs "${JOBS:-2}" --threads "${JOBS:-2}"
+exit
+}
