@@ -7,6 +7,10 @@ transferable proposal should beat, set beside the model's own shares when m25-MO
 With --train-proposals DIR (shrink25.sh's), also each training dipeptide in DIR: its own data's
 share, the additive fit's, and its proposal's (DIR/NAME/samples.npy): how well the model fits
 the molecules it trained on.
+Also how well such fits predict a pair they never saw: 10-fold cross-validation over the
+training dipeptides, of the additive fit and of one with pair terms of residue chemistry
+(outer products of 8 descriptors: charge +/-, aromatic, side-chain size, polar, beta-branched,
+Gly, Pro): its mean error and the share of pairs off by more than issue 25's 0.03.
 Usage, in measure25.sh's directory: python3 additive25.py DATASET.json [m25-MODEL]
 [--train-proposals DIR]"""
 import glob
@@ -21,10 +25,44 @@ from m25 import here, load, names, option, shares
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
 
-def features(seq):
+HEAVY = dict(A=1, C=2, D=4, E=5, F=7, G=0, H=6, I=4, K=5, L=4, M=4, N=4, P=3, Q=5, R=7, S=2, T=3,
+             V=3, W=10, Y=8)
+
+
+def chemistry(a):
+    """8 descriptors of a residue: +charge, -charge, aromatic, side-chain heavy atoms / 10,
+    polar, beta-branched, Gly, Pro."""
+    return np.array([a in "KR", a in "DE", a in "FWYH", HEAVY[a] / 10, a in "STNQCY", a in "VIT",
+                     a == "G", a == "P"], float)
+
+
+def features(seq, pairs=False):
     v = np.zeros(41)
     v[0], v[1 + AA.index(seq[0])], v[21 + AA.index(seq[1])] = 1, 1, 1
+    if pairs:
+        v = np.concatenate([v, np.outer(chemistry(seq[0]), chemistry(seq[1])).ravel()])
     return v
+
+
+def fit(seqs, shares_, pairs=False):
+    """Ridge (1, the intercept free) of logit(share) on the features: a share predictor."""
+    x = np.array([features(s, pairs) for s in seqs])
+    logit = np.log((shares_ + 0.003) / (1 - shares_ + 0.003))
+    ridge = np.eye(x.shape[1])
+    ridge[0, 0] = 0
+    coef = np.linalg.solve(x.T @ x + ridge, x.T @ logit)
+    return lambda s: float(1 / (1 + np.exp(-features(s, pairs) @ coef)))
+
+
+def cross_validated(seqs, shares_, pairs):
+    """Each training pair's error when predicted by a fit on the nine tenths without it."""
+    fold = np.random.default_rng(0).permutation(len(seqs)) % 10
+    errs = []
+    for k in range(10):
+        keep = fold != k
+        f = fit([s for s, t in zip(seqs, keep) if t], shares_[keep], pairs)
+        errs += [abs(f(s) - y) for s, y, t in zip(seqs, shares_, keep) if not t]
+    return np.array(errs)
 
 
 args = sys.argv[1:]
@@ -38,18 +76,18 @@ for m in data["train"]:
 # Each held-out reference pooled over its seeds, as measure25.sh pools it.
 held = {s: shares(np.concatenate([np.load(f) for f in sorted(glob.glob(f"{here}/ref25/{s}-seed*.npy"))]),
                   f"{here}/ref25/{s}.pdb") for s in names}
-x = np.array([features(s) for s in train])
 model_dir = args[1] if len(args) > 1 else None
 paths = {m["name"]: m["path"] for m in data["train"]}
 for j, basin in enumerate(["alphaR", "alphaL"]):
-    y = np.array([train[s][j] for s in train])
-    logit = np.log((y + 0.003) / (1 - y + 0.003))
-    ridge = np.eye(41)
-    ridge[0, 0] = 0
-    coef = np.linalg.solve(x.T @ x + ridge, x.T @ logit)
-    predict = lambda s: float(1 / (1 + np.exp(-features(s) @ coef)))
-    fit = np.array([predict(s) for s in train])
-    print(f"{basin}: training set, additive fit: mean |error| {np.abs(fit - y).mean():.3f}")
+    seqs = list(train)
+    y = np.array([train[s][j] for s in seqs])
+    predict = fit(seqs, y)
+    fitted = np.array([predict(s) for s in seqs])
+    print(f"{basin}: training set, additive fit: mean |error| {np.abs(fitted - y).mean():.3f}")
+    for pairs, what in [(False, "additive"), (True, "additive + chemistry pairs")]:
+        e = cross_validated(seqs, y, pairs)
+        print(f"  a pair never seen (10-fold), {what}: mean |error| {e.mean():.3f}, "
+              f"above 0.03: {(e > 0.03).mean():.2f}")
     errs, model_errs = [], []
     for s in names:
         line = f"  {s}: reference {held[s][j]:.3f}, additive {predict(s):.3f}"
