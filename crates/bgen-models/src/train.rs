@@ -145,6 +145,10 @@ pub struct Transfer {
     /// (`--raised-rungs`), kept by a resume (none: a run from before they were recorded).
     #[serde(default)]
     pub raised_rungs: Option<usize>,
+    /// How its frames split into training and validation, kept by a resume (none: a run from
+    /// before the record, which split by frames).
+    #[serde(default)]
+    pub validation: Option<crate::transfer::ValidationSplit>,
 }
 
 impl State {

@@ -292,6 +292,20 @@ pub struct Molecule {
     pub raised: Vec<Rung>,
 }
 
+/// How a transferable run splits each molecule's frames into training and validation; a resumed
+/// run keeps its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValidationSplit {
+    /// The last tenth of the frames at the target temperature; raised rungs train whole (runs
+    /// begun before 2026-12-06: with several ladders, that is the last ladders' frames, beside
+    /// their raised rungs, which exchanges tie to them).
+    LastFrames,
+    /// The last tenth of the simulated time at the target temperature, every ladder at once; no
+    /// raised frame over that time trains.
+    LastTime,
+}
+
 /// The frames of one raised rung of a molecule's replica exchange.
 #[derive(Clone)]
 pub struct Rung {

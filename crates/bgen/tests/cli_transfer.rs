@@ -212,6 +212,34 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
         .unwrap());
 }
 
+/// MD too short to split (one frame per molecule: it validates, and nothing trains) is refused
+/// with what to do, before any training.
+#[test]
+fn md_too_short_to_train_on_is_refused() {
+    let dir = tmp("short");
+    ok(bgen()
+        .args(["md", "--sequences", "AA,GG", "--ns", "0.0005"])
+        .args(["--save-every-ps", "0.5", "--equilibrate-ps", "0", "--out"])
+        .arg(dir.join("md"))
+        .output()
+        .unwrap());
+    ok(bgen()
+        .args(["dataset", "merge", "--run"])
+        .arg(dir.join("md"))
+        .arg("--out")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap());
+    let o = bgen()
+        .args(["train", "--preset", "tiny", "--steps", "2", "--data"])
+        .arg(dir.join("data"))
+        .arg("--out")
+        .arg(dir.join("run"))
+        .output()
+        .unwrap();
+    fails(o, "no training frames");
+}
+
 /// The shipped transferable dipeptide model (`--system dipeptides`): zero-shot on a dipeptide
 /// held out of its training (Ala-Asp, from its sequence and from a built PDB), and it knows a
 /// training dipeptide (Ala-Ala) as seen; without a molecule it says what to give.

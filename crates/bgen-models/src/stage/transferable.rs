@@ -10,7 +10,7 @@ use super::{
 use crate::kl::KlMolecule;
 use crate::tarflow::{temperature_feature, Conditioning, Labels};
 use crate::train::{State, Trainer};
-use crate::transfer::{load_dataset, rows, Molecule, Standards};
+use crate::transfer::{load_dataset, rows, Molecule, Standards, ValidationSplit};
 use crate::{Coords, Family, ModelConfig, Result};
 use bgen_system::bail;
 use bgen_system::error::Context;
@@ -51,7 +51,8 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
     let (mols, data_crc) = molecules(a, rings, raised)?;
     bgen_system::outdir::refuse_same(&a.data, &a.out, "training data")?;
     let lock = bgen_system::outdir::lock_dir(&a.out)?;
-    let parts: Vec<Split> = mols.iter().map(split).collect();
+    let scheme = validation_split(a, earlier.as_ref());
+    let parts: Vec<Split> = mols.iter().map(|m| split(m, scheme)).collect();
     // Training (false) or validation (true) frames over all molecules.
     let n_frames = |val: bool| -> usize {
         let frames = |(p, m): (&Split, &Molecule)| {
@@ -64,15 +65,24 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
         parts.iter().zip(&mols).map(frames).sum()
     };
     let counts = (n_frames(false), n_frames(true));
+    if counts.0 == 0 {
+        bail!(
+            "{}: no training frames: every molecule's frames fall in its last tenth of time, \
+             which validates (give it longer MD)",
+            a.data.display()
+        );
+    }
     let (trainer, preset_name) = prepare_trainer(
         a,
         dev,
         counts,
         |t, start| {
             adopt(t, start, a, &mols, data_crc)?;
-            // The raised rungs it trains on from here (a run from before the record gets one).
+            // The raised rungs and the split it trains on from here (a run from before the
+            // records gets them).
             if let Some(transfer) = t.state.transfer.as_mut() {
                 transfer.raised_rungs = Some(raised);
+                transfer.validation = Some(scheme);
             }
             Ok(())
         },
@@ -236,12 +246,34 @@ fn molecules(
     Ok((mols, crc))
 }
 
-/// A molecule's training and validation frames, split in time: validation is its last 10% of
-/// simulated time at the target temperature (of every ladder of a replica exchange at once),
-/// training everything before that, raised rungs included. Raised rungs over the validation
-/// time are left out: exchanges tie them to the validation frames.
-fn split(m: &Molecule) -> Split {
+/// A resumed run's split (a run from before the record split by frames); any other run
+/// splits by time.
+fn validation_split(a: &TrainArgs, earlier: Option<&State>) -> ValidationSplit {
+    match earlier
+        .filter(|_| a.resume)
+        .and_then(|s| s.transfer.as_ref())
+    {
+        Some(t) => t.validation.unwrap_or(ValidationSplit::LastFrames),
+        None => ValidationSplit::LastTime,
+    }
+}
+
+/// A molecule's training and validation frames. Split in time ([`ValidationSplit::LastTime`]):
+/// validation is its last 10% of simulated time at the target temperature (of every ladder of
+/// a replica exchange at once), training everything before that, raised rungs included; raised
+/// rungs over the validation time are left out, as exchanges tie them to the validation frames.
+fn split(m: &Molecule, scheme: ValidationSplit) -> Split {
     let d = 3 * m.system.n_atoms();
+    if scheme == ValidationSplit::LastFrames {
+        let n = m.frames.len() / d;
+        let cut = n - (n / 10).max(1).min(n);
+        let mut train = vec![(m.system.temperature, m.frames[..cut * d].to_vec())];
+        train.extend(m.raised.iter().map(|r| (r.temperature_k, r.x.clone())));
+        return Split {
+            train,
+            val: m.frames[cut * d..].to_vec(),
+        };
+    }
     let cut = validation_start(&m.time_ps);
     let pick = |x: &[f64], time_ps: &[f64], val: bool| -> Vec<f64> {
         (time_ps.iter().enumerate())
@@ -431,6 +463,7 @@ fn fresh(
         ring_closure: rings,
         data_crc,
         raised_rungs: Some(a.raised_rungs),
+        validation: Some(ValidationSplit::LastTime),
     });
     let info = RunInfo {
         model: family,
@@ -572,6 +605,7 @@ mod tests {
             ring_closure: TRANSFER_RING_CLOSURE,
             data_crc: None,
             raised_rungs: raised,
+            validation: None,
         });
         t.state
     }
@@ -641,7 +675,7 @@ mod tests {
             raised,
         };
         let names = |x: &[f64]| -> Vec<f64> { x.chunks(d).map(|f| f[0]).collect() };
-        let p = split(&m);
+        let p = split(&m, ValidationSplit::LastTime);
         assert_eq!(names(&p.val), [9.0, 19.0]);
         let train: Vec<f64> = (0..20).filter(|k| k % 10 != 9).map(f64::from).collect();
         assert_eq!(p.train[0].0, m.system.temperature);
@@ -652,5 +686,31 @@ mod tests {
         // One frame validates, and trains nothing.
         assert_eq!(validation_start(&[3.0]), 3.0);
         assert_eq!(validation_start(&[]), f64::INFINITY);
+        // A run begun before the split by time resumes with its own: the last frames (here the
+        // second ladder's last two), its raised rung whole.
+        let old = split(&m, ValidationSplit::LastFrames);
+        assert_eq!(names(&old.val), [18.0, 19.0]);
+        assert_eq!(names(&old.train[1].1).len(), 20);
+        let labelled = arbg_state(true, Some(1));
+        let resume = TrainArgs {
+            resume: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            validation_split(&resume, Some(&labelled)),
+            ValidationSplit::LastFrames
+        );
+        let mut recorded = arbg_state(true, Some(1));
+        recorded.transfer.as_mut().unwrap().validation = Some(ValidationSplit::LastTime);
+        assert_eq!(
+            validation_split(&resume, Some(&recorded)),
+            ValidationSplit::LastTime
+        );
+        // A fine-tune (--init) or a fresh run splits by time.
+        let fresh = TrainArgs::default();
+        assert_eq!(
+            validation_split(&fresh, Some(&labelled)),
+            ValidationSplit::LastTime
+        );
     }
 }
