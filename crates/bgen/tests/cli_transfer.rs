@@ -217,19 +217,7 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
 #[test]
 fn md_too_short_to_train_on_is_refused() {
     let dir = tmp("short");
-    ok(bgen()
-        .args(["md", "--sequences", "AA,GG", "--ns", "0.0005"])
-        .args(["--save-every-ps", "0.5", "--equilibrate-ps", "0", "--out"])
-        .arg(dir.join("md"))
-        .output()
-        .unwrap());
-    ok(bgen()
-        .args(["dataset", "merge", "--run"])
-        .arg(dir.join("md"))
-        .arg("--out")
-        .arg(dir.join("data"))
-        .output()
-        .unwrap());
+    toy_data(&dir, "AA,GG", "0.0005", "GG");
     let o = bgen()
         .args(["train", "--preset", "tiny", "--steps", "2", "--data"])
         .arg(dir.join("data"))

@@ -266,7 +266,7 @@ fn split(m: &Molecule, scheme: ValidationSplit) -> Split {
     let d = 3 * m.system.n_atoms();
     if scheme == ValidationSplit::LastFrames {
         let n = m.frames.len() / d;
-        let cut = n - (n / 10).max(1).min(n);
+        let cut = n - validated(n);
         let mut train = vec![(m.system.temperature, m.frames[..cut * d].to_vec())];
         train.extend(m.raised.iter().map(|r| (r.temperature_k, r.x.clone())));
         return Split {
@@ -294,10 +294,14 @@ fn split(m: &Molecule, scheme: ValidationSplit) -> Split {
 fn validation_start(time_ps: &[f64]) -> f64 {
     let mut t = time_ps.to_vec();
     t.sort_by(f64::total_cmp);
-    let n = t.len();
-    t.get(n - (n / 10).max(1).min(n))
+    t.get(t.len() - validated(t.len()))
         .copied()
         .unwrap_or(f64::INFINITY)
+}
+
+/// How many of `n` frames validate: a tenth, at least one (none of none).
+fn validated(n: usize) -> usize {
+    (n / 10).max(1).min(n)
 }
 
 /// Checks an earlier model against the molecules before it trains on them. Resumed: the same
