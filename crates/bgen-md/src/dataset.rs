@@ -163,6 +163,14 @@ impl Frames {
             f.replica = r.iter().map(|&v| v as i64).collect();
         }
         if let Some(t) = optional("time_ps")? {
+            // Times split training from validation: a NaN would put its frame in neither half
+            // silently.
+            if let Some(k) = t.iter().position(|v| !v.is_finite()) {
+                return Err(file_err(
+                    &p("time_ps"),
+                    format!("frame {k}: time {} ps is not finite", t[k]),
+                ));
+            }
             f.time_ps = t;
         }
         Ok(f)
@@ -555,6 +563,22 @@ mod tests {
         let msg = read_frames_npy(&empty).unwrap_err().to_string();
         assert!(
             msg.contains("empty.npy") && msg.contains("no frames"),
+            "{msg}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A frame time that is not a number is refused by file and frame, not split silently.
+    #[test]
+    fn non_finite_frame_times_are_refused() {
+        let dir = std::env::temp_dir().join(format!("bgen-times-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut f = toy(1, 4);
+        f.time_ps[2] = f64::NAN;
+        f.write(&dir, "train_").unwrap();
+        let msg = Frames::read(&dir, "train_").unwrap_err().to_string();
+        assert!(
+            msg.contains("train_time_ps.npy") && msg.contains("frame 2"),
             "{msg}"
         );
         std::fs::remove_dir_all(dir).unwrap();
