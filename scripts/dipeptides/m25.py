@@ -28,6 +28,28 @@ def basin_error(m):
     return max(abs(v["value"] - d["basins_reference"].get(k, {"value": 0.0})["value"]) for k, v in d["basins_samples"].items())
 
 
+def matched(d, s, k):
+    """(E-W2 kT, T-W2) of run `d`/`s`-`k` at the floor's sizes: the mean over the disjoint
+    subsets that measure25.sh matched scored against the floor's reference half; None if not
+    measured."""
+    import glob
+
+    subsets = [load(f) for f in sorted(glob.glob(f"{d}/{s}-{k}-matched/sub*/metrics.json"))]
+    if not subsets or not os.path.exists(f"{d}/{s}-{k}-matched/done"):
+        return None
+    return tuple(sum(m[key] for m in subsets) / len(subsets) for key in ("energy_w2", "torus_w2"))
+
+
+def within_bar(d, s, k):
+    """Whether run `d`/`s`-`k` meets issue 25's bar: E-W2 at most the floor + 0.2 kT and T-W2
+    at most the floor + 0.1, both at the floor's sizes (`matched`), and every basin within
+    0.03 of the pooled reference. None where something is not measured."""
+    fl, m, w = load(f"m25-floor/{s}/metrics.json"), load(f"{d}/{s}-{k}-eval/metrics.json"), matched(d, s, k)
+    if not (fl and m and w):
+        return None
+    return w[0] <= fl["energy_w2"] + 0.2 and w[1] <= fl["torus_w2"] + 0.1 and basin_error(m) <= 0.03
+
+
 def dihedral(x, i, j, k, l):
     """Dihedral angles (degrees) of atoms i-j-k-l in frames x (n, atoms, 3)."""
     import numpy as np  # here, so that the table scripts run on a Python without numpy

@@ -1,7 +1,7 @@
 """Where bgen's own plain MD meets issue 25's quality bar, per held-out dipeptide: the first
 prefix of measure25.sh md's curve with E-W2 <= floor + 0.2 kT, T-W2 <= floor + 0.1 and every
 basin within 0.03 of the reference, and the scores of the whole run. The floors are
-measure25.sh floor's (seed 2 against seed 1 of the committed, thinned references; seeds 3+4 against 1+2 where references.sh more ran them). Reads the
+measure25.sh floor's (seed 2 against seed 1 of the committed, thinned references; seeds 3+4 against 1+2 where references.sh more ran them). The prefixes are scored against the pooled reference with all their frames, which favours MD a little against a floor of 1,000 frames against 1,000 (table25.py's "at the floor's sizes"). Reads the
 committed copies in md25/ (XY.json: the curve; XY-floor.json: the floor's metrics), or with a
 directory argument measure25.sh's own outputs there (m25-floor/, m25-*/XY-md-curve/):
   python3 md_bar25.py [MEASURE25_DIR MODEL_OUT_DIR]"""

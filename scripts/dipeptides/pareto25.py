@@ -5,22 +5,15 @@ many of the default sampler's seeds 0-2 meet issue 25's bar. Usage, in measure25
   python3 pareto25.py m25-dipeptides [m25-OTHER ...]"""
 import sys
 
-from m25 import basin_error, load, names
+from m25 import load, names, within_bar
 
 dirs = sys.argv[1:] or ["m25-dipeptides"]
 
 
 def passes(d, s):
-    """Seeds of `d`'s default sampler within the bar on `s` (of those measured)."""
-    fl = load(f"m25-floor/{s}/metrics.json")
-    if not fl:
-        return "-"
-    ok = 0
-    for k in range(3):
-        m = load(f"{d}/{s}-{k}-eval/metrics.json")
-        ok += bool(m and m["energy_w2"] <= fl["energy_w2"] + 0.2 and m["torus_w2"] <= fl["torus_w2"] + 0.1
-                   and basin_error(m) <= 0.03)
-    return str(ok)
+    """Seeds of `d`'s default sampler within the bar on `s` ("?" where a seed is not measured)."""
+    bar = [within_bar(d, s, k) for k in range(3)]
+    return f"{sum(b is True for b in bar)}{'?' if None in bar else ''}"
 
 
 print("| dipeptide | " + " | ".join(f"{d}: ESS | k | seeds within the bar" for d in dirs) + " |")

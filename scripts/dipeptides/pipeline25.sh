@@ -10,7 +10,7 @@
 #      temperature; INIT=DIR starts from a trained model's weights (a fresh schedule); STEPS
 #      ends the cosine schedule (the preset's 20,000 if unset); a checkpoint every 5 minutes;
 #   5. its measurement on the 12 held-out dipeptides (MEASURE: measure25.sh's steps, default
-#      "floor snis proposal zero md", about an hour), then table25.py, vs_md25.py, basins25.py.
+#      "floor snis proposal zero matched md", about an hour), then table25.py, vs_md25.py, basins25.py.
 # The model shipped until this recipe (models/README.md) was CONVERGE=0 LABEL=0 STEPS=8000, no
 # INIT. Give another recipe its own DATA and MODEL directories. Run from a work directory with BGEN set:
 #   BGEN=path/to/bgen nohup nice -n 15 scripts/dipeptides/pipeline25.sh >> run.log 2>&1 &
@@ -43,7 +43,7 @@ else
     --checkpoint-secs 300 "${start[@]}" "${label[@]}" ${STEPS:+--steps $STEPS}
 fi
 # shellcheck disable=SC2086  # MEASURE is a list of steps
-MODEL=$model BGEN=$B PYTHON=$PY "$here/measure25.sh" ${MEASURE:-floor snis proposal zero md}
+MODEL=$model BGEN=$B PYTHON=$PY "$here/measure25.sh" ${MEASURE:-floor snis proposal zero matched md}
 "$PY" "$here/table25.py" "m25-$(basename "$model")"
 "$PY" "$here/vs_md25.py" . "m25-$(basename "$model")"
 "$PY" "$here/basins25.py" "m25-$(basename "$model")"

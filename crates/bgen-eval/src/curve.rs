@@ -35,14 +35,16 @@ pub struct MdCost {
     pub wall_seconds: f64,
 }
 
-/// The metrics of `points` prefixes of `frames` (an MD run's, in time order per replica),
-/// doubling in length up to the whole run, against `reference` frames (nm).
+/// The metrics of `points` prefixes of `frames` (an MD run's, in time order per replica), each
+/// `ratio` (> 1) times longer than the one before up to the whole run, against `reference`
+/// frames (nm).
 pub fn md_curve(
     system: &System,
     frames: &Frames,
     reference: &[f64],
     cost: MdCost,
     points: usize,
+    ratio: f64,
     opts: EvalOptions,
 ) -> crate::Result<Vec<CurvePoint>> {
     let t_max = frames.time_ps.iter().copied().fold(0.0, f64::max);
@@ -54,7 +56,7 @@ pub fn md_curve(
         .fold(f64::MAX, f64::min);
     let mut out = Vec::new();
     for k in (0..points).rev() {
-        let t = t_max / 2f64.powi(k as i32);
+        let t = t_max / ratio.powi(k as i32);
         let idx: Vec<usize> = (0..frames.time_ps.len())
             .filter(|&i| frames.time_ps[i] <= t + 1e-9)
             .collect();

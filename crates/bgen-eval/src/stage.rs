@@ -46,10 +46,16 @@ pub struct EvalArgs {
     /// More sample sets to draw in the energy plot (e.g. the proposal beside SMC); repeatable.
     #[arg(long)]
     pub compare: Vec<PathBuf>,
-    /// The samples are an MD run: also score this many prefixes of it, doubling in length up
-    /// to the whole run, with their simulated ns and wall time (curve.json, curve.png).
+    /// The samples are an MD run: also score this many prefixes of it, each `curve_ratio` times
+    /// longer than the one before, up to the whole run, with their simulated ns and wall time
+    /// (curve.json, curve.png).
     #[arg(long, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub curve: Option<usize>,
+    /// With `curve`: how much longer each prefix is than the one before (> 1; 1.19 = 2^(1/4)
+    /// scores four prefixes per doubling, so that the MD of a given wall time is one at most 19%
+    /// shorter).
+    #[arg(long, default_value_t = 2.0, value_parser = curve_ratio, requires = "curve")]
+    pub curve_ratio: f64,
     /// With `curve`: a sampler's metrics.json (from `bgen eval`) to set beside the curve; reports
     /// the first prefix at which MD is as good on E-W2, T-W2 and the largest basin error.
     #[arg(long, requires = "curve")]
@@ -77,6 +83,7 @@ impl EvalArgs {
             model: None,
             compare: Vec::new(),
             curve: None,
+            curve_ratio: 2.0,
             reach: None,
         }
     }
@@ -506,6 +513,16 @@ fn scores_of(path: &Path) -> Result<[f64; 3]> {
     }
 }
 
+/// `--curve-ratio`: a finite number > 1.
+fn curve_ratio(s: &str) -> std::result::Result<f64, String> {
+    match bgen_system::options::positive(s)? {
+        v if v > 1.0 => Ok(v),
+        _ => Err(format!(
+            "{s}: each prefix must be longer than the one before (> 1)"
+        )),
+    }
+}
+
 /// `--curve`: scores prefixes of the MD run `a.samples` (curve.json, curve.png), and with
 /// `--reach` the first at which MD matches a sampler's scores.
 fn md_curve_stage(
@@ -523,7 +540,7 @@ fn md_curve_stage(
         equilibrate_ps: settings.equilibrate_ps,
         wall_seconds: wall,
     };
-    let curve = crate::curve::md_curve(sys, &frames, reference, cost, points, opts)?;
+    let curve = crate::curve::md_curve(sys, &frames, reference, cost, points, a.curve_ratio, opts)?;
     let marks = a.reach.as_deref().map(scores_of).transpose()?;
     let reached = marks.and_then(|m| crate::curve::first_reaching(&curve, m));
     bgen_system::show!("MD prefix       ns   wall s   E-W2/kT   T-W2   basin err");

@@ -158,7 +158,7 @@ fn md_curve_scores_prefixes_in_time() {
         equilibrate_ps: 16.0,
         wall_seconds: 64.0,
     };
-    let curve = md_curve(&sys, &run, &run.x, cost, 4, opts()).unwrap();
+    let curve = md_curve(&sys, &run, &run.x, cost, 4, 2.0, opts()).unwrap();
     let t: Vec<f64> = curve.iter().map(|p| p.time_ps).collect();
     assert_eq!(t, vec![2.0, 4.0, 8.0, 16.0]);
     assert_eq!(curve[0].frames, 40);
@@ -170,4 +170,15 @@ fn md_curve_scores_prefixes_in_time() {
     let reach = first_reaching(&curve, [worst * 0.5, 10.0, 1.0]).unwrap();
     assert!(reach.time_ps > 2.0);
     assert!(first_reaching(&curve, [-1.0, 10.0, 1.0]).is_none());
+    // Four prefixes per doubling: the same ends, three more between each pair.
+    let fine = md_curve(&sys, &run, &run.x, cost, 13, 2f64.powf(0.25), opts()).unwrap();
+    let t: Vec<f64> = fine.iter().map(|p| p.time_ps).collect();
+    assert_eq!(t.len(), 13);
+    assert!(
+        (t[0] - 2.0).abs() < 1e-9 && (t[4] - 4.0).abs() < 1e-9 && t[12] == 16.0,
+        "{t:?}"
+    );
+    assert!(t
+        .windows(2)
+        .all(|w| (w[1] / w[0] - 2f64.powf(0.25)).abs() < 1e-9));
 }
