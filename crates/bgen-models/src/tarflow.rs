@@ -53,18 +53,23 @@ pub struct Conditioning {
     /// Each row also carries the temperature of its frame ([`Labels::temperature`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub temperature: bool,
+    /// Every token also carries the whole sequence (each residue's template at its index), so
+    /// that every block, whichever its order, sees what the other residues are.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sequence: bool,
 }
 
 impl Conditioning {
     /// The vocabularies of force field `setup` (its atom types and residue templates), for
-    /// molecules of up to `max_residues` residues, with or without the temperature label.
-    pub fn of(setup: bgen_system::Setup, max_residues: i64, temperature: bool) -> Conditioning {
+    /// molecules of up to `max_residues` residues, without the temperature and sequence labels.
+    pub fn of(setup: bgen_system::Setup, max_residues: i64) -> Conditioning {
         let ff = setup.data();
         Conditioning {
             atom_types: ff.types.len() as i64 + 1,
             residue_types: ff.templates.len() as i64 + 1,
             max_residues,
-            temperature,
+            temperature: false,
+            sequence: false,
         }
     }
 }
@@ -104,11 +109,21 @@ pub(crate) struct LabelEmbedding {
     /// with the second map zero at the start, so that the embedding is 0 at the model's
     /// temperature and a fine-tuned model starts as the one it came from.
     temperature: Option<(nn::Linear, nn::Linear)>,
+    /// A flow conditioned on the sequence: each residue's (index, template) embedded, summed over
+    /// the molecule's residues -> gelu -> width, the second map zero at the start (a fine-tuned
+    /// model starts as the one it came from).
+    sequence: Option<(nn::Embedding, nn::Linear)>,
+    residue_types: i64,
 }
 
 impl LabelEmbedding {
     pub(crate) fn new(p: nn::Path, c: &Conditioning, width: i64) -> LabelEmbedding {
         let e = |name: &str, n: i64| nn::embedding(&p / name, n, width, Default::default());
+        let zero = nn::LinearConfig {
+            ws_init: nn::Init::Const(0.0),
+            bs_init: None,
+            bias: false,
+        };
         LabelEmbedding {
             atom: e("atom", c.atom_types),
             residue: e("residue", c.residue_types),
@@ -126,14 +141,16 @@ impl LabelEmbedding {
                 });
                 (
                     nn::linear(&p / "temperature_in", 1, width, first),
-                    nn::linear(
-                        &p / "temperature_out",
-                        width,
-                        width,
-                        no_bias(nn::Init::Const(0.0)),
-                    ),
+                    nn::linear(&p / "temperature_out", width, width, zero),
                 )
             }),
+            sequence: c.sequence.then(|| {
+                (
+                    e("sequence_in", c.max_residues * c.residue_types),
+                    nn::linear(&p / "sequence_out", width, width, zero),
+                )
+            }),
+            residue_types: c.residue_types,
         }
     }
 
@@ -143,6 +160,14 @@ impl LabelEmbedding {
             + self.residue.forward(&l.residue)
             + self.index.forward(&l.index)
             + self.length.forward(&l.residues).unsqueeze(1);
+        let e = match &self.sequence {
+            Some((a, b)) => {
+                e + b
+                    .forward(&self.sequence_sum(a, l).gelu("none"))
+                    .unsqueeze(1)
+            }
+            None => e,
+        };
         match &self.temperature {
             Some((a, b)) => {
                 let f = l.temperature.to_kind(self.atom.ws.kind()).unsqueeze(1);
@@ -150,6 +175,25 @@ impl LabelEmbedding {
             }
             None => e,
         }
+    }
+
+    /// The sum over each row's residues of their (index, template) embeddings (batch, width):
+    /// every real token adds its residue's, divided by the tokens of that residue.
+    fn sequence_sum(&self, table: &nn::Embedding, l: &Labels) -> Tensor {
+        let real = l.residue.gt(0);
+        let key = (&l.index * self.residue_types + &l.residue) * real.to_kind(Kind::Int64);
+        let rows = l.index.size()[0];
+        let max_res = table.ws.size()[0] / self.residue_types;
+        let per_residue = Tensor::zeros([rows, max_res], (Kind::Float, l.index.device()))
+            .scatter_add(1, &l.index, &real.to_kind(Kind::Float));
+        let share = (real.to_kind(Kind::Float)
+            / per_residue.gather(1, &l.index, false).clamp_min(1.0))
+        .to_kind(table.ws.kind());
+        (table.forward(&key) * share.unsqueeze(2)).sum_dim_intlist(
+            [1].as_slice(),
+            false,
+            table.ws.kind(),
+        )
     }
 }
 
@@ -381,7 +425,7 @@ pub struct TarFlow {
     pub config: TarFlowConfig,
     blocks: Vec<Block>,
     /// Transferable: the label embeddings.
-    labels: Option<LabelEmbedding>,
+    labels: Option<Box<LabelEmbedding>>,
 }
 
 impl Labels {
@@ -471,7 +515,7 @@ impl TarFlow {
         let labels = config
             .conditioning
             .as_ref()
-            .map(|c| LabelEmbedding::new(p / "labels", c, config.width));
+            .map(|c| Box::new(LabelEmbedding::new(p / "labels", c, config.width)));
         TarFlow {
             config,
             blocks,
@@ -628,5 +672,66 @@ impl TarFlow {
             let lq = self.log_prior(&z, tau, labels) + logdet;
             (x, lq)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn embedding(sequence: bool) -> (nn::VarStore, LabelEmbedding) {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let c = Conditioning {
+            atom_types: 6,
+            residue_types: 4,
+            max_residues: 3,
+            temperature: false,
+            sequence,
+        };
+        let e = LabelEmbedding::new(vs.root(), &c, 8);
+        (vs, e)
+    }
+
+    /// Two molecules of 5 tokens (residue 0: 3 tokens, residue 1: 2) and of 3, padded to 6.
+    fn labels(second_residue: i64) -> Labels {
+        let t = |v: &[i64]| Tensor::from_slice(v).view([2, 6]);
+        Labels {
+            atom: t(&[1, 2, 3, 4, 5, 0, 2, 2, 3, 0, 0, 0]),
+            residue: t(&[1, 1, 1, second_residue, second_residue, 0, 3, 3, 3, 0, 0, 0]),
+            index: t(&[0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0]),
+            residues: Tensor::from_slice(&[2i64, 1]),
+            tokens: Tensor::from_slice(&[5i64, 3]),
+            temperature: Tensor::zeros([2], (Kind::Float, Device::Cpu)),
+        }
+    }
+
+    /// The sequence label is the sum of each residue's (index, template) embedding, however
+    /// many tokens the residue has; every token carries it, so the first atom's embedding
+    /// changes with the last residue's template; a new one adds nothing (a fine-tune starts as
+    /// the model it came from).
+    #[test]
+    fn the_sequence_label_is_each_residue_once_at_every_token() {
+        let (vs, e) = embedding(true);
+        let (table, _) = e.sequence.as_ref().unwrap();
+        let sum = e.sequence_sum(table, &labels(2));
+        let row = |k: i64| table.ws.get(k);
+        let want0 = row(1) + row(4 + 2);
+        assert!(f64::try_from((sum.get(0) - want0).abs().max()).unwrap() < 1e-6);
+        assert!(f64::try_from((sum.get(1) - row(3)).abs().max()).unwrap() < 1e-6);
+        let (_, plain) = embedding(false);
+        let diff = |a: &Tensor, b: &Tensor| f64::try_from((a - b).abs().max()).unwrap();
+        assert!(diff(&e.forward(&labels(2)), &plain.forward(&labels(2))) < 1e-6);
+        tch::no_grad(|| {
+            for (name, mut v) in vs.variables() {
+                if name.contains("sequence_out") {
+                    let _ = v.f_add_(&(v.randn_like() * 0.5)).unwrap();
+                }
+            }
+        });
+        let (a, b) = (e.forward(&labels(2)), e.forward(&labels(3)));
+        assert!(diff(&a.get(0).get(0), &b.get(0).get(0)) > 1e-3);
+        assert!(diff(&a.get(1), &b.get(1)) < 1e-9);
     }
 }

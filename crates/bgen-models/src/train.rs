@@ -177,6 +177,15 @@ impl State {
     }
 }
 
+/// Labels a fine-tune adds to a transferable TarFlow that lacks them (`bgen train --init`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NewLabels {
+    /// Each frame's temperature (`--temperature-label`).
+    pub temperature: bool,
+    /// The whole sequence at every token (`--sequence-label`).
+    pub sequence: bool,
+}
+
 /// A model being trained: weights, EMA weights and AdamW moments.
 pub struct Trainer {
     pub state: State,
@@ -560,31 +569,29 @@ impl Trainer {
 
     /// Loads the last checkpoint to train it further (fine-tuning): as [`Trainer::load`], but a
     /// checkpoint that holds only the moving average of the weights (a shipped model) starts
-    /// from the average as both weights and average, with fresh optimiser moments. With
-    /// `add_temperature`, a transferable TarFlow not yet conditioned on temperature gains the
-    /// temperature embedding, new (zero at the model's temperature, so the model is unchanged
-    /// there) with fresh moments.
-    pub fn load_weights(
-        dir: &Path,
-        device: Device,
-        add_temperature: bool,
-    ) -> Result<Trainer, Error> {
+    /// from the average as both weights and average, with fresh optimiser moments. A
+    /// transferable TarFlow not yet conditioned on what `add` asks for (temperature, sequence)
+    /// gains those embeddings, new (zero at the start, so the model is unchanged) with fresh
+    /// moments.
+    pub fn load_weights(dir: &Path, device: Device, add: NewLabels) -> Result<Trainer, Error> {
         let (cdir, mut state) = read_state(dir)?;
-        let mut added = false;
+        let mut added = Vec::new();
         if let ModelConfig::TarFlow(c) = &mut state.model {
-            if let Some(k) = c
-                .conditioning
-                .as_mut()
-                .filter(|k| add_temperature && !k.temperature)
-            {
-                k.temperature = true;
-                added = true;
+            if let Some(k) = c.conditioning.as_mut() {
+                if add.temperature && !k.temperature {
+                    k.temperature = true;
+                    added.push("temperature_");
+                }
+                if add.sequence && !k.sequence {
+                    k.sequence = true;
+                    added.push("sequence_");
+                }
             }
         }
         let mut t = Trainer::unloaded_from(state, device);
-        let load = |vs: &mut nn::VarStore, p: &Path| match added {
-            true => load_vars_adding(vs, p, "temperature_"),
-            false => load_vars(vs, p),
+        let load = |vs: &mut nn::VarStore, p: &Path| match added.is_empty() {
+            false => load_vars_adding(vs, p, &added),
+            true => load_vars(vs, p),
         };
         let raw = cdir.join("weights.safetensors");
         let ema = cdir.join("ema.safetensors");
@@ -689,14 +696,14 @@ fn load_vars(vs: &mut nn::VarStore, p: &Path) -> Result<(), Error> {
     })
 }
 
-/// As [`load_vars`], where the variables whose names contain `new` may be missing from the
-/// file (they keep their initial values); any other missing one is an error.
-fn load_vars_adding(vs: &mut nn::VarStore, p: &Path, new: &str) -> Result<(), Error> {
+/// As [`load_vars`], where the variables whose names contain one of `new` may be missing from
+/// the file (they keep their initial values); any other missing one is an error.
+fn load_vars_adding(vs: &mut nn::VarStore, p: &Path, new: &[&str]) -> Result<(), Error> {
     checked(p)?;
     let missing = vs
         .load_partial(p)
         .map_err(|e| ck(p, format!("corrupt: {e}")))?;
-    match missing.iter().find(|n| !n.contains(new)) {
+    match missing.iter().find(|n| !new.iter().any(|k| n.contains(k))) {
         Some(n) => Err(ck(p, format!("does not match the configuration: no {n}"))),
         None => Ok(()),
     }

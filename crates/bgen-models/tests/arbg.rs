@@ -228,6 +228,7 @@ fn transferable(atoms: i64, bins: i64, seed: i64) -> (nn::VarStore, Arbg) {
         residue_types: 5,
         max_residues: 4,
         temperature: false,
+        sequence: true,
     };
     built(atoms, bins, Some(conditioning), seed)
 }

@@ -25,7 +25,7 @@ fn flow(vs: &nn::VarStore, tokens: i64) -> TarFlow {
         layers: 1,
         head_dim: 8,
         mlp_ratio: 2,
-        conditioning: Some(Conditioning::of(bgen_system::Setup::Amber14Obc1, 4, false)),
+        conditioning: Some(Conditioning::of(bgen_system::Setup::Amber14Obc1, 4)),
     };
     tch::manual_seed(3);
     let f = TarFlow::new(&vs.root(), cfg);

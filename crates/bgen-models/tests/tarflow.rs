@@ -190,6 +190,7 @@ fn perturbed_transferable() -> (nn::VarStore, TarFlow) {
             residue_types: 5,
             max_residues: 4,
             temperature: false,
+            sequence: true,
         }),
         ..tiny()
     };

@@ -144,6 +144,7 @@ fn molecules_beyond_the_residue_table_are_refused() {
             residue_types: 5,
             max_residues: 16,
             temperature: false,
+            sequence: false,
         }),
         ..bgen_models::stage::preset("tiny", 200).unwrap().0
     };

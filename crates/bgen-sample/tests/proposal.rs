@@ -288,7 +288,7 @@ fn a_transferable_proposal_carries_its_exact_log_q() {
         layers: 1,
         head_dim: 16,
         mlp_ratio: 2,
-        conditioning: Some(Conditioning::of(sys.params.setup, 4, false)),
+        conditioning: Some(Conditioning::of(sys.params.setup, 4)),
     };
     let norm = Normalizer {
         n_atoms: tokens + 2,

@@ -453,7 +453,11 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
         c.args(extra).arg("--data").arg(dir.join("ad-remd"));
         c.arg("--out").arg(dir.join(out)).output().unwrap()
     };
-    let log = ok(labelled(&["--init", "dipeptides"], "ft-t"));
+    // It adds the whole-sequence label too (zero at first, like the temperature's).
+    let log = ok(labelled(
+        &["--init", "dipeptides", "--sequence-label"],
+        "ft-t",
+    ));
     // The last of 4 times validates at 310 K, and its 380 K frame (tied to it by exchanges)
     // does not train.
     assert!(
@@ -466,6 +470,7 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
     .unwrap();
     let conditioning = &state["model"]["conditioning"];
     assert_eq!(conditioning["temperature"], true, "{conditioning}");
+    assert_eq!(conditioning["sequence"], true, "{conditioning}");
     fails(labelled(&["--resume"], "ft"), "was started without it");
     // A resume keeps the run's raised rungs when not told them (it trained at 310 K alone
     // before), and refuses others.
@@ -533,7 +538,7 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
             .unwrap();
         fails(o, says);
     }
-    // Both fine-tunes sample: the unlabelled one and the temperature-labelled one.
+    // Both fine-tunes sample: the unlabelled one and the temperature- and sequence-labelled one.
     for (run, out) in [("ft", "ft-ad"), ("ft-t", "ft-t-ad")] {
         let o = bgen()
             .args(["sample", "--method", "snis", "--n", "8", "--run"])

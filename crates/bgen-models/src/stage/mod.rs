@@ -53,6 +53,12 @@ pub struct TrainArgs {
     /// (--init) adds it.
     #[arg(long)]
     pub temperature_label: bool,
+    /// A transferable model: give every token the whole sequence (each residue's template at
+    /// its index), so that every block sees what the other residues are, whatever its order
+    /// (labels per atom reach a token only through the atoms before it). Fine-tuning a model
+    /// without it (--init) adds it.
+    #[arg(long)]
+    pub sequence_label: bool,
     /// Output run directory (checkpoints, run.json).
     #[arg(long)]
     pub out: PathBuf,
@@ -145,6 +151,7 @@ impl TrainArgs {
             extra_data: Vec::new(),
             raised_rungs: 0,
             temperature_label: false,
+            sequence_label: false,
             out,
             preset: None,
             bins: None,
@@ -485,7 +492,11 @@ fn prepare_trainer(
             return Ok((t, info.preset));
         }
         Start::FineTune(init) => {
-            let mut t = Trainer::load_weights(init, dev, a.temperature_label)?;
+            let add = crate::train::NewLabels {
+                temperature: a.temperature_label,
+                sequence: a.sequence_label,
+            };
+            let mut t = Trainer::load_weights(init, dev, add)?;
             adopt(&mut t, &start)?;
             let seed = t.state.train.seed;
             overrides(&mut t.state.train, a, seed);

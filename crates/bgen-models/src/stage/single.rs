@@ -20,10 +20,13 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
              rungs come with --extra-data RUN"
         );
     }
-    if a.temperature_label {
-        bail!(
-            "--temperature-label: for a transferable model (on a merged data set, or with --init)"
-        );
+    for (set, flag) in [
+        (a.temperature_label, "--temperature-label"),
+        (a.sequence_label, "--sequence-label"),
+    ] {
+        if set {
+            bail!("{flag}: for a transferable model (on a merged data set, or with --init)");
+        }
     }
     if a.kl_weight.is_some_and(|w| w > 0.0) {
         bail!("--kl-weight: for a transferable TarFlow (on a merged data set, or with --init)");

@@ -184,22 +184,26 @@ fn earlier_state(a: &TrainArgs) -> Result<Option<State>> {
     Ok(Some(Trainer::load_state(&dir)?))
 }
 
-/// A resumed run keeps its conditioning: `--temperature-label` is refused for a run started
-/// without it.
+/// A resumed run keeps its conditioning: `--temperature-label` and `--sequence-label` are
+/// refused for a run started without them.
 fn refuse_new_label(a: &TrainArgs, earlier: Option<&State>) -> Result<()> {
-    let Some(state) = earlier.filter(|_| a.resume && a.temperature_label) else {
+    let Some(k) = earlier
+        .filter(|_| a.resume)
+        .and_then(|s| s.model.transfer_capacity().map(|(_, k)| k.clone()))
+    else {
         return Ok(());
     };
-    let labelled = state
-        .model
-        .transfer_capacity()
-        .is_some_and(|(_, k)| k.temperature);
-    if !labelled {
-        bail!(
-            "--temperature-label: {} was started without it; start a new run (--init {} adds it)",
-            a.out.display(),
-            a.out.display()
-        );
+    for (asked, has, flag) in [
+        (a.temperature_label, k.temperature, "--temperature-label"),
+        (a.sequence_label, k.sequence, "--sequence-label"),
+    ] {
+        if asked && !has {
+            bail!(
+                "{flag}: {} was started without it; start a new run (--init {} adds it)",
+                a.out.display(),
+                a.out.display()
+            );
+        }
     }
     Ok(())
 }
@@ -424,11 +428,11 @@ fn fresh(
     let setup = mols[0].system.params.setup;
     let largest = mols.iter().map(|m| m.system.n_atoms() as i64 - 2).max();
     let tokens = largest.unwrap_or(1) + TRANSFER_HEADROOM;
-    let conditioning = Some(Conditioning::of(
-        setup,
-        TRANSFER_MAX_RESIDUES,
-        a.temperature_label,
-    ));
+    let conditioning = Some(Conditioning {
+        temperature: a.temperature_label,
+        sequence: a.sequence_label,
+        ..Conditioning::of(setup, TRANSFER_MAX_RESIDUES)
+    });
     let family = a.model.unwrap_or(Family::Tarflow);
     let (m, mut tc): (ModelConfig, _) = match family {
         Family::Tarflow => {
@@ -586,6 +590,7 @@ mod tests {
             residue_types: 3,
             max_residues: 4,
             temperature,
+            sequence: false,
         };
         let config = ArbgConfig {
             atoms: 4,
@@ -626,6 +631,13 @@ mod tests {
         assert!(refuse_new_label(&a, Some(&arbg_state(true, None))).is_ok());
         let err = refuse_new_label(&a, Some(&arbg_state(false, None))).unwrap_err();
         assert!(err.to_string().contains("was started without it"), "{err}");
+        let a = TrainArgs {
+            resume: true,
+            sequence_label: true,
+            ..Default::default()
+        };
+        let err = refuse_new_label(&a, Some(&arbg_state(true, None))).unwrap_err();
+        assert!(err.to_string().contains("--sequence-label"), "{err}");
     }
 
     /// A resume trains on the run's raised rungs when not told them, refuses another count, and
