@@ -17,7 +17,10 @@
 //! the density (log q counts real dimensions only). A flow conditioned on temperature also
 //! embeds each row's [`temperature_feature`] (0 at the model's own temperature, where the
 //! embedding is exactly zero), so that it learns every replica-exchange rung as its own
-//! distribution and samples the target temperature's.
+//! distribution and samples the target temperature's. A flow conditioned on the sequence adds
+//! to every token the sum of each residue's (index, template) embedding: labels per token reach
+//! a token only from the tokens before it, so without it a reversed block's first residue never
+//! learns what the others are.
 
 use crate::attention::{attend, KvCache};
 use crate::matmul::linear;
@@ -178,22 +181,21 @@ impl LabelEmbedding {
     }
 
     /// The sum over each row's residues of their (index, template) embeddings (batch, width):
-    /// every real token adds its residue's, divided by the tokens of that residue.
+    /// which (index, template) pairs the row's real tokens hold, each once, times the table.
     fn sequence_sum(&self, table: &nn::Embedding, l: &Labels) -> Tensor {
-        let real = l.residue.gt(0);
-        let key = (&l.index * self.residue_types + &l.residue) * real.to_kind(Kind::Int64);
-        let rows = l.index.size()[0];
-        let max_res = table.ws.size()[0] / self.residue_types;
-        let per_residue = Tensor::zeros([rows, max_res], (Kind::Float, l.index.device()))
-            .scatter_add(1, &l.index, &real.to_kind(Kind::Float));
-        let share = (real.to_kind(Kind::Float)
-            / per_residue.gather(1, &l.index, false).clamp_min(1.0))
-        .to_kind(table.ws.kind());
-        (table.forward(&key) * share.unsqueeze(2)).sum_dim_intlist(
-            [1].as_slice(),
-            false,
-            table.ws.kind(),
+        let (rows, t) = (l.index.size()[0], l.index.size()[1]);
+        let pos = Tensor::arange(t, (Kind::Int64, l.index.device())).unsqueeze(0);
+        let real = pos
+            .lt_tensor(&l.tokens.unsqueeze(1))
+            .to_kind(table.ws.kind());
+        let key = &l.index * self.residue_types + &l.residue;
+        let presence = Tensor::zeros(
+            [rows, table.ws.size()[0]],
+            (table.ws.kind(), l.index.device()),
         )
+        .scatter_add(1, &key, &real)
+        .clamp_max(1.0);
+        presence.matmul(&table.ws)
     }
 }
 

@@ -570,22 +570,24 @@ impl Trainer {
     /// Loads the last checkpoint to train it further (fine-tuning): as [`Trainer::load`], but a
     /// checkpoint that holds only the moving average of the weights (a shipped model) starts
     /// from the average as both weights and average, with fresh optimiser moments. A
-    /// transferable TarFlow not yet conditioned on what `add` asks for (temperature, sequence)
+    /// transferable model not yet conditioned on what `add` asks for (temperature, sequence)
     /// gains those embeddings, new (zero at the start, so the model is unchanged) with fresh
     /// moments.
     pub fn load_weights(dir: &Path, device: Device, add: NewLabels) -> Result<Trainer, Error> {
         let (cdir, mut state) = read_state(dir)?;
         let mut added = Vec::new();
-        if let ModelConfig::TarFlow(c) = &mut state.model {
-            if let Some(k) = c.conditioning.as_mut() {
-                if add.temperature && !k.temperature {
-                    k.temperature = true;
-                    added.push("temperature_");
-                }
-                if add.sequence && !k.sequence {
-                    k.sequence = true;
-                    added.push("sequence_");
-                }
+        let conditioning = match &mut state.model {
+            ModelConfig::TarFlow(c) => c.conditioning.as_mut(),
+            ModelConfig::Arbg(c) => c.conditioning.as_mut(),
+        };
+        if let Some(k) = conditioning {
+            if add.temperature && !k.temperature {
+                k.temperature = true;
+                added.push("temperature_");
+            }
+            if add.sequence && !k.sequence {
+                k.sequence = true;
+                added.push("sequence_");
             }
         }
         let mut t = Trainer::unloaded_from(state, device);

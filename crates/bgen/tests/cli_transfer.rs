@@ -171,6 +171,28 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
     assert_eq!(s["seen_in_training"], false, "{s}");
     let ess = s["ess"].as_f64().unwrap();
     assert!(ess > 0.0 && ess <= 1.0, "{s}");
+    // A fine-tune adds the whole-sequence label to an ArBG as to a TarFlow, and it samples.
+    ok(bgen()
+        .arg("train")
+        .arg("--init")
+        .arg(dir.join("run-arbg"))
+        .args(["--sequence-label", "--steps", "2", "--checkpoint-secs", "0"])
+        .arg("--data")
+        .arg(dir.join("data"))
+        .arg("--out")
+        .arg(dir.join("run-arbg-seq"))
+        .output()
+        .unwrap());
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("run-arbg-seq/ckpt-00000002/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["model"]["conditioning"]["sequence"], true, "{state}");
+    ok(snis16(
+        &dir.join("run-arbg-seq"),
+        "GA",
+        &dir.join("ga-arbg-seq"),
+    ));
     // Training by energy needs the flow's differentiable inverse over many molecules: an ArBG
     // and one molecule's model are refused, by name, before any training.
     let by_energy = |model: &str, data: PathBuf, out: &str| {
