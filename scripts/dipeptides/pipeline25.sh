@@ -7,8 +7,10 @@
 #   3. the merge (DATA, default data388/);
 #   4. the transferable model (MODEL, default model388/): the dipeptides preset, every rung of each ladder as
 #      training data (--raised-rungs 3), LABEL=1 (default) conditions it on the rung's
-#      temperature; INIT=DIR starts from a trained model's weights (a fresh schedule); STEPS
-#      ends the cosine schedule (the preset's 20,000 if unset); a checkpoint every 5 minutes;
+#      temperature; SEQUENCE=1 also gives every token the whole sequence (--sequence-label);
+#      INIT=DIR starts from a trained model's weights (a fresh schedule); STEPS
+#      ends the cosine schedule (the preset's 20,000 if unset), LR sets its peak (the preset's or
+#      INIT's if unset); a checkpoint every 5 minutes;
 #   5. its measurement on the 12 held-out dipeptides (MEASURE: measure25.sh's steps, default
 #      "floor snis proposal zero matched md", about an hour), then table25.py, vs_md25.py, basins25.py.
 # The model shipped until this recipe (models/README.md) was CONVERGE=0 LABEL=0 STEPS=8000, no
@@ -39,8 +41,9 @@ if [ -f $model/latest.json ]; then
 else
   start=(--preset dipeptides); [ -n "${INIT:-}" ] && start=(--init "$INIT")
   label=(); [ "${LABEL:-1}" = 1 ] && label=(--temperature-label)
+  [ "${SEQUENCE:-0}" = 1 ] && label+=(--sequence-label)
   $B train --data $data --out $model --raised-rungs "${RAISED:-3}" --threads 2 \
-    --checkpoint-secs 300 "${start[@]}" "${label[@]}" ${STEPS:+--steps $STEPS}
+    --checkpoint-secs 300 "${start[@]}" "${label[@]}" ${STEPS:+--steps $STEPS} ${LR:+--lr $LR}
 fi
 # shellcheck disable=SC2086  # MEASURE is a list of steps
 MODEL=$model BGEN=$B PYTHON=$PY "$here/measure25.sh" ${MEASURE:-floor snis proposal zero matched md}
