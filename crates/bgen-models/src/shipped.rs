@@ -61,7 +61,7 @@ const SHIPPED: &[(&str, RunFiles)] = &[
     shipped!("ala3", "ala3-tarflow-internal", "ckpt-00003000"),
     shipped!("ala4", "ala4-tarflow-internal", "ckpt-00003000"),
     shipped!("ala6", "ala6-tarflow-internal", "ckpt-00003000"),
-    shipped!("dipeptides", "dipeptides-tarflow-internal", "ckpt-00008000"),
+    shipped!("dipeptides", "dipeptides-tarflow-internal", "ckpt-00030000"),
 ];
 
 /// A run directory holding the shipped weights of `system` (written once to the temporary

@@ -493,7 +493,24 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
     let conditioning = &state["model"]["conditioning"];
     assert_eq!(conditioning["temperature"], true, "{conditioning}");
     assert_eq!(conditioning["sequence"], true, "{conditioning}");
-    fails(labelled(&["--resume"], "ft"), "was started without it");
+    // A run started without a label cannot resume with it (the shipped model has the
+    // temperature's, so its plain fine-tune lacks only the sequence's).
+    let o = bgen()
+        .args([
+            "train",
+            "--resume",
+            "--sequence-label",
+            "--checkpoint-secs",
+            "0",
+        ])
+        .arg("--data")
+        .arg(dir.join("ad-md"))
+        .arg("--out")
+        .arg(dir.join("ft"))
+        .output()
+        .unwrap();
+    let err = fails(o, "was started without it");
+    assert!(err.contains("--sequence-label"), "{err}");
     // A resume keeps the run's raised rungs when not told them (it trained at 310 K alone
     // before), and refuses others.
     let resume = |data: &str, out: &str, extra: &[&str]| {
