@@ -165,15 +165,21 @@ impl Frames {
         if let Some(t) = optional("time_ps")? {
             // Times split training from validation: a NaN would put its frame in neither half
             // silently.
-            if let Some(k) = t.iter().position(|v| !v.is_finite()) {
-                return Err(file_err(
-                    &p("time_ps"),
-                    format!("frame {k}: time {} ps is not finite", t[k]),
-                ));
-            }
+            finite_times(&p("time_ps"), &t)?;
             f.time_ps = t;
         }
         Ok(f)
+    }
+}
+
+/// Refuses frame times (ps) of `path` that are not finite, naming the first.
+fn finite_times(path: &Path, t: &[f64]) -> Result<()> {
+    match t.iter().position(|v| !v.is_finite()) {
+        Some(k) => Err(file_err(
+            path,
+            format!("frame {k}: time {} ps is not finite", t[k]),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -184,12 +190,7 @@ pub fn read_frames_xtc(path: &Path) -> Result<Frames> {
     if n == 0 || t.n_atoms == 0 {
         return Err(file_err(path, "no frames or no atoms"));
     }
-    if let Some(k) = t.time_ps.iter().position(|v| !v.is_finite()) {
-        return Err(file_err(
-            path,
-            format!("frame {k}: time {} ps is not finite", t.time_ps[k]),
-        ));
-    }
+    finite_times(path, &t.time_ps)?;
     if let Some(k) = t.x.iter().position(|v| !v.is_finite()) {
         return Err(file_err(
             path,
