@@ -31,7 +31,11 @@ command -v "$B" > /dev/null || { echo "measure25.sh: no bgen at '$B' (set BGEN)"
 MODEL=${MODEL:-dipeptides}
 NS_MD=${NS_MD:-0.6}
 REPLICAS_MD=${REPLICAS_MD:-32}
-out=m25-$(basename "$MODEL")
+# SAMPLE: extra `bgen sample` options for the zero-shot runs (a sampler budget, say), measured
+# apart in m25-MODEL-TAG.
+SAMPLE=${SAMPLE:-}
+out=m25-$(basename "$MODEL")${TAG:+-$TAG}
+[ -z "$SAMPLE" ] || [ -n "${TAG:-}" ] || { echo "measure25.sh: SAMPLE needs a TAG" >&2; exit 1; }
 mkdir -p "$out"
 names=${NAMES:-$(grep -v "^#" "$here/held_out_25.txt")}
 # The halves of the pooled reference that the floor scores against each other: a (as samples)
@@ -101,7 +105,7 @@ print(len(x) // n)") || continue
       zero)
         for seed in 0 1 2; do
           o=$out/$s-$seed
-          [ -f $o/summary.json ] || $B sample $(run_arg) --pdb $pdb --seed $seed --out $o > $o.log 2>&1
+          [ -f $o/summary.json ] || $B sample $(run_arg) --pdb $pdb --seed $seed $SAMPLE --out $o > $o.log 2>&1
           [ -f $o-eval/metrics.json ] || $B eval --pdb $pdb --samples $o --reference $ref \
             --out $o-eval > $o-eval.log 2>&1
         done

@@ -213,18 +213,48 @@ impl System {
 /// Lane-fulls of conformations per rayon task in batch evaluations.
 const BATCH_GROUP_LANES: usize = 4;
 
+impl System {
+    /// The system as a [`Target`] whose pair terms are computed at `precision` (`System`'s own
+    /// `Target` is [`Precision::Double`]): mixed precision for the many evaluations of MCMC
+    /// moves, as MD uses it (energies within 1e-6 relative, about 1e-4 kT on KW).
+    pub fn at(&self, precision: Precision) -> AtPrecision<'_> {
+        AtPrecision {
+            system: self,
+            precision,
+        }
+    }
+}
+
+/// [`System::at`]: a system evaluated at a chosen precision.
+pub struct AtPrecision<'a> {
+    system: &'a System,
+    precision: Precision,
+}
+
 impl Target for System {
     fn dim(&self) -> usize {
         3 * self.n_atoms()
+    }
+
+    /// Energies in kT and gradients in kT/nm in f64 ([`AtPrecision`]'s).
+    fn energy_and_grad(&self, x: &[f64], energy: &mut [f64], grad: Option<&mut [f64]>) {
+        self.at(Precision::Double).energy_and_grad(x, energy, grad)
+    }
+}
+
+impl Target for AtPrecision<'_> {
+    fn dim(&self) -> usize {
+        self.system.dim()
     }
 
     /// Energies in kT and gradients in kT/nm; +inf (zero gradient) for non-finite positions or
     /// a non-finite energy.
     fn energy_and_grad(&self, x: &[f64], energy: &mut [f64], mut grad: Option<&mut [f64]>) {
         let d = self.dim();
-        let beta = 1.0 / self.kt();
+        let beta = 1.0 / self.system.kt();
         let mut e = vec![Energies::default(); energy.len()];
-        self.batch_in(x, grad.as_deref_mut(), &mut e, Precision::default());
+        self.system
+            .batch_in(x, grad.as_deref_mut(), &mut e, self.precision);
         let clean = |(xi, (ei, out)): (&[f64], (&Energies, &mut f64)), gi: Option<&mut [f64]>| {
             // Coinciding atoms give inf - inf = NaN (or -inf between opposite charges without
             // Lennard-Jones): such a conformation, and one with non-finite positions, has zero

@@ -238,3 +238,47 @@ fn padding_and_masked_lanes_stay_clean() {
         );
     }
 }
+
+/// `System::at`, the target that samplers' moves use: in double it is `System`'s own target bit
+/// for bit; in mixed its energies (kT) and gradients stay within the mixed path's tolerances on
+/// a batch that fills the conformation lanes, and a clash is still +inf with a zero gradient.
+#[test]
+fn the_target_at_a_precision() {
+    use bgen_system::Target;
+    let s = build("KW", Caps::None, Setup::Amber99sbildnObc2).unwrap();
+    let d = 3 * s.n_atoms();
+    let mut x: Vec<f64> = (0..40)
+        .flat_map(|c| {
+            s.positions.iter().enumerate().map(move |(k, v)| {
+                v + 0.002 * (c % 5) as f64 * (((k * 7 + c * 3) % 11) as f64 / 5.0 - 1.0)
+            })
+        })
+        .collect();
+    // The last conformation: its first and last atoms (not bonded) on top of each other.
+    let (last, first) = (39 * d, x[..3].to_vec());
+    x[last..last + 3].copy_from_slice(&first);
+    x[last + d - 3..last + d].copy_from_slice(&first);
+    let n = x.len() / d;
+    let run = |t: &dyn Target| {
+        let (mut e, mut g) = (vec![0.0; n], vec![0.0; x.len()]);
+        t.energy_and_grad(&x, &mut e, Some(&mut g));
+        (e, g)
+    };
+    let (e0, g0) = run(&s);
+    let (e1, g1) = run(&s.at(Precision::Double));
+    assert_eq!((&e0, &g0), (&e1, &g1), "double is System's own target");
+    let (e2, g2) = run(&s.at(Precision::Mixed));
+    let worst = (0..n - 1)
+        .map(|i| (e2[i] - e0[i]).abs())
+        .fold(0.0, f64::max);
+    eprintln!("mixed against double: energies within {worst:.1e} kT");
+    for i in 0..n - 1 {
+        // 1e-6 of the largest terms (the solvation energy, about 2,000 kJ/mol = 800 kT).
+        assert!((e2[i] - e0[i]).abs() <= 1e-3, "{i}: {} vs {}", e2[i], e0[i]);
+        let r = rel_norm(&g2[i * d..(i + 1) * d], &g0[i * d..(i + 1) * d]);
+        assert!(r <= 1e-4, "{i}: gradient off by {r:e} relative");
+        assert_ne!(e2[i], e0[i], "{i}: the mixed path was not taken");
+    }
+    assert!(e2[n - 1].is_infinite() && e0[n - 1].is_infinite());
+    assert!(g2[(n - 1) * d..].iter().all(|v| *v == 0.0));
+}

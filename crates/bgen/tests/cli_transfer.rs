@@ -332,6 +332,9 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
         Some(160 * (1 + 3) + 64 * 2 * 10),
         "{s}"
     );
+    // It weights and moves on the target in mixed precision (the written energies are
+    // recomputed in double).
+    assert_eq!(s["precision"], "mixed", "{s}");
     // Fewer draws than samples kept, or draws for a method that keeps what it draws: refused.
     for (extra, says) in [
         (
@@ -349,10 +352,14 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
             .unwrap();
         fails(o, says);
     }
-    // Final rounds mean nothing to SNIS or twisted SMC: refused, not silently dropped.
+    // Final rounds (and the precision of their moves) mean nothing to SNIS or twisted SMC:
+    // refused, not silently dropped.
     for (method, flags) in [
         ("snis", vec!["--leapfrog", "4", "--keep-weights"]),
-        ("twisted", vec!["--final-rounds", "2"]),
+        (
+            "twisted",
+            vec!["--final-rounds", "2", "--precision", "double"],
+        ),
     ] {
         let o = bgen()
             .args([
