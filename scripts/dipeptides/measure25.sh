@@ -15,7 +15,8 @@
 #           floor's reference half (what compares with the floor: see the step; seconds);
 #   md:     bgen's own plain MD from the built structure and its convergence curve (four
 #           prefixes per doubling): REPLICAS_MD (32: 16 per core fill the AVX-512
-#           f32 lanes: KW 15 ns per minute against 2 replicas' 8.9) x NS_MD ns (0.6) on the 2 cores.
+#           f32 lanes: KW 15 ns per minute against 2 replicas' 8.9) x NS_MD ns (0.6) on the 2 cores;
+#           NS_MD=1.2 lengthens a finished run (md25-dense/: NE AD HP TY PW HF DY WE).
 # PYTHON: a Python with numpy (default python3; the repository's .venv has one). BGEN: the bgen
 # binary (default `bgen` on PATH; a checkout's is target/release/bgen). Each run's output goes
 # to its .log beside it: a missing binary shows as "-" rows in the table. Then
@@ -29,6 +30,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 B=${BGEN:-bgen}
 command -v "$B" > /dev/null || { echo "measure25.sh: no bgen at '$B' (set BGEN)" >&2; exit 1; }
 MODEL=${MODEL:-dipeptides}
+ns_given=${NS_MD:-}
 NS_MD=${NS_MD:-0.6}
 REPLICAS_MD=${REPLICAS_MD:-32}
 # SAMPLE: extra `bgen sample` options for the zero-shot runs (a sampler budget, say), measured
@@ -114,14 +116,16 @@ print(len(x) // n)") || continue
         o=m25-md/$s; mkdir -p m25-md
         if [ ! -f $o/run.json ]; then
           $B md --pdb $pdb --ns $NS_MD --replicas $REPLICAS_MD --seed 3 --out $o > $o.log 2>&1
-        elif ! grep -q '"complete": true' $o/checkpoint.json; then
-          $B md --resume --out $o >> $o.log 2>&1
+        else
+          # Finishes an interrupted run, or, with NS_MD given, lengthens a finished one to it
+          # (as if run that long from the start; a no-op when it already is).
+          $B md --resume ${ns_given:+--ns $ns_given} --out $o >> $o.log 2>&1
         fi
         # Four prefixes per doubling (MD of a sampler's wall time is at most 19% shorter);
         # vs_md25.py reads where MD reaches each seed's scores off the points, and --reach
         # also marks seed 0's on the plot.
         reach=$out/$s-0-eval/metrics.json
-        $B eval --pdb $pdb --samples $o --reference $ref --curve 37 --curve-ratio 1.189207115 \
+        $B eval --pdb $pdb --samples $o --reference $ref --curve 41 --curve-ratio 1.189207115 \
           $( [ -f $reach ] && echo "--reach $reach" ) --out $out/$s-md-curve > $out/$s-md-curve.log 2>&1
         ;;
     esac
