@@ -8,9 +8,9 @@ each seed on all three (the first curve point; curves of four points per doublin
 within 19%, older ones of doubling prefixes within a factor 2) and the sampler's share of that
 time, the worst seed's (issue 25 asks for at most a third); where MD never matches within its
 run, the share is bounded by the run's length: "< x" and inconclusive above a third.
-Reads the committed copies (the shipped model's default sampler, zero25-388c-mixed/: XY-K.json metrics and
-XY-K-summary.json; md25-dense/XY.json: the curves of four prefixes per doubling), or with
-arguments measure25.sh's own outputs:
+Reads the committed copies (the shipped model's default sampler, zero25-388c-mixed/: XY-K.json
+metrics and XY-K-summary.json; md25-dense/XY.json: the curves of four prefixes per doubling), or
+with arguments measure25.sh's own outputs:
   python3 vs_md25.py [MEASURE25_DIR [MODEL_OUT_DIR]]   (MODEL_OUT_DIR default m25-dipeptides)"""
 import os
 import sys

@@ -784,7 +784,9 @@ fn draw_smc(
         },
         _ => smc_opts,
     };
-    // The sampler's target at --precision; the energies written are recomputed in double.
+    // The sampler's target at --precision; the energies written are double: write()
+    // recomputes those of internal-coordinate samples from their Cartesian positions, and
+    // Cartesian samples' are recomputed here.
     let precision = a.precision.unwrap_or(SAMPLER_PRECISION);
     let fast = run.sys.at(precision);
     let fast_internal = internal.as_ref().map(|t| InternalTarget {
@@ -796,8 +798,8 @@ fn draw_smc(
         None => &fast,
     };
     let mut r = smc(&run.adjusted(com), &fast_target, draws, o)?;
-    if precision != Precision::Double {
-        target_of(run, internal).energy_and_grad(&r.x, &mut r.energies, None);
+    if precision != Precision::Double && internal.is_none() {
+        run.sys.energy_and_grad(&r.x, &mut r.energies, None);
     }
     summary.insert("precision".into(), precision.name().into());
     summary.insert("levels".into(), r.schedule.len().into());
