@@ -247,8 +247,10 @@ impl Target for AtPrecision<'_> {
         self.system.dim()
     }
 
-    /// Energies in kT and gradients in kT/nm; +inf (zero gradient) for non-finite positions or
-    /// a non-finite energy.
+    /// Energies in kT and gradients in kT/nm; +inf (zero gradient) for non-finite positions, a
+    /// non-finite energy, or, when the gradient is asked for, a non-finite gradient: the energy is
+    /// not differentiable where two bonded atoms coincide (the bond's direction is undefined), and
+    /// a move must not follow a NaN force. The energy alone stays finite there.
     fn energy_and_grad(&self, x: &[f64], energy: &mut [f64], mut grad: Option<&mut [f64]>) {
         let d = self.dim();
         let beta = 1.0 / self.system.kt();
@@ -260,7 +262,10 @@ impl Target for AtPrecision<'_> {
             // Lennard-Jones): such a conformation, and one with non-finite positions, has zero
             // Boltzmann weight, never a NaN one.
             let u = ei.total() * beta;
-            let ok = u.is_finite() && xi.iter().all(|v| v.is_finite());
+            let smooth = gi
+                .as_deref()
+                .is_none_or(|g| g.iter().all(|v| v.is_finite()));
+            let ok = smooth && u.is_finite() && xi.iter().all(|v| v.is_finite());
             *out = if ok { u } else { f64::INFINITY };
             if let Some(g) = gi {
                 match ok {

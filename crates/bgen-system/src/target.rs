@@ -12,7 +12,8 @@ pub trait Target: Sync {
 
     /// Energies U (kT) of the batch `x` (n x dim, row-major) into `energy` (n), and when `grad`
     /// is given, dU/dx (kT per coordinate unit, nm for molecules) into it (n x dim).
-    /// A sample with non-finite coordinates gets energy +inf and a zero gradient.
+    /// A sample with non-finite coordinates gets energy +inf and a zero gradient; so does one
+    /// whose gradient is not finite, when the gradient is asked for.
     fn energy_and_grad(&self, x: &[f64], energy: &mut [f64], grad: Option<&mut [f64]>);
 }
 

@@ -282,3 +282,30 @@ fn the_target_at_a_precision() {
     assert!(e2[n - 1].is_infinite() && e0[n - 1].is_infinite());
     assert!(g2[(n - 1) * d..].iter().all(|v| *v == 0.0));
 }
+
+/// Two bonded atoms on top of each other: the energy is finite (a stretched-to-zero bond, no
+/// nonbonded term between them) but not differentiable there, and the bonded terms' gradients are
+/// 0/0. The target, asked for a gradient, treats it as a clash (+inf, zero gradient) in both
+/// precisions and leaves the other samples of the batch alone; the energy alone stays finite.
+#[test]
+fn coinciding_bonded_atoms_give_no_nan_force() {
+    use bgen_system::Target;
+    let s = build("KW", Caps::None, Setup::Amber99sbildnObc2).unwrap();
+    let d = 3 * s.n_atoms();
+    let b = &s.params.bonds[0];
+    let mut x = [s.positions.clone(), s.positions.clone()].concat();
+    let on_i = x[d + 3 * b.i..d + 3 * b.i + 3].to_vec();
+    x[d + 3 * b.j..d + 3 * b.j + 3].copy_from_slice(&on_i);
+    for p in [Precision::Double, Precision::Mixed] {
+        let t = s.at(p);
+        let mut alone = vec![0.0; 2];
+        t.energy_and_grad(&x, &mut alone, None);
+        assert!(alone[1].is_finite(), "{p:?}: the energy alone is finite");
+        let (mut e, mut g) = (vec![0.0; 2], vec![f64::NAN; 2 * d]);
+        t.energy_and_grad(&x, &mut e, Some(&mut g));
+        assert_eq!(e[1], f64::INFINITY, "{p:?}");
+        assert!(g[d..].iter().all(|v| *v == 0.0), "{p:?}: no NaN force");
+        assert_eq!(e[0], alone[0], "{p:?}: the other sample untouched");
+        assert!(g[..d].iter().all(|v| v.is_finite()) && g[..d].iter().any(|v| *v != 0.0));
+    }
+}
