@@ -695,7 +695,27 @@ fn load_vars(vs: &mut nn::VarStore, p: &Path) -> Result<(), Error> {
             p,
             format!("corrupt or does not match the configuration in state.json: {e}"),
         )
-    })
+    })?;
+    all_finite(vs, p)
+}
+
+/// Every loaded tensor finite: a NaN weight passes the checksums (it was saved so) and would
+/// make every sample and log q NaN downstream.
+fn all_finite(vs: &nn::VarStore, p: &Path) -> Result<(), Error> {
+    let mut names: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    let bad = names
+        .iter()
+        .find(|(_, t)| !bool::try_from(t.isfinite().all()).unwrap_or(false));
+    match bad {
+        Some((name, _)) => Err(ck(
+            p,
+            format!(
+                "{name} holds NaN or infinite values (saved from a run that diverged, or edited)"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// As [`load_vars`], where the variables whose names contain one of `new` may be missing from
@@ -707,7 +727,7 @@ fn load_vars_adding(vs: &mut nn::VarStore, p: &Path, new: &[&str]) -> Result<(),
         .map_err(|e| ck(p, format!("corrupt: {e}")))?;
     match missing.iter().find(|n| !new.iter().any(|k| n.contains(k))) {
         Some(n) => Err(ck(p, format!("does not match the configuration: no {n}"))),
-        None => Ok(()),
+        None => all_finite(vs, p),
     }
 }
 

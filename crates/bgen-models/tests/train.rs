@@ -169,6 +169,24 @@ fn checkpoints_resume_exactly_and_bad_ones_are_reported() {
         err.contains("safetensors") && err.contains("match"),
         "{err}"
     );
+    std::fs::write(&sp, text.replace("\"width\": 64", "\"width\": 32")).unwrap();
+    // NaN weights, saved as such (checksums and all): refused by name, not sampled into NaNs.
+    let c = Trainer::load(&dir, Device::Cpu).unwrap();
+    tch::no_grad(|| {
+        let mut vars: Vec<_> = c.ema_vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let _ = vars[0].1.get(0).fill_(f64::NAN);
+    });
+    c.save(&dir).unwrap();
+    let err = Trainer::load_model(&dir, Device::Cpu, true)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("ema.safetensors") && err.contains("NaN or infinite"),
+        "{err}"
+    );
+    assert!(Trainer::load_model(&dir, Device::Cpu, false).is_ok());
     // No checkpoint at all.
     let err = Trainer::load(&dir.join("nothing"), Device::Cpu)
         .err()

@@ -443,12 +443,22 @@ pub fn load_transferable(
             sys.name
         );
     }
+    refuse_mixed_hands(&sys, run)?;
     let z = bgen_system::ZMatrix::from_topology_with(&sys.topology, transfer.ring_closure)?;
     let (internal, _) = transfer.standards.internal(&sys, &z);
     let labels = bgen_models::transfer::padded_labels(&sys, &z, tokens);
     // Seen when this very molecule (caps included) reached training, whatever its shard was
-    // called.
-    let seen = transfer.trained_on.contains(&identity(&sys.topology));
+    // called, in the protonation variants `bgen build` gives it, as the training molecules were
+    // built: a HIP where training had HID has a residue label the model never learned.
+    let unlike = bgen_system::peptide::variants_unlike_built(&sys);
+    for (number, mine, built) in &unlike {
+        bgen_system::say!(
+            "{}: residue {number} is {mine}, where the model's training molecules (built by \
+             bgen build) have {built}: never seen in training, whatever its sequence",
+            sys.name
+        );
+    }
+    let seen = transfer.trained_on.contains(&identity(&sys.topology)) && unlike.is_empty();
     let model = Pooled::labelled(
         models,
         &state.normalizer,
@@ -465,6 +475,38 @@ pub fn load_transferable(
         internal: Some(internal),
         seen_in_training: Some(seen),
     })
+}
+
+/// A transferable model learned L-amino acids (bgen build's): an all-D peptide it samples as
+/// the mirror image of the all-L one (reflected back when written), but one with both hands it
+/// would sample as all-L, silently the wrong diastereomer: refused, naming the D residues.
+fn refuse_mixed_hands(sys: &System, run: &Path) -> Result<()> {
+    use bgen_system::topology::chirality;
+    let top = &sys.topology;
+    let hands: Vec<(usize, bool)> = top
+        .chiral_centres()
+        .into_iter()
+        .map(|c| {
+            let residue = top.atoms[c[0]].residue;
+            // Positive signed volume: L (bgen build's, tested in bgen-md's build tests).
+            (residue, chirality(&sys.positions, c) > 0.0)
+        })
+        .collect();
+    if hands.iter().all(|h| h.1) || hands.iter().all(|h| !h.1) {
+        return Ok(());
+    }
+    let d: Vec<String> = hands
+        .iter()
+        .filter(|h| !h.1)
+        .map(|h| top.residue_label(h.0))
+        .collect();
+    bail!(
+        "{}: D-amino acid at {}, L at the rest: {} learned L-amino acids only; it samples an \
+         all-D peptide as the mirror image of the all-L one, but not a peptide of both hands",
+        sys.name,
+        d.join(", "),
+        run.display()
+    )
 }
 
 /// Rounds of moves at t = 1 after the final resampling when `--final-rounds` is not given:
@@ -518,6 +560,7 @@ fn merge(
 /// its molecule, draw with the method (in the model's coordinates), write.
 pub fn run(a: SampleArgs) -> Result<SampleSummary> {
     a.check()?;
+    bgen_system::outdir::refuse_foreign(&a.out, "samples")?;
     let run = load(&a)?;
     let method = a
         .method

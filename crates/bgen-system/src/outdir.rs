@@ -49,6 +49,37 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     }
 }
 
+/// Files that mark a directory as another stage's output: an MD run (checkpoint.json,
+/// frames.npy, run.json), a data set (dataset.json, frames.npy) or a training run (latest.json,
+/// run.json).
+const OTHER_OUTPUTS: [&str; 5] = [
+    "frames.npy",
+    "checkpoint.json",
+    "run.json",
+    "dataset.json",
+    "latest.json",
+];
+
+/// Refuses an output directory `dir` of a stage that writes `what` when it is a file, or holds
+/// another stage's output (an MD run, a data set, a training run), which writing there would
+/// overwrite (their manifests too).
+pub fn refuse_foreign(dir: &Path, what: &str) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::Other(format!(
+            "{}: is a file; the output of {what} is a directory",
+            dir.display()
+        )));
+    }
+    match OTHER_OUTPUTS.iter().find(|f| dir.join(f).exists()) {
+        Some(f) => Err(Error::Other(format!(
+            "{}: holds {f}, the output of another stage (an MD run, a data set or a training \
+             run); writing {what} there would overwrite it: choose another output directory",
+            dir.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Refuses `output` when it is `input` or lies inside it, or `input` lies inside `output` (paths
 /// compared after resolving links; an output that does not exist yet is compared by its nearest
 /// existing ancestor).

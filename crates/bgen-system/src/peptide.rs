@@ -134,6 +134,31 @@ pub fn identity_of_pdb_file(path: &std::path::Path) -> Result<String> {
     Ok(identity(&top))
 }
 
+/// The residues of `sys` whose force-field template is not the one `bgen build` gives its
+/// sequence (another protonation variant: HIP or HIE where it builds HID, LYN, ASH, GLH, CYM):
+/// (residue number, the molecule's template, the built one's). Empty when they all agree, or
+/// when the molecule is not a peptide `bgen build` makes (other caps or residues).
+pub fn variants_unlike_built(sys: &crate::System) -> Vec<(i32, String, String)> {
+    let top = &sys.topology;
+    let caps = match top.residues.first().map(|r| r.name.as_str()) {
+        Some("ACE") => Caps::AceNme,
+        _ => Caps::None,
+    };
+    let Ok(built) = residues(&sequence(top), caps) else {
+        return Vec::new();
+    };
+    let mine = &sys.params.residue_template;
+    if built.len() != mine.len() {
+        return Vec::new();
+    }
+    top.residues
+        .iter()
+        .zip(mine.iter().zip(&built))
+        .filter(|(_, (m, b))| **m != b.1)
+        .map(|(r, (m, b))| (r.number, m.clone(), b.1.clone()))
+        .collect()
+}
+
 /// The number of amino acids of an [`identity`] (its upper-case letters).
 pub fn identity_length(identity: &str) -> usize {
     identity.chars().filter(|c| c.is_ascii_uppercase()).count()

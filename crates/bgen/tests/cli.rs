@@ -285,3 +285,57 @@ fn an_smc_schedule_target_outside_its_range_is_a_clear_error() {
     assert!(!ok && err.contains("'1.5' for '--cess"), "{err}");
     assert!(!out.join("summary.json").exists());
 }
+
+/// No conformations, and a finite energy with non-finite forces (two bonded atoms on top of each
+/// other): clear errors naming the file, never a panic or NaN forces written beside an energy.
+#[test]
+fn empty_files_and_nan_forces_are_clear_errors() {
+    let sys = bgen_system::System::named("aldp", None, None).unwrap();
+    let n = sys.n_atoms();
+    let empty = tmp("empty.npy");
+    write_npy(&empty, &[0, n, 3], &[], false).unwrap();
+    for json in [false, true] {
+        let mut args = vec!["energy", "--system", "aldp", "--positions"];
+        args.push(empty.to_str().unwrap());
+        if json {
+            args.push("--json");
+        }
+        let (ok, _, err) = bgen(&args);
+        assert!(
+            !ok && err.contains("empty.npy")
+                && err.contains("no conformations")
+                && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+    let b = &sys.params.bonds[0];
+    let mut x = sys.positions.clone();
+    let at_i = x[3 * b.i..3 * b.i + 3].to_vec();
+    x[3 * b.j..3 * b.j + 3].copy_from_slice(&at_i);
+    let (xp, fp) = (tmp("bonded-on-top.npy"), tmp("bonded-on-top-forces.npy"));
+    write_npy(&xp, &[1, n, 3], &x, false).unwrap();
+    let _ = std::fs::remove_file(&fp);
+    let (ok, _, err) = bgen(&[
+        "energy",
+        "--system",
+        "aldp",
+        "--positions",
+        xp.to_str().unwrap(),
+        "--forces",
+        fp.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("bonded-on-top.npy") && err.contains("forces are not finite"),
+        "{err}"
+    );
+    assert!(!fp.exists(), "no NaN forces written");
+    // Without --forces the energy is finite and printed.
+    let (ok, out, err) = bgen(&[
+        "energy",
+        "--system",
+        "aldp",
+        "--positions",
+        xp.to_str().unwrap(),
+    ]);
+    assert!(ok && out.contains("total/kT"), "{err}");
+}

@@ -401,6 +401,29 @@ fn shipped_aldp_weights_sample_at_once() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no shipped weights for 'chignolin'"));
+    // An --out that holds another stage's output (here an MD run's frames) is refused, and left
+    // as it was; so is one that is a file.
+    let md = tmp("looks-like-md");
+    std::fs::create_dir_all(&md).unwrap();
+    std::fs::write(md.join("frames.npy"), b"frames").unwrap();
+    for out in [md.clone(), md.join("frames.npy")] {
+        let o = bgen()
+            .args(["sample", "--system", "aldp", "--n", "4", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(
+            !o.status.success() && (err.contains("choose another") || err.contains("is a file")),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&md).unwrap().count(),
+        1,
+        "nothing written"
+    );
+    assert_eq!(std::fs::read(md.join("frames.npy")).unwrap(), b"frames");
 }
 
 /// Four first-time users at once unpack the shipped weights into one (fresh) temporary directory

@@ -250,6 +250,32 @@ fn md_too_short_to_train_on_is_refused() {
     fails(o, "no training frames");
 }
 
+/// A built His-X PDB made HIP: an HE2 on NE2, 0.101 nm out along the ring's bisector.
+fn with_he2(pdb: &str) -> String {
+    let at = |name: &str| -> [f64; 3] {
+        let l = pdb
+            .lines()
+            .find(|l| l.starts_with("ATOM") && l[12..16].trim() == name && &l[17..20] == "HIS")
+            .unwrap();
+        [30, 38, 46].map(|c| l[c..c + 8].trim().parse::<f64>().unwrap())
+    };
+    let (ne2, ce1, cd2) = (at("NE2"), at("CE1"), at("CD2"));
+    let out: [f64; 3] = std::array::from_fn(|k| ne2[k] - 0.5 * (ce1[k] + cd2[k]));
+    let norm = out.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let h: [f64; 3] = std::array::from_fn(|k| ne2[k] + 1.01 * out[k] / norm);
+    let line = format!(
+        "ATOM     99  HE2 HIS A   1    {:8.3}{:8.3}{:8.3}  1.00  0.00           H",
+        h[0], h[1], h[2]
+    );
+    let mut lines: Vec<String> = pdb.lines().map(String::from).collect();
+    let i = lines
+        .iter()
+        .position(|l| l.starts_with("ATOM") && l[12..16].trim() == "NE2")
+        .unwrap();
+    lines.insert(i + 1, line);
+    lines.join("\n") + "\n"
+}
+
 /// The shipped transferable dipeptide model (`--system dipeptides`): zero-shot on a dipeptide
 /// held out of its training (Ala-Asp, from its sequence and from a built PDB), and it knows a
 /// training dipeptide (Ala-Ala) as seen; without a molecule it says what to give.
@@ -289,6 +315,54 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
     let (log, s) = sample(&["--sequence", "AA", "--caps", "ace-nme"], "aa-capped");
     assert_eq!(s["seen_in_training"], false, "{log}");
     assert_eq!(s["identity"], "ace-AA-nme");
+    // Nor is His-Ala with a doubly protonated His (HIP): the training molecules were built with
+    // HID, and HIP's residue label was never learned.
+    let (_, s) = sample(&["--sequence", "HA"], "ha");
+    assert_eq!(s["seen_in_training"], true);
+    let hip = dir.join("hip-a.pdb");
+    ok(bgen()
+        .args(["build", "--sequence", "HA", "--out"])
+        .arg(&hip)
+        .output()
+        .unwrap());
+    std::fs::write(&hip, with_he2(&std::fs::read_to_string(&hip).unwrap())).unwrap();
+    let (log, s) = sample(&["--pdb", hip.to_str().unwrap()], "hip-a");
+    assert_eq!(s["seen_in_training"], false, "{log}");
+    assert!(log.contains("is NHIP") && log.contains("NHID"), "{log}");
+    // Ala-D-Ala (residue 2's HA and CB swapped): refused by name, not sampled as Ala-Ala.
+    let ld = dir.join("ala-dala.pdb");
+    ok(bgen()
+        .args(["build", "--sequence", "AA", "--out"])
+        .arg(&ld)
+        .output()
+        .unwrap());
+    let text = std::fs::read_to_string(&ld).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let find = |lines: &[String], name: &str| {
+        lines
+            .iter()
+            .position(|l| {
+                l.starts_with("ATOM") && l[12..16].trim() == name && l[22..26].trim() == "2"
+            })
+            .unwrap()
+    };
+    let (ha, cb) = (find(&lines, "HA"), find(&lines, "CB"));
+    let (xa, xb) = (lines[ha][30..54].to_string(), lines[cb][30..54].to_string());
+    lines[ha].replace_range(30..54, &xb);
+    lines[cb].replace_range(30..54, &xa);
+    std::fs::write(&ld, lines.join("\n") + "\n").unwrap();
+    let o = bgen()
+        .args(["sample", "--system", "dipeptides", "--n", "8", "--pdb"])
+        .arg(&ld)
+        .arg("--out")
+        .arg(dir.join("ala-dala"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("D-amino acid at ALA 2") && err.contains("both hands"),
+        "{err}"
+    );
     assert_eq!(
         (s["forcefield"].as_str(), s["temperature_k"].as_f64()),
         (Some("amber14-obc1"), Some(310.0))

@@ -43,9 +43,25 @@ pub fn run(a: EnergyArgs) -> Result<()> {
     };
     sys.check_positions(&x, &source)?;
     let n = x.len() / (3 * n_atoms);
+    if n == 0 {
+        bail!("{source}: holds no conformations");
+    }
     let mut f = a.forces.as_ref().map(|_| vec![0.0; x.len()]);
     let energies = sys.energies_batch(&x, f.as_deref_mut());
-    if let Some(c) = energies.iter().position(|e| !e.total().is_finite()) {
+    // A finite energy can still have non-finite forces: two bonded atoms on top of each other
+    // (the bond's direction is 0/0), or an atom so far out that its forces overflow.
+    let bad_forces = |c: usize| {
+        f.as_ref().is_some_and(|f| {
+            f[c * 3 * n_atoms..(c + 1) * 3 * n_atoms]
+                .iter()
+                .any(|v| !v.is_finite())
+        })
+    };
+    if let Some(c) = (0..n).find(|&c| !energies[c].total().is_finite() || bad_forces(c)) {
+        let what = match energies[c].total().is_finite() {
+            true => "its forces are not finite",
+            false => "the energy is not finite",
+        };
         let xi = &x[c * 3 * n_atoms..(c + 1) * 3 * n_atoms];
         let (i, j, r) = closest_pair(xi);
         let name = |k: usize| {
@@ -54,7 +70,7 @@ pub fn run(a: EnergyArgs) -> Result<()> {
             format!("{k} ({} of {} {})", at.name, res.name, res.number)
         };
         bail!(
-            "{source}: conformation {c}: the energy is not finite; its closest atoms are {} and {} at {r:.3e} nm",
+            "{source}: conformation {c}: {what}; its closest atoms are {} and {} at {r:.3e} nm",
             name(i),
             name(j)
         );
