@@ -51,6 +51,14 @@ impl Tica {
         let keep: Vec<usize> = (0..dim)
             .filter(|&i| e0.eigenvalues[i] > 1e-10 * max && e0.eigenvalues[i] > MIN_VARIANCE)
             .collect();
+        if keep.is_empty() {
+            // Frames that never move (one structure, or one translated): no component.
+            return Tica {
+                mean,
+                components: DMatrix::zeros(dim, 0),
+                eigenvalues: Vec::new(),
+            };
+        }
         let mut w = DMatrix::zeros(dim, keep.len());
         for (c, &i) in keep.iter().enumerate() {
             let s = 1.0 / e0.eigenvalues[i].sqrt();
@@ -97,6 +105,15 @@ impl Tica {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Frames that never move have no component (and no panic in the eigen-solver).
+    #[test]
+    fn frames_without_motion_have_no_component() {
+        let x: Vec<f64> = (0..300).flat_map(|_| [0.1, 0.2, 0.3]).collect();
+        let t = Tica::fit(&x, 3, 5, 2);
+        assert_eq!((t.components.ncols(), t.eigenvalues.len()), (0, 0));
+        assert!(t.transform(&x[..6]).is_empty());
+    }
 
     /// A slow AR(1) (0.99) and a fast one (0.2), mixed by a rotation plus a constant feature:
     /// the first component is the slow direction with eigenvalue 0.99^lag.
