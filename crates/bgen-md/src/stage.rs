@@ -9,7 +9,7 @@ use bgen_system::energy::Precision;
 use bgen_system::error::Context;
 use bgen_system::options::{count, non_negative, positive};
 use bgen_system::peptide::Caps;
-use bgen_system::{bail, SystemArgs};
+use bgen_system::{bail, System, SystemArgs};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -284,6 +284,33 @@ pub(crate) fn reopen(a: &MdArgs, run: &mut MdRun) -> Result<Vec<&'static str>> {
     Ok(changed)
 }
 
+/// A molecule given to a resumed run (--pdb or --system) must be the run's own: same atoms,
+/// same names, same residues (positions aside: the run goes on from its own).
+fn same_molecule(a: &MdArgs, run: &MdRun) -> Result<()> {
+    if a.sys.pdb.is_none() && a.sys.system.is_none() {
+        return Ok(());
+    }
+    let given = a.sys.load()?;
+    let names = |s: &System| -> Vec<(String, String)> {
+        let t = &s.topology;
+        t.atoms
+            .iter()
+            .map(|at| (t.residues[at.residue].name.clone(), at.name.clone()))
+            .collect()
+    };
+    if names(&given) != names(&run.system) {
+        bail!(
+            "{}: {} is not the molecule of the run being resumed ({}, {} atoms); drop it or \
+             start a new run",
+            a.out.display(),
+            a.sys.label(),
+            bgen_system::peptide::identity(&run.system.topology),
+            run.system.n_atoms()
+        );
+    }
+    Ok(())
+}
+
 fn open_run(a: &MdArgs) -> Result<MdRun> {
     let run_json = a.out.join("run.json");
     if a.resume {
@@ -298,6 +325,7 @@ fn open_run(a: &MdArgs) -> Result<MdRun> {
             bail!("{}: no run to resume (run.json missing)", a.out.display());
         }
         let mut run = MdRun::resume(&a.out)?;
+        same_molecule(a, &run)?;
         let changed = reopen(a, &mut run)?;
         if !changed.is_empty() {
             bail!(
@@ -316,6 +344,8 @@ fn open_run(a: &MdArgs) -> Result<MdRun> {
         );
     }
     let sys = a.sys.load()?;
+    // Coinciding atoms: no minimiser or integrator recovers from a NaN energy.
+    sys.check_energy(&sys.positions, &a.sys.label())?;
     let mut s = MdSettings::new(&a.sys.label(), sys.params.setup);
     s.temperature_k = sys.temperature;
     a.apply(&mut s);

@@ -134,6 +134,51 @@ impl System {
         Ok(())
     }
 
+    /// Refuses conformations `x` (n x atoms x 3, nm) of which one has a non-finite energy
+    /// (coinciding atoms), naming the conformation and its two closest atoms.
+    pub fn check_energy(&self, x: &[f64], source: &str) -> Result<()> {
+        let e = self.energies_batch(x, None);
+        match e.iter().position(|e| !e.total().is_finite()) {
+            Some(c) => Err(self.clash(x, c, source, "the energy is not finite")),
+            None => Ok(()),
+        }
+    }
+
+    /// An error about conformation `c` of `x`: `what` is wrong with it; names its two closest
+    /// atoms (the usual cause: two on top of each other).
+    pub fn clash(&self, x: &[f64], c: usize, source: &str, what: &str) -> Error {
+        let d = 3 * self.n_atoms();
+        let xi = &x[c * d..(c + 1) * d];
+        let (mut i, mut j, mut r) = (0, 1, f64::INFINITY);
+        for a in 0..self.n_atoms() {
+            for b in a + 1..self.n_atoms() {
+                let rab = (0..3)
+                    .map(|k| (xi[3 * a + k] - xi[3 * b + k]).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                if rab < r {
+                    (i, j, r) = (a, b, rab);
+                }
+            }
+        }
+        let name = |k: usize| {
+            let at = &self.topology.atoms[k];
+            format!(
+                "{k} ({} of {})",
+                at.name,
+                self.topology.residue_label(at.residue)
+            )
+        };
+        Error::Coordinates {
+            file: source.into(),
+            msg: format!(
+                "conformation {c}: {what}; its closest atoms are {} and {} at {r:.3e} nm",
+                name(i),
+                name(j)
+            ),
+        }
+    }
+
     /// Energy by term (kJ/mol) of one conformation (atoms x 3, nm).
     pub fn energy(&self, x: &[f64]) -> Energies {
         self.model.energy(x, &mut self.model.workspace())

@@ -282,6 +282,53 @@ fn a_built_peptide_runs_md() {
     // amber14-obc1 at 310 K, the transferable models' setting, by default for a PDB.
     let run = std::fs::read_to_string(dir.join("md/run.json")).unwrap();
     assert!(run.contains("amber14-obc1") && run.contains("310"), "{run}");
+    // Resumed with another molecule: refused, not quietly continued with the run's own.
+    let aa = dir.join("aa.pdb");
+    assert!(bgen()
+        .args(["build", "--sequence", "AA", "--out"])
+        .arg(&aa)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let o = bgen()
+        .args(["md", "--resume", "--ns", "0.004", "--pdb"])
+        .arg(&aa)
+        .arg("--out")
+        .arg(dir.join("md"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("not the molecule of the run") && err.contains("KW"),
+        "{err}"
+    );
+    assert_eq!(read_npy(&dir.join("md/frames.npy")).unwrap().shape[0], 4);
+    // Two atoms on top of each other: refused up front, naming them (minimising NaN energies
+    // and blaming the time step was the old answer).
+    let text = std::fs::read_to_string(&aa).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let (first, last) = (
+        lines.iter().position(|l| l.starts_with("ATOM")).unwrap(),
+        lines.iter().rposition(|l| l.starts_with("ATOM")).unwrap(),
+    );
+    let xyz = lines[first][30..54].to_string();
+    lines[last].replace_range(30..54, &xyz);
+    let on_top = dir.join("on-top.pdb");
+    std::fs::write(&on_top, lines.join("\n") + "\n").unwrap();
+    let o = bgen()
+        .args(["md", "--ns", "0.002", "--pdb"])
+        .arg(&on_top)
+        .arg("--out")
+        .arg(dir.join("md-on-top"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("on-top.pdb") && err.contains("closest atoms"),
+        "{err}"
+    );
+    assert!(!dir.join("md-on-top/run.json").exists());
     let bad = bgen()
         .args(["build", "--sequence", "KZ", "--out"])
         .arg(dir.join("x.pdb"))

@@ -62,18 +62,7 @@ pub fn run(a: EnergyArgs) -> Result<()> {
             true => "its forces are not finite",
             false => "the energy is not finite",
         };
-        let xi = &x[c * 3 * n_atoms..(c + 1) * 3 * n_atoms];
-        let (i, j, r) = closest_pair(xi);
-        let name = |k: usize| {
-            let at = &sys.topology.atoms[k];
-            let res = &sys.topology.residues[at.residue];
-            format!("{k} ({} of {} {})", at.name, res.name, res.number)
-        };
-        bail!(
-            "{source}: conformation {c}: {what}; its closest atoms are {} and {} at {r:.3e} nm",
-            name(i),
-            name(j)
-        );
+        return Err(sys.clash(&x, c, &source, what).into());
     }
     if let (Some(path), Some(f)) = (&a.forces, &f) {
         write_npy(path, &[n, n_atoms, 3], f, false)
@@ -135,22 +124,4 @@ pub fn run(a: EnergyArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The two closest atoms of one conformation (atoms x 3, nm) and their distance.
-fn closest_pair(x: &[f64]) -> (usize, usize, f64) {
-    let n = x.len() / 3;
-    let mut best = (0, 1, f64::INFINITY);
-    for i in 0..n {
-        for j in i + 1..n {
-            let r = (0..3)
-                .map(|k| (x[3 * i + k] - x[3 * j + k]).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            if r < best.2 {
-                best = (i, j, r);
-            }
-        }
-    }
-    best
 }
