@@ -59,6 +59,10 @@ pub fn is_standard_amino_acid(name: &str) -> bool {
     AMINO_ACIDS.contains(&name)
 }
 
+/// The longest bond between consecutive residues a structure may hold, nm (a peptide bond is
+/// 0.13 nm; twice its length is a strained structure, more is a gap).
+pub const GAP_NM: f64 = 0.3;
+
 impl Topology {
     /// Builds the topology of a PDB file. Fails on atoms without a known element and on duplicate
     /// atom names within a residue.
@@ -134,6 +138,7 @@ impl Topology {
         }
         let mut bonds: HashSet<(usize, usize)> = HashSet::new();
         top.standard_bonds(names, &mut bonds);
+        top.refuse_gaps(&bonds, &pdb.positions())?;
         top.disulfide_bonds(&pdb.positions(), &mut bonds);
         bonds.extend(pdb.conect.iter().copied());
         let mut bonds: Vec<_> = bonds.into_iter().collect();
@@ -196,6 +201,38 @@ impl Topology {
                 }
             }
         }
+    }
+
+    /// Refuses a bond between consecutive residues of a chain (the peptide bond, 0.13 nm)
+    /// whose atoms lie more than [`GAP_NM`] apart in the file: a chain break or a missing
+    /// residue, which a bond would silently pull shut.
+    fn refuse_gaps(&self, bonds: &HashSet<(usize, usize)>, pos: &[f64]) -> Result<()> {
+        let mut between: Vec<&(usize, usize)> = bonds
+            .iter()
+            .filter(|(i, j)| self.atoms[*i].residue != self.atoms[*j].residue)
+            .collect();
+        between.sort_unstable();
+        for &&(i, j) in &between {
+            let r = (0..3)
+                .map(|k| (pos[3 * i + k] - pos[3 * j + k]).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            if r > GAP_NM {
+                let name = |a: usize| {
+                    let at = &self.atoms[a];
+                    format!("{} of {}", at.name, self.residue_label(at.residue))
+                };
+                return Err(Error::Other(format!(
+                    "{}: {} and {} are {r:.2} nm apart, yet consecutive in the chain: a chain \
+                     break or a missing residue. Fill the gap (e.g. with pdbfixer) or end the \
+                     chain with a TER record between the pieces",
+                    self.source,
+                    name(i),
+                    name(j)
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// SG-SG bonds between CYS residues without HG closer than 0.3 nm (as OpenMM).

@@ -353,3 +353,29 @@ fn a_chain_beyond_pdb_columns_is_refused_and_named_briefly() {
         "{e}"
     );
 }
+
+/// A chain break (here the NME cap moved 0.6 nm away): refused, naming both atoms and the gap,
+/// not bonded shut by a peptide bond of 0.7 nm.
+#[test]
+fn a_chain_break_is_named() {
+    let moved: Vec<String> = ALDP
+        .lines()
+        .map(|l| {
+            if l.starts_with("ATOM") || l.starts_with("HETATM") {
+                if &l[17..20] == "NME" {
+                    let x: f64 = l[30..38].trim().parse().unwrap();
+                    return format!("{}{:8.3}{}", &l[..30], x + 6.0, &l[38..]);
+                }
+            }
+            l.to_string()
+        })
+        .collect();
+    let msg = build(&(moved.join("\n") + "\n"));
+    assert!(
+        msg.contains("input.pdb")
+            && msg.contains("C of ALA 2")
+            && msg.contains("N of NME 3")
+            && msg.contains("chain break"),
+        "{msg}"
+    );
+}
