@@ -160,9 +160,12 @@ pub fn match_templates(top: &Topology, ff: &FfData, setup: &str) -> Result<Vec<T
         .iter()
         .map(|g| g.as_ref().map(|g| g.signature()))
         .collect();
-    let mut out = Vec::with_capacity(top.residues.len());
-    for ri in 0..top.residues.len() {
-        let g = Graph::of_residue(top, &bonded, ri);
+    let graphs_of_residues: Vec<Graph> = (0..top.residues.len())
+        .map(|ri| Graph::of_residue(top, &bonded, ri))
+        .collect();
+    // Unknown residues first: one unknown residue also leaves its neighbours' terminal atoms
+    // unexplained, and the message should name the cause, not a neighbour.
+    for (ri, g) in graphs_of_residues.iter().enumerate() {
         let sig = g.signature();
         let name = &top.residues[ri].name;
         if related_templates(ff, name).is_empty()
@@ -173,6 +176,10 @@ pub fn match_templates(top: &Topology, ff: &FfData, setup: &str) -> Result<Vec<T
                 format!("unknown residue '{name}': force field {setup} has no template for it"),
             ));
         }
+    }
+    let mut out = Vec::with_capacity(top.residues.len());
+    for (ri, g) in graphs_of_residues.iter().enumerate() {
+        let sig = g.signature();
         // An atom without any bond in a multi-atom residue has a name the bond tables do not know.
         if g.element.len() > 1 {
             if let Some(k) =
@@ -190,7 +197,7 @@ pub fn match_templates(top: &Topology, ff: &FfData, setup: &str) -> Result<Vec<T
             if signatures[t].as_ref() != Some(&sig) {
                 continue;
             }
-            if let Some(atom_map) = isomorphism(&g, tg) {
+            if let Some(atom_map) = isomorphism(g, tg) {
                 let better = found
                     .as_ref()
                     .is_none_or(|f| ff.templates[f.template].name != top.residues[ri].name);
@@ -204,7 +211,7 @@ pub fn match_templates(top: &Topology, ff: &FfData, setup: &str) -> Result<Vec<T
         }
         match found {
             Some(m) => out.push(m),
-            None => return Err(no_template_error(top, ff, setup, ri, &g)),
+            None => return Err(no_template_error(top, ff, setup, ri, g)),
         }
     }
     Ok(out)

@@ -379,3 +379,21 @@ fn a_chain_break_is_named() {
         "{msg}"
     );
 }
+
+/// An unknown residue in a zwitterion is named as the cause, not its neighbour's terminal
+/// hydrogens that no template then explains.
+#[test]
+fn an_unknown_residue_is_named_before_its_neighbours() {
+    let pdb = bgen_system::peptide::build_pdb("AA", Default::default(), Setup::Amber14Obc1)
+        .unwrap()
+        .replace("ALA A   2", "XYZ A   2");
+    let file = PdbFile::parse(&pdb, "input.pdb").unwrap();
+    let msg = System::from_pdb(&file, Setup::Amber14Obc1, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("input.pdb") && msg.contains("unknown residue 'XYZ'") && msg.contains("XYZ 2"),
+        "{msg}"
+    );
+}
