@@ -164,7 +164,7 @@ pub struct SampleArgs {
     #[arg(long)]
     pub sequence: Option<String>,
     /// With `sequence`: the ends, none (a zwitterion) or ace-nme.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, value_enum, default_value_t, conflicts_with = "pdb")]
     pub caps: Caps,
 }
 
@@ -417,8 +417,6 @@ pub fn load_transferable(
             run.display()
         );
     };
-    bgen_models::transfer::check_fits(&sys, tokens, Some(conditioning))
-        .map_err(|e| format!("{}: {} has {e}", run.display(), sys.name))?;
     // Lengths it never trained on are beyond what it learned (a dipeptide model on a
     // tripeptide): refused rather than sampled as if zero-shot meant the same.
     use bgen_system::peptide::{identity, identity_length};
@@ -443,6 +441,8 @@ pub fn load_transferable(
             sys.name
         );
     }
+    bgen_models::transfer::check_fits(&sys, tokens, Some(conditioning))
+        .map_err(|e| format!("{}: {} has {e}", run.display(), sys.name))?;
     refuse_mixed_hands(&sys, run)?;
     let z = bgen_system::ZMatrix::from_topology_with(&sys.topology, transfer.ring_closure)?;
     let (internal, _) = transfer.standards.internal(&sys, &z);

@@ -476,13 +476,28 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
         .output()
         .unwrap();
     fails(o, "--pdb");
-    // A molecule larger than the model's token slots, and a single-molecule model given a
-    // molecule, are refused with what is wrong.
+    // A peptide longer than those it trained on, a single-molecule model given a molecule, and
+    // caps beside a PDB (which has its own ends) are refused with what is wrong.
+    let o = bgen()
+        .args([
+            "sample",
+            "--system",
+            "dipeptides",
+            "--caps",
+            "ace-nme",
+            "--pdb",
+            "x.pdb",
+        ])
+        .arg("--out")
+        .arg(dir.join("caps"))
+        .output()
+        .unwrap();
+    fails(o, "cannot be used with");
     for (system, seq, says) in [
         (
             "dipeptides",
             "WWWW",
-            "has 99 atoms, the model takes at most 59",
+            "trained on peptides of 2 residues; <sequence WWWW> has 4",
         ),
         ("aldp", "AA", "not a transferable model"),
         (
@@ -703,6 +718,8 @@ fn one_model_takes_peptides_of_several_lengths() {
     let x = bgen_system::npy::read_npy(&dir.join("GAGA").join("samples.npy")).unwrap();
     assert_eq!(x.shape, [16, 37, 3]);
     assert!(x.data.iter().all(|v| v.is_finite()));
-    // Ala5 has 53 atoms; the model was made for AGAA's 40 and a few more.
-    fails(sample("AAAAA"), "53 atoms, the model takes at most");
+    // Trp4 has 99 atoms; the model was made for AGAA's 40 and a few more.
+    fails(sample("WWWW"), "99 atoms, the model takes at most");
+    // Ala5 is longer than any peptide it trained on: said so before its atoms are counted.
+    fails(sample("AAAAA"), "trained on peptides of 2, 3, 4 residues");
 }

@@ -86,10 +86,11 @@ pub(super) fn train_loop(
             by_energy_mean.add(r);
         }
         if !loss.is_finite() {
-            bail!(
-                "training diverged at step {s} (loss {loss}); the last checkpoint in {} is intact",
-                a.out.display()
-            );
+            let kept = match a.out.join("latest.json").exists() {
+                true => format!("the last checkpoint in {} is intact", a.out.display()),
+                false => "no checkpoint was written before it".to_string(),
+            };
+            bail!("training diverged at step {s} (loss {loss}); {kept}");
         }
         let done = trainer.state.step;
         let rate = (done - start) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
