@@ -361,11 +361,9 @@ fn a_chain_break_is_named() {
     let moved: Vec<String> = ALDP
         .lines()
         .map(|l| {
-            if l.starts_with("ATOM") || l.starts_with("HETATM") {
-                if &l[17..20] == "NME" {
-                    let x: f64 = l[30..38].trim().parse().unwrap();
-                    return format!("{}{:8.3}{}", &l[..30], x + 6.0, &l[38..]);
-                }
+            if (l.starts_with("ATOM") || l.starts_with("HETATM")) && &l[17..20] == "NME" {
+                let x: f64 = l[30..38].trim().parse().unwrap();
+                return format!("{}{:8.3}{}", &l[..30], x + 6.0, &l[38..]);
             }
             l.to_string()
         })
