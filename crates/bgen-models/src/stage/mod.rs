@@ -519,7 +519,20 @@ impl RunInfo {
         let path = run.join("run.json");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("{}: not a training run", path.display()))?;
-        Ok(serde_json::from_str(&text).with_context(|| format!("{}: corrupt", path.display()))?)
+        let info: RunInfo =
+            serde_json::from_str(&text).with_context(|| format!("{}: corrupt", path.display()))?;
+        // What samplers take from it: a temperature (kT) and a force field; an edited value
+        // would weigh every sample wrongly, silently.
+        if !(info.temperature_k.is_finite() && info.temperature_k > 0.0) {
+            bail!(
+                "{}: corrupt: temperature_k {} is not a temperature",
+                path.display(),
+                info.temperature_k
+            );
+        }
+        bgen_system::Setup::from_name(&info.forcefield)
+            .with_context(|| format!("{}: corrupt forcefield", path.display()))?;
+        Ok(info)
     }
 
     /// Writes the record to `run`'s run.json (atomically).
@@ -656,4 +669,40 @@ fn check_resume(a: &TrainArgs, tc: &OptimConfig, info_path: &Path) -> Result<Run
         );
     }
     Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run.json whose temperature or force field was edited into nonsense is refused by
+    /// name: samplers take kT and the force field from it.
+    #[test]
+    fn a_run_record_with_nonsense_values_is_refused() {
+        let dir = std::env::temp_dir().join(format!("bgen-runinfo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let info = RunInfo {
+            model: Family::Tarflow,
+            preset: "tiny".into(),
+            system: "aldp".into(),
+            forcefield: "amber99sbildn-obc2".into(),
+            temperature_k: 300.0,
+            data: "data".into(),
+            n_train: 1,
+            n_val: 1,
+            coords: Coords::Internal,
+        };
+        info.write(&dir).unwrap();
+        assert_eq!(RunInfo::read(&dir).unwrap().temperature_k, 300.0);
+        let text = std::fs::read_to_string(dir.join("run.json")).unwrap();
+        for (from, to, says) in [
+            ("300.0", "-5.0", "temperature_k -5"),
+            ("amber99sbildn-obc2", "charmm36", "forcefield"),
+        ] {
+            std::fs::write(dir.join("run.json"), text.replace(from, to)).unwrap();
+            let err = RunInfo::read(&dir).err().unwrap().to_string();
+            assert!(err.contains("run.json") && err.contains(says), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
