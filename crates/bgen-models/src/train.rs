@@ -691,9 +691,12 @@ fn checked(p: &Path) -> Result<(), Error> {
 fn load_vars(vs: &mut nn::VarStore, p: &Path) -> Result<(), Error> {
     checked(p)?;
     vs.load(p).map_err(|e| {
+        // libtorch's message ends in a C++ stack trace: its first line says what is wrong.
+        let e = e.to_string();
+        let first = e.lines().next().unwrap_or_default();
         ck(
             p,
-            format!("corrupt or does not match the configuration in state.json: {e}"),
+            format!("corrupt or does not match the configuration in state.json: {first}"),
         )
     })?;
     all_finite(vs, p)
