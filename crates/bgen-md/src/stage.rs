@@ -328,8 +328,12 @@ fn open_run(a: &MdArgs) -> Result<MdRun> {
         same_molecule(a, &run)?;
         let changed = reopen(a, &mut run)?;
         if !changed.is_empty() {
+            let (verb, them) = match changed.len() {
+                1 => ("differs", "it"),
+                _ => ("differ", "them"),
+            };
             bail!(
-                "{}: {} differ from the run being resumed; drop them or start a new run \
+                "{}: {} {verb} from the run being resumed; drop {them} or start a new run \
                  (a longer --ns alone lengthens it)",
                 run_json.display(),
                 changed.join(", ")

@@ -64,9 +64,16 @@ fn killed_md_run_resumes_and_keeps_every_frame_once() {
     assert!(!b.join("frames.npy").exists(), "killed before the end");
 
     // Settings that contradict the run are refused; then it resumes.
-    let o = run_md(&b, &["--resume", "--seed", "8"]);
+    // (Given alone: with the run's own options beside it, clap refused the repeated --seed
+    // before bgen could.)
+    let o = bgen()
+        .args(["md", "--resume", "--seed", "8", "--out"])
+        .arg(&b)
+        .output()
+        .unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--seed"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--seed differs from the run"), "{err}");
     let o = bgen()
         .args(["md", "--resume", "--out"])
         .arg(&b)
