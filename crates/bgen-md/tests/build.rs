@@ -42,13 +42,16 @@ fn every_amino_acid_builds_minimises_and_is_l() {
         // Read back as any stage reads a PDB: every residue matches its template.
         let sys = System::from_pdb_file(&out, Setup::Amber14Obc1, None).unwrap();
         assert_eq!(sys.n_atoms(), r.atoms);
+        // The middle residue is the amino acid asked for (the template bgen build names for
+        // the code: HID for H).
+        let want =
+            bgen_system::peptide::residues(&code.to_string(), bgen_system::peptide::Caps::AceNme)
+                .unwrap();
+        assert_eq!(want[1].1.len(), 3, "{code}: {want:?}");
         assert_eq!(
             sys.params.residue_template[0..3],
-            [
-                "ACE".to_string(),
-                sys.params.residue_template[1].clone(),
-                "NME".to_string()
-            ]
+            ["ACE".to_string(), want[1].1.clone(), "NME".to_string()],
+            "{code}"
         );
         // Sane: the minimised energy equals the file's (to its 1e-3 A precision), bonds and
         // angles near their equilibria (OpenMM's build of all twenty, minimised, has 0.73 kJ/mol

@@ -206,9 +206,14 @@ fn damaged_runs_are_reported() {
         err.contains("checkpoint.json") && err.contains("corrupt"),
         "{err}"
     );
-    std::fs::write(&cp, text.replacen("\"x\": [", "\"x\": [1e999, ", 1)).unwrap();
+    // Valid JSON with one position too many (a non-finite number cannot be written in JSON:
+    // 1e999 failed as a parse error, the truncation's path above).
+    std::fs::write(&cp, text.replacen("\"x\": [", "\"x\": [0.1, ", 1)).unwrap();
     let err = MdRun::resume(&d).err().unwrap().to_string();
-    assert!(err.contains("checkpoint.json"), "{err}");
+    assert!(
+        err.contains("checkpoint.json") && err.contains("replica 0") && err.contains("malformed"),
+        "{err}"
+    );
     let mut s = settings();
     s.timestep_fs = 0.3;
     let err = MdRun::create(&tmp("bad2"), s, aldp())

@@ -211,13 +211,16 @@ fn bad_settings_are_refused_by_key_before_any_stage() {
         ("[md]\nns = -1.0\n", "md.ns"),
         ("[train]\nlr = 0.0\n", "train.lr"),
         // A closed choice: the line, the value and the allowed ones.
-        ("[sample]\ncom = \"x\"\n", "com = \"x\""),
+        (
+            "[sample]\ncom = \"x\"\n",
+            "expected one of `none`, `gaussian`, `chi`",
+        ),
         (
             "[sample]\nmethods = [\"mcmc\"]\n",
             "expected one of `proposal`, `snis`",
         ),
         ("[eval]\ntica_lag = 0\n", "eval.tica_lag"),
-        ("temperature = 0.0\n", "temperature"),
+        ("temperature = 0.0\n", "temperature = 0: must be"),
     ] {
         std::fs::write(&cfg, toml).unwrap();
         let o = bgen()

@@ -211,8 +211,10 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
         by_energy("arbg", dir.join("data"), "run-arbg-kl"),
         "an ArBG's draws are not differentiable",
     );
+    let one = dir.join("md").join("shards").join("AA");
+    assert!(one.join("frames.npy").exists(), "one molecule's MD run");
     fails(
-        by_energy("tarflow", dir.join("md").join("AA"), "run-one-kl"),
+        by_energy("tarflow", one, "run-one-kl"),
         "--kl-weight: for a transferable TarFlow",
     );
     // Resample-move needs no gradient of the model (its moves are on the target alone).
@@ -492,7 +494,7 @@ fn the_shipped_dipeptide_model_samples_a_dipeptide_it_never_saw() {
         .arg(dir.join("caps"))
         .output()
         .unwrap();
-    fails(o, "cannot be used with");
+    fails(o, "'--caps <CAPS>' cannot be used with '--pdb");
     for (system, seq, says) in [
         (
             "dipeptides",
