@@ -809,9 +809,21 @@ impl MdRun {
         let frames = crate::dataset::load_chunks(&self.dir)?;
         let expected = self.settings.frames_per_replica() as usize * self.settings.replicas;
         if frames.len() != expected {
+            let found = std::fs::read_dir(self.chunk_dir())
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .filter(|e| e.file_name().to_string_lossy().ends_with("frames.npy"))
+                        .count()
+                })
+                .unwrap_or(0);
             return Err(file_err(
                 &self.chunk_dir(),
-                format!("holds {} frames, expected {expected}", frames.len()),
+                format!(
+                    "holds {} frames, expected {expected}: {found} chunk frame files of the {} \
+                     the checkpoint counts (a chunk removed or cut); the run cannot be merged",
+                    frames.len(),
+                    self.chunks
+                ),
             ));
         }
         frames.write(&self.dir, "")?;

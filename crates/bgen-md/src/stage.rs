@@ -471,8 +471,10 @@ pub fn run(a: MdArgs) -> Result<MdResult> {
     let pool = builder.build().context("thread pool")?;
     let mut run = open_run(&a)?;
     if run.is_complete() {
+        // Its outputs read first: a finished run whose frames are gone is an error, not done.
+        let done = result(&a.out, &run)?;
         bgen_system::say!("{}: run already complete", a.out.display());
-        return result(&a.out, &run);
+        return Ok(done);
     }
     let s = run.settings.clone();
     bgen_system::say!(

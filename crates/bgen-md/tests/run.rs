@@ -416,3 +416,36 @@ fn a_finished_run_lengthens_as_if_made_that_long() {
     }
     std::fs::remove_dir_all(a).unwrap();
 }
+
+/// A chunk removed from a stopped run: the resumed run cannot merge its frames, and says how many
+/// chunk files it found of those its checkpoint counts.
+#[test]
+fn a_removed_chunk_is_named_when_the_run_finishes() {
+    let d = tmp("removed-chunk");
+    let mut run = MdRun::create(&d, settings(), aldp()).unwrap();
+    run.run(Duration::ZERO, Some(7), |_| {}).unwrap();
+    drop(run);
+    let chunks = d.join("chunks");
+    let first: Vec<_> = std::fs::read_dir(&chunks)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("00001.")
+        })
+        .collect();
+    assert!(!first.is_empty(), "a chunk to remove");
+    first.iter().for_each(|p| std::fs::remove_file(p).unwrap());
+    let err = MdRun::resume(&d)
+        .and_then(|mut run| run.run(Duration::ZERO, None, |_| {}).map(|_| ()))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("chunks") && err.contains("expected") && err.contains("removed or cut"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(d).unwrap();
+}
