@@ -152,10 +152,7 @@ impl System {
         let (mut i, mut j, mut r) = (0, 1, f64::INFINITY);
         for a in 0..self.n_atoms() {
             for b in a + 1..self.n_atoms() {
-                let rab = (0..3)
-                    .map(|k| (xi[3 * a + k] - xi[3 * b + k]).powi(2))
-                    .sum::<f64>()
-                    .sqrt();
+                let rab = crate::energy::bonded::distance(xi, a, b);
                 if rab < r {
                     (i, j, r) = (a, b, rab);
                 }

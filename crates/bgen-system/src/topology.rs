@@ -3,6 +3,7 @@
 //! disulfides by proximity, CONECT records).
 
 use crate::element::Element;
+use crate::energy::bonded::distance;
 use crate::error::{Error, Result};
 use crate::ffxml::NameTables;
 use crate::pdb::PdbFile;
@@ -138,8 +139,9 @@ impl Topology {
         }
         let mut bonds: HashSet<(usize, usize)> = HashSet::new();
         top.standard_bonds(names, &mut bonds);
-        top.refuse_gaps(&bonds, &pdb.positions())?;
-        top.disulfide_bonds(&pdb.positions(), &mut bonds);
+        let pos = pdb.positions();
+        top.refuse_gaps(&bonds, &pos)?;
+        top.disulfide_bonds(&pos, &mut bonds);
         bonds.extend(pdb.conect.iter().copied());
         let mut bonds: Vec<_> = bonds.into_iter().collect();
         bonds.sort_unstable();
@@ -213,10 +215,7 @@ impl Topology {
             .collect();
         between.sort_unstable();
         for &&(i, j) in &between {
-            let r = (0..3)
-                .map(|k| (pos[3 * i + k] - pos[3 * j + k]).powi(2))
-                .sum::<f64>()
-                .sqrt();
+            let r = distance(pos, i, j);
             if r > GAP_NM {
                 let name = |a: usize| {
                     let at = &self.atoms[a];
@@ -245,10 +244,7 @@ impl Topology {
         for (k, &a) in sg.iter().enumerate() {
             let mut best: Option<(f64, usize)> = None;
             for &b in &sg[..k] {
-                let d = (0..3)
-                    .map(|x| (pos[3 * a + x] - pos[3 * b + x]).powi(2))
-                    .sum::<f64>()
-                    .sqrt();
+                let d = distance(pos, a, b);
                 if d < best.map_or(0.3, |x| x.0) && !bonded.contains(&b) {
                     best = Some((d, b));
                 }

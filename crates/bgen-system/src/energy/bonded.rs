@@ -15,6 +15,12 @@ pub(crate) fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
 pub(crate) fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
+/// Distance between atoms `i` and `j` of `x` (atoms x 3).
+#[inline(always)]
+pub(crate) fn distance(x: &[f64], i: usize, j: usize) -> f64 {
+    let d = sub(get(x, i), get(x, j));
+    dot(d, d).sqrt()
+}
 #[inline(always)]
 pub(crate) fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     [
