@@ -722,14 +722,15 @@ struct Drawn {
     log_q: Option<Vec<f64>>,
 }
 
-/// The target the samplers see: U(x(ic)) - log|det J| in internal coordinates, else U(x).
-fn target_of<'a>(
-    run: &'a LoadedRun,
-    internal: &'a Option<InternalTarget<'a, System>>,
+/// The target the samplers see: U(x(ic)) - log|det J| in internal coordinates, else U(x) of
+/// `cartesian` (the system, or the system at a precision).
+fn target_of<'a, T: Target>(
+    cartesian: &'a T,
+    internal: &'a Option<InternalTarget<'a, T>>,
 ) -> &'a dyn Target {
     match internal {
         Some(t) => t,
-        None => &run.sys,
+        None => cartesian,
     }
 }
 
@@ -746,7 +747,7 @@ fn draw_snis(
     let is_snis = method == Method::Snis;
     let (x, lq) = run.adjusted(com).sample(n, a.seed);
     let mut e = vec![0.0; n];
-    target_of(run, internal).energy_and_grad(&x, &mut e, None);
+    target_of(&run.sys, internal).energy_and_grad(&x, &mut e, None);
     let src: Vec<f64> = lq.iter().map(|v| -v).collect();
     let options = SnisOptions {
         drop_top: if is_snis { a.drop_top } else { 0.0 },
@@ -836,11 +837,12 @@ fn draw_smc(
         target: &fast,
         zmatrix: t.zmatrix,
     });
-    let fast_target: &dyn Target = match &fast_internal {
-        Some(t) => t,
-        None => &fast,
-    };
-    let mut r = smc(&run.adjusted(com), &fast_target, draws, o)?;
+    let mut r = smc(
+        &run.adjusted(com),
+        &target_of(&fast, &fast_internal),
+        draws,
+        o,
+    )?;
     if precision != Precision::Double && internal.is_none() {
         run.sys.energy_and_grad(&r.x, &mut r.energies, None);
     }
