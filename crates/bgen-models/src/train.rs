@@ -149,6 +149,10 @@ pub struct Transfer {
     /// before the record, which split by frames).
     #[serde(default)]
     pub validation: Option<crate::transfer::ValidationSplit>,
+    /// Molecules drawn more than once per epoch (`--oversample`: name -> draws of each of its
+    /// training frames per epoch), kept by a resume; the others once.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub oversample: std::collections::BTreeMap<String, u32>,
 }
 
 impl State {

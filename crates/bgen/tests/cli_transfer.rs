@@ -114,6 +114,7 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
             > 20
     );
     assert_eq!(state["step"], 4);
+    oversampled_molecules_are_drawn_more(&dir);
     // A resume continues the run as it was set up; other settings are refused, by name.
     ok(train("4", &["--resume"]));
     fails(train("6", &["--resume"]), "--steps 6 (the run has 4)");
@@ -238,6 +239,81 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
 
 /// MD too short to split (one frame per molecule: it validates, and nothing trains) is refused
 /// with what to do, before any training.
+/// `--oversample`: a listed molecule's frames are drawn as often per epoch as the file says
+/// (every molecule has as many frames, so AA x3 makes an epoch 5/3 of the frames), recorded and
+/// kept by a resume; a bad file, another file on resume and one molecule's run are refused.
+fn oversampled_molecules_are_drawn_more(dir: &std::path::Path) {
+    let file = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let train = |data: PathBuf, out: &str, over: &PathBuf, extra: &[&str]| {
+        bgen()
+            .args(["train", "--preset", "tiny", "--steps", "2"])
+            .args(["--checkpoint-secs", "0"])
+            .args(extra)
+            .arg("--oversample")
+            .arg(over)
+            .arg("--data")
+            .arg(data)
+            .arg("--out")
+            .arg(dir.join(out))
+            .output()
+            .unwrap()
+    };
+    let good = file(
+        "over.txt",
+        "# the worst fitted\nAA 3\n\nGG 1  # once, as unlisted\n",
+    );
+    let log = ok(train(dir.join("data"), "run-over", &good, &[]));
+    let number_before = |key: &str| -> usize {
+        let at = log.find(key).unwrap_or_else(|| panic!("{key}: {log}"));
+        let words: Vec<&str> = log[..at].split_whitespace().collect();
+        words.last().unwrap().parse().unwrap()
+    };
+    let (frames, drawn) = (number_before(" training"), number_before(" of them"));
+    assert_eq!(3 * drawn, 5 * frames, "{log}");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("run-over/ckpt-00000002/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        state["transfer"]["oversample"],
+        serde_json::json!({"AA": 3, "GG": 1})
+    );
+    // A resume without the file keeps the run's draws; another file is refused.
+    let resume = |extra: &[&str]| {
+        let mut c = bgen();
+        c.args(["train", "--resume", "--checkpoint-secs", "0"])
+            .args(extra);
+        c.arg("--data").arg(dir.join("data"));
+        c.arg("--out").arg(dir.join("run-over")).output().unwrap()
+    };
+    let log = ok(resume(&[]));
+    assert!(log.contains("of them: --oversample"), "{log}");
+    let other = file("over2.txt", "AA 2\n");
+    let other_arg = other.to_str().unwrap();
+    fails(resume(&["--oversample", other_arg]), "lists other draws");
+    // Bad files name the file, the line and the problem.
+    for (text, says) in [
+        ("GA 3\n", "GA is not a training molecule"),
+        ("AA 0\n", "not a whole number from 1 to 100"),
+        ("AA\n", "expected NAME DRAWS"),
+        ("AA 2\nAA 3\n", "AA is listed twice"),
+    ] {
+        let bad = file("bad.txt", text);
+        let err = fails(train(dir.join("data"), "run-bad", &bad, &[]), says);
+        assert!(err.contains("bad.txt line"), "{err}");
+    }
+    // One molecule's run has nothing to weigh.
+    let one = dir.join("md").join("shards").join("AA");
+    fails(
+        train(one, "run-one", &good, &[]),
+        "--oversample: for a transferable model",
+    );
+}
+
 #[test]
 fn md_too_short_to_train_on_is_refused() {
     let dir = tmp("short");

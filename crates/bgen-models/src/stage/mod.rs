@@ -134,6 +134,12 @@ pub struct TrainArgs {
     /// Draws per step of training by energy (--kl-weight).
     #[arg(long, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
     pub kl_draws: Option<usize>,
+    /// A transferable model: a file of lines `NAME DRAWS` (a training molecule's name in the
+    /// merged data set, and how many times per epoch each of its training frames is drawn, 1 to
+    /// 100; `#` starts a comment). Molecules not listed are drawn once. For giving the
+    /// molecules that the model fits worst more of the gradient; a resume keeps the run's.
+    #[arg(long)]
+    pub oversample: Option<PathBuf>,
 }
 
 /// The preset of `bgen train` (and `bgen run`) without --preset.
@@ -171,6 +177,7 @@ impl TrainArgs {
             init: None,
             kl_weight: None,
             kl_draws: None,
+            oversample: None,
         }
     }
 }
@@ -378,6 +385,7 @@ pub fn run(a: TrainArgs) -> Result<TrainResult> {
         &a,
         &rows.train,
         rows.train_labels.as_ref(),
+        rows.pool.as_deref(),
         &job.by_energy,
         &|t: &Trainer, ema: bool| rows.val_nll(t, ema),
     )?;
@@ -408,6 +416,8 @@ struct Job {
 struct Rows {
     train: Tensor,
     train_labels: Option<Labels>,
+    /// The training rows an epoch draws, a row as often as it appears (none: each row once).
+    pool: Option<Vec<i64>>,
     val: Tensor,
     val_labels: Option<Labels>,
 }

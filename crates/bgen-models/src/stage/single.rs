@@ -23,6 +23,7 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
     for (set, flag) in [
         (a.temperature_label, "--temperature-label"),
         (a.sequence_label, "--sequence-label"),
+        (a.oversample.is_some(), "--oversample"),
     ] {
         if set {
             bail!("{flag}: for a transferable model (on a merged data set, or with --init)");
@@ -79,6 +80,7 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
         rows: Rows {
             train,
             train_labels: None,
+            pool: None,
             val,
             val_labels: None,
         },

@@ -18,6 +18,7 @@ pub(super) fn train_loop(
     a: &TrainArgs,
     train_t: &Tensor,
     labels: Option<&crate::tarflow::Labels>,
+    pool: Option<&[i64]>,
     by_energy: &[KlMolecule],
     val: &dyn Fn(&Trainer, bool) -> f64,
 ) -> Result<()> {
@@ -37,7 +38,7 @@ pub(super) fn train_loop(
     let start = trainer.state.step;
     let mut last_cp = Instant::now();
     let mut order: Vec<i64> = Vec::new();
-    let n = n_train as i64;
+    let n = pool.map_or(n_train, <[i64]>::len) as i64;
     // Molecules of mixed sizes: each row's real tokens, for batches of like sizes.
     let row_tokens: Option<Vec<i64>> = labels.map(|l| Vec::try_from(&l.tokens).unwrap_or_default());
     let mut by_energy_mean = EnergyMean::default();
@@ -47,16 +48,8 @@ pub(super) fn train_loop(
         let per_epoch = (n / tc.batch_size).max(1);
         let (epoch, k) = (s / per_epoch, s % per_epoch);
         if order.is_empty() || k == 0 {
-            let keys = crate::data::normals(
-                n as usize,
-                tc.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9),
-            );
-            let mut idx: Vec<i64> = (0..n).collect();
-            idx.sort_by(|&p, &q| keys[p as usize].total_cmp(&keys[q as usize]));
-            order = match &row_tokens {
-                Some(t) => sortish(&idx, t, tc.batch_size as usize, &keys),
-                None => idx,
-            };
+            let seed = tc.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9);
+            order = epoch_order(n_train, pool, row_tokens.as_deref(), tc.batch_size, seed);
         }
         let b: Vec<i64> = (0..tc.batch_size)
             .map(|j| order[((k * tc.batch_size + j) % n) as usize])
@@ -113,6 +106,30 @@ pub(super) fn train_loop(
     }
     bar.finish();
     Ok(())
+}
+
+/// An epoch's rows, in the order its batches read them: a permutation (from `seed`) of the
+/// `n_rows` rows, or of `pool` (rows repeated as often as an epoch draws them), and with
+/// `tokens` (each row's real tokens) [`sortish`] batches of like sizes.
+fn epoch_order(
+    n_rows: usize,
+    pool: Option<&[i64]>,
+    tokens: Option<&[i64]>,
+    batch: i64,
+    seed: u64,
+) -> Vec<i64> {
+    let n = pool.map_or(n_rows, <[i64]>::len);
+    let keys = crate::data::normals(n, seed);
+    let mut idx: Vec<i64> = (0..n as i64).collect();
+    idx.sort_by(|&p, &q| keys[p as usize].total_cmp(&keys[q as usize]));
+    if let Some(pool) = pool {
+        // Positions to rows ([`sortish`] orders batches by a key of their first row's index).
+        idx.iter_mut().for_each(|i| *i = pool[*i as usize]);
+    }
+    match tokens {
+        Some(t) => sortish(&idx, t, batch as usize, &keys),
+        None => idx,
+    }
 }
 
 /// Training by energy since the last checkpoint: the mean of its reports.
@@ -173,6 +190,42 @@ const SORTISH_BATCHES: usize = 64;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With a pool, an epoch draws each row as often as the pool holds it, in batches of like
+    /// sizes; without, every row once.
+    #[test]
+    fn an_epoch_draws_oversampled_rows_as_often_as_asked() {
+        let n = 3_000usize;
+        let tokens: Vec<i64> = (0..n).map(|i| 15 + (i % 7) as i64).collect();
+        // Rows below 1,000 three times, the rest once.
+        let pool: Vec<i64> = (0..n as i64)
+            .flat_map(|r| std::iter::repeat_n(r, if r < 1_000 { 3 } else { 1 }))
+            .collect();
+        for tok in [None, Some(tokens.as_slice())] {
+            let order = epoch_order(n, Some(&pool), tok, 32, 5);
+            assert_eq!(order.len(), 5_000);
+            let mut count = vec![0; n];
+            order.iter().for_each(|&r| count[r as usize] += 1);
+            assert!(count[..1_000].iter().all(|&c| c == 3));
+            assert!(count[1_000..].iter().all(|&c| c == 1));
+            // Shuffled: the first batch is not the pool's first rows.
+            assert_ne!(&order[..32], &pool[..32]);
+            let plain = epoch_order(n, None, tok, 32, 5);
+            let mut sorted = plain.clone();
+            sorted.sort();
+            assert_eq!(sorted, (0..n as i64).collect::<Vec<_>>());
+        }
+        // Batches of like sizes: within a sortish batch the tokens differ by little.
+        let order = epoch_order(n, Some(&pool), Some(&tokens), 32, 5);
+        let spread: i64 = order
+            .chunks(32)
+            .map(|b| {
+                let t: Vec<i64> = b.iter().map(|&r| tokens[r as usize]).collect();
+                t.iter().max().unwrap() - t.iter().min().unwrap()
+            })
+            .sum();
+        assert!(spread < (order.len() / 32) as i64, "spread {spread}");
+    }
 
     /// Sortish batches draw every row once and put molecules of like sizes together.
     #[test]

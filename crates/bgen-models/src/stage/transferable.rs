@@ -49,6 +49,9 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
         .map_or(TRANSFER_RING_CLOSURE, |t| t.ring_closure);
     let raised = raised_rungs(a, earlier.as_ref())?;
     let (mols, data_crc) = molecules(a, rings, raised)?;
+    let listed = (a.oversample.as_ref())
+        .map(|file| read_oversample(file, &mols))
+        .transpose()?;
     bgen_system::outdir::refuse_same(&a.data, &a.out, "training data")?;
     let lock = bgen_system::outdir::lock_dir(&a.out)?;
     let scheme = validation_split(a, earlier.as_ref());
@@ -88,6 +91,8 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
         },
         |preset| fresh(a, dev, preset, &mols, &parts, rings, data_crc, counts),
     )?;
+    let mut trainer = trainer;
+    oversample(a, &mut trainer, listed)?;
     let Some((tokens, conditioning)) = trainer.state.model.transfer_capacity() else {
         bail!("{}: not a transferable model", a.out.display());
     };
@@ -96,8 +101,12 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
             .map_err(|e| format!("{}: {e}", m.name))?;
     }
     let rows = labelled_rows(&trainer, &mols, &parts, tokens, dev)?;
+    let oversampled = match &rows.pool {
+        Some(p) => format!(" (an epoch draws {} of them: --oversample)", p.len()),
+        None => String::new(),
+    };
     bgen_system::say!(
-        "transferable {} ({preset_name}): {} molecules, {} training / {} validation frames (NLL on {}), up to {} tokens; {} steps of {}",
+        "transferable {} ({preset_name}): {} molecules, {} training{oversampled} / {} validation frames (NLL on {}), up to {} tokens; {} steps of {}",
         trainer.state.model.describe(),
         mols.len(),
         counts.0,
@@ -207,6 +216,69 @@ fn refuse_new_label(a: &TrainArgs, earlier: Option<&State>) -> Result<()> {
     }
     Ok(())
 }
+
+/// Sets the run's `--oversample` draws per molecule: a resume keeps the run's (another file's
+/// are refused), any other run takes the file's (or none).
+fn oversample(
+    a: &TrainArgs,
+    trainer: &mut Trainer,
+    listed: Option<std::collections::BTreeMap<String, u32>>,
+) -> Result<()> {
+    let transfer = trainer.state.transfer.as_mut().expect("a transferable run");
+    let given = match listed {
+        Some(map) => map,
+        None if a.resume => return Ok(()),
+        None => Default::default(),
+    };
+    if a.resume && given != transfer.oversample {
+        bail!(
+            "{}: --resume with other settings than the run's: --oversample {} lists other \
+             draws than the run's {:?}; drop it or train into another --out",
+            a.out.display(),
+            a.oversample.as_ref().expect("given").display(),
+            transfer.oversample
+        );
+    }
+    transfer.oversample = given;
+    Ok(())
+}
+
+/// The `--oversample` file: `NAME DRAWS` per line, every name a training molecule's.
+fn read_oversample(
+    file: &Path,
+    mols: &[Molecule],
+) -> Result<std::collections::BTreeMap<String, u32>> {
+    let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
+    let mut out = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = || format!("{} line {}", file.display(), i + 1);
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [name, draws] = fields[..] else {
+            bail!("{}: expected NAME DRAWS, got '{line}'", at());
+        };
+        let draws: u32 = match draws.parse() {
+            Ok(d) if (1..=MAX_OVERSAMPLE).contains(&d) => d,
+            _ => bail!(
+                "{}: draws '{draws}' is not a whole number from 1 to {MAX_OVERSAMPLE}",
+                at()
+            ),
+        };
+        if !mols.iter().any(|m| m.name == name) {
+            bail!("{}: {name} is not a training molecule of the data", at());
+        }
+        if out.insert(name.to_string(), draws).is_some() {
+            bail!("{}: {name} is listed twice", at());
+        }
+    }
+    Ok(out)
+}
+
+/// Most draws per epoch of one frame (`--oversample`).
+const MAX_OVERSAMPLE: u32 = 100;
 
 /// The raised rungs each molecule trains on: a resumed run's own (`--raised-rungs` may be left
 /// out, and another count is refused; a run from before they were recorded takes the option),
@@ -472,6 +544,7 @@ fn fresh(
         data_crc,
         raised_rungs: Some(a.raised_rungs),
         validation: Some(ValidationSplit::LastTime),
+        oversample: Default::default(),
     });
     let info = RunInfo {
         model: family,
@@ -503,11 +576,19 @@ fn labelled_rows(
         ModelConfig::TarFlow(_) => None,
     };
     let (mut xt, mut lt, mut xv, mut lv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Each training row as many times as its molecule is drawn per epoch.
+    let (mut pool, mut n_rows): (Vec<i64>, i64) = (Vec::new(), 0);
     for (m, p) in mols.iter().zip(parts) {
         let (internal, _) = transfer.standards.internal(&m.system, &m.zmatrix);
+        let draws = transfer.oversample.get(&m.name).copied().unwrap_or(1);
         for (t_k, frames) in &p.train {
             let feature = temperature_feature(*t_k, transfer.temperature_k);
             let (x, l) = rows(m, &internal, frames, tokens, feature, binned)?;
+            let rows_here: Vec<i64> = (n_rows..n_rows + x.size()[0]).collect();
+            n_rows += x.size()[0];
+            for _ in 0..draws {
+                pool.extend(&rows_here);
+            }
             xt.push(x);
             lt.push(l);
         }
@@ -520,6 +601,8 @@ fn labelled_rows(
     Ok(Rows {
         train: Tensor::cat(&xt, 0).to_device(dev),
         train_labels: Some(Labels::cat(&lt).to(dev)),
+        // Drawn from the rows themselves unless some molecule is drawn more than once.
+        pool: (pool.len() as i64 > n_rows).then_some(pool),
         val,
         val_labels: Some(val_labels),
     })
@@ -615,6 +698,7 @@ mod tests {
             data_crc: None,
             raised_rungs: raised,
             validation: None,
+            oversample: Default::default(),
         });
         t.state
     }
