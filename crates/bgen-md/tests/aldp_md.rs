@@ -265,14 +265,17 @@ fn compare_with_openmm(
     }
     // alphaL is rare for plain MD (OpenMM's 5 ns never visit it) but not empty: the shipped
     // replica-exchange reference puts 0.024 there. A replica that crosses stays for a good part
-    // of a nanosecond, so the spread between replicas sets the error.
+    // of a nanosecond, so the spread between replicas sets the error. Runs this short may never
+    // cross (as OpenMM's did not), so the check is one-sided: alphaL is not over-populated (a
+    // wrong torsion term or a hot integrator would fill it), by at most `tolerance` standard
+    // errors, at least 0.01.
     let (p_l, se_l) = mean_se(&runs, |s| (basin(s[2], s[3]) == 2) as u8 as f64);
     eprintln!(
         "  alphaL_C7ax: {p_l:.4} +- {se_l:.4}; replica exchange {ALPHA_L_REMD} (OpenMM 0 in 5 ns)"
     );
     assert!(
-        (p_l - ALPHA_L_REMD).abs() < tolerance * se_l.max(0.01),
-        "alphaL {p_l} +- {se_l}"
+        p_l < ALPHA_L_REMD + tolerance * se_l.max(0.01),
+        "alphaL over-populated: {p_l} +- {se_l}"
     );
 }
 

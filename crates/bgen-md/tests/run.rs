@@ -449,3 +449,28 @@ fn a_removed_chunk_is_named_when_the_run_finishes() {
     );
     std::fs::remove_dir_all(d).unwrap();
 }
+
+/// Settings from Python or TOML pass `MdArgs::check`, which clap's `requires` stands in for on
+/// the command line: a shard index without a count (or the reverse), or an index past the
+/// count, is refused by name before any work.
+#[test]
+fn shard_settings_are_checked_without_the_command_line() {
+    let mut a = bgen_md::stage::MdArgs::new(Default::default(), tmp("shards-check"));
+    a.sequences = vec!["AA".into(), "GG".into()];
+    a.check().unwrap();
+    for (index, count, says) in [
+        (Some(0), None, "shard_index and shard_count go together"),
+        (None, Some(2), "shard_index and shard_count go together"),
+        (
+            Some(2),
+            Some(2),
+            "shard_index 2: must be below shard_count 2",
+        ),
+    ] {
+        (a.shard_index, a.shard_count) = (index, count);
+        let err = a.check().unwrap_err().to_string();
+        assert!(err.contains(says), "{index:?} {count:?}: {err}");
+    }
+    (a.shard_index, a.shard_count) = (Some(1), Some(2));
+    a.check().unwrap();
+}

@@ -364,6 +364,7 @@ pub fn load_run(
         info.temperature_k,
     )?;
     let (state, models) = Trainer::load_models(run, dev, ema, workers)?;
+    info.check_against(&state, run)?;
     let norm = state.normalizer.clone();
     if norm.n_atoms as usize != sys.n_atoms() {
         bail!(
@@ -397,6 +398,7 @@ pub fn load_transferable(
     workers: usize,
 ) -> Result<LoadedRun> {
     let (state, models) = Trainer::load_models(run, dev, ema, workers)?;
+    RunInfo::read(run)?.check_against(&state, run)?;
     let Some(transfer) = &state.transfer else {
         bail!(
             "{}: not a transferable model; --pdb and --sequence are for those",

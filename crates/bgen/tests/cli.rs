@@ -308,6 +308,26 @@ fn empty_files_and_nan_forces_are_clear_errors() {
             "{err}"
         );
     }
+    // Integers are no positions (the file holds the structure in nm, rounded to 0: it would
+    // have been scored as a clash, or as Angstroms read as nm).
+    let ints = tmp("integer-positions.npy");
+    let rounded: Vec<i64> = sys
+        .positions
+        .iter()
+        .map(|v| (v * 10.0).round() as i64)
+        .collect();
+    bgen_system::npy::write_npy_i64(&ints, &[1, n, 3], &rounded).unwrap();
+    let (ok, _, err) = bgen(&[
+        "energy",
+        "--system",
+        "aldp",
+        "--positions",
+        ints.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("integer-positions.npy") && err.contains("holds integers"),
+        "{err}"
+    );
     let b = &sys.params.bonds[0];
     let mut x = sys.positions.clone();
     let at_i = x[3 * b.i..3 * b.i + 3].to_vec();

@@ -499,6 +499,7 @@ fn prepare_trainer(
             let mut t = Trainer::load(&a.out, dev)?;
             adopt(&mut t, &start)?;
             let info = check_resume(a, &t.state.train, &a.out.join("run.json"))?;
+            info.check_against(&t.state, &a.out)?;
             return Ok((t, info.preset));
         }
         Start::FineTune(init) => {
@@ -543,6 +544,55 @@ impl RunInfo {
         bgen_system::Setup::from_name(&info.forcefield)
             .with_context(|| format!("{}: corrupt forcefield", path.display()))?;
         Ok(info)
+    }
+
+    /// Refuses a record that contradicts the checkpoint it sits beside (`run`'s run.json,
+    /// which carries no checksum, edited or copied from another run): its model family and
+    /// coordinates, and for a transferable model its force field and temperature.
+    pub fn check_against(&self, state: &crate::train::State, run: &Path) -> Result<()> {
+        let family = match state.model {
+            crate::ModelConfig::TarFlow(_) => Family::Tarflow,
+            crate::ModelConfig::Arbg(_) => Family::Arbg,
+        };
+        let coords = match state.internal.is_some() || state.transfer.is_some() {
+            true => Coords::Internal,
+            false => Coords::Cartesian,
+        };
+        let mut diff = Vec::new();
+        if self.model != family {
+            diff.push(format!(
+                "model {} (the checkpoint holds {family})",
+                self.model
+            ));
+        }
+        if self.coords != coords {
+            diff.push(format!(
+                "coords {} (the checkpoint's are {coords})",
+                self.coords
+            ));
+        }
+        if let Some(t) = &state.transfer {
+            if self.forcefield != t.forcefield {
+                diff.push(format!(
+                    "forcefield {} (the model's is {})",
+                    self.forcefield, t.forcefield
+                ));
+            }
+            if (self.temperature_k - t.temperature_k).abs() > 1e-6 {
+                diff.push(format!(
+                    "temperature_k {} (the model's is {})",
+                    self.temperature_k, t.temperature_k
+                ));
+            }
+        }
+        if !diff.is_empty() {
+            bail!(
+                "{}: corrupt: it says {}; restore the run's own run.json",
+                run.join("run.json").display(),
+                diff.join(", ")
+            );
+        }
+        Ok(())
     }
 
     /// Writes the record to `run`'s run.json (atomically).
@@ -714,5 +764,68 @@ mod tests {
             assert!(err.contains("run.json") && err.contains(says), "{err}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A run.json that contradicts its checkpoint (edited, or copied from another run) is
+    /// refused, naming each contradiction; one that agrees passes.
+    #[test]
+    fn a_run_record_that_contradicts_its_checkpoint_is_refused() {
+        let (config, tc) = preset("tiny", 4).unwrap();
+        let norm = crate::data::Normalizer {
+            n_atoms: 4,
+            std: 1.0,
+        };
+        let mut state = Trainer::new(config, tc, norm, tch::Device::Cpu).state;
+        let info = RunInfo {
+            model: Family::Tarflow,
+            preset: "tiny".into(),
+            system: "aldp".into(),
+            forcefield: "amber14-obc1".into(),
+            temperature_k: 310.0,
+            data: "data".into(),
+            n_train: 1,
+            n_val: 1,
+            coords: Coords::Cartesian,
+        };
+        let run = Path::new("some-run");
+        info.check_against(&state, run).unwrap();
+        let err = |info: &RunInfo, state: &crate::train::State| {
+            info.check_against(state, run).unwrap_err().to_string()
+        };
+        let arbg_internal = RunInfo {
+            model: Family::Arbg,
+            coords: Coords::Internal,
+            ..info.clone()
+        };
+        let e = err(&arbg_internal, &state);
+        assert!(
+            e.contains("some-run/run.json")
+                && e.contains("model arbg (the checkpoint holds tarflow)")
+                && e.contains("coords internal (the checkpoint's are cartesian)"),
+            "{e}"
+        );
+        // A transferable model's force field and temperature are its own.
+        state.transfer = Some(crate::train::Transfer {
+            standards: Default::default(),
+            forcefield: "amber14-obc1".into(),
+            temperature_k: 310.0,
+            trained_on: Vec::new(),
+            ring_closure: TRANSFER_RING_CLOSURE,
+            data_crc: None,
+            raised_rungs: None,
+            validation: None,
+            oversample: Default::default(),
+        });
+        let internal = RunInfo {
+            coords: Coords::Internal,
+            ..info.clone()
+        };
+        internal.check_against(&state, run).unwrap();
+        let hotter = RunInfo {
+            temperature_k: 350.0,
+            ..internal
+        };
+        let e = err(&hotter, &state);
+        assert!(e.contains("temperature_k 350 (the model's is 310)"), "{e}");
     }
 }
