@@ -20,9 +20,7 @@ import sys
 
 import numpy as np
 
-from m25 import here, load, names, option, shares
-
-AA = "ACDEFGHIKLMNPQRSTVWY"
+from m25 import here, load, names, option, residue_features, ridge_logit, shares, train_shares
 
 
 HEAVY = dict(A=1, C=2, D=4, E=5, F=7, G=0, H=6, I=4, K=5, L=4, M=4, N=4, P=3, Q=5, R=7, S=2, T=3,
@@ -37,8 +35,7 @@ def chemistry(a):
 
 
 def features(seq, pairs=False):
-    v = np.zeros(41)
-    v[0], v[1 + AA.index(seq[0])], v[21 + AA.index(seq[1])] = 1, 1, 1
+    v = residue_features(seq)
     if pairs:
         v = np.concatenate([v, np.outer(chemistry(seq[0]), chemistry(seq[1])).ravel()])
     return v
@@ -46,11 +43,7 @@ def features(seq, pairs=False):
 
 def fit(seqs, shares_, pairs=False):
     """Ridge (1, the intercept free) of logit(share) on the features: a share predictor."""
-    x = np.array([features(s, pairs) for s in seqs])
-    logit = np.log((shares_ + 0.003) / (1 - shares_ + 0.003))
-    ridge = np.eye(x.shape[1])
-    ridge[0, 0] = 0
-    coef = np.linalg.solve(x.T @ x + ridge, x.T @ logit)
+    coef = ridge_logit(np.array([features(s, pairs) for s in seqs]), shares_)
     return lambda s: float(1 / (1 + np.exp(-features(s, pairs) @ coef)))
 
 
@@ -68,11 +61,7 @@ def cross_validated(seqs, shares_, pairs):
 args = sys.argv[1:]
 proposals = option(args, "--train-proposals")
 data = json.load(open(args[0]))
-train = {}
-for m in data["train"]:
-    f = np.load(os.path.join(m["path"], "frames.npy"), mmap_mode="r")
-    rung = np.load(os.path.join(m["path"], "replica.npy")) % 4
-    train[m["name"]] = shares(np.asarray(f[rung == 0]), os.path.join(m["path"], "topology.pdb"))
+train = train_shares(data)
 # Each held-out reference pooled over its seeds, as measure25.sh pools it.
 held = {s: shares(np.concatenate([np.load(f) for f in sorted(glob.glob(f"{here}/ref25/{s}-seed*.npy"))]),
                   f"{here}/ref25/{s}.pdb") for s in names}

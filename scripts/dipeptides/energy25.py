@@ -1,6 +1,6 @@
 """Issue 25: where the zero-shot sampler's mean energy sits, against the references' seeds and
 plain MD. For each held-out dipeptide, the mean potential energy (kT at 310 K) of each reference
-seed (ref25/NAME-seedK.npy, by `bgen energy`), of bgen's plain MD of it (MD/NAME: every saved
+seed (ref25/NAME-seed1.npy and -seed2.npy, by `bgen energy`, which names a missing one), of bgen's plain MD of it (MD/NAME: every saved
 frame), and of the sampler's three seeds (RUNS/NAME-K/energies.npy). An exact sampler scored
 against a reference seed cannot beat that seed's own offset in E-W2 (W2 >= |mean difference|).
 Usage, in measure25.sh's directory: BGEN=bgen python3 energy25.py RUNS MD [MD2]
@@ -20,8 +20,6 @@ bgen = os.environ.get("BGEN", "bgen")
 
 def reference(name, seed):
     f = f"{here}/ref25/{name}-seed{seed}.npy"
-    if not os.path.exists(f):
-        return None
     out = subprocess.run([bgen, "energy", "--pdb", f"{here}/ref25/{name}.pdb", "--positions", f, "--json"],
                          check=True, capture_output=True, text=True).stdout
     return np.array([c["total"] for c in json.loads(out)["energies"]]) / KT
@@ -36,7 +34,7 @@ for s in names:
     e_md = np.load(f"{mdir}/energies.npy").mean() / KT if mdir else np.nan
     samp = [np.load(f"{runs}/{s}-{k}/energies.npy").mean() / KT for k in range(3)
             if os.path.exists(f"{runs}/{s}-{k}/energies.npy")]
-    pooled = np.concatenate([r for r in ref if r is not None]).mean()
-    se = max(r.std() / np.sqrt(len(r)) for r in ref if r is not None)
+    pooled = np.concatenate(ref).mean()
+    se = max(r.std() / np.sqrt(len(r)) for r in ref)
     print(f"{s:4} {ref[0].mean():10.2f} {ref[1].mean():10.2f} {se:5.2f} {e_md:9.2f} "
           f"{' '.join(f'{v:8.2f}' for v in samp):>26} {np.mean(samp) - e_md:+13.2f} {np.mean(samp) - pooled:+13.2f}")

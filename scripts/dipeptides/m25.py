@@ -69,3 +69,39 @@ def shares(x, pdb):
     phi2 = dihedral(x.reshape(len(x), len(atoms), 3), at("C", 1), at("N", 2), at("CA", 2), at("C", 2))
     left = phi2 >= 0
     return float(((~left) & (psi1 >= -150) & (psi1 < 50)).mean()), float(left.mean())
+
+
+AA = "ACDEFGHIKLMNPQRSTVWY"
+RUNGS = 4  # train_data.sh's ladders: replica % 4 is the rung, 0 the 310 K one
+
+
+def train_shares(dataset):
+    """{name: (alphaR, alphaL)} of each training dipeptide of a merged data set (its JSON
+    loaded), from its own 310 K rung."""
+    import numpy as np
+
+    out = {}
+    for m in dataset["train"]:
+        f = np.load(os.path.join(m["path"], "frames.npy"), mmap_mode="r")
+        rung = np.load(os.path.join(m["path"], "replica.npy")) % RUNGS
+        out[m["name"]] = shares(np.asarray(f[rung == 0]), os.path.join(m["path"], "topology.pdb"))
+    return out
+
+
+def residue_features(seq):
+    """An intercept and one-hot residues 1 and 2: 41 numbers."""
+    import numpy as np
+
+    v = np.zeros(41)
+    v[0], v[1 + AA.index(seq[0])], v[21 + AA.index(seq[1])] = 1, 1, 1
+    return v
+
+
+def ridge_logit(x, shares_):
+    """Coefficients of the ridge fit (1, the intercept free) of logit(share) on features x."""
+    import numpy as np
+
+    logit = np.log((shares_ + 0.003) / (1 - shares_ + 0.003))
+    ridge = np.eye(x.shape[1])
+    ridge[0, 0] = 0
+    return np.linalg.solve(x.T @ x + ridge, x.T @ logit)

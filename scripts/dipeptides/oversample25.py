@@ -11,25 +11,7 @@ import sys
 
 import numpy as np
 
-from m25 import shares
-
-AA = "ACDEFGHIKLMNPQRSTVWY"
-
-
-def features(seq):
-    v = np.zeros(41)
-    v[0], v[1 + AA.index(seq[0])], v[21 + AA.index(seq[1])] = 1, 1, 1
-    return v
-
-
-def additive(seqs, y):
-    """The ridge fit (1, intercept free) of logit(share) on the residues, at every pair."""
-    x = np.array([features(s) for s in seqs])
-    logit = np.log((y + 0.003) / (1 - y + 0.003))
-    ridge = np.eye(41)
-    ridge[0, 0] = 0
-    coef = np.linalg.solve(x.T @ x + ridge, x.T @ logit)
-    return 1 / (1 + np.exp(-x @ coef))
+from m25 import residue_features, ridge_logit, train_shares
 
 
 def draws(res_r, res_l):
@@ -38,14 +20,11 @@ def draws(res_r, res_l):
 
 
 data, out = json.load(open(sys.argv[1])), sys.argv[2]
-own = {}
-for m in data["train"]:
-    f = np.load(os.path.join(m["path"], "frames.npy"), mmap_mode="r")
-    rung = np.load(os.path.join(m["path"], "replica.npy")) % 4
-    own[m["name"]] = shares(np.asarray(f[rung == 0]), os.path.join(m["path"], "topology.pdb"))
+own = train_shares(data)
 seqs = sorted(own)
 y = np.array([own[s][:2] for s in seqs])
-fit = np.stack([additive(seqs, y[:, j]) for j in range(2)], 1)
+x = np.array([residue_features(s) for s in seqs])
+fit = np.stack([1 / (1 + np.exp(-x @ ridge_logit(x, y[:, j]))) for j in range(2)], 1)
 d = draws(abs(y[:, 0] - fit[:, 0]), abs(y[:, 1] - fit[:, 1]))
 with open(out, "w") as fh:
     fh.write("# issue 25 (oversample25.py): training dipeptides drawn more often the further their basins\n"

@@ -219,12 +219,7 @@ pub fn read_frames_npy(path: &Path) -> Result<Frames> {
             ),
         ));
     }
-    if a.integer {
-        return Err(file_err(
-            path,
-            "holds integers; positions must be float32 or float64, in nm",
-        ));
-    }
+    a.refuse_integer_positions(path)?;
     if a.shape[0] == 0 || a.shape[1] == 0 {
         return Err(file_err(
             path,

@@ -267,8 +267,8 @@ fn compare_with_openmm(
     // replica-exchange reference puts 0.024 there. A replica that crosses stays for a good part
     // of a nanosecond, so the spread between replicas sets the error. Runs this short may never
     // cross (as OpenMM's did not), so the check is one-sided: alphaL is not over-populated (a
-    // wrong torsion term or a hot integrator would fill it), by at most `tolerance` standard
-    // errors, at least 0.01.
+    // wrong torsion term or a hot integrator would fill it): above the reference by at most
+    // `tolerance` standard errors, the standard error taken as at least 0.01.
     let (p_l, se_l) = mean_se(&runs, |s| (basin(s[2], s[3]) == 2) as u8 as f64);
     eprintln!(
         "  alphaL_C7ax: {p_l:.4} +- {se_l:.4}; replica exchange {ALPHA_L_REMD} (OpenMM 0 in 5 ns)"

@@ -156,6 +156,15 @@ pub struct Transfer {
 }
 
 impl State {
+    /// The model's coordinates: internal for a model with a Z-matrix or a transferable one
+    /// (each molecule's own), else Cartesian.
+    pub fn coords(&self) -> crate::Coords {
+        match self.internal.is_some() || self.transfer.is_some() {
+            true => crate::Coords::Internal,
+            false => crate::Coords::Cartesian,
+        }
+    }
+
     /// The model's features of Cartesian frames (n x N x 3, nm) as an (n, dim) f32 tensor:
     /// centred and scaled, or internal coordinates standardised (for an ArBG, binned as
     /// [`Internal::to_binned`] says).
@@ -295,7 +304,7 @@ impl Trainer {
         let t = self.state.step;
         // Cartesian models learn rotations and the CoM from augmentation; internal
         // coordinates (a transferable model's too) have neither.
-        let cartesian = self.state.internal.is_none() && self.state.transfer.is_none();
+        let cartesian = self.state.coords() == crate::Coords::Cartesian;
         let x = match cartesian {
             true => augment(
                 batch,

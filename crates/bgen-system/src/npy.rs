@@ -14,6 +14,19 @@ pub struct NpyArray {
     pub integer: bool,
 }
 
+impl NpyArray {
+    /// Refuses integers where positions are expected (`file` names the file).
+    pub fn refuse_integer_positions(&self, file: &Path) -> Result<()> {
+        match self.integer {
+            true => Err(err(
+                &file.display().to_string(),
+                "holds integers; positions must be float32 or float64, in nm",
+            )),
+            false => Ok(()),
+        }
+    }
+}
+
 fn err(file: &str, msg: impl Into<String>) -> Error {
     Error::Npy {
         file: file.to_string(),

@@ -237,11 +237,11 @@ fn a_tiny_transferable_model_trains_on_toy_peptides() {
         .unwrap());
 }
 
-/// MD too short to split (one frame per molecule: it validates, and nothing trains) is refused
-/// with what to do, before any training.
 /// `--oversample`: a listed molecule's frames are drawn as often per epoch as the file says
 /// (every molecule has as many frames, so AA x3 makes an epoch 5/3 of the frames), recorded and
-/// kept by a resume; a bad file, another file on resume and one molecule's run are refused.
+/// kept by a resume (the same file accepted, another refused), not inherited by a fine-tune; a
+/// bad file and one molecule's run are refused. Also: a run.json that contradicts its
+/// checkpoint is refused when sampled and when resumed.
 fn oversampled_molecules_are_drawn_more(dir: &std::path::Path) {
     let file = |name: &str, text: &str| {
         let p = dir.join(name);
@@ -267,34 +267,63 @@ fn oversampled_molecules_are_drawn_more(dir: &std::path::Path) {
         "# the worst fitted\nAA 3\n\nGG 1  # once, as unlisted\n",
     );
     let log = ok(train(dir.join("data"), "run-over", &good, &[]));
-    let number_before = |key: &str| -> usize {
+    let number_before = |log: &str, key: &str| -> usize {
         let at = log.find(key).unwrap_or_else(|| panic!("{key}: {log}"));
         let words: Vec<&str> = log[..at].split_whitespace().collect();
         words.last().unwrap().parse().unwrap()
     };
-    let (frames, drawn) = (number_before(" training"), number_before(" of them"));
+    let (frames, drawn) = (
+        number_before(&log, " training"),
+        number_before(&log, " of them"),
+    );
     assert_eq!(3 * drawn, 5 * frames, "{log}");
-    let state: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("run-over/ckpt-00000002/state.json")).unwrap(),
-    )
-    .unwrap();
+    let state = |run: &str, step: &str| -> serde_json::Value {
+        let p = dir
+            .join(run)
+            .join(format!("ckpt-{step}"))
+            .join("state.json");
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let drawn_in = |run: &str, step: &str| state(run, step)["transfer"]["oversample"].clone();
     assert_eq!(
-        state["transfer"]["oversample"],
+        drawn_in("run-over", "00000002"),
         serde_json::json!({"AA": 3, "GG": 1})
     );
-    // A resume without the file keeps the run's draws; another file is refused.
-    let resume = |extra: &[&str]| {
+    // A resume without the file, or with the same draws, keeps the run's; another is refused.
+    let resume = |steps: &str, extra: &[&str]| {
         let mut c = bgen();
-        c.args(["train", "--resume", "--checkpoint-secs", "0"])
-            .args(extra);
-        c.arg("--data").arg(dir.join("data"));
+        c.args([
+            "train",
+            "--resume",
+            "--checkpoint-secs",
+            "0",
+            "--steps",
+            steps,
+        ]);
+        c.args(extra).arg("--data").arg(dir.join("data"));
         c.arg("--out").arg(dir.join("run-over")).output().unwrap()
     };
-    let log = ok(resume(&[]));
+    let log = ok(resume("2", &[]));
     assert!(log.contains("of them: --oversample"), "{log}");
+    let same = file("same.txt", "GG 1\nAA 3\n");
+    ok(resume("2", &["--oversample", same.to_str().unwrap()]));
     let other = file("over2.txt", "AA 2\n");
-    let other_arg = other.to_str().unwrap();
-    fails(resume(&["--oversample", other_arg]), "lists other draws");
+    let err = fails(
+        resume("2", &["--oversample", other.to_str().unwrap()]),
+        "lists other draws (AA 2) than the run's (AA 3, GG 1)",
+    );
+    assert!(err.contains("--init"), "{err}");
+    // A fine-tune takes its own draws (none here), not its --init run's.
+    ok(bgen()
+        .args(["train", "--steps", "2", "--checkpoint-secs", "0", "--init"])
+        .arg(dir.join("run-over"))
+        .arg("--data")
+        .arg(dir.join("data"))
+        .arg("--out")
+        .arg(dir.join("run-over-ft"))
+        .output()
+        .unwrap());
+    assert_eq!(drawn_in("run-over-ft", "00000002"), serde_json::Value::Null);
     // Bad files name the file, the line and the problem.
     for (text, says) in [
         ("GA 3\n", "GA is not a training molecule"),
@@ -306,14 +335,38 @@ fn oversampled_molecules_are_drawn_more(dir: &std::path::Path) {
         let err = fails(train(dir.join("data"), "run-bad", &bad, &[]), says);
         assert!(err.contains("bad.txt line"), "{err}");
     }
+    assert!(
+        !dir.join("run-bad").exists(),
+        "a bad file is refused before the run starts"
+    );
     // One molecule's run has nothing to weigh.
     let one = dir.join("md").join("shards").join("AA");
     fails(
         train(one, "run-one", &good, &[]),
         "--oversample: for a transferable model",
     );
+    // A run.json edited to another temperature than the model's is refused when sampled and
+    // when resumed, naming it.
+    let record = dir.join("run-over-ft").join("run.json");
+    let text = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(&record, text.replace("310.0", "350.0")).unwrap();
+    for o in [
+        snis16(&dir.join("run-over-ft"), "GA", &dir.join("ga-edited")),
+        bgen()
+            .args(["train", "--resume", "--checkpoint-secs", "0", "--data"])
+            .arg(dir.join("data"))
+            .arg("--out")
+            .arg(dir.join("run-over-ft"))
+            .output()
+            .unwrap(),
+    ] {
+        let err = fails(o, "temperature_k 350 (the model's is 310)");
+        assert!(err.contains("run-over-ft/run.json"), "{err}");
+    }
 }
 
+/// MD too short to split (one frame per molecule: it validates, and nothing trains) is refused
+/// with what to do, before any training.
 #[test]
 fn md_too_short_to_train_on_is_refused() {
     let dir = tmp("short");

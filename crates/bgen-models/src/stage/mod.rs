@@ -440,7 +440,7 @@ impl Job {
             Some(&(step, _, Some(v))) if step == t.state.step => v,
             _ => self.rows.val_nll(t, true),
         };
-        let cartesian = t.state.internal.is_none() && t.state.transfer.is_none();
+        let cartesian = t.state.coords() == Coords::Cartesian;
         let val_nm = cartesian.then(|| t.state.normalizer.nll_in_nm(val));
         match val_nm {
             Some(nm) => bgen_system::say!(
@@ -514,6 +514,7 @@ fn prepare_trainer(
             t.state.step = 0;
             t.state.history.clear();
             let mut info = RunInfo::read(init)?;
+            info.check_against(&t.state, init)?;
             info.data = a.data.display().to_string();
             (info.n_train, info.n_val) = counts;
             (t, info)
@@ -550,14 +551,7 @@ impl RunInfo {
     /// which carries no checksum, edited or copied from another run): its model family and
     /// coordinates, and for a transferable model its force field and temperature.
     pub fn check_against(&self, state: &crate::train::State, run: &Path) -> Result<()> {
-        let family = match state.model {
-            crate::ModelConfig::TarFlow(_) => Family::Tarflow,
-            crate::ModelConfig::Arbg(_) => Family::Arbg,
-        };
-        let coords = match state.internal.is_some() || state.transfer.is_some() {
-            true => Coords::Internal,
-            false => Coords::Cartesian,
-        };
+        let (family, coords) = (state.model.family(), state.coords());
         let mut diff = Vec::new();
         if self.model != family {
             diff.push(format!(

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use tch::Tensor;
 
 /// The training loop shared by every model: batches drawn from a fresh permutation of the rows
-/// per epoch (reproducible from the seed and the epoch), with their labels for a transferable
+/// per epoch (reproducible from the seed and the epoch; with a `pool`, of its rows, a row as
+/// often as it appears there), with their labels for a transferable
 /// flow; a checkpoint and the validation NLL (`val(trainer, ema)`) every `checkpoint_secs` and at
 /// the end; a clear error (the last checkpoint intact) if the loss diverges.
 pub(super) fn train_loop(
@@ -119,6 +120,8 @@ fn epoch_order(
     seed: u64,
 ) -> Vec<i64> {
     let n = pool.map_or(n_rows, <[i64]>::len);
+    // [`sortish`] indexes the keys by row: a pool holds every row at least once.
+    debug_assert!(n >= n_rows);
     let keys = crate::data::normals(n, seed);
     let mut idx: Vec<i64> = (0..n as i64).collect();
     idx.sort_by(|&p, &q| keys[p as usize].total_cmp(&keys[q as usize]));
@@ -166,8 +169,8 @@ impl EnergyMean {
 
 /// Batches of molecules of like sizes from a shuffled `order` of rows (`tokens`: each row's real
 /// tokens): the order is cut into groups of `SORTISH_BATCHES` batches, each group sorted by
-/// size and its batches put back in a shuffled order (`keys`: one normal per row). Every row is
-/// still drawn once per epoch, while a batch's pads, which the flow cuts before its work
+/// size and its batches put back in a shuffled order (`keys`: normals, at least one per row,
+/// indexed by a batch's first row). Every row is still drawn as often as `order` holds it, while a batch's pads, which the flow cuts before its work
 /// ([`crate::tarflow::TarFlow`]), shrink to a few tokens.
 fn sortish(order: &[i64], tokens: &[i64], batch: usize, keys: &[f64]) -> Vec<i64> {
     let group = batch * SORTISH_BATCHES;

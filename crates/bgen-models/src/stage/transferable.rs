@@ -49,6 +49,9 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
         .map_or(TRANSFER_RING_CLOSURE, |t| t.ring_closure);
     let raised = raised_rungs(a, earlier.as_ref())?;
     let (mols, data_crc) = molecules(a, rings, raised)?;
+    if a.oversample.is_some() && mols.len() < 2 {
+        bail!("--oversample: for a data set of several molecules (one molecule's epoch would only grow)");
+    }
     let listed = (a.oversample.as_ref())
         .map(|file| read_oversample(file, &mols))
         .transpose()?;
@@ -75,7 +78,7 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
             a.data.display()
         );
     }
-    let (trainer, preset_name) = prepare_trainer(
+    let (mut trainer, preset_name) = prepare_trainer(
         a,
         dev,
         counts,
@@ -91,7 +94,6 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
         },
         |preset| fresh(a, dev, preset, &mols, &parts, rings, data_crc, counts),
     )?;
-    let mut trainer = trainer;
     oversample(a, &mut trainer, listed)?;
     let Some((tokens, conditioning)) = trainer.state.model.transfer_capacity() else {
         bail!("{}: not a transferable model", a.out.display());
@@ -101,10 +103,9 @@ pub(super) fn prepare(a: &TrainArgs, dev: tch::Device) -> Result<Job> {
             .map_err(|e| format!("{}: {e}", m.name))?;
     }
     let rows = labelled_rows(&trainer, &mols, &parts, tokens, dev)?;
-    let oversampled = match &rows.pool {
-        Some(p) => format!(" (an epoch draws {} of them: --oversample)", p.len()),
-        None => String::new(),
-    };
+    let oversampled = (rows.pool.as_ref())
+        .map(|p| format!(" (an epoch draws {} of them: --oversample)", p.len()))
+        .unwrap_or_default();
     bgen_system::say!(
         "transferable {} ({preset_name}): {} molecules, {} training{oversampled} / {} validation frames (NLL on {}), up to {} tokens; {} steps of {}",
         trainer.state.model.describe(),
@@ -218,7 +219,8 @@ fn refuse_new_label(a: &TrainArgs, earlier: Option<&State>) -> Result<()> {
 }
 
 /// Sets the run's `--oversample` draws per molecule: a resume keeps the run's (another file's
-/// are refused), any other run takes the file's (or none).
+/// are refused), any other run takes the file's or none (a fine-tune does not inherit its
+/// `--init` run's, whose molecules may not be in its data).
 fn oversample(
     a: &TrainArgs,
     trainer: &mut Trainer,
@@ -231,12 +233,20 @@ fn oversample(
         None => Default::default(),
     };
     if a.resume && given != transfer.oversample {
+        let list = |m: &std::collections::BTreeMap<String, u32>| match m.is_empty() {
+            true => "none".to_string(),
+            false => (m.iter().map(|(n, d)| format!("{n} {d}")))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
         bail!(
             "{}: --resume with other settings than the run's: --oversample {} lists other \
-             draws than the run's {:?}; drop it or train into another --out",
+             draws ({}) than the run's ({}); drop it, or start a run with new draws (--init {})",
             a.out.display(),
             a.oversample.as_ref().expect("given").display(),
-            transfer.oversample
+            list(&given),
+            list(&transfer.oversample),
+            a.out.display()
         );
     }
     transfer.oversample = given;
@@ -576,19 +586,15 @@ fn labelled_rows(
         ModelConfig::TarFlow(_) => None,
     };
     let (mut xt, mut lt, mut xv, mut lv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    // Each training row as many times as its molecule is drawn per epoch.
-    let (mut pool, mut n_rows): (Vec<i64>, i64) = (Vec::new(), 0);
+    // Each molecule's training rows and the draws per epoch of each.
+    let mut draws: Vec<(i64, u32)> = Vec::new();
     for (m, p) in mols.iter().zip(parts) {
         let (internal, _) = transfer.standards.internal(&m.system, &m.zmatrix);
-        let draws = transfer.oversample.get(&m.name).copied().unwrap_or(1);
+        let d = transfer.oversample.get(&m.name).copied().unwrap_or(1);
         for (t_k, frames) in &p.train {
             let feature = temperature_feature(*t_k, transfer.temperature_k);
             let (x, l) = rows(m, &internal, frames, tokens, feature, binned)?;
-            let rows_here: Vec<i64> = (n_rows..n_rows + x.size()[0]).collect();
-            n_rows += x.size()[0];
-            for _ in 0..draws {
-                pool.extend(&rows_here);
-            }
+            draws.push((x.size()[0], d));
             xt.push(x);
             lt.push(l);
         }
@@ -601,11 +607,27 @@ fn labelled_rows(
     Ok(Rows {
         train: Tensor::cat(&xt, 0).to_device(dev),
         train_labels: Some(Labels::cat(&lt).to(dev)),
-        // Drawn from the rows themselves unless some molecule is drawn more than once.
-        pool: (pool.len() as i64 > n_rows).then_some(pool),
+        pool: pool(&draws),
         val,
         val_labels: Some(val_labels),
     })
+}
+
+/// The rows an epoch draws, from each consecutive group's (rows, draws per epoch): every row of
+/// a group as often as it is drawn; none when every group is drawn once (an epoch is the rows).
+fn pool(draws: &[(i64, u32)]) -> Option<Vec<i64>> {
+    if draws.iter().all(|&(_, d)| d == 1) {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut first = 0;
+    for &(n, d) in draws {
+        for _ in 0..d {
+            out.extend(first..first + n);
+        }
+        first += n;
+    }
+    Some(out)
 }
 
 /// The validation rows a transferable run scores at each checkpoint: at most `VALIDATION_ROWS`,
@@ -664,6 +686,16 @@ mod tests {
     use crate::arbg::ArbgConfig;
     use crate::data::Normalizer;
     use crate::train::{OptimConfig, Transfer};
+
+    /// The pool draws each group's rows as often as asked, in order; none when all are once.
+    #[test]
+    fn the_pool_repeats_each_group_as_often_as_drawn() {
+        assert_eq!(pool(&[(3, 1), (2, 1)]), None);
+        assert_eq!(
+            pool(&[(2, 1), (2, 3), (1, 2)]),
+            Some(vec![0, 1, 2, 3, 2, 3, 2, 3, 4, 4])
+        );
+    }
 
     /// The state of a tiny transferable ArBG, with or without the temperature label, trained
     /// on `raised` raised rungs.

@@ -37,9 +37,7 @@ pub fn run(a: EnergyArgs) -> Result<()> {
             if !ok {
                 bail!("{src}: shape {:?} is not (n, {n_atoms}, 3) or ({n_atoms}, 3): system {} has {n_atoms} atoms", arr.shape, sys.name);
             }
-            if arr.integer {
-                bail!("{src}: holds integers; positions must be float32 or float64, in nm");
-            }
+            arr.refuse_integer_positions(p)?;
             (arr.data, src)
         }
         None => (sys.positions.clone(), sys.name.clone()),
