@@ -190,13 +190,18 @@ impl State {
     }
 }
 
-/// Labels a fine-tune adds to a transferable TarFlow that lacks them (`bgen train --init`).
+/// What a fine-tune adds to the model it starts from (`bgen train --init`): labels a
+/// transferable TarFlow lacks, and flow blocks.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct NewLabels {
+pub struct Additions {
     /// Each frame's temperature (`--temperature-label`).
     pub temperature: bool,
     /// The whole sequence at every token (`--sequence-label`).
     pub sequence: bool,
+    /// A TarFlow's blocks in all (`--grow-blocks`): the new ones follow the others, each the
+    /// identity until trained (its output layer starts at zero), so the grown flow starts as
+    /// the same map.
+    pub blocks: Option<i64>,
 }
 
 /// A model being trained: weights, EMA weights and AdamW moments.
@@ -586,9 +591,9 @@ impl Trainer {
     /// transferable model not yet conditioned on what `add` asks for (temperature, sequence)
     /// gains those embeddings, new (zero at the start, so the model is unchanged) with fresh
     /// moments.
-    pub fn load_weights(dir: &Path, device: Device, add: NewLabels) -> Result<Trainer, Error> {
+    pub fn load_weights(dir: &Path, device: Device, add: Additions) -> Result<Trainer, Error> {
         let (cdir, mut state) = read_state(dir)?;
-        let mut added = Vec::new();
+        let mut added: Vec<String> = grow_blocks(&mut state.model, add.blocks, &cdir)?;
         let conditioning = match &mut state.model {
             ModelConfig::TarFlow(c) => c.conditioning.as_mut(),
             ModelConfig::Arbg(c) => c.conditioning.as_mut(),
@@ -596,11 +601,11 @@ impl Trainer {
         if let Some(k) = conditioning {
             if add.temperature && !k.temperature {
                 k.temperature = true;
-                added.push("temperature_");
+                added.push("temperature_".into());
             }
             if add.sequence && !k.sequence {
                 k.sequence = true;
-                added.push("sequence_");
+                added.push("sequence_".into());
             }
         }
         let mut t = Trainer::unloaded_from(state, device);
@@ -736,12 +741,45 @@ fn all_finite(vs: &nn::VarStore, p: &Path) -> Result<(), Error> {
 
 /// As [`load_vars`], where the variables whose names contain one of `new` may be missing from
 /// the file (they keep their initial values); any other missing one is an error.
-fn load_vars_adding(vs: &mut nn::VarStore, p: &Path, new: &[&str]) -> Result<(), Error> {
+/// Sets a TarFlow's blocks to `blocks` (more than it has) and returns the new blocks' variable
+/// prefixes; nothing without `blocks`. `dir` names the checkpoint in errors.
+fn grow_blocks(
+    model: &mut ModelConfig,
+    blocks: Option<i64>,
+    dir: &Path,
+) -> Result<Vec<String>, Error> {
+    let Some(n) = blocks else {
+        return Ok(Vec::new());
+    };
+    let ModelConfig::TarFlow(c) = model else {
+        return Err(ck(dir, "--grow-blocks: an ArBG has no flow blocks"));
+    };
+    if n <= c.blocks {
+        return Err(ck(
+            dir,
+            format!(
+                "--grow-blocks {n}: the model has {} blocks already",
+                c.blocks
+            ),
+        ));
+    }
+    // A block's variables, and their optimiser moments (named with "__" for ".").
+    let added = (c.blocks..n)
+        .flat_map(|k| [format!("block{k}."), format!("__block{k}__")])
+        .collect();
+    c.blocks = n;
+    Ok(added)
+}
+
+fn load_vars_adding(vs: &mut nn::VarStore, p: &Path, new: &[String]) -> Result<(), Error> {
     checked(p)?;
     let missing = vs
         .load_partial(p)
         .map_err(|e| ck(p, format!("corrupt: {e}")))?;
-    match missing.iter().find(|n| !new.iter().any(|k| n.contains(k))) {
+    match missing
+        .iter()
+        .find(|n| !new.iter().any(|k| n.contains(k.as_str())))
+    {
         Some(n) => Err(ck(p, format!("does not match the configuration: no {n}"))),
         None => all_finite(vs, p),
     }

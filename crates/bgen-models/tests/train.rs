@@ -261,3 +261,52 @@ fn data_parallel_steps_match_one_worker() {
         }
     }
 }
+
+/// `--grow-blocks`: a fine-tune that adds flow blocks starts as the same map (the NLL of the
+/// EMA and raw weights equal to round-off), its new blocks then train (their output layer
+/// leaves zero), and growing to as few blocks as the model has is refused.
+#[test]
+fn grown_blocks_start_as_the_identity_and_then_train() {
+    use bgen_models::train::Additions;
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tch::set_num_threads(1);
+    let dir = std::env::temp_dir().join(format!("bgen-grow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut a, train, val) = setup(40);
+    for s in 0..30 {
+        a.step(&batch(&train, s, 64));
+    }
+    a.save(&dir).unwrap();
+    let grow = |blocks| Additions {
+        blocks,
+        ..Default::default()
+    };
+    let mut g = Trainer::load_weights(&dir, Device::Cpu, grow(Some(4))).unwrap();
+    let bgen_models::ModelConfig::TarFlow(c) = &g.state.model else {
+        panic!("a TarFlow")
+    };
+    assert_eq!(c.blocks, 4);
+    for ema in [true, false] {
+        let (before, after) = (a.nll(&val, ema), g.nll(&val, ema));
+        assert!((before - after).abs() < 1e-5, "{before} vs {after}");
+    }
+    let out_norm = |t: &Trainer| -> f64 {
+        let v = t.vs.variables();
+        let w = &v["block3.proj_out.weight"];
+        f64::try_from(w.abs().sum(Kind::Float)).unwrap()
+    };
+    assert_eq!(out_norm(&g), 0.0, "a new block starts as the identity");
+    for s in 0..5 {
+        g.step(&batch(&train, s, 64));
+    }
+    assert!(out_norm(&g) > 0.0, "the new block trains");
+    for (blocks, says) in [(2, "has 2 blocks already"), (1, "has 2 blocks already")] {
+        let err = Trainer::load_weights(&dir, Device::Cpu, grow(Some(blocks)))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(says), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -324,6 +324,34 @@ fn oversampled_molecules_are_drawn_more(dir: &std::path::Path) {
         .output()
         .unwrap());
     assert_eq!(drawn_in("run-over-ft", "00000002"), serde_json::Value::Null);
+    // A fine-tune can grow the flow's blocks (tiny: 2 -> 3), and the grown model samples; a new
+    // model takes its blocks from its preset.
+    let grow = |init: bool, out: &str| {
+        let mut c = bgen();
+        c.args([
+            "train",
+            "--steps",
+            "2",
+            "--checkpoint-secs",
+            "0",
+            "--grow-blocks",
+            "3",
+        ]);
+        if init {
+            c.arg("--init").arg(dir.join("run-over"));
+        } else {
+            c.args(["--preset", "tiny"]);
+        }
+        c.arg("--data").arg(dir.join("data"));
+        c.arg("--out").arg(dir.join(out)).output().unwrap()
+    };
+    let log = ok(grow(true, "run-grown"));
+    assert!(log.contains("3 blocks"), "{log}");
+    ok(snis16(&dir.join("run-grown"), "GA", &dir.join("ga-grown")));
+    fails(
+        grow(false, "run-grown-new"),
+        "--grow-blocks: for a fine-tune",
+    );
     // Bad files name the file, the line and the problem.
     for (text, says) in [
         ("GA 3\n", "GA is not a training molecule"),

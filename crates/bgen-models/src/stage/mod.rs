@@ -140,6 +140,12 @@ pub struct TrainArgs {
     /// molecules that the model fits worst more of the gradient; a resume keeps the run's.
     #[arg(long)]
     pub oversample: Option<PathBuf>,
+    /// With --init: grow the TarFlow to this many flow blocks in all. The new blocks follow the
+    /// others, alternating order as they do, each the identity until trained, so the grown flow
+    /// starts as the model it grows from (log q equal to round-off) with more capacity (a step
+    /// takes about blocks / old blocks as long).
+    #[arg(long, value_parser = count::<i64>, allow_hyphen_values = true)]
+    pub grow_blocks: Option<i64>,
 }
 
 /// The preset of `bgen train` (and `bgen run`) without --preset.
@@ -178,6 +184,7 @@ impl TrainArgs {
             kl_weight: None,
             kl_draws: None,
             oversample: None,
+            grow_blocks: None,
         }
     }
 }
@@ -494,6 +501,9 @@ fn prepare_trainer(
     if !matches!(start, Start::Resume) {
         refuse_existing(&a.out)?;
     }
+    if a.grow_blocks.is_some() && !matches!(start, Start::FineTune(_)) {
+        bail!("--grow-blocks: for a fine-tune (--init RUN); a new model takes its blocks from --preset");
+    }
     let (trainer, info) = match &start {
         Start::Resume => {
             let mut t = Trainer::load(&a.out, dev)?;
@@ -503,9 +513,10 @@ fn prepare_trainer(
             return Ok((t, info.preset));
         }
         Start::FineTune(init) => {
-            let add = crate::train::NewLabels {
+            let add = crate::train::Additions {
                 temperature: a.temperature_label,
                 sequence: a.sequence_label,
+                blocks: a.grow_blocks,
             };
             let mut t = Trainer::load_weights(init, dev, add)?;
             adopt(&mut t, &start)?;
