@@ -589,8 +589,8 @@ impl Trainer {
     /// checkpoint that holds only the moving average of the weights (a shipped model) starts
     /// from the average as both weights and average, with fresh optimiser moments. A
     /// transferable model not yet conditioned on what `add` asks for (temperature, sequence)
-    /// gains those embeddings, new (zero at the start, so the model is unchanged) with fresh
-    /// moments.
+    /// gains those embeddings, and a TarFlow the blocks `add` asks for: new (zero at the start,
+    /// so the model is unchanged) with fresh moments.
     pub fn load_weights(dir: &Path, device: Device, add: Additions) -> Result<Trainer, Error> {
         let (cdir, mut state) = read_state(dir)?;
         let mut added: Vec<String> = grow_blocks(&mut state.model, add.blocks, &cdir)?;
@@ -739,8 +739,6 @@ fn all_finite(vs: &nn::VarStore, p: &Path) -> Result<(), Error> {
     }
 }
 
-/// As [`load_vars`], where the variables whose names contain one of `new` may be missing from
-/// the file (they keep their initial values); any other missing one is an error.
 /// Sets a TarFlow's blocks to `blocks` (more than it has) and returns the new blocks' variable
 /// prefixes; nothing without `blocks`. `dir` names the checkpoint in errors.
 fn grow_blocks(
@@ -771,6 +769,8 @@ fn grow_blocks(
     Ok(added)
 }
 
+/// As [`load_vars`], where the variables whose names contain one of `new` may be missing from
+/// the file (they keep their initial values); any other missing one is an error.
 fn load_vars_adding(vs: &mut nn::VarStore, p: &Path, new: &[String]) -> Result<(), Error> {
     checked(p)?;
     let missing = vs

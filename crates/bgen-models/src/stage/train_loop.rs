@@ -11,9 +11,9 @@ use tch::Tensor;
 
 /// The training loop shared by every model: batches drawn from a fresh permutation of the rows
 /// per epoch (reproducible from the seed and the epoch; with a `pool`, of its rows, a row as
-/// often as it appears there), with their labels for a transferable
-/// flow; a checkpoint and the validation NLL (`val(trainer, ema)`) every `checkpoint_secs` and at
-/// the end; a clear error (the last checkpoint intact) if the loss diverges.
+/// often as it appears there), with their labels for a transferable flow; a checkpoint and the
+/// validation NLL (`val(trainer, ema)`) every `checkpoint_secs` and at the end; a clear error
+/// (the last checkpoint intact) if the loss diverges.
 pub(super) fn train_loop(
     trainer: &mut Trainer,
     a: &TrainArgs,
@@ -170,8 +170,9 @@ impl EnergyMean {
 /// Batches of molecules of like sizes from a shuffled `order` of rows (`tokens`: each row's real
 /// tokens): the order is cut into groups of `SORTISH_BATCHES` batches, each group sorted by
 /// size and its batches put back in a shuffled order (`keys`: normals, at least one per row,
-/// indexed by a batch's first row). Every row is still drawn as often as `order` holds it, while a batch's pads, which the flow cuts before its work
-/// ([`crate::tarflow::TarFlow`]), shrink to a few tokens.
+/// indexed by a batch's first row). Every row is still drawn as often as `order` holds it,
+/// while a batch's pads, which the flow cuts before its work ([`crate::tarflow::TarFlow`]),
+/// shrink to a few tokens.
 fn sortish(order: &[i64], tokens: &[i64], batch: usize, keys: &[f64]) -> Vec<i64> {
     let group = batch * SORTISH_BATCHES;
     let mut out = Vec::with_capacity(order.len());
