@@ -59,13 +59,8 @@ pub fn shards_of(a: &MdArgs) -> Result<Vec<Shard>> {
         .collect();
     if let Some(f) = &a.sequences_file {
         let text = std::fs::read_to_string(f).with_context(|| f.display().to_string())?;
-        // A byte-order mark (editors on Windows write one) is not part of the first line.
-        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-        for (k, l) in text.lines().enumerate() {
-            let l = l.split('#').next().unwrap_or("").trim();
-            if !l.is_empty() {
-                seqs.push((l.to_string(), format!("{}:{}", f.display(), k + 1)));
-            }
+        for (k, l) in bgen_system::options::list_lines(&text) {
+            seqs.push((l.to_string(), format!("{}:{k}", f.display())));
         }
     }
     let caps = a.caps;

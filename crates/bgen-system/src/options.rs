@@ -119,6 +119,16 @@ fn number(s: &str) -> Result<f64, String> {
         .map_err(|_| format!("'{s}' is not a number"))
 }
 
+/// The entries of a list file a user wrote (a sequences file, an `--oversample` file): each
+/// line's text before any `#`, trimmed, with its line number (from 1); blank lines skipped, and
+/// a leading byte-order mark (editors on Windows write one) not part of the first line.
+pub fn list_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    (text.lines().enumerate())
+        .map(|(k, l)| (k + 1, l.split('#').next().unwrap_or("").trim()))
+        .filter(|(_, l)| !l.is_empty())
+}
+
 /// The cores this process may use: the default number of worker threads of `bgen train` and
 /// `bgen sample`.
 pub fn cores() -> usize {

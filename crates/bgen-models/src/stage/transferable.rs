@@ -260,12 +260,8 @@ fn read_oversample(
 ) -> Result<std::collections::BTreeMap<String, u32>> {
     let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
     let mut out = std::collections::BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let at = || format!("{} line {}", file.display(), i + 1);
+    for (k, line) in bgen_system::options::list_lines(&text) {
+        let at = || format!("{} line {k}", file.display());
         let fields: Vec<&str> = line.split_whitespace().collect();
         let [name, draws] = fields[..] else {
             bail!("{}: expected NAME DRAWS, got '{line}'", at());
