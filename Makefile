@@ -12,7 +12,7 @@ python:
 
 # The test suite (what CI runs, plus format and lint in .ci/run).
 test:
-	@eval "$$(scripts/libtorch.sh)" && cargo test --workspace
+	@eval "$$(scripts/libtorch.sh)" && cargo test --workspace --no-fail-fast
 	@scripts/python.sh --profile dev && .venv/bin/python -m pytest -q crates/bgen-py/tests
 
 # The main job on the embedded default (alanine dipeptide): MD data, a TarFlow, SNIS + SMC,
