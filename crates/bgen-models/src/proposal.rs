@@ -190,10 +190,15 @@ pub struct ArbgParticles {
     epoch: u64,
 }
 
-/// `n` rows in `parts` contiguous, balanced slices (fewer when there are fewer rows).
-fn row_slices(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
-    let w = parts.clamp(1, n.max(1));
-    (0..w).map(|k| k * n / w..(k + 1) * n / w).collect()
+/// `n` rows in contiguous slices of `batch` rows (the last one shorter; one empty slice for no
+/// rows). The slices, and so the shapes every network pass sees, do not depend on the number
+/// of workers: libtorch's kernels may round differently for another number of rows (they do
+/// with AVX2 kernels), which would make the results depend on it.
+fn row_slices(n: usize, batch: usize) -> Vec<std::ops::Range<usize>> {
+    let b = batch.max(1);
+    (0..n.div_ceil(b).max(1))
+        .map(|k| k * b..((k + 1) * b).min(n))
+        .collect()
 }
 
 impl ArbgProposal {
@@ -523,9 +528,9 @@ impl Proposal for Pool<ArbgProposal> {
     }
 }
 
-/// Twisted SMC over the pool: each worker extends its slice of the particles; resampling
-/// regroups the chosen rows into new slices. The particles do not depend on the number of
-/// workers.
+/// Twisted SMC over the pool: the particles are cut into slices of the proposal's `batch`
+/// rows, which the workers extend in parallel; resampling regroups the chosen rows into new
+/// slices. The particles do not depend on the number of workers.
 impl Autoregressive for Pool<ArbgProposal> {
     type State = ArbgParticles;
     fn dim(&self) -> usize {
@@ -534,7 +539,7 @@ impl Autoregressive for Pool<ArbgProposal> {
     fn start(&self, n: usize, seed: u64) -> ArbgParticles {
         let p = self.get();
         ArbgParticles {
-            parts: row_slices(n, self.workers())
+            parts: row_slices(n, p.batch)
                 .iter()
                 .map(|r| {
                     let labels = p.labels.as_ref().map(|l| l.repeat(r.len() as i64));
@@ -557,7 +562,8 @@ impl Autoregressive for Pool<ArbgProposal> {
                 p.uniform(s.n, w, seed ^ 0x0FF5_E700),
             )
         };
-        let slices = row_slices(s.n, s.parts.len());
+        let slices = row_slices(s.n, self.get().batch);
+        assert_eq!(slices.len(), s.parts.len(), "one generation per slice");
         let (mut xs, mut ls) = (x, lq);
         let mut items = Vec::with_capacity(slices.len());
         for (g, r) in s.parts.iter_mut().zip(&slices) {
@@ -575,7 +581,7 @@ impl Autoregressive for Pool<ArbgProposal> {
         let all = Generation::concat(std::mem::take(&mut s.parts));
         let idx: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
         let idx = Tensor::from_slice(&idx).to_device(self.get().device);
-        s.parts = row_slices(idx.size()[0] as usize, self.workers())
+        s.parts = row_slices(idx.size()[0] as usize, self.get().batch)
             .into_iter()
             .map(|r| all.rows(&idx.narrow(0, r.start as i64, r.len() as i64)))
             .collect();
