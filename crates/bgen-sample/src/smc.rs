@@ -354,47 +354,19 @@ pub fn smc<P: Proposal, T: Target>(
     let mean_acc = acc_per_step.iter().sum::<f64>() / acc_per_step.len() as f64;
     let mut x_final = gather(&x, &idx, d);
     let mut final_ends = ends.rows(&idx, d);
-    let mut final_acc = 0.0;
-    // HMC's step: Langevin's step h moves a coordinate by about sqrt(2 h M), as does a
-    // leapfrog step of sqrt(2 h).
-    let mut eps = (2.0 * h).sqrt();
-    let mut trajectory = Trajectory::default();
-    for round in 0..opts.final_rounds {
-        let moved = match opts.leapfrog {
-            0 => move_particles(
-                proposal,
-                target,
-                &mut x_final,
-                &mut final_ends,
-                1.0,
-                level + 1 + round,
-                h,
-                precond,
-                &opts,
-                &mut counts,
-            ),
-            l => hmc_round(
-                target,
-                &mut x_final,
-                &mut final_ends,
-                &mut trajectory,
-                level + 1 + round,
-                eps,
-                l,
-                precond,
-                opts.seed,
-                &mut counts,
-            ),
-        };
-        ind_acc += moved.ind_accepted;
-        ind_tried += moved.ind_tried;
-        let acc = moved.accepted as f64 / moved.tried.max(1) as f64;
-        final_acc += acc;
-        match opts.leapfrog {
-            0 => h = adapted(h, acc, &opts),
-            _ => eps = toward(eps, acc, HMC_ACCEPTANCE),
-        }
-    }
+    let last = final_moves(
+        proposal,
+        target,
+        &mut x_final,
+        &mut final_ends,
+        level,
+        h,
+        precond,
+        &opts,
+        &mut counts,
+    );
+    ind_acc += last.ind_accepted;
+    ind_tried += last.ind_tried;
     Ok(SmcResult {
         x: x_final,
         energies: final_ends.tgt,
@@ -404,10 +376,10 @@ pub fn smc<P: Proposal, T: Target>(
         log_z,
         acceptance: mean_acc,
         acceptance_per_step: acc_per_step,
-        final_acceptance: final_acc / opts.final_rounds as f64,
+        final_acceptance: last.acceptance,
         schedule,
         independence_acceptance: ind_acc as f64 / ind_tried as f64,
-        final_step_size: if opts.leapfrog > 0 { eps } else { h },
+        final_step_size: last.step,
         resamplings,
         lineages,
         final_lineages,
@@ -420,4 +392,70 @@ pub fn smc<P: Proposal, T: Target>(
         particle_steps_per_s: (n * level * opts.moves_per_step) as f64
             / start.elapsed().as_secs_f64(),
     })
+}
+
+/// What the final rounds did: their mean acceptance, the step they ended with (Langevin's h,
+/// or HMC's leapfrog step) and the independence moves they tried and accepted.
+struct FinalMoves {
+    acceptance: f64,
+    step: f64,
+    ind_accepted: usize,
+    ind_tried: usize,
+}
+
+/// The `opts.final_rounds` rounds of moves at t = 1 after the final resampling, invariant for
+/// the target: Langevin moves (as in the annealing, from its last step `h`) or, with
+/// `opts.leapfrog` > 0, HMC trajectories on the target alone, each round adapting the step.
+/// `level` is the annealing's last, so the rounds' random streams follow on from it.
+#[allow(clippy::too_many_arguments)]
+fn final_moves<P: Proposal, T: Target>(
+    proposal: &P,
+    target: &T,
+    x: &mut [f64],
+    ends: &mut Ends,
+    level: usize,
+    mut h: f64,
+    precond: &[f64],
+    opts: &SmcOptions,
+    counts: &mut Counts,
+) -> FinalMoves {
+    // HMC's step: Langevin's step h moves a coordinate by about sqrt(2 h M), as does a
+    // leapfrog step of sqrt(2 h).
+    let mut eps = (2.0 * h).sqrt();
+    let mut trajectory = Trajectory::default();
+    let (mut acc_sum, mut ind_accepted, mut ind_tried) = (0.0, 0, 0);
+    for round in 0..opts.final_rounds {
+        let stream = level + 1 + round;
+        let moved = match opts.leapfrog {
+            0 => move_particles(
+                proposal, target, x, ends, 1.0, stream, h, precond, opts, counts,
+            ),
+            l => hmc_round(
+                target,
+                x,
+                ends,
+                &mut trajectory,
+                stream,
+                eps,
+                l,
+                precond,
+                opts.seed,
+                counts,
+            ),
+        };
+        ind_accepted += moved.ind_accepted;
+        ind_tried += moved.ind_tried;
+        let acc = moved.accepted as f64 / moved.tried.max(1) as f64;
+        acc_sum += acc;
+        match opts.leapfrog {
+            0 => h = adapted(h, acc, opts),
+            _ => eps = toward(eps, acc, HMC_ACCEPTANCE),
+        }
+    }
+    FinalMoves {
+        acceptance: acc_sum / opts.final_rounds as f64,
+        step: if opts.leapfrog > 0 { eps } else { h },
+        ind_accepted,
+        ind_tried,
+    }
 }
