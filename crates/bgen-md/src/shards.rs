@@ -366,6 +366,42 @@ pub fn merge(a: MergeArgs) -> Result<ShardedDataset> {
             .with_context(|| format!("{}: not a many-peptide MD run", record_path.display()))?,
     )
     .with_context(|| format!("{}: corrupt", record_path.display()))?;
+    let entries = ready_shards(&a, &record)?;
+    let held = held_out_names(&a, &entries)?;
+    let (held_out, train): (Vec<Entry>, Vec<Entry>) =
+        entries.into_iter().partition(|e| held.contains(&e.name));
+    let ds = ShardedDataset {
+        source: std::path::absolute(&a.run).unwrap_or(a.run.clone()),
+        forcefield: record.forcefield,
+        temperature_k: record.temperature_k,
+        train,
+        held_out,
+    };
+    // A data set is fixed once written: merging again with another split would change what
+    // models trained on it saw (their held-out peptides leaking in).
+    let path = a.out.join("dataset.json");
+    if path.exists() {
+        let old: Option<ShardedDataset> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        if old.as_ref() != Some(&ds) {
+            bail!(
+                "{}: already holds a data set with another split or other shards; merge into \
+                 another --out (models trained on it keep the split they saw)",
+                path.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
+    let text = serde_json::to_string_pretty(&ds).context("dataset.json")?;
+    bgen_system::npy::write_atomic(&a.out.join("dataset.json"), text.as_bytes())?;
+    Ok(ds)
+}
+
+/// The shards of `record` that can be merged: each checked (complete, readable, finite) and
+/// made with one recipe. Unfinished shards are an error, or with `--finished-only` left out
+/// (and named); every other problem is an error naming its shard.
+fn ready_shards(a: &MergeArgs, record: &ShardsFile) -> Result<Vec<Entry>> {
     let mut problems = Vec::new();
     let mut unfinished = Vec::new();
     let mut entries = Vec::new();
@@ -421,6 +457,13 @@ pub fn merge(a: MergeArgs) -> Result<ShardedDataset> {
             problems.join("; ")
         );
     }
+    Ok(entries)
+}
+
+/// The held-out shards' names: those of `a.held_out`, each its shard's exactly or the one
+/// shard that matches it in another case, then `a.held_out_count` more drawn reproducibly
+/// from `a.seed`.
+fn held_out_names(a: &MergeArgs, entries: &[Entry]) -> Result<Vec<String>> {
     // A name is its shard's exactly (a --pdbs shard keeps its file's case), else the one shard
     // that matches it in another case (sequences are upper case: kw holds out KW).
     let mut held: Vec<String> = Vec::new();
@@ -454,17 +497,7 @@ pub fn merge(a: MergeArgs) -> Result<ShardedDataset> {
         // A reproducible draw: the shards sorted by a hash of (seed, name).
         let mut keyed: Vec<(u64, &str)> = entries
             .iter()
-            .map(|e| {
-                // FNV-1a of the name, then a full avalanche (splitmix64's finaliser), so that
-                // names sharing a first letter are not drawn together.
-                let mut h = a.seed ^ 0xCBF2_9CE4_8422_2325;
-                for b in e.name.bytes() {
-                    h = (h ^ b as u64).wrapping_mul(0x0100_0000_01B3);
-                }
-                h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                (h ^ (h >> 31), e.name.as_str())
-            })
+            .map(|e| (draw_key(a.seed, &e.name), e.name.as_str()))
             .collect();
         keyed.sort_unstable();
         let drawn: Vec<String> = keyed
@@ -475,34 +508,19 @@ pub fn merge(a: MergeArgs) -> Result<ShardedDataset> {
             .collect();
         held.extend(drawn);
     }
-    let (held_out, train): (Vec<Entry>, Vec<Entry>) =
-        entries.into_iter().partition(|e| held.contains(&e.name));
-    let ds = ShardedDataset {
-        source: std::path::absolute(&a.run).unwrap_or(a.run.clone()),
-        forcefield: record.forcefield,
-        temperature_k: record.temperature_k,
-        train,
-        held_out,
-    };
-    // A data set is fixed once written: merging again with another split would change what
-    // models trained on it saw (their held-out peptides leaking in).
-    let path = a.out.join("dataset.json");
-    if path.exists() {
-        let old: Option<ShardedDataset> = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        if old.as_ref() != Some(&ds) {
-            bail!(
-                "{}: already holds a data set with another split or other shards; merge into \
-                 another --out (models trained on it keep the split they saw)",
-                path.display()
-            );
-        }
+    Ok(held)
+}
+
+/// A shard's place in the held-out draw of `seed`: FNV-1a of its name, then a full avalanche
+/// (splitmix64's finaliser), so that names sharing a first letter are not drawn together.
+fn draw_key(seed: u64, name: &str) -> u64 {
+    let mut h = seed ^ 0xCBF2_9CE4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01B3);
     }
-    std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
-    let text = serde_json::to_string_pretty(&ds).context("dataset.json")?;
-    bgen_system::npy::write_atomic(&a.out.join("dataset.json"), text.as_bytes())?;
-    Ok(ds)
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^ (h >> 31)
 }
 
 /// Why a shard cannot be merged: it has not finished, or something is wrong with it.
