@@ -511,41 +511,55 @@ fn place(
             placed_now.push(c);
             queue.push_back(c);
         }
-        // Natural handedness at the chiral centres: swap two substituents placed just now if
-        // the centre came out mirrored.
-        let rname = res[atoms[p].residue].0.as_str();
-        for (r, centre, subs) in CHIRAL {
-            if name(p) != centre || (r != "*" && r != rname) || placed_now.len() < 2 {
-                continue;
-            }
-            let find = |s: &str| nb[p].iter().copied().find(|&q| name(q) == s);
-            let (Some(a), Some(b), Some(c)) = (find(subs[0]), find(subs[1]), find(subs[2])) else {
-                continue;
-            };
-            let v = volume(
-                pp,
-                x[a].expect("placed"),
-                x[b].expect("placed"),
-                x[c].expect("placed"),
-            );
-            if v < 0.0 {
-                // Exchange the directions of the last two, each keeping its bond length.
-                let (s, t) = (
-                    placed_now[placed_now.len() - 2],
-                    placed_now[placed_now.len() - 1],
-                );
-                let (ds, dt) = (
-                    sub(x[s].expect("placed"), pp),
-                    sub(x[t].expect("placed"), pp),
-                );
-                let (ls, lt) = (dot(ds, ds).sqrt(), dot(dt, dt).sqrt());
-                let (us, ut) = (unit(ds), unit(dt));
-                x[s] = Some([pp[0] + ls * ut[0], pp[1] + ls * ut[1], pp[2] + ls * ut[2]]);
-                x[t] = Some([pp[0] + lt * us[0], pp[1] + lt * us[1], pp[2] + lt * us[2]]);
-            }
-        }
+        fix_handedness(p, &placed_now, &mut x, atoms, nb, res);
     }
     x.into_iter().map(|p| p.unwrap_or([0.0; 3])).collect()
+}
+
+/// Natural handedness at the chiral centre `p` (if it is one): when the substituents placed
+/// just now (`placed_now`) came out mirrored, the last two exchange directions, each keeping
+/// its bond length.
+fn fix_handedness(
+    p: usize,
+    placed_now: &[usize],
+    x: &mut [Option<V3>],
+    atoms: &[BuildAtom],
+    nb: &[Vec<usize>],
+    res: &[(String, String)],
+) {
+    let name = |i: usize| atoms[i].name.as_str();
+    let pp = x[p].expect("placed");
+    let rname = res[atoms[p].residue].0.as_str();
+    for (r, centre, subs) in CHIRAL {
+        if name(p) != centre || (r != "*" && r != rname) || placed_now.len() < 2 {
+            continue;
+        }
+        let find = |s: &str| nb[p].iter().copied().find(|&q| name(q) == s);
+        let (Some(a), Some(b), Some(c)) = (find(subs[0]), find(subs[1]), find(subs[2])) else {
+            continue;
+        };
+        let v = volume(
+            pp,
+            x[a].expect("placed"),
+            x[b].expect("placed"),
+            x[c].expect("placed"),
+        );
+        if v < 0.0 {
+            // Exchange the directions of the last two, each keeping its bond length.
+            let (s, t) = (
+                placed_now[placed_now.len() - 2],
+                placed_now[placed_now.len() - 1],
+            );
+            let (ds, dt) = (
+                sub(x[s].expect("placed"), pp),
+                sub(x[t].expect("placed"), pp),
+            );
+            let (ls, lt) = (dot(ds, ds).sqrt(), dot(dt, dt).sqrt());
+            let (us, ut) = (unit(ds), unit(dt));
+            x[s] = Some([pp[0] + ls * ut[0], pp[1] + ls * ut[1], pp[2] + ls * ut[2]]);
+            x[t] = Some([pp[0] + lt * us[0], pp[1] + lt * us[1], pp[2] + lt * us[2]]);
+        }
+    }
 }
 
 /// PDB text (positions in nm, written in Angstrom); the bonds come from the templates when it
