@@ -217,8 +217,12 @@ fn flow_on_internal_coordinates_has_the_exact_density_and_gradient() {
         let flow = bgen_models::TarFlow::new(&vs.root(), cfg.clone());
         vs.double();
         if perturbed {
+            // In name order: the map's own order changes from run to run, and with it the
+            // flow.
+            let mut vars: Vec<_> = vs.variables().into_iter().collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
             tch::no_grad(|| {
-                for (_, mut v) in vs.variables() {
+                for (_, mut v) in vars {
                     let _ = v.f_add_(&(v.randn_like() * 0.05)).unwrap();
                 }
             });
