@@ -17,15 +17,34 @@ fn copies(config: impl Into<ModelConfig>) -> (Normalizer, Vec<Model>) {
         n_atoms: ATOMS,
         std: 0.2,
     };
-    let t = Trainer::new(config, OptimConfig::default(), norm.clone(), Device::Cpu);
-    tch::no_grad(|| {
-        let mut vars: Vec<_> = t.vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        for (_, mut v) in vars {
-            let _ = v.f_add_(&(v.randn_like() * 0.2)).unwrap();
-        }
+    let t = seeded(1, || {
+        let t = Trainer::new(config, OptimConfig::default(), norm.clone(), Device::Cpu);
+        add_noise(&t.vs, 0.2);
+        t
     });
     (norm, t.copies(3, false))
+}
+
+/// `f` run with libtorch's global generator seeded with `seed`, under a lock shared by the
+/// tests here: they run in parallel threads, and a model built or perturbed while another test
+/// draws would differ from run to run.
+fn seeded<T>(seed: i64, f: impl FnOnce() -> T) -> T {
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed);
+    f()
+}
+
+/// Adds `scale` x N(0, 1) to every variable of `vs` in name order (`variables()` is a hash
+/// map, whose order changes from run to run).
+fn add_noise(vs: &tch::nn::VarStore, scale: f64) {
+    let mut vars: Vec<_> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| {
+        for (_, mut v) in vars {
+            let _ = v.f_add_(&(v.randn_like() * scale)).unwrap();
+        }
+    });
 }
 
 fn same(a: &[f64], b: &[f64], what: &str) {
@@ -138,7 +157,9 @@ fn flow_prior_temperature_is_exact() {
         n_atoms: ATOMS,
         std: 0.2,
     };
-    let t = Trainer::new(cfg, OptimConfig::default(), norm.clone(), Device::Cpu);
+    let t = seeded(4, || {
+        Trainer::new(cfg, OptimConfig::default(), norm.clone(), Device::Cpu)
+    });
     let Some(Model::TarFlow(flow)) = t.copies(1, false).pop() else {
         unreachable!()
     };
@@ -213,20 +234,15 @@ fn flow_on_internal_coordinates_has_the_exact_density_and_gradient() {
     let norm = Normalizer::fit(&frames, 22);
     for perturbed in [false, true] {
         // In f64, so that finite differences are meaningful.
-        let mut vs = tch::nn::VarStore::new(Device::Cpu);
-        let flow = bgen_models::TarFlow::new(&vs.root(), cfg.clone());
-        vs.double();
-        if perturbed {
-            // In name order: the map's own order changes from run to run, and with it the
-            // flow.
-            let mut vars: Vec<_> = vs.variables().into_iter().collect();
-            vars.sort_by(|a, b| a.0.cmp(&b.0));
-            tch::no_grad(|| {
-                for (_, mut v) in vars {
-                    let _ = v.f_add_(&(v.randn_like() * 0.05)).unwrap();
-                }
-            });
-        }
+        let (_vs, flow) = seeded(2, || {
+            let mut vs = tch::nn::VarStore::new(Device::Cpu);
+            let flow = bgen_models::TarFlow::new(&vs.root(), cfg.clone());
+            vs.double();
+            if perturbed {
+                add_noise(&vs, 0.05);
+            }
+            (vs, flow)
+        });
         let p = Pool::one(FlowProposal {
             flow,
             normalizer: norm.clone(),
@@ -299,13 +315,10 @@ fn a_transferable_proposal_carries_its_exact_log_q() {
         std: 1.0,
     };
     let (_, models) = {
-        let t = Trainer::new(cfg, OptimConfig::default(), norm.clone(), Device::Cpu);
-        tch::no_grad(|| {
-            let mut vars: Vec<_> = t.vs.variables().into_iter().collect();
-            vars.sort_by(|a, b| a.0.cmp(&b.0));
-            for (_, mut v) in vars {
-                let _ = v.f_add_(&(v.randn_like() * 0.05)).unwrap();
-            }
+        let t = seeded(3, || {
+            let t = Trainer::new(cfg, OptimConfig::default(), norm.clone(), Device::Cpu);
+            add_noise(&t.vs, 0.05);
+            t
         });
         (norm.clone(), t.copies(2, false))
     };
