@@ -476,7 +476,36 @@ pub fn run(a: MdArgs) -> Result<MdResult> {
         bgen_system::say!("{}: run already complete", a.out.display());
         return Ok(done);
     }
-    let s = run.settings.clone();
+    announce(&run);
+    let (dt_ns, replicas) = (run.settings.timestep_fs * 1e-6, run.settings.replicas);
+    let total = run.total_steps();
+    let bar = progress_bar(&run, total);
+    let outcome = pool.install(|| {
+        run.run(
+            Duration::from_secs_f64(a.checkpoint_secs),
+            a.stop_after_checkpoints,
+            |p| {
+                bar.set_position(p.steps);
+                let per_day = p.session_ns / p.session_wall.as_secs_f64().max(1e-9) * 86400.0;
+                bar.set_message(format!(
+                    "{:.3}/{:.3} ns per replica, {} frames, {per_day:.0} ns/day in all",
+                    p.steps as f64 * dt_ns,
+                    total as f64 * dt_ns,
+                    p.frames
+                ));
+            },
+        )
+    });
+    bar.finish();
+    outcome?;
+    let res = result(&a.out, &run)?;
+    report(&a.out, replicas, &res);
+    Ok(res)
+}
+
+/// The run's settings, its exchange ladder and its minimisation, on the status stream.
+fn announce(run: &MdRun) {
+    let s = &run.settings;
     bgen_system::say!(
         "{}: {} atoms, {} at {} K; {} replica(s) x {} ns, {} fs steps{}, friction {}/ps, a frame every {} ps after {} ps, {} precision",
         s.system,
@@ -510,7 +539,10 @@ pub fn run(a: MdArgs) -> Result<MdResult> {
     if let Some((e0, e1)) = run.minimization_energy() {
         bgen_system::say!("minimised: {e0:.3} -> {e1:.3} kJ/mol");
     }
-    let total = run.total_steps();
+}
+
+/// A progress bar of `total` steps, at the run's first replica's step.
+fn progress_bar(run: &MdRun, total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template(
@@ -520,32 +552,17 @@ pub fn run(a: MdArgs) -> Result<MdResult> {
     );
     bar.set_position(run.states()[0].step);
     bar.reset_eta();
-    let dt_ns = s.timestep_fs * 1e-6;
-    let outcome = pool.install(|| {
-        run.run(
-            Duration::from_secs_f64(a.checkpoint_secs),
-            a.stop_after_checkpoints,
-            |p| {
-                bar.set_position(p.steps);
-                let per_day = p.session_ns / p.session_wall.as_secs_f64().max(1e-9) * 86400.0;
-                bar.set_message(format!(
-                    "{:.3}/{:.3} ns per replica, {} frames, {per_day:.0} ns/day in all",
-                    p.steps as f64 * dt_ns,
-                    total as f64 * dt_ns,
-                    p.frames
-                ));
-            },
-        )
-    });
-    bar.finish();
-    outcome?;
-    let res = result(&a.out, &run)?;
+    bar
+}
+
+/// What a finished (or stopped) run wrote, and its exchanges, on the status stream.
+fn report(out: &Path, replicas: usize, res: &MdResult) {
     if let Some(e_mean) = res.mean_energy_kj_mol {
         bgen_system::say!(
             "wrote {} frames ({} replicas) to {}: <U> = {e_mean:.3} kJ/mol",
             res.frames.unwrap_or(0),
-            s.replicas,
-            a.out.display()
+            replicas,
+            out.display()
         );
     } else {
         bgen_system::say!("stopped at a checkpoint; continue with --resume");
@@ -559,7 +576,6 @@ pub fn run(a: MdArgs) -> Result<MdResult> {
             x.rounds
         );
     }
-    Ok(res)
 }
 
 fn result(out: &Path, run: &MdRun) -> Result<MdResult> {
