@@ -60,44 +60,16 @@ where
     let mut e = grad_fn(x, &mut g);
     let mut evaluations = 1;
     let initial_energy = e;
-    let (mut s_hist, mut y_hist, mut rho): (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<f64>) =
-        (Vec::new(), Vec::new(), Vec::new());
-    let mut alpha = vec![0.0; opts.memory];
+    let mut history = History::new(opts.memory);
     let (mut dir, mut x_new, mut g_new) = (vec![0.0; d], vec![0.0; d], vec![0.0; d]);
     let mut iterations = 0;
     while rms(&g) > opts.tolerance && iterations < opts.max_iterations {
         iterations += 1;
-        // Two-loop recursion: dir = -H g.
-        dir.copy_from_slice(&g);
-        let m = s_hist.len();
-        for k in (0..m).rev() {
-            alpha[k] = rho[k] * dot(&s_hist[k], &dir);
-            for (q, y) in dir.iter_mut().zip(&y_hist[k]) {
-                *q -= alpha[k] * y;
-            }
-        }
-        if m > 0 {
-            let gamma = dot(&s_hist[m - 1], &y_hist[m - 1]) / dot(&y_hist[m - 1], &y_hist[m - 1]);
-            dir.iter_mut().for_each(|q| *q *= gamma);
-        } else {
-            // First step: steepest descent scaled to max_step.
-            let gmax = g.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-            dir.iter_mut()
-                .for_each(|q| *q *= opts.max_step / gmax.max(1e-300));
-        }
-        for k in 0..m {
-            let b = rho[k] * dot(&y_hist[k], &dir);
-            for (q, s) in dir.iter_mut().zip(&s_hist[k]) {
-                *q += (alpha[k] - b) * s;
-            }
-        }
-        dir.iter_mut().for_each(|q| *q = -*q);
+        history.direction(&g, &mut dir, opts.max_step);
         let mut slope = dot(&dir, &g);
         if slope >= 0.0 {
             // Not a descent direction: restart from steepest descent.
-            s_hist.clear();
-            y_hist.clear();
-            rho.clear();
+            history.clear();
             let gmax = g.iter().fold(0.0f64, |a, v| a.max(v.abs()));
             for (q, gi) in dir.iter_mut().zip(&g) {
                 *q = -gi * opts.max_step / gmax.max(1e-300);
@@ -105,48 +77,30 @@ where
             slope = dot(&dir, &g);
         }
         let dmax = dir.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-        let mut t = if dmax > opts.max_step {
+        let t = if dmax > opts.max_step {
             opts.max_step / dmax
         } else {
             1.0
         };
-        // Backtracking line search with the Armijo condition.
-        let mut accepted = false;
-        for _ in 0..40 {
-            for k in 0..d {
-                x_new[k] = x[k] + t * dir[k];
-            }
-            let e_new = grad_fn(&x_new, &mut g_new);
-            evaluations += 1;
-            if e_new.is_finite() && e_new <= e + 1e-4 * t * slope {
-                let s: Vec<f64> = (0..d).map(|k| x_new[k] - x[k]).collect();
-                let y: Vec<f64> = (0..d).map(|k| g_new[k] - g[k]).collect();
-                let sy = dot(&s, &y);
-                if sy > 1e-12 {
-                    if s_hist.len() == opts.memory {
-                        s_hist.remove(0);
-                        y_hist.remove(0);
-                        rho.remove(0);
-                    }
-                    s_hist.push(s);
-                    y_hist.push(y);
-                    rho.push(1.0 / sy);
-                }
+        let trial = Trial {
+            x,
+            dir: &dir,
+            e,
+            slope,
+        };
+        match trial.search(t, &mut grad_fn, &mut x_new, &mut g_new, &mut evaluations) {
+            Some(e_new) => {
+                history.push(
+                    (0..d).map(|k| x_new[k] - x[k]).collect(),
+                    (0..d).map(|k| g_new[k] - g[k]).collect(),
+                );
                 x.copy_from_slice(&x_new);
                 g.copy_from_slice(&g_new);
                 e = e_new;
-                accepted = true;
-                break;
             }
-            t *= 0.5;
-        }
-        if !accepted {
-            if s_hist.is_empty() {
-                break; // no progress even along steepest descent: at round-off level
-            }
-            s_hist.clear();
-            y_hist.clear();
-            rho.clear();
+            // No progress even along steepest descent: at round-off level.
+            None if history.is_empty() => break,
+            None => history.clear(),
         }
     }
     MinimizeReport {
@@ -156,6 +110,120 @@ where
         iterations,
         evaluations,
         converged: rms(&g) <= opts.tolerance,
+    }
+}
+
+/// L-BFGS's memory: the last `memory` steps s, gradient changes y and 1 / (s . y).
+struct History {
+    s: Vec<Vec<f64>>,
+    y: Vec<Vec<f64>>,
+    rho: Vec<f64>,
+    alpha: Vec<f64>,
+    memory: usize,
+}
+
+impl History {
+    fn new(memory: usize) -> History {
+        History {
+            s: Vec::new(),
+            y: Vec::new(),
+            rho: Vec::new(),
+            alpha: vec![0.0; memory],
+            memory,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.s.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.s.clear();
+        self.y.clear();
+        self.rho.clear();
+    }
+
+    /// A step (s, y) kept when it has positive curvature (s . y > 1e-12), the oldest dropped
+    /// beyond `memory`.
+    fn push(&mut self, s: Vec<f64>, y: Vec<f64>) {
+        let sy = dot(&s, &y);
+        if sy > 1e-12 {
+            if self.s.len() == self.memory {
+                self.s.remove(0);
+                self.y.remove(0);
+                self.rho.remove(0);
+            }
+            self.s.push(s);
+            self.y.push(y);
+            self.rho.push(1.0 / sy);
+        }
+    }
+
+    /// dir = -H g by the two-loop recursion; with nothing remembered, steepest descent scaled
+    /// so that its largest component is `max_step`.
+    fn direction(&mut self, g: &[f64], dir: &mut [f64], max_step: f64) {
+        dir.copy_from_slice(g);
+        let m = self.s.len();
+        for k in (0..m).rev() {
+            self.alpha[k] = self.rho[k] * dot(&self.s[k], dir);
+            for (q, y) in dir.iter_mut().zip(&self.y[k]) {
+                *q -= self.alpha[k] * y;
+            }
+        }
+        if m > 0 {
+            let gamma = dot(&self.s[m - 1], &self.y[m - 1]) / dot(&self.y[m - 1], &self.y[m - 1]);
+            dir.iter_mut().for_each(|q| *q *= gamma);
+        } else {
+            let gmax = g.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+            dir.iter_mut()
+                .for_each(|q| *q *= max_step / gmax.max(1e-300));
+        }
+        for k in 0..m {
+            let b = self.rho[k] * dot(&self.y[k], dir);
+            for (q, s) in dir.iter_mut().zip(&self.s[k]) {
+                *q += (self.alpha[k] - b) * s;
+            }
+        }
+        dir.iter_mut().for_each(|q| *q = -*q);
+    }
+}
+
+/// A line search's start: the point `x`, its energy `e`, the direction `dir` and the slope
+/// dir . grad U there.
+struct Trial<'a> {
+    x: &'a [f64],
+    dir: &'a [f64],
+    e: f64,
+    slope: f64,
+}
+
+impl Trial<'_> {
+    /// Backtracking from step `t` (halved up to 40 times) to the first x + t dir that meets
+    /// the Armijo condition with a finite energy: that energy, with the point and its gradient
+    /// in `x_new` and `g_new`; None when no step does.
+    fn search<F>(
+        &self,
+        mut t: f64,
+        grad_fn: &mut F,
+        x_new: &mut [f64],
+        g_new: &mut [f64],
+        evaluations: &mut usize,
+    ) -> Option<f64>
+    where
+        F: FnMut(&[f64], &mut [f64]) -> f64,
+    {
+        for _ in 0..40 {
+            for (k, xn) in x_new.iter_mut().enumerate() {
+                *xn = self.x[k] + t * self.dir[k];
+            }
+            let e_new = grad_fn(x_new, g_new);
+            *evaluations += 1;
+            if e_new.is_finite() && e_new <= self.e + 1e-4 * t * self.slope {
+                return Some(e_new);
+            }
+            t *= 0.5;
+        }
+        None
     }
 }
 
