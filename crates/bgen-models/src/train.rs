@@ -234,12 +234,12 @@ impl Trainer {
         ema_vs.copy(&vs).expect("same structure");
         ema_vs.freeze();
         let moments = nn::VarStore::new(device);
-        let mut names: Vec<String> = vs.variables().keys().cloned().collect();
-        names.sort();
+        let vars = variables_by_name(&vs);
+        let names: Vec<String> = vars.iter().map(|(n, _)| n.clone()).collect();
         {
             let root = moments.root();
-            for n in &names {
-                let shape = vs.variables()[n].size();
+            for (n, v) in &vars {
+                let shape = v.size();
                 let _ = root.zeros_no_train(&moment_name("m", n), &shape);
                 let _ = root.zeros_no_train(&moment_name("v", n), &shape);
             }
@@ -720,13 +720,20 @@ fn load_vars(vs: &mut nn::VarStore, p: &Path) -> Result<(), Error> {
     all_finite(vs, p)
 }
 
+/// A store's variables in name order. `VarStore::variables()` is a hash map, whose order
+/// changes from run to run: whatever visits the variables in turn (drawing random numbers for
+/// each, naming the first bad one) visits them in this order, so that it is reproducible.
+pub fn variables_by_name(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
 /// Every loaded tensor finite: a NaN weight passes the checksums (it was saved so) and would
 /// make every sample and log q NaN downstream.
 fn all_finite(vs: &nn::VarStore, p: &Path) -> Result<(), Error> {
-    let mut names: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    names.sort_by(|a, b| a.0.cmp(&b.0));
-    let bad = names
-        .iter()
+    let bad = variables_by_name(vs)
+        .into_iter()
         .find(|(_, t)| !bool::try_from(t.isfinite().all()).unwrap_or(false));
     match bad {
         Some((name, _)) => Err(ck(

@@ -41,9 +41,7 @@ fn built(
     // Random (not zero or unit) values everywhere, so that every path carries signal.
     tch::no_grad(|| {
         // In name order, so that the draws (and the test) are reproducible.
-        let mut vars: Vec<_> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        for (_, mut v) in vars {
+        for (_, mut v) in bgen_models::train::variables_by_name(&vs) {
             let r = Tensor::randn_like(&v) * 0.5;
             v.copy_(&r);
         }

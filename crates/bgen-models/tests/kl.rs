@@ -30,9 +30,7 @@ fn flow(vs: &nn::VarStore, tokens: i64) -> TarFlow {
     tch::manual_seed(3);
     let f = TarFlow::new(&vs.root(), cfg);
     tch::no_grad(|| {
-        let mut vars: Vec<_> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        for (_, mut v) in vars {
+        for (_, mut v) in bgen_models::train::variables_by_name(vs) {
             let _ = v.f_add_(&(v.randn_like() * 0.02)).unwrap();
         }
     });

@@ -2,6 +2,7 @@
 //! Jacobian's, and the gradient of log q matches finite differences.
 
 use bgen_models::tarflow::{Conditioning, Labels};
+use bgen_models::train::variables_by_name;
 use bgen_models::{TarFlow, TarFlowConfig};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -44,15 +45,12 @@ fn perturbed(kind: Kind, scale: f64) -> (nn::VarStore, TarFlow) {
     (vs, flow)
 }
 
-/// Adds `scale` x N(0, 1) to every variable of `vs` whose name passes `which`, in name order:
-/// `variables()` is a hash map, whose order changes from run to run, and a draw in another
-/// order makes another flow (the tests were flaky with it: a round trip or a finite
-/// difference near its tolerance on some runs).
+/// Adds `scale` x N(0, 1) to every variable of `vs` whose name passes `which`, in name order
+/// (`variables_by_name`: in the hash map's order each run drew another flow, and the tests
+/// were flaky with it: a round trip or a finite difference near its tolerance on some runs).
 fn add_noise(vs: &nn::VarStore, scale: f64, which: impl Fn(&str) -> bool) {
-    let mut vars: Vec<_> = vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
     tch::no_grad(|| {
-        for (_, mut v) in vars.into_iter().filter(|(n, _)| which(n)) {
+        for (_, mut v) in variables_by_name(vs).into_iter().filter(|(n, _)| which(n)) {
             let noise = v.randn_like() * scale;
             let _ = v.f_add_(&noise).unwrap();
         }

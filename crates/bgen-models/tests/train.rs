@@ -173,8 +173,7 @@ fn checkpoints_resume_exactly_and_bad_ones_are_reported() {
     // NaN weights, saved as such (checksums and all): refused by name, not sampled into NaNs.
     let c = Trainer::load(&dir, Device::Cpu).unwrap();
     tch::no_grad(|| {
-        let mut vars: Vec<_> = c.ema_vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let vars = bgen_models::train::variables_by_name(&c.ema_vs);
         let _ = vars[0].1.get(0).fill_(f64::NAN);
     });
     c.save(&dir).unwrap();

@@ -35,13 +35,10 @@ fn seeded<T>(seed: i64, f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// Adds `scale` x N(0, 1) to every variable of `vs` in name order (`variables()` is a hash
-/// map, whose order changes from run to run).
+/// Adds `scale` x N(0, 1) to every variable of `vs` in name order (`variables_by_name`).
 fn add_noise(vs: &tch::nn::VarStore, scale: f64) {
-    let mut vars: Vec<_> = vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
     tch::no_grad(|| {
-        for (_, mut v) in vars {
+        for (_, mut v) in bgen_models::train::variables_by_name(vs) {
             let _ = v.f_add_(&(v.randn_like() * scale)).unwrap();
         }
     });

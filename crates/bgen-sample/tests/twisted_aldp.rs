@@ -37,9 +37,7 @@ fn random_proposals(na: usize, copies: usize, internal: Option<&Internal>) -> Ve
     let first = Arbg::new(&vs.root(), config.clone());
     tch::no_grad(|| {
         // In name order, so that the draws (and the test) are reproducible.
-        let mut vars: Vec<_> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        for (_, mut v) in vars {
+        for (_, mut v) in bgen_models::train::variables_by_name(&vs) {
             v.copy_(&(Tensor::randn_like(&v) * 0.3));
         }
     });
