@@ -287,18 +287,93 @@ pub struct Transport {
 /// cost `cost(i, j)`; `k` nearest neighbours and the pairs `seeds` (e.g. from a coarse
 /// solution) start the candidate set. Weights are taken as given (normalise them first); zero
 /// weights are allowed.
+///
+/// Column generation: solve the sparse problem on the candidate arcs, check the duals against
+/// every pair, add the most violated and solve again until none is violated, which makes the
+/// sparse optimum the dense one.
 pub fn exact_ot<C>(a: &[f64], b: &[f64], cost: C, k: usize, seeds: &[(u32, u32)]) -> Transport
 where
     C: Fn(usize, usize) -> f64 + Sync,
 {
     let (n, m) = (a.len(), b.len());
     assert!(n > 0 && m > 0, "empty measure");
+    let mut arcs = initial_arcs(a, b, &cost, k, seeds);
+    let scale = arcs
+        .iter()
+        .fold(0.0f64, |x, a| x.max(a.2.abs()))
+        .max(1e-300);
+    let tol = 1e-10 * scale;
+    let debug = std::env::var_os("BGEN_OT_DEBUG").is_some();
+    let mut ns = NetworkSimplex::new(a, b, &arcs);
+    // The solver keeps its n + m artificial arcs after the first e0 arcs; added arcs follow.
+    let e0 = arcs.len();
+    let solver_index = |q: usize| if q < e0 { q } else { q + n + m };
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let t0 = std::time::Instant::now();
+        let pivots = ns.solve(tol);
+        let f: Vec<f64> = (0..n).map(|i| -ns.pi[i]).collect();
+        let g: Vec<f64> = (0..m).map(|j| ns.pi[n + j]).collect();
+        let t1 = t0.elapsed().as_secs_f64();
+        let extra = violations(&cost, &f, &g, tol);
+        if debug {
+            let primal: f64 = arcs
+                .iter()
+                .enumerate()
+                .map(|(q, &(_, _, c))| ns.flow[solver_index(q)] * c)
+                .sum();
+            let lower = dual_lower_bound(a, b, &cost, &f);
+            bgen_system::say!(
+                "   primal {primal:.12} lower {lower:.12} gap {:.3e}",
+                primal - lower
+            );
+            bgen_system::say!(
+                "round {rounds}: {} arcs, {pivots} pivots in {t1:.2} s, {} violations, {:.2} s",
+                arcs.len(),
+                extra.len(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        if extra.is_empty() {
+            // Artificial arcs carry no flow at a feasible optimum.
+            let residual: f64 = ns.flow[e0..e0 + n + m].iter().sum();
+            debug_assert!(residual < 1e-9, "artificial flow {residual}");
+            let flows = (0..arcs.len()).map(|q| ns.flow[solver_index(q)]);
+            let (cost, plan) = support(&arcs, flows);
+            return Transport {
+                cost,
+                plan,
+                f,
+                g,
+                arcs: arcs.len(),
+                rounds,
+            };
+        }
+        ns.add_arcs(n, &extra);
+        arcs.extend(extra);
+    }
+}
+
+/// The first candidate arcs (i, j, c_ij), sorted and without repeats: the `seeds`, the `k`
+/// nearest sinks of each source and sources of each sink, and a north-west-corner staircase,
+/// which makes the sparse problem feasible.
+fn initial_arcs<C>(
+    a: &[f64],
+    b: &[f64],
+    cost: &C,
+    k: usize,
+    seeds: &[(u32, u32)],
+) -> Vec<(u32, u32, f64)>
+where
+    C: Fn(usize, usize) -> f64 + Sync,
+{
+    let (n, m) = (a.len(), b.len());
     let k = k.clamp(1, m.min(n));
     let mut arcs: Vec<(u32, u32, f64)> = seeds
         .iter()
         .map(|&(i, j)| (i, j, cost(i as usize, j as usize)))
         .collect();
-    // k nearest sinks of each source.
     let rows: Vec<Vec<(u32, u32, f64)>> = (0..n)
         .into_par_iter()
         .map(|i| {
@@ -319,7 +394,6 @@ where
         })
         .collect();
     arcs.extend(cols.into_iter().flatten());
-    // A feasible staircase (north-west corner rule) so that the sparse problem is feasible.
     let (mut i, mut j, mut ra, mut rb) = (0, 0, a[0], b[0]);
     loop {
         arcs.push((i as u32, j as u32, cost(i, j)));
@@ -338,96 +412,67 @@ where
     }
     arcs.sort_unstable_by_key(|a| (a.0, a.1));
     arcs.dedup_by_key(|a| (a.0, a.1));
-    let scale = arcs
-        .iter()
-        .fold(0.0f64, |x, a| x.max(a.2.abs()))
-        .max(1e-300);
-    let tol = 1e-10 * scale;
-    let debug = std::env::var_os("BGEN_OT_DEBUG").is_some();
-    let mut ns = NetworkSimplex::new(a, b, &arcs);
-    // The solver keeps its n + m artificial arcs after the first e0 arcs; added arcs follow.
-    let e0 = arcs.len();
-    let solver_index = |q: usize| if q < e0 { q } else { q + n + m };
-    let mut rounds = 0;
-    loop {
-        rounds += 1;
-        let t0 = std::time::Instant::now();
-        let pivots = ns.solve(tol);
-        let f: Vec<f64> = (0..n).map(|i| -ns.pi[i]).collect();
-        let g: Vec<f64> = (0..m).map(|j| ns.pi[n + j]).collect();
-        let t1 = t0.elapsed().as_secs_f64();
-        // Dual check over all pairs: the most violated few per source join the arc set.
-        let extra: Vec<(u32, u32, f64)> = (0..n)
-            .into_par_iter()
-            .flat_map_iter(|i| {
-                let mut v: Vec<(u32, u32, f64, f64)> = Vec::new();
-                for (j, gj) in g.iter().enumerate() {
-                    let c = cost(i, j);
-                    let r = c - f[i] - gj;
-                    if r < -tol {
-                        v.push((i as u32, j as u32, c, r));
-                    }
-                }
-                if v.len() > EXTRA_PER_ROW {
-                    v.select_nth_unstable_by(EXTRA_PER_ROW, |x, y| x.3.total_cmp(&y.3));
-                    v.truncate(EXTRA_PER_ROW);
-                }
-                v.into_iter().map(|(i, j, c, _)| (i, j, c))
-            })
-            .collect();
-        if debug {
-            // c-transform lower bound: g_j = min_i c_ij - f_i is feasible with f.
-            let gc: Vec<f64> = (0..m)
-                .into_par_iter()
-                .map(|j| {
-                    (0..n)
-                        .map(|i| cost(i, j) - f[i])
-                        .fold(f64::INFINITY, f64::min)
-                })
-                .collect();
-            let lower: f64 = (0..n).map(|i| a[i] * f[i]).sum::<f64>()
-                + (0..m).map(|j| b[j] * gc[j]).sum::<f64>();
-            let primal: f64 = arcs
-                .iter()
-                .enumerate()
-                .map(|(q, &(_, _, c))| ns.flow[solver_index(q)] * c)
-                .sum();
-            bgen_system::say!(
-                "   primal {primal:.12} lower {lower:.12} gap {:.3e}",
-                primal - lower
-            );
-            bgen_system::say!(
-                "round {rounds}: {} arcs, {pivots} pivots in {t1:.2} s, {} violations, {:.2} s",
-                arcs.len(),
-                extra.len(),
-                t0.elapsed().as_secs_f64()
-            );
-        }
-        if extra.is_empty() {
-            let mut plan = Vec::new();
-            let mut total = 0.0;
-            for (q, &(i, j, c)) in arcs.iter().enumerate() {
-                let p = ns.flow[solver_index(q)];
-                if p > 0.0 {
-                    plan.push((i, j, p));
-                    total += p * c;
+    arcs
+}
+
+/// The dual check over all pairs: for each source, the (at most `EXTRA_PER_ROW`) most violated
+/// pairs with reduced cost c_ij - f_i - g_j < -tol.
+fn violations<C>(cost: &C, f: &[f64], g: &[f64], tol: f64) -> Vec<(u32, u32, f64)>
+where
+    C: Fn(usize, usize) -> f64 + Sync,
+{
+    (0..f.len())
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            let mut v: Vec<(u32, u32, f64, f64)> = Vec::new();
+            for (j, gj) in g.iter().enumerate() {
+                let c = cost(i, j);
+                let r = c - f[i] - gj;
+                if r < -tol {
+                    v.push((i as u32, j as u32, c, r));
                 }
             }
-            // Artificial arcs carry no flow at a feasible optimum.
-            let residual: f64 = ns.flow[e0..e0 + n + m].iter().sum();
-            debug_assert!(residual < 1e-9, "artificial flow {residual}");
-            return Transport {
-                cost: total,
-                plan,
-                f,
-                g,
-                arcs: arcs.len(),
-                rounds,
-            };
+            if v.len() > EXTRA_PER_ROW {
+                v.select_nth_unstable_by(EXTRA_PER_ROW, |x, y| x.3.total_cmp(&y.3));
+                v.truncate(EXTRA_PER_ROW);
+            }
+            v.into_iter().map(|(i, j, c, _)| (i, j, c))
+        })
+        .collect()
+}
+
+/// A lower bound on the optimal cost from the source potentials `f` alone: with the c-transform
+/// g_j = min_i c_ij - f_i the pair (f, g) is dual feasible, so sum a f + sum b g <= optimum.
+fn dual_lower_bound<C>(a: &[f64], b: &[f64], cost: &C, f: &[f64]) -> f64
+where
+    C: Fn(usize, usize) -> f64 + Sync,
+{
+    let gc: Vec<f64> = (0..b.len())
+        .into_par_iter()
+        .map(|j| {
+            (0..a.len())
+                .map(|i| cost(i, j) - f[i])
+                .fold(f64::INFINITY, f64::min)
+        })
+        .collect();
+    a.iter().zip(f).map(|(a, f)| a * f).sum::<f64>()
+        + b.iter().zip(&gc).map(|(b, g)| b * g).sum::<f64>()
+}
+
+/// The plan's nonzero entries (i, j, P_ij) and its total cost, from the flow on each arc.
+fn support(
+    arcs: &[(u32, u32, f64)],
+    flows: impl Iterator<Item = f64>,
+) -> (f64, Vec<(u32, u32, f64)>) {
+    let mut plan = Vec::new();
+    let mut total = 0.0;
+    for (&(i, j, c), p) in arcs.iter().zip(flows) {
+        if p > 0.0 {
+            plan.push((i, j, p));
+            total += p * c;
         }
-        ns.add_arcs(n, &extra);
-        arcs.extend(extra);
     }
+    (total, plan)
 }
 
 /// Violating pairs added per source and round of the dual check.

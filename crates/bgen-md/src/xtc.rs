@@ -174,24 +174,50 @@ fn to_int(x: f64, precision: f32) -> Option<i32> {
     (v.abs() < MAXABS).then_some(v as i32)
 }
 
-/// The compressed coordinates of one frame of more than 9 atoms (after the atom count).
-fn compress(frame: &[f64], precision: f32, out: &mut Vec<u8>) -> std::result::Result<(), String> {
-    let n = frame.len() / 3;
-    let mut c = Vec::with_capacity(frame.len());
-    for &x in frame {
-        c.push(
-            to_int(x, precision).ok_or_else(|| {
-                format!("coordinate {x} nm is too large for precision {precision}")
-            })?,
-        );
-    }
-    let (mut lo, mut hi) = ([i32::MAX; 3], [i32::MIN; 3]);
-    for a in c.chunks_exact(3) {
-        for k in 0..3 {
-            lo[k] = lo[k].min(a[k]);
-            hi[k] = hi[k].max(a[k]);
+/// Coordinates (nm) as integers in units of 1/`precision` nm.
+fn quantize(frame: &[f64], precision: f32) -> std::result::Result<Vec<i32>, String> {
+    frame
+        .iter()
+        .map(|&x| {
+            to_int(x, precision)
+                .ok_or_else(|| format!("coordinate {x} nm is too large for precision {precision}"))
+        })
+        .collect()
+}
+
+/// The integer coordinates' bounding box: lowest and highest value and the number of values
+/// along each axis.
+struct Bounds {
+    lo: [i32; 3],
+    hi: [i32; 3],
+    size: [u32; 3],
+}
+
+impl Bounds {
+    /// Refused when a span is too large to encode.
+    fn of(c: &[i32]) -> std::result::Result<Bounds, String> {
+        let (mut lo, mut hi) = ([i32::MAX; 3], [i32::MIN; 3]);
+        for a in c.chunks_exact(3) {
+            for k in 0..3 {
+                lo[k] = lo[k].min(a[k]);
+                hi[k] = hi[k].max(a[k]);
+            }
         }
+        let mut size = [0u32; 3];
+        for k in 0..3 {
+            let s = hi[k] as i64 - lo[k] as i64 + 1;
+            if s as f64 >= MAXABS as f64 {
+                return Err("the coordinates span too large a range for the precision".into());
+            }
+            size[k] = s as u32;
+        }
+        Ok(Bounds { lo, hi, size })
     }
+}
+
+/// The first small-difference scale: the smallest magic integer at least the smallest
+/// city-block step between consecutive atoms.
+fn first_small_index(c: &[i32]) -> usize {
     let mindiff = c
         .chunks_exact(3)
         .zip(c.chunks_exact(3).skip(1))
@@ -202,21 +228,22 @@ fn compress(frame: &[f64], precision: f32, out: &mut Vec<u8>) -> std::result::Re
         })
         .min()
         .unwrap_or(i64::MAX);
-    let mut size = [0u32; 3];
-    for k in 0..3 {
-        let s = hi[k] as i64 - lo[k] as i64 + 1;
-        if s as f64 >= MAXABS as f64 {
-            return Err("the coordinates span too large a range for the precision".into());
-        }
-        size[k] = s as u32;
-    }
-    let large = (size[0] | size[1] | size[2]) > 0xff_ffff;
-    let bit_sizes = size.map(|s| bits_for(s as u128));
-    let bits = if large { 0 } else { bits_for_triple(size) };
     let mut smallidx = FIRSTIDX;
     while smallidx < LASTIDX - 1 && (MAGICINTS[smallidx] as i64) < mindiff {
         smallidx += 1;
     }
+    smallidx
+}
+
+/// The compressed coordinates of one frame of more than 9 atoms (after the atom count).
+fn compress(frame: &[f64], precision: f32, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    let n = frame.len() / 3;
+    let mut c = quantize(frame, precision)?;
+    let Bounds { lo, hi, size } = Bounds::of(&c)?;
+    let large = (size[0] | size[1] | size[2]) > 0xff_ffff;
+    let bit_sizes = size.map(|s| bits_for(s as u128));
+    let bits = if large { 0 } else { bits_for_triple(size) };
+    let smallidx = first_small_index(&c);
     out.extend_from_slice(&precision.to_be_bytes());
     for v in lo.iter().chain(&hi) {
         out.extend_from_slice(&v.to_be_bytes());

@@ -116,6 +116,26 @@ fn xml_err(file: &str, msg: impl Into<String>) -> Error {
     }
 }
 
+/// The terms (periodicity, phase (rad), k (kJ/mol)) of one `<Proper>` or `<Improper>`:
+/// `periodicity1`, `phase1`, `k1`, then 2, 3, ... while a phase is given.
+fn torsion_terms(t: roxmltree::Node, file: &str) -> Result<Vec<(i32, f64, f64)>> {
+    let mut terms = Vec::new();
+    let mut k = 1;
+    while t.attribute(format!("phase{k}").as_str()).is_some() {
+        let n: i32 = t
+            .attribute(format!("periodicity{k}").as_str())
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| xml_err(file, format!("torsion term {k} lacks a periodicity")))?;
+        terms.push((
+            n,
+            attr_f64(t, &format!("phase{k}"), file)?,
+            attr_f64(t, &format!("k{k}"), file)?,
+        ));
+        k += 1;
+    }
+    Ok(terms)
+}
+
 fn attr_f64(node: roxmltree::Node, name: &str, file: &str) -> Result<f64> {
     let s = node.attribute(name).ok_or_else(|| {
         xml_err(
@@ -184,130 +204,143 @@ impl FfData {
         let root = doc.root_element();
         for section in root.children().filter(|n| n.is_element()) {
             match section.tag_name().name() {
-                "AtomTypes" => {
-                    for t in section.children().filter(|n| n.has_tag_name("Type")) {
-                        let name = t
-                            .attribute("name")
-                            .ok_or_else(|| xml_err(file, "Type without name"))?
-                            .to_string();
-                        let class = t.attribute("class").unwrap_or("").to_string();
-                        let ci = self.class_index(&class);
-                        let element = t.attribute("element").and_then(Element::from_symbol);
-                        let mass = attr_f64(t, "mass", file)?;
-                        self.type_by_name.insert(name.clone(), self.types.len());
-                        self.types.push(AtomType {
-                            name,
-                            class,
-                            element,
-                            mass,
-                        });
-                        self.type_class.push(ci);
-                        self.nonbonded.push(None);
-                        self.gbsa_obc.push(None);
-                    }
-                }
+                "AtomTypes" => self.add_atom_types(section, file)?,
                 "Residues" => {
                     for r in section.children().filter(|n| n.has_tag_name("Residue")) {
                         self.templates.push(self.parse_template(r, file)?);
                     }
                 }
-                "HarmonicBondForce" => {
-                    for b in section.children().filter(|n| n.has_tag_name("Bond")) {
-                        if let Some(types) = self.slots::<2>(b) {
-                            self.bonds.push(BondDef {
-                                types,
-                                length: attr_f64(b, "length", file)?,
-                                k: attr_f64(b, "k", file)?,
-                            });
-                        }
-                    }
-                }
-                "HarmonicAngleForce" => {
-                    for a in section.children().filter(|n| n.has_tag_name("Angle")) {
-                        if let Some(types) = self.slots::<3>(a) {
-                            self.angles.push(AngleDef {
-                                types,
-                                angle: attr_f64(a, "angle", file)?,
-                                k: attr_f64(a, "k", file)?,
-                            });
-                        }
-                    }
-                }
-                "PeriodicTorsionForce" => {
-                    let ordering = match section.attribute("ordering") {
-                        None | Some("default") => ImproperOrdering::Default,
-                        Some("amber") => ImproperOrdering::Amber,
-                        Some(o) => {
-                            return Err(xml_err(
-                                file,
-                                format!("unsupported improper ordering '{o}'"),
-                            ))
-                        }
-                    };
-                    for t in section.children().filter(|n| n.is_element()) {
-                        let is_proper = t.has_tag_name("Proper");
-                        if !is_proper && !t.has_tag_name("Improper") {
-                            continue;
-                        }
-                        let Some(types) = self.slots::<4>(t) else {
-                            continue;
-                        };
-                        let mut terms = Vec::new();
-                        let mut k = 1;
-                        while t.attribute(format!("phase{k}").as_str()).is_some() {
-                            let n: i32 = t
-                                .attribute(format!("periodicity{k}").as_str())
-                                .and_then(|s| s.trim().parse().ok())
-                                .ok_or_else(|| {
-                                    xml_err(file, format!("torsion term {k} lacks a periodicity"))
-                                })?;
-                            terms.push((
-                                n,
-                                attr_f64(t, &format!("phase{k}"), file)?,
-                                attr_f64(t, &format!("k{k}"), file)?,
-                            ));
-                            k += 1;
-                        }
-                        let def = TorsionDef { types, terms };
-                        if is_proper {
-                            self.propers.push(def);
-                        } else {
-                            self.improper_ordering = Some(ordering);
-                            self.impropers.push(def);
-                        }
-                    }
-                }
-                "NonbondedForce" => {
-                    self.coulomb14scale = attr_f64(section, "coulomb14scale", file)?;
-                    self.lj14scale = attr_f64(section, "lj14scale", file)?;
-                    for a in section.children().filter(|n| n.has_tag_name("Atom")) {
-                        let charge = a
-                            .attribute("charge")
-                            .map(|_| attr_f64(a, "charge", file))
-                            .transpose()?;
-                        let p = (
-                            charge,
-                            attr_f64(a, "sigma", file)?,
-                            attr_f64(a, "epsilon", file)?,
-                        );
-                        for t in self.types_of(a, file)? {
-                            self.nonbonded[t] = Some(p);
-                        }
-                    }
-                }
-                "GBSAOBCForce" => {
-                    for a in section.children().filter(|n| n.has_tag_name("Atom")) {
-                        let p = (
-                            attr_f64(a, "charge", file)?,
-                            attr_f64(a, "radius", file)?,
-                            attr_f64(a, "scale", file)?,
-                        );
-                        for t in self.types_of(a, file)? {
-                            self.gbsa_obc[t] = Some(p);
-                        }
-                    }
-                }
+                "HarmonicBondForce" => self.add_bonds(section, file)?,
+                "HarmonicAngleForce" => self.add_angles(section, file)?,
+                "PeriodicTorsionForce" => self.add_torsions(section, file)?,
+                "NonbondedForce" => self.add_nonbonded(section, file)?,
+                "GBSAOBCForce" => self.add_gbsa_obc(section, file)?,
                 _ => {} // Info, Script, Include, other forces: not used by the protein setups
+            }
+        }
+        Ok(())
+    }
+
+    /// `<AtomTypes>`: each type's name, class, element and mass (amu).
+    fn add_atom_types(&mut self, section: roxmltree::Node, file: &str) -> Result<()> {
+        for t in section.children().filter(|n| n.has_tag_name("Type")) {
+            let name = t
+                .attribute("name")
+                .ok_or_else(|| xml_err(file, "Type without name"))?
+                .to_string();
+            let class = t.attribute("class").unwrap_or("").to_string();
+            let ci = self.class_index(&class);
+            let element = t.attribute("element").and_then(Element::from_symbol);
+            let mass = attr_f64(t, "mass", file)?;
+            self.type_by_name.insert(name.clone(), self.types.len());
+            self.types.push(AtomType {
+                name,
+                class,
+                element,
+                mass,
+            });
+            self.type_class.push(ci);
+            self.nonbonded.push(None);
+            self.gbsa_obc.push(None);
+        }
+        Ok(())
+    }
+
+    /// `<HarmonicBondForce>`: length (nm) and k (kJ/mol/nm^2) by atom types or classes.
+    fn add_bonds(&mut self, section: roxmltree::Node, file: &str) -> Result<()> {
+        for b in section.children().filter(|n| n.has_tag_name("Bond")) {
+            if let Some(types) = self.slots::<2>(b) {
+                self.bonds.push(BondDef {
+                    types,
+                    length: attr_f64(b, "length", file)?,
+                    k: attr_f64(b, "k", file)?,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `<HarmonicAngleForce>`: angle (rad) and k (kJ/mol/rad^2).
+    fn add_angles(&mut self, section: roxmltree::Node, file: &str) -> Result<()> {
+        for a in section.children().filter(|n| n.has_tag_name("Angle")) {
+            if let Some(types) = self.slots::<3>(a) {
+                self.angles.push(AngleDef {
+                    types,
+                    angle: attr_f64(a, "angle", file)?,
+                    k: attr_f64(a, "k", file)?,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `<PeriodicTorsionForce>`: propers and impropers, each a list of (periodicity, phase (rad),
+    /// k (kJ/mol)) terms; the impropers' atom ordering comes from the section.
+    fn add_torsions(&mut self, section: roxmltree::Node, file: &str) -> Result<()> {
+        let ordering = match section.attribute("ordering") {
+            None | Some("default") => ImproperOrdering::Default,
+            Some("amber") => ImproperOrdering::Amber,
+            Some(o) => {
+                return Err(xml_err(
+                    file,
+                    format!("unsupported improper ordering '{o}'"),
+                ))
+            }
+        };
+        for t in section.children().filter(|n| n.is_element()) {
+            let is_proper = t.has_tag_name("Proper");
+            if !is_proper && !t.has_tag_name("Improper") {
+                continue;
+            }
+            let Some(types) = self.slots::<4>(t) else {
+                continue;
+            };
+            let def = TorsionDef {
+                types,
+                terms: torsion_terms(t, file)?,
+            };
+            if is_proper {
+                self.propers.push(def);
+            } else {
+                self.improper_ordering = Some(ordering);
+                self.impropers.push(def);
+            }
+        }
+        Ok(())
+    }
+
+    /// `<NonbondedForce>`: the 1-4 scales, and charge (e), sigma (nm) and epsilon (kJ/mol) by
+    /// type (a missing charge comes from the residue templates).
+    fn add_nonbonded(&mut self, section: roxmltree::Node, file: &str) -> Result<()> {
+        self.coulomb14scale = attr_f64(section, "coulomb14scale", file)?;
+        self.lj14scale = attr_f64(section, "lj14scale", file)?;
+        for a in section.children().filter(|n| n.has_tag_name("Atom")) {
+            let charge = a
+                .attribute("charge")
+                .map(|_| attr_f64(a, "charge", file))
+                .transpose()?;
+            let p = (
+                charge,
+                attr_f64(a, "sigma", file)?,
+                attr_f64(a, "epsilon", file)?,
+            );
+            for t in self.types_of(a, file)? {
+                self.nonbonded[t] = Some(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// `<GBSAOBCForce>`: charge (e), radius (nm) and scale factor by type.
+    fn add_gbsa_obc(&mut self, section: roxmltree::Node, file: &str) -> Result<()> {
+        for a in section.children().filter(|n| n.has_tag_name("Atom")) {
+            let p = (
+                attr_f64(a, "charge", file)?,
+                attr_f64(a, "radius", file)?,
+                attr_f64(a, "scale", file)?,
+            );
+            for t in self.types_of(a, file)? {
+                self.gbsa_obc[t] = Some(p);
             }
         }
         Ok(())

@@ -53,72 +53,16 @@ impl PdbFile {
             msg,
         };
         let mut atoms: Vec<PdbAtom> = Vec::new();
-        let mut serial_to_index = std::collections::HashMap::new();
         let mut conect_serials = Vec::new();
         for (ln, line) in text.lines().enumerate() {
             let ln = ln + 1;
             let rec = line.get(0..6).unwrap_or(line).trim_end();
             match rec {
                 "ATOM" | "HETATM" => {
-                    if line.len() < 54 {
-                        return Err(err(
-                            ln,
-                            format!("{rec} record too short ({} columns, need 54)", line.len()),
-                        ));
+                    let next_serial = atoms.len() as i64 + 1;
+                    if let Some(a) = atom_record(line, rec, next_serial).map_err(|m| err(ln, m))? {
+                        atoms.push(a);
                     }
-                    let mut xyz = [0.0; 3];
-                    for (k, (a, b)) in [(30, 38), (38, 46), (46, 54)].into_iter().enumerate() {
-                        let s = field(line, a, b);
-                        let v: f64 = s.parse().map_err(|_| {
-                            err(
-                                ln,
-                                format!("bad coordinate '{s}' in columns {}-{}", a + 1, b),
-                            )
-                        })?;
-                        if !v.is_finite() {
-                            return Err(err(ln, format!("non-finite coordinate '{s}'")));
-                        }
-                        xyz[k] = v * 0.1; // Angstrom -> nm
-                    }
-                    let alt = line.as_bytes()[16] as char;
-                    if alt != ' ' && alt != 'A' && alt != '1' {
-                        continue; // keep only the first alternate location
-                    }
-                    let name = field(line, 12, 16).to_string();
-                    if name.is_empty() {
-                        return Err(err(ln, "empty atom name".into()));
-                    }
-                    let res_seq_s = field(line, 22, 26);
-                    let res_seq = if res_seq_s.is_empty() {
-                        0
-                    } else {
-                        res_seq_s
-                            .parse()
-                            .map_err(|_| err(ln, format!("bad residue number '{res_seq_s}'")))?
-                    };
-                    let elem_s = field(line, 76, 78);
-                    let element = if elem_s.is_empty() {
-                        Element::guess_from_atom_name(&name)
-                    } else {
-                        Some(
-                            Element::from_symbol(elem_s)
-                                .ok_or_else(|| err(ln, format!("unknown element '{elem_s}'")))?,
-                        )
-                    };
-                    let serial = field(line, 6, 11).parse().unwrap_or(atoms.len() as i64 + 1);
-                    serial_to_index.insert(serial, atoms.len());
-                    atoms.push(PdbAtom {
-                        serial,
-                        name,
-                        res_name: field(line, 17, 21).to_string(),
-                        chain: field(line, 21, 22).to_string(),
-                        res_seq,
-                        insertion: line.as_bytes().get(26).map(|&c| c as char).unwrap_or(' '),
-                        element,
-                        hetatm: rec == "HETATM",
-                        position: xyz,
-                        ter_after: false,
-                    });
                 }
                 "TER" => {
                     if let Some(a) = atoms.last_mut() {
@@ -130,12 +74,7 @@ impl PdbFile {
                 // would otherwise merge two models into one molecule.
                 "MODEL" if !atoms.is_empty() => break,
                 "CONECT" => {
-                    let nums: Vec<i64> = (0..5)
-                        .filter_map(|k| {
-                            let s = field(line, 6 + 5 * k, 11 + 5 * k);
-                            (!s.is_empty()).then(|| s.parse().ok()).flatten()
-                        })
-                        .collect();
+                    let nums = conect_record(line);
                     for &j in nums.iter().skip(1) {
                         conect_serials.push((ln, nums[0], j));
                     }
@@ -144,12 +83,13 @@ impl PdbFile {
             }
         }
         if atoms.is_empty() {
-            return Err(Error::Pdb {
-                file: source.into(),
-                line: 0,
-                msg: "no ATOM or HETATM records".into(),
-            });
+            return Err(err(0, "no ATOM or HETATM records".into()));
         }
+        let serial_to_index: std::collections::HashMap<i64, usize> = atoms
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.serial, i))
+            .collect();
         let mut conect = Vec::new();
         for (ln, a, b) in conect_serials {
             match (serial_to_index.get(&a), serial_to_index.get(&b)) {
@@ -176,6 +116,76 @@ impl PdbFile {
     pub fn positions(&self) -> Vec<f64> {
         self.atoms.iter().flat_map(|a| a.position).collect()
     }
+}
+
+/// One ATOM or HETATM record (`rec`), positions converted to nm; `None` for an alternate
+/// location other than the first. `next_serial` stands in for an unreadable serial number.
+fn atom_record(
+    line: &str,
+    rec: &str,
+    next_serial: i64,
+) -> std::result::Result<Option<PdbAtom>, String> {
+    if line.len() < 54 {
+        return Err(format!(
+            "{rec} record too short ({} columns, need 54)",
+            line.len()
+        ));
+    }
+    let mut xyz = [0.0; 3];
+    for (k, (a, b)) in [(30, 38), (38, 46), (46, 54)].into_iter().enumerate() {
+        let s = field(line, a, b);
+        let v: f64 = s
+            .parse()
+            .map_err(|_| format!("bad coordinate '{s}' in columns {}-{}", a + 1, b))?;
+        if !v.is_finite() {
+            return Err(format!("non-finite coordinate '{s}'"));
+        }
+        xyz[k] = v * 0.1; // Angstrom -> nm
+    }
+    let alt = line.as_bytes()[16] as char;
+    if alt != ' ' && alt != 'A' && alt != '1' {
+        return Ok(None); // keep only the first alternate location
+    }
+    let name = field(line, 12, 16).to_string();
+    if name.is_empty() {
+        return Err("empty atom name".into());
+    }
+    let res_seq_s = field(line, 22, 26);
+    let res_seq = if res_seq_s.is_empty() {
+        0
+    } else {
+        res_seq_s
+            .parse()
+            .map_err(|_| format!("bad residue number '{res_seq_s}'"))?
+    };
+    let elem_s = field(line, 76, 78);
+    let element = if elem_s.is_empty() {
+        Element::guess_from_atom_name(&name)
+    } else {
+        Some(Element::from_symbol(elem_s).ok_or_else(|| format!("unknown element '{elem_s}'"))?)
+    };
+    Ok(Some(PdbAtom {
+        serial: field(line, 6, 11).parse().unwrap_or(next_serial),
+        name,
+        res_name: field(line, 17, 21).to_string(),
+        chain: field(line, 21, 22).to_string(),
+        res_seq,
+        insertion: line.as_bytes().get(26).map(|&c| c as char).unwrap_or(' '),
+        element,
+        hetatm: rec == "HETATM",
+        position: xyz,
+        ter_after: false,
+    }))
+}
+
+/// The serial numbers of a CONECT record: the atom, then the atoms bonded to it.
+fn conect_record(line: &str) -> Vec<i64> {
+    (0..5)
+        .filter_map(|k| {
+            let s = field(line, 6 + 5 * k, 11 + 5 * k);
+            (!s.is_empty()).then(|| s.parse().ok()).flatten()
+        })
+        .collect()
 }
 
 /// Writes one conformation of `topology` as PDB text; `positions` in nm, (atoms, 3).

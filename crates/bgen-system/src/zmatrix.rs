@@ -73,6 +73,115 @@ fn is_backbone(name: &str) -> bool {
     matches!(name, "N" | "CA" | "C" | "CH3")
 }
 
+/// Not yet placed (in [`Placement`]).
+const NONE: usize = usize::MAX;
+
+/// The spanning tree a Z-matrix walks: atoms in placement order, each atom's place in it and
+/// the placed atom it is bonded to (its parent).
+struct Placement {
+    nb: Vec<Vec<usize>>,
+    order: Vec<usize>,
+    placed_at: Vec<usize>,
+    parent: Vec<usize>,
+}
+
+impl Placement {
+    /// From the first backbone heavy atom (else the first heavy atom), the next atom is always
+    /// one bonded to a placed one, by (hydrogen, off-backbone, the parent's placement, index).
+    /// Fails (with the message) when the bond graph has more than one piece.
+    fn new(top: &Topology) -> std::result::Result<Placement, String> {
+        let n = top.n_atoms();
+        let nb = top.bonded_to();
+        let heavy = |a: usize| top.atoms[a].element != Element::H;
+        let backbone = |a: usize| heavy(a) && is_backbone(&top.atoms[a].name);
+        let root = (0..n)
+            .find(|&a| backbone(a))
+            .or_else(|| (0..n).find(|&a| heavy(a)))
+            .unwrap_or(0);
+        let mut placed_at = vec![NONE; n];
+        let mut parent = vec![NONE; n];
+        let mut order = vec![root];
+        placed_at[root] = 0;
+        while order.len() < n {
+            // (key, child, parent)
+            type Pick = ((bool, bool, usize, usize), usize, usize);
+            let mut best: Option<Pick> = None;
+            for &p in &order {
+                for &c in &nb[p] {
+                    if placed_at[c] != NONE {
+                        continue;
+                    }
+                    let key = (!heavy(c), !backbone(c), placed_at[p], c);
+                    if best.is_none_or(|b| key < b.0) {
+                        best = Some((key, c, p));
+                    }
+                }
+            }
+            let Some((_, c, p)) = best else {
+                return Err(format!(
+                    "the bond graph has more than one piece (atom {} {} is not connected to atom {} {})",
+                    order.len(),
+                    top.atoms[(0..n).find(|&a| placed_at[a] == NONE).unwrap_or(0)].name,
+                    root,
+                    top.atoms[root].name
+                ));
+            };
+            placed_at[c] = order.len();
+            parent[c] = p;
+            order.push(c);
+        }
+        Ok(Placement {
+            nb,
+            order,
+            placed_at,
+            parent,
+        })
+    }
+
+    /// The neighbours of `a` placed before row `before`, except `not`, in placement order.
+    fn placed_nb(&self, a: usize, before: usize, not: &[usize]) -> Vec<usize> {
+        let mut v: Vec<usize> = self.nb[a]
+            .iter()
+            .copied()
+            .filter(|&b| self.placed_at[b] < before && !not.contains(&b))
+            .collect();
+        v.sort_by_key(|&b| self.placed_at[b]);
+        v
+    }
+
+    /// A ring closes at atom a (placed at row r) when exactly one placed neighbour besides its
+    /// parent j exists: k; the torsion's l is j's parent (or another placed neighbour of j).
+    fn ring_row(&self, a: usize, r: usize) -> Option<ZRow> {
+        let j = self.parent[a];
+        let others = self.placed_nb(a, r, &[j]);
+        let &[k] = others.as_slice() else {
+            return None;
+        };
+        let l = Some(self.parent[j])
+            .filter(|&p| p != NONE && p != k)
+            .or_else(|| self.placed_nb(j, r, &[a, k]).first().copied())?;
+        Some(ZRow { atom: a, j, k, l })
+    }
+
+    /// Atom a (row r >= 3) along the chain: j its parent, k the atom j was placed from (else
+    /// j's first placed neighbour), l a placed sibling (another neighbour of j), else a placed
+    /// neighbour of k; `None` when there is no such l.
+    fn chain_row(&self, a: usize, r: usize) -> Option<ZRow> {
+        let j = self.parent[a];
+        let k = if self.parent[j] != NONE {
+            self.parent[j]
+        } else {
+            self.placed_nb(j, r, &[a])[0]
+        };
+        let l = self
+            .placed_nb(j, r, &[a, k])
+            .first()
+            .or(self.placed_nb(k, r, &[j]).first())
+            .copied()?;
+        Some(ZRow { atom: a, j, k, l })
+    }
+}
+
 impl ZMatrix {
     /// A Z-matrix over the bonds of `top`: backbone heavy atoms first (from the lowest-numbered
     /// backbone atom along the chain), then the other heavy atoms, then hydrogens, each from an
@@ -92,70 +201,8 @@ impl ZMatrix {
         if n < 3 {
             return Err(err(format!("{n} atoms; need at least 3")));
         }
-        let nb = top.bonded_to();
-        let heavy = |a: usize| top.atoms[a].element != Element::H;
-        let backbone = |a: usize| heavy(a) && is_backbone(&top.atoms[a].name);
-        let root = (0..n)
-            .find(|&a| backbone(a))
-            .or_else(|| (0..n).find(|&a| heavy(a)))
-            .unwrap_or(0);
-        const NONE: usize = usize::MAX;
-        let mut placed_at = vec![NONE; n];
-        let mut parent = vec![NONE; n];
-        let mut order = vec![root];
-        placed_at[root] = 0;
-        while order.len() < n {
-            // The next atom: bonded to a placed one, by (hydrogen, off-backbone, the parent's
-            // placement, index).
-            // (key, child, parent)
-            type Pick = ((bool, bool, usize, usize), usize, usize);
-            let mut best: Option<Pick> = None;
-            for &p in &order {
-                for &c in &nb[p] {
-                    if placed_at[c] != NONE {
-                        continue;
-                    }
-                    let key = (!heavy(c), !backbone(c), placed_at[p], c);
-                    if best.is_none_or(|b| key < b.0) {
-                        best = Some((key, c, p));
-                    }
-                }
-            }
-            let Some((_, c, p)) = best else {
-                return Err(err(format!(
-                    "the bond graph has more than one piece (atom {} {} is not connected to atom {} {})",
-                    order.len(),
-                    top.atoms[(0..n).find(|&a| placed_at[a] == NONE).unwrap_or(0)].name,
-                    root,
-                    top.atoms[root].name
-                )));
-            };
-            placed_at[c] = order.len();
-            parent[c] = p;
-            order.push(c);
-        }
-        let placed_nb = |a: usize, before: usize, not: &[usize]| -> Vec<usize> {
-            let mut v: Vec<usize> = nb[a]
-                .iter()
-                .copied()
-                .filter(|&b| placed_at[b] < before && !not.contains(&b))
-                .collect();
-            v.sort_by_key(|&b| placed_at[b]);
-            v
-        };
-        // A ring closes at atom a (placed at r) when exactly one placed neighbour besides its
-        // parent j exists: k; the torsion's l is j's parent (or another placed neighbour of j).
-        let ring_row = |a: usize, r: usize| -> Option<ZRow> {
-            let j = parent[a];
-            let others = placed_nb(a, r, &[j]);
-            let &[k] = others.as_slice() else {
-                return None;
-            };
-            let l = Some(parent[j])
-                .filter(|&p| p != NONE && p != k)
-                .or_else(|| placed_nb(j, r, &[a, k]).first().copied())?;
-            Some(ZRow { atom: a, j, k, l })
-        };
+        let tree = Placement::new(top).map_err(err)?;
+        let order = &tree.order;
         let mut rows = Vec::with_capacity(n);
         for (r, &a) in order.iter().enumerate() {
             let row = match r {
@@ -172,7 +219,7 @@ impl ZMatrix {
                     l: a,
                 },
                 2 => {
-                    let j = parent[a];
+                    let j = tree.parent[a];
                     let k = if j == order[0] { order[1] } else { order[0] };
                     ZRow {
                         atom: a,
@@ -181,32 +228,15 @@ impl ZMatrix {
                         l: a,
                     }
                 }
-                _ if rings == RingClosure::Both && ring_row(a, r).is_some() => {
-                    ring_row(a, r).expect("checked")
-                }
-                _ => {
-                    let j = parent[a];
-                    // k: the atom j was placed from, else j's first placed neighbour.
-                    let k = if parent[j] != NONE {
-                        parent[j]
-                    } else {
-                        placed_nb(j, r, &[a])[0]
-                    };
-                    let siblings = placed_nb(j, r, &[a, k]);
-                    let l = match siblings.first() {
-                        Some(&s) => s,
-                        None => match placed_nb(k, r, &[j]).first() {
-                            Some(&s) => s,
-                            None => {
-                                return Err(err(format!(
-                                    "no third reference atom to place atom {a} {}",
-                                    top.atoms[a].name
-                                )))
-                            }
-                        },
-                    };
-                    ZRow { atom: a, j, k, l }
-                }
+                _ => match tree.ring_row(a, r).filter(|_| rings == RingClosure::Both) {
+                    Some(row) => row,
+                    None => tree.chain_row(a, r).ok_or_else(|| {
+                        err(format!(
+                            "no third reference atom to place atom {a} {}",
+                            top.atoms[a].name
+                        ))
+                    })?,
+                },
             };
             rows.push(row);
         }

@@ -673,10 +673,27 @@ impl EnergyModel {
         ws: &mut Scalar,
         e: &mut Energies,
     ) {
+        (e.coulomb_pair, e.lj_pair) = self.nonbonded_and_born_sums::<GRAD>(x, grad, ws);
+        let (self_polar, sa) = self.born_radii(ws);
+        e.gb_polar = self.gb_pairs::<GRAD>(x, grad, ws, self_polar);
+        e.gb_sa = sa;
+        if GRAD {
+            self.born_chain_rule(x, grad, ws);
+        }
+    }
+
+    /// Pass 1: reaction-field Coulomb and Lennard-Jones energies (kJ/mol) of the nonbonded
+    /// pairs, their gradient, and the Born integrals I_i (`ws.isum`), caching each pair's
+    /// geometry and integral derivatives when the model does.
+    fn nonbonded_and_born_sums<const GRAD: bool>(
+        &self,
+        x: &[f64],
+        grad: &mut [f64],
+        ws: &mut Scalar,
+    ) -> (f64, f64) {
         let n = self.n;
         ws.isum.fill(0.0);
         let (mut ec, mut elj) = (0.0, 0.0);
-        // Pass 1: distances, Coulomb + LJ, Born integrals.
         let mut p = 0;
         for i in 0..n {
             let xi = [x[3 * i], x[3 * i + 1], x[3 * i + 2]];
@@ -730,13 +747,15 @@ impl EnergyModel {
                 }
             }
         }
-        e.coulomb_pair = ec;
-        e.lj_pair = elj;
+        (ec, elj)
+    }
 
-        // Pass 2: Born radii, self and surface terms.
+    /// Pass 2: Born radii B_i from the integrals (`ws.born`, with dB/dI in `ws.dbdi`), and the
+    /// GB self and surface-area energies (kJ/mol), whose derivatives start dE/dB (`ws.dedb`).
+    fn born_radii(&self, ws: &mut Scalar) -> (f64, f64) {
         let pref = self.gb_pref;
         let (mut polar, mut sa) = (0.0, 0.0);
-        for i in 0..n {
+        for i in 0..self.n {
             let (b, db) = gbsa::born_radius(
                 ws.isum[i],
                 self.gb_or[i],
@@ -755,8 +774,19 @@ impl EnergyModel {
             sa += esa;
             ws.dedb[i] = -0.5 * pref * q2 * inv_b2 - 6.0 * esa * inv_b;
         }
+        (polar, sa)
+    }
 
-        // Pass 3: pair GB terms.
+    /// Pass 3: `polar` plus the pair GB energy (kJ/mol), its gradient at fixed Born radii, and
+    /// the pairs' share of dE/dB (`ws.dedb`). Overwrites `ws.isum` with 1/B.
+    fn gb_pairs<const GRAD: bool>(
+        &self,
+        x: &[f64],
+        grad: &mut [f64],
+        ws: &mut Scalar,
+        mut polar: f64,
+    ) -> f64 {
+        let (n, pref) = (self.n, self.gb_pref);
         let mut p = 0;
         for i in 0..n {
             ws.isum[i] = 1.0 / ws.born[i]; // isum is free now: reuse it for 1/B
@@ -799,13 +829,13 @@ impl EnergyModel {
                 }
             }
         }
-        e.gb_polar = polar;
-        e.gb_sa = sa;
-        if !GRAD {
-            return;
-        }
+        polar
+    }
 
-        // Pass 4: chain rule through the Born radii, dE/dI_i = dE/dB_i dB_i/dI_i.
+    /// Pass 4: the gradient through the Born radii, dE/dI_i = dE/dB_i dB_i/dI_i carried along
+    /// each pair's dI/dr.
+    fn born_chain_rule(&self, x: &[f64], grad: &mut [f64], ws: &mut Scalar) {
+        let n = self.n;
         for i in 0..n {
             ws.dedb[i] *= ws.dbdi[i];
         }

@@ -625,6 +625,72 @@ fn md_lockstep_rate(sys: &System, seconds: f64, precision: Precision) -> Result<
     Ok(steps_per_s * 1e-6 * 86400.0)
 }
 
+/// `a / b` as "2.5x", or "-" without a peer rate.
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.1}x", a / b)
+    } else {
+        "-".into()
+    }
+}
+
+/// OpenMM's MD ns/day on `sys` by platform ("CPU 1 thread", "CPU n threads", "Reference"),
+/// from the bundled script run with `a.python`.
+fn openmm_md_rates(
+    sys: &System,
+    name: &str,
+    a: &MdBench,
+    cores: usize,
+) -> Result<std::collections::BTreeMap<String, f64>> {
+    let (dir, pdb, script) = scratch(name, "openmm_md.py", include_str!("bench/openmm_md.py"))?;
+    let out = dir.join("out.json");
+    let status = Command::new(&a.python)
+        .arg(&script)
+        .arg(&pdb)
+        .arg(sys.params.setup.name())
+        .arg(sys.temperature.to_string())
+        .arg(a.seconds.to_string())
+        .arg(cores.to_string())
+        .arg(&out)
+        .status()?;
+    if !status.success() {
+        anyhow::bail!("the OpenMM MD benchmark script failed");
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut peer = std::collections::BTreeMap::new();
+    for (k, r) in v["platforms"].as_object().context("platforms")? {
+        peer.insert(k.clone(), r["ns_per_day"].as_f64().unwrap_or(0.0));
+    }
+    Ok(peer)
+}
+
+/// The pair kernels' GFLOP/s at the evaluation `rates` (double, mixed, double lanes, mixed
+/// lanes; per second, 1 thread) and their share of the core's peak with `lanes` (f64, f32).
+fn show_flops(sys: &System, rates: [f64; 4], lanes: [f64; 2]) {
+    let (flops, pairs) = sys.model().pair_flops(&sys.positions);
+    let ghz = cpu_ghz();
+    let gflops = |rate: f64| rate * flops * pairs as f64 * 1e-9;
+    let peak = |lanes: f64| 2.0 * 2.0 * lanes * ghz; // 2 FMA pipes x lanes x 2 flops
+    let share = |rate: f64, lanes: f64| {
+        format!(
+            "{:.1} GFLOP/s ({:.0}% of {:.0})",
+            gflops(rate),
+            100.0 * gflops(rate) / peak(lanes),
+            peak(lanes)
+        )
+    };
+    let [double, mixed, dbl_lanes, mix_lanes] = rates;
+    bgen_system::show!(
+        "{:<10} pair terms: {flops:.0} flops/pair x {pairs} pairs; 1 thread: double {}, mixed {}, double lanes {}, mixed lanes {}",
+        "",
+        share(double, lanes[0]),
+        share(mixed, lanes[1]),
+        share(dbl_lanes, lanes[0]),
+        share(mix_lanes, lanes[1])
+    );
+}
+
 fn bench_md(a: MdBench) -> Result<()> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -669,29 +735,10 @@ fn bench_md(a: MdBench) -> Result<()> {
         let lanes = md_lockstep_rate(&sys, a.seconds, Precision::Mixed)?;
         let all = rate(cores, Precision::Mixed, Dynamics::Plain)?;
         let default = rate(1, d.precision, Dynamics::Default)?;
-        let mut peer = std::collections::BTreeMap::new();
-        if openmm {
-            let (dir, pdb, script) =
-                scratch(name, "openmm_md.py", include_str!("bench/openmm_md.py"))?;
-            let out = dir.join("out.json");
-            let status = Command::new(&a.python)
-                .arg(&script)
-                .arg(&pdb)
-                .arg(sys.params.setup.name())
-                .arg(sys.temperature.to_string())
-                .arg(a.seconds.to_string())
-                .arg(cores.to_string())
-                .arg(&out)
-                .status()?;
-            if !status.success() {
-                anyhow::bail!("the OpenMM MD benchmark script failed");
-            }
-            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
-            let _ = std::fs::remove_dir_all(&dir);
-            for (k, r) in v["platforms"].as_object().context("platforms")? {
-                peer.insert(k.clone(), r["ns_per_day"].as_f64().unwrap_or(0.0));
-            }
-        }
+        let peer = match openmm {
+            true => openmm_md_rates(&sys, name, &a, cores)?,
+            false => Default::default(),
+        };
         let get = |k: &str| peer.get(k).copied();
         let cpu1 = get("CPU 1 thread");
         let cpu_all = get(&format!("CPU {cores} threads"));
@@ -700,13 +747,6 @@ fn bench_md(a: MdBench) -> Result<()> {
         // Per core: bgen on one thread against the faster OpenMM platform on one thread.
         let best1 = [cpu1, omm_ref].into_iter().flatten().fold(0.0, f64::max);
         let best_all = [cpu_all, omm_ref].into_iter().flatten().fold(0.0, f64::max);
-        let ratio = |a: f64, b: f64| {
-            if b > 0.0 {
-                format!("{:.1}x", a / b)
-            } else {
-                "-".into()
-            }
-        };
         bgen_system::show!(
             "{:<10} {:>5} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
             name,
@@ -785,13 +825,6 @@ fn bench_energy(a: EnergyBench) -> Result<()> {
                 .map_or("-".to_string(), |r| format!("{:.0}", r.1))
         };
         let best = peer.iter().map(|r| r.1).fold(0.0, f64::max);
-        let ratio = |v: f64, of: f64| {
-            if of > 0.0 {
-                format!("{:.1}x", v / of)
-            } else {
-                "-".into()
-            }
-        };
         bgen_system::show!(
             "{:<10} {:>5} {:>19} {:>8.0} {:>8.0} {:>8.0} {:>9.0} {:>9.0} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8}",
             name,
@@ -810,25 +843,10 @@ fn bench_energy(a: EnergyBench) -> Result<()> {
             ratio(lanes, mixed),
             ratio(all, best)
         );
-        let (flops, pairs) = sys.model().pair_flops(&sys.positions);
-        let ghz = cpu_ghz();
-        let gflops = |rate: f64| rate * flops * pairs as f64 * 1e-9;
-        let peak = |lanes: f64| 2.0 * 2.0 * lanes * ghz; // 2 FMA pipes x lanes x 2 flops
-        let share = |rate: f64, lanes: f64| {
-            format!(
-                "{:.1} GFLOP/s ({:.0}% of {:.0})",
-                gflops(rate),
-                100.0 * gflops(rate) / peak(lanes),
-                peak(lanes)
-            )
-        };
-        bgen_system::show!(
-            "{:<10} pair terms: {flops:.0} flops/pair x {pairs} pairs; 1 thread: double {}, mixed {}, double lanes {}, mixed lanes {}",
-            "",
-            share(double, f64_lanes),
-            share(mixed, f32_lanes),
-            share(dbl_lanes, f64_lanes),
-            share(lanes, f32_lanes)
+        show_flops(
+            &sys,
+            [double, mixed, dbl_lanes, lanes],
+            [f64_lanes, f32_lanes],
         );
         if let Some(w) = peer.iter().map(|r| r.2).reduce(f64::max) {
             bgen_system::show!("{:<10} OpenMM and bgen energies agree to {w:.1e} kJ/mol on the first 20 conformations", "");
