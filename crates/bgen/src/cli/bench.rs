@@ -180,19 +180,13 @@ fn openmm_rates(
     let m = m.min(x.len() / d);
     let pos = dir.join("positions.npy");
     write_npy(&pos, &[m, sys.n_atoms(), 3], &x[..m * d], false)?;
-    let out = dir.join("out.json");
-    let status = Command::new(python)
-        .arg(&script)
-        .arg(&pdb)
-        .arg(sys.params.setup.name())
-        .arg(&pos)
-        .arg(&out)
-        .status()?;
-    if !status.success() {
-        anyhow::bail!("the OpenMM benchmark script failed");
-    }
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
-    let _ = std::fs::remove_dir_all(&dir);
+    let setup = std::ffi::OsStr::new(sys.params.setup.name());
+    let v = run_peer(
+        python,
+        &dir,
+        &script,
+        [pdb.as_os_str(), setup, pos.as_os_str()],
+    )?;
     let mut rates = Vec::new();
     for (plat, r) in v["platforms"].as_object().context("platforms")? {
         let rate = r["evals_per_s"].as_f64().unwrap_or(0.0);
@@ -527,6 +521,28 @@ fn scratch(
     Ok((dir, pdb, path))
 }
 
+/// Runs the peer's `script` in `dir` with `python`, `args` and an output path last, and returns
+/// the JSON it wrote there; `dir` is removed after.
+fn run_peer<A: AsRef<std::ffi::OsStr>>(
+    python: &str,
+    dir: &std::path::Path,
+    script: &std::path::Path,
+    args: impl IntoIterator<Item = A>,
+) -> Result<serde_json::Value> {
+    let out = dir.join("out.json");
+    let status = Command::new(python)
+        .arg(script)
+        .args(args)
+        .arg(&out)
+        .status()?;
+    if !status.success() {
+        anyhow::bail!("the peer's benchmark script {} failed", script.display());
+    }
+    let v = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(v)
+}
+
 /// How the bench integrates: 1 fs steps with the force field's masses (OpenMM's setting in
 /// the same run), or `bgen md`'s default dynamics.
 #[derive(Clone, Copy, PartialEq)]
@@ -643,21 +659,14 @@ fn openmm_md_rates(
     cores: usize,
 ) -> Result<std::collections::BTreeMap<String, f64>> {
     let (dir, pdb, script) = scratch(name, "openmm_md.py", include_str!("bench/openmm_md.py"))?;
-    let out = dir.join("out.json");
-    let status = Command::new(&a.python)
-        .arg(&script)
-        .arg(&pdb)
-        .arg(sys.params.setup.name())
-        .arg(sys.temperature.to_string())
-        .arg(a.seconds.to_string())
-        .arg(cores.to_string())
-        .arg(&out)
-        .status()?;
-    if !status.success() {
-        anyhow::bail!("the OpenMM MD benchmark script failed");
-    }
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
-    let _ = std::fs::remove_dir_all(&dir);
+    let args = [
+        pdb.into_os_string(),
+        sys.params.setup.name().into(),
+        sys.temperature.to_string().into(),
+        a.seconds.to_string().into(),
+        cores.to_string().into(),
+    ];
+    let v = run_peer(&a.python, &dir, &script, args)?;
     let mut peer = std::collections::BTreeMap::new();
     for (k, r) in v["platforms"].as_object().context("platforms")? {
         peer.insert(k.clone(), r["ns_per_day"].as_f64().unwrap_or(0.0));
