@@ -387,7 +387,8 @@ fn volume(c: V3, a: V3, b: V3, d: V3) -> f64 {
     dot(sub(a, c), cross(sub(b, c), sub(d, c)))
 }
 
-/// Positions (nm) of every atom: breadth-first from the first residue's backbone.
+/// Positions (nm) of every atom: breadth-first from the first residue's backbone, each atom's
+/// children placed by bond length, angle and torsion from the force field's ideal values.
 fn place(
     atoms: &[BuildAtom],
     nb: &[Vec<usize>],
@@ -396,124 +397,187 @@ fn place(
     ff: &crate::ffxml::FfData,
 ) -> Vec<V3> {
     let n = atoms.len();
-    let ty = |i: usize| atoms[i].type_index;
-    let heavy = |i: usize| {
-        ff.types[ty(i)]
-            .element
-            .is_some_and(|e| e != crate::element::Element::H)
+    let mut b = Builder {
+        atoms,
+        nb,
+        rings,
+        res,
+        ff,
+        x: vec![None; n],
+        parent: vec![usize::MAX; n],
     };
-    let in_ring = |set: &[usize]| rings.iter().any(|r| set.iter().all(|a| r.contains(a)));
-    let name = |i: usize| atoms[i].name.as_str();
-    let mut x: Vec<Option<V3>> = vec![None; n];
-    let mut parent = vec![usize::MAX; n];
     let root = (0..n)
-        .find(|&i| atoms[i].residue == 0 && (name(i) == "N" || name(i) == "CH3"))
+        .find(|&i| atoms[i].residue == 0 && (b.name(i) == "N" || b.name(i) == "CH3"))
         .unwrap_or(0);
-    x[root] = Some([0.0; 3]);
+    b.x[root] = Some([0.0; 3]);
     let mut queue = VecDeque::from([root]);
     while let Some(p) = queue.pop_front() {
-        let pp = x[p].expect("placed");
-        // Reference atoms: g (p's parent, or a placed neighbour), h (g's parent, or a placed
-        // neighbour of g other than p, or a fixed direction).
-        let g = if parent[p] != usize::MAX {
-            Some(parent[p])
-        } else {
-            nb[p].iter().copied().find(|&q| x[q].is_some())
-        };
-        let h = g.and_then(|g| {
-            if parent[g] != usize::MAX && parent[g] != p {
-                Some(parent[g])
-            } else {
-                nb[g].iter().copied().find(|&q| q != p && x[q].is_some())
-            }
-        });
-        // PRO's ring is closed at N-CD: CD is placed from CG, around the ring.
-        let pro_cd =
-            |c: usize| name(p) == "N" && name(c) == "CD" && res[atoms[c].residue].0 == "PRO";
-        let mut children: Vec<usize> = nb[p]
-            .iter()
-            .copied()
-            .filter(|&c| x[c].is_none() && !pro_cd(c))
-            .collect();
-        let ring_child = |c: usize| match (g, h) {
-            (Some(g), Some(h)) => in_ring(&[c, p, g, h]),
-            _ => false,
-        };
-        let backbone = |c: usize| {
-            matches!(
-                (name(p), name(c)),
-                ("CA", "C") | ("C", "N") | ("N", "CA") | ("CH3", "C")
-            )
-        };
-        children.sort_by_key(|&c| (!ring_child(c), !heavy(c), !backbone(c), c));
+        let (g, h) = b.references(p);
+        let children = b.children(p, g, h);
         let step = match nb[p].len() {
             3 => 180.0,
             _ => 120.0,
         };
-        // The torsion h-g-p-child of the first child: 0 inside a ring, the backbone's phi, psi
-        // and omega, else trans; the others follow it.
-        let first_torsion = |c: usize, h: Option<usize>| {
-            let hname = h.map(name).unwrap_or("");
-            if ring_child(c) {
-                0.0
-            } else if name(p) == "CA" && name(c) == "C" && hname == "C" {
-                if res[atoms[p].residue].0 == "PRO" {
-                    PHI_PRO
-                } else {
-                    PHI
-                }
-            } else if name(p) == "C" && name(c) == "N" && hname == "N" {
-                PSI
-            } else if name(p) == "N" && name(c) == "CA" && hname == "CA" {
-                OMEGA
-            } else if name(p) == "CB" && hname == "N" {
-                CHI1
-            } else if name(p) == "CG" && hname == "CA" && rings.iter().any(|r| r.contains(&p)) {
-                CHI2_RING
-            } else {
-                180.0
-            }
-        };
         let mut placed_now = Vec::new();
         for (k, &c) in children.iter().enumerate() {
-            let r = bond_length(ff, ty(p), ty(c));
             // The root's references are its children placed before this one.
-            let (g, h) = match g {
+            let (g_c, h_c) = match g {
                 Some(g) => (Some(g), h),
                 None => (placed_now.first().copied(), None),
             };
-            let pos = match g {
-                None => [r, 0.0, 0.0],
-                Some(g) => {
-                    let gp = x[g].expect("placed");
-                    let theta = angle(ff, ty(g), ty(p), ty(c));
-                    let hp = match h {
-                        Some(h) => x[h].expect("placed"),
-                        // A fixed direction not along g-p.
-                        None => {
-                            let d = sub(pp, gp);
-                            let e = if d[1].abs() < 0.9 * dot(d, d).sqrt() {
-                                [0.0, 1.0, 0.0]
-                            } else {
-                                [0.0, 0.0, 1.0]
-                            };
-                            [gp[0] + e[0], gp[1] + e[1], gp[2] + e[2]]
-                        }
-                    };
-                    let first = first_torsion(children[0], h);
+            let pos = match g_c {
+                None => [bond_length(ff, b.ty(p), b.ty(c)), 0.0, 0.0],
+                Some(g_c) => {
+                    let ring = b.ring_child(children[0], p, g, h);
+                    let first = b.first_torsion(p, children[0], h_c, ring);
                     // Siblings after the first: staggered (sp3) or opposite (sp2).
-                    let phi = (first + step * k as f64).to_radians();
-                    nerf(hp, gp, pp, r, theta, phi)
+                    b.nerf_child(p, c, g_c, h_c, first + step * k as f64)
                 }
             };
-            x[c] = Some(pos);
-            parent[c] = p;
+            b.x[c] = Some(pos);
+            b.parent[c] = p;
             placed_now.push(c);
             queue.push_back(c);
         }
-        fix_handedness(p, &placed_now, &mut x, atoms, nb, res);
+        fix_handedness(p, &placed_now, &mut b.x, atoms, nb, res);
     }
-    x.into_iter().map(|p| p.unwrap_or([0.0; 3])).collect()
+    b.x.into_iter().map(|p| p.unwrap_or([0.0; 3])).collect()
+}
+
+/// What [`place`] builds from and what it has placed so far.
+struct Builder<'a> {
+    atoms: &'a [BuildAtom],
+    nb: &'a [Vec<usize>],
+    rings: &'a [Vec<usize>],
+    res: &'a [(String, String)],
+    ff: &'a crate::ffxml::FfData,
+    /// Positions (nm) of the atoms placed so far.
+    x: Vec<Option<V3>>,
+    /// The atom each was placed from (`usize::MAX` for the root and the unplaced).
+    parent: Vec<usize>,
+}
+
+impl Builder<'_> {
+    fn name(&self, i: usize) -> &str {
+        self.atoms[i].name.as_str()
+    }
+
+    fn ty(&self, i: usize) -> usize {
+        self.atoms[i].type_index
+    }
+
+    fn heavy(&self, i: usize) -> bool {
+        self.ff.types[self.ty(i)]
+            .element
+            .is_some_and(|e| e != crate::element::Element::H)
+    }
+
+    fn in_ring(&self, set: &[usize]) -> bool {
+        self.rings.iter().any(|r| set.iter().all(|a| r.contains(a)))
+    }
+
+    /// The reference atoms of `p`'s children: g (p's parent, or a placed neighbour) and h (g's
+    /// parent, or a placed neighbour of g other than p).
+    fn references(&self, p: usize) -> (Option<usize>, Option<usize>) {
+        let placed = |q: &usize| self.x[*q].is_some();
+        let g = match self.parent[p] {
+            usize::MAX => self.nb[p].iter().copied().find(placed),
+            g => Some(g),
+        };
+        let h = g.and_then(|g| {
+            if self.parent[g] != usize::MAX && self.parent[g] != p {
+                Some(self.parent[g])
+            } else {
+                self.nb[g].iter().copied().find(|&q| q != p && placed(&q))
+            }
+        });
+        (g, h)
+    }
+
+    /// Whether child `c` of `p` continues a ring through the references g and h.
+    fn ring_child(&self, c: usize, p: usize, g: Option<usize>, h: Option<usize>) -> bool {
+        match (g, h) {
+            (Some(g), Some(h)) => self.in_ring(&[c, p, g, h]),
+            _ => false,
+        }
+    }
+
+    /// `p`'s unplaced neighbours in placement order: ring first, then heavy, then backbone
+    /// atoms. PRO's ring is closed at N-CD: CD is placed from CG, around the ring.
+    fn children(&self, p: usize, g: Option<usize>, h: Option<usize>) -> Vec<usize> {
+        let pro_cd = |c: usize| {
+            self.name(p) == "N"
+                && self.name(c) == "CD"
+                && self.res[self.atoms[c].residue].0 == "PRO"
+        };
+        let backbone = |c: usize| {
+            matches!(
+                (self.name(p), self.name(c)),
+                ("CA", "C") | ("C", "N") | ("N", "CA") | ("CH3", "C")
+            )
+        };
+        let mut children: Vec<usize> = self.nb[p]
+            .iter()
+            .copied()
+            .filter(|&c| self.x[c].is_none() && !pro_cd(c))
+            .collect();
+        children.sort_by_key(|&c| {
+            (
+                !self.ring_child(c, p, g, h),
+                !self.heavy(c),
+                !backbone(c),
+                c,
+            )
+        });
+        children
+    }
+
+    /// The torsion h-g-p-c (degrees) of `p`'s first child `c`: 0 inside a ring, the backbone's
+    /// phi, psi and omega, chi1 and a ring's chi2, else trans; the other children follow it.
+    fn first_torsion(&self, p: usize, c: usize, h: Option<usize>, ring: bool) -> f64 {
+        let hname = h.map(|h| self.name(h)).unwrap_or("");
+        let (pn, cn) = (self.name(p), self.name(c));
+        if ring {
+            0.0
+        } else if pn == "CA" && cn == "C" && hname == "C" {
+            if self.res[self.atoms[p].residue].0 == "PRO" {
+                PHI_PRO
+            } else {
+                PHI
+            }
+        } else if pn == "C" && cn == "N" && hname == "N" {
+            PSI
+        } else if pn == "N" && cn == "CA" && hname == "CA" {
+            OMEGA
+        } else if pn == "CB" && hname == "N" {
+            CHI1
+        } else if pn == "CG" && hname == "CA" && self.rings.iter().any(|r| r.contains(&p)) {
+            CHI2_RING
+        } else {
+            180.0
+        }
+    }
+
+    /// Position (nm) of `c` bonded to `p`, at the ideal bond length and angle g-p-c and the
+    /// torsion h-g-p-c `torsion` (degrees); without h, a fixed direction not along g-p.
+    fn nerf_child(&self, p: usize, c: usize, g: usize, h: Option<usize>, torsion: f64) -> V3 {
+        let (pp, gp) = (self.x[p].expect("placed"), self.x[g].expect("placed"));
+        let r = bond_length(self.ff, self.ty(p), self.ty(c));
+        let theta = angle(self.ff, self.ty(g), self.ty(p), self.ty(c));
+        let hp = match h {
+            Some(h) => self.x[h].expect("placed"),
+            None => {
+                let d = sub(pp, gp);
+                let e = if d[1].abs() < 0.9 * dot(d, d).sqrt() {
+                    [0.0, 1.0, 0.0]
+                } else {
+                    [0.0, 0.0, 1.0]
+                };
+                [gp[0] + e[0], gp[1] + e[1], gp[2] + e[2]]
+            }
+        };
+        nerf(hp, gp, pp, r, theta, torsion.to_radians())
+    }
 }
 
 /// Natural handedness at the chiral centre `p` (if it is one): when the substituents placed
