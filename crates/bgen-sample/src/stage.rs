@@ -95,7 +95,8 @@ pub struct SampleArgs {
     /// the target from the start).
     #[arg(long, value_parser = bgen_system::options::positive, allow_hyphen_values = true)]
     pub step_size: Option<f64>,
-    /// SMC: Metropolis-adjusted moves (MALA, the default) with the step size adapted.
+    /// SMC: Metropolis-adjusted moves (MALA) with the step size adapted; the default, so the
+    /// flag only makes it explicit.
     #[arg(long, conflicts_with = "ula")]
     pub mala: bool,
     /// SMC: unadjusted Langevin moves (ULA) instead of MALA.
@@ -168,7 +169,7 @@ pub struct SampleArgs {
     pub caps: Caps,
 }
 
-/// A sampler (`proposal`, `snis`, `smc` or `twisted`).
+/// A sampler (`proposal`, `snis`, `smc`, `resample-move` or `twisted`).
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize, schemars::JsonSchema,
 )]

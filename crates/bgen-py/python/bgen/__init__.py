@@ -160,7 +160,8 @@ class TrainConfig(_Config):
 
 class SampleConfig(_Config):
     """Settings of ``bgen.sample`` (``bgen sample``): ``out``; ``run`` (a training run) or
-    ``system`` (shipped weights); ``method`` ("proposal", "snis", "smc", "twisted"), ``n``,
+    ``system`` (shipped weights); ``method`` ("proposal", "snis", "smc", "resample-move",
+    "twisted"), ``n``,
     ``seed``, ``tau``, ``com``, ``blocks``; SNIS ``drop_top``, ``no_truncate``,
     ``energy_cutoff``; SMC ``steps``, ``moves``, ``step_size``, ``ula``, ``cess``,
     ``independence``, ``final_rounds``, ``ess_threshold``; ``threads``, ``batch``,
@@ -283,8 +284,10 @@ def train(
 
 def sample(out: Optional[PathLike] = None, config: Optional[SampleConfig] = None, **options: Any) -> Dict[str, Any]:
     """Samples a trained model (``run``, or the weights shipped for ``system``) with
-    ``method``: "proposal", "snis", "smc" (TarFlow) or "twisted" (ArBG); the default is SMC
-    for a TarFlow and twisted SMC for an ArBG. Settings: a ``SampleConfig`` or its keywords.
+    ``method``: "proposal", "snis", "smc" (TarFlow), "resample-move" or "twisted" (ArBG); the
+    default is SMC for a TarFlow trained on this molecule, resample-move for a transferable
+    TarFlow's zero-shot, and twisted SMC for an ArBG. Settings: a ``SampleConfig`` or its
+    keywords.
 
     Returns ``samples`` (n, atoms, 3) nm, ``energies`` (kJ/mol), ``log_weights`` (SNIS),
     ``log_q`` and ``summary`` (the stage's result: ESS, log Z, diagnostics).

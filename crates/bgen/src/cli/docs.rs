@@ -129,6 +129,7 @@ fn table(
 /// Follows a `$ref` (and a one-element `allOf` around one) to its definition.
 fn resolve(root: &serde_json::Value, prop: &serde_json::Value) -> serde_json::Value {
     let mut prop = prop.clone();
+    let own_doc = prop.get("description").cloned();
     if let Some(r) = prop["allOf"]
         .get(0)
         .filter(|_| prop["allOf"].as_array().map(Vec::len) == Some(1))
@@ -138,8 +139,10 @@ fn resolve(root: &serde_json::Value, prop: &serde_json::Value) -> serde_json::Va
     if let Some(r) = prop["$ref"].as_str() {
         let name = r.rsplit('/').next().unwrap_or(r);
         let mut def = root["$defs"][name].clone();
-        if let (Some(d), Some(obj)) = (prop.get("description").cloned(), def.as_object_mut()) {
-            obj.entry("description").or_insert(d);
+        // The field's own doc, where it has one, over its type's.
+        let doc = own_doc.or_else(|| prop.get("description").cloned());
+        if let (Some(d), Some(obj)) = (doc, def.as_object_mut()) {
+            obj.insert("description".into(), d);
         }
         return def;
     }
@@ -156,13 +159,27 @@ fn type_of(root: &serde_json::Value, prop: &serde_json::Value) -> String {
         return format!("one of {}", names.join(", "));
     }
     if let Some(any) = prop["anyOf"].as_array().or(prop["oneOf"].as_array()) {
-        let kinds: Vec<String> = any
+        let variants: Vec<serde_json::Value> = any.iter().map(|p| resolve(root, p)).collect();
+        let optional = variants.iter().any(|p| p["type"] == "null");
+        let variants: Vec<&serde_json::Value> =
+            variants.iter().filter(|p| p["type"] != "null").collect();
+        // An enum whose variants carry their own docs: one `const` per variant.
+        let consts: Option<Vec<String>> = variants
             .iter()
-            .map(|p| resolve(root, p))
-            .filter(|p| p["type"] != "null")
-            .map(|p| type_of(root, &p))
+            .map(|p| p["const"].as_str().map(|c| format!("`{c}`")))
             .collect();
-        return format!("{}, optional", kinds.join(" or "));
+        let kind = match consts {
+            Some(names) => format!("one of {}", names.join(", ")),
+            None => variants
+                .iter()
+                .map(|p| type_of(root, p))
+                .collect::<Vec<_>>()
+                .join(" or "),
+        };
+        return match optional {
+            true => format!("{kind}, optional"),
+            false => kind,
+        };
     }
     match &prop["type"] {
         serde_json::Value::String(t) if t == "array" => {

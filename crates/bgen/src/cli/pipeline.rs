@@ -73,7 +73,8 @@ pub struct MdSection {
     pub data: Option<PathBuf>,
     /// Production ns per replica (per rung of the ladder).
     pub ns: f64,
-    /// Independent replicas of plain MD (without a ladder).
+    /// Independent replicas of plain MD at the run's temperature (with `ladder_rungs = 0`),
+    /// and of each run at `extra_temperatures`.
     pub replicas: usize,
     /// A frame every this many ps.
     pub save_every_ps: f64,
@@ -83,9 +84,10 @@ pub struct MdSection {
     pub seed: u64,
     /// Replica exchange from the run's temperature up to this one (K), over `ladder_rungs`
     /// rungs of `ns` each: the lowest rung is the data (split in time), the raised rungs are
-    /// extra training frames. None: `replicas` independent runs at the run's temperature.
+    /// extra training frames.
     pub ladder_top_k: Option<f64>,
-    /// Rungs of the ladder (geometric temperatures), at least 2.
+    /// Rungs of the ladder (geometric temperatures), at least 2; 0: no ladder, `replicas`
+    /// independent runs of plain MD at the run's temperature.
     pub ladder_rungs: usize,
     /// Raised temperatures (K) of more MD runs (same length and replicas) whose frames are
     /// added to the training data: they cross barriers that MD at the target temperature
@@ -122,7 +124,8 @@ pub struct TrainSection {
 pub struct SampleSection {
     /// Samples for SNIS.
     pub n: usize,
-    /// Samplers: snis, smc (TarFlow), twisted (ArBG); none given: snis and the model's SMC.
+    /// Samplers: proposal, snis, smc and resample-move (TarFlow), twisted (ArBG); none given:
+    /// snis and the model's SMC (smc for a TarFlow, twisted for an ArBG).
     pub methods: Vec<Method>,
     /// Particles of SMC.
     pub smc_particles: usize,
@@ -175,6 +178,14 @@ impl Default for RunConfig {
             sample: SampleSection::default(),
             eval: EvalSection::default(),
         }
+    }
+}
+
+impl MdSection {
+    /// The ladder's top temperature (K), or `None` for plain MD (no `ladder_top_k`, as a
+    /// Python config's `None` gives, or `ladder_rungs = 0`, as a TOML can say).
+    pub fn ladder(&self) -> Option<f64> {
+        self.ladder_top_k.filter(|_| self.ladder_rungs > 0)
     }
 }
 
@@ -299,11 +310,11 @@ impl RunConfig {
         for &t in &m.extra_temperatures {
             positive("md.extra_temperatures", t)?;
         }
-        if let Some(t) = m.ladder_top_k {
+        if let Some(t) = m.ladder() {
             positive("md.ladder_top_k", t)?;
             if m.ladder_rungs < 2 {
                 bail!(
-                    "md.ladder_rungs = {}: a ladder needs at least 2",
+                    "md.ladder_rungs = {}: a ladder needs at least 2 (0: no ladder)",
                     m.ladder_rungs
                 );
             }
@@ -468,7 +479,7 @@ fn data_stage(c: &RunConfig, dir: &Path, threads: usize) -> Result<(PathBuf, Vec
     // 1b. Frames at raised temperatures for more training data: the ladder's raised rungs, and
     // MD at each extra temperature.
     let mut extra = Vec::new();
-    if c.md.data.is_none() && c.md.ladder_top_k.is_some() {
+    if c.md.data.is_none() && c.md.ladder().is_some() {
         extra.push(dir.join("md"));
     }
     if c.md.data.is_none() {
@@ -697,33 +708,13 @@ fn md_stage(
     threads: usize,
 ) -> Result<()> {
     let out = dir.join(name);
-    let mut args = MdArgs::new(SystemArgs::default(), out.clone());
-    if out.join("run.json").exists() {
-        args.resume = true;
-    } else {
-        let at = RunConfig {
-            temperature: temperature.or(c.temperature),
-            ..c.clone()
-        };
-        args.sys = at.system_args();
-        match (temperature, c.md.ladder_top_k) {
-            (None, Some(top)) => {
-                let t = run_temperature(c)?;
-                if top <= t {
-                    bail!("md.ladder_top_k = {top}: must be above the run's {t} K");
-                }
-                args.temperatures = Some(
-                    bgen_md::stage::parse_ladder(&format!("{t}:{top}:{}", c.md.ladder_rungs))
-                        .map_err(|e| anyhow::anyhow!("md.ladder_rungs: {e}"))?,
-                );
-            }
-            _ => args.replicas = Some(c.md.replicas),
-        }
-        args.ns = Some(c.md.ns);
-        args.save_every_ps = Some(c.md.save_every_ps);
-        args.equilibrate_ps = Some(c.md.equilibrate_ps);
-        args.seed = Some(seed);
-    }
+    let mut args = match out.join("run.json").exists() {
+        true => MdArgs {
+            resume: true,
+            ..MdArgs::new(SystemArgs::default(), out.clone())
+        },
+        false => md_args(c, out, temperature, seed)?,
+    };
     args.threads = Some(threads);
     let mut label = match temperature {
         Some(t) => format!("molecular dynamics at {t} K"),
@@ -733,6 +724,34 @@ fn md_stage(
         label.push_str(" (resumed)");
     }
     stage(&label, || bgen_md::stage::run(args))
+}
+
+/// A new MD run's settings into `out`: the ladder, or `replicas` runs of plain MD at
+/// `temperature` (K) when given or when there is no ladder.
+fn md_args(c: &RunConfig, out: PathBuf, temperature: Option<f64>, seed: u64) -> Result<MdArgs> {
+    let at = RunConfig {
+        temperature: temperature.or(c.temperature),
+        ..c.clone()
+    };
+    let mut args = MdArgs::new(at.system_args(), out);
+    match (temperature, c.md.ladder()) {
+        (None, Some(top)) => {
+            let t = run_temperature(c)?;
+            if top <= t {
+                bail!("md.ladder_top_k = {top}: must be above the run's {t} K");
+            }
+            args.temperatures = Some(
+                bgen_md::stage::parse_ladder(&format!("{t}:{top}:{}", c.md.ladder_rungs))
+                    .map_err(|e| anyhow::anyhow!("md.ladder_rungs: {e}"))?,
+            );
+        }
+        _ => args.replicas = Some(c.md.replicas),
+    }
+    args.ns = Some(c.md.ns);
+    args.save_every_ps = Some(c.md.save_every_ps);
+    args.equilibrate_ps = Some(c.md.equilibrate_ps);
+    args.seed = Some(seed);
+    Ok(args)
 }
 
 /// The run's temperature, K: the one set, else the force field's default.
@@ -767,4 +786,35 @@ fn split_stage(run: &Path, out: &Path) -> Result<()> {
 fn read_json(p: &Path) -> Result<serde_json::Value> {
     serde_json::from_str(&std::fs::read_to_string(p).with_context(|| p.display().to_string())?)
         .with_context(|| format!("{}: corrupt", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn md(toml: &str) -> Result<MdArgs> {
+        let c = check_config(toml)?;
+        md_args(&c, PathBuf::from("md"), None, 0)
+    }
+
+    /// The default MD is a 4-rung ladder from the run's temperature to 450 K; `ladder_rungs =
+    /// 0` (a TOML has no None) gives `replicas` runs of plain MD; 1 rung is refused.
+    #[test]
+    fn a_toml_turns_the_ladder_on_and_off() {
+        let ladder = md("[md]\nreplicas = 3").unwrap();
+        let t = &ladder.temperatures.as_ref().expect("a ladder").0;
+        assert_eq!(t.len(), 4);
+        assert!(
+            (t[0] - 300.0).abs() < 1e-9 && (t[3] - 450.0).abs() < 1e-9,
+            "{t:?}"
+        );
+        assert_eq!(ladder.replicas, None);
+
+        let plain = md("[md]\nreplicas = 3\nladder_rungs = 0").unwrap();
+        assert!(plain.temperatures.is_none());
+        assert_eq!(plain.replicas, Some(3));
+
+        let one = md("[md]\nladder_rungs = 1").unwrap_err().to_string();
+        assert!(one.contains("md.ladder_rungs = 1"), "{one}");
+    }
 }
