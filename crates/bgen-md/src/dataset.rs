@@ -417,6 +417,16 @@ pub fn load_chunks(path: &Path) -> Result<Frames> {
             ),
         ));
     }
+    if path.join("split.json").exists() {
+        return Err(file_err(
+            path,
+            format!(
+                "the sets of `bgen dataset split`: give one of them ({0}/train, {0}/val or \
+                 {0}/test)",
+                path.display()
+            ),
+        ));
+    }
     Err(file_err(
         path,
         "no frames.npy and no chunks/ with frames: not a run or data-set directory",

@@ -176,6 +176,19 @@ impl MdSettings {
         if self.replicas == 0 {
             return bad("at least one replica is needed".into());
         }
+        // Step counts are u64 and frames are counted exactly in f64: at most 2^53 of each.
+        let most = 2f64.powi(53);
+        for (name, ps) in [
+            ("length (ns)", self.ns_per_replica * 1e3),
+            ("equilibration (ps)", self.equilibrate_ps),
+        ] {
+            if ps / self.dt_ps() >= most {
+                return bad(format!(
+                    "{name} is more than 2^53 steps of {} fs",
+                    self.timestep_fs
+                ));
+            }
+        }
         let steps = self.save_every_ps / self.dt_ps();
         if steps < 0.5 || (steps - steps.round()).abs() > 1e-6 {
             return bad(format!(

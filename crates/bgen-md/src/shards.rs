@@ -12,7 +12,6 @@ use bgen_system::peptide::Caps;
 use bgen_system::{bail, Setup, System};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Where one shard comes from.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -297,7 +296,7 @@ fn run_shard(a: &MdArgs, s: &Shard, setup: Setup, temperature: f64) -> Result<(S
     };
     let atoms = run.system.n_atoms();
     run.run(
-        Duration::from_secs_f64(a.checkpoint_secs),
+        bgen_system::options::seconds(a.checkpoint_secs),
         a.stop_after_checkpoints,
         |_| {},
     )?;

@@ -14,7 +14,6 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// The settings of the MD stage: `bgen md`'s options, `bgen run`'s MD stage (built with
 /// [`MdArgs::new`]) and `bgen.md(...)`'s keywords in Python (deserialised; unknown keys are
@@ -82,7 +81,7 @@ pub struct MdArgs {
     #[arg(long, hide = true)]
     pub stop_after_checkpoints: Option<usize>,
     /// Threads (default: all cores).
-    #[arg(long, value_parser = count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, value_parser = bgen_system::options::threads, allow_hyphen_values = true)]
     pub threads: Option<usize>,
     /// Many peptides: one-letter sequences (KW,AA,...), each built (`bgen build`) and run as its
     /// own shard in OUT/shards/SEQ/ with these settings; shards run in parallel (`jobs`), finished
@@ -453,6 +452,9 @@ impl MdArgs {
                 check::count(k, v as i64)?;
             }
         }
+        if let Some(t) = self.threads {
+            check::threads("threads", t as i64)?;
+        }
         Ok(())
     }
 }
@@ -482,7 +484,7 @@ pub fn run(a: MdArgs) -> Result<MdResult> {
     let bar = progress_bar(&run, total);
     let outcome = pool.install(|| {
         run.run(
-            Duration::from_secs_f64(a.checkpoint_secs),
+            bgen_system::options::seconds(a.checkpoint_secs),
             a.stop_after_checkpoints,
             |p| {
                 bar.set_position(p.steps);
@@ -638,8 +640,13 @@ fn xtc_precision() -> f32 {
     1000.0
 }
 
+/// A finite f32 > 0 (the XTC precision is stored as one: 1e-300 would be 0, 1e300 inf).
 fn positive_f32(s: &str) -> std::result::Result<f32, String> {
-    positive(s).map(|v| v as f32)
+    let v = positive(s)? as f32;
+    match v > 0.0 && v.is_finite() {
+        true => Ok(v),
+        false => Err(format!("{s}: out of range of a 32-bit float")),
+    }
 }
 
 /// A trajectory format of `bgen dataset export`.
@@ -667,8 +674,8 @@ pub struct SplitArgs {
     #[arg(long, value_enum, default_value = "time")]
     #[serde(default)]
     pub by: By,
-    /// Fractions of train, validation and test.
-    #[arg(long, value_delimiter = ',', default_values_t = SPLIT_FRACTIONS)]
+    /// Fractions of train, validation and test, comma-separated (default 0.8,0.1,0.1).
+    #[arg(long, value_delimiter = ',', default_values_t = SPLIT_FRACTIONS, hide_default_value = true)]
     #[serde(default = "split_fractions")]
     pub fractions: Vec<f64>,
     /// Frames dropped at each cut between sets (time split), to lower their correlation.
@@ -741,6 +748,9 @@ pub fn dataset(c: DatasetCommand) -> Result<()> {
 
 /// Writes a run or data set as DCD or XTC trajectories, one per replica, with its topology.
 pub fn export(a: ExportArgs) -> Result<()> {
+    if let Err(e) = positive_f32(&a.precision.to_string()) {
+        bail!("precision = {e}");
+    }
     bgen_system::outdir::refuse_same(&a.run, &a.out, "input")?;
     if let Some(p) = &a.pdb {
         bgen_system::outdir::refuse_same(p, &a.out, "topology")?;
@@ -845,6 +855,16 @@ pub fn split(a: SplitArgs) -> Result<SplitResult> {
         val: sets[1].len(),
         test: sets[2].len(),
     };
+    for ((name, set), f) in ["train", "val", "test"].iter().zip(&sets).zip(&a.fractions) {
+        if set.is_empty() && *f > 0.0 {
+            bail!(
+                "the {name} set would get no frames ({} frames in all, --gap {}): give more \
+                 frames, a smaller --gap or a larger fraction",
+                all.len(),
+                a.gap
+            );
+        }
+    }
     for (name, set) in ["train", "val", "test"].iter().zip(&sets) {
         let dir = a.out.join(name);
         std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;

@@ -149,7 +149,7 @@ pub struct SampleArgs {
     /// Worker threads on the CPU, each with its own copy of the model, splitting the samples
     /// by batches (libtorch runs single-threaded in each; the samples do not depend on it).
     /// Default: all cores.
-    #[arg(long, default_value_t = bgen_system::options::cores(), hide_default_value = true, value_parser = bgen_system::options::count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = bgen_system::options::cores(), hide_default_value = true, value_parser = bgen_system::options::threads, allow_hyphen_values = true)]
     pub threads: usize,
     /// Use the raw weights instead of their moving average.
     #[arg(long)]
@@ -291,6 +291,7 @@ impl SampleArgs {
                 check::count(k, v as i64)?;
             }
         }
+        check::threads("threads", self.threads as i64)?;
         check::positive("tau", self.tau)?;
         if let Some(h) = self.step_size {
             check::positive("step_size", h)?;

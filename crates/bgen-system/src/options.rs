@@ -111,6 +111,12 @@ pub mod check {
             false => Err(format!("{name} = {v}: must be at least 1")),
         }
     }
+    /// Worker threads: 1 to [`super::MAX_THREADS`].
+    pub fn threads(name: &str, v: i64) -> Result<(), String> {
+        super::threads(&v.to_string())
+            .map(|_| ())
+            .map_err(|e| format!("{name} = {e}"))
+    }
 }
 
 fn number(s: &str) -> Result<f64, String> {
@@ -127,6 +133,12 @@ pub fn list_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     (text.lines().enumerate())
         .map(|(k, l)| (k + 1, l.split('#').next().unwrap_or("").trim()))
         .filter(|(_, l)| !l.is_empty())
+}
+
+/// A time span of `secs` seconds (a checked finite number > 0), saturating: 1e300 s is
+/// forever, not a panic.
+pub fn seconds(secs: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(secs).unwrap_or(std::time::Duration::MAX)
 }
 
 /// The cores this process may use: the default number of worker threads of `bgen train` and
@@ -186,6 +198,19 @@ pub fn finite(s: &str) -> Result<f64, String> {
 }
 
 /// A whole number >= 1.
+/// The most worker threads a stage takes: far more than cores only slows a run down (10,000
+/// threads took a 1 ps MD run past a minute), and a typo of a few zeros should not do that.
+pub const MAX_THREADS: usize = 1024;
+
+/// Worker threads: a whole number from 1 to [`MAX_THREADS`].
+pub fn threads(s: &str) -> Result<usize, String> {
+    let v: usize = count(s)?;
+    match v <= MAX_THREADS {
+        true => Ok(v),
+        false => Err(format!("{s}: at most {MAX_THREADS} threads")),
+    }
+}
+
 pub fn count<T: FromStr + PartialOrd + From<u8>>(s: &str) -> Result<T, String> {
     let v: T = s
         .trim()

@@ -54,6 +54,8 @@ impl PdbFile {
         };
         let mut atoms: Vec<PdbAtom> = Vec::new();
         let mut conect_serials = Vec::new();
+        // A byte-order mark (Windows editors write one) is no part of the first record.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (ln, line) in text.lines().enumerate() {
             let ln = ln + 1;
             let rec = line.get(0..6).unwrap_or(line).trim_end();

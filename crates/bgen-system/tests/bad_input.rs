@@ -395,3 +395,30 @@ fn an_unknown_residue_is_named_before_its_neighbours() {
         "{msg}"
     );
 }
+
+/// A write that cannot land (a directory where the file goes) is an error naming the path and
+/// leaves no temporary file beside it.
+#[test]
+fn a_failed_atomic_write_leaves_nothing_behind() {
+    let dir = std::env::temp_dir().join(format!("bgen-atomic-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let target = dir.join("out.npy");
+    std::fs::create_dir_all(&target).unwrap();
+    let e = bgen_system::npy::write_atomic(&target, b"bytes").unwrap_err();
+    assert!(e.to_string().contains("out.npy"), "{e}");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("out.npy")], "{left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A byte-order mark before the first record (as Windows editors save) keeps every atom.
+#[test]
+fn a_byte_order_mark_keeps_the_first_atom() {
+    assert_eq!(build(&format!("\u{feff}{ALDP}")), "ok");
+    let with = PdbFile::parse(&format!("\u{feff}{ALDP}"), "bom.pdb").unwrap();
+    let without = PdbFile::parse(ALDP, "plain.pdb").unwrap();
+    assert_eq!(with.atoms.len(), without.atoms.len());
+}

@@ -197,6 +197,25 @@ fn bad_numbers_are_refused_by_name_before_any_work() {
             &["train", "--data", "x", "--checkpoint-secs", "inf"],
             "--checkpoint-secs",
         ),
+        // Finite, but beyond what f32 bins, an XTC precision or a thread pool can take.
+        (&["train", "--data", "x", "--range", "1e300"], "--range"),
+        (&["train", "--data", "x", "--range", "1e-300"], "--range"),
+        (
+            &["train", "--data", "x", "--threads", "100000"],
+            "--threads",
+        ),
+        (
+            &["md", "--system", "aldp", "--threads", "100000"],
+            "--threads",
+        ),
+        (
+            &["sample", "--system", "aldp", "--threads", "100000"],
+            "--threads",
+        ),
+        (
+            &["dataset", "export", "--run", "x", "--precision", "1e300"],
+            "--precision",
+        ),
         (
             &[
                 "eval",

@@ -769,3 +769,76 @@ fn some_shards_of_a_many_peptide_run_lengthen() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!((frames("GG"), frames("AA")), (8, 12));
 }
+
+/// A checkpoint interval of 1e300 s means never (it panicked converting to a Duration), a
+/// length beyond 2^53 steps is refused by name before a directory exists, a split that would
+/// leave a set empty is refused, and the split's own directory given as training data points
+/// at its sets.
+#[test]
+fn extreme_lengths_and_empty_sets_are_refused_or_handled() {
+    let out = tmp("md-forever-checkpoint");
+    let o = bgen()
+        .args([
+            "md",
+            "--system",
+            "aldp",
+            "--replicas",
+            "1",
+            "--threads",
+            "1",
+        ])
+        .args([
+            "--ns",
+            "0.002",
+            "--save-every-ps",
+            "0.1",
+            "--equilibrate-ps",
+            "1",
+            "--checkpoint-secs",
+            "1e300",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let p = common::printed(&o);
+    assert!(o.status.success(), "{}", p.stderr);
+
+    let long = tmp("md-too-long");
+    let o = bgen()
+        .args(["md", "--system", "aldp", "--ns", "1e20", "--out"])
+        .arg(&long)
+        .output()
+        .unwrap();
+    fails(o, "length (ns) is more than 2^53 steps");
+    assert!(!long.exists());
+
+    let split = tmp("split-empty");
+    let o = bgen()
+        .args(["dataset", "split", "--gap", "100000", "--run"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&split)
+        .output()
+        .unwrap();
+    fails(o, "the val set would get no frames");
+    assert!(!split.join("split.json").exists());
+
+    let split = tmp("split-ok");
+    let o = bgen()
+        .args(["dataset", "split", "--run"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&split)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::printed(&o).stderr);
+    let o = bgen()
+        .args(["train", "--data"])
+        .arg(&split)
+        .args(["--out"])
+        .arg(tmp("train-from-split-dir"))
+        .output()
+        .unwrap();
+    fails(o, "the sets of `bgen dataset split`");
+}

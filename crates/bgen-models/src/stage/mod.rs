@@ -73,8 +73,9 @@ pub struct TrainArgs {
     /// ArBG: bins per coordinate (overrides the preset's).
     #[arg(long, value_parser = count::<i64>, allow_hyphen_values = true)]
     pub bins: Option<i64>,
-    /// ArBG: half-width of the binned range in units of the data's std (default 3).
-    #[arg(long, value_parser = positive, allow_hyphen_values = true)]
+    /// ArBG: half-width of the binned range in units of the data's std (default 5 in internal
+    /// coordinates, the preset's 3 in Cartesian ones); data beyond it has zero density.
+    #[arg(long, value_parser = arbg_range, allow_hyphen_values = true)]
     pub range: Option<f64>,
     /// One token per coordinate (3N tokens of dimension 1) instead of one per atom; for the
     /// smallest systems.
@@ -102,7 +103,7 @@ pub struct TrainArgs {
     /// Worker threads on the CPU: each computes the gradients of a slice of every batch on its
     /// own copy of the model, with libtorch single-threaded inside (the steps do not depend on
     /// it beyond round-off). Default: all cores.
-    #[arg(long, default_value_t = bgen_system::options::cores(), hide_default_value = true, value_parser = count::<usize>, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = bgen_system::options::cores(), hide_default_value = true, value_parser = bgen_system::options::threads, allow_hyphen_values = true)]
     pub threads: usize,
     /// Matrix products of a training step: auto (bf16 on a CPU with native bfloat16,
     /// AVX512-BF16: 1.5x faster steps for the dipeptides TarFlow, 1.08x for the small ArBG, the
@@ -221,6 +222,13 @@ impl TrainArgs {
                 check::positive(k, v)?;
             }
         }
+        check::threads("threads", self.threads as i64)?;
+        if let Some(r) = self
+            .range
+            .filter(|r| !(MIN_ARBG_RANGE..=MAX_ARBG_RANGE).contains(r))
+        {
+            bail!("range = {r:?}: must lie in [{MIN_ARBG_RANGE}, {MAX_ARBG_RANGE}] (std units)");
+        }
         check::non_negative("checkpoint_secs", self.checkpoint_secs)?;
         Ok(())
     }
@@ -326,6 +334,22 @@ fn arbg_sized(
 
 /// Half-width (std units) of an ArBG's bins over standardised bonds and angles.
 pub const INTERNAL_ARBG_RANGE: f64 = 5.0;
+
+/// The narrowest and widest `--range` (std units) an ArBG takes: the model bins in f32, where
+/// a half-width of 1e-300 is 0 and 1e300 is inf (bins of NaN).
+pub const MIN_ARBG_RANGE: f64 = 1e-3;
+pub const MAX_ARBG_RANGE: f64 = 1e3;
+
+/// `--range`: a number in [`MIN_ARBG_RANGE`, `MAX_ARBG_RANGE`].
+fn arbg_range(s: &str) -> std::result::Result<f64, String> {
+    let r = positive(s)?;
+    match (MIN_ARBG_RANGE..=MAX_ARBG_RANGE).contains(&r) {
+        true => Ok(r),
+        false => Err(format!(
+            "{s}: must lie in [{MIN_ARBG_RANGE}, {MAX_ARBG_RANGE}] (std units)"
+        )),
+    }
+}
 
 /// (model, training) configuration of an ArBG preset for `atoms` atoms.
 pub fn arbg_preset(name: &str, atoms: i64) -> Result<(ArbgConfig, OptimConfig)> {
@@ -540,6 +564,13 @@ impl RunInfo {
     /// The record in `run`'s run.json.
     pub fn read(run: &Path) -> Result<RunInfo> {
         let path = run.join("run.json");
+        let md = run.join("frames.npy").exists() || run.join("chunks").is_dir();
+        if md && !run.join("latest.json").exists() {
+            bail!(
+                "{}: an MD run or data set, not a training run (give the --out of `bgen train`)",
+                run.display()
+            );
+        }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("{}: not a training run", path.display()))?;
         let info: RunInfo =

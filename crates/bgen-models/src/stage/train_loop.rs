@@ -6,7 +6,7 @@ use crate::train::Trainer;
 use crate::Result;
 use bgen_system::bail;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tch::Tensor;
 
 /// The training loop shared by every model: batches drawn from a fresh permutation of the rows
@@ -93,7 +93,8 @@ pub(super) fn train_loop(
             "loss {loss:.3}/dim{}, {rate:.1} steps/s",
             by_energy_mean.text()
         ));
-        if last_cp.elapsed() >= Duration::from_secs_f64(a.checkpoint_secs) || done == tc.steps {
+        if last_cp.elapsed() >= bgen_system::options::seconds(a.checkpoint_secs) || done == tc.steps
+        {
             let (val, raw) = (val(trainer, true), val(trainer, false));
             trainer.state.history.push((done, loss, Some(val)));
             trainer.save(&a.out)?;

@@ -287,18 +287,10 @@ impl RunConfig {
         if c.train.model == Family::Tarflow && c.methods().contains(&Method::Twisted) {
             bail!("sample.methods: twisted needs an ArBG");
         }
-        let positive = |k: &str, v: f64| match v.is_finite() && v > 0.0 {
-            true => Ok(()),
-            false => Err(anyhow::anyhow!("{k} = {v}: must be a finite number > 0")),
-        };
-        let non_negative = |k: &str, v: f64| match v.is_finite() && v >= 0.0 {
-            true => Ok(()),
-            false => Err(anyhow::anyhow!("{k} = {v}: must be a finite number >= 0")),
-        };
-        let count = |k: &str, v: i64| match v >= 1 {
-            true => Ok(()),
-            false => Err(anyhow::anyhow!("{k} = {v}: must be at least 1")),
-        };
+        use bgen_system::options::check;
+        let positive = |k: &str, v: f64| check::positive(k, v).map_err(anyhow::Error::msg);
+        let non_negative = |k: &str, v: f64| check::non_negative(k, v).map_err(anyhow::Error::msg);
+        let count = |k: &str, v: i64| check::count(k, v).map_err(anyhow::Error::msg);
         if let Some(t) = self.temperature {
             positive("temperature", t)?;
         }
@@ -320,6 +312,11 @@ impl RunConfig {
             }
         }
         let t = &self.train;
+        let preset = match t.model {
+            Family::Tarflow => bgen_models::stage::preset(&t.preset, 1).map(|_| ()),
+            Family::Arbg => bgen_models::stage::arbg_preset(&t.preset, 1).map(|_| ()),
+        };
+        preset.map_err(|e| anyhow::anyhow!("train.preset = \"{}\": {e}", t.preset))?;
         if let Some(v) = t.steps {
             count("train.steps", v)?;
         }
@@ -346,6 +343,15 @@ impl RunConfig {
         }
         count("eval.max_samples", self.eval.max_samples as i64)?;
         count("eval.tica_lag", self.eval.tica_lag as i64)?;
+        // Paths that the last stages read: missing ones would fail after hours of MD and training.
+        for (k, p) in [
+            ("md.data", &m.data),
+            ("eval.reference", &self.eval.reference),
+        ] {
+            if let Some(p) = p.as_ref().filter(|p| !p.exists()) {
+                bail!("{k} = \"{}\": no such file or directory", p.display());
+            }
+        }
         Ok(())
     }
 
