@@ -45,7 +45,8 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-fn rms(g: &[f64]) -> f64 {
+/// The RMS force component of gradient `g` (kJ/mol/nm).
+pub fn rms(g: &[f64]) -> f64 {
     (dot(g, g) / g.len().max(1) as f64).sqrt()
 }
 

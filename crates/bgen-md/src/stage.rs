@@ -954,9 +954,10 @@ pub fn build(a: BuildArgs) -> Result<BuildResult> {
     let model = sys.model();
     let mut ws = model.workspace();
     let mut x = sys.positions.clone();
-    let initial = model.energy(&x, &mut ws).total();
+    let mut g = vec![0.0; x.len()];
+    let initial = model.energy_grad(&x, &mut g, &mut ws).total();
     let (energy, rms) = if a.no_minimize {
-        (initial, f64::NAN)
+        (initial, crate::minimize::rms(&g))
     } else {
         let opts = crate::MinimizeOptions {
             tolerance: a.minimize_tol,

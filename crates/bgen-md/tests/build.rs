@@ -178,3 +178,20 @@ fn bad_sequences_are_clear_errors() {
     assert!(e.contains("nh2") && e.contains("ace-nme"), "{e}");
     assert!(!dir.join("x.pdb").exists());
 }
+
+/// Without minimisation the report still gives the structure's real RMS force (it was NaN), the
+/// energy it starts from, and minimising from there lowers both.
+#[test]
+fn an_unminimised_build_reports_its_force() {
+    let dir = tmp("unminimised");
+    let raw = build(BuildArgs {
+        no_minimize: true,
+        ..args("KW", "none", dir.join("raw.pdb"))
+    })
+    .unwrap();
+    assert!(raw.rms_force.is_finite() && raw.rms_force > 1.0, "{raw:?}");
+    assert_eq!(raw.energy_kj_mol, raw.initial_energy_kj_mol);
+    let min = build(args("KW", "none", dir.join("min.pdb"))).unwrap();
+    assert_eq!(min.initial_energy_kj_mol, raw.initial_energy_kj_mol);
+    assert!(min.energy_kj_mol < raw.energy_kj_mol && min.rms_force < raw.rms_force);
+}
