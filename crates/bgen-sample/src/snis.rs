@@ -19,12 +19,14 @@ pub struct SnisOptions {
     pub truncate: bool,
 }
 
+/// `bgen sample --method snis`'s: nothing dropped, weights truncated (a test holds the two
+/// equal).
 impl Default for SnisOptions {
     fn default() -> Self {
         SnisOptions {
-            drop_top: 0.002,
+            drop_top: 0.0,
             energy_cutoff: None,
-            truncate: false,
+            truncate: true,
         }
     }
 }

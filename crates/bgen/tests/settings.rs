@@ -171,3 +171,14 @@ fn closed_choices_are_refused_in_one_place() {
         .unwrap();
     assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue, "{err}");
 }
+
+/// The library's SNIS defaults are `bgen sample`'s: a library user gets the command line's
+/// numbers (they once dropped the top 0.2% of weights where the CLI truncated them instead).
+#[test]
+fn the_library_snis_defaults_equal_the_command_lines() {
+    let a = bgen::sample::SampleArgs::new("r".into(), "o".into());
+    let d = bgen::sample::SnisOptions::default();
+    assert_eq!(d.drop_top, a.drop_top);
+    assert_eq!(d.energy_cutoff, a.energy_cutoff);
+    assert_eq!(d.truncate, !a.no_truncate);
+}
