@@ -823,4 +823,64 @@ mod tests {
         let one = md("[md]\nladder_rungs = 1").unwrap_err().to_string();
         assert!(one.contains("md.ladder_rungs = 1"), "{one}");
     }
+
+    /// Every `bgen sample` setting is either set by `bgen run` (from `[sample]`, `[train]` or
+    /// the run itself) or left at the stage's default on purpose: a setting added to
+    /// `SampleArgs` fails here until it is put in one of the two lists.
+    #[test]
+    fn every_sample_setting_is_set_by_bgen_run_or_left_on_purpose() {
+        const SET: &[&str] = &[
+            "run",
+            "out",
+            "method",
+            "n",
+            "com",
+            "seed",
+            "tau",
+            "device",
+            "threads",
+            "steps",
+            "moves",
+            "independence",
+            "step_size",
+            "cess",
+            "final_rounds",
+            "ula",
+        ];
+        const LEFT: &[&str] = &[
+            // The molecule comes with the trained model.
+            "system",
+            "pdb",
+            "sequence",
+            "caps",
+            // Method details that `bgen run` keeps at the stage's defaults.
+            "blocks",
+            "drop_top",
+            "no_truncate",
+            "energy_cutoff",
+            "mala",
+            "leapfrog",
+            "precision",
+            "draws",
+            "keep_weights",
+            "ess_threshold",
+            "no_ema",
+            "batch",
+        ];
+        let args = SampleArgs::new(PathBuf::from("r"), PathBuf::from("o"));
+        let value = serde_json::to_value(&args).unwrap();
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        let mut listed: Vec<&str> = SET.iter().chain(LEFT).copied().collect();
+        keys.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(
+            keys, listed,
+            "put each new setting in SET (and map it) or in LEFT"
+        );
+    }
 }
