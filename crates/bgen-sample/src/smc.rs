@@ -64,6 +64,9 @@ pub struct SmcOptions {
     pub keep: Option<usize>,
 }
 
+/// A plain SMC for the library: 100 equal levels of one MALA move each, the step adapted from
+/// 1e-4; `bgen sample`'s choices (an adaptive schedule, more moves, independence and final
+/// rounds, a step by coordinates) are made in [`crate::stage`] from its settings.
 impl Default for SmcOptions {
     fn default() -> Self {
         SmcOptions {
