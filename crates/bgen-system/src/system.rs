@@ -11,6 +11,9 @@ use crate::units::kt;
 use rayon::prelude::*;
 use std::path::Path;
 
+/// A bond longer than this (nm; a covalent bond is 0.1-0.2) is named in a clash report.
+const STRETCHED_BOND_NM: f64 = 0.5;
+
 /// A molecule under a force-field setup at a temperature.
 #[derive(Clone, Debug)]
 pub struct System {
@@ -166,10 +169,21 @@ impl System {
                 self.topology.residue_label(at.residue)
             )
         };
+        // An atom flung far away shows as a stretched bond, not as a close pair.
+        let longest = (self.topology.bonds.iter())
+            .map(|&(a, b)| (a, b, crate::energy::bonded::distance(xi, a, b)))
+            .filter(|&(_, _, l)| l > STRETCHED_BOND_NM || l.is_nan())
+            .max_by(|p, q| p.2.total_cmp(&q.2));
+        let stretched = match longest {
+            Some((a, b, l)) => {
+                format!("; its longest bond, {}-{}, is {l:.3e} nm", name(a), name(b))
+            }
+            None => String::new(),
+        };
         Error::Coordinates {
             file: source.into(),
             msg: format!(
-                "conformation {c}: {what}; its closest atoms are {} and {} at {r:.3e} nm",
+                "conformation {c}: {what}; its closest atoms are {} and {} at {r:.3e} nm{stretched}",
                 name(i),
                 name(j)
             ),

@@ -289,6 +289,27 @@ fn coinciding_atoms_are_an_error_not_a_nan() {
     assert!(g.iter().all(|&v| v == 0.0));
 }
 
+/// An atom flung 1e200 nm away is named through its stretched bond (the closest pair alone
+/// pointed at an ordinary N-H bond).
+#[test]
+fn a_far_away_atom_is_named_by_its_bond() {
+    let sys = bgen_system::System::named("aldp", None, None).unwrap();
+    let mut x = sys.positions.clone();
+    x[3 * 3] += 1e200;
+    let p = tmp("far.npy");
+    write_npy(&p, &[1, 22, 3], &x, false).unwrap();
+    let (ok, _, err) = bgen(&[
+        "energy",
+        "--system",
+        "aldp",
+        "--positions",
+        p.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("longest bond"), "{err}");
+    let bond = err.split("longest bond, ").nth(1).unwrap_or("");
+    assert!(bond.starts_with("3 (") || bond.contains("-3 ("), "{err}");
+}
+
 #[test]
 fn an_smc_schedule_target_outside_its_range_is_a_clear_error() {
     let out = tmp("bad-cess");
