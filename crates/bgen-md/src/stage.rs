@@ -443,11 +443,7 @@ impl MdArgs {
                  shards are skipped, stopped ones continue from their checkpoints); drop --resume"
             );
         }
-        for (k, v) in [
-            ("replicas", self.replicas),
-            ("threads", self.threads),
-            ("jobs", self.jobs),
-        ] {
+        for (k, v) in [("replicas", self.replicas), ("jobs", self.jobs)] {
             if let Some(v) = v {
                 check::count(k, v as i64)?;
             }

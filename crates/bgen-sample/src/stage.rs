@@ -284,7 +284,6 @@ impl SampleArgs {
             ("n", self.n),
             ("steps", Some(self.steps)),
             ("moves", Some(self.moves)),
-            ("threads", Some(self.threads)),
             ("batch", Some(self.batch)),
         ] {
             if let Some(v) = v {

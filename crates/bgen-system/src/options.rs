@@ -197,7 +197,6 @@ pub fn finite(s: &str) -> Result<f64, String> {
     }
 }
 
-/// A whole number >= 1.
 /// The most worker threads a stage takes: far more than cores only slows a run down (10,000
 /// threads took a 1 ps MD run past a minute), and a typo of a few zeros should not do that.
 pub const MAX_THREADS: usize = 1024;
@@ -211,6 +210,7 @@ pub fn threads(s: &str) -> Result<usize, String> {
     }
 }
 
+/// A whole number >= 1.
 pub fn count<T: FromStr + PartialOrd + From<u8>>(s: &str) -> Result<T, String> {
     let v: T = s
         .trim()

@@ -211,24 +211,18 @@ impl TrainArgs {
             ("bins", self.bins),
             ("steps", self.steps),
             ("batch_size", self.batch_size),
-            ("threads", Some(self.threads as i64)),
         ] {
             if let Some(v) = v {
                 check::count(k, v)?;
             }
         }
-        for (k, v) in [("range", self.range), ("lr", self.lr)] {
-            if let Some(v) = v {
-                check::positive(k, v)?;
-            }
+        if let Some(v) = self.lr {
+            check::positive("lr", v)?;
+        }
+        if let Some(r) = self.range {
+            arbg_range(&format!("{r:?}")).map_err(|e| format!("range = {e}"))?;
         }
         check::threads("threads", self.threads as i64)?;
-        if let Some(r) = self
-            .range
-            .filter(|r| !(MIN_ARBG_RANGE..=MAX_ARBG_RANGE).contains(r))
-        {
-            bail!("range = {r:?}: must lie in [{MIN_ARBG_RANGE}, {MAX_ARBG_RANGE}] (std units)");
-        }
         check::non_negative("checkpoint_secs", self.checkpoint_secs)?;
         Ok(())
     }
